@@ -1,0 +1,222 @@
+/*-------------------------------------------------------------------------
+ *
+ * relinfo.c
+ *	  Per-relation output metadata for the plugin, built once per relation
+ *	  and decoding session and invalidated by relcache callbacks.
+ *
+ * For each relation whose changes arrive, the cache keeps what writing a
+ * row needs: the escaped schema and table names, each reported column's
+ * escaped name, type name, value kind and output function, which columns
+ * form the replica identity, and whether the "tables" filter lets the
+ * relation through.  With publish-via-root, a partition's entry describes
+ * its top-most partitioned ancestor, and maps each of the root's columns to
+ * the partition's attribute number, so no tuple conversion is needed.
+ *
+ * No catalog lookup happens per row.  The hash lives in the decoding
+ * context's memory and is dropped with it; the relcache callback, which
+ * cannot be unregistered, is registered once per backend and does nothing
+ * while no session is active.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/attmap.h"
+#include "access/sysattr.h"
+#include "catalog/partition.h"
+#include "nodes/bitmapset.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "pg_kappa.h"
+
+static HTAB *relinfo_hash = NULL;
+static MemoryContext relinfo_parent = NULL;
+static List *relinfo_patterns = NIL;
+static bool relinfo_via_root = false;
+static bool relinfo_callback_registered = false;
+
+static void
+relinfo_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	KappaRelInfo *entry;
+
+	if (relinfo_hash == NULL)
+		return;
+
+	/*
+	 * A partition's entry also depends on its root's name and columns, so
+	 * an invalidation of any relation is checked against both.
+	 */
+	hash_seq_init(&status, relinfo_hash);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (relid == InvalidOid || entry->relid == relid ||
+			entry->report_relid == relid)
+			entry->valid = false;
+	}
+}
+
+/*
+ * Start a decoding session's cache.  The hash and every entry live below
+ * parent; patterns (from the "tables" option) must live as long.
+ */
+void
+kappa_relinfo_init(MemoryContext parent, List *table_patterns, bool via_root)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(KappaRelInfo);
+	ctl.hcxt = parent;
+	relinfo_hash = hash_create("pg_kappa relation cache", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	relinfo_parent = parent;
+	relinfo_patterns = table_patterns;
+	relinfo_via_root = via_root;
+
+	if (!relinfo_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(relinfo_invalidate, (Datum) 0);
+		relinfo_callback_registered = true;
+	}
+}
+
+/* End the session: the memory goes with the decoding context. */
+void
+kappa_relinfo_reset(void)
+{
+	relinfo_hash = NULL;
+	relinfo_parent = NULL;
+	relinfo_patterns = NIL;
+}
+
+static char *
+quoted(const char *str)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	kappa_json_cstring(&buf, str);
+	return buf.data;
+}
+
+static void
+relinfo_build(KappaRelInfo *entry, Relation rel)
+{
+	Relation	report = rel;
+	TupleDesc	srcdesc = RelationGetDescr(rel);
+	TupleDesc	desc;
+	AttrMap    *map = NULL;
+	Bitmapset  *idattrs;
+	char	   *nspname;
+	MemoryContext oldcxt;
+	StringInfoData buf;
+
+	if (entry->mcxt == NULL)
+		entry->mcxt = AllocSetContextCreate(relinfo_parent,
+											"pg_kappa relation",
+											ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(entry->mcxt);
+	oldcxt = MemoryContextSwitchTo(entry->mcxt);
+
+	if (relinfo_via_root && rel->rd_rel->relispartition)
+	{
+		List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+
+		report = RelationIdGetRelation(llast_oid(ancestors));
+		if (!RelationIsValid(report))
+			elog(ERROR, "could not open relation with OID %u",
+				 llast_oid(ancestors));
+		map = build_attrmap_by_name(srcdesc, RelationGetDescr(report));
+	}
+	desc = RelationGetDescr(report);
+
+	entry->report_relid = RelationGetRelid(report);
+	entry->srcnatts = srcdesc->natts;
+	entry->identity_full =
+		(rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL);
+	idattrs = RelationGetIdentityKeyBitmap(rel);
+
+	nspname = get_namespace_name(RelationGetNamespace(report));
+	entry->included = kappa_table_matches(relinfo_patterns, nspname,
+										  RelationGetRelationName(report));
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "\"schema\":");
+	kappa_json_cstring(&buf, nspname);
+	appendStringInfoString(&buf, ",\"table\":");
+	kappa_json_cstring(&buf, RelationGetRelationName(report));
+	entry->qualname = buf.data;
+
+	entry->columns = palloc0(sizeof(KappaColumn) * desc->natts);
+	entry->ncolumns = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		KappaColumn *col;
+		Oid			basetype;
+		AttrNumber	srcattnum;
+
+		if (att->attisdropped)
+			continue;
+		srcattnum = map ? map->attnums[i] : att->attnum;
+		if (srcattnum <= 0)
+			continue;			/* cannot happen for a partition */
+
+		col = &entry->columns[entry->ncolumns++];
+		initStringInfo(&buf);
+		kappa_json_cstring(&buf, NameStr(att->attname));
+		appendStringInfoChar(&buf, ':');
+		col->key = buf.data;
+		col->keylen = buf.len;
+		col->typename = quoted(format_type_with_typemod(att->atttypid,
+														att->atttypmod));
+		col->srcattnum = srcattnum;
+		col->in_identity = entry->identity_full ||
+			bms_is_member(srcattnum - FirstLowInvalidHeapAttributeNumber,
+						  idattrs);
+		col->is_varlena = (att->attlen == -1);
+		basetype = getBaseType(att->atttypid);
+		col->kind = kappa_value_kind(basetype);
+		if (col->kind == KVK_FLOAT || col->kind == KVK_NUMERIC ||
+			col->kind == KVK_JSON || col->kind == KVK_OTHER)
+		{
+			Oid			outfunc;
+			bool		isvarlena;
+
+			getTypeOutputInfo(basetype, &outfunc, &isvarlena);
+			fmgr_info_cxt(outfunc, &col->outfunc, entry->mcxt);
+		}
+	}
+
+	if (report != rel)
+		RelationClose(report);
+	MemoryContextSwitchTo(oldcxt);
+	entry->valid = true;
+}
+
+KappaRelInfo *
+kappa_relinfo_get(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	KappaRelInfo *entry;
+	bool		found;
+
+	Assert(relinfo_hash != NULL);
+	entry = hash_search(relinfo_hash, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->mcxt = NULL;
+		entry->valid = false;
+		entry->report_relid = InvalidOid;
+	}
+	if (!entry->valid)
+		relinfo_build(entry, rel);
+	return entry;
+}

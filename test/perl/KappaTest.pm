@@ -1,0 +1,77 @@
+# KappaTest.pm
+#
+# Shared setup for pg_kappa's TAP tests: a PostgreSQL::Test::Cluster node
+# configured for logical decoding with pg_kappa preloaded, and a helper that
+# validates that every line of decoded output is one JSON object.
+#
+# It deliberately knows nothing about any single test's schema.
+
+package KappaTest;
+
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Exporter 'import';
+
+our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines);
+
+# Lines every pg_kappa test cluster needs.  output_plugin_libraries exists
+# from 15.19 on; older minors refuse to start when it is present, so it is
+# added only when the server binary knows it.
+sub kappa_plugin_conf
+{
+	my $conf = "wal_level = logical\n"
+	  . "shared_preload_libraries = 'pg_kappa'\n"
+	  . "max_replication_slots = 20\n"
+	  . "max_wal_senders = 20\n"
+	  . "max_worker_processes = 32\n"
+	  . "logical_decoding_work_mem = 64kB\n";
+	my $desc = `postgres --describe-config 2>/dev/null`;
+	if ($desc =~ /^output_plugin_libraries\t/m)
+	{
+		$conf .= "output_plugin_libraries = 'pgoutput, test_decoding, wal2json, pg_kappa'\n";
+	}
+	return $conf;
+}
+
+# Create, configure and start a node; extra lines go to postgresql.conf.
+sub kappa_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf('postgresql.conf', kappa_plugin_conf());
+	$node->append_conf('postgresql.conf', $opts{extra_conf})
+	  if defined $opts{extra_conf};
+	$node->start unless $opts{no_start};
+	return $node;
+}
+
+# Parse decoded output: returns the list of lines, failing the test for any
+# line that is not a single JSON object.  JSON::PP ships with perl.
+sub decode_lines
+{
+	my ($text, $what) = @_;
+	require JSON::PP;
+	my $json = JSON::PP->new;
+	my @objs;
+	my $bad = 0;
+	foreach my $line (split /\n/, $text)
+	{
+		next if $line eq '';
+		my $obj = eval { $json->decode($line) };
+		if (!defined $obj || ref($obj) ne 'HASH')
+		{
+			diag("not a JSON object: $line");
+			$bad++;
+			next;
+		}
+		push @objs, $obj;
+	}
+	is($bad, 0, ($what // 'output') . ': every line is a JSON object');
+	return @objs;
+}
+
+1;
