@@ -119,6 +119,13 @@ extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
+	/* inside an apply worker, changes go to the batch, not to JSON */
+	if (kappa_in_apply_worker)
+	{
+		kappa_sink_init_callbacks(cb);
+		return;
+	}
+
 	cb->startup_cb = kappa_startup;
 	cb->shutdown_cb = kappa_shutdown;
 	cb->filter_by_origin_cb = kappa_filter_origin;

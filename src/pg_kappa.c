@@ -1,23 +1,82 @@
 /*-------------------------------------------------------------------------
  *
  * pg_kappa.c
- *	  Module entry point: the extension's magic block and _PG_init.
+ *	  Module entry point: the magic block, _PG_init and the settings.
  *
- * The output plugin's entry point (_PG_output_plugin_init) lives in
- * output_plugin.c; this file only loads the parts that need to exist when
- * the library is loaded into a backend.
+ * _PG_init defines the pg_kappa.* settings and, when the library is in
+ * shared_preload_libraries, requests shared memory and registers the
+ * launcher.  The output plugin's entry point (_PG_output_plugin_init)
+ * lives in output_plugin.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "pg_kappa.h"
 
 PG_MODULE_MAGIC;
+
+bool		kappa_enabled = true;
+int			kappa_batch_max_changes = 10000;
+int			kappa_batch_max_ms = 200;
+int			kappa_naptime = 10;
+char	   *kappa_test_crash_point = NULL;
 
 void		_PG_init(void);
 
 void
 _PG_init(void)
 {
+	DefineCustomBoolVariable("pg_kappa.enabled",
+							 "Runs the apply workers that maintain derived views.",
+							 "When off, the launcher stops the workers; changes are kept in the slots' WAL until it is turned on again.",
+							 &kappa_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.batch_max_changes",
+							"Ends a batch once it holds this many changes.",
+							"Source transactions are never split: a batch always ends at a transaction boundary.",
+							&kappa_batch_max_changes,
+							10000, 1, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.batch_max_ms",
+							"Ends a batch once it has been collecting for this long.",
+							NULL,
+							&kappa_batch_max_ms,
+							200, 1, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.naptime",
+							"Time an idle apply worker sleeps before looking for new WAL.",
+							NULL,
+							&kappa_naptime,
+							10, 1, 60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_kappa.test_crash_point",
+							   "For tests only: the apply worker kills itself at this point.",
+							   "One of before_commit, after_commit; empty for none.",
+							   &kappa_test_crash_point,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_kappa");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	kappa_shmem_init();
+	kappa_register_launcher();
 }

@@ -19,6 +19,11 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "port/pg_crc32c.h"
+#include "nodes/parsenodes.h"
+#include "replication/origin.h"
+#include "replication/output_plugin.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "utils/relcache.h"
 
 /* ----------
@@ -95,5 +100,135 @@ extern KappaRelInfo *kappa_relinfo_get(Relation rel);
 extern List *kappa_parse_table_patterns(const char *value);
 extern bool kappa_table_matches(List *patterns, const char *nspname,
 								const char *relname);
+
+/* ----------
+ * pg_kappa.c: settings
+ * ----------
+ */
+extern bool kappa_enabled;
+extern int	kappa_batch_max_changes;
+extern int	kappa_batch_max_ms;
+extern int	kappa_naptime;
+extern char *kappa_test_crash_point;
+
+/* ----------
+ * shmem.c: state shared by the launcher, the apply workers and backends
+ * ----------
+ */
+#define KAPPA_MAX_WORKERS 32
+
+typedef struct KappaWorkerSlot
+{
+	Oid			dboid;			/* InvalidOid: slot free */
+	bool		wanted;			/* the launcher keeps a worker running */
+	uint32		generation;		/* bumped whenever a worker is started */
+	pid_t		pid;			/* 0: no worker attached */
+	Latch	   *latch;
+	int			restarts;		/* consecutive failed starts */
+	TimestampTz next_start;		/* not before (backoff) */
+	XLogRecPtr	processed_lsn;	/* all WAL before this is applied */
+	TimestampTz last_batch_at;
+	char		state[16];
+	char		last_error[256];
+} KappaWorkerSlot;
+
+typedef struct KappaShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	KappaWorkerSlot workers[KAPPA_MAX_WORKERS];
+} KappaShared;
+
+extern KappaShared *KappaShmem;
+
+extern void kappa_shmem_init(void);
+extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
+extern void kappa_request_worker(Oid dboid);
+extern void kappa_wake_worker(Oid dboid);
+extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
+
+/* ----------
+ * launcher.c and apply_worker.c: background workers
+ * ----------
+ */
+extern void kappa_register_launcher(void);
+extern PGDLLEXPORT void kappa_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void kappa_apply_main(Datum main_arg);
+extern bool kappa_in_apply_worker;
+extern char *kappa_slot_name(Oid dboid);
+
+/* ----------
+ * change_sink.c: the apply worker's in-process decoding callbacks
+ * ----------
+ */
+typedef struct KappaSourceBuffer
+{
+	Oid			relid;			/* hash key */
+	TupleDesc	desc;			/* source columns + seq, new, lsn */
+	int			srcnatts;
+	struct Tuplestorestate *rows;
+	int64		nrows;
+	XLogRecPtr	truncate_lsn;	/* latest TRUNCATE in the batch, or 0 */
+	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
+} KappaSourceBuffer;
+
+typedef struct KappaBatch
+{
+	int64		ntxns;
+	int64		nchanges;
+	int64		next_seq;
+	XLogRecPtr	first_commit_lsn;
+	XLogRecPtr	last_commit_lsn;
+	XLogRecPtr	last_end_lsn;
+	TimestampTz last_commit_time;
+	bool		full;			/* stop decoding after this transaction */
+	TimestampTz deadline;
+	struct HTAB *sources;		/* relid -> KappaSourceBuffer */
+	MemoryContext mcxt;
+} KappaBatch;
+
+extern KappaBatch *kappa_batch;
+extern void kappa_sink_init_callbacks(OutputPluginCallbacks *cb);
+extern void kappa_batch_reset(void);
+extern void kappa_sink_sources_changed(void);
+extern void kappa_sink_set_sources(List *relids);
+extern RepOriginId kappa_worker_origin;
+
+/* ----------
+ * view_compiler.c: analysis and validation of a view's query
+ * ----------
+ */
+typedef struct KappaViewDef
+{
+	Query	   *query;			/* analyzed */
+	const char *kind;			/* project, aggregate, join, join_aggregate */
+	List	   *sources;		/* OIDs of distinct source tables */
+	List	   *source_keys;	/* per source: List of key attnums (int) */
+	int		   *rte_source;		/* per range table index: source index or
+								 * -1 */
+	int			nrtes;
+	List	   *key_columns;	/* output column names forming the key */
+	List	   *index_columns;	/* per source: List of attnums worth an index */
+} KappaViewDef;
+
+extern KappaViewDef *kappa_compile_view(const char *sql);
+extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
+
+/* ----------
+ * delta_engine.c: maintenance of one view from a batch
+ * ----------
+ */
+extern void kappa_engine_reset(void);
+extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
+							  XLogRecPtr *new_applied, int64 *ntxns);
+
+/* ----------
+ * view_ddl.c: shared helpers for the SQL functions
+ * ----------
+ */
+extern bool kappa_guard_bypass;
+extern Oid	kappa_views_relid(void);
+extern Oid	kappa_extension_owner(void);
 
 #endif							/* PG_KAPPA_H */

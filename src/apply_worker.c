@@ -1,0 +1,492 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply_worker.c
+ *	  The apply worker: one per database, it owns the database's logical
+ *	  slot, decodes in-process, applies each batch of committed source
+ *	  transactions to every view in one local transaction, and only then
+ *	  confirms the slot.
+ *
+ * Exactly once: a view's applied LSN is written in the same transaction as
+ * its deltas, and a transaction is applied to a view only when its commit
+ * LSN is past the view's applied LSN.  The slot is confirmed after the
+ * local commit, so a crash before it makes the slot hand the same
+ * transactions over again, and the applied LSNs skip them.  The worker's
+ * writes carry its replication origin, which the decoding callbacks filter
+ * out, so they are never decoded back.
+ *
+ * Decoding is done as pg_logical_slot_get_changes does it (a decoding
+ * context over read_local_xlog_page, LogicalDecodingProcessRecord per
+ * record), but the context lives as long as the worker and reads only up
+ * to the flushed end of WAL, so batches follow each other without
+ * re-reading WAL.  The callbacks are in change_sink.c, the per-view work in
+ * delta_engine.c.
+ *
+ * A view that fails is marked broken in the same transaction (its work is
+ * rolled back in a subtransaction) and the others go on.  Anything else
+ * that fails ends the worker; the launcher starts it again with backoff.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_kappa.h"
+
+bool		kappa_in_apply_worker = false;
+
+static KappaWorkerSlot *MySlot = NULL;
+static Oid	views_relid = InvalidOid;
+static volatile bool views_changed = true;
+static List *paused_ids = NIL;
+static XLogRecPtr paused_floor = InvalidXLogRecPtr;
+
+static void
+set_state(const char *state, const char *error)
+{
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	strlcpy(MySlot->state, state, sizeof(MySlot->state));
+	if (error)
+		strlcpy(MySlot->last_error, error, sizeof(MySlot->last_error));
+	LWLockRelease(KappaShmem->lock);
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->pid = 0;
+	MySlot->latch = NULL;
+	LWLockRelease(KappaShmem->lock);
+}
+
+static void
+views_invalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == views_relid)
+	{
+		views_changed = true;
+		kappa_sink_sources_changed();
+	}
+}
+
+static void
+crash_point(const char *point)
+{
+	if (kappa_test_crash_point && strcmp(kappa_test_crash_point, point) == 0)
+	{
+		elog(LOG, "pg_kappa apply worker: test crash point \"%s\" reached", point);
+		kill(MyProcPid, SIGKILL);
+		pg_usleep(10000000);
+	}
+}
+
+/*
+ * Nothing left to maintain: drop the slot and the origin so that no WAL is
+ * kept for nobody, withdraw the request for a worker, and exit.  Called in
+ * a transaction holding ShareLock on kappa.views, so no view is being
+ * created meanwhile.
+ */
+static void
+retire(LogicalDecodingContext *ctx, RepOriginId origin)
+{
+	char	   *name = kappa_slot_name(MyDatabaseId);
+
+	if (ctx)
+		FreeDecodingContext(ctx);
+	if (MyReplicationSlot)
+		ReplicationSlotRelease();
+	if (SearchNamedReplicationSlot(name, true))
+		ReplicationSlotDrop(name, true);
+	if (origin != InvalidRepOriginId)
+	{
+		replorigin_session_reset();
+		replorigin_session_origin = InvalidRepOriginId;
+	}
+	if (replorigin_by_name(name, true) != InvalidRepOriginId)
+		replorigin_drop_by_name(name, true, false);
+	CommitTransactionCommand();
+
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->wanted = false;
+	MySlot->processed_lsn = InvalidXLogRecPtr;
+	LWLockRelease(KappaShmem->lock);
+	ereport(LOG,
+			(errmsg("pg_kappa apply worker for database %u exiting: no derived views",
+					MyDatabaseId)));
+	proc_exit(0);
+}
+
+/*
+ * Reload what the worker needs to know about the views: which tables to
+ * keep changes of, and which views are paused.  Exits when nothing is left
+ * to do, and restarts (exit, launcher starts again) when a paused view was
+ * resumed, since its changes must be decoded again from its applied LSN.
+ */
+static void
+reload_views(LogicalDecodingContext *ctx, RepOriginId origin)
+{
+	List	   *sources = NIL;
+	List	   *now_paused = NIL;
+	bool		resumed = false;
+	uint64		nviews;
+
+	views_changed = false;
+	StartTransactionCommand();
+	views_relid = kappa_views_relid();
+	if (!OidIsValid(views_relid))
+		retire(ctx, origin);	/* extension dropped */
+
+	kappa_engine_reset();
+	paused_floor = InvalidXLogRecPtr;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources) FROM kappa.views"
+					" WHERE state IN ('running', 'paused')", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	nviews = SPI_processed;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *state = SPI_getvalue(tup, desc, 2);
+		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(tup, desc, 3, &isnull));
+		Oid			src = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		sources = list_append_unique_oid(sources, src);
+		if (strcmp(state, "paused") == 0)
+		{
+			now_paused = list_append_unique_int(now_paused, id);
+			if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
+				paused_floor = applied;
+		}
+		else if (list_member_int(paused_ids, id))
+			resumed = true;
+		MemoryContextSwitchTo(oldcxt);
+	}
+
+	if (nviews == 0)
+	{
+		/* make sure, under a lock that create_view conflicts with */
+		LockRelationOid(views_relid, ShareLock);
+		if (SPI_execute("SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused')",
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read kappa.views");
+		if (SPI_processed == 0)
+		{
+			SPI_finish();
+			PopActiveSnapshot();
+			retire(ctx, origin);
+		}
+		views_changed = true;	/* look again next time round */
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	kappa_sink_set_sources(sources);
+	list_free(paused_ids);
+	paused_ids = now_paused;
+
+	if (resumed)
+	{
+		LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+		MySlot->restarts = 0;
+		MySlot->next_start = 0;
+		LWLockRelease(KappaShmem->lock);
+		ereport(LOG,
+				(errmsg("pg_kappa apply worker for database %u restarting to catch up a resumed view",
+						MyDatabaseId)));
+		proc_exit(0);
+	}
+}
+
+static void
+mark_broken(int id, const char *message)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE kappa.views SET state = 'broken', last_error = %s WHERE id = %d",
+					 quote_literal_cstr(message), id);
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+}
+
+/* Apply the decoded batch to every running view, in one transaction. */
+static void
+apply_batch(void)
+{
+	KappaBatch *b = kappa_batch;
+	SPITupleTable *views;
+	uint64		nviews;
+	MemoryContext batchcxt = CurrentMemoryContext;
+
+	/* catalog entries read under historic snapshots must not be reused */
+	InvalidateSystemCaches();
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT id, applied_lsn FROM kappa.views"
+							 " WHERE state = 'running' AND applied_lsn < '%X/%X' ORDER BY id",
+							 LSN_FORMAT_ARGS(b->last_commit_lsn)),
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	views = SPI_tuptable;
+	nviews = SPI_processed;
+
+	for (uint64 i = 0; i < nviews; i++)
+	{
+		bool		isnull;
+		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
+		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			XLogRecPtr	new_applied;
+			int64		ntxns = 0;
+			int64		rows;
+
+			rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+			if (rows >= 0)
+			{
+				char	   *sql;
+
+				sql = psprintf("UPDATE kappa.views SET applied_lsn = '%X/%X',"
+							   " last_commit_time = %s, txns_applied = txns_applied + " INT64_FORMAT ","
+							   " rows_applied = rows_applied + " INT64_FORMAT " WHERE id = %d",
+							   LSN_FORMAT_ARGS(new_applied),
+							   quote_literal_cstr(timestamptz_to_str(b->last_commit_time)),
+							   ntxns, rows, id);
+				if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "could not update kappa.views");
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+
+			kappa_engine_reset();
+			mark_broken(id, edata->message);
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("derived view %d is broken: %s", id, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+
+	replorigin_session_origin_lsn = b->last_end_lsn;
+	replorigin_session_origin_timestamp = b->last_commit_time;
+	SPI_finish();
+	PopActiveSnapshot();
+
+	crash_point("before_commit");
+	CommitTransactionCommand();
+	crash_point("after_commit");
+
+	MemoryContextSwitchTo(batchcxt);
+	InvalidateSystemCaches();
+}
+
+void
+kappa_apply_main(Datum main_arg)
+{
+	int			slotno = DatumGetInt32(main_arg);
+	uint32		generation;
+	Oid			dboid;
+	char	   *slot_name;
+	RepOriginId origin;
+	LogicalDecodingContext *ctx;
+	MemoryContext loopcxt;
+
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	/* attach to our slot, unless the launcher has moved on */
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot = &KappaShmem->workers[slotno];
+	if (MySlot->generation != generation || MySlot->pid != 0 ||
+		MySlot->dboid == InvalidOid)
+	{
+		LWLockRelease(KappaShmem->lock);
+		proc_exit(0);
+	}
+	MySlot->pid = MyProcPid;
+	MySlot->latch = MyLatch;
+	strlcpy(MySlot->state, "starting", sizeof(MySlot->state));
+	dboid = MySlot->dboid;
+	LWLockRelease(KappaShmem->lock);
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	kappa_in_apply_worker = true;
+	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
+	pgstat_report_appname("pg_kappa apply worker");
+
+	CacheRegisterRelcacheCallback(views_invalidated, (Datum) 0);
+	reload_views(NULL, InvalidRepOriginId);
+
+	/* the slot is created by kappa.create_view */
+	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
+	{
+		StartTransactionCommand();
+		retire(NULL, InvalidRepOriginId);
+	}
+
+	/* our writes carry this origin, and are not decoded back */
+	StartTransactionCommand();
+	origin = replorigin_by_name(slot_name, true);
+	if (origin == InvalidRepOriginId)
+		origin = replorigin_create(slot_name);
+	CommitTransactionCommand();
+	replorigin_session_setup(origin);
+	replorigin_session_origin = origin;
+	kappa_worker_origin = origin;
+
+	ReplicationSlotAcquire(slot_name, true);
+	StartTransactionCommand();
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									NULL, NULL, NULL);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	CommitTransactionCommand();
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->processed_lsn = MyReplicationSlot->data.confirmed_flush;
+	strlcpy(MySlot->state, "running", sizeof(MySlot->state));
+	MySlot->last_error[0] = '\0';
+	LWLockRelease(KappaShmem->lock);
+	ereport(LOG,
+			(errmsg("pg_kappa apply worker for database %u started at %X/%X",
+					dboid, LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
+
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa apply loop",
+									ALLOCSET_DEFAULT_SIZES);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			XLogRecPtr	end_of_wal;
+			XLogRecPtr	confirm;
+			bool		caught_up;
+
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+			if (views_changed)
+				reload_views(ctx, origin);
+
+			MemoryContextReset(loopcxt);
+			MemoryContextSwitchTo(loopcxt);
+			kappa_batch_reset();
+
+			/* decode whole transactions until the batch is full or WAL ends */
+			end_of_wal = GetFlushRecPtr(NULL);
+			while (ctx->reader->EndRecPtr < end_of_wal && !kappa_batch->full)
+			{
+				XLogRecord *record;
+				char	   *errm = NULL;
+
+				record = XLogReadRecord(ctx->reader, &errm);
+				if (errm)
+					elog(ERROR, "could not read WAL: %s", errm);
+				if (record != NULL)
+					LogicalDecodingProcessRecord(ctx, ctx->reader);
+				CHECK_FOR_INTERRUPTS();
+			}
+			caught_up = !kappa_batch->full;
+
+			if (kappa_batch->ntxns > 0)
+				apply_batch();
+
+			/* everything read is applied: let the slot and waiters know */
+			confirm = ctx->reader->EndRecPtr;
+			if (paused_floor != InvalidXLogRecPtr && paused_floor < confirm)
+				confirm = paused_floor;
+			if (confirm > MyReplicationSlot->data.confirmed_flush)
+				LogicalConfirmReceivedLocation(confirm);
+			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+			MySlot->processed_lsn = ctx->reader->EndRecPtr;
+			if (kappa_batch->ntxns > 0)
+			{
+				MySlot->last_batch_at = GetCurrentTimestamp();
+				MySlot->restarts = 0;
+			}
+			LWLockRelease(KappaShmem->lock);
+
+			if (caught_up)
+			{
+				(void) WaitLatch(MyLatch,
+								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 kappa_naptime, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		set_state("failed", edata->message);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}

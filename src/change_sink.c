@@ -1,0 +1,351 @@
+/*-------------------------------------------------------------------------
+ *
+ * change_sink.c
+ *	  The apply worker's in-process decoding callbacks: decoded changes go
+ *	  straight into the current batch, without being serialised.
+ *
+ * When the library runs inside an apply worker, _PG_output_plugin_init
+ * installs these callbacks instead of the JSON ones.  For every source
+ * table the batch keeps a tuplestore of row images (work_mem in memory,
+ * then spilled to a temporary file), each tagged with a sequence number,
+ * whether it is the new image, and the commit LSN of its transaction.  A
+ * batch always ends on a transaction boundary: the commit callback marks it
+ * full once it holds pg_kappa.batch_max_changes changes or has been
+ * collecting for pg_kappa.batch_max_ms.
+ *
+ * Only tables that are sources of some view are kept.  The set is loaded by
+ * the worker before a batch; when kappa.views changes (a relcache
+ * invalidation of it arrives), every table is kept until the next reload,
+ * so that a view created while a batch is being decoded loses nothing.
+ *
+ * Row values that live outside the record (changed TOASTed values, which
+ * the reorder buffer hands over as in-memory pointers) are copied in.
+ * Unchanged TOASTed values keep their on-disk pointer and are fetched when
+ * the batch is applied.  What is done with the rows is delta_engine.c's
+ * business.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "replication/logical.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "pg_kappa.h"
+
+KappaBatch *kappa_batch = NULL;
+RepOriginId kappa_worker_origin = InvalidRepOriginId;
+
+/* sources of views, as last loaded; NULL means "keep every table" */
+static HTAB *source_set = NULL;
+static bool sources_stale = true;
+
+/* resource owner that outlives the decoding transactions (temp files) */
+static ResourceOwner batch_owner = NULL;
+
+/* Start a new, empty batch. */
+void
+kappa_batch_reset(void)
+{
+	if (kappa_batch == NULL)
+	{
+		kappa_batch = MemoryContextAllocZero(TopMemoryContext, sizeof(KappaBatch));
+		kappa_batch->mcxt = AllocSetContextCreate(TopMemoryContext,
+												  "pg_kappa batch",
+												  ALLOCSET_DEFAULT_SIZES);
+		batch_owner = ResourceOwnerCreate(NULL, "pg_kappa batch");
+	}
+	else
+	{
+		HASH_SEQ_STATUS status;
+		KappaSourceBuffer *buf;
+		ResourceOwner save = CurrentResourceOwner;
+
+		if (kappa_batch->sources)
+		{
+			CurrentResourceOwner = batch_owner;
+			hash_seq_init(&status, kappa_batch->sources);
+			while ((buf = hash_seq_search(&status)) != NULL)
+			{
+				if (buf->rows)
+					tuplestore_end(buf->rows);
+			}
+			CurrentResourceOwner = save;
+		}
+		MemoryContextReset(kappa_batch->mcxt);
+	}
+
+	kappa_batch->ntxns = 0;
+	kappa_batch->nchanges = 0;
+	kappa_batch->first_commit_lsn = InvalidXLogRecPtr;
+	kappa_batch->last_commit_lsn = InvalidXLogRecPtr;
+	kappa_batch->last_end_lsn = InvalidXLogRecPtr;
+	kappa_batch->last_commit_time = 0;
+	kappa_batch->full = false;
+	kappa_batch->deadline = GetCurrentTimestamp() +
+		(TimestampTz) kappa_batch_max_ms * 1000;
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(KappaSourceBuffer);
+		ctl.hcxt = kappa_batch->mcxt;
+		kappa_batch->sources = hash_create("pg_kappa batch sources", 16, &ctl,
+										   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+}
+
+/* kappa.views changed: keep every table until the worker reloads. */
+void
+kappa_sink_sources_changed(void)
+{
+	sources_stale = true;
+}
+
+void
+kappa_sink_set_sources(List *relids)
+{
+	HASHCTL		ctl;
+	ListCell   *lc;
+
+	if (source_set)
+		hash_destroy(source_set);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(Oid);
+	ctl.hcxt = TopMemoryContext;
+	source_set = hash_create("pg_kappa source set", 16, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		(void) hash_search(source_set, &relid, HASH_ENTER, NULL);
+	}
+	sources_stale = false;
+}
+
+static bool
+is_source(Oid relid)
+{
+	if (sources_stale || source_set == NULL)
+		return true;
+	return hash_search(source_set, &relid, HASH_FIND, NULL) != NULL;
+}
+
+/* Do the relation's columns still match the buffer's? */
+static bool
+same_columns(TupleDesc reldesc, KappaSourceBuffer *buf)
+{
+	if (reldesc->natts != buf->srcnatts)
+		return false;
+	for (int i = 0; i < reldesc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(reldesc, i);
+		Form_pg_attribute b = TupleDescAttr(buf->desc, i);
+
+		if (a->atttypid != b->atttypid || a->atttypmod != b->atttypmod ||
+			a->attisdropped != b->attisdropped)
+			return false;
+	}
+	return true;
+}
+
+static KappaSourceBuffer *
+source_buffer(Relation rel, XLogRecPtr commit_lsn)
+{
+	Oid			relid = RelationGetRelid(rel);
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	KappaSourceBuffer *buf;
+	bool		found;
+
+	buf = hash_search(kappa_batch->sources, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		ResourceOwner save = CurrentResourceOwner;
+		int			n = reldesc->natts;
+
+		buf->srcnatts = n;
+		buf->desc = CreateTemplateTupleDesc(n + 3);
+		for (int i = 0; i < n; i++)
+			TupleDescCopyEntry(buf->desc, i + 1, reldesc, i + 1);
+		TupleDescInitEntry(buf->desc, n + 1, "_kappa_seq", INT8OID, -1, 0);
+		TupleDescInitEntry(buf->desc, n + 2, "_kappa_new", BOOLOID, -1, 0);
+		TupleDescInitEntry(buf->desc, n + 3, "_kappa_lsn", INT8OID, -1, 0);
+		CurrentResourceOwner = batch_owner;
+		buf->rows = tuplestore_begin_heap(false, true, work_mem);
+		CurrentResourceOwner = save;
+		buf->nrows = 0;
+		buf->truncate_lsn = InvalidXLogRecPtr;
+		buf->schema_change_lsn = InvalidXLogRecPtr;
+	}
+	else if (buf->schema_change_lsn == InvalidXLogRecPtr &&
+			 !same_columns(reldesc, buf))
+		buf->schema_change_lsn = commit_lsn;
+	return buf;
+}
+
+/* Append one row image to the source's buffer. */
+static void
+buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
+		   bool is_new, XLogRecPtr commit_lsn, int64 seq)
+{
+	int			n = buf->srcnatts;
+	Datum	   *values;
+	bool	   *nulls;
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (buf->schema_change_lsn != InvalidXLogRecPtr)
+		return;					/* the view will be marked broken */
+
+	values = palloc(sizeof(Datum) * (n + 3));
+	nulls = palloc(sizeof(bool) * (n + 3));
+	/* the relation's descriptor knows the defaults of added columns */
+	heap_deform_tuple(tuple, reldesc, values, nulls);
+	for (int i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(buf->desc, i);
+
+		/* in-memory TOAST pointers die with the reorder buffer: copy */
+		if (!nulls[i] && att->attlen == -1 &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])) &&
+			!VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+															  DatumGetPointer(values[i])));
+	}
+	values[n] = Int64GetDatum(seq);
+	nulls[n] = false;
+	values[n + 1] = BoolGetDatum(is_new);
+	nulls[n + 1] = false;
+	values[n + 2] = Int64GetDatum((int64) commit_lsn);
+	nulls[n + 2] = false;
+
+	CurrentResourceOwner = batch_owner;
+	tuplestore_putvalues(buf->rows, buf->desc, values, nulls);
+	CurrentResourceOwner = save;
+	buf->nrows++;
+}
+
+static void
+sink_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
+	opt->receive_rewrites = false;
+	ctx->output_plugin_private = NULL;
+}
+
+static void
+sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+}
+
+static void
+sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			Relation relation, ReorderBufferChange *change)
+{
+	KappaSourceBuffer *buf;
+	MemoryContext oldcxt;
+	int64		seq;
+
+	if (!is_source(RelationGetRelid(relation)))
+		return;
+
+	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	buf = source_buffer(relation, txn->final_lsn);
+	seq = kappa_batch->next_seq++;
+	if (change->data.tp.oldtuple)
+		buffer_row(buf, RelationGetDescr(relation),
+				   &change->data.tp.oldtuple->tuple, false,
+				   txn->final_lsn, seq);
+	if (change->data.tp.newtuple)
+		buffer_row(buf, RelationGetDescr(relation),
+				   &change->data.tp.newtuple->tuple, true,
+				   txn->final_lsn, seq);
+	kappa_batch->nchanges++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+static void
+sink_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			  int nrelations, Relation relations[], ReorderBufferChange *change)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+
+	for (int i = 0; i < nrelations; i++)
+	{
+		KappaSourceBuffer *buf;
+		ResourceOwner save = CurrentResourceOwner;
+
+		if (!is_source(RelationGetRelid(relations[i])))
+			continue;
+		buf = source_buffer(relations[i], txn->final_lsn);
+
+		/* rows before a TRUNCATE no longer matter */
+		CurrentResourceOwner = batch_owner;
+		tuplestore_clear(buf->rows);
+		CurrentResourceOwner = save;
+		buf->nrows = 0;
+		buf->truncate_lsn = txn->final_lsn;
+		kappa_batch->nchanges++;
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+static void
+sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			XLogRecPtr commit_lsn)
+{
+	KappaBatch *b = kappa_batch;
+
+	if (b->ntxns == 0)
+		b->first_commit_lsn = commit_lsn;
+	b->ntxns++;
+	b->last_commit_lsn = commit_lsn;
+	b->last_end_lsn = txn->end_lsn;
+	b->last_commit_time = txn->xact_time.commit_time;
+	if (b->nchanges >= kappa_batch_max_changes ||
+		GetCurrentTimestamp() >= b->deadline)
+		b->full = true;
+}
+
+static void
+sink_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			 XLogRecPtr lsn, bool transactional, const char *prefix,
+			 Size sz, const char *message)
+{
+}
+
+/* The worker's own writes are never decoded back into it. */
+static bool
+sink_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	return origin_id != InvalidRepOriginId && origin_id == kappa_worker_origin;
+}
+
+static void
+sink_shutdown(LogicalDecodingContext *ctx)
+{
+}
+
+void
+kappa_sink_init_callbacks(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = sink_startup;
+	cb->begin_cb = sink_begin;
+	cb->change_cb = sink_change;
+	cb->truncate_cb = sink_truncate;
+	cb->commit_cb = sink_commit;
+	cb->message_cb = sink_message;
+	cb->filter_by_origin_cb = sink_filter_origin;
+	cb->shutdown_cb = sink_shutdown;
+}

@@ -1,0 +1,589 @@
+/*-------------------------------------------------------------------------
+ *
+ * delta_engine.c
+ *	  Applies one batch of source changes to one derived view, through SQL
+ *	  that PostgreSQL's executor runs with cached plans.
+ *
+ * The view's query is never evaluated here.  For every view the worker
+ * keeps an indexed copy of each source ("arrangement", table a_<n>) that is
+ * exactly the source as of the view's applied LSN, so any delta can be
+ * computed without looking at the live sources, which are ahead.  A batch
+ * is applied in five steps, all inside the worker's transaction:
+ *
+ *	 1. the batch's row images of each source go to d_<n>;
+ *	 2. the copy's rows that the batch touches (by source key) go to w_<n>,
+ *		and the view's query, with that source read from w_<n> and the
+ *		others from their copies, yields the keys of every view row those
+ *		rows took part in: the affected keys, collected in k;
+ *	 3. the copies are brought forward: touched keys are deleted and each
+ *		key's last new image (by change order) is inserted;
+ *	 4. step 2 again, on the new copies: keys of rows the changes produce;
+ *	 5. view rows with an affected key are deleted and recomputed from the
+ *		copies, restricted to the affected keys (pushed down by the planner
+ *		to index scans on the copies).
+ *
+ * The same code serves every view class: filter/project (key = the source's
+ * key), GROUP BY with any supported aggregate and HAVING (key = the group
+ * key; HAVING is left out of the key queries), and inner joins (key = all
+ * sources' keys).  A view without group key, and any TRUNCATE of a source,
+ * recomputes the whole view from the copies.  Group keys may be NULL: such
+ * keys are matched with IS NOT DISTINCT FROM in separate statements, run
+ * only when the batch has one.
+ *
+ * Every statement runs as the view's owner, as a security-restricted
+ * operation.  The caller (apply_worker.c) owns transactions, subtransactions
+ * and progress.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+
+#include "pg_kappa.h"
+
+typedef struct SourcePlan
+{
+	Oid			relid;			/* the source */
+	Oid			drelid;			/* its d_<n> */
+	SPIPlanPtr	fill_w;
+	List	   *key_queries;	/* SPIPlanPtr per range table entry */
+	SPIPlanPtr	clear_w;
+	SPIPlanPtr	truncate_a;
+	SPIPlanPtr	apply_delete;
+	SPIPlanPtr	apply_insert;
+	SPIPlanPtr	clear_d;
+} SourcePlan;
+
+typedef struct ViewPlan
+{
+	int			id;				/* hash key */
+	Oid			owner;
+	int			nsources;
+	SourcePlan *sources;
+	bool		has_keys;
+	SPIPlanPtr	delete_keys;
+	SPIPlanPtr	insert_keys;
+	SPIPlanPtr	has_null_keys;	/* NULL when keys cannot be NULL */
+	SPIPlanPtr	delete_null_keys;
+	SPIPlanPtr	insert_null_keys;
+	SPIPlanPtr	clear_k;
+	SPIPlanPtr	delete_all;
+	SPIPlanPtr	insert_all;
+} ViewPlan;
+
+static HTAB *plans = NULL;
+static MemoryContext engine_cxt = NULL;
+static List *kept_plans = NIL;	/* every SPI_keepplan'd plan, in engine_cxt */
+
+/* Forget every plan (kappa.views changed). */
+void
+kappa_engine_reset(void)
+{
+	ListCell   *lc;
+
+	if (plans == NULL)
+		return;
+	foreach(lc, kept_plans)
+		SPI_freeplan((SPIPlanPtr) lfirst(lc));
+	kept_plans = NIL;
+	hash_destroy(plans);
+	plans = NULL;
+	MemoryContextDelete(engine_cxt);
+	engine_cxt = NULL;
+}
+
+static SPIPlanPtr
+prepare(const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare pg_kappa statement (%s): %s",
+			 SPI_result_code_string(SPI_result), sql);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep pg_kappa plan");
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(engine_cxt);
+
+		kept_plans = lappend(kept_plans, plan);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return plan;
+}
+
+static char *
+quoted_list(List *names, const char *prefix)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfo(&buf, "%s%s", prefix, quote_identifier(lfirst(lc)));
+	}
+	return buf.data;
+}
+
+/* "p.k1 IS NOT DISTINCT FROM q.k1 AND ..." */
+static char *
+null_safe_match(List *names, const char *p, const char *q)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *n = quote_identifier(lfirst(lc));
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " AND ");
+		appendStringInfo(&buf, "%s.%s IS NOT DISTINCT FROM %s.%s", p, n, q, n);
+	}
+	return buf.data;
+}
+
+/* "p.k1 IS NULL OR ..." */
+static char *
+any_null(List *names, const char *p)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " OR ");
+		appendStringInfo(&buf, "%s.%s IS NULL", p, quote_identifier(lfirst(lc)));
+	}
+	return buf.data;
+}
+
+static List *
+attnames(Oid relid, List *attnums)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, attnums)
+		result = lappend(result, get_attname(relid, lfirst_int(lc), false));
+	return result;
+}
+
+static char *
+source_columns(Oid relid, const char *prefix)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfo(&buf, "%s%s", prefix, quote_identifier(NameStr(att->attname)));
+	}
+	table_close(rel, AccessShareLock);
+	return buf.data;
+}
+
+/* Build a view's statements from its catalog row (SPI connected). */
+static ViewPlan *
+build_plan(int id)
+{
+	ViewPlan   *vp;
+	bool		found;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	tupdesc;
+	Oid			relid;
+	char	   *canonical;
+	KappaViewDef *def;
+	char	   *schema = psprintf("kappa_v%d", id);
+	char	   *target;
+	Oid		   *rte_relids;
+	Oid		   *arr;
+	List	   *keys;
+	char	   *q_arr;
+	MemoryContext oldcxt;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (SPI_execute(psprintf("SELECT relid, owner, canonical FROM kappa.views WHERE id = %d", id),
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "derived view %d does not exist", id);
+	tup = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	relid = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 1, &isnull));
+
+	if (engine_cxt == NULL)
+	{
+		HASHCTL		ctl;
+
+		engine_cxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa engine",
+										   ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(ViewPlan);
+		ctl.hcxt = engine_cxt;
+		plans = hash_create("pg_kappa view plans", 16, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	vp = hash_search(plans, &id, HASH_ENTER, &found);
+	memset(((char *) vp) + sizeof(int), 0, sizeof(ViewPlan) - sizeof(int));
+	vp->owner = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 2, &isnull));
+	canonical = SPI_getvalue(tup, tupdesc, 3);
+
+	/* compile as the owner: its privileges are checked again */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
+	def = kappa_compile_view(canonical);
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										get_rel_name(relid));
+	if (get_rel_name(relid) == NULL)
+		elog(ERROR, "derived table of view %d does not exist", id);
+
+	keys = def->key_columns;
+	vp->nsources = list_length(def->sources);
+	vp->has_keys = keys != NIL;
+	vp->sources = MemoryContextAllocZero(engine_cxt, sizeof(SourcePlan) * vp->nsources);
+	arr = palloc(sizeof(Oid) * vp->nsources);
+	for (int i = 0; i < vp->nsources; i++)
+		arr[i] = RangeVarGetRelid(makeRangeVar(schema, psprintf("a_%d", i), -1),
+								  AccessShareLock, false);
+
+	/* the view's query over the copies */
+	rte_relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	for (int r = 1; r <= def->nrtes; r++)
+		if (def->rte_source[r] >= 0)
+			rte_relids[r] = arr[def->rte_source[r]];
+	q_arr = kappa_deparse(def, rte_relids, true);
+
+	oldcxt = MemoryContextSwitchTo(engine_cxt);
+	for (int i = 0; i < vp->nsources; i++)
+	{
+		SourcePlan *sp = &vp->sources[i];
+		Oid			src = list_nth_oid(def->sources, i);
+		List	   *skey = attnames(src, list_nth(def->source_keys, i));
+		char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
+		char	   *d = psprintf("%s.d_%d", quote_identifier(schema), i);
+		char	   *w = psprintf("%s.w_%d", quote_identifier(schema), i);
+		Oid			wrelid = RangeVarGetRelid(makeRangeVar(schema, psprintf("w_%d", i), -1),
+											  AccessShareLock, false);
+
+		sp->relid = src;
+		sp->drelid = RangeVarGetRelid(makeRangeVar(schema, psprintf("d_%d", i), -1),
+									  AccessShareLock, false);
+		sp->fill_w = prepare(psprintf("INSERT INTO %s SELECT a.* FROM %s a WHERE (%s) IN (SELECT %s FROM %s)",
+									  w, a, quoted_list(skey, "a."), quoted_list(skey, ""), d));
+		sp->clear_w = prepare(psprintf("DELETE FROM %s", w));
+		sp->truncate_a = prepare(psprintf("DELETE FROM %s", a));
+		sp->apply_delete = prepare(psprintf("DELETE FROM %s a WHERE (%s) IN (SELECT %s FROM %s)",
+											a, quoted_list(skey, "a."), quoted_list(skey, ""), d));
+		sp->apply_insert = prepare(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
+											" (SELECT DISTINCT ON (%s) * FROM %s ORDER BY %s, _kappa_seq DESC, _kappa_new DESC) d"
+											" WHERE d._kappa_new",
+											a, source_columns(src, ""), source_columns(src, "d."),
+											quoted_list(skey, ""), d, quoted_list(skey, "")));
+		sp->clear_d = prepare(psprintf("DELETE FROM %s", d));
+
+		/* one key query per range table entry reading this source */
+		if (vp->has_keys)
+		{
+			for (int r = 1; r <= def->nrtes; r++)
+			{
+				Oid		   *relids;
+				char	   *q;
+
+				if (def->rte_source[r] != i)
+					continue;
+				relids = palloc(sizeof(Oid) * (def->nrtes + 1));
+				memcpy(relids, rte_relids, sizeof(Oid) * (def->nrtes + 1));
+				relids[r] = wrelid;
+				q = kappa_deparse(def, relids, false);
+				sp->key_queries = lappend(sp->key_queries,
+										  prepare(psprintf("INSERT INTO %s.k SELECT %s FROM (%s) s",
+														   quote_identifier(schema),
+														   quoted_list(keys, "s."), q)));
+			}
+		}
+	}
+
+	if (vp->has_keys)
+	{
+		char	   *k = psprintf("%s.k", quote_identifier(schema));
+
+		vp->delete_keys = prepare(psprintf("DELETE FROM %s t WHERE (%s) IN (SELECT %s FROM %s)",
+										   target, quoted_list(keys, "t."),
+										   quoted_list(keys, ""), k));
+		vp->insert_keys = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q WHERE (%s) IN (SELECT %s FROM %s)",
+										   target, q_arr, quoted_list(keys, "q."),
+										   quoted_list(keys, ""), k));
+		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
+		{
+			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
+												 k, any_null(keys, "n")));
+			vp->delete_null_keys = prepare(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
+													target, k, any_null(keys, "n"),
+													null_safe_match(keys, "t", "n")));
+			vp->insert_null_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q WHERE EXISTS (SELECT 1 FROM %s n WHERE (%s) AND %s)",
+													target, q_arr, k, any_null(keys, "n"),
+													null_safe_match(keys, "q", "n")));
+		}
+		vp->clear_k = prepare(psprintf("DELETE FROM %s", k));
+	}
+	vp->delete_all = prepare(psprintf("DELETE FROM %s", target));
+	vp->insert_all = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
+	MemoryContextSwitchTo(oldcxt);
+	return vp;
+}
+
+static ViewPlan *
+get_plan(int id)
+{
+	ViewPlan   *vp = NULL;
+
+	if (plans)
+		vp = hash_search(plans, &id, HASH_FIND, NULL);
+	if (vp == NULL)
+	{
+		PG_TRY();
+		{
+			vp = build_plan(id);
+		}
+		PG_CATCH();
+		{
+			/* do not leave a half-built entry behind */
+			if (plans)
+				hash_search(plans, &id, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	return vp;
+}
+
+static uint64
+run(SPIPlanPtr plan)
+{
+	int			rc = SPI_execute_plan(plan, NULL, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "pg_kappa statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static bool
+run_bool(SPIPlanPtr plan)
+{
+	bool		isnull;
+
+	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_kappa query failed");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Copy the batch's row images of one source that the view has not seen
+ * (commit LSN after applied) into d_<n>.  Returns how many; adds the commit
+ * LSNs seen to *lsns.
+ */
+static int64
+fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
+		   List **lsns)
+{
+	Relation	drel = table_open(sp->drelid, RowExclusiveLock);
+	TupleDesc	ddesc = RelationGetDescr(drel);
+	int			n = buf->srcnatts;
+	TupleTableSlot *slot;
+	Datum	   *values;
+	bool	   *nulls;
+	int64		count = 0;
+	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
+
+	if (ddesc->natts != n + 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("columns of source table \"%s\" changed", get_rel_name(sp->relid))));
+	slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
+	values = palloc(sizeof(Datum) * (n + 2));
+	nulls = palloc(sizeof(bool) * (n + 2));
+
+	tuplestore_rescan(buf->rows);
+	while (tuplestore_gettupleslot(buf->rows, true, false, slot))
+	{
+		XLogRecPtr	lsn;
+		HeapTuple	tup;
+
+		slot_getallattrs(slot);
+		lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
+		if (lsn <= applied)
+			continue;
+		for (int i = 0; i < n + 2; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(ddesc, i);
+
+			values[i] = slot->tts_values[i];
+			nulls[i] = slot->tts_isnull[i];
+			/* an unchanged TOASTed value: fetch it from the source's TOAST table */
+			if (!nulls[i] && att->attlen == -1 &&
+				VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+				values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+																  DatumGetPointer(values[i])));
+		}
+		tup = heap_form_tuple(ddesc, values, nulls);
+		simple_heap_insert(drel, tup);
+		heap_freetuple(tup);
+		count++;
+		if (lsn != last_lsn)
+		{
+			*lsns = list_append_unique_ptr(*lsns, (void *) (uintptr_t) lsn);
+			last_lsn = lsn;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(drel, RowExclusiveLock);
+	return count;
+}
+
+static void
+collect_keys(ViewPlan *vp, bool *touched)
+{
+	for (int i = 0; i < vp->nsources; i++)
+	{
+		SourcePlan *sp = &vp->sources[i];
+		ListCell   *lc;
+
+		if (!touched[i])
+			continue;
+		run(sp->fill_w);
+		foreach(lc, sp->key_queries)
+			run((SPIPlanPtr) lfirst(lc));
+		run(sp->clear_w);
+	}
+}
+
+/*
+ * Apply the current batch to view id, whose applied LSN is applied.
+ * Returns the number of derived rows deleted and inserted, or -1 when the
+ * batch holds nothing for the view; *ntxns is the number of source
+ * transactions applied.  SPI must be connected; the caller commits.
+ */
+int64
+kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
+				 int64 *ntxns)
+{
+	ViewPlan   *vp = get_plan(viewid);
+	bool	   *touched = palloc0(sizeof(bool) * vp->nsources);
+	bool	   *truncated = palloc0(sizeof(bool) * vp->nsources);
+	bool		full = false;
+	bool		any = false;
+	List	   *lsns = NIL;
+	int64		rows = 0;
+	Oid			save_userid;
+	int			save_sec;
+
+	/* step 1, and what the batch means for this view */
+	for (int i = 0; i < vp->nsources; i++)
+	{
+		SourcePlan *sp = &vp->sources[i];
+		KappaSourceBuffer *buf;
+
+		buf = hash_search(kappa_batch->sources, &sp->relid, HASH_FIND, NULL);
+		if (buf == NULL)
+			continue;
+		if (buf->schema_change_lsn > applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("columns of source table \"%s\" changed",
+							get_rel_name(sp->relid))));
+		if (buf->truncate_lsn > applied)
+		{
+			truncated[i] = true;
+			full = any = true;
+			lsns = list_append_unique_ptr(lsns, (void *) (uintptr_t) buf->truncate_lsn);
+		}
+		if (fill_delta(sp, buf, applied, &lsns) > 0)
+			touched[i] = any = true;
+	}
+	if (!any)
+		return -1;
+	CommandCounterIncrement();
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
+
+	if (!vp->has_keys)
+		full = true;
+	if (!full)
+		collect_keys(vp, touched);	/* step 2 */
+
+	/* step 3 */
+	for (int i = 0; i < vp->nsources; i++)
+	{
+		SourcePlan *sp = &vp->sources[i];
+
+		if (truncated[i])
+			run(sp->truncate_a);
+		if (touched[i])
+		{
+			run(sp->apply_delete);
+			run(sp->apply_insert);
+		}
+	}
+
+	if (full)
+	{
+		rows += run(vp->delete_all);
+		rows += run(vp->insert_all);
+	}
+	else
+	{
+		collect_keys(vp, touched);	/* step 4 */
+
+		/* step 5 */
+		rows += run(vp->delete_keys);
+		rows += run(vp->insert_keys);
+		if (vp->has_null_keys && run_bool(vp->has_null_keys))
+		{
+			rows += run(vp->delete_null_keys);
+			rows += run(vp->insert_null_keys);
+		}
+		run(vp->clear_k);
+	}
+	for (int i = 0; i < vp->nsources; i++)
+		if (touched[i])
+			run(vp->sources[i].clear_d);
+
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	*new_applied = kappa_batch->last_commit_lsn;
+	*ntxns = list_length(lsns);
+	return rows;
+}

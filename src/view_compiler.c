@@ -1,0 +1,575 @@
+/*-------------------------------------------------------------------------
+ *
+ * view_compiler.c
+ *	  Parses and analyses a derived view's query, refuses what pg_kappa
+ *	  cannot maintain (naming the construct), and deparses the query over
+ *	  other tables for the delta engine.
+ *
+ * The result, a KappaViewDef, says what kind of view it is, which tables it
+ * reads, each table's key, which range table entries read which table,
+ * and which output columns form the derived table's unique key: the group
+ * key for aggregates, the sources' primary keys otherwise.
+ *
+ * The delta engine never evaluates anything itself: kappa_deparse prints
+ * the analysed query back to SQL with chosen range table entries pointing
+ * at other tables of identical shape (the worker's copies of the sources,
+ * or a work table holding only the rows a batch touched), so PostgreSQL's
+ * own executor does all the work.  Names are printed fully qualified.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "parser/parsetree.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/ruleutils.h"
+
+#include "pg_kappa.h"
+
+static void
+not_supported(const char *construct)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("derived views cannot use %s", construct)));
+}
+
+/* ----------
+ * Expression checks
+ * ----------
+ */
+
+typedef struct CheckContext
+{
+	Query	   *query;
+	Oid			bad_func;
+} CheckContext;
+
+static bool
+mutable_checker(Oid func_id, void *context)
+{
+	CheckContext *cxt = context;
+
+	if (func_volatile(func_id) != PROVOLATILE_IMMUTABLE)
+	{
+		cxt->bad_func = func_id;
+		return true;
+	}
+	return false;
+}
+
+static bool
+allowed_aggregate(Oid aggfnoid)
+{
+	static const char *const names[] = {
+		"count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every"
+	};
+
+	if (get_func_namespace(aggfnoid) != PG_CATALOG_NAMESPACE)
+		return false;
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		if (strcmp(get_func_name(aggfnoid), names[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool
+check_expression_walker(Node *node, CheckContext *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+
+		if (var->varattno < 0)
+			not_supported(psprintf("system column \"%s\"",
+								   get_rte_attribute_name(rt_fetch(var->varno, cxt->query->rtable),
+														  var->varattno)));
+		if (var->varattno == 0 && var->varlevelsup == 0)
+			not_supported("whole-row references");
+		return false;
+	}
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *agg = (Aggref *) node;
+
+		if (!allowed_aggregate(agg->aggfnoid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot use aggregate function %s",
+							format_procedure(agg->aggfnoid)),
+					 errhint("Supported aggregates are count, sum, avg, min, max, bool_and, bool_or and every.")));
+	}
+	if (IsA(node, NextValueExpr))
+		not_supported("sequence functions");
+	if (IsA(node, Param))
+		not_supported("parameters");
+	if (check_functions_in_node(node, mutable_checker, cxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use function %s, which is not immutable",
+						format_procedure(cxt->bad_func)),
+				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows.")));
+	if (IsA(node, Query))
+		not_supported("subqueries");
+	return expression_tree_walker(node, check_expression_walker, cxt);
+}
+
+/* ----------
+ * Sources
+ * ----------
+ */
+
+/* The columns that identify a source row: its replica identity. */
+static List *
+source_key(Relation rel)
+{
+	Oid			indexoid;
+	Relation	index;
+	List	   *result = NIL;
+
+	if (rel->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source table \"%s\" has REPLICA IDENTITY NOTHING",
+						RelationGetRelationName(rel)),
+				 errdetail("Deleted rows of such a table cannot be identified in the change stream."),
+				 errhint("Use ALTER TABLE ... REPLICA IDENTITY DEFAULT with a primary key.")));
+	indexoid = RelationGetReplicaIndex(rel);
+	if (!OidIsValid(indexoid) &&
+		rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL)
+	{
+		RelationGetIndexList(rel);
+		indexoid = rel->rd_pkindex;
+	}
+	if (!OidIsValid(indexoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("source table \"%s\" has no primary key or replica identity index",
+						RelationGetRelationName(rel)),
+				 errhint("Add a primary key to the table.")));
+
+	index = index_open(indexoid, AccessShareLock);
+	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+		result = lappend_int(result, index->rd_index->indkey.values[i]);
+	index_close(index, AccessShareLock);
+	return result;
+}
+
+static void
+check_source(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+	Oid			nsp = RelationGetNamespace(rel);
+	char	   *nspname = get_namespace_name(nsp);
+	AclResult	aclresult;
+
+	switch (rel->rd_rel->relkind)
+	{
+		case RELKIND_RELATION:
+			break;
+		case RELKIND_PARTITIONED_TABLE:
+			not_supported(psprintf("partitioned table \"%s\" as a source", name));
+			break;
+		case RELKIND_VIEW:
+			not_supported(psprintf("view \"%s\" as a source", name));
+			break;
+		case RELKIND_MATVIEW:
+			not_supported(psprintf("materialized view \"%s\" as a source", name));
+			break;
+		case RELKIND_FOREIGN_TABLE:
+			not_supported(psprintf("foreign table \"%s\" as a source", name));
+			break;
+		default:
+			not_supported(psprintf("relation \"%s\" as a source", name));
+	}
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		not_supported(psprintf("temporary table \"%s\" as a source", name));
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use unlogged table \"%s\" as a source", name),
+				 errdetail("Changes to unlogged tables are not written to the WAL.")));
+	if (IsCatalogNamespace(nsp) || IsToastNamespace(nsp))
+		not_supported(psprintf("system catalog \"%s\" as a source", name));
+	if (strcmp(nspname, "kappa") == 0 || strncmp(nspname, "kappa_v", 7) == 0)
+		not_supported(psprintf("pg_kappa's internal table \"%s\" as a source", name));
+
+	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, name);
+
+	if (rel->rd_rel->relrowsecurity &&
+		!has_bypassrls_privilege(GetUserId()) &&
+		!(rel->rd_rel->relowner == GetUserId() && !rel->rd_rel->relforcerowsecurity))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use table \"%s\", which has row-level security enabled", name),
+				 errdetail("The view would be maintained from every row of the table, including rows the policies hide from you."),
+				 errhint("Only a role that bypasses row-level security can create a view over this table.")));
+}
+
+static bool
+is_derived_table(Oid relid)
+{
+	bool		found;
+
+	if (!OidIsValid(kappa_views_relid()))
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT 1 FROM kappa.views WHERE relid = %u", relid),
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/* ----------
+ * Keys
+ * ----------
+ */
+
+/* The non-junk target entry that is exactly this Var, or NULL. */
+static TargetEntry *
+find_output_var(Query *query, int rtindex, AttrNumber attnum)
+{
+	ListCell   *lc;
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		Node	   *expr = (Node *) tle->expr;
+
+		if (tle->resjunk)
+			continue;
+		expr = flatten_join_alias_vars(query, expr);
+		if (IsA(expr, Var) &&
+			((Var *) expr)->varno == rtindex &&
+			((Var *) expr)->varattno == attnum &&
+			((Var *) expr)->varlevelsup == 0)
+			return tle;
+	}
+	return NULL;
+}
+
+static void
+collect_index_columns(Node *node, int rtindex, List **cols, Query *query)
+{
+	List	   *vars = pull_var_clause(node, PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS);
+	ListCell   *lc;
+
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		{
+			Node	   *flat = flatten_join_alias_vars(query, (Node *) var);
+
+			if (!IsA(flat, Var))
+				continue;
+			var = (Var *) flat;
+		}
+		if (var->varno == rtindex && var->varattno > 0)
+			*cols = list_append_unique_int(*cols, var->varattno);
+	}
+}
+
+/* ----------
+ * Entry points
+ * ----------
+ */
+
+KappaViewDef *
+kappa_compile_view(const char *sql)
+{
+	List	   *raw;
+	RawStmt    *stmt;
+	Query	   *query;
+	KappaViewDef *def;
+	CheckContext cxt;
+	ListCell   *lc;
+	int			rtindex;
+	int			nrelations = 0;
+	bool		aggregate;
+
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the query of a derived view must be exactly one SELECT statement")));
+	stmt = linitial_node(RawStmt, raw);
+	if (!IsA(stmt->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the query of a derived view must be a SELECT statement")));
+	if (((SelectStmt *) stmt->stmt)->intoClause)
+		not_supported("SELECT INTO");
+
+	query = parse_analyze_fixedparams(stmt, sql, NULL, 0, NULL);
+
+	/* query-level constructs, in the order a reader meets them */
+	if (query->commandType != CMD_SELECT || query->utilityStmt)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the query of a derived view must be a SELECT statement")));
+	if (query->cteList)
+		not_supported("WITH queries");
+	if (query->setOperations)
+		not_supported("UNION, INTERSECT or EXCEPT");
+	if (query->distinctClause)
+		not_supported(query->hasDistinctOn ? "DISTINCT ON" : "DISTINCT");
+	if (query->hasWindowFuncs)
+		not_supported("window functions");
+	if (query->hasTargetSRFs)
+		not_supported("set-returning functions");
+	if (query->hasSubLinks)
+		not_supported("subqueries");
+	if (query->groupingSets)
+		not_supported("GROUPING SETS, ROLLUP or CUBE");
+	if (query->sortClause)
+		not_supported("ORDER BY");
+	if (query->limitCount || query->limitOffset)
+		not_supported("LIMIT or OFFSET");
+	if (query->rowMarks)
+		not_supported("FOR UPDATE or FOR SHARE");
+
+	def = palloc0(sizeof(KappaViewDef));
+	def->query = query;
+	def->nrtes = list_length(query->rtable);
+	def->rte_source = palloc(sizeof(int) * (def->nrtes + 1));
+
+	/* range table: plain tables and inner joins only */
+	rtindex = 0;
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+		Relation	rel;
+		int			srcno;
+
+		rtindex++;
+		def->rte_source[rtindex] = -1;
+		switch (rte->rtekind)
+		{
+			case RTE_RELATION:
+				break;
+			case RTE_JOIN:
+				if (rte->jointype != JOIN_INNER)
+					not_supported("outer joins");
+				continue;
+			case RTE_SUBQUERY:
+				not_supported("subqueries in FROM");
+				break;
+			case RTE_FUNCTION:
+			case RTE_TABLEFUNC:
+				not_supported("functions in FROM");
+				break;
+			case RTE_VALUES:
+				not_supported("VALUES lists");
+				break;
+			default:
+				not_supported("this kind of FROM item");
+		}
+		if (rte->tablesample)
+			not_supported("TABLESAMPLE");
+
+		rel = table_open(rte->relid, AccessShareLock);
+		check_source(rel);
+		if (is_derived_table(rte->relid))
+			not_supported(psprintf("derived view \"%s\" as a source",
+								   RelationGetRelationName(rel)));
+		srcno = -1;
+		for (int i = 0; i < list_length(def->sources); i++)
+		{
+			if (list_nth_oid(def->sources, i) == rte->relid)
+				srcno = i;
+		}
+		if (srcno < 0)
+		{
+			def->sources = lappend_oid(def->sources, rte->relid);
+			def->source_keys = lappend(def->source_keys, source_key(rel));
+			def->index_columns = lappend(def->index_columns, NIL);
+			srcno = list_length(def->sources) - 1;
+		}
+		def->rte_source[rtindex] = srcno;
+		nrelations++;
+		table_close(rel, AccessShareLock);
+	}
+	if (nrelations == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a derived view must read at least one table")));
+
+	/* expressions */
+	cxt.query = query;
+	cxt.bad_func = InvalidOid;
+	(void) query_tree_walker(query, check_expression_walker, &cxt, 0);
+
+	/* output columns: named, and each name once */
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		ListCell   *lc2;
+
+		if (tle->resjunk)
+			continue;
+		if (tle->resname == NULL || strcmp(tle->resname, "?column?") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
+					 errmsg("column %d of the derived view has no name", tle->resno),
+					 errhint("Name it with AS.")));
+		foreach(lc2, query->targetList)
+		{
+			TargetEntry *other = lfirst(lc2);
+
+			if (other == tle)
+				break;
+			if (!other->resjunk && strcmp(other->resname, tle->resname) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("column \"%s\" appears more than once in the derived view",
+								tle->resname),
+						 errhint("Give the columns distinct names with AS.")));
+		}
+	}
+
+	/* the derived table's key */
+	aggregate = query->hasAggs || query->groupClause != NIL;
+	if (aggregate)
+	{
+		foreach(lc, query->groupClause)
+		{
+			SortGroupClause *sgc = lfirst(lc);
+			TargetEntry *tle = get_sortgroupclause_tle(sgc, query->targetList);
+
+			if (tle->resjunk)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("every GROUP BY expression of a derived view must be in its select list"),
+						 errdetail("The group key is the derived table's unique key.")));
+			def->key_columns = lappend(def->key_columns, tle->resname);
+		}
+	}
+	else
+	{
+		for (rtindex = 1; rtindex <= def->nrtes; rtindex++)
+		{
+			int			srcno = def->rte_source[rtindex];
+			ListCell   *lk;
+
+			if (srcno < 0)
+				continue;
+			foreach(lk, (List *) list_nth(def->source_keys, srcno))
+			{
+				AttrNumber	attnum = lfirst_int(lk);
+				RangeTblEntry *rte = rt_fetch(rtindex, query->rtable);
+				TargetEntry *tle = find_output_var(query, rtindex, attnum);
+
+				if (tle == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("a derived view without GROUP BY must select the key of each source"),
+							 errdetail("Column \"%s\" of \"%s\" is missing from the select list.",
+									   get_attname(rte->relid, attnum, false),
+									   get_rel_name(rte->relid)),
+							 errhint("The sources' keys form the derived table's unique key.")));
+				def->key_columns = lappend(def->key_columns, tle->resname);
+			}
+		}
+	}
+
+	/* columns of each source worth an index in the worker's copy */
+	for (rtindex = 1; rtindex <= def->nrtes; rtindex++)
+	{
+		int			srcno = def->rte_source[rtindex];
+		List	   *cols;
+		ListCell   *lg;
+
+		if (srcno < 0)
+			continue;
+		cols = list_nth(def->index_columns, srcno);
+		/* join and filter columns */
+		collect_index_columns(query->jointree->quals, rtindex, &cols, query);
+		foreach(lc, query->jointree->fromlist)
+			collect_index_columns(lfirst(lc), rtindex, &cols, query);
+		/* group keys */
+		foreach(lg, query->groupClause)
+		{
+			TargetEntry *tle = get_sortgroupclause_tle(lfirst(lg), query->targetList);
+
+			collect_index_columns((Node *) tle->expr, rtindex, &cols, query);
+		}
+		list_nth_cell(def->index_columns, srcno)->ptr_value = cols;
+	}
+
+	if (list_length(def->sources) == 1 && nrelations == 1)
+		def->kind = aggregate ? "aggregate" : "project";
+	else
+		def->kind = aggregate ? "join_aggregate" : "join";
+	return def;
+}
+
+/*
+ * Print the query back to SQL, with range table entry i reading
+ * rte_relids[i] instead when that is valid (a table with the same columns
+ * at the same attribute numbers).  Without keep_having the HAVING clause is
+ * left out.  Every name is schema-qualified.
+ */
+char *
+kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
+{
+	Query	   *query = copyObject(def->query);
+	int			nestlevel;
+	char	   *result;
+	int			rtindex = 0;
+	ListCell   *lc;
+
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		rtindex++;
+		if (rte_relids == NULL || !OidIsValid(rte_relids[rtindex]))
+			continue;
+		/* keep the name columns are qualified with */
+		if (rte->alias == NULL)
+			rte->alias = makeAlias(rte->eref->aliasname, NIL);
+		rte->relid = rte_relids[rtindex];
+	}
+	if (!keep_having)
+		query->havingQual = NULL;
+
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	result = pg_get_querydef(query, false);
+	AtEOXact_GUC(false, nestlevel);
+	return result;
+}

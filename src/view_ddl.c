@@ -1,0 +1,591 @@
+/*-------------------------------------------------------------------------
+ *
+ * view_ddl.c
+ *	  The SQL functions that create, alter and drop derived views, and the
+ *	  trigger that guards derived tables against direct writes.
+ *
+ * kappa.create_view validates the query (view_compiler.c), makes sure the
+ * database's logical slot exists, briefly locks the sources against writes
+ * so that the initial contents and the stream meet at one LSN, creates the
+ * view's tables and fills them, and records the view.  Per view it creates
+ * a schema kappa_v<id>, owned by the caller, holding the worker's copy of
+ * each source (a_<n>, "arrangements") and three unlogged scratch tables
+ * per source or view (d_<n> for the batch's row images, w_<n> for touched
+ * rows, k for affected keys).  The derived table itself is created where the
+ * caller said, owned by the caller.
+ *
+ * Internal SQL is built from quoted identifiers and fully qualified names
+ * only, and runs with the function's fixed search_path; the caller's
+ * search_path is used only to parse the caller's query and table name.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_opclass.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/regproc.h"
+#include "utils/ruleutils.h"
+#include "utils/varlena.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_create_view);
+PG_FUNCTION_INFO_V1(kappa_drop_view);
+PG_FUNCTION_INFO_V1(kappa_alter_view);
+PG_FUNCTION_INFO_V1(kappa_guard);
+
+/* set while pg_kappa itself writes derived tables and arrangements */
+bool		kappa_guard_bypass = false;
+
+Oid
+kappa_views_relid(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return get_relname_relid("views", nsp);
+}
+
+Oid
+kappa_extension_owner(void)
+{
+	Oid			owner;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_kappa'",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "extension pg_kappa is not installed");
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return owner;
+}
+
+char *
+kappa_slot_name(Oid dboid)
+{
+	return psprintf("pg_kappa_%u", dboid);
+}
+
+/* Run one statement through SPI (already connected); error on failure. */
+static void
+exec_sql(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "pg_kappa internal statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+static int64
+exec_int8(const char *sql)
+{
+	bool		isnull;
+
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_kappa internal query failed: %s", sql);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The database's slot, created on first use.  Creating a logical slot
+ * waits for every transaction that has an xid, so this must happen before
+ * the calling transaction writes anything.
+ */
+static void
+ensure_slot(void)
+{
+	char	   *name = kappa_slot_name(MyDatabaseId);
+	LogicalDecodingContext *ctx;
+
+	if (SearchNamedReplicationSlot(name, true) != NULL)
+		return;
+
+	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot create the first derived view of a database in a transaction that has already written data"),
+				 errdetail("The view needs a logical replication slot, which cannot be created after the transaction has written."),
+				 errhint("Call kappa.create_view at the start of its own transaction.")));
+
+	CheckLogicalDecodingRequirements();
+	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false);
+	ctx = CreateInitDecodingContext("pg_kappa", NIL, false, InvalidXLogRecPtr,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									NULL, NULL, NULL);
+	DecodingContextFindStartpoint(ctx);
+	FreeDecodingContext(ctx);
+	ReplicationSlotPersist();
+	ReplicationSlotRelease();
+}
+
+/*
+ * CREATE TABLE text for a table with the same columns as relid, at the same
+ * attribute numbers: a dropped column is created and dropped again.
+ */
+static void
+create_mirror(Oid relid, const char *qualname, bool unlogged,
+			  const char *extra_columns)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData sql;
+	StringInfoData drops;
+
+	initStringInfo(&sql);
+	initStringInfo(&drops);
+	appendStringInfo(&sql, "CREATE %sTABLE %s (", unlogged ? "UNLOGGED " : "",
+					 qualname);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		if (att->attisdropped)
+		{
+			appendStringInfo(&sql, "_kappa_dropped_%d integer", i + 1);
+			appendStringInfo(&drops, "ALTER TABLE %s DROP COLUMN _kappa_dropped_%d;",
+							 qualname, i + 1);
+			continue;
+		}
+		appendStringInfo(&sql, "%s %s", quote_identifier(NameStr(att->attname)),
+						 format_type_extended(att->atttypid, att->atttypmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN |
+											  FORMAT_TYPE_FORCE_QUALIFY));
+		if (OidIsValid(att->attcollation) &&
+			att->attcollation != get_typcollation(att->atttypid))
+			appendStringInfo(&sql, " COLLATE %s",
+							 generate_collation_name(att->attcollation));
+	}
+	if (extra_columns)
+		appendStringInfo(&sql, "%s%s", desc->natts > 0 ? ", " : "", extra_columns);
+	appendStringInfoString(&sql, ")");
+	table_close(rel, AccessShareLock);
+
+	exec_sql(sql.data, SPI_OK_UTILITY);
+	if (drops.len > 0)
+		exec_sql(drops.data, SPI_OK_UTILITY);
+}
+
+static char *
+column_list(Oid relid, List *attnums, const char *prefix)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, attnums)
+	{
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfo(&buf, "%s%s", prefix ? prefix : "",
+						 quote_identifier(get_attname(relid, lfirst_int(lc), false)));
+	}
+	return buf.data;
+}
+
+static char *
+name_list(List *names)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, quote_identifier(lfirst(lc)));
+	}
+	return buf.data;
+}
+
+static bool
+has_btree_opclass(Oid typid)
+{
+	return OidIsValid(GetDefaultOpClass(getBaseType(typid), BTREE_AM_OID));
+}
+
+static const char *
+guard_trigger_sql(const char *qualname)
+{
+	return psprintf("CREATE TRIGGER kappa_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+					" ON %s FOR EACH STATEMENT EXECUTE FUNCTION kappa.guard()", qualname);
+}
+
+/* Run as role, with security restrictions like a SECURITY DEFINER function. */
+typedef struct SavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} SavedUser;
+
+static void
+become(Oid role, SavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(role, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+unbecome(SavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+Datum
+kappa_create_view(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Oid			caller = GetUserId();
+	Oid			extowner;
+	Oid			views_relid = kappa_views_relid();
+	int			nestlevel;
+	RangeVar   *rv;
+	Oid			nspid;
+	AclResult	aclresult;
+	KappaViewDef *def;
+	char	   *target;
+	char	   *schema;
+	char	   *canonical;
+	char	   *arr_query;
+	Oid		   *rte_arr;
+	int64		id;
+	int			nsources;
+	Oid		   *arrangements;
+	XLogRecPtr	created_lsn;
+	StringInfoData buf;
+	SavedUser	saved;
+	Oid			derived;
+	bool		aggregate;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.create_view cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The view is filled from a snapshot taken after its sources are locked."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+	if (KappaShmem == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_kappa must be loaded via shared_preload_libraries"),
+				 errhint("Add pg_kappa to shared_preload_libraries and restart the server.")));
+
+	/* the caller's names are resolved with the caller's search_path */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	nspid = RangeVarGetCreationNamespace(rv);
+	aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists", rv->relname)));
+	target = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
+	def = kappa_compile_view(sql);
+	AtEOXact_GUC(true, nestlevel);
+
+	aggregate = strcmp(def->kind, "aggregate") == 0 ||
+		strcmp(def->kind, "join_aggregate") == 0;
+	nsources = list_length(def->sources);
+	extowner = kappa_extension_owner();
+
+	/*
+	 * Lock kappa.views before looking at the slot: a worker that finds no
+	 * view drops the slot while holding a conflicting lock.
+	 */
+	LockRelationOid(views_relid, RowExclusiveLock);
+	ensure_slot();
+
+	/*
+	 * Block writers to the sources (waiting for those in flight), then take
+	 * the LSN: every transaction that changed a source either committed
+	 * before it, and is in the snapshot the view is filled from, or commits
+	 * after this transaction, and reaches the view through the stream.
+	 */
+	for (int i = 0; i < nsources; i++)
+		LockRelationOid(list_nth_oid(def->sources, i), ShareLock);
+	created_lsn = GetXLogInsertRecPtr();
+	canonical = kappa_deparse(def, NULL, true);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* as the extension owner: the view's id and its internal schema */
+	become(extowner, &saved);
+	id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
+	schema = psprintf("kappa_v" INT64_FORMAT, id);
+	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
+					  quote_identifier(GetUserNameFromId(caller, false))),
+			 SPI_OK_UTILITY);
+	unbecome(&saved);
+
+	/* as the caller: the worker's copies of the sources and scratch tables */
+	arrangements = palloc(sizeof(Oid) * nsources);
+	for (int i = 0; i < nsources; i++)
+	{
+		Oid			src = list_nth_oid(def->sources, i);
+		List	   *key = list_nth(def->source_keys, i);
+		char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
+		ListCell   *lc;
+
+		create_mirror(src, a, false, NULL);
+		create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
+					  "_kappa_seq bigint, _kappa_new boolean");
+		create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
+					  NULL);
+		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)", a,
+						  column_list(src, key, NULL)), SPI_OK_UTILITY);
+		foreach(lc, (List *) list_nth(def->index_columns, i))
+		{
+			AttrNumber	attnum = lfirst_int(lc);
+
+			if (list_length(key) >= 1 && linitial_int(key) == attnum)
+				continue;
+			if (!has_btree_opclass(get_atttype(src, attnum)))
+				continue;
+			exec_sql(psprintf("CREATE INDEX ON %s (%s)", a,
+							  quote_identifier(get_attname(src, attnum, false))),
+					 SPI_OK_UTILITY);
+		}
+		exec_sql(guard_trigger_sql(a), SPI_OK_UTILITY);
+		arrangements[i] = RangeVarGetRelid(makeRangeVar(schema, psprintf("a_%d", i), -1),
+										   NoLock, false);
+	}
+
+	/* the query over the copies */
+	rte_arr = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	for (int r = 1; r <= def->nrtes; r++)
+		if (def->rte_source[r] >= 0)
+			rte_arr[r] = arrangements[def->rte_source[r]];
+	arr_query = kappa_deparse(def, rte_arr, true);
+
+	/* the derived table and the key scratch table */
+	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA",
+					  target, canonical), SPI_OK_UTILITY);
+	derived = RangeVarGetRelid(makeRangeVar(get_namespace_name(nspid), rv->relname, -1),
+							   NoLock, false);
+	if (def->key_columns == NIL)
+		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
+	else
+		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
+						  name_list(def->key_columns),
+						  aggregate ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
+	exec_sql(guard_trigger_sql(target), SPI_OK_UTILITY);
+	if (def->key_columns != NIL)
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
+						  quote_identifier(schema), name_list(def->key_columns), canonical),
+				 SPI_OK_UTILITY);
+
+	/* fill: the copies from the sources, the view from the copies */
+	kappa_guard_bypass = true;
+	PG_TRY();
+	{
+		for (int i = 0; i < nsources; i++)
+		{
+			Oid			src = list_nth_oid(def->sources, i);
+
+			exec_sql(psprintf("INSERT INTO %s.a_%d SELECT * FROM %s",
+							  quote_identifier(schema), i,
+							  quote_qualified_identifier(get_namespace_name(get_rel_namespace(src)),
+														 get_rel_name(src))),
+					 SPI_OK_INSERT);
+			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
+					 SPI_OK_UTILITY);
+		}
+		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
+				 SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		kappa_guard_bypass = false;
+	}
+	PG_END_TRY();
+
+	/* as the extension owner: record the view */
+	become(extowner, &saved);
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
+					 " sources, arrangements, key_columns, created_lsn, applied_lsn)"
+					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %u, %s, '{",
+					 id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
+					 quote_literal_cstr(canonical), caller, quote_literal_cstr(def->kind));
+	for (int i = 0; i < nsources; i++)
+		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", list_nth_oid(def->sources, i));
+	appendStringInfoString(&buf, "}', '{");
+	for (int i = 0; i < nsources; i++)
+		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
+	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X')",
+					 quote_literal_cstr(psprintf("{%s}", name_list(def->key_columns))),
+					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn));
+	exec_sql(buf.data, SPI_OK_INSERT);
+	unbecome(&saved);
+
+	SPI_finish();
+
+	/* tell the worker its set of sources changed, and make sure it runs */
+	CacheInvalidateRelcacheByRelid(views_relid);
+	kappa_request_worker(MyDatabaseId);
+
+	PG_RETURN_OID(derived);
+}
+
+/* The catalog row of a derived table, or an error naming it. */
+static void
+lookup_view(Oid relid, int64 *id, char **state)
+{
+	bool		isnull;
+
+	if (SPI_execute(psprintf("SELECT id, state FROM kappa.views WHERE relid = %u", relid),
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
+	*id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+}
+
+static void
+check_owner(Oid relid)
+{
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+}
+
+Datum
+kappa_drop_view(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			extowner = kappa_extension_owner();
+	int64		id;
+	char	   *state;
+	char	   *qualname;
+	SavedUser	saved;
+	int			nestlevel;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	lookup_view(relid, &id, &state);
+	check_owner(relid);
+	qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										  get_rel_name(relid));
+
+	/* no NOTICE about the internal tables that go with the view */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	become(extowner, &saved);
+	exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id),
+			 SPI_OK_DELETE);
+	exec_sql(psprintf("DROP SCHEMA IF EXISTS kappa_v" INT64_FORMAT " CASCADE", id),
+			 SPI_OK_UTILITY);
+	exec_sql(psprintf("DROP TABLE %s", qualname), SPI_OK_UTILITY);
+	unbecome(&saved);
+	AtEOXact_GUC(true, nestlevel);
+	SPI_finish();
+
+	CacheInvalidateRelcacheByRelid(kappa_views_relid());
+	kappa_wake_worker(MyDatabaseId);
+	PG_RETURN_VOID();
+}
+
+Datum
+kappa_alter_view(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			extowner;
+	int64		id;
+	char	   *state;
+	SavedUser	saved;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("view must not be null")));
+	relid = PG_GETARG_OID(0);
+	extowner = kappa_extension_owner();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	lookup_view(relid, &id, &state);
+	check_owner(relid);
+
+	if (!PG_ARGISNULL(1))
+	{
+		bool		paused = PG_GETARG_BOOL(1);
+
+		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot %s derived view \"%s\" because it is %s",
+							paused ? "pause" : "resume", get_rel_name(relid), state),
+					 errhint("Drop the view with kappa.drop_view and create it again.")));
+		become(extowner, &saved);
+		exec_sql(psprintf("UPDATE kappa.views SET state = '%s' WHERE id = " INT64_FORMAT,
+						  paused ? "paused" : "running", id), SPI_OK_UPDATE);
+		unbecome(&saved);
+	}
+	SPI_finish();
+
+	CacheInvalidateRelcacheByRelid(kappa_views_relid());
+	kappa_request_worker(MyDatabaseId);
+	PG_RETURN_VOID();
+}
+
+Datum
+kappa_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "kappa.guard: not called by trigger manager");
+	if (kappa_guard_bypass || kappa_in_apply_worker)
+		return PointerGetDatum(NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 errmsg("cannot change derived table \"%s\"",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Derived tables and their internal copies are written only by pg_kappa's apply worker."),
+			 errhint("Change the source tables instead, or drop the view with kappa.drop_view.")));
+	PG_RETURN_NULL();
+}

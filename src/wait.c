@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * wait.c
+ *	  kappa.wait (read-your-writes) and kappa.worker_status, the shared
+ *	  memory half of the kappa.status view.
+ *
+ * A view includes everything committed before LSN L when its applied LSN
+ * (kappa.views, committed with its deltas) is at least L, or, for a running
+ * view, when its worker has applied every transaction committed before L
+ * (the worker's processed LSN in shared memory).  kappa.wait polls both,
+ * nudging the worker, until that holds or the timeout passes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_wait);
+PG_FUNCTION_INFO_V1(kappa_worker_status);
+
+#define WAIT_POLL_MS 5
+
+static int64
+interval_ms(Interval *iv)
+{
+	float8		secs;
+
+	secs = DatumGetFloat8(DirectFunctionCall2(interval_part,
+											  CStringGetTextDatum("epoch"),
+											  IntervalPGetDatum(iv)));
+	return (int64) (secs * 1000.0);
+}
+
+Datum
+kappa_wait(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	XLogRecPtr	target;
+	int64		timeout_ms = 10000;
+	TimestampTz deadline;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("view must not be null")));
+	relid = PG_GETARG_OID(0);
+	target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
+	if (!PG_ARGISNULL(2))
+		timeout_ms = interval_ms(PG_GETARG_INTERVAL_P(2));
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction's snapshot would not see the view's progress.")));
+
+	/* the worker reads only flushed WAL */
+	if (target <= GetXLogInsertRecPtr())
+		XLogFlush(target);
+
+	deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+	for (;;)
+	{
+		char	   *state;
+		XLogRecPtr	applied;
+		bool		isnull;
+
+		/* a fresh snapshot each time round (READ COMMITTED) */
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(psprintf("SELECT state, applied_lsn, last_error FROM kappa.views WHERE relid = %u",
+								 relid), true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read kappa.views");
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
+		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		applied = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull));
+		if (strcmp(state, "broken") == 0 || strcmp(state, "stale") == 0)
+		{
+			char	   *err = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("derived view \"%s\" is %s", get_rel_name(relid), state),
+					 err ? errdetail("%s", err) : 0,
+					 errhint("Drop the view with kappa.drop_view and create it again.")));
+		}
+		SPI_finish();
+
+		if (strcmp(state, "running") == 0)
+		{
+			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId);
+
+			if (processed > applied)
+				applied = processed;
+		}
+		if (applied >= target)
+			PG_RETURN_BOOL(true);
+		if (GetCurrentTimestamp() >= deadline)
+			PG_RETURN_BOOL(false);
+
+		kappa_wake_worker(MyDatabaseId);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+Datum
+kappa_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	KappaWorkerSlot copy[KAPPA_MAX_WORKERS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (KappaShmem == NULL)
+		return (Datum) 0;
+
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	memcpy(copy, KappaShmem->workers, sizeof(copy));
+	LWLockRelease(KappaShmem->lock);
+
+	for (int i = 0; i < KAPPA_MAX_WORKERS; i++)
+	{
+		KappaWorkerSlot *w = &copy[i];
+		Datum		values[8];
+		bool		nulls[8];
+
+		if (w->dboid == InvalidOid)
+			continue;
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = ObjectIdGetDatum(w->dboid);
+		values[1] = Int32GetDatum(w->pid);
+		nulls[1] = (w->pid == 0);
+		values[2] = CStringGetTextDatum(w->pid != 0 ? w->state :
+										w->wanted ? "starting" : "stopped");
+		values[3] = CStringGetTextDatum(kappa_slot_name(w->dboid));
+		values[4] = LSNGetDatum(w->processed_lsn);
+		nulls[4] = (w->processed_lsn == InvalidXLogRecPtr);
+		values[5] = TimestampTzGetDatum(w->last_batch_at);
+		nulls[5] = (w->last_batch_at == 0);
+		values[6] = Int32GetDatum(w->restarts);
+		values[7] = CStringGetTextDatum(w->last_error);
+		nulls[7] = (w->last_error[0] == '\0');
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
