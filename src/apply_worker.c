@@ -53,6 +53,7 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "pg_kappa.h"
@@ -143,12 +144,14 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 
 /*
  * Reload what the worker needs to know about the views: which tables to
- * keep changes of, and which views are paused.  Exits when nothing is left
- * to do, and restarts (exit, launcher starts again) when a paused view was
- * resumed, since its changes must be decoded again from its applied LSN.
+ * keep changes of, and which views wait for their changes (paused, or
+ * resumed and "initializing").  Exits when nothing is left to do.  A view
+ * resumed while the worker runs must have its changes decoded again from
+ * its applied LSN (the slot was held there), so the worker restarts; at
+ * start, such views become running.
  */
 static void
-reload_views(LogicalDecodingContext *ctx, RepOriginId origin)
+reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 {
 	List	   *sources = NIL;
 	List	   *now_paused = NIL;
@@ -166,8 +169,12 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (at_start &&
+		SPI_execute("UPDATE kappa.views SET state = 'running' WHERE state = 'initializing'",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
 	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources) FROM kappa.views"
-					" WHERE state IN ('running', 'paused')", true, 0) != SPI_OK_SELECT)
+					" WHERE state IN ('running', 'paused', 'initializing')", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -182,14 +189,14 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin)
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 
 		sources = list_append_unique_oid(sources, src);
-		if (strcmp(state, "paused") == 0)
+		if (strcmp(state, "running") != 0)
 		{
 			now_paused = list_append_unique_int(now_paused, id);
 			if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
 				paused_floor = applied;
+			if (strcmp(state, "initializing") == 0)
+				resumed = true;
 		}
-		else if (list_member_int(paused_ids, id))
-			resumed = true;
 		MemoryContextSwitchTo(oldcxt);
 	}
 
@@ -197,8 +204,9 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin)
 	{
 		/* make sure, under a lock that create_view conflicts with */
 		LockRelationOid(views_relid, ShareLock);
-		if (SPI_execute("SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused')",
-						true, 1) != SPI_OK_SELECT)
+		/* not read-only: a fresh snapshot, taken after the lock */
+		if (SPI_execute("SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused', 'initializing')",
+						false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read kappa.views");
 		if (SPI_processed == 0)
 		{
@@ -257,21 +265,55 @@ apply_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT id, applied_lsn FROM kappa.views"
-							 " WHERE state = 'running' AND applied_lsn < '%X/%X' ORDER BY id",
-							 LSN_FORMAT_ARGS(b->last_commit_lsn)),
+	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running' FROM kappa.views"
+					" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	views = SPI_tuptable;
 	nviews = SPI_processed;
+
+	/*
+	 * A paused view holds the slot back at its applied LSN: what this batch
+	 * holds for it is not applied.  So does a view resumed since the last
+	 * reload, until the worker has restarted to decode its changes again.
+	 */
+	paused_floor = InvalidXLogRecPtr;
+	for (uint64 i = 0; i < nviews; i++)
+	{
+		bool		isnull;
+		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
+		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
+
+		if ((DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
+			 list_member_int(paused_ids, id)) &&
+			(paused_floor == InvalidXLogRecPtr || applied < paused_floor))
+			paused_floor = applied;
+	}
 
 	for (uint64 i = 0; i < nviews; i++)
 	{
 		bool		isnull;
 		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
+		Oid			relid = DatumGetObjectId(SPI_getbinval(views->vals[i], views->tupdesc, 3, &isnull));
+		bool		paused = DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull));
 		MemoryContext oldcxt = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
+
+		if (paused || list_member_int(paused_ids, id) ||
+			applied >= b->last_commit_lsn)
+			continue;
+
+		/*
+		 * kappa.drop_view holds an exclusive lock on the derived table until
+		 * it commits: once we have the lock, a dropped view is gone.
+		 */
+		LockRelationOid(relid, RowExclusiveLock);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		{
+			UnlockRelationOid(relid, RowExclusiveLock);
+			continue;
+		}
 
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
@@ -370,7 +412,7 @@ kappa_apply_main(Datum main_arg)
 	pgstat_report_appname("pg_kappa apply worker");
 
 	CacheRegisterRelcacheCallback(views_invalidated, (Datum) 0);
-	reload_views(NULL, InvalidRepOriginId);
+	reload_views(NULL, InvalidRepOriginId, true);
 
 	/* the slot is created by kappa.create_view */
 	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
@@ -430,13 +472,18 @@ kappa_apply_main(Datum main_arg)
 				ProcessConfigFile(PGC_SIGHUP);
 			}
 			if (views_changed)
-				reload_views(ctx, origin);
+				reload_views(ctx, origin, false);
 
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);
 			kappa_batch_reset();
 
-			/* decode whole transactions until the batch is full or WAL ends */
+			/*
+			 * Decode whole transactions until the batch is full or WAL ends,
+			 * in the decoding context's memory: the reader keeps buffers
+			 * across batches.
+			 */
+			MemoryContextSwitchTo(ctx->context);
 			end_of_wal = GetFlushRecPtr(NULL);
 			while (ctx->reader->EndRecPtr < end_of_wal && !kappa_batch->full)
 			{
@@ -451,6 +498,7 @@ kappa_apply_main(Datum main_arg)
 				CHECK_FOR_INTERRUPTS();
 			}
 			caught_up = !kappa_batch->full;
+			MemoryContextSwitchTo(loopcxt);
 
 			if (kappa_batch->ntxns > 0)
 				apply_batch();

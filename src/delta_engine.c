@@ -264,10 +264,10 @@ build_plan(int id)
 	def = kappa_compile_view(canonical);
 	SetUserIdAndSecContext(save_userid, save_sec);
 
-	target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										get_rel_name(relid));
 	if (get_rel_name(relid) == NULL)
 		elog(ERROR, "derived table of view %d does not exist", id);
+	target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										get_rel_name(relid));
 
 	keys = def->key_columns;
 	vp->nsources = list_length(def->sources);
@@ -404,7 +404,7 @@ run_bool(SPIPlanPtr plan)
 {
 	bool		isnull;
 
-	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_kappa query failed");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

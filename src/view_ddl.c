@@ -149,6 +149,13 @@ ensure_slot(void)
 	FreeDecodingContext(ctx);
 	ReplicationSlotPersist();
 	ReplicationSlotRelease();
+
+	/*
+	 * The slot outlives this transaction even if it fails.  A worker that
+	 * finds no view drops it again, so ask for one now; it waits for this
+	 * transaction's lock on kappa.views before it looks.
+	 */
+	kappa_request_worker(MyDatabaseId);
 }
 
 /*
@@ -554,15 +561,24 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	{
 		bool		paused = PG_GETARG_BOOL(1);
 
-		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0)
+		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0 &&
+			strcmp(state, "initializing") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot %s derived view \"%s\" because it is %s",
 							paused ? "pause" : "resume", get_rel_name(relid), state),
 					 errhint("Drop the view with kappa.drop_view and create it again.")));
+		/*
+		 * A resumed view is "initializing" until the worker has started
+		 * decoding again from the view's applied LSN.
+		 */
 		become(extowner, &saved);
-		exec_sql(psprintf("UPDATE kappa.views SET state = '%s' WHERE id = " INT64_FORMAT,
-						  paused ? "paused" : "running", id), SPI_OK_UPDATE);
+		if (paused)
+			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused' WHERE id = " INT64_FORMAT,
+							  id), SPI_OK_UPDATE);
+		else if (strcmp(state, "paused") == 0)
+			exec_sql(psprintf("UPDATE kappa.views SET state = 'initializing' WHERE id = " INT64_FORMAT,
+							  id), SPI_OK_UPDATE);
 		unbecome(&saved);
 	}
 	SPI_finish();

@@ -7,6 +7,7 @@
 # isolation specs and TAP files.  Optional: SUITES="regress isolation tap"
 # and TAP_TESTS="test/t/010_x.pl ..." to run a subset.
 set -u
+ulimit -c unlimited 2>/dev/null || true
 
 work=$1
 . "$work/env.sh"

@@ -1,0 +1,124 @@
+-- Derived views: everything create_view refuses, and bad arguments.
+\set VERBOSITY default
+CREATE TABLE e_src (id int PRIMARY KEY, grp int, v numeric, t timestamptz, j jsonb);
+CREATE SEQUENCE e_seq;
+CREATE TABLE e_other (id int PRIMARY KEY, e_id int);
+CREATE TABLE e_nopk (id int, v int);
+CREATE TABLE e_full (id int, v int);
+ALTER TABLE e_full REPLICA IDENTITY FULL;
+CREATE TABLE e_nothing (id int PRIMARY KEY, v int);
+ALTER TABLE e_nothing REPLICA IDENTITY NOTHING;
+CREATE UNLOGGED TABLE e_unlogged (id int PRIMARY KEY);
+CREATE TEMP TABLE e_temp (id int PRIMARY KEY);
+CREATE VIEW e_view AS SELECT * FROM e_src;
+CREATE MATERIALIZED VIEW e_mv AS SELECT * FROM e_src;
+CREATE TABLE e_part (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE e_rls (id int PRIMARY KEY);
+ALTER TABLE e_rls ENABLE ROW LEVEL SECURITY;
+ALTER TABLE e_rls FORCE ROW LEVEL SECURITY;
+
+-- not a single SELECT
+SELECT kappa.create_view('x', 'SELECT 1; SELECT 2');
+SELECT kappa.create_view('x', 'DELETE FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM');
+SELECT kappa.create_view('x', 'SELECT id INTO e_into FROM e_src');
+-- non-immutable functions
+SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE random() < 0.5');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE t < now()');
+SELECT kappa.create_view('x', $$SELECT id, nextval('e_seq') AS n FROM e_src$$);
+-- query constructs
+SELECT kappa.create_view('x', 'SELECT id FROM e_src LIMIT 1');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src OFFSET 1');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src ORDER BY id');
+SELECT kappa.create_view('x', 'SELECT id, row_number() OVER () AS r FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id, generate_series(1, 2) AS g FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE id IN (SELECT id FROM e_other)');
+SELECT kappa.create_view('x', 'WITH c AS (SELECT id FROM e_src) SELECT id FROM c');
+SELECT kappa.create_view('x', 'SELECT s.id FROM (SELECT id FROM e_src) s');
+SELECT kappa.create_view('x', 'SELECT g AS id FROM generate_series(1, 3) g');
+SELECT kappa.create_view('x', 'SELECT DISTINCT grp FROM e_src');
+SELECT kappa.create_view('x', 'SELECT DISTINCT ON (grp) id, grp FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src UNION SELECT id FROM e_other');
+SELECT kappa.create_view('x', 'SELECT grp, count(*) AS n FROM e_src GROUP BY ROLLUP (grp)');
+SELECT kappa.create_view('x', 'SELECT id FROM e_src FOR UPDATE');
+SELECT kappa.create_view('x', 'SELECT e_src.id, e_other.id AS oid FROM e_src LEFT JOIN e_other ON e_other.e_id = e_src.id');
+SELECT kappa.create_view('x', 'SELECT 1 AS one');
+SELECT kappa.create_view('x', 'SELECT id, ctid FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id, e_src AS whole FROM e_src');
+SELECT kappa.create_view('x', 'SELECT grp, string_agg(v::text, $$,$$) AS s FROM e_src GROUP BY grp');
+SELECT kappa.create_view('x', 'SELECT count(*) AS n FROM e_src TABLESAMPLE SYSTEM (10)');
+-- keys and names
+SELECT kappa.create_view('x', 'SELECT grp, v FROM e_src');
+SELECT kappa.create_view('x', 'SELECT v, count(*) AS n FROM e_src GROUP BY v, grp');
+SELECT kappa.create_view('x', 'SELECT id, v + 1 FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id, v AS a, grp AS a FROM e_src');
+
+SELECT kappa.create_view('x', 'SELECT e_src.id FROM e_src JOIN e_other ON e_other.e_id = e_src.id');
+-- sources
+SELECT kappa.create_view('x', 'SELECT id, v FROM e_nopk');
+SELECT kappa.create_view('x', 'SELECT id, v FROM e_full');
+SELECT kappa.create_view('x', 'SELECT id, v FROM e_nothing');
+SELECT kappa.create_view('x', 'SELECT id FROM e_unlogged');
+SELECT kappa.create_view('x', 'SELECT id FROM e_temp');
+SELECT kappa.create_view('x', 'SELECT id FROM e_view');
+SELECT kappa.create_view('x', 'SELECT id FROM e_mv');
+SELECT kappa.create_view('x', 'SELECT id FROM e_part');
+SELECT kappa.create_view('x', 'SELECT oid FROM pg_class');
+SELECT kappa.create_view('x', 'SELECT id FROM kappa.views');
+-- row-level security: refused for a role that does not bypass it
+CREATE ROLE kappa_rls_user;
+GRANT SELECT ON e_rls TO kappa_rls_user;
+GRANT CREATE ON SCHEMA public TO kappa_rls_user;
+SET ROLE kappa_rls_user;
+SELECT kappa.create_view('x', 'SELECT id FROM e_rls');
+-- privileges: SELECT on every source
+SELECT kappa.create_view('x', 'SELECT id FROM e_src');
+RESET ROLE;
+-- names
+SELECT kappa.create_view('e_src', 'SELECT id FROM e_src');
+SELECT kappa.create_view('no_such_schema.x', 'SELECT id FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM no_such_table');
+SELECT kappa.create_view('x', 'SELECT no_such_column FROM e_src');
+SELECT kappa.create_view(NULL, 'SELECT id FROM e_src');
+-- views on views are not supported yet
+SELECT kappa.create_view('e_first', 'SELECT id, v FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id FROM e_first');
+-- isolation level
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT kappa.create_view('x', 'SELECT id FROM e_src');
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT kappa.wait('e_first');
+ROLLBACK;
+-- other functions
+SELECT kappa.drop_view('e_src');
+SELECT kappa.alter_view('e_src', paused => true);
+SELECT kappa.wait('e_src');
+SELECT kappa.wait('e_first', timeout => '-1s');
+SELECT kappa.wait(NULL);
+SET ROLE kappa_rls_user;
+SELECT kappa.drop_view('e_first');
+SELECT kappa.alter_view('e_first', paused => true);
+RESET ROLE;
+-- nothing was left behind by the failures
+SELECT name FROM kappa.views;
+SELECT count(*) AS leftover_schemas FROM pg_namespace WHERE nspname LIKE 'kappa\_v%' AND nspname <> (SELECT 'kappa_v' || id FROM kappa.views);
+SELECT kappa.drop_view('e_first');
+DROP TABLE e_src, e_other, e_nopk, e_full, e_nothing, e_unlogged, e_part, e_rls CASCADE;
+REVOKE CREATE ON SCHEMA public FROM kappa_rls_user;
+DROP ROLE kappa_rls_user;
+-- every refusal carries an SQLSTATE
+\set VERBOSITY sqlstate
+SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e2');
+CREATE TABLE e2 (id int PRIMARY KEY, v int);
+SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e2');
+SELECT kappa.create_view('x', 'SELECT id FROM e2 LIMIT 1');
+SELECT kappa.create_view('x', 'SELECT v FROM e2');
+SELECT kappa.create_view('x', 'DELETE FROM e2');
+SELECT kappa.create_view('x', 'SELECT id, v AS id FROM e2');
+SELECT kappa.create_view('e2', 'SELECT id FROM e2');
+SELECT kappa.drop_view('e2');
+SELECT kappa.wait('e2');
+DROP TABLE e2;
+DROP SEQUENCE e_seq;
