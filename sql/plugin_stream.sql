@@ -107,7 +107,8 @@ BEGIN
 END
 $$;
 -- o holds the last sdecode output; summary() lists its distinct lines in
--- order, with inserts' ids elided and counted, and without the
+-- order, with ids elided and counted, stream_commit's checksum elided (it
+-- covers the changes' xids, which depend on what ran before), and without the
 -- stream_start/stream_stop pairs between the first and the last block
 -- (how many there are depends on memory accounting; sdecode checked them)
 CREATE TEMP TABLE o (r int, l text);
@@ -119,7 +120,8 @@ LANGUAGE sql AS $$
 $$;
 CREATE FUNCTION summary() RETURNS TABLE (line text, n bigint) LANGUAGE sql AS $$
   SELECT line, count(*) FROM (
-    SELECT r, regexp_replace(l, '"(new|old)":\{"id":\d+', '"\1":{"id":…') AS line FROM o
+    SELECT r, regexp_replace(regexp_replace(l, '"(new|old)":\{"id":\d+', '"\1":{"id":…'),
+                             '("kind":"stream_commit".*"checksum":)"[0-9a-f]{8}"', '\1"…"') AS line FROM o
     WHERE NOT (l::jsonb->>'kind' = 'stream_start' AND l::jsonb->>'first' = 'false')
       AND NOT (l::jsonb->>'kind' = 'stream_stop' AND r < (SELECT max(r) FROM o WHERE l::jsonb->>'kind' = 'stream_stop'))) s
   GROUP BY 1 ORDER BY min(r);
