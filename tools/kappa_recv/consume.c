@@ -105,9 +105,17 @@ consume_init(KRSink *s, const char *path, int *exit_code)
 	return true;
 }
 
+/*
+ * Where START_REPLICATION should begin: after the last consumed unit.  The
+ * test hook KAPPA_RECV_TEST_START_FROM_SLOT asks for 0/0 instead (the
+ * server then starts at the slot's confirmed position), so that a test can
+ * make the server send units again and check that rule 2 drops them.
+ */
 XLogRecPtr
 consume_start_position(void)
 {
+	if (getenv("KAPPA_RECV_TEST_START_FROM_SLOT") != NULL)
+		return InvalidXLogRecPtr;
 	return state.position;
 }
 

@@ -374,7 +374,7 @@ parse_args(int argc, char **argv)
 		{"endpos", required_argument, NULL, 'E'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, '?'},
+		{"help", no_argument, NULL, 8},
 		{"create-slot", no_argument, NULL, 1},
 		{"if-not-exists", no_argument, NULL, 2},
 		{"drop-slot", no_argument, NULL, 3},
@@ -482,8 +482,12 @@ parse_args(int argc, char **argv)
 					bad_usage();
 				kr_opt.reconnect_max_ms = secs * 1000;
 				break;
+			case 8:
+				usage();
+				exit(KR_EXIT_OK);
 			case '?':
-				if (optopt == '?' || (optind > 0 && strcmp(argv[optind - 1], "-?") == 0))
+				/* "-?" asks for help; anything else is an unknown option */
+				if (optind > 0 && strcmp(argv[optind - 1], "-?") == 0)
 				{
 					usage();
 					exit(KR_EXIT_OK);
