@@ -197,6 +197,13 @@ state_read(const char *path, KRState *state, bool *exists)
 		pg_log_error("state file \"%s\" is not a kappa_recv state file", path);
 		return false;
 	}
+	/* the checksum line is the last one */
+	if (strlen(crcline) != strlen("\ncrc 12345678\n") ||
+		crcline[strlen(crcline) - 1] != '\n')
+	{
+		pg_log_error("state file \"%s\" is damaged: text after its checksum", path);
+		return false;
+	}
 	crcline++;
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, buf, crcline - buf);
