@@ -49,6 +49,7 @@ SELECT d->>'prefix' AS prefix, d->>'content_encoding' AS encoding,
 FROM (SELECT decode::jsonb AS d FROM decode('msg')) s WHERE d->>'kind' = 'message';
 
 -- message-prefixes and include-messages
+SELECT 'init' FROM pg_create_logical_replication_slot('msg2', 'pg_kappa');
 SELECT 'm' FROM pg_logical_emit_message(false, 'a', 'a1');
 SELECT 'm' FROM pg_logical_emit_message(false, 'b', 'b1');
 SELECT 'm' FROM pg_logical_emit_message(false, 'a,b', 'not a or b');
@@ -60,8 +61,9 @@ COMMIT;
 BEGIN;
 SELECT 'm' FROM pg_logical_emit_message(true, 'c', 'c only: empty transaction when filtered');
 COMMIT;
-SELECT * FROM pg_logical_slot_peek_changes('msg', NULL, NULL, 'message-prefixes', ' a , b ', 'include-lsn', 'off', 'include-xids', 'off', 'include-timestamp', 'off');
+SELECT * FROM decode('msg2', 'message-prefixes', ' a , b ');
 SELECT * FROM decode('msg', 'include-messages', 'off');
 
 SELECT pg_drop_replication_slot('msg');
+SELECT pg_drop_replication_slot('msg2');
 DROP TABLE mt;
