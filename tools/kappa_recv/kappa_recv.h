@@ -200,7 +200,7 @@ typedef struct KRMessage
 	char	   *buffer;			/* libpq buffer, freed by the next call */
 } KRMessage;
 
-extern PGconn *stream_connect(int *exit_code);
+extern PGconn *stream_connect(bool retrying, int *exit_code);
 extern bool stream_prepare_slot(PGconn *conn, int *exit_code);
 extern bool stream_drop_slot(PGconn *conn);
 extern bool stream_start(PGconn *conn, XLogRecPtr startpos, int *exit_code,

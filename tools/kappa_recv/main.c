@@ -591,7 +591,7 @@ main(int argc, char **argv)
 	parse_args(argc, argv);
 	set_signals();
 
-	conn = stream_connect(&code);
+	conn = stream_connect(false, &code);
 	if (conn == NULL)
 		exit(code);
 	if (kr_opt.drop_slot)
@@ -638,7 +638,7 @@ main(int argc, char **argv)
 		}
 		if (conn == NULL)
 		{
-			conn = stream_connect(&code);
+			conn = stream_connect(true, &code);
 			if (conn != NULL && !stream_prepare_slot(conn, &code))
 			{
 				PQfinish(conn);

@@ -55,17 +55,26 @@ get_uint64(const char *p)
 	return v;
 }
 
-/* The message of a failed connection, without libpq's trailing newline. */
+/*
+ * The message of a failed connection, without libpq's trailing newline.
+ * Failures kappa_recv recovers from by reconnecting are warnings.
+ */
 static void
-log_conn_error(PGconn *conn, const char *what)
+log_conn_problem(PGconn *conn, const char *what, enum pg_log_level level)
 {
 	char	   *msg = pstrdup(PQerrorMessage(conn));
 	size_t		len = strlen(msg);
 
 	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
 		msg[--len] = '\0';
-	pg_log_error("%s: %s", what, msg);
+	pg_log_generic(level, PG_LOG_PRIMARY, "%s: %s", what, msg);
 	pfree(msg);
+}
+
+static void
+log_conn_error(PGconn *conn, const char *what)
+{
+	log_conn_problem(conn, what, PG_LOG_ERROR);
 }
 
 /*
@@ -73,14 +82,15 @@ log_conn_error(PGconn *conn, const char *what)
  * when we know a better one.
  */
 static void
-log_result_error(PGresult *res, const char *what, const char *own_hint)
+log_result_problem(PGresult *res, const char *what, const char *own_hint,
+				   enum pg_log_level level)
 {
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 
 	if (primary)
-		pg_log_error("%s: %s", what, primary);
+		pg_log_generic(level, PG_LOG_PRIMARY, "%s: %s", what, primary);
 	else
 	{
 		char	   *msg = pstrdup(PQresultErrorMessage(res));
@@ -88,15 +98,22 @@ log_result_error(PGresult *res, const char *what, const char *own_hint)
 
 		while (len > 0 && msg[len - 1] == '\n')
 			msg[--len] = '\0';
-		pg_log_error("%s: %s", what, len > 0 ? msg : "unknown error");
+		pg_log_generic(level, PG_LOG_PRIMARY, "%s: %s", what,
+					   len > 0 ? msg : "unknown error");
 		pfree(msg);
 	}
 	if (detail)
-		pg_log_error_detail("%s", detail);
+		pg_log_generic(level, PG_LOG_DETAIL, "%s", detail);
 	if (own_hint)
-		pg_log_error_hint("%s", own_hint);
+		pg_log_generic(level, PG_LOG_HINT, "%s", own_hint);
 	else if (hint)
-		pg_log_error_hint("%s", hint);
+		pg_log_generic(level, PG_LOG_HINT, "%s", hint);
+}
+
+static void
+log_result_error(PGresult *res, const char *what, const char *own_hint)
+{
+	log_result_problem(res, what, own_hint, PG_LOG_ERROR);
 }
 
 static bool
@@ -123,7 +140,7 @@ plugin_refused_hint(PGresult *res)
 }
 
 PGconn *
-stream_connect(int *exit_code)
+stream_connect(bool retrying, int *exit_code)
 {
 	const char *keywords[8];
 	const char *values[8];
@@ -170,7 +187,8 @@ stream_connect(int *exit_code)
 	{
 		const char *msg = PQerrorMessage(conn);
 
-		log_conn_error(conn, "could not connect to server");
+		log_conn_problem(conn, "could not connect to server",
+						 retrying ? PG_LOG_WARNING : PG_LOG_ERROR);
 		if (strstr(msg, "must be superuser or replication role") != NULL ||
 			strstr(msg, "permission denied to start WAL sender") != NULL)
 			pg_log_error_hint("kappa_recv needs a role with the REPLICATION attribute "
@@ -463,14 +481,15 @@ stream_start(PGconn *conn, XLogRecPtr startpos, int *exit_code,
 		ok = false;
 		if (PQstatus(conn) == CONNECTION_BAD)
 		{
-			log_conn_error(conn, "could not start replication");
+			log_conn_problem(conn, "could not start replication", PG_LOG_WARNING);
 			*transient = true;
 		}
 		else if (sqlstate_is(res, "55006"))
 		{
 			/* slot active: usually our previous incarnation's walsender */
-			log_result_error(res, "could not start replication",
-							 "kappa_recv will try again; stop the other consumer of this slot if there is one.");
+			log_result_problem(res, "could not start replication",
+							   "kappa_recv will try again; stop the other consumer of this slot if there is one.",
+							   PG_LOG_WARNING);
 			*transient = true;
 		}
 		else if (sqlstate_is(res, "22023"))
@@ -523,7 +542,7 @@ copy_ended(PGconn *conn, KRMessage *msg, int *exit_code)
 
 	msg->type = KR_MSG_LOST;
 	if (res == NULL || PQstatus(conn) == CONNECTION_BAD)
-		log_conn_error(conn, "replication stream ended");
+		log_conn_problem(conn, "replication stream ended", PG_LOG_WARNING);
 	else if (PQresultStatus(res) == PGRES_COMMAND_OK ||
 			 PQresultStatus(res) == PGRES_COPY_OUT)
 		pg_log_info("server ended the replication stream");
@@ -534,7 +553,8 @@ copy_ended(PGconn *conn, KRMessage *msg, int *exit_code)
 		/* shutdowns and connection failures (57P0x, class 08) pass */
 		if (state && (strncmp(state, "57P", 3) == 0 ||
 					  strncmp(state, "08", 2) == 0))
-			log_result_error(res, "replication stream ended", NULL);
+			log_result_problem(res, "replication stream ended", NULL,
+							   PG_LOG_WARNING);
 		else
 		{
 			log_result_error(res, "replication stream failed",
@@ -571,7 +591,8 @@ stream_receive(PGconn *conn, int timeout_ms, KRMessage *msg, int *exit_code)
 		}
 		if (PQconsumeInput(conn) == 0)
 		{
-			log_conn_error(conn, "could not receive data from server");
+			log_conn_problem(conn, "could not receive data from server",
+							 PG_LOG_WARNING);
 			msg->type = KR_MSG_LOST;
 			return;
 		}
@@ -589,7 +610,8 @@ stream_receive(PGconn *conn, int timeout_ms, KRMessage *msg, int *exit_code)
 	}
 	if (r == -2)
 	{
-		log_conn_error(conn, "could not read replication data");
+		log_conn_problem(conn, "could not read replication data",
+						 PG_LOG_WARNING);
 		msg->type = KR_MSG_LOST;
 		return;
 	}
@@ -639,7 +661,8 @@ stream_send_status(PGconn *conn, XLogRecPtr written, XLogRecPtr flushed,
 	buf[33] = reply ? 1 : 0;
 	if (PQputCopyData(conn, buf, sizeof(buf)) <= 0 || PQflush(conn) != 0)
 	{
-		log_conn_error(conn, "could not send feedback to server");
+		log_conn_problem(conn, "could not send feedback to server",
+						 PG_LOG_WARNING);
 		return false;
 	}
 	return true;
