@@ -45,6 +45,9 @@ else ifneq ($(PGXS),)
 
 include $(PGXS)
 
+# every source file includes the shared header
+$(OBJS): src/pg_kappa.h
+
 all: all-tools
 install: install-tools
 clean: clean-tools

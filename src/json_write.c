@@ -23,6 +23,7 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "pg_kappa.h"
@@ -93,15 +94,42 @@ kappa_json_cstring(StringInfo buf, const char *str)
 	kappa_json_string(buf, str, strlen(str));
 }
 
-/* Append an LSN as a quoted "X/X" string, as PostgreSQL prints it. */
+/* Append v in upper-case hex, without leading zeros, as %X prints it. */
+static inline char *
+hex32(char *p, uint32 v)
+{
+	static const char hexupper[] = "0123456789ABCDEF";
+	char		tmp[8];
+	int			n = 0;
+
+	do
+	{
+		tmp[n++] = hexupper[v & 0x0f];
+		v >>= 4;
+	} while (v != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/*
+ * Append an LSN as a quoted "X/X" string, as PostgreSQL prints it.  Every
+ * change record carries one, so this avoids snprintf.
+ */
 void
 kappa_json_lsn(StringInfo buf, XLogRecPtr lsn)
 {
-	char		tmp[32];
-	int			n;
+	char	   *p;
 
-	n = snprintf(tmp, sizeof(tmp), "\"%X/%X\"", LSN_FORMAT_ARGS(lsn));
-	appendBinaryStringInfo(buf, tmp, n);
+	enlargeStringInfo(buf, 20);
+	p = buf->data + buf->len;
+	*p++ = '"';
+	p = hex32(p, (uint32) (lsn >> 32));
+	*p++ = '/';
+	p = hex32(p, (uint32) lsn);
+	*p++ = '"';
+	*p = '\0';
+	buf->len = p - buf->data;
 }
 
 /* Append a timestamptz as a quoted ISO 8601 string in UTC. */
@@ -135,8 +163,9 @@ kappa_value_kind(Oid basetypid)
 		case BOOLOID:
 			return KVK_BOOL;
 		case JSONOID:
-		case JSONBOID:
 			return KVK_JSON;
+		case JSONBOID:
+			return KVK_JSONB;
 		case DATEOID:
 			return KVK_DATE;
 		case TIMESTAMPOID:
@@ -167,13 +196,13 @@ append_number_text(StringInfo buf, const char *num)
 
 /*
  * Append one non-null value.  outfunc is needed only for KVK_FLOAT,
- * KVK_NUMERIC, KVK_JSON and KVK_OTHER.
+ * KVK_NUMERIC and KVK_OTHER.
  */
 void
 kappa_json_value(StringInfo buf, KappaValueKind kind, FmgrInfo *outfunc,
 				 Datum value)
 {
-	char		tmp[MAXDATELEN + 2];
+	char		tmp[MAXDATELEN + 3];
 	int			n;
 
 	switch (kind)
@@ -205,7 +234,21 @@ kappa_json_value(StringInfo buf, KappaValueKind kind, FmgrInfo *outfunc,
 			append_number_text(buf, OutputFunctionCall(outfunc, value));
 			break;
 		case KVK_JSON:
-			appendStringInfoString(buf, OutputFunctionCall(outfunc, value));
+			{
+				/* json_out returns the stored text as is */
+				text	   *t = DatumGetTextPP(value);
+
+				appendBinaryStringInfo(buf, VARDATA_ANY(t),
+									   VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case KVK_JSONB:
+			{
+				/* what jsonb_out prints, without the intermediate copy */
+				Jsonb	   *jb = DatumGetJsonbP(value);
+
+				(void) JsonbToCString(buf, &jb->root, VARSIZE(jb));
+			}
 			break;
 		case KVK_DATE:
 		case KVK_TIMESTAMP:
@@ -217,8 +260,15 @@ kappa_json_value(StringInfo buf, KappaValueKind kind, FmgrInfo *outfunc,
 				Oid			typid = kind == KVK_DATE ? DATEOID :
 					kind == KVK_TIMESTAMP ? TIMESTAMPOID : TIMESTAMPTZOID;
 
-				JsonEncodeDateTime(tmp, value, typid, &utc);
-				kappa_json_cstring(buf, tmp);
+				/*
+				 * Digits, signs, "-:.T" or "infinity": nothing to escape,
+				 * so it is copied between quotes without a scan.
+				 */
+				tmp[0] = '"';
+				JsonEncodeDateTime(tmp + 1, value, typid, &utc);
+				n = strlen(tmp);
+				tmp[n++] = '"';
+				appendBinaryStringInfo(buf, tmp, n);
 			}
 			break;
 		case KVK_TEXT:

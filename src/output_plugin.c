@@ -27,6 +27,7 @@
 #include "replication/logical.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/varlena.h"
@@ -392,7 +393,10 @@ field_lsn(LogicalDecodingContext *ctx, const char *name, XLogRecPtr lsn)
 
 	if (!data->opt.include_lsn)
 		return;
-	appendStringInfo(ctx->out, ",\"%s\":", name);
+	/* on every change record: no printf */
+	appendBinaryStringInfo(ctx->out, ",\"", 2);
+	appendStringInfoString(ctx->out, name);
+	appendBinaryStringInfo(ctx->out, "\":", 2);
 	kappa_json_lsn(ctx->out, lsn);
 }
 
@@ -758,7 +762,9 @@ write_tuple(StringInfo out, const char *name, KappaRelInfo *ri,
 
 	heap_deform_tuple(tuple, srcdesc, values, nulls);
 
-	appendStringInfo(out, ",\"%s\":{", name);
+	appendBinaryStringInfo(out, ",\"", 2);
+	appendStringInfoString(out, name);
+	appendBinaryStringInfo(out, "\":{", 3);
 	for (int i = 0; i < ri->ncolumns; i++)
 	{
 		KappaColumn *col = &ri->columns[i];
@@ -868,6 +874,23 @@ kappa_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(data->context);
 }
 
+/*
+ * With publish-via-root, a partition that is truncated together with its
+ * root is covered by the root's entry.  A partition truncated without its
+ * root is written under its own name: naming the root would tell the
+ * consumer to empty every partition.
+ */
+static bool
+truncated_with_root(KappaRelInfo *ri, int nrelations, Relation relations[])
+{
+	for (int i = 0; i < nrelations; i++)
+	{
+		if (RelationGetRelid(relations[i]) == ri->report_relid)
+			return true;
+	}
+	return false;
+}
+
 static void
 kappa_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   int nrelations, Relation relations[],
@@ -886,13 +909,17 @@ kappa_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	for (int i = 0; i < nrelations; i++)
 	{
 		KappaRelInfo *ri = kappa_relinfo_get(relations[i]);
+		Oid			relid = ri->report_relid;
 		bool		dup = false;
 
 		if (!ri->included)
 			continue;
+		if (relid != ri->relid &&
+			!truncated_with_root(ri, nrelations, relations))
+			relid = ri->relid;
 		/* with publish-via-root, partitions of one root collapse */
 		for (int j = 0; j < nwritten; j++)
-			dup |= (written[j] == ri->report_relid);
+			dup |= (written[j] == relid);
 		if (dup)
 			continue;
 
@@ -904,9 +931,18 @@ kappa_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		}
 		else
 			appendStringInfoString(ctx->out, ",{");
-		appendStringInfoString(ctx->out, ri->qualname);
+		if (relid == ri->report_relid)
+			appendStringInfoString(ctx->out, ri->qualname);
+		else
+		{
+			appendStringInfoString(ctx->out, "\"schema\":");
+			kappa_json_cstring(ctx->out,
+							   get_namespace_name(RelationGetNamespace(relations[i])));
+			appendStringInfoString(ctx->out, ",\"table\":");
+			kappa_json_cstring(ctx->out, RelationGetRelationName(relations[i]));
+		}
 		appendStringInfoChar(ctx->out, '}');
-		written[nwritten++] = ri->report_relid;
+		written[nwritten++] = relid;
 	}
 	if (nwritten > 0)
 	{

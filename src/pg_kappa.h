@@ -41,7 +41,8 @@ typedef enum KappaValueKind
 	KVK_FLOAT,					/* float4/float8: number, or "NaN" etc. */
 	KVK_NUMERIC,				/* number, or "NaN"/"Infinity" as string */
 	KVK_BOOL,
-	KVK_JSON,					/* json/jsonb: embedded as is */
+	KVK_JSON,					/* json: embedded as is */
+	KVK_JSONB,					/* jsonb: embedded, as jsonb_out prints it */
 	KVK_DATE,
 	KVK_TIMESTAMP,
 	KVK_TIMESTAMPTZ,

@@ -13,9 +13,11 @@
  * the partition's attribute number, so no tuple conversion is needed.
  *
  * No catalog lookup happens per row.  The hash lives in the decoding
- * context's memory and is dropped with it; the relcache callback, which
- * cannot be unregistered, is registered once per backend and does nothing
- * while no session is active.
+ * context's memory and is dropped with it, also when decoding ends in an
+ * error (a reset callback on that context forgets the hash).  The relcache
+ * callback, and the syscache callbacks for schemas and types (whose names
+ * the entries hold too), cannot be unregistered: they are registered once
+ * per backend and do nothing while no session is active.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +33,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "pg_kappa.h"
 
@@ -63,6 +66,24 @@ relinfo_invalidate(Datum arg, Oid relid)
 }
 
 /*
+ * A schema or a type was renamed or changed: the names written for every
+ * relation may be stale, so every entry is rebuilt on next use.
+ */
+static void
+relinfo_invalidate_all(Datum arg, int cacheid, uint32 hashvalue)
+{
+	relinfo_invalidate(arg, InvalidOid);
+}
+
+/* The hash's memory is going away (end of session, or an error). */
+static void
+relinfo_forget(void *arg)
+{
+	if (relinfo_hash == (HTAB *) arg)
+		kappa_relinfo_reset();
+}
+
+/*
  * Start a decoding session's cache.  The hash and every entry live below
  * parent; patterns (from the "tables" option) must live as long.
  */
@@ -70,6 +91,7 @@ void
 kappa_relinfo_init(MemoryContext parent, List *table_patterns, bool via_root)
 {
 	HASHCTL		ctl;
+	MemoryContextCallback *forget;
 
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(KappaRelInfo);
@@ -80,9 +102,23 @@ kappa_relinfo_init(MemoryContext parent, List *table_patterns, bool via_root)
 	relinfo_patterns = table_patterns;
 	relinfo_via_root = via_root;
 
+	/*
+	 * When decoding fails, the shutdown callback is not called, but parent
+	 * is deleted: forget the hash then, so that no invalidation callback
+	 * walks freed memory afterwards.
+	 */
+	forget = MemoryContextAlloc(parent, sizeof(MemoryContextCallback));
+	forget->func = relinfo_forget;
+	forget->arg = relinfo_hash;
+	MemoryContextRegisterResetCallback(parent, forget);
+
 	if (!relinfo_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(relinfo_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, relinfo_invalidate_all,
+									  (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, relinfo_invalidate_all,
+									  (Datum) 0);
 		relinfo_callback_registered = true;
 	}
 }
@@ -118,6 +154,12 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	MemoryContext oldcxt;
 	StringInfoData buf;
 
+	/*
+	 * Valid from now on: an invalidation that arrives while the entry is
+	 * being built (catalog lookups below may process some) makes it invalid
+	 * again and it is rebuilt on next use.
+	 */
+	entry->valid = true;
 	if (entry->mcxt == NULL)
 		entry->mcxt = AllocSetContextCreate(relinfo_parent,
 											"pg_kappa relation",
@@ -198,7 +240,6 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	if (report != rel)
 		RelationClose(report);
 	MemoryContextSwitchTo(oldcxt);
-	entry->valid = true;
 }
 
 KappaRelInfo *
