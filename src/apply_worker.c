@@ -95,15 +95,22 @@ views_invalidated(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * For tests: when pg_kappa.test_crash_point names this point and the file
+ * pg_kappa_crash exists in the data directory, remove the file (so the
+ * crash happens once) and die as if killed.
+ */
 static void
 crash_point(const char *point)
 {
-	if (kappa_test_crash_point && strcmp(kappa_test_crash_point, point) == 0)
-	{
-		elog(LOG, "pg_kappa apply worker: test crash point \"%s\" reached", point);
-		kill(MyProcPid, SIGKILL);
-		pg_usleep(10000000);
-	}
+	if (kappa_test_crash_point == NULL ||
+		strcmp(kappa_test_crash_point, point) != 0)
+		return;
+	if (unlink("pg_kappa_crash") != 0)
+		return;
+	elog(LOG, "pg_kappa apply worker: test crash point \"%s\" reached", point);
+	kill(MyProcPid, SIGKILL);
+	pg_usleep(10000000L);
 }
 
 /*

@@ -65,7 +65,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_kappa.test_crash_point",
 							   "For tests only: the apply worker kills itself at this point.",
-							   "One of before_commit, after_commit; empty for none.",
+							   "One of before_commit, after_commit; the worker dies there once the file pg_kappa_crash exists in the data directory (and removes it).",
 							   &kappa_test_crash_point,
 							   "",
 							   PGC_SIGHUP,

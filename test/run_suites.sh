@@ -80,6 +80,7 @@ for suite in $suites; do
 		mkdir -p "$work/tap"
 		for t in $tapfiles; do
 			name=$(basename "$t" .pl)
+			mkdir -p "$work/tap/$name"
 			if (cd "$src" && TESTDIR="$work/tap/$name" \
 				PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
 				PERL5LIB="$pgxs/src/test/perl:$src/test/perl${PERL5LIB:+:$PERL5LIB}" \
