@@ -87,6 +87,9 @@ typedef struct KappaData
 	MemoryContext context;		/* reset after every record */
 	KappaOptions opt;
 	bool		in_stream;		/* between stream_start and stream_stop */
+	int			record_offset;	/* where the record being written starts
+								 * in ctx->out (a walsender puts a message
+								 * header before it) */
 
 	/* how the output settings were set, to undo it at shutdown */
 	bool		settings_pinned;
@@ -450,7 +453,10 @@ kappa_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 static void
 record_start(LogicalDecodingContext *ctx, const char *kind)
 {
+	KappaData  *data = ctx->output_plugin_private;
+
 	OutputPluginPrepareWrite(ctx, true);
+	data->record_offset = ctx->out->len;
 	appendStringInfoString(ctx->out, "{\"kind\":\"");
 	appendStringInfoString(ctx->out, kind);
 	appendStringInfoChar(ctx->out, '"');
@@ -608,10 +614,13 @@ open_txn_if_needed(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 static void
 change_end(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
+	KappaData  *data = ctx->output_plugin_private;
 	KappaTxn   *state = txn_state(txn);
 
 	appendStringInfoChar(ctx->out, '}');
-	COMP_CRC32C(state->crc, ctx->out->data, ctx->out->len);
+	/* the record's own bytes, not the walsender's message header */
+	COMP_CRC32C(state->crc, ctx->out->data + data->record_offset,
+				ctx->out->len - data->record_offset);
 	COMP_CRC32C(state->crc, "\n", 1);
 	state->nchanges++;
 	OutputPluginWrite(ctx, true);
