@@ -12,13 +12,23 @@
  * types (integers, booleans, text, dates and times) avoid the type's output
  * function, which would palloc an intermediate string per value.
  *
+ * In a UTF-8 database, non-ASCII characters are copied as they are.  In a
+ * database of another encoding they are written as \uXXXX escapes, so that
+ * every line is ASCII: valid JSON whether it reaches the consumer through
+ * the SQL functions (converted to the client encoding) or through the
+ * replication protocol (sent as is).  SQL_ASCII has no known encoding to
+ * convert from, so its bytes are copied.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <math.h>
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -45,6 +55,136 @@ static const char json_escape[256] = {
 static const char hexdigits[] = "0123456789abcdef";
 
 /*
+ * Set by kappa_json_startup.  In ASCII-only mode escape_table is a copy of
+ * json_escape where bytes >= 0x80 are 2: "convert to \uXXXX escapes".
+ */
+static const char *escape_table = json_escape;
+static char json_escape_ascii[256];
+static int	ascii_only_encoding = -1;	/* the database encoding, or -1 */
+static FmgrInfo to_utf8;		/* its conversion function to UTF-8 */
+
+/*
+ * Prepare for a decoding session: decide whether non-ASCII characters are
+ * escaped, and if so look up the conversion to UTF-8 now, since values may
+ * be written where no catalog access is possible (a non-transactional
+ * message in a walsender).  The lookup's memory lives in mcxt.
+ */
+void
+kappa_json_startup(MemoryContext mcxt)
+{
+	int			enc = GetDatabaseEncoding();
+	Oid			proc;
+	bool		own_xact = false;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	escape_table = json_escape;
+	ascii_only_encoding = -1;
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return;
+
+	if (!IsTransactionState())
+	{
+		StartTransactionCommand();
+		own_xact = true;
+	}
+	proc = FindDefaultConversionProc(enc, PG_UTF8);
+	if (!OidIsValid(proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("default conversion function for encoding \"%s\" to \"%s\" does not exist",
+						pg_encoding_to_char(enc), pg_encoding_to_char(PG_UTF8))));
+	fmgr_info_cxt(proc, &to_utf8, mcxt);
+	if (own_xact)
+		CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
+
+	memcpy(json_escape_ascii, json_escape, 128);
+	memset(json_escape_ascii + 128, 2, 128);
+	escape_table = json_escape_ascii;
+	ascii_only_encoding = enc;
+}
+
+/*
+ * Append the characters src[0..len), all non-ASCII and in the database
+ * encoding, as \uXXXX escapes (surrogate pairs beyond the BMP).
+ */
+static void
+append_unicode_escapes(StringInfo buf, const char *src, int len)
+{
+	char	   *utf8 = palloc((Size) len * MAX_CONVERSION_GROWTH + 1);
+	const unsigned char *p;
+
+	(void) FunctionCall6(&to_utf8,
+						 Int32GetDatum(ascii_only_encoding),
+						 Int32GetDatum(PG_UTF8),
+						 CStringGetDatum(src),
+						 CStringGetDatum(utf8),
+						 Int32GetDatum(len),
+						 BoolGetDatum(false));
+	for (p = (const unsigned char *) utf8; *p; p += pg_utf_mblen(p))
+	{
+		pg_wchar	c = utf8_to_unicode(p);
+		char		tmp[13];
+
+		if (c > 0xffff)
+		{
+			c -= 0x10000;
+			snprintf(tmp, sizeof(tmp), "\\u%04x\\u%04x",
+					 (unsigned) (0xd800 + (c >> 10)), (unsigned) (0xdc00 + (c & 0x3ff)));
+			appendBinaryStringInfo(buf, tmp, 12);
+		}
+		else
+		{
+			snprintf(tmp, sizeof(tmp), "\\u%04x", (unsigned) c);
+			appendBinaryStringInfo(buf, tmp, 6);
+		}
+	}
+	pfree(utf8);
+}
+
+/*
+ * In ASCII-only mode, rewrite buf from offset start (JSON text written as
+ * is, such as json and jsonb values) with its non-ASCII characters escaped.
+ * Those can only be inside JSON strings, where an escape means the same.
+ */
+static void
+escape_tail(StringInfo buf, int start)
+{
+	char	   *copy;
+	const char *p,
+			   *end;
+
+	for (p = buf->data + start; p < buf->data + buf->len; p++)
+	{
+		if (IS_HIGHBIT_SET(*p))
+			break;
+	}
+	if (p == buf->data + buf->len)
+		return;
+
+	copy = pnstrdup(buf->data + start, buf->len - start);
+	end = copy + (buf->len - start);
+	buf->len = start;
+	buf->data[start] = '\0';
+	p = copy;
+	while (p < end)
+	{
+		const char *q = p;
+
+		while (q < end && !IS_HIGHBIT_SET(*q))
+			q++;
+		appendBinaryStringInfo(buf, p, q - p);
+		p = q;
+		while (q < end && IS_HIGHBIT_SET(*q))
+			q++;
+		if (q > p)
+			append_unicode_escapes(buf, p, q - p);
+		p = q;
+	}
+	pfree(copy);
+}
+
+/*
  * Append str[0..len) as a quoted JSON string.  Runs of bytes that need no
  * escape are copied in one call.
  */
@@ -54,18 +194,29 @@ kappa_json_string(StringInfo buf, const char *str, int len)
 	const unsigned char *p = (const unsigned char *) str;
 	const unsigned char *end = p + len;
 	const unsigned char *run = p;
+	const char *table = escape_table;
 
 	enlargeStringInfo(buf, len + 2);
 	buf->data[buf->len++] = '"';
 	for (; p < end; p++)
 	{
-		char		esc = json_escape[*p];
+		char		esc = table[*p];
 		char		tmp[6];
 
 		if (likely(esc == 0))
 			continue;
 		if (p > run)
 			appendBinaryStringInfo(buf, (const char *) run, p - run);
+		if (esc == 2)
+		{
+			/* ASCII-only mode: a run of non-ASCII characters */
+			run = p;
+			while (p + 1 < end && IS_HIGHBIT_SET(p[1]))
+				p++;
+			append_unicode_escapes(buf, (const char *) run, p + 1 - run);
+			run = p + 1;
+			continue;
+		}
 		tmp[0] = '\\';
 		if (esc == 1)
 		{
@@ -237,17 +388,36 @@ kappa_json_value(StringInfo buf, KappaValueKind kind, FmgrInfo *outfunc,
 			{
 				/* json_out returns the stored text as is */
 				text	   *t = DatumGetTextPP(value);
+				int			start = buf->len;
+				char	   *c;
+				char	   *e;
 
 				appendBinaryStringInfo(buf, VARDATA_ANY(t),
 									   VARSIZE_ANY_EXHDR(t));
+
+				/*
+				 * A line break in json text is whitespace between tokens
+				 * (a JSON string cannot hold one), and a record must stay
+				 * on one line: make it a space.
+				 */
+				e = buf->data + buf->len;
+				for (c = buf->data + start; (c = memchr(c, '\n', e - c)) != NULL;)
+					*c++ = ' ';
+				for (c = buf->data + start; (c = memchr(c, '\r', e - c)) != NULL;)
+					*c++ = ' ';
+				if (ascii_only_encoding >= 0)
+					escape_tail(buf, start);
 			}
 			break;
 		case KVK_JSONB:
 			{
 				/* what jsonb_out prints, without the intermediate copy */
 				Jsonb	   *jb = DatumGetJsonbP(value);
+				int			start = buf->len;
 
 				(void) JsonbToCString(buf, &jb->root, VARSIZE(jb));
+				if (ascii_only_encoding >= 0)
+					escape_tail(buf, start);
 			}
 			break;
 		case KVK_DATE:

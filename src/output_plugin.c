@@ -22,11 +22,14 @@
 
 #include "access/detoast.h"
 #include "access/heapam.h"
+#include "access/xact.h"
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
 #include "replication/logical.h"
 #include "replication/origin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -58,11 +61,41 @@ typedef struct KappaOptions
 	List	   *table_patterns; /* see table_filter.c; NIL means all */
 } KappaOptions;
 
+/*
+ * Settings that change what output functions print: the plugin decodes
+ * with these, whatever the decoding session's own settings, so that the
+ * same change is always written as the same bytes (and has the same
+ * checksum).  Dates and times inside arrays, ranges and composites are
+ * ISO 8601 in UTC like the top-level ones, intervals are ISO 8601
+ * durations, floats are exact, bytea is hex, money uses the C locale, and
+ * names that depend on search_path (types in "types", regclass values and
+ * the like) are qualified unless in pg_catalog.
+ */
+static const char *const kappa_output_settings[][2] = {
+	{"DateStyle", "ISO, YMD"},
+	{"TimeZone", "UTC"},
+	{"IntervalStyle", "iso_8601"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"lc_monetary", "C"},
+	{"search_path", "pg_catalog"},
+};
+#define N_OUTPUT_SETTINGS lengthof(kappa_output_settings)
+
 typedef struct KappaData
 {
 	MemoryContext context;		/* reset after every record */
 	KappaOptions opt;
 	bool		in_stream;		/* between stream_start and stream_stop */
+	int			record_offset;	/* where the record being written starts
+								 * in ctx->out (a walsender puts a message
+								 * header before it) */
+
+	/* how the output settings were set, to undo it at shutdown */
+	bool		settings_pinned;
+	int			guc_nestlevel;	/* > 0: in this GUC nest level ... */
+	LocalTransactionId guc_lxid;	/* ... of this transaction */
+	char	   *saved_settings[N_OUTPUT_SETTINGS];	/* else: the old values */
 } KappaData;
 
 /* Per top-level transaction, in txn->output_plugin_private. */
@@ -317,6 +350,60 @@ parse_options(List *options, KappaOptions *opt)
 	}
 }
 
+/*
+ * Inside a transaction (the SQL functions, or a caller's own), the settings
+ * are saved in a GUC nest level of their own, which shutdown pops; an
+ * error unwinds them with the transaction.  A walsender starts decoding
+ * outside any transaction and runs each decoded transaction in one of its
+ * own, which would unwind a nest level: there the settings are set for the
+ * session and put back at shutdown.
+ */
+static void
+pin_output_settings(LogicalDecodingContext *ctx, KappaData *data)
+{
+	GucAction	action = GUC_ACTION_SET;
+
+	if (IsTransactionState())
+	{
+		data->guc_nestlevel = NewGUCNestLevel();
+		data->guc_lxid = MyProc->lxid;
+		action = GUC_ACTION_SAVE;
+	}
+	for (int i = 0; i < N_OUTPUT_SETTINGS; i++)
+	{
+		const char *name = kappa_output_settings[i][0];
+
+		if (data->guc_nestlevel == 0)
+			data->saved_settings[i] =
+				MemoryContextStrdup(ctx->context,
+									GetConfigOption(name, false, false));
+		(void) set_config_option(name, kappa_output_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, action,
+								 true, 0, false);
+	}
+	data->settings_pinned = true;
+}
+
+static void
+unpin_output_settings(KappaData *data)
+{
+	if (!data->settings_pinned)
+		return;
+	data->settings_pinned = false;
+	if (data->guc_nestlevel > 0)
+	{
+		/* if that transaction has ended, its end restored them */
+		if (IsTransactionState() && MyProc->lxid == data->guc_lxid)
+			AtEOXact_GUC(true, data->guc_nestlevel);
+		return;
+	}
+	for (int i = 0; i < N_OUTPUT_SETTINGS; i++)
+		(void) set_config_option(kappa_output_settings[i][0],
+								 data->saved_settings[i],
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET,
+								 true, 0, false);
+}
+
 static void
 kappa_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 			  bool is_init)
@@ -343,11 +430,17 @@ kappa_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 
 	kappa_relinfo_init(ctx->context, data->opt.table_patterns,
 					   data->opt.via_root);
+	kappa_json_startup(ctx->context);
+
+	/* creating a slot or advancing one writes nothing */
+	if (!is_init && !ctx->fast_forward)
+		pin_output_settings(ctx, data);
 }
 
 static void
 kappa_shutdown(LogicalDecodingContext *ctx)
 {
+	unpin_output_settings(ctx->output_plugin_private);
 	kappa_relinfo_reset();
 }
 
@@ -367,7 +460,10 @@ kappa_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 static void
 record_start(LogicalDecodingContext *ctx, const char *kind)
 {
+	KappaData  *data = ctx->output_plugin_private;
+
 	OutputPluginPrepareWrite(ctx, true);
+	data->record_offset = ctx->out->len;
 	appendStringInfoString(ctx->out, "{\"kind\":\"");
 	appendStringInfoString(ctx->out, kind);
 	appendStringInfoChar(ctx->out, '"');
@@ -525,10 +621,13 @@ open_txn_if_needed(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 static void
 change_end(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
+	KappaData  *data = ctx->output_plugin_private;
 	KappaTxn   *state = txn_state(txn);
 
 	appendStringInfoChar(ctx->out, '}');
-	COMP_CRC32C(state->crc, ctx->out->data, ctx->out->len);
+	/* the record's own bytes, not the walsender's message header */
+	COMP_CRC32C(state->crc, ctx->out->data + data->record_offset,
+				ctx->out->len - data->record_offset);
 	COMP_CRC32C(state->crc, "\n", 1);
 	state->nchanges++;
 	OutputPluginWrite(ctx, true);

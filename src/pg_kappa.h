@@ -50,6 +50,7 @@ typedef enum KappaValueKind
 	KVK_OTHER					/* output function, then escaped */
 } KappaValueKind;
 
+extern void kappa_json_startup(MemoryContext mcxt);
 extern void kappa_json_string(StringInfo buf, const char *str, int len);
 extern void kappa_json_cstring(StringInfo buf, const char *str);
 extern void kappa_json_lsn(StringInfo buf, XLogRecPtr lsn);

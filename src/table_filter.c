@@ -33,7 +33,7 @@ invalid_tables(const char *value, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value for parameter \"%s\": \"%s\"", "tables", value),
+			 errmsg("invalid value for pg_kappa option \"%s\": \"%s\"", "tables", value),
 			 errdetail("%s", detail),
 			 errhint("Use a comma-separated list of schema.table patterns, where an unquoted part may contain * as a wildcard, for example: public.*,\"Sales\".\"Orders\".")));
 }
@@ -116,6 +116,8 @@ kappa_parse_table_patterns(const char *value)
 			invalid_tables(value, "Each item must be a schema-qualified table name.");
 		p++;
 		pat->table = parse_part(&p, value);
+		if (*p == '.')
+			invalid_tables(value, "An item has more than two dot-separated parts; quote names that contain dots.");
 		result = lappend(result, pat);
 		if (*p == '\0')
 			break;

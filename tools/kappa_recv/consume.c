@@ -49,7 +49,6 @@ static KRVerifier verifier;
 
 static PGconn *cur_conn;
 static XLogRecPtr received_pos; /* highest position received */
-static XLogRecPtr ack_pos;		/* highest position reported as flushed */
 static XLogRecPtr flush_pos;	/* what may be reported as flushed */
 static KRUnitInfo committed;	/* last unit handed to the sink */
 static bool pending;			/* units handed over but not yet synced */
@@ -129,7 +128,6 @@ send_status(bool reply)
 	if (!stream_send_status(cur_conn, Max(received_pos, flush_pos),
 							flush_pos, reply))
 		return false;
-	ack_pos = flush_pos;
 	return true;
 }
 
@@ -240,7 +238,11 @@ handle_record(char *data, size_t len, XLogRecPtr lsn, int *exit_code)
 
 		case KR_LINE_CLOSE:
 			if (unit_unwanted(info.position))
-				return sink->abort(sink) ? true : (*exit_code = KR_EXIT_SINK, false);
+			{
+				if (!sink->abort(sink))
+					break;
+				return true;
+			}
 			if (!sink->write(sink, data, len))
 				break;
 			return unit_done(&info, exit_code);
