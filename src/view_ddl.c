@@ -253,6 +253,41 @@ guard_trigger_sql(const char *qualname)
 					" ON %s FOR EACH STATEMENT EXECUTE FUNCTION kappa.guard()", qualname);
 }
 
+/*
+ * ShareLock every source, all or none at a time: holding one while waiting
+ * for another would deadlock with a writer that holds the second and wants
+ * the first.  When one is busy, release the others, wait for it, retry.
+ */
+static void
+lock_sources(List *sources)
+{
+	for (;;)
+	{
+		ListCell   *lc;
+		Oid			busy = InvalidOid;
+
+		foreach(lc, sources)
+		{
+			if (!ConditionalLockRelationOid(lfirst_oid(lc), ShareLock))
+			{
+				busy = lfirst_oid(lc);
+				break;
+			}
+		}
+		if (!OidIsValid(busy))
+			return;
+		foreach(lc, sources)
+		{
+			if (lfirst_oid(lc) == busy)
+				break;
+			UnlockRelationOid(lfirst_oid(lc), ShareLock);
+		}
+		LockRelationOid(busy, ShareLock);
+		UnlockRelationOid(busy, ShareLock);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 /* Run as role, with security restrictions like a SECURITY DEFINER function. */
 typedef struct SavedUser
 {
@@ -348,8 +383,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	 * before it, and is in the snapshot the view is filled from, or commits
 	 * after this transaction, and reaches the view through the stream.
 	 */
-	for (int i = 0; i < nsources; i++)
-		LockRelationOid(list_nth_oid(def->sources, i), ShareLock);
+	lock_sources(def->sources);
 	created_lsn = GetXLogInsertRecPtr();
 	canonical = kappa_deparse(def, NULL, true);
 
