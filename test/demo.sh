@@ -60,6 +60,14 @@ SQL
 	echo "== events decoded from the slot 'demo' (one JSON object per line):"
 	as $psql -At -c "SELECT data FROM pg_logical_slot_get_changes('demo', NULL, NULL)"
 	echo
+	echo "== a derived view, maintained by the apply worker from the same stream:"
+	as $psql -c "SELECT kappa.create_view('sales_by_customer', \$\$SELECT customer, count(*) AS orders, sum(amount) AS total FROM orders GROUP BY customer\$\$)" >/dev/null
+	as $psql -c "TABLE sales_by_customer ORDER BY customer"
+	echo "== after INSERT (grace, 40.00), (alan, 7.25) and UPDATE ada's order to 20.00:"
+	as $psql -c "INSERT INTO orders (id, customer, amount) VALUES (3, 'grace', 40), (4, 'alan', 7.25); UPDATE orders SET amount = 20 WHERE id = 1;"
+	as $psql -c "SELECT kappa.wait('sales_by_customer')" >/dev/null
+	as $psql -c "TABLE sales_by_customer ORDER BY customer"
+	as $psql -c "SELECT kind, name, state, applied_lsn, lag_bytes, txns_applied FROM kappa.status"
 	echo "The demo cluster is running. Connect with:"
 	echo "    $( [ "$(id -u)" = 0 ] && echo 'runuser -u postgres -- ')psql -h $dir -p $port -U $dbuser postgres"
 	echo "Watch events as you write:"
