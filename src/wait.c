@@ -16,6 +16,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -44,6 +45,24 @@ interval_ms(Interval *iv)
 	return (int64) (secs * 1000.0);
 }
 
+/*
+ * The insert position right after a page boundary points past the page
+ * header, where no record ends: nothing can be read, or flushed, up to
+ * there.  Records before it end at the page start.
+ */
+static XLogRecPtr
+end_of_records(XLogRecPtr lsn)
+{
+	uint32		off = lsn % XLOG_BLCKSZ;
+	uint32		header;
+
+	header = XLogSegmentOffset(lsn, wal_segment_size) < XLOG_BLCKSZ ?
+		SizeOfXLogLongPHD : SizeOfXLogShortPHD;
+	if (off == header)
+		lsn -= off;
+	return lsn;
+}
+
 Datum
 kappa_wait(PG_FUNCTION_ARGS)
 {
@@ -69,6 +88,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
 				 errdetail("The transaction's snapshot would not see the view's progress.")));
+
+	target = end_of_records(target);
 
 	/* the worker reads only flushed WAL */
 	if (target <= GetXLogInsertRecPtr())
