@@ -122,3 +122,27 @@ SELECT kappa.drop_view('e2');
 SELECT kappa.wait('e2');
 DROP TABLE e2;
 DROP SEQUENCE e_seq;
+-- the owner keeps the view only while it may read the sources
+\set VERBOSITY terse
+CREATE ROLE kappa_owner;
+GRANT CREATE ON SCHEMA public TO kappa_owner;
+CREATE TABLE sec_src (id int PRIMARY KEY, v int);
+INSERT INTO sec_src VALUES (1, 1), (2, 2);
+GRANT SELECT ON sec_src TO kappa_owner;
+SET ROLE kappa_owner;
+SELECT kappa.create_view('sec_view', 'SELECT id, v FROM sec_src WHERE v > 1');
+SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'sec_view';
+RESET ROLE;
+INSERT INTO sec_src VALUES (3, 3);
+SELECT kappa.wait('sec_view');
+SELECT * FROM sec_view ORDER BY id;
+REVOKE SELECT ON sec_src FROM kappa_owner;
+INSERT INTO sec_src VALUES (4, 4);
+SELECT kappa.wait('sec_view', timeout => '2s');
+SELECT state, last_error FROM kappa.views WHERE name = 'public.sec_view';
+SELECT * FROM sec_view ORDER BY id;
+DROP TABLE sec_view;
+SELECT count(*) FROM kappa.views WHERE name = 'public.sec_view';
+DROP TABLE sec_src;
+REVOKE CREATE ON SCHEMA public FROM kappa_owner;
+DROP ROLE kappa_owner;

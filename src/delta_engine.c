@@ -48,6 +48,7 @@
 #include "nodes/makefuncs.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -514,10 +515,19 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	{
 		SourcePlan *sp = &vp->sources[i];
 		KappaSourceBuffer *buf;
+		AclResult	aclresult;
 
 		buf = hash_search(kappa_batch->sources, &sp->relid, HASH_FIND, NULL);
 		if (buf == NULL)
 			continue;
+
+		/* the owner must still be allowed to read what the view shows */
+		aclresult = pg_class_aclcheck(sp->relid, vp->owner, ACL_SELECT);
+		if (aclresult != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("owner of the derived view no longer has SELECT privilege on source table \"%s\"",
+							get_rel_name(sp->relid))));
 		if (buf->schema_change_lsn > applied)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -122,6 +122,7 @@ CREATE FUNCTION kappa.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $$
 DECLARE
     obj record;
@@ -131,8 +132,15 @@ BEGIN
                WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
     LOOP
         FOR v IN DELETE FROM kappa.views WHERE relid = obj.objid RETURNING id LOOP
-            EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', 'kappa_v' || v.id);
+            IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'kappa_v' || v.id) THEN
+                EXECUTE format('ALTER EXTENSION pg_kappa DROP SCHEMA %I', 'kappa_v' || v.id);
+                EXECUTE format('DROP SCHEMA %I CASCADE', 'kappa_v' || v.id);
+            END IF;
         END LOOP;
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('internal table %s was dropped', obj.object_identity)
+         WHERE obj.objid = ANY (arrangements) AND state <> 'broken';
         UPDATE kappa.views
            SET state = 'broken',
                last_error = format('source table %s was dropped', obj.object_identity)

@@ -397,6 +397,9 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
 					  quote_identifier(GetUserNameFromId(caller, false))),
 			 SPI_OK_UTILITY);
+	/* internal: goes with DROP EXTENSION, and is not dumped */
+	exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
+			 SPI_OK_UTILITY);
 	unbecome(&saved);
 
 	/* as the caller: the worker's copies of the sources and scratch tables */
@@ -559,7 +562,9 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	become(extowner, &saved);
 	exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id),
 			 SPI_OK_DELETE);
-	exec_sql(psprintf("DROP SCHEMA IF EXISTS kappa_v" INT64_FORMAT " CASCADE", id),
+	exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA kappa_v" INT64_FORMAT, id),
+			 SPI_OK_UTILITY);
+	exec_sql(psprintf("DROP SCHEMA kappa_v" INT64_FORMAT " CASCADE", id),
 			 SPI_OK_UTILITY);
 	exec_sql(psprintf("DROP TABLE %s", qualname), SPI_OK_UTILITY);
 	unbecome(&saved);

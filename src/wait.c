@@ -100,13 +100,20 @@ kappa_wait(PG_FUNCTION_ARGS)
 	{
 		char	   *state;
 		XLogRecPtr	applied;
+		XLogRecPtr	processed;
 		bool		isnull;
 
-		/* a fresh snapshot each time round (READ COMMITTED) */
+		/*
+		 * The worker publishes its progress after it commits, so read the
+		 * progress first: the view's state read next is at least as new.
+		 */
+		processed = kappa_worker_processed_lsn(MyDatabaseId);
+
+		/* not read-only: a fresh snapshot each time round (READ COMMITTED) */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute(psprintf("SELECT state, applied_lsn, last_error FROM kappa.views WHERE relid = %u",
-								 relid), true, 1) != SPI_OK_SELECT)
+								 relid), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read kappa.views");
 		if (SPI_processed != 1)
 			ereport(ERROR,
@@ -127,13 +134,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 		}
 		SPI_finish();
 
-		if (strcmp(state, "running") == 0)
-		{
-			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId);
-
-			if (processed > applied)
-				applied = processed;
-		}
+		if (strcmp(state, "running") == 0 && processed > applied)
+			applied = processed;
 		if (applied >= target)
 			PG_RETURN_BOOL(true);
 		if (GetCurrentTimestamp() >= deadline)
