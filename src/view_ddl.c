@@ -552,6 +552,13 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	lookup_view(relid, &id, &state);
 	check_owner(relid);
+
+	/*
+	 * Lock the table first, like DROP TABLE: the worker locks it before it
+	 * touches the view's catalog row, so taking them in the same order
+	 * cannot deadlock.
+	 */
+	LockRelationOid(relid, AccessExclusiveLock);
 	qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
 
