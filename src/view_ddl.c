@@ -254,13 +254,17 @@ guard_trigger_sql(const char *qualname)
 }
 
 /*
- * ShareLock every source, all or none at a time: holding one while waiting
- * for another would deadlock with a writer that holds the second and wants
- * the first.  When one is busy, release the others, wait for it, retry.
+ * ShareLock every source without ever waiting while holding one: holding a
+ * source while waiting for another would deadlock with a writer that holds
+ * the second and wants the first.  Wait for a busy source holding nothing
+ * else, keep it, and try the others without waiting; start over if one of
+ * them is busy.
  */
 static void
 lock_sources(List *sources)
 {
+	Oid			held = InvalidOid;	/* the one we waited for */
+
 	for (;;)
 	{
 		ListCell   *lc;
@@ -268,22 +272,31 @@ lock_sources(List *sources)
 
 		foreach(lc, sources)
 		{
-			if (!ConditionalLockRelationOid(lfirst_oid(lc), ShareLock))
+			Oid			relid = lfirst_oid(lc);
+
+			if (relid != held && !ConditionalLockRelationOid(relid, ShareLock))
 			{
-				busy = lfirst_oid(lc);
+				busy = relid;
 				break;
 			}
 		}
 		if (!OidIsValid(busy))
 			return;
+
+		/* release everything, then wait for the busy one */
 		foreach(lc, sources)
 		{
-			if (lfirst_oid(lc) == busy)
+			Oid			relid = lfirst_oid(lc);
+
+			if (relid == busy)
 				break;
-			UnlockRelationOid(lfirst_oid(lc), ShareLock);
+			if (relid != held)
+				UnlockRelationOid(relid, ShareLock);
 		}
+		if (OidIsValid(held))
+			UnlockRelationOid(held, ShareLock);
 		LockRelationOid(busy, ShareLock);
-		UnlockRelationOid(busy, ShareLock);
+		held = busy;
 		CHECK_FOR_INTERRUPTS();
 	}
 }
