@@ -743,8 +743,10 @@ kappa_rollback_prepared(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (data->opt.include_xids)
 		field_xid(ctx, "xid", txn->xid);
 	field_gid(ctx, txn->gid);
+	/* the ROLLBACK PREPARED record, then the PREPARE it undoes */
 	field_lsn(ctx, "lsn", txn->final_lsn);
-	field_lsn(ctx, "end_lsn", prepare_end_lsn);
+	field_lsn(ctx, "end_lsn", txn->end_lsn);
+	field_lsn(ctx, "prepare_end_lsn", prepare_end_lsn);
 	field_time(ctx, "prepare_time", prepare_time);
 	field_time(ctx, "rollback_time", txn->xact_time.commit_time);
 	record_end(ctx);
