@@ -244,6 +244,54 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	}
 }
 
+/*
+ * Mark views stale (in their own transaction): the WAL they need is gone or
+ * will not be kept.  where selects the views.
+ */
+static void
+mark_stale(const char *where, const char *message)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'stale', last_error = %s WHERE %s",
+							 quote_literal_cstr(message), where),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	if (SPI_processed > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("marked " UINT64_FORMAT " derived view(s) stale: %s",
+						SPI_processed, message)));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	views_changed = true;
+}
+
+/*
+ * Paused views hold the slot back; past pg_kappa.max_retained_wal they are
+ * given up (stale) so that the WAL can go.
+ */
+static void
+check_retained_wal(void)
+{
+	XLogRecPtr	insert;
+	uint64		limit;
+
+	if (kappa_max_retained_wal < 0 || paused_floor == InvalidXLogRecPtr)
+		return;
+	insert = GetXLogInsertRecPtr();
+	limit = (uint64) kappa_max_retained_wal * 1024 * 1024;
+	if (insert - paused_floor <= limit)
+		return;
+	mark_stale(psprintf("state IN ('paused', 'initializing') AND applied_lsn < '%X/%X'",
+						LSN_FORMAT_ARGS(insert - limit)),
+			   psprintf("the view held back more than pg_kappa.max_retained_wal (%d MB) of WAL while it was paused",
+						kappa_max_retained_wal));
+}
+
 static void
 mark_broken(int id, const char *message)
 {
@@ -439,6 +487,17 @@ kappa_apply_main(Datum main_arg)
 	kappa_worker_origin = origin;
 
 	ReplicationSlotAcquire(slot_name, true);
+
+	/* a slot invalidated by max_slot_wal_keep_size lost WAL the views need */
+	if (MyReplicationSlot->data.restart_lsn == InvalidXLogRecPtr)
+	{
+		ReplicationSlotRelease();
+		mark_stale("state IN ('running', 'paused', 'initializing')",
+				   "the WAL the view needs was removed (the slot exceeded max_slot_wal_keep_size)");
+		StartTransactionCommand();
+		retire(NULL, origin);
+	}
+
 	StartTransactionCommand();
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -524,6 +583,8 @@ kappa_apply_main(Datum main_arg)
 				MySlot->restarts = 0;
 			}
 			LWLockRelease(KappaShmem->lock);
+
+			check_retained_wal();
 
 			if (caught_up)
 			{

@@ -24,6 +24,7 @@ bool		kappa_enabled = true;
 int			kappa_batch_max_changes = 10000;
 int			kappa_batch_max_ms = 200;
 int			kappa_naptime = 10;
+int			kappa_max_retained_wal = 1024;
 char	   *kappa_test_crash_point = NULL;
 
 void		_PG_init(void);
@@ -62,6 +63,14 @@ _PG_init(void)
 							10, 1, 60 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.max_retained_wal",
+							"WAL a paused view may hold back in its slot before it is marked stale.",
+							"-1 means no limit.  A worker that is not running holds WAL too: set max_slot_wal_keep_size as a backstop; views of an invalidated slot are marked stale.",
+							&kappa_max_retained_wal,
+							1024, -1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_kappa.test_crash_point",
 							   "For tests only: the apply worker kills itself at this point.",

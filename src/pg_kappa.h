@@ -111,6 +111,7 @@ extern bool kappa_enabled;
 extern int	kappa_batch_max_changes;
 extern int	kappa_batch_max_ms;
 extern int	kappa_naptime;
+extern int	kappa_max_retained_wal;
 extern char *kappa_test_crash_point;
 
 /* ----------
