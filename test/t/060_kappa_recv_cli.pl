@@ -254,6 +254,15 @@ is($node->safe_psql('postgres',
 		  . "' FROM pg_replication_slots WHERE slot_name = 'ka'"),
 	't', 'after SIGTERM the server knows the final position');
 
+# SIGINT stops as cleanly as SIGTERM
+$h = kr_start($node, [ '-S', 'ka', '-f', "$dir/ka.jsonl", '-s', '1' ], $log);
+$node->safe_psql('postgres', "INSERT INTO a VALUES (1001, 'before int')");
+ok(wait_for_flush($node, 'ka', $node->lsn('insert')), 'restarted kappa_recv caught up');
+$h->signal('INT');
+is(kr_wait($h), 0, 'SIGINT: exit 0');
+compare_streams(slurp_file("$dir/ka.jsonl.old") . slurp_file("$dir/ka.jsonl"),
+	reference_stream($node, 'ref'), 'after SIGINT');
+
 # a slot whose changes are all filtered out still advances (keepalives)
 $node->safe_psql('postgres',
 	"SELECT pg_create_logical_replication_slot('none', 'pg_kappa')");

@@ -25,6 +25,11 @@ $node->safe_psql('postgres',
 
 my $h = kr_start($node, [ '-S', 'krs', '-f', $file, '-s', '1', '--reconnect-max', '2', '-v' ],
 	$log);
+# one that is told not to reconnect
+$node->safe_psql('postgres',
+	"SELECT pg_create_logical_replication_slot('once', 'pg_kappa')");
+my $h0 = kr_start($node, [ '-S', 'once', '-f', "$dir/once.jsonl", '--reconnect-max', '0' ],
+	"$dir/once.log");
 
 for my $crash (1 .. soak_rounds(2, 5))
 {
@@ -36,6 +41,8 @@ for my $crash (1 .. soak_rounds(2, 5))
 	eval { $writers->finish; };
 	$node->start;
 }
+
+is(kr_wait($h0), 2, '--reconnect-max 0: exit 2 when the connection is lost');
 
 # a last clean batch after the server came back
 my $writers = start_writers($node, 1, rate => 300);
