@@ -115,6 +115,7 @@ start_worker(int slotno, KappaWorkerSlot *w)
 	w->next_start = GetCurrentTimestamp() +
 		(TimestampTz) Min(1000 << Min(w->restarts, 6), MAX_BACKOFF_MS) * 1000;
 	w->restarts++;
+	w->starts++;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -127,7 +127,8 @@ typedef struct KappaWorkerSlot
 	uint32		generation;		/* bumped whenever a worker is started */
 	pid_t		pid;			/* 0: no worker attached */
 	Latch	   *latch;
-	int			restarts;		/* consecutive failed starts */
+	int			restarts;		/* consecutive starts without progress (backoff) */
+	int			starts;			/* starts since the server started */
 	TimestampTz next_start;		/* not before (backoff) */
 	XLogRecPtr	processed_lsn;	/* all WAL before this is applied */
 	TimestampTz last_batch_at;

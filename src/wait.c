@@ -182,7 +182,7 @@ kappa_worker_status(PG_FUNCTION_ARGS)
 		nulls[4] = (w->processed_lsn == InvalidXLogRecPtr);
 		values[5] = TimestampTzGetDatum(w->last_batch_at);
 		nulls[5] = (w->last_batch_at == 0);
-		values[6] = Int32GetDatum(w->restarts);
+		values[6] = Int32GetDatum(Max(w->starts - 1, 0));
 		values[7] = CStringGetTextDatum(w->last_error);
 		nulls[7] = (w->last_error[0] == '\0');
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
