@@ -68,9 +68,12 @@ launcher_detach(int code, Datum arg)
 	LWLockRelease(KappaShmem->lock);
 }
 
-/* Want a worker in every database that accepts connections. */
+/*
+ * Want a worker in every database that accepts connections (at start), or
+ * only forget the slots of databases that are gone (later).
+ */
 static void
-want_all_databases(void)
+scan_databases(bool want_all)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -95,12 +98,23 @@ want_all_databases(void)
 	CommitTransactionCommand();
 
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	foreach(lc, dbs)
+	if (want_all)
 	{
-		KappaWorkerSlot *w = kappa_worker_slot(lfirst_oid(lc), true);
+		foreach(lc, dbs)
+		{
+			KappaWorkerSlot *w = kappa_worker_slot(lfirst_oid(lc), true);
 
-		if (w)
-			w->wanted = true;
+			if (w)
+				w->wanted = true;
+		}
+	}
+	for (int i = 0; i < KAPPA_MAX_WORKERS; i++)
+	{
+		KappaWorkerSlot *w = &KappaShmem->workers[i];
+
+		if (w->dboid != InvalidOid && w->pid == 0 && handles[i] == NULL &&
+			!list_member_oid(dbs, w->dboid))
+			w->dboid = InvalidOid;	/* database dropped or closed */
 	}
 	LWLockRelease(KappaShmem->lock);
 }
@@ -194,9 +208,9 @@ kappa_launcher_main(Datum main_arg)
 	LWLockRelease(KappaShmem->lock);
 	before_shmem_exit(launcher_detach, (Datum) 0);
 
-	want_all_databases();
+	scan_databases(true);
 
-	for (;;)
+	for (int pass = 1;; pass++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -205,6 +219,8 @@ kappa_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
+		if (pass % 30 == 0)
+			scan_databases(false);
 		launcher_pass();
 
 		(void) WaitLatch(MyLatch,
