@@ -82,6 +82,7 @@ worker_detach(int code, Datum arg)
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->pid = 0;
 	MySlot->latch = NULL;
+	MySlot->processed_lsn = InvalidXLogRecPtr;
 	LWLockRelease(KappaShmem->lock);
 }
 
@@ -456,6 +457,8 @@ kappa_apply_main(Datum main_arg)
 	}
 	MySlot->pid = MyProcPid;
 	MySlot->latch = MyLatch;
+	/* nothing is applied by this worker yet: waiters must not trust it */
+	MySlot->processed_lsn = InvalidXLogRecPtr;
 	strlcpy(MySlot->state, "starting", sizeof(MySlot->state));
 	dboid = MySlot->dboid;
 	LWLockRelease(KappaShmem->lock);
