@@ -65,6 +65,34 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.wait(regclass, pg_lsn, interval) IS
 'block until the derived view includes everything up to target; false on timeout';
 
+CREATE FUNCTION kappa.verify(view regclass)
+RETURNS TABLE (kind text, "row" jsonb, count bigint)
+AS 'MODULE_PATHNAME', 'kappa_verify'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION kappa.verify(regclass) IS
+'differences between a derived view and its query at one consistent point; none when the view is right';
+
+CREATE FUNCTION kappa.verify_all()
+RETURNS TABLE (view regclass, missing bigint, extra bigint, ok boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT relid::regclass AS rel FROM kappa.views WHERE state = 'running' ORDER BY id LOOP
+        view := v.rel;
+        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+          INTO missing, extra
+          FROM kappa.verify(v.rel) f;
+        ok := missing = 0 AND extra = 0;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION kappa.worker_status(
     OUT database oid, OUT pid integer, OUT state text,
     OUT slot_name text, OUT processed_lsn pg_lsn, OUT last_batch_at timestamptz,

@@ -234,5 +234,12 @@ extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 extern bool kappa_guard_bypass;
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
+extern void kappa_lock_sources(List *sources);
+
+/* ----------
+ * wait.c
+ * ----------
+ */
+extern Datum kappa_wait(PG_FUNCTION_ARGS);
 
 #endif							/* PG_KAPPA_H */

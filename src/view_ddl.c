@@ -260,8 +260,8 @@ guard_trigger_sql(const char *qualname)
  * else, keep it, and try the others without waiting; start over if one of
  * them is busy.
  */
-static void
-lock_sources(List *sources)
+void
+kappa_lock_sources(List *sources)
 {
 	Oid			held = InvalidOid;	/* the one we waited for */
 
@@ -396,7 +396,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	 * before it, and is in the snapshot the view is filled from, or commits
 	 * after this transaction, and reaches the view through the stream.
 	 */
-	lock_sources(def->sources);
+	kappa_lock_sources(def->sources);
 	created_lsn = GetXLogInsertRecPtr();
 	canonical = kappa_deparse(def, NULL, true);
 

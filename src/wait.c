@@ -70,6 +70,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 	XLogRecPtr	target;
 	int64		timeout_ms = 10000;
 	TimestampTz deadline;
+	MemoryContext callercxt;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -96,6 +97,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 		XLogFlush(target);
 
 	deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+	callercxt = CurrentMemoryContext;
 	for (;;)
 	{
 		char	   *state;
@@ -119,7 +121,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		state = MemoryContextStrdup(callercxt,
+									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 		applied = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 2, &isnull));
 		if (strcmp(state, "broken") == 0 || strcmp(state, "stale") == 0)

@@ -1,0 +1,28 @@
+-- kappa.verify: exact differences between a view and its query.
+\set VERBOSITY terse
+CREATE TABLE vf (id int PRIMARY KEY, grp int, v int);
+INSERT INTO vf SELECT g, g % 3, g FROM generate_series(1, 30) g;
+SELECT kappa.create_view('vf_sum', 'SELECT grp, count(*) AS n, sum(v) AS s FROM vf GROUP BY grp');
+SELECT kappa.create_view('vf_rows', 'SELECT id, v FROM vf WHERE v > 10');
+UPDATE vf SET grp = 5 WHERE id = 1;
+-- a correct view has no findings
+SELECT * FROM kappa.verify('vf_sum');
+SELECT * FROM kappa.verify('vf_rows');
+-- corrupt the derived tables behind pg_kappa's back (triggers off)
+SET session_replication_role = replica;
+UPDATE vf_sum SET s = s + 1 WHERE grp = 0;
+DELETE FROM vf_rows WHERE id = 20;
+INSERT INTO vf_rows VALUES (1000, 1000);
+UPDATE vf_rows SET v = -v WHERE id = 25;
+RESET session_replication_role;
+SELECT kind, "row", count FROM kappa.verify('vf_sum');
+SELECT kind, "row", count FROM kappa.verify('vf_rows');
+SELECT view, missing, extra, ok FROM kappa.verify_all();
+-- bad arguments
+SELECT * FROM kappa.verify('vf');
+SELECT * FROM kappa.verify(NULL);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM kappa.verify('vf_sum');
+ROLLBACK;
+SELECT kappa.drop_view('vf_sum'), kappa.drop_view('vf_rows');
+DROP TABLE vf;

@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.c
+ *	  kappa.verify: compares a derived view with its defining query at one
+ *	  consistent point and returns every difference as a row.
+ *
+ * The consistent point: the view's sources are locked against writes
+ * (SHARE, taken without ever waiting while holding another, as
+ * kappa.create_view does), which also waits for the writers in flight;
+ * then the view is waited for up to the current WAL position, so it
+ * includes everything committed before the lock.  Both sides are then
+ * read with one snapshot and compared as multisets, both ways (EXCEPT
+ * ALL), so there is no false alarm under concurrent writes and no
+ * difference is missed.  Writers stay blocked until the calling
+ * transaction ends: run it in a transaction of its own.
+ *
+ * Findings are rows (kind 'missing': in the query's result but not in the
+ * view; 'extra': in the view but not in the query's result; the row as
+ * JSON; how many times), in the manner of amcheck's verify_heapam.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_verify);
+
+Datum
+kappa_verify(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *canonical;
+	char	   *target;
+	List	   *sources = NIL;
+	bool		isnull;
+	Datum		arr;
+	ArrayType  *a;
+	Datum	   *elems;
+	int			nelems;
+	XLogRecPtr	lsn;
+	bool		caught_up;
+	StringInfoData sql;
+
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.verify cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("It compares at a point it chooses after locking the view's sources.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT canonical, sources FROM kappa.views WHERE relid = %u", relid),
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
+	canonical = MemoryContextStrdup(callercxt,
+									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	a = DatumGetArrayTypeP(arr);
+	deconstruct_array(a, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &nelems);
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+
+		for (int i = 0; i < nelems; i++)
+			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+		target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											get_rel_name(relid));
+		MemoryContextSwitchTo(spicxt);
+	}
+
+	/* the consistent point */
+	kappa_lock_sources(sources);
+	lsn = GetXLogInsertRecPtr();
+	SPI_finish();
+	caught_up = DatumGetBool(DirectFunctionCall3(kappa_wait, ObjectIdGetDatum(relid),
+												 LSNGetDatum(lsn),
+												 DirectFunctionCall3(interval_in,
+																	 CStringGetDatum("60s"),
+																	 ObjectIdGetDatum(InvalidOid),
+																	 Int32GetDatum(-1))));
+	if (!caught_up)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("derived view \"%s\" did not catch up with its sources within 60 seconds",
+						get_rel_name(relid)),
+				 errhint("Check kappa.status for the view and its worker.")));
+
+	/* both ways, with one snapshot */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT 'missing'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
+					 " FROM ((%s) EXCEPT ALL SELECT * FROM %s) d GROUP BY 2"
+					 " UNION ALL "
+					 "SELECT 'extra'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
+					 " FROM (SELECT * FROM %s EXCEPT ALL (%s)) d GROUP BY 2"
+					 " ORDER BY 1, 2",
+					 canonical, target, target, canonical);
+	/* not read-only: a new snapshot, taken after the wait */
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not compare derived view \"%s\"", get_rel_name(relid));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &nulls[0]);
+		values[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &nulls[1]);
+		values[2] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &nulls[2]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
