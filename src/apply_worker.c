@@ -35,7 +35,10 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
+#include "parser/parse_node.h"
+#include "parser/parser.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -305,6 +308,55 @@ mark_broken(int id, const char *message)
 		elog(ERROR, "could not update kappa.views");
 }
 
+/*
+ * The scratch tables (d_<n>, w_<n>, k) are emptied after every batch, so
+ * they fill with dead rows faster than autovacuum looks at them; vacuum
+ * them every few seconds, outside any transaction, as autovacuum would.
+ */
+#define SCRATCH_VACUUM_MS 2000
+
+static void
+vacuum_scratch(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	StringInfoData sql;
+	List	   *raw;
+
+	if (!TimestampDifferenceExceeds(last, now, SCRATCH_VACUUM_MS))
+		return;
+	last = now;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ')"
+					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+					" WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not list scratch tables");
+	initStringInfo(&sql);
+	if (SPI_processed == 1)
+	{
+		char	   *list = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (list)
+			appendStringInfo(&sql, "VACUUM %s", list);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (sql.len == 0)
+		return;
+
+	StartTransactionCommand();
+	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
+	ExecVacuum(make_parsestate(NULL),
+			   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
+	CommitTransactionCommand();
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -466,6 +518,14 @@ kappa_apply_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	kappa_in_apply_worker = true;
+
+	/*
+	 * Every statement of the delta engine touches few rows of large tables:
+	 * nested loops over indexes are right even where the planner's idea of
+	 * the scratch tables' sizes says otherwise.
+	 */
+	SetConfigOption("enable_hashjoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_mergejoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
 	pgstat_report_appname("pg_kappa apply worker");
 
@@ -588,6 +648,7 @@ kappa_apply_main(Datum main_arg)
 			LWLockRelease(KappaShmem->lock);
 
 			check_retained_wal();
+			vacuum_scratch();
 
 			if (caught_up)
 			{

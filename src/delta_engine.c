@@ -45,8 +45,8 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
-#include "nodes/makefuncs.h"
 #include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -58,15 +58,29 @@
 
 #include "pg_kappa.h"
 
+/*
+ * A statement restricted to a set of keys held in a scratch table.  The
+ * restriction is written twice: "col = ANY($n)" for every key column, with
+ * the arrays gathered from the scratch table first, which the planner can
+ * push down (also below GROUP BY) and turn into index scans; and an exact
+ * "(cols) IN (SELECT cols FROM scratch)" for multi-column keys.
+ */
+typedef struct KeyedPlan
+{
+	SPIPlanPtr	gather;			/* SELECT array_agg(DISTINCT k1), ... */
+	SPIPlanPtr	plan;			/* the statement, $1..$n the arrays */
+	int			nkeys;
+} KeyedPlan;
+
 typedef struct SourcePlan
 {
 	Oid			relid;			/* the source */
 	Oid			drelid;			/* its d_<n> */
-	SPIPlanPtr	fill_w;
+	KeyedPlan	fill_w;
 	List	   *key_queries;	/* SPIPlanPtr per range table entry */
 	SPIPlanPtr	clear_w;
 	SPIPlanPtr	truncate_a;
-	SPIPlanPtr	apply_delete;
+	KeyedPlan	apply_delete;
 	SPIPlanPtr	apply_insert;
 	SPIPlanPtr	clear_d;
 } SourcePlan;
@@ -78,8 +92,8 @@ typedef struct ViewPlan
 	int			nsources;
 	SourcePlan *sources;
 	bool		has_keys;
-	SPIPlanPtr	delete_keys;
-	SPIPlanPtr	insert_keys;
+	KeyedPlan	delete_keys;
+	KeyedPlan	insert_keys;
 	SPIPlanPtr	has_null_keys;	/* NULL when keys cannot be NULL */
 	SPIPlanPtr	delete_null_keys;
 	SPIPlanPtr	insert_null_keys;
@@ -91,6 +105,10 @@ typedef struct ViewPlan
 static HTAB *plans = NULL;
 static MemoryContext engine_cxt = NULL;
 static List *kept_plans = NIL;	/* every SPI_keepplan'd plan, in engine_cxt */
+
+static SPIPlanPtr prepare(const char *sql);
+static SPIPlanPtr prepare_args(const char *sql, int nargs, Oid *argtypes);
+static char *quoted_list(List *names, const char *prefix);
 
 /* Forget every plan (kappa.views changed). */
 void
@@ -112,7 +130,13 @@ kappa_engine_reset(void)
 static SPIPlanPtr
 prepare(const char *sql)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+	return prepare_args(sql, 0, NULL);
+}
+
+static SPIPlanPtr
+prepare_args(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare pg_kappa statement (%s): %s",
@@ -126,6 +150,52 @@ prepare(const char *sql)
 		MemoryContextSwitchTo(oldcxt);
 	}
 	return plan;
+}
+
+
+/*
+ * Prepare "stmt WHERE <restriction>" where the restriction on the key
+ * columns names (of types typids, seen as prefix.name) comes from the
+ * scratch table scratch; see KeyedPlan.  stmt must end where a WHERE
+ * clause can follow; extra, if not NULL, is ANDed in.
+ */
+static KeyedPlan
+prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
+			  const char *scratch)
+{
+	KeyedPlan	kp;
+	StringInfoData gather;
+	StringInfoData where;
+	Oid		   *argtypes;
+	ListCell   *ln,
+			   *lt;
+	int			n = 0;
+
+	kp.nkeys = list_length(names);
+	argtypes = palloc(sizeof(Oid) * kp.nkeys);
+	initStringInfo(&gather);
+	initStringInfo(&where);
+	appendStringInfoString(&gather, "SELECT ");
+	forboth(ln, names, lt, typids)
+	{
+		const char *col = quote_identifier(lfirst(ln));
+		Oid			arraytype = get_array_type(lfirst_oid(lt));
+
+		if (!OidIsValid(arraytype))
+			elog(ERROR, "type %s has no array type", format_type_be(lfirst_oid(lt)));
+		argtypes[n] = arraytype;
+		appendStringInfo(&gather, "%spg_catalog.array_agg(DISTINCT %s)", n > 0 ? ", " : "", col);
+		appendStringInfo(&where, "%s%s.%s = ANY ($%d)", n > 0 ? " AND " : "", prefix, col, n + 1);
+		n++;
+	}
+	appendStringInfo(&gather, " FROM %s", scratch);
+	if (kp.nkeys > 1)
+		appendStringInfo(&where, " AND (%s) IN (SELECT %s FROM %s)",
+						 quoted_list(names, psprintf("%s.", prefix)),
+						 quoted_list(names, ""), scratch);
+	kp.gather = prepare(gather.data);
+	kp.plan = prepare_args(psprintf("%s WHERE %s", stmt, where.data), kp.nkeys, argtypes);
+	return kp;
 }
 
 static char *
@@ -292,21 +362,25 @@ build_plan(int id)
 		SourcePlan *sp = &vp->sources[i];
 		Oid			src = list_nth_oid(def->sources, i);
 		List	   *skey = attnames(src, list_nth(def->source_keys, i));
+		List	   *skeytypes = NIL;
+		ListCell   *lk;
 		char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
 		char	   *d = psprintf("%s.d_%d", quote_identifier(schema), i);
 		char	   *w = psprintf("%s.w_%d", quote_identifier(schema), i);
 		Oid			wrelid = RangeVarGetRelid(makeRangeVar(schema, psprintf("w_%d", i), -1),
 											  AccessShareLock, false);
 
+		foreach(lk, (List *) list_nth(def->source_keys, i))
+			skeytypes = lappend_oid(skeytypes, get_atttype(src, lfirst_int(lk)));
 		sp->relid = src;
 		sp->drelid = RangeVarGetRelid(makeRangeVar(schema, psprintf("d_%d", i), -1),
 									  AccessShareLock, false);
-		sp->fill_w = prepare(psprintf("INSERT INTO %s SELECT a.* FROM %s a WHERE (%s) IN (SELECT %s FROM %s)",
-									  w, a, quoted_list(skey, "a."), quoted_list(skey, ""), d));
+		sp->fill_w = prepare_keyed(psprintf("INSERT INTO %s SELECT a.* FROM %s a", w, a),
+								   "a", skey, skeytypes, d);
 		sp->clear_w = prepare(psprintf("DELETE FROM %s", w));
 		sp->truncate_a = prepare(psprintf("DELETE FROM %s", a));
-		sp->apply_delete = prepare(psprintf("DELETE FROM %s a WHERE (%s) IN (SELECT %s FROM %s)",
-											a, quoted_list(skey, "a."), quoted_list(skey, ""), d));
+		sp->apply_delete = prepare_keyed(psprintf("DELETE FROM %s a", a),
+										 "a", skey, skeytypes, d);
 		sp->apply_insert = prepare(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
 											" (SELECT DISTINCT ON (%s) * FROM %s ORDER BY %s, _kappa_seq DESC, _kappa_new DESC) d"
 											" WHERE d._kappa_new",
@@ -340,12 +414,18 @@ build_plan(int id)
 	{
 		char	   *k = psprintf("%s.k", quote_identifier(schema));
 
-		vp->delete_keys = prepare(psprintf("DELETE FROM %s t WHERE (%s) IN (SELECT %s FROM %s)",
-										   target, quoted_list(keys, "t."),
-										   quoted_list(keys, ""), k));
-		vp->insert_keys = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q WHERE (%s) IN (SELECT %s FROM %s)",
-										   target, q_arr, quoted_list(keys, "q."),
-										   quoted_list(keys, ""), k));
+		List	   *keytypes = NIL;
+		ListCell   *lk;
+		Oid			krelid = RangeVarGetRelid(makeRangeVar(schema, "k", -1),
+											  AccessShareLock, false);
+
+		foreach(lk, keys)
+			keytypes = lappend_oid(keytypes,
+								   get_atttype(krelid, get_attnum(krelid, lfirst(lk))));
+		vp->delete_keys = prepare_keyed(psprintf("DELETE FROM %s t", target),
+										"t", keys, keytypes, k);
+		vp->insert_keys = prepare_keyed(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr),
+										"q", keys, keytypes, k);
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
 			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
@@ -395,6 +475,33 @@ run(SPIPlanPtr plan)
 {
 	int			rc = SPI_execute_plan(plan, NULL, NULL, false, 0);
 
+	if (rc < 0)
+		elog(ERROR, "pg_kappa statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* Gather the key arrays, then run the keyed statement with them. */
+static uint64
+run_keyed(KeyedPlan *kp)
+{
+	Datum	   *args = palloc(sizeof(Datum) * kp->nkeys);
+	char	   *nulls = palloc(kp->nkeys + 1);
+	int			rc;
+
+	if (SPI_execute_plan(kp->gather, NULL, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_kappa could not gather keys");
+	for (int i = 0; i < kp->nkeys; i++)
+	{
+		bool		isnull;
+
+		args[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+		nulls[i] = isnull ? 'n' : ' ';
+		if (isnull)
+			return 0;			/* no keys at all */
+	}
+	nulls[kp->nkeys] = '\0';
+	rc = SPI_execute_plan(kp->plan, args, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "pg_kappa statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
@@ -483,7 +590,7 @@ collect_keys(ViewPlan *vp, bool *touched)
 
 		if (!touched[i])
 			continue;
-		run(sp->fill_w);
+		run_keyed(&sp->fill_w);
 		foreach(lc, sp->key_queries)
 			run((SPIPlanPtr) lfirst(lc));
 		run(sp->clear_w);
@@ -563,7 +670,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			run(sp->truncate_a);
 		if (touched[i])
 		{
-			run(sp->apply_delete);
+			run_keyed(&sp->apply_delete);
 			run(sp->apply_insert);
 		}
 	}
@@ -578,8 +685,8 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		collect_keys(vp, touched);	/* step 4 */
 
 		/* step 5 */
-		rows += run(vp->delete_keys);
-		rows += run(vp->insert_keys);
+		rows += run_keyed(&vp->delete_keys);
+		rows += run_keyed(&vp->insert_keys);
 		if (vp->has_null_keys && run_bool(vp->has_null_keys))
 		{
 			rows += run(vp->delete_null_keys);

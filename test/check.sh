@@ -46,7 +46,7 @@ fi
 
 status=0
 $runner sh "$work/src/test/run_suites.sh" "$work" || status=$?
-if [ $status -eq 0 ]; then
+if [ $status -eq 0 ] && [ -z "${KAPPA_KEEP_WORK:-}" ]; then
 	rm -rf "$work"
 else
 	echo "work directory kept for inspection: $work"
