@@ -519,13 +519,6 @@ kappa_apply_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	kappa_in_apply_worker = true;
 
-	/*
-	 * Every statement of the delta engine touches few rows of large tables:
-	 * nested loops over indexes are right even where the planner's idea of
-	 * the scratch tables' sizes says otherwise.
-	 */
-	SetConfigOption("enable_hashjoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("enable_mergejoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
 	pgstat_report_appname("pg_kappa apply worker");
 

@@ -93,7 +93,7 @@ typedef struct ViewPlan
 	SourcePlan *sources;
 	bool		has_keys;
 	KeyedPlan	delete_keys;
-	KeyedPlan	insert_keys;
+	SPIPlanPtr	insert_keys;
 	SPIPlanPtr	has_null_keys;	/* NULL when keys cannot be NULL */
 	SPIPlanPtr	delete_null_keys;
 	SPIPlanPtr	insert_null_keys;
@@ -136,7 +136,14 @@ prepare(const char *sql)
 static SPIPlanPtr
 prepare_args(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan;
+
+	/*
+	 * Always plan with the batch at hand: the scratch tables and key arrays
+	 * are tiny in one batch and huge in the next, and a generic plan good
+	 * for one is a disaster for the other.  Planning is cheap next to that.
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare pg_kappa statement (%s): %s",
@@ -171,8 +178,13 @@ prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
 			   *lt;
 	int			n = 0;
 
-	kp.nkeys = list_length(names);
-	argtypes = palloc(sizeof(Oid) * kp.nkeys);
+	/*
+	 * Only the first key column gets an array: it leads the unique index,
+	 * and arrays on several columns would make the index scan try every
+	 * combination.
+	 */
+	kp.nkeys = 1;
+	argtypes = palloc(sizeof(Oid));
 	initStringInfo(&gather);
 	initStringInfo(&where);
 	appendStringInfoString(&gather, "SELECT ");
@@ -184,12 +196,13 @@ prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
 		if (!OidIsValid(arraytype))
 			elog(ERROR, "type %s has no array type", format_type_be(lfirst_oid(lt)));
 		argtypes[n] = arraytype;
-		appendStringInfo(&gather, "%spg_catalog.array_agg(DISTINCT %s)", n > 0 ? ", " : "", col);
-		appendStringInfo(&where, "%s%s.%s = ANY ($%d)", n > 0 ? " AND " : "", prefix, col, n + 1);
+		appendStringInfo(&gather, "pg_catalog.array_agg(DISTINCT %s)", col);
+		appendStringInfo(&where, "%s.%s = ANY ($1)", prefix, col);
 		n++;
+		break;
 	}
 	appendStringInfo(&gather, " FROM %s", scratch);
-	if (kp.nkeys > 1)
+	if (list_length(names) > 1)
 		appendStringInfo(&where, " AND (%s) IN (SELECT %s FROM %s)",
 						 quoted_list(names, psprintf("%s.", prefix)),
 						 quoted_list(names, ""), scratch);
@@ -229,6 +242,25 @@ null_safe_match(List *names, const char *p, const char *q)
 		if (buf.len > 0)
 			appendStringInfoString(&buf, " AND ");
 		appendStringInfo(&buf, "%s.%s IS NOT DISTINCT FROM %s.%s", p, n, q, n);
+	}
+	return buf.data;
+}
+
+/* "p.k1 = q.k1 AND ..." */
+static char *
+equal_keys(List *names, const char *p, const char *q)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *n = quote_identifier(lfirst(lc));
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " AND ");
+		appendStringInfo(&buf, "%s.%s = %s.%s", p, n, q, n);
 	}
 	return buf.data;
 }
@@ -424,8 +456,20 @@ build_plan(int id)
 								   get_atttype(krelid, get_attnum(krelid, lfirst(lk))));
 		vp->delete_keys = prepare_keyed(psprintf("DELETE FROM %s t", target),
 										"t", keys, keytypes, k);
-		vp->insert_keys = prepare_keyed(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr),
-										"q", keys, keytypes, k);
+
+		/*
+		 * Recompute one key at a time: the key's equality goes into the
+		 * view's query (below GROUP BY, into the joins), so each is a few
+		 * index lookups, whatever the planner believes about k.  OFFSET 0
+		 * keeps the subquery from being flattened into a join it would plan
+		 * from guesses.
+		 */
+		vp->insert_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM"
+										   " (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
+										   " LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
+										   target, quoted_list(keys, "n."), k,
+										   any_null(keys, "n"), q_arr,
+										   equal_keys(keys, "q0", "kk")));
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
 			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
@@ -686,7 +730,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 
 		/* step 5 */
 		rows += run_keyed(&vp->delete_keys);
-		rows += run_keyed(&vp->insert_keys);
+		rows += run(vp->insert_keys);
 		if (vp->has_null_keys && run_bool(vp->has_null_keys))
 		{
 			rows += run(vp->delete_null_keys);
