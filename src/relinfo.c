@@ -26,6 +26,7 @@
 #include "access/attmap.h"
 #include "access/sysattr.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -187,8 +188,17 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	idattrs = RelationGetIdentityKeyBitmap(rel);
 
 	nspname = get_namespace_name(RelationGetNamespace(report));
-	entry->included = kappa_table_matches(relinfo_patterns, nspname,
-										  RelationGetRelationName(report));
+	/*
+	 * Only tables are reported.  A materialized view's changes are decoded
+	 * when it is created or refreshed concurrently, but a plain REFRESH
+	 * rewrites it without decodable changes: a consumer could never keep a
+	 * copy right, so none of its changes are written (as pgoutput does).
+	 */
+	entry->included =
+		(rel->rd_rel->relkind == RELKIND_RELATION ||
+		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+		kappa_table_matches(relinfo_patterns, nspname,
+							RelationGetRelationName(report));
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "\"schema\":");
 	kappa_json_cstring(&buf, nspname);
