@@ -26,6 +26,7 @@
 #include "access/attmap.h"
 #include "access/sysattr.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -42,6 +43,10 @@ static MemoryContext relinfo_parent = NULL;
 static List *relinfo_patterns = NIL;
 static bool relinfo_via_root = false;
 static bool relinfo_callback_registered = false;
+
+/* the entry relinfo_build is filling, and whether it was invalidated since */
+static KappaRelInfo *relinfo_building = NULL;
+static bool relinfo_building_invalidated = false;
 
 static void
 relinfo_invalidate(Datum arg, Oid relid)
@@ -61,7 +66,11 @@ relinfo_invalidate(Datum arg, Oid relid)
 	{
 		if (relid == InvalidOid || entry->relid == relid ||
 			entry->report_relid == relid)
+		{
 			entry->valid = false;
+			if (entry == relinfo_building)
+				relinfo_building_invalidated = true;
+		}
 	}
 }
 
@@ -155,11 +164,13 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	StringInfoData buf;
 
 	/*
-	 * Valid from now on: an invalidation that arrives while the entry is
-	 * being built (catalog lookups below may process some) makes it invalid
-	 * again and it is rebuilt on next use.
+	 * The catalog lookups below may process invalidations, also of this
+	 * entry: such an entry is rebuilt on next use.  An error leaves it
+	 * invalid too (streaming decoding catches some and goes on).
 	 */
-	entry->valid = true;
+	entry->valid = false;
+	relinfo_building = entry;
+	relinfo_building_invalidated = false;
 	if (entry->mcxt == NULL)
 		entry->mcxt = AllocSetContextCreate(relinfo_parent,
 											"pg_kappa relation",
@@ -187,8 +198,17 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	idattrs = RelationGetIdentityKeyBitmap(rel);
 
 	nspname = get_namespace_name(RelationGetNamespace(report));
-	entry->included = kappa_table_matches(relinfo_patterns, nspname,
-										  RelationGetRelationName(report));
+	/*
+	 * Only tables are reported.  A materialized view's changes are decoded
+	 * when it is created or refreshed concurrently, but a plain REFRESH
+	 * rewrites it without decodable changes: a consumer could never keep a
+	 * copy right, so none of its changes are written (as pgoutput does).
+	 */
+	entry->included =
+		(rel->rd_rel->relkind == RELKIND_RELATION ||
+		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) &&
+		kappa_table_matches(relinfo_patterns, nspname,
+							RelationGetRelationName(report));
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "\"schema\":");
 	kappa_json_cstring(&buf, nspname);
@@ -240,6 +260,8 @@ relinfo_build(KappaRelInfo *entry, Relation rel)
 	if (report != rel)
 		RelationClose(report);
 	MemoryContextSwitchTo(oldcxt);
+	entry->valid = !relinfo_building_invalidated;
+	relinfo_building = NULL;
 }
 
 KappaRelInfo *
