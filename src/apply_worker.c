@@ -319,13 +319,24 @@ static void
 vacuum_scratch(void)
 {
 	static TimestampTz last = 0;
+	static MemoryContext vaccxt = NULL;
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData sql;
 	List	   *raw;
+	MemoryContext oldcxt;
 
 	if (!TimestampDifferenceExceeds(last, now, SCRATCH_VACUUM_MS))
 		return;
 	last = now;
+
+	/*
+	 * VACUUM commits and starts transactions of its own, so the statement
+	 * and its parse tree must live outside them.
+	 */
+	if (vaccxt == NULL)
+		vaccxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa scratch vacuum",
+									   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(vaccxt);
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -336,14 +347,16 @@ vacuum_scratch(void)
 					" WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not list scratch tables");
+	oldcxt = MemoryContextSwitchTo(vaccxt);
 	initStringInfo(&sql);
 	if (SPI_processed == 1)
 	{
 		char	   *list = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 		if (list)
-			appendStringInfo(&sql, "VACUUM %s", list);
+			appendStringInfo(&sql, "VACUUM (SKIP_LOCKED) %s", list);
 	}
+	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -351,7 +364,9 @@ vacuum_scratch(void)
 		return;
 
 	StartTransactionCommand();
+	oldcxt = MemoryContextSwitchTo(vaccxt);
 	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
+	MemoryContextSwitchTo(oldcxt);
 	ExecVacuum(make_parsestate(NULL),
 			   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
 	CommitTransactionCommand();
