@@ -430,11 +430,13 @@ kappa_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 
 	kappa_relinfo_init(ctx->context, data->opt.table_patterns,
 					   data->opt.via_root);
-	kappa_json_startup(ctx->context);
 
 	/* creating a slot or advancing one writes nothing */
 	if (!is_init && !ctx->fast_forward)
+	{
+		kappa_json_startup(ctx->context);
 		pin_output_settings(ctx, data);
+	}
 }
 
 static void
