@@ -48,7 +48,9 @@
 #include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -83,6 +85,9 @@ typedef struct SourcePlan
 	KeyedPlan	apply_delete;
 	SPIPlanPtr	apply_insert;
 	SPIPlanPtr	clear_d;
+	List	   *resolve;		/* SPIPlanPtr per TOASTable column */
+	SPIPlanPtr	unresolved;
+	bool		has_unchanged;	/* this batch's d_<n> has unchanged values */
 } SourcePlan;
 
 typedef struct ViewPlan
@@ -396,6 +401,7 @@ build_plan(int id)
 		List	   *skey = attnames(src, list_nth(def->source_keys, i));
 		List	   *skeytypes = NIL;
 		ListCell   *lk;
+		StringInfoData unresolved;
 		char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
 		char	   *d = psprintf("%s.d_%d", quote_identifier(schema), i);
 		char	   *w = psprintf("%s.w_%d", quote_identifier(schema), i);
@@ -419,6 +425,46 @@ build_plan(int id)
 											a, source_columns(src, ""), source_columns(src, "d."),
 											quoted_list(skey, ""), d, quoted_list(skey, "")));
 		sp->clear_d = prepare(psprintf("DELETE FROM %s", d));
+
+		/*
+		 * Unchanged TOASTed values: the latest earlier new image of the same
+		 * row in this batch that has the value, else the copy's row before
+		 * the batch (under the old key, if the key changed in this update).
+		 */
+		initStringInfo(&unresolved);
+		{
+			Relation	srcrel = table_open(src, AccessShareLock);
+			TupleDesc	sdesc = RelationGetDescr(srcrel);
+
+			for (int c = 0; c < sdesc->natts; c++)
+			{
+				Form_pg_attribute att = TupleDescAttr(sdesc, c);
+				const char *col;
+
+				if (att->attisdropped || att->attlen != -1 || att->attstorage == TYPSTORAGE_PLAIN)
+					continue;
+				col = quote_identifier(NameStr(att->attname));
+				appendStringInfo(&unresolved, "%s(%d = ANY (d._kappa_unchanged) AND d.%s IS NULL)",
+								 unresolved.len > 0 ? " OR " : "", c + 1, col);
+				sp->resolve = lappend(sp->resolve,
+									  prepare(psprintf("UPDATE %s d SET %s = COALESCE("
+													   "(SELECT p.%s FROM %s p WHERE p._kappa_new AND p._kappa_seq < d._kappa_seq"
+													   " AND NOT (%d = ANY (COALESCE(p._kappa_unchanged, '{}'))) AND (%s) = (%s)"
+													   " ORDER BY p._kappa_seq DESC LIMIT 1),"
+													   " (SELECT a.%s FROM %s a WHERE (%s) = (%s)),"
+													   " (SELECT a.%s FROM %s a, %s o WHERE o._kappa_seq = d._kappa_seq AND NOT o._kappa_new"
+													   " AND (%s) = (%s)))"
+													   " WHERE d._kappa_new AND %d = ANY (d._kappa_unchanged)",
+													   d, col,
+													   col, d, c + 1, quoted_list(skey, "p."), quoted_list(skey, "d."),
+													   col, a, quoted_list(skey, "a."), quoted_list(skey, "d."),
+													   col, a, d, quoted_list(skey, "a."), quoted_list(skey, "o."),
+													   c + 1)));
+			}
+			table_close(srcrel, AccessShareLock);
+		}
+		sp->unresolved = prepare(psprintf("SELECT pg_catalog.count(*) FROM %s d WHERE d._kappa_new AND (%s)",
+										  d, unresolved.len > 0 ? unresolved.data : "false"));
 
 		/* one key query per range table entry reading this source */
 		if (vp->has_keys)
@@ -578,14 +624,16 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 	bool	   *nulls;
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
+	int			nunchanged;
+	Datum	   *unchanged = palloc(sizeof(Datum) * (n + 1));
 
-	if (ddesc->natts != n + 2)
+	if (ddesc->natts != n + 3)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", get_rel_name(sp->relid))));
 	slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
-	values = palloc(sizeof(Datum) * (n + 2));
-	nulls = palloc(sizeof(bool) * (n + 2));
+	values = palloc(sizeof(Datum) * (n + 3));
+	nulls = palloc(sizeof(bool) * (n + 3));
 
 	tuplestore_rescan(buf->rows);
 	while (tuplestore_gettupleslot(buf->rows, true, false, slot))
@@ -597,17 +645,32 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 		lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
 		if (lsn <= applied)
 			continue;
+		nunchanged = 0;
 		for (int i = 0; i < n + 2; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(ddesc, i);
 
 			values[i] = slot->tts_values[i];
 			nulls[i] = slot->tts_isnull[i];
-			/* an unchanged TOASTed value: fetch it from the source's TOAST table */
+
+			/*
+			 * An unchanged TOASTed value is not in the WAL, and the source's
+			 * TOAST table is ahead of the batch: leave it out here and take
+			 * it from the row's previous image (resolve_unchanged).
+			 */
 			if (!nulls[i] && att->attlen == -1 &&
 				VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
-				values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
-																  DatumGetPointer(values[i])));
+			{
+				nulls[i] = true;
+				unchanged[nunchanged++] = Int16GetDatum(i + 1);
+			}
+		}
+		nulls[n + 2] = (nunchanged == 0);
+		if (nunchanged > 0)
+		{
+			values[n + 2] = PointerGetDatum(construct_array(unchanged, nunchanged, INT2OID,
+															sizeof(int16), true, TYPALIGN_SHORT));
+			sp->has_unchanged = true;
 		}
 		tup = heap_form_tuple(ddesc, values, nulls);
 		simple_heap_insert(drel, tup);
@@ -690,12 +753,34 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			full = any = true;
 			lsns = list_append_unique_ptr(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
+		sp->has_unchanged = false;
 		if (fill_delta(sp, buf, applied, &lsns) > 0)
 			touched[i] = any = true;
 	}
 	if (!any)
 		return -1;
 	CommandCounterIncrement();
+
+	/* fill in unchanged TOASTed values, or refuse to guess */
+	for (int i = 0; i < vp->nsources; i++)
+	{
+		SourcePlan *sp = &vp->sources[i];
+		ListCell   *lc;
+		bool		isnull;
+
+		if (!sp->has_unchanged)
+			continue;
+		foreach(lc, sp->resolve)
+			run((SPIPlanPtr) lfirst(lc));
+		if (SPI_execute_plan(sp->unresolved, NULL, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_kappa query failed");
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("could not find the value of an unchanged TOASTed column of source table \"%s\"",
+							get_rel_name(sp->relid)),
+					 errhint("Use REPLICA IDENTITY FULL on the source, so that updates carry whole rows.")));
+	}
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);

@@ -426,7 +426,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 
 		create_mirror(src, a, false, NULL);
 		create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
-					  "_kappa_seq bigint, _kappa_new boolean");
+					  "_kappa_seq bigint, _kappa_new boolean, _kappa_unchanged smallint[]");
 		create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
 					  NULL);
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)", a,
