@@ -93,6 +93,19 @@ INSERT INTO ty_other VALUES
    '::1', -0.01, B'', '(0,0)', '', '0/0', NULL);
 SELECT * FROM decode('types');
 
+-- more families; names that depend on search_path are qualified unless in
+-- pg_catalog, whatever the session's search_path
+CREATE TABLE ty_more (k int PRIMARY KEY, rc regclass, rt regtype, mr datemultirange, bx box, ci circle,
+                      cd cidr, mac macaddr, tq tsquery, jp jsonpath, sn pg_snapshot, vb varbit, ia int8range[]);
+INSERT INTO ty_more VALUES
+  (1, 'ty_more', 'ty_mood', '{[2026-01-01,2026-02-01), [2026-03-01,)}', '((0,0),(1,1))', '<(0,0),2>',
+   '10.0.0.0/8', '08:00:2b:01:02:03', 'fat & (rat | cat)', '$.a[*] ? (@ > 1)', '10:20:10,14,15', B'101',
+   ARRAY['[1,5)'::int8range, 'empty']),
+  (2, 'pg_class', 'int4', '{}', NULL, NULL, '::/0', NULL, NULL, NULL, NULL, NULL, '{}');
+SET search_path = public, pg_temp;
+SELECT * FROM decode('types');
+RESET search_path;
+
 -- include-types names every column's type with its typmod; domains keep
 -- their own names; names outside pg_catalog are schema-qualified
 SELECT substring(decode FROM '"types":\{[^}]*\}') AS types FROM decode('types2', 'include-types', 'on')
@@ -141,6 +154,6 @@ SELECT * FROM decode('types3');
 SELECT pg_drop_replication_slot('types');
 SELECT pg_drop_replication_slot('types2');
 SELECT pg_drop_replication_slot('types3');
-DROP TABLE ty_num, ty_numeric, ty_text, ty_time, ty_json, ty_other, ty_all;
+DROP TABLE ty_num, ty_numeric, ty_text, ty_time, ty_json, ty_other, ty_all, ty_more;
 DROP TYPE ty_mood, ty_pair, ty_tspair;
 DROP DOMAIN ty_posint, ty_label, ty_ts;

@@ -30,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -76,6 +77,7 @@ kappa_json_startup(MemoryContext mcxt)
 	Oid			proc;
 	bool		own_xact = false;
 	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
 
 	escape_table = json_escape;
 	ascii_only_encoding = -1;
@@ -95,7 +97,11 @@ kappa_json_startup(MemoryContext mcxt)
 						pg_encoding_to_char(enc), pg_encoding_to_char(PG_UTF8))));
 	fmgr_info_cxt(proc, &to_utf8, mcxt);
 	if (own_xact)
+	{
+		/* a walsender: give back the memory context and resource owner */
 		CommitTransactionCommand();
+		CurrentResourceOwner = oldowner;
+	}
 	MemoryContextSwitchTo(oldcxt);
 
 	memcpy(json_escape_ascii, json_escape, 128);

@@ -102,7 +102,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 echo "pg_kappa decoding benchmark"
-echo "  command:  ${BENCH_SCALE:+BENCH_SCALE=$BENCH_SCALE }${BENCH_ROUNDS:+BENCH_ROUNDS=$BENCH_ROUNDS }sh test/bench/decode_bench.sh"
+echo "  command:  ${BENCH_SCALE:+BENCH_SCALE=$BENCH_SCALE }${BENCH_ROUNDS:+BENCH_ROUNDS=$BENCH_ROUNDS }${BENCH_SO:+BENCH_SO=$BENCH_SO }sh test/bench/decode_bench.sh"
 echo "  library:  $so ($(md5sum < "$so" | cut -c1-12))"
 echo "  server:   $(psql -At -c 'SELECT version()')"
 echo "  machine:  $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -g | awk '/^Mem:/ { print $2 " GB RAM" }')"

@@ -119,6 +119,19 @@ like($err, qr/unrecognized pg_kappa option "bogus"/, '... naming the option');
 ($rc, $recv, $err) = recv_upto('s_recv', $end, ['streaming=sometimes']);
 like($err, qr/invalid value for pg_kappa option "streaming": "sometimes"/, 'bad value names option and value');
 
+# a slot created by pg_recvlogical -P pg_kappa
+my ($cout, $cerr) = ('', '');
+IPC::Run::run([ 'pg_recvlogical', '-d', $node->connstr('postgres'), '-S', 's_created',
+				'--create-slot', '-P', 'pg_kappa' ], '>', \$cout, '2>', \$cerr);
+is($? >> 8, 0, 'pg_recvlogical --create-slot -P pg_kappa') or diag($cerr);
+is($node->safe_psql('postgres', q{SELECT plugin FROM pg_replication_slots WHERE slot_name = 's_created'}),
+	'pg_kappa', 'the slot uses pg_kappa');
+$node->safe_psql('postgres', q{INSERT INTO r (id, t) VALUES (50, 'via a created slot')});
+($rc, $recv, $err) = recv_upto('s_created', flush_lsn(), [ 'tables=public.r', 'actions=insert' ]);
+my @created = decode_lines($recv, 'created slot output');
+is(join(' ', map { $_->{kind} } @created), 'begin insert commit', 'decoded through it');
+is($created[1]{new}{t}, 'via a created slot', 'the row');
+
 # a streamed transaction aborted while the session that streamed it runs:
 # its blocks, then stream_abort for the whole transaction
 my $file = "$dir/stream.out";
