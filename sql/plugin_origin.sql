@@ -25,6 +25,17 @@ SELECT * FROM decode('orig');
 SELECT * FROM decode('orig2', 'include-origin', 'off');
 SELECT * FROM decode('orig3', 'only-local', 'on');
 
+-- a streamed transaction from the origin names it on every block; with
+-- only-local nothing of it is sent
+SELECT 's' FROM pg_replication_origin_session_setup('kappa "test" origin');
+BEGIN;
+INSERT INTO ot SELECT g, 'streamed from the origin' FROM generate_series(100, 3099) g;
+COMMIT;
+SELECT 'r' FROM pg_replication_origin_session_reset();
+SELECT count(*) > 1 AS several_blocks, bool_and(data::jsonb->>'origin' = 'kappa "test" origin') AS all_with_origin
+FROM pg_logical_slot_peek_changes('orig', NULL, NULL, 'streaming', 'on') WHERE data LIKE '{"kind":"stream_start"%';
+SELECT count(*) AS lines FROM pg_logical_slot_get_changes('orig', NULL, NULL, 'streaming', 'on', 'only-local', 'on');
+
 -- the session's origin progress was advanced by the commits
 SELECT local_id IS NOT NULL AS has_id, remote_lsn FROM pg_replication_origin_status
   JOIN pg_replication_origin ON local_id = roident WHERE roname = 'kappa "test" origin';

@@ -554,6 +554,21 @@ txn_state(ReorderBufferTXN *txn)
 	return txn->output_plugin_private;
 }
 
+/* "origin" of a transaction that has one, when include-origin is on */
+static void
+field_origin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	KappaData  *data = ctx->output_plugin_private;
+	char	   *origin;
+
+	if (data->opt.include_origin && txn->origin_id != InvalidRepOriginId &&
+		replorigin_by_oid(txn->origin_id, true, &origin))
+	{
+		appendStringInfoString(ctx->out, ",\"origin\":");
+		kappa_json_cstring(ctx->out, origin);
+	}
+}
+
 static void
 write_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
@@ -569,16 +584,7 @@ write_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	field_lsn(ctx, "lsn", txn->final_lsn);
 	if (!prepared)
 		field_time(ctx, "commit_time", txn->xact_time.commit_time);
-	if (data->opt.include_origin && txn->origin_id != InvalidRepOriginId)
-	{
-		char	   *origin;
-
-		if (replorigin_by_oid(txn->origin_id, true, &origin))
-		{
-			appendStringInfoString(ctx->out, ",\"origin\":");
-			kappa_json_cstring(ctx->out, origin);
-		}
-	}
+	field_origin(ctx, txn);
 	record_end(ctx);
 	state->begun = true;
 }
@@ -592,6 +598,7 @@ write_stream_start(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	field_xid(ctx, "xid", txn->xid);
 	appendStringInfo(ctx->out, ",\"first\":%s",
 					 state->streamed ? "false" : "true");
+	field_origin(ctx, txn);
 	record_end(ctx);
 	state->block_open = true;
 	state->streamed = true;
