@@ -6,16 +6,6 @@
 use strict;
 use warnings;
 
-BEGIN
-{
-	# PostgreSQL::Test::Utils needs TESTDIR to exist
-	if ($ENV{TESTDIR})
-	{
-		require File::Path;
-		File::Path::make_path($ENV{TESTDIR});
-	}
-}
-
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
