@@ -19,6 +19,8 @@ DECLARE
   obj jsonb;
   open_kind text := NULL;
   n int := 0;
+  block text;                 -- xid of the open stream block
+  counts jsonb := '{}';       -- streamed xid -> changes streamed so far
 BEGIN
   FOR line IN
     SELECT data FROM pg_logical_slot_get_changes(slot, NULL, NULL,
@@ -38,7 +40,14 @@ BEGIN
         IF open_kind IS NOT NULL AND open_kind <> 'stream_start' THEN
           RAISE EXCEPTION '% inside an open %: %', obj->>'kind', open_kind, line;
         END IF;
-        IF obj->>'kind' <> 'stream_start' THEN n := 0; END IF;
+        IF obj->>'kind' <> 'stream_start' THEN
+          n := 0;
+        ELSE
+          block := obj->>'xid';
+          IF (obj->>'first')::bool OR NOT counts ? block THEN
+            counts := counts || jsonb_build_object(block, 0);
+          END IF;
+        END IF;
         open_kind := obj->>'kind';
       WHEN 'commit', 'prepare' THEN
         IF open_kind IS NULL OR open_kind = 'stream_start' THEN
@@ -51,21 +60,34 @@ BEGIN
       WHEN 'stream_stop' THEN
         open_kind := NULL;
       WHEN 'stream_commit', 'stream_prepare' THEN
-        IF (obj->>'changes')::int <> n THEN
-          RAISE EXCEPTION 'stream commit says % changes, % were emitted', obj->>'changes', n;
+        IF (obj->>'changes')::int <> coalesce((counts->>(obj->>'xid'))::int, 0) THEN
+          RAISE EXCEPTION 'stream commit says % changes, % were emitted', obj->>'changes',
+            coalesce((counts->>(obj->>'xid'))::int, 0);
         END IF;
-        n := 0;
+        counts := counts - (obj->>'xid');
+      WHEN 'stream_abort' THEN
+        IF obj->>'xid' = obj->>'subxid' THEN
+          counts := counts - (obj->>'xid');
+        END IF;
       WHEN 'insert', 'update', 'delete', 'truncate' THEN
         IF open_kind IS NULL THEN
           RAISE EXCEPTION 'change outside a transaction: %', line;
         END IF;
-        n := n + 1;
+        IF open_kind = 'stream_start' THEN
+          counts := jsonb_set(counts, ARRAY[block], to_jsonb((counts->>block)::int + 1));
+        ELSE
+          n := n + 1;
+        END IF;
       WHEN 'message' THEN
         IF (obj->>'transactional')::bool THEN
           IF open_kind IS NULL THEN
             RAISE EXCEPTION 'transactional message outside a transaction: %', line;
           END IF;
-          n := n + 1;
+          IF open_kind = 'stream_start' THEN
+            counts := jsonb_set(counts, ARRAY[block], to_jsonb((counts->>block)::int + 1));
+          ELSE
+            n := n + 1;
+          END IF;
         END IF;
       ELSE
         NULL;
