@@ -676,15 +676,25 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 		simple_heap_insert(drel, tup);
 		heap_freetuple(tup);
 		count++;
+		/* commit LSNs arrive in order: count each once per source */
 		if (lsn != last_lsn)
 		{
-			*lsns = list_append_unique_ptr(*lsns, (void *) (uintptr_t) lsn);
+			*lsns = lappend(*lsns, (void *) (uintptr_t) lsn);
 			last_lsn = lsn;
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(drel, RowExclusiveLock);
 	return count;
+}
+
+static int
+list_ptr_cmp(const ListCell *a, const ListCell *b)
+{
+	uintptr_t	x = (uintptr_t) lfirst(a);
+	uintptr_t	y = (uintptr_t) lfirst(b);
+
+	return (x > y) - (x < y);
 }
 
 static void
@@ -751,7 +761,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		{
 			truncated[i] = true;
 			full = any = true;
-			lsns = list_append_unique_ptr(lsns, (void *) (uintptr_t) buf->truncate_lsn);
+			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
 		sp->has_unchanged = false;
 		if (fill_delta(sp, buf, applied, &lsns) > 0)
@@ -830,6 +840,14 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	SetUserIdAndSecContext(save_userid, save_sec);
 
 	*new_applied = kappa_batch->last_commit_lsn;
-	*ntxns = list_length(lsns);
+
+	/* a transaction that changed several sources counts once */
+	list_sort(lsns, list_ptr_cmp);
+	*ntxns = 0;
+	for (int i = 0; i < list_length(lsns); i++)
+	{
+		if (i == 0 || list_nth(lsns, i) != list_nth(lsns, i - 1))
+			(*ntxns)++;
+	}
 	return rows;
 }
