@@ -232,9 +232,9 @@ quoted_list(List *names, const char *prefix)
 	return buf.data;
 }
 
-/* "p.k1 IS NOT DISTINCT FROM q.k1 AND ..." */
+/* "p.k1 <op> q.k1 AND ...", op "=" or "IS NOT DISTINCT FROM" */
 static char *
-null_safe_match(List *names, const char *p, const char *q)
+match_keys(List *names, const char *p, const char *op, const char *q)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -246,26 +246,7 @@ null_safe_match(List *names, const char *p, const char *q)
 
 		if (buf.len > 0)
 			appendStringInfoString(&buf, " AND ");
-		appendStringInfo(&buf, "%s.%s IS NOT DISTINCT FROM %s.%s", p, n, q, n);
-	}
-	return buf.data;
-}
-
-/* "p.k1 = q.k1 AND ..." */
-static char *
-equal_keys(List *names, const char *p, const char *q)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		const char *n = quote_identifier(lfirst(lc));
-
-		if (buf.len > 0)
-			appendStringInfoString(&buf, " AND ");
-		appendStringInfo(&buf, "%s.%s = %s.%s", p, n, q, n);
+		appendStringInfo(&buf, "%s.%s %s %s.%s", p, n, op, q, n);
 	}
 	return buf.data;
 }
@@ -515,17 +496,17 @@ build_plan(int id)
 										   " LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
 										   target, quoted_list(keys, "n."), k,
 										   any_null(keys, "n"), q_arr,
-										   equal_keys(keys, "q0", "kk")));
+										   match_keys(keys, "q0", "=", "kk")));
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
 			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
 												 k, any_null(keys, "n")));
 			vp->delete_null_keys = prepare(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
 													target, k, any_null(keys, "n"),
-													null_safe_match(keys, "t", "n")));
+													match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
 			vp->insert_null_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q WHERE EXISTS (SELECT 1 FROM %s n WHERE (%s) AND %s)",
 													target, q_arr, k, any_null(keys, "n"),
-													null_safe_match(keys, "q", "n")));
+													match_keys(keys, "q", "IS NOT DISTINCT FROM", "n")));
 		}
 		vp->clear_k = prepare(psprintf("DELETE FROM %s", k));
 	}

@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines);
+our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines view_matches);
 
 # Lines every pg_kappa test cluster needs.  output_plugin_libraries exists
 # from 15.19 on; older minors refuse to start when it is present, so it is
@@ -72,6 +72,19 @@ sub decode_lines
 	}
 	is($bad, 0, ($what // 'output') . ': every line is a JSON object');
 	return @objs;
+}
+
+# Wait for a derived view, then compare it with its query both ways as
+# multisets; passes when nothing is missing or extra.
+sub view_matches
+{
+	my ($node, $view, $query, $label) = @_;
+	my $res = $node->safe_psql('postgres', qq{
+SELECT kappa.wait('$view', timeout => '120s');
+SELECT (SELECT count(*) FROM (($query) EXCEPT ALL SELECT * FROM $view) a) || ' ' ||
+       (SELECT count(*) FROM (SELECT * FROM $view EXCEPT ALL ($query)) b);
+});
+	is($res, "t\n0 0", "$label: $view equals its query");
 }
 
 1;
