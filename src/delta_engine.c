@@ -113,7 +113,6 @@ static List *kept_plans = NIL;	/* every SPI_keepplan'd plan, in engine_cxt */
 
 static SPIPlanPtr prepare(const char *sql);
 static SPIPlanPtr prepare_args(const char *sql, int nargs, Oid *argtypes);
-static char *quoted_list(List *names, const char *prefix);
 
 /* Forget every plan (kappa.views changed). */
 void
@@ -209,15 +208,16 @@ prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
 	appendStringInfo(&gather, " FROM %s", scratch);
 	if (list_length(names) > 1)
 		appendStringInfo(&where, " AND (%s) IN (SELECT %s FROM %s)",
-						 quoted_list(names, psprintf("%s.", prefix)),
-						 quoted_list(names, ""), scratch);
+						 kappa_quoted_list(names, psprintf("%s.", prefix)),
+						 kappa_quoted_list(names, ""), scratch);
 	kp.gather = prepare(gather.data);
 	kp.plan = prepare_args(psprintf("%s WHERE %s", stmt, where.data), kp.nkeys, argtypes);
 	return kp;
 }
 
-static char *
-quoted_list(List *names, const char *prefix)
+/* "prefix.n1, prefix.n2, ..." with every name quoted */
+char *
+kappa_quoted_list(List *names, const char *prefix)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -268,8 +268,8 @@ any_null(List *names, const char *p)
 	return buf.data;
 }
 
-static List *
-attnames(Oid relid, List *attnums)
+List *
+kappa_attnames(Oid relid, List *attnums)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
@@ -368,10 +368,7 @@ build_plan(int id)
 								  AccessShareLock, false);
 
 	/* the view's query over the copies */
-	rte_relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
-	for (int r = 1; r <= def->nrtes; r++)
-		if (def->rte_source[r] >= 0)
-			rte_relids[r] = arr[def->rte_source[r]];
+	rte_relids = kappa_rte_relids(def, arr);
 	q_arr = kappa_deparse(def, rte_relids, true);
 
 	oldcxt = MemoryContextSwitchTo(engine_cxt);
@@ -379,7 +376,7 @@ build_plan(int id)
 	{
 		SourcePlan *sp = &vp->sources[i];
 		Oid			src = list_nth_oid(def->sources, i);
-		List	   *skey = attnames(src, list_nth(def->source_keys, i));
+		List	   *skey = kappa_attnames(src, list_nth(def->source_keys, i));
 		List	   *skeytypes = NIL;
 		ListCell   *lk;
 		StringInfoData unresolved;
@@ -404,7 +401,7 @@ build_plan(int id)
 											" (SELECT DISTINCT ON (%s) * FROM %s ORDER BY %s, _kappa_seq DESC, _kappa_new DESC) d"
 											" WHERE d._kappa_new",
 											a, source_columns(src, ""), source_columns(src, "d."),
-											quoted_list(skey, ""), d, quoted_list(skey, "")));
+											kappa_quoted_list(skey, ""), d, kappa_quoted_list(skey, "")));
 		sp->clear_d = prepare(psprintf("DELETE FROM %s", d));
 
 		/*
@@ -437,9 +434,9 @@ build_plan(int id)
 													   " AND (%s) = (%s)))"
 													   " WHERE d._kappa_new AND %d = ANY (d._kappa_unchanged)",
 													   d, col,
-													   col, d, c + 1, quoted_list(skey, "p."), quoted_list(skey, "d."),
-													   col, a, quoted_list(skey, "a."), quoted_list(skey, "d."),
-													   col, a, d, quoted_list(skey, "a."), quoted_list(skey, "o."),
+													   col, d, c + 1, kappa_quoted_list(skey, "p."), kappa_quoted_list(skey, "d."),
+													   col, a, kappa_quoted_list(skey, "a."), kappa_quoted_list(skey, "d."),
+													   col, a, d, kappa_quoted_list(skey, "a."), kappa_quoted_list(skey, "o."),
 													   c + 1)));
 			}
 			table_close(srcrel, AccessShareLock);
@@ -464,7 +461,7 @@ build_plan(int id)
 				sp->key_queries = lappend(sp->key_queries,
 										  prepare(psprintf("INSERT INTO %s.k SELECT %s FROM (%s) s",
 														   quote_identifier(schema),
-														   quoted_list(keys, "s."), q)));
+														   kappa_quoted_list(keys, "s."), q)));
 			}
 		}
 	}
@@ -494,7 +491,7 @@ build_plan(int id)
 		vp->insert_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM"
 										   " (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
 										   " LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
-										   target, quoted_list(keys, "n."), k,
+										   target, kappa_quoted_list(keys, "n."), k,
 										   any_null(keys, "n"), q_arr,
 										   match_keys(keys, "q0", "=", "kk")));
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)

@@ -218,12 +218,15 @@ typedef struct KappaViewDef
 
 extern KappaViewDef *kappa_compile_view(const char *sql);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
+extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
 
 /* ----------
  * delta_engine.c: maintenance of one view from a batch
  * ----------
  */
 extern void kappa_engine_reset(void);
+extern char *kappa_quoted_list(List *names, const char *prefix);
+extern List *kappa_attnames(Oid relid, List *attnums);
 extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 							  XLogRecPtr *new_applied, int64 *ntxns);
 

@@ -573,3 +573,18 @@ kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 	AtEOXact_GUC(false, nestlevel);
 	return result;
 }
+
+/*
+ * Per range table entry, the relation to read instead: relids[i] for every
+ * entry that reads source i (for kappa_deparse).
+ */
+Oid *
+kappa_rte_relids(KappaViewDef *def, Oid *relids)
+{
+	Oid		   *rte_relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+
+	for (int r = 1; r <= def->nrtes; r++)
+		if (def->rte_source[r] >= 0)
+			rte_relids[r] = relids[def->rte_source[r]];
+	return rte_relids;
+}

@@ -207,39 +207,6 @@ create_mirror(Oid relid, const char *qualname, bool unlogged,
 		exec_sql(drops.data, SPI_OK_UTILITY);
 }
 
-static char *
-column_list(Oid relid, List *attnums, const char *prefix)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, attnums)
-	{
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfo(&buf, "%s%s", prefix ? prefix : "",
-						 quote_identifier(get_attname(relid, lfirst_int(lc), false)));
-	}
-	return buf.data;
-}
-
-static char *
-name_list(List *names)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, quote_identifier(lfirst(lc)));
-	}
-	return buf.data;
-}
-
 static bool
 has_btree_opclass(Oid typid)
 {
@@ -339,7 +306,6 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	char	   *schema;
 	char	   *canonical;
 	char	   *arr_query;
-	Oid		   *rte_arr;
 	int64		id;
 	int			nsources;
 	Oid		   *arrangements;
@@ -430,7 +396,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 		create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
 					  NULL);
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)", a,
-						  column_list(src, key, NULL)), SPI_OK_UTILITY);
+						  kappa_quoted_list(kappa_attnames(src, key), "")), SPI_OK_UTILITY);
 		foreach(lc, (List *) list_nth(def->index_columns, i))
 		{
 			AttrNumber	attnum = lfirst_int(lc);
@@ -449,11 +415,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	}
 
 	/* the query over the copies */
-	rte_arr = palloc0(sizeof(Oid) * (def->nrtes + 1));
-	for (int r = 1; r <= def->nrtes; r++)
-		if (def->rte_source[r] >= 0)
-			rte_arr[r] = arrangements[def->rte_source[r]];
-	arr_query = kappa_deparse(def, rte_arr, true);
+	arr_query = kappa_deparse(def, kappa_rte_relids(def, arrangements), true);
 
 	/* the derived table and the key scratch table */
 	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA",
@@ -464,12 +426,12 @@ kappa_create_view(PG_FUNCTION_ARGS)
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
 	else
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
-						  name_list(def->key_columns),
+						  kappa_quoted_list(def->key_columns, ""),
 						  aggregate ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
 	exec_sql(guard_trigger_sql(target), SPI_OK_UTILITY);
 	if (def->key_columns != NIL)
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
-						  quote_identifier(schema), name_list(def->key_columns), canonical),
+						  quote_identifier(schema), kappa_quoted_list(def->key_columns, ""), canonical),
 				 SPI_OK_UTILITY);
 
 	/* fill: the copies from the sources, the view from the copies */
@@ -512,7 +474,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
 	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X')",
-					 quote_literal_cstr(psprintf("{%s}", name_list(def->key_columns))),
+					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
 					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn));
 	exec_sql(buf.data, SPI_OK_INSERT);
 	unbecome(&saved);
