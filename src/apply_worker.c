@@ -148,7 +148,7 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	MySlot->processed_lsn = InvalidXLogRecPtr;
 	LWLockRelease(KappaShmem->lock);
 	ereport(LOG,
-			(errmsg("pg_kappa apply worker for database %u exiting: no derived views",
+			(errmsg("pg_kappa apply worker for database %u exiting: no derived views or captured tables",
 					MyDatabaseId)));
 	proc_exit(0);
 }
@@ -166,6 +166,8 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 {
 	List	   *sources = NIL;
 	List	   *now_paused = NIL;
+	List	   *captured = NIL;
+	List	   *capture_starts = NIL;
 	bool		resumed = false;
 	uint64		nviews;
 
@@ -211,12 +213,37 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		MemoryContextSwitchTo(oldcxt);
 	}
 
+	/* captured tables are kept too, for the event log */
+	if (SPI_execute(kappa_log_available() ? "SELECT relid, start_lsn FROM kappa.captures" :
+					"SELECT 0::oid, '0/0'::pg_lsn WHERE false", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.captures");
+	nviews += SPI_processed;
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			XLogRecPtr *start = palloc(sizeof(XLogRecPtr));
+
+			*start = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			sources = list_append_unique_oid(sources, relid);
+			captured = lappend_oid(captured, relid);
+			capture_starts = lappend(capture_starts, start);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+
 	if (nviews == 0)
 	{
 		/* make sure, under a lock that create_view conflicts with */
 		LockRelationOid(views_relid, ShareLock);
 		/* not read-only: a fresh snapshot, taken after the lock */
-		if (SPI_execute("SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused', 'initializing')",
+		if (SPI_execute(kappa_log_available() ?
+						"SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused', 'initializing')"
+						" UNION ALL SELECT 1 FROM kappa.captures" :
+						"SELECT 1 FROM kappa.views WHERE state IN ('running', 'paused', 'initializing')",
 						false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read kappa.views");
 		if (SPI_processed == 0)
@@ -232,6 +259,9 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	CommitTransactionCommand();
 
 	kappa_sink_set_sources(sources);
+	kappa_sink_set_captures(captured, capture_starts);
+	list_free(captured);
+	list_free_deep(capture_starts);
 	list_free(paused_ids);
 	paused_ids = now_paused;
 
@@ -394,6 +424,10 @@ apply_batch(void)
 		elog(ERROR, "could not read kappa.views");
 	views = SPI_tuptable;
 	nviews = SPI_processed;
+
+	/* the event log, in the same transaction as the views */
+	kappa_log_write_batch();
+	crash_point("after_log");
 
 	/*
 	 * A paused view holds the slot back at its applied LSN: what this batch
@@ -621,6 +655,7 @@ kappa_apply_main(Datum main_arg)
 			 * across batches.
 			 */
 			MemoryContextSwitchTo(ctx->context);
+			kappa_session_output_settings(true);
 			end_of_wal = GetFlushRecPtr(NULL);
 			while (ctx->reader->EndRecPtr < end_of_wal && !kappa_batch->full)
 			{
@@ -635,6 +670,7 @@ kappa_apply_main(Datum main_arg)
 				CHECK_FOR_INTERRUPTS();
 			}
 			caught_up = !kappa_batch->full;
+			kappa_session_output_settings(false);
 			MemoryContextSwitchTo(loopcxt);
 
 			if (kappa_batch->ntxns > 0)
@@ -657,6 +693,8 @@ kappa_apply_main(Datum main_arg)
 
 			check_retained_wal();
 			vacuum_scratch();
+			kappa_log_prune();
+			kappa_audit_schedule();
 
 			if (caught_up)
 			{

@@ -18,6 +18,13 @@
  * invalidation of it arrives), every table is kept until the next reload,
  * so that a view created while a batch is being decoded loses nothing.
  *
+ * Changes of captured tables (kappa.capture) are also written as JSON
+ * records, with the output plugin's own code (event_format.c), into a
+ * second tuplestore, from which event_log.c appends them to the event log
+ * when the batch is applied.  While the set of captured tables is being
+ * reloaded, every table's changes are written, and event_log.c keeps those
+ * of tables captured at the time.
+ *
  * Row values that live outside the record (changed TOASTed values, which
  * the reorder buffer hands over as in-memory pointers) are copied in.
  * Unchanged TOASTed values keep their on-disk pointer and are fetched when
@@ -32,9 +39,12 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "miscadmin.h"
 #include "replication/logical.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
@@ -50,6 +60,14 @@ RepOriginId kappa_worker_origin = InvalidRepOriginId;
 /* sources of views, as last loaded; NULL means "keep every table" */
 static HTAB *source_set = NULL;
 static bool sources_stale = true;
+
+/* captured tables: relid -> commit LSN after which changes are logged */
+typedef struct CaptureEntry
+{
+	Oid			relid;
+	XLogRecPtr	start_lsn;
+} CaptureEntry;
+static HTAB *capture_set = NULL;
 
 /* resource owner that outlives the decoding transactions (temp files) */
 static ResourceOwner batch_owner = NULL;
@@ -83,6 +101,12 @@ kappa_batch_reset(void)
 			}
 			CurrentResourceOwner = save;
 		}
+		if (kappa_batch->log_lines)
+		{
+			CurrentResourceOwner = batch_owner;
+			tuplestore_end(kappa_batch->log_lines);
+			CurrentResourceOwner = save;
+		}
 		MemoryContextReset(kappa_batch->mcxt);
 	}
 
@@ -93,6 +117,10 @@ kappa_batch_reset(void)
 	kappa_batch->last_end_lsn = InvalidXLogRecPtr;
 	kappa_batch->last_commit_time = 0;
 	kappa_batch->full = false;
+	kappa_batch->log_lines = NULL;
+	kappa_batch->log_nlines = 0;
+	kappa_batch->log_txns = NIL;
+	kappa_batch->log_txn_lines = 0;
 	kappa_batch->deadline = GetCurrentTimestamp() +
 		(TimestampTz) kappa_batch_max_ms * 1000;
 	{
@@ -133,6 +161,83 @@ kappa_sink_set_sources(List *relids)
 		(void) hash_search(source_set, &relid, HASH_ENTER, NULL);
 	}
 	sources_stale = false;
+}
+
+void
+kappa_sink_set_captures(List *relids, List *start_lsns)
+{
+	HASHCTL		ctl;
+	ListCell   *lc1,
+			   *lc2;
+
+	if (capture_set)
+		hash_destroy(capture_set);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CaptureEntry);
+	ctl.hcxt = TopMemoryContext;
+	capture_set = hash_create("pg_kappa capture set", 16, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	forboth(lc1, relids, lc2, start_lsns)
+	{
+		Oid			relid = lfirst_oid(lc1);
+		CaptureEntry *e = hash_search(capture_set, &relid, HASH_ENTER, NULL);
+
+		e->start_lsn = *(XLogRecPtr *) lfirst(lc2);
+	}
+}
+
+/* Columns of the log tuplestore: relid, commit LSN, table name, record. */
+TupleDesc
+kappa_log_lines_desc(void)
+{
+	static TupleDesc desc = NULL;
+
+	if (desc == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		desc = CreateTemplateTupleDesc(4);
+		TupleDescInitEntry(desc, 1, "relid", OIDOID, -1, 0);
+		TupleDescInitEntry(desc, 2, "lsn", INT8OID, -1, 0);
+		TupleDescInitEntry(desc, 3, "name", TEXTOID, -1, 0);
+		TupleDescInitEntry(desc, 4, "line", TEXTOID, -1, 0);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return desc;
+}
+
+/* Should a change of relid, committed at commit_lsn, be logged? */
+static bool
+log_wanted(Oid relid, XLogRecPtr commit_lsn)
+{
+	CaptureEntry *e;
+
+	if (sources_stale || capture_set == NULL)
+		return true;			/* decided again when the batch is written */
+	e = hash_search(capture_set, &relid, HASH_FIND, NULL);
+	return e != NULL && commit_lsn > e->start_lsn;
+}
+
+/* Keep one JSON record of a captured table for the event log. */
+static void
+log_line(Relation rel, XLogRecPtr commit_lsn, StringInfo line)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = batch_owner;
+	if (kappa_batch->log_lines == NULL)
+		kappa_batch->log_lines = tuplestore_begin_heap(false, false, work_mem);
+	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[1] = Int64GetDatum((int64) commit_lsn);
+	values[2] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															   RelationGetRelationName(rel)));
+	values[3] = PointerGetDatum(cstring_to_text_with_len(line->data, line->len));
+	tuplestore_putvalues(kappa_batch->log_lines, kappa_log_lines_desc(), values, nulls);
+	CurrentResourceOwner = save;
+	kappa_batch->log_nlines++;
+	kappa_batch->log_txn_lines++;
 }
 
 static bool
@@ -176,12 +281,13 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		int			n = reldesc->natts;
 
 		buf->srcnatts = n;
-		buf->desc = CreateTemplateTupleDesc(n + 3);
+		buf->desc = CreateTemplateTupleDesc(n + 4);
 		for (int i = 0; i < n; i++)
 			TupleDescCopyEntry(buf->desc, i + 1, reldesc, i + 1);
 		TupleDescInitEntry(buf->desc, n + 1, "_kappa_seq", INT8OID, -1, 0);
 		TupleDescInitEntry(buf->desc, n + 2, "_kappa_new", BOOLOID, -1, 0);
 		TupleDescInitEntry(buf->desc, n + 3, "_kappa_lsn", INT8OID, -1, 0);
+		TupleDescInitEntry(buf->desc, n + 4, "_kappa_unchanged", INT2ARRAYOID, -1, 0);
 		CurrentResourceOwner = batch_owner;
 		buf->rows = tuplestore_begin_heap(false, true, work_mem);
 		CurrentResourceOwner = save;
@@ -195,7 +301,23 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 	return buf;
 }
 
-/* Append one row image to the source's buffer. */
+/*
+ * Append one row image, laid out as the buffer's descriptor says (source
+ * columns, then sequence number, new or old, commit LSN, unchanged TOASTed
+ * columns), to the source's buffer.
+ */
+static void
+put_row(KappaSourceBuffer *buf, Datum *values, bool *nulls)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = batch_owner;
+	tuplestore_putvalues(buf->rows, buf->desc, values, nulls);
+	CurrentResourceOwner = save;
+	buf->nrows++;
+}
+
+/* Append one decoded row image to the source's buffer. */
 static void
 buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 		   bool is_new, XLogRecPtr commit_lsn, int64 seq)
@@ -203,23 +325,37 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	int			n = buf->srcnatts;
 	Datum	   *values;
 	bool	   *nulls;
-	ResourceOwner save = CurrentResourceOwner;
+	Datum	   *unchanged;
+	int			nunchanged = 0;
 
 	if (buf->schema_change_lsn != InvalidXLogRecPtr)
 		return;					/* the view will be marked broken */
 
-	values = palloc(sizeof(Datum) * (n + 3));
-	nulls = palloc(sizeof(bool) * (n + 3));
+	values = palloc(sizeof(Datum) * (n + 4));
+	nulls = palloc(sizeof(bool) * (n + 4));
+	unchanged = palloc(sizeof(Datum) * (n + 1));
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
 	for (int i = 0; i < n; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(buf->desc, i);
 
+		if (nulls[i] || att->attlen != -1 ||
+			!VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
+			continue;
+
+		/*
+		 * An unchanged TOASTed value is not in the WAL, and the source's
+		 * TOAST table is ahead of the batch: leave it out and say so; the
+		 * delta engine takes it from the row's previous image.
+		 */
+		if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+		{
+			nulls[i] = true;
+			unchanged[nunchanged++] = Int16GetDatum(i + 1);
+		}
 		/* in-memory TOAST pointers die with the reorder buffer: copy */
-		if (!nulls[i] && att->attlen == -1 &&
-			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])) &&
-			!VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+		else
 			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
 															  DatumGetPointer(values[i])));
 	}
@@ -229,11 +365,50 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	nulls[n + 1] = false;
 	values[n + 2] = Int64GetDatum((int64) commit_lsn);
 	nulls[n + 2] = false;
+	nulls[n + 3] = (nunchanged == 0);
+	if (nunchanged > 0)
+		values[n + 3] = PointerGetDatum(construct_array(unchanged, nunchanged, INT2OID,
+														sizeof(int16), true, TYPALIGN_SHORT));
+	put_row(buf, values, nulls);
+}
 
-	CurrentResourceOwner = batch_owner;
-	tuplestore_putvalues(buf->rows, buf->desc, values, nulls);
-	CurrentResourceOwner = save;
-	buf->nrows++;
+/*
+ * For replay (replay.c): put one row image, already laid out as the
+ * buffer's descriptor says, into the current batch, as if decoded.
+ */
+void
+kappa_batch_put_row(Relation rel, XLogRecPtr commit_lsn, Datum *values, bool *nulls)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+
+	put_row(source_buffer(rel, commit_lsn), values, nulls);
+	kappa_batch->nchanges++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* For replay: the table was truncated at commit_lsn (nothing buffered yet). */
+void
+kappa_batch_truncate(Relation rel, XLogRecPtr commit_lsn)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	KappaSourceBuffer *buf = source_buffer(rel, commit_lsn);
+
+	buf->truncate_lsn = commit_lsn;
+	kappa_batch->nchanges++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* For replay: the batch's transactions, as sink_commit would count them. */
+void
+kappa_batch_commit(XLogRecPtr commit_lsn, TimestampTz commit_time)
+{
+	KappaBatch *b = kappa_batch;
+
+	if (b->ntxns == 0)
+		b->first_commit_lsn = commit_lsn;
+	b->ntxns++;
+	b->last_commit_lsn = commit_lsn;
+	b->last_commit_time = commit_time;
 }
 
 static void
@@ -242,11 +417,16 @@ sink_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
 	opt->receive_rewrites = false;
 	ctx->output_plugin_private = NULL;
+	/* for the event log's records */
+	kappa_relinfo_init(ctx->context, NIL, false);
+	if (!is_init)
+		kappa_json_startup(ctx->context);
 }
 
 static void
 sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
+	kappa_batch->log_txn_lines = 0;
 }
 
 static void
@@ -272,6 +452,35 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				   &change->data.tp.newtuple->tuple, true,
 				   txn->final_lsn, seq);
 	kappa_batch->nchanges++;
+
+	if (log_wanted(RelationGetRelid(relation), txn->final_lsn))
+	{
+		StringInfoData line;
+		const char *kind;
+
+		switch (change->action)
+		{
+			case REORDER_BUFFER_CHANGE_INSERT:
+				kind = "insert";
+				break;
+			case REORDER_BUFFER_CHANGE_UPDATE:
+				kind = "update";
+				break;
+			default:
+				kind = "delete";
+				break;
+		}
+		initStringInfo(&line);
+		appendStringInfo(&line, "{\"kind\":\"%s\"", kind);
+		kappa_write_change_fields(&line, kappa_relinfo_get(relation),
+								  RelationGetDescr(relation), change->lsn,
+								  true, false,
+								  change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL,
+								  change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL);
+		appendStringInfoChar(&line, '}');
+		log_line(relation, txn->final_lsn, &line);
+		pfree(line.data);
+	}
 	MemoryContextSwitchTo(oldcxt);
 }
 
@@ -297,6 +506,22 @@ sink_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		buf->nrows = 0;
 		buf->truncate_lsn = txn->final_lsn;
 		kappa_batch->nchanges++;
+
+		/* one record per captured table, in the plugin's shape */
+		if (log_wanted(RelationGetRelid(relations[i]), txn->final_lsn))
+		{
+			StringInfoData line;
+
+			initStringInfo(&line);
+			appendStringInfoString(&line, "{\"kind\":\"truncate\",\"lsn\":");
+			kappa_json_lsn(&line, change->lsn);
+			appendStringInfo(&line, ",\"relations\":[{%s}],\"cascade\":%s,\"restart_identity\":%s}",
+							 kappa_relinfo_get(relations[i])->qualname,
+							 change->data.truncate.cascade ? "true" : "false",
+							 change->data.truncate.restart_seqs ? "true" : "false");
+			log_line(relations[i], txn->final_lsn, &line);
+			pfree(line.data);
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -313,6 +538,20 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	b->last_commit_lsn = commit_lsn;
 	b->last_end_lsn = txn->end_lsn;
 	b->last_commit_time = txn->xact_time.commit_time;
+	if (b->log_txn_lines > 0)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(b->mcxt);
+		KappaLogTxn *t = palloc(sizeof(KappaLogTxn));
+
+		t->xid = txn->xid;
+		t->commit_lsn = commit_lsn;
+		t->end_lsn = txn->end_lsn;
+		t->commit_time = txn->xact_time.commit_time;
+		t->origin = txn->origin_id;
+		b->log_txns = lappend(b->log_txns, t);
+		b->log_txn_lines = 0;
+		MemoryContextSwitchTo(oldcxt);
+	}
 	if (b->nchanges >= kappa_batch_max_changes ||
 		GetCurrentTimestamp() >= b->deadline)
 		b->full = true;

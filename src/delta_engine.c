@@ -602,8 +602,6 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 	bool	   *nulls;
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
-	int			nunchanged;
-	Datum	   *unchanged = palloc(sizeof(Datum) * (n + 1));
 
 	if (ddesc->natts != n + 3)
 		ereport(ERROR,
@@ -623,33 +621,13 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 		lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
 		if (lsn <= applied)
 			continue;
-		nunchanged = 0;
-		for (int i = 0; i < n + 2; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(ddesc, i);
-
-			values[i] = slot->tts_values[i];
-			nulls[i] = slot->tts_isnull[i];
-
-			/*
-			 * An unchanged TOASTed value is not in the WAL, and the source's
-			 * TOAST table is ahead of the batch: leave it out here and take
-			 * it from the row's previous image (resolve_unchanged).
-			 */
-			if (!nulls[i] && att->attlen == -1 &&
-				VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
-			{
-				nulls[i] = true;
-				unchanged[nunchanged++] = Int16GetDatum(i + 1);
-			}
-		}
-		nulls[n + 2] = (nunchanged == 0);
-		if (nunchanged > 0)
-		{
-			values[n + 2] = PointerGetDatum(construct_array(unchanged, nunchanged, INT2OID,
-															sizeof(int16), true, TYPALIGN_SHORT));
+		/* source columns, seq and new; then the unchanged TOASTed columns */
+		memcpy(values, slot->tts_values, sizeof(Datum) * (n + 2));
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * (n + 2));
+		values[n + 2] = slot->tts_values[n + 3];
+		nulls[n + 2] = slot->tts_isnull[n + 3];
+		if (!nulls[n + 2])
 			sp->has_unchanged = true;
-		}
 		tup = heap_form_tuple(ddesc, values, nulls);
 		simple_heap_insert(drel, tup);
 		heap_freetuple(tup);

@@ -404,6 +404,48 @@ unpin_output_settings(KappaData *data)
 								 true, 0, false);
 }
 
+/*
+ * For the apply worker, which decodes outside any transaction and writes
+ * the event log with the same bytes as the plugin: set the output settings
+ * for the session while it decodes (pin), and put the session's own values
+ * back before it runs the views' queries (unpin).  In a transaction,
+ * kappa_local_output_settings sets them until the caller's GUC nest level
+ * ends.
+ */
+void
+kappa_local_output_settings(void)
+{
+	for (int i = 0; i < N_OUTPUT_SETTINGS; i++)
+		(void) set_config_option(kappa_output_settings[i][0], kappa_output_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+}
+
+void
+kappa_session_output_settings(bool pin)
+{
+	static char *saved[N_OUTPUT_SETTINGS];
+
+	for (int i = 0; i < N_OUTPUT_SETTINGS; i++)
+	{
+		const char *name = kappa_output_settings[i][0];
+
+		if (pin)
+			saved[i] = MemoryContextStrdup(TopMemoryContext,
+										   GetConfigOption(name, false, false));
+		else if (saved[i] == NULL)
+			continue;
+		(void) set_config_option(name, pin ? kappa_output_settings[i][1] : saved[i],
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SET,
+								 true, 0, false);
+		if (!pin)
+		{
+			pfree(saved[i]);
+			saved[i] = NULL;
+		}
+	}
+}
+
 static void
 kappa_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 			  bool is_init)
@@ -855,67 +897,6 @@ kappa_stream_prepare(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
  * ----------
  */
 
-/*
- * Write "name":{...} for one tuple.  For an old tuple only the replica
- * identity columns are written (the others are not in the WAL).  Unchanged
- * TOASTed values are not in the WAL either: they are left out and their
- * column names collected in *unchanged.
- */
-static void
-write_tuple(StringInfo out, const char *name, KappaRelInfo *ri,
-			TupleDesc srcdesc, HeapTuple tuple, bool old,
-			StringInfo unchanged)
-{
-	Datum	   *values = palloc(sizeof(Datum) * srcdesc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * srcdesc->natts);
-	bool		first = true;
-
-	heap_deform_tuple(tuple, srcdesc, values, nulls);
-
-	appendBinaryStringInfo(out, ",\"", 2);
-	appendStringInfoString(out, name);
-	appendBinaryStringInfo(out, "\":{", 3);
-	for (int i = 0; i < ri->ncolumns; i++)
-	{
-		KappaColumn *col = &ri->columns[i];
-		int			src = col->srcattnum - 1;
-
-		if (old && !col->in_identity)
-			continue;
-		if (!nulls[src] && col->is_varlena &&
-			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[src])))
-		{
-			if (unchanged->len > 0)
-				appendStringInfoChar(unchanged, ',');
-			appendBinaryStringInfo(unchanged, col->key, col->keylen - 1);
-			continue;
-		}
-		if (!first)
-			appendStringInfoChar(out, ',');
-		first = false;
-		appendBinaryStringInfo(out, col->key, col->keylen);
-		if (nulls[src])
-			appendBinaryStringInfo(out, "null", 4);
-		else
-			kappa_json_value(out, col->kind, &col->outfunc, values[src]);
-	}
-	appendStringInfoChar(out, '}');
-}
-
-static void
-write_types(StringInfo out, KappaRelInfo *ri)
-{
-	appendStringInfoString(out, ",\"types\":{");
-	for (int i = 0; i < ri->ncolumns; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(out, ',');
-		appendStringInfoString(out, ri->columns[i].key);
-		appendStringInfoString(out, ri->columns[i].typename);
-	}
-	appendStringInfoChar(out, '}');
-}
-
 static void
 kappa_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			 Relation relation, ReorderBufferChange *change)
@@ -928,7 +909,6 @@ kappa_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	const char *kind;
 	int			action;
 	MemoryContext oldcxt;
-	StringInfoData unchanged;
 
 	switch (change->action)
 	{
@@ -957,27 +937,10 @@ kappa_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		newtuple = &change->data.tp.newtuple->tuple;
 
 	oldcxt = MemoryContextSwitchTo(data->context);
-	initStringInfo(&unchanged);
-
 	change_start(ctx, txn, kind, change->txn->xid);
-	appendStringInfoChar(ctx->out, ',');
-	appendStringInfoString(ctx->out, ri->qualname);
-	field_lsn(ctx, "lsn", change->lsn);
-	if (data->opt.include_types)
-		write_types(ctx->out, ri);
-	if (oldtuple)
-		write_tuple(ctx->out, "old", ri, desc, oldtuple, true, &unchanged);
-	if (unchanged.len > 0)
-	{
-		appendStringInfo(ctx->out, ",\"old_unchanged_toast\":[%s]",
-						 unchanged.data);
-		resetStringInfo(&unchanged);
-	}
-	if (newtuple)
-		write_tuple(ctx->out, "new", ri, desc, newtuple, false, &unchanged);
-	if (unchanged.len > 0)
-		appendStringInfo(ctx->out, ",\"unchanged_toast\":[%s]",
-						 unchanged.data);
+	kappa_write_change_fields(ctx->out, ri, desc, change->lsn,
+							  data->opt.include_lsn, data->opt.include_types,
+							  oldtuple, newtuple);
 	change_end(ctx, txn);
 
 	MemoryContextSwitchTo(oldcxt);

@@ -23,6 +23,7 @@ PG_MODULE_MAGIC;
 bool		kappa_enabled = true;
 int			kappa_batch_max_changes = 10000;
 int			kappa_batch_max_ms = 200;
+int			kappa_progress_interval = 10000;
 int			kappa_naptime = 10;
 int			kappa_max_retained_wal = 1024;
 char	   *kappa_test_crash_point = NULL;
@@ -62,6 +63,14 @@ _PG_init(void)
 							&kappa_naptime,
 							10, 1, 60 * 1000,
 							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.progress_interval",
+							"Time between progress notices of kappa.replay.",
+							"0 reports every batch replayed.",
+							&kappa_progress_interval,
+							10000, 0, INT_MAX,
+							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.max_retained_wal",

@@ -96,6 +96,17 @@ extern void kappa_relinfo_reset(void);
 extern KappaRelInfo *kappa_relinfo_get(Relation rel);
 
 /* ----------
+ * event_format.c and output_plugin.c: change records
+ * ----------
+ */
+extern void kappa_write_change_fields(StringInfo out, KappaRelInfo *ri,
+									  TupleDesc desc, XLogRecPtr lsn,
+									  bool include_lsn, bool include_types,
+									  HeapTuple oldtuple, HeapTuple newtuple);
+extern void kappa_session_output_settings(bool pin);
+extern void kappa_local_output_settings(void);
+
+/* ----------
  * table_filter.c: the "tables" option
  * ----------
  */
@@ -111,6 +122,7 @@ extern bool kappa_enabled;
 extern int	kappa_batch_max_changes;
 extern int	kappa_batch_max_ms;
 extern int	kappa_naptime;
+extern int	kappa_progress_interval;
 extern int	kappa_max_retained_wal;
 extern char *kappa_test_crash_point;
 
@@ -159,6 +171,8 @@ extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
 extern void kappa_register_launcher(void);
 extern PGDLLEXPORT void kappa_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void kappa_apply_main(Datum main_arg);
+extern PGDLLEXPORT void kappa_audit_main(Datum main_arg);
+extern void kappa_audit_schedule(void);
 extern bool kappa_in_apply_worker;
 extern char *kappa_slot_name(Oid dboid);
 
@@ -169,7 +183,7 @@ extern char *kappa_slot_name(Oid dboid);
 typedef struct KappaSourceBuffer
 {
 	Oid			relid;			/* hash key */
-	TupleDesc	desc;			/* source columns + seq, new, lsn */
+	TupleDesc	desc;			/* source columns + seq, new, lsn, unchanged */
 	int			srcnatts;
 	struct Tuplestorestate *rows;
 	int64		nrows;
@@ -190,14 +204,61 @@ typedef struct KappaBatch
 	TimestampTz deadline;
 	struct HTAB *sources;		/* relid -> KappaSourceBuffer */
 	MemoryContext mcxt;
+
+	/* records for the event log, in commit order (see event_log.c) */
+	struct Tuplestorestate *log_lines;	/* relid, commit lsn, name, line */
+	int64		log_nlines;
+	List	   *log_txns;		/* KappaLogTxn *, transactions with lines */
+	int64		log_txn_lines;	/* lines of the transaction being decoded */
 } KappaBatch;
+
+typedef struct KappaLogTxn
+{
+	TransactionId xid;
+	XLogRecPtr	commit_lsn;
+	XLogRecPtr	end_lsn;
+	TimestampTz commit_time;
+	RepOriginId origin;
+} KappaLogTxn;
 
 extern KappaBatch *kappa_batch;
 extern void kappa_sink_init_callbacks(OutputPluginCallbacks *cb);
 extern void kappa_batch_reset(void);
 extern void kappa_sink_sources_changed(void);
 extern void kappa_sink_set_sources(List *relids);
+extern void kappa_sink_set_captures(List *relids, List *start_lsns);
+extern TupleDesc kappa_log_lines_desc(void);
+extern void kappa_batch_put_row(Relation rel, XLogRecPtr commit_lsn,
+								Datum *values, bool *nulls);
+extern void kappa_batch_truncate(Relation rel, XLogRecPtr commit_lsn);
+extern void kappa_batch_commit(XLogRecPtr commit_lsn, TimestampTz commit_time);
 extern RepOriginId kappa_worker_origin;
+
+/* ----------
+ * event_log.c: the hash-chained event log
+ * ----------
+ */
+#define KAPPA_LOG_CHUNK_BYTES (8 * 1024 * 1024)
+
+typedef struct KappaLogChunk
+{
+	StringInfoData events;
+	XLogRecPtr	first_lsn;
+	XLogRecPtr	last_lsn;
+	int			ntxns;
+	int64		nchanges;
+	List	   *tables;			/* OIDs */
+	List	   *names;			/* char *, as quote_qualified_identifier */
+} KappaLogChunk;
+
+extern void kappa_log_chunk_init(KappaLogChunk *chunk);
+extern void kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid,
+									  const char *name);
+extern void kappa_log_append(const char *kind, KappaLogChunk *chunk);
+extern void kappa_log_lock(void);
+extern void kappa_log_write_batch(void);
+extern void kappa_log_prune(void);
+extern bool kappa_log_available(void);
 
 /* ----------
  * view_compiler.c: analysis and validation of a view's query
@@ -238,11 +299,31 @@ extern bool kappa_guard_bypass;
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern void kappa_lock_sources(List *sources);
+extern void kappa_ensure_slot(void);
+extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
+
+typedef struct SavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} SavedUser;
+extern void kappa_become(Oid role, SavedUser *saved);
+extern void kappa_unbecome(SavedUser *saved);
 
 /* ----------
  * wait.c
  * ----------
  */
 extern Datum kappa_wait(PG_FUNCTION_ARGS);
+extern bool kappa_wait_processed(XLogRecPtr target, int64 timeout_ms);
+
+/* ----------
+ * replay.c
+ * ----------
+ */
+extern void kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
+								XLogRecPtr upper, XLogRecPtr *lowers);
+extern int64 kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers,
+							   XLogRecPtr upper);
 
 #endif							/* PG_KAPPA_H */

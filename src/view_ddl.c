@@ -48,6 +48,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/regproc.h"
 #include "utils/ruleutils.h"
 #include "utils/varlena.h"
@@ -55,6 +56,7 @@
 #include "pg_kappa.h"
 
 PG_FUNCTION_INFO_V1(kappa_create_view);
+PG_FUNCTION_INFO_V1(kappa_create_view_replay);
 PG_FUNCTION_INFO_V1(kappa_drop_view);
 PG_FUNCTION_INFO_V1(kappa_alter_view);
 PG_FUNCTION_INFO_V1(kappa_guard);
@@ -122,8 +124,8 @@ exec_int8(const char *sql)
  * waits for every transaction that has an xid, so this must happen before
  * the calling transaction writes anything.
  */
-static void
-ensure_slot(void)
+void
+kappa_ensure_slot(void)
 {
 	char	   *name = kappa_slot_name(MyDatabaseId);
 	LogicalDecodingContext *ctx;
@@ -269,31 +271,30 @@ kappa_lock_sources(List *sources)
 }
 
 /* Run as role, with security restrictions like a SECURITY DEFINER function. */
-typedef struct SavedUser
-{
-	Oid			userid;
-	int			sec_context;
-} SavedUser;
-
-static void
-become(Oid role, SavedUser *saved)
+void
+kappa_become(Oid role, SavedUser *saved)
 {
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
 	SetUserIdAndSecContext(role, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
-static void
-unbecome(SavedUser *saved)
+void
+kappa_unbecome(SavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
-Datum
-kappa_create_view(PG_FUNCTION_ARGS)
+/*
+ * Create a derived view.  Unless replay, it is filled from its sources;
+ * with replay, from the event log: the records committed from replay_from
+ * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
+ * until, in which case the result is a plain table, the view as it was at
+ * until, and is not maintained.
+ */
+static Oid
+create_view(const char *name, const char *sql, const char *path,
+			bool replay, XLogRecPtr replay_from, XLogRecPtr until)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	Oid			caller = GetUserId();
 	Oid			extowner;
 	Oid			views_relid = kappa_views_relid();
@@ -310,6 +311,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	int			nsources;
 	Oid		   *arrangements;
 	XLogRecPtr	created_lsn;
+	XLogRecPtr *lowers = NULL;
 	StringInfoData buf;
 	SavedUser	saved;
 	Oid			derived;
@@ -354,7 +356,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	 * view drops the slot while holding a conflicting lock.
 	 */
 	LockRelationOid(views_relid, RowExclusiveLock);
-	ensure_slot();
+	kappa_ensure_slot();
 
 	/*
 	 * Block writers to the sources (waiting for those in flight), then take
@@ -369,8 +371,30 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/*
+	 * Filled from the log: everything committed before created_lsn must be
+	 * in it, so wait for the worker to get there.
+	 */
+	if (replay)
+	{
+		if (until != InvalidXLogRecPtr && until > created_lsn)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("until_lsn %X/%X is in the future", LSN_FORMAT_ARGS(until)),
+					 errdetail("The current WAL position is %X/%X.", LSN_FORMAT_ARGS(created_lsn))));
+		lowers = palloc(sizeof(XLogRecPtr) * list_length(def->sources));
+		kappa_replay_bounds(rv->relname, def->sources, replay_from,
+							until != InvalidXLogRecPtr ? until : created_lsn, lowers);
+		if (!kappa_wait_processed(created_lsn, 60000))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("the apply worker did not log the sources' changes up to %X/%X within 60 seconds",
+							LSN_FORMAT_ARGS(created_lsn)),
+					 errhint("Check kappa.status and the apply worker.")));
+	}
+
 	/* as the extension owner: the view's id and its internal schema */
-	become(extowner, &saved);
+	kappa_become(extowner, &saved);
 	id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
 	schema = psprintf("kappa_v" INT64_FORMAT, id);
 	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
@@ -379,7 +403,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	/* internal: goes with DROP EXTENSION, and is not dumped */
 	exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
 			 SPI_OK_UTILITY);
-	unbecome(&saved);
+	kappa_unbecome(&saved);
 
 	/* as the caller: the worker's copies of the sources and scratch tables */
 	arrangements = palloc(sizeof(Oid) * nsources);
@@ -438,7 +462,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	kappa_guard_bypass = true;
 	PG_TRY();
 	{
-		for (int i = 0; i < nsources; i++)
+		for (int i = 0; i < nsources && !replay; i++)
 		{
 			Oid			src = list_nth_oid(def->sources, i);
 
@@ -450,8 +474,9 @@ kappa_create_view(PG_FUNCTION_ARGS)
 			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
 					 SPI_OK_UTILITY);
 		}
-		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
-				 SPI_OK_INSERT);
+		if (!replay)
+			exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
+					 SPI_OK_INSERT);
 	}
 	PG_FINALLY();
 	{
@@ -460,7 +485,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	/* as the extension owner: record the view */
-	become(extowner, &saved);
+	kappa_become(extowner, &saved);
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
 					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
@@ -477,7 +502,32 @@ kappa_create_view(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
 					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn));
 	exec_sql(buf.data, SPI_OK_INSERT);
-	unbecome(&saved);
+	kappa_unbecome(&saved);
+
+	if (replay)
+	{
+		(void) kappa_replay_fill(id, def->sources, lowers,
+								 until != InvalidXLogRecPtr ? until : created_lsn);
+		for (int i = 0; i < nsources; i++)
+			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
+					 SPI_OK_UTILITY);
+	}
+
+	/* the view as it was at until: a plain table, not maintained */
+	if (replay && until != InvalidXLogRecPtr)
+	{
+		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		exec_sql(psprintf("DROP TRIGGER kappa_guard ON %s", target), SPI_OK_UTILITY);
+		kappa_become(extowner, &saved);
+		exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id), SPI_OK_DELETE);
+		exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA %s", quote_identifier(schema)),
+				 SPI_OK_UTILITY);
+		exec_sql(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), SPI_OK_UTILITY);
+		kappa_unbecome(&saved);
+		AtEOXact_GUC(true, nestlevel);
+	}
 
 	SPI_finish();
 
@@ -485,7 +535,45 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcacheByRelid(views_relid);
 	kappa_request_worker(MyDatabaseId);
 
-	PG_RETURN_OID(derived);
+	return derived;
+}
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* kappa.create_view(name, query, search_path, replay_from) */
+Datum
+kappa_create_view(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "name");
+	char	   *sql = text_arg(fcinfo, 1, "query");
+	char	   *path = text_arg(fcinfo, 2, "search_path");
+	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
+
+	PG_RETURN_OID(create_view(name, sql, path, replay, from, InvalidXLogRecPtr));
+}
+
+/*
+ * For kappa.replay(view, from_lsn, until_lsn, into): the view's query
+ * (canonical, fully qualified), replayed into a new table.  Not callable
+ * from SQL.
+ */
+Datum
+kappa_create_view_replay(PG_FUNCTION_ARGS)
+{
+	char	   *into = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", true,
+							  PG_GETARG_LSN(2), PG_GETARG_LSN(3)));
 }
 
 /* The catalog row of a derived table, or an error naming it. */
@@ -541,7 +629,7 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	become(extowner, &saved);
+	kappa_become(extowner, &saved);
 	exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id),
 			 SPI_OK_DELETE);
 	exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA kappa_v" INT64_FORMAT, id),
@@ -549,7 +637,7 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	exec_sql(psprintf("DROP SCHEMA kappa_v" INT64_FORMAT " CASCADE", id),
 			 SPI_OK_UTILITY);
 	exec_sql(psprintf("DROP TABLE %s", qualname), SPI_OK_UTILITY);
-	unbecome(&saved);
+	kappa_unbecome(&saved);
 	AtEOXact_GUC(true, nestlevel);
 	SPI_finish();
 
@@ -593,14 +681,34 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		 * A resumed view is "initializing" until the worker has started
 		 * decoding again from the view's applied LSN.
 		 */
-		become(extowner, &saved);
+		kappa_become(extowner, &saved);
 		if (paused)
 			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused' WHERE id = " INT64_FORMAT,
 							  id), SPI_OK_UPDATE);
 		else if (strcmp(state, "paused") == 0)
 			exec_sql(psprintf("UPDATE kappa.views SET state = 'initializing' WHERE id = " INT64_FORMAT,
 							  id), SPI_OK_UPDATE);
-		unbecome(&saved);
+		kappa_unbecome(&saved);
+	}
+
+	/* audits on a schedule; '0' turns them off */
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+	{
+		Interval   *every = PG_GETARG_INTERVAL_P(2);
+		bool		off = every->month == 0 && every->day == 0 && every->time == 0;
+
+		if (every->month < 0 || every->day < 0 || every->time < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("audit_every must not be negative"),
+					 errhint("Pass '0' to stop scheduled audits.")));
+		kappa_become(extowner, &saved);
+		exec_sql(psprintf("UPDATE kappa.views SET audit_every = %s WHERE id = " INT64_FORMAT,
+						  off ? "NULL" :
+						  quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																				 IntervalPGetDatum(every)))),
+						  id), SPI_OK_UPDATE);
+		kappa_unbecome(&saved);
 	}
 	SPI_finish();
 

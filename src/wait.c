@@ -152,6 +152,34 @@ kappa_wait(PG_FUNCTION_ARGS)
 	}
 }
 
+/*
+ * Wait until the database's apply worker has processed all WAL up to
+ * target (so everything committed before it is applied and logged).
+ * False on timeout.
+ */
+bool
+kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
+{
+	TimestampTz deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+
+	target = end_of_records(target);
+	if (target <= GetXLogInsertRecPtr())
+		XLogFlush(target);
+	for (;;)
+	{
+		if (kappa_worker_processed_lsn(MyDatabaseId) >= target)
+			return true;
+		if (GetCurrentTimestamp() >= deadline)
+			return false;
+		kappa_request_worker(MyDatabaseId);
+		kappa_wake_worker(MyDatabaseId);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 Datum
 kappa_worker_status(PG_FUNCTION_ARGS)
 {

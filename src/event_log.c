@@ -1,0 +1,475 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_log.c
+ *	  The hash-chained event log: appending batches to kappa.event_log,
+ *	  pruning it by the captures' retention, and the guard that keeps
+ *	  everyone else from writing it.
+ *
+ * Each row of kappa.event_log is one logged batch: the JSON records of
+ * captured tables, one per line, exactly as the output plugin writes them
+ * (begin, changes, commit with change count and CRC-32C), or, for a
+ * snapshot taken by kappa.capture, one insert record per row.  The apply
+ * worker appends the records of each batch in the same local transaction
+ * that applies the batch to the views, so the log and the views never
+ * disagree about what was applied; a batch whose records exceed
+ * KAPPA_LOG_CHUNK_BYTES is split over several rows.
+ *
+ * The chain: row n carries prev_hash = hash of row n-1 and
+ *
+ *	  hash = SHA-256(prev_hash || header || events)
+ *
+ * where header is the text "batch_id|kind|first_lsn|last_lsn|txn_count|
+ * change_count|tables|table_names|" with each value as its type's output
+ * function prints it.  kappa.audit recomputes it with SQL's sha256(), so
+ * an edit, a deleted row or two rows exchanged show up at the exact batch.
+ * Appending takes a self-conflicting lock on the log, so the worker and
+ * kappa.capture never read the same chain head.
+ *
+ * Pruning removes a prefix of the chain: the oldest rows whose every table
+ * is captured with a retention that has passed (or no longer captured),
+ * and records the last removed row's hash in kappa.event_log_pruned, where
+ * the audit picks up the chain.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "port/pg_crc32c.h"
+#include "replication/origin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_log_guard);
+
+#define PRUNE_EVERY_MS 10000
+
+/* Is the event log there (the extension's SQL objects may be older)? */
+bool
+kappa_log_available(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("captures", nsp));
+}
+
+void
+kappa_log_chunk_init(KappaLogChunk *chunk)
+{
+	initStringInfo(&chunk->events);
+	chunk->first_lsn = InvalidXLogRecPtr;
+	chunk->last_lsn = InvalidXLogRecPtr;
+	chunk->ntxns = 0;
+	chunk->nchanges = 0;
+	chunk->tables = NIL;
+	chunk->names = NIL;
+}
+
+void
+kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid, const char *name)
+{
+	ListCell   *lc1,
+			   *lc2;
+
+	forboth(lc1, chunk->tables, lc2, chunk->names)
+	{
+		if (lfirst_oid(lc1) == relid && strcmp(lfirst(lc2), name) == 0)
+			return;
+	}
+	chunk->tables = lappend_oid(chunk->tables, relid);
+	chunk->names = lappend(chunk->names, pstrdup(name));
+}
+
+static void
+chunk_lsn(KappaLogChunk *chunk, XLogRecPtr lsn)
+{
+	if (chunk->first_lsn == InvalidXLogRecPtr || lsn < chunk->first_lsn)
+		chunk->first_lsn = lsn;
+	if (lsn > chunk->last_lsn)
+		chunk->last_lsn = lsn;
+}
+
+/* The log is appended by one transaction at a time.  SPI connected. */
+void
+kappa_log_lock(void)
+{
+	if (SPI_execute("LOCK TABLE kappa.event_log IN SHARE ROW EXCLUSIVE MODE",
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not lock kappa.event_log");
+}
+
+static void
+sha256_update(pg_cryptohash_ctx *ctx, const void *data, size_t len)
+{
+	if (pg_cryptohash_update(ctx, data, len) < 0)
+		elog(ERROR, "could not compute SHA-256 hash: %s", pg_cryptohash_error(ctx));
+}
+
+/*
+ * Append one row to the chain.  The caller holds the lock from
+ * kappa_log_lock and has SPI connected.
+ */
+void
+kappa_log_append(const char *kind, KappaLogChunk *chunk)
+{
+	int64		prev_id = 0;
+	bytea	   *prev_hash = NULL;
+	bool		isnull;
+	int			n = list_length(chunk->tables);
+	Datum	   *oids = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *names = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		tables;
+	Datum		table_names;
+	char	   *header;
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	bytea	   *hash;
+	Oid			argtypes[11] = {INT8OID, TEXTOID, LSNOID, LSNOID, INT4OID, INT8OID,
+	OIDARRAYOID, TEXTARRAYOID, TEXTOID, BYTEAOID, BYTEAOID};
+	Datum		values[11];
+
+	/* the chain's head: the last row, or where pruning left it */
+	if (SPI_execute("SELECT batch_id, hash FROM kappa.event_log ORDER BY batch_id DESC LIMIT 1",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log");
+	if (SPI_processed == 0 &&
+		SPI_execute("SELECT last_batch, last_hash FROM kappa.event_log_pruned ORDER BY last_batch DESC LIMIT 1",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log_pruned");
+	if (SPI_processed == 1)
+	{
+		prev_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		prev_hash = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	else
+	{
+		prev_hash = palloc(VARHDRSZ);
+		SET_VARSIZE(prev_hash, VARHDRSZ);
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		oids[i] = ObjectIdGetDatum(list_nth_oid(chunk->tables, i));
+		names[i] = CStringGetTextDatum((char *) list_nth(chunk->names, i));
+	}
+	tables = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	table_names = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+
+	header = psprintf(INT64_FORMAT "|%s|%X/%X|%X/%X|%d|" INT64_FORMAT "|%s|%s|",
+					  prev_id + 1, kind,
+					  LSN_FORMAT_ARGS(chunk->first_lsn), LSN_FORMAT_ARGS(chunk->last_lsn),
+					  chunk->ntxns, chunk->nchanges,
+					  OidOutputFunctionCall(F_ARRAY_OUT, tables),
+					  OidOutputFunctionCall(F_ARRAY_OUT, table_names));
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not initialize SHA-256: %s", pg_cryptohash_error(ctx));
+	sha256_update(ctx, VARDATA_ANY(prev_hash), VARSIZE_ANY_EXHDR(prev_hash));
+	sha256_update(ctx, header, strlen(header));
+	sha256_update(ctx, chunk->events.data, chunk->events.len);
+	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-256 hash: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	hash = palloc(VARHDRSZ + sizeof(digest));
+	SET_VARSIZE(hash, VARHDRSZ + sizeof(digest));
+	memcpy(VARDATA(hash), digest, sizeof(digest));
+
+	values[0] = Int64GetDatum(prev_id + 1);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = LSNGetDatum(chunk->first_lsn);
+	values[3] = LSNGetDatum(chunk->last_lsn);
+	values[4] = Int32GetDatum(chunk->ntxns);
+	values[5] = Int64GetDatum(chunk->nchanges);
+	values[6] = tables;
+	values[7] = table_names;
+	values[8] = PointerGetDatum(cstring_to_text_with_len(chunk->events.data, chunk->events.len));
+	values[9] = PointerGetDatum(prev_hash);
+	values[10] = PointerGetDatum(hash);
+	if (SPI_execute_with_args("INSERT INTO kappa.event_log (batch_id, kind, first_lsn, last_lsn,"
+							  " txn_count, change_count, tables, table_names, events, prev_hash, hash)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+							  11, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not append to kappa.event_log");
+	pfree(DatumGetPointer(values[8]));
+}
+
+/* Start a new chunk after flushing a full one. */
+static void
+flush_chunk(KappaLogChunk *chunk)
+{
+	if (chunk->events.len == 0)
+		return;
+	kappa_log_append("batch", chunk);
+	pfree(chunk->events.data);
+	list_free(chunk->tables);
+	list_free_deep(chunk->names);
+	kappa_log_chunk_init(chunk);
+}
+
+/* The "begin" record, as the output plugin writes it by default. */
+static void
+write_begin(StringInfo out, KappaLogTxn *t)
+{
+	char	   *origin;
+
+	appendStringInfo(out, "{\"kind\":\"begin\",\"xid\":%u,\"lsn\":", t->xid);
+	kappa_json_lsn(out, t->commit_lsn);
+	appendStringInfoString(out, ",\"commit_time\":");
+	kappa_json_time(out, t->commit_time);
+	if (t->origin != InvalidRepOriginId &&
+		replorigin_by_oid(t->origin, true, &origin))
+	{
+		appendStringInfoString(out, ",\"origin\":");
+		kappa_json_cstring(out, origin);
+	}
+	appendStringInfoString(out, "}\n");
+}
+
+static void
+write_commit(StringInfo out, KappaLogTxn *t, int64 nchanges, pg_crc32c crc)
+{
+	FIN_CRC32C(crc);
+	appendStringInfo(out, "{\"kind\":\"commit\",\"xid\":%u,\"lsn\":", t->xid);
+	kappa_json_lsn(out, t->commit_lsn);
+	appendStringInfoString(out, ",\"end_lsn\":");
+	kappa_json_lsn(out, t->end_lsn);
+	appendStringInfoString(out, ",\"commit_time\":");
+	kappa_json_time(out, t->commit_time);
+	appendStringInfo(out, ",\"changes\":" INT64_FORMAT ",\"checksum\":\"%08x\"}\n",
+					 nchanges, crc);
+}
+
+/*
+ * Append the current batch's records of captured tables to the log.  Runs
+ * in the transaction that applies the batch, with SPI connected.  Which
+ * tables are captured, and since when, is read again here, under the lock:
+ * records kept while the worker's list was being reloaded are filtered.
+ */
+void
+kappa_log_write_batch(void)
+{
+	KappaBatch *b = kappa_batch;
+	HTAB	   *captures;
+	HASHCTL		ctl;
+	TupleTableSlot *slot;
+	KappaLogChunk chunk;
+	ListCell   *txn_cell;
+	KappaLogTxn *txn = NULL;
+	bool		begun = false;
+	int64		txn_changes = 0;
+	pg_crc32c	crc = 0;
+	XLogRecPtr	logged_up_to;
+	typedef struct
+	{
+		Oid			relid;
+		XLogRecPtr	start_lsn;
+	}			CaptureStart;
+
+	if (b->log_lines == NULL || b->log_nlines == 0 || !kappa_log_available())
+		return;
+
+	kappa_log_lock();
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CaptureStart);
+	ctl.hcxt = CurrentMemoryContext;
+	captures = hash_create("pg_kappa captures", 16, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (SPI_execute("SELECT relid, start_lsn FROM kappa.captures", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.captures");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		CaptureStart *c = hash_search(captures, &relid, HASH_ENTER, NULL);
+
+		c->start_lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	if (hash_get_num_entries(captures) == 0)
+		return;
+
+	/*
+	 * After a restart the worker decodes again what it applied but had not
+	 * confirmed yet: what the log already covers is not logged twice.
+	 */
+	if (SPI_execute("SELECT GREATEST((SELECT max(last_lsn) FROM kappa.event_log WHERE kind = 'batch'),"
+					" (SELECT max(last_lsn) FROM kappa.event_log_pruned))",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log");
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		logged_up_to = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+	}
+
+	kappa_log_chunk_init(&chunk);
+	slot = MakeSingleTupleTableSlot(kappa_log_lines_desc(), &TTSOpsMinimalTuple);
+	txn_cell = list_head(b->log_txns);
+	tuplestore_rescan(b->log_lines);
+	for (;;)
+	{
+		bool		more = tuplestore_gettupleslot(b->log_lines, true, false, slot);
+		Oid			relid = InvalidOid;
+		XLogRecPtr	lsn = InvalidXLogRecPtr;
+		CaptureStart *c;
+		text	   *line;
+
+		if (more)
+		{
+			slot_getallattrs(slot);
+			relid = DatumGetObjectId(slot->tts_values[0]);
+			lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[1]);
+		}
+
+		/* the end of a transaction: its commit record */
+		if (txn != NULL && (!more || lsn != txn->commit_lsn))
+		{
+			if (begun)
+			{
+				write_commit(&chunk.events, txn, txn_changes, crc);
+				chunk.ntxns++;
+				chunk_lsn(&chunk, txn->commit_lsn);
+			}
+			txn = NULL;
+		}
+		if (!more)
+			break;
+		if (txn == NULL)
+		{
+			/* transactions with records are listed in commit order */
+			while (txn_cell != NULL &&
+				   ((KappaLogTxn *) lfirst(txn_cell))->commit_lsn != lsn)
+				txn_cell = lnext(b->log_txns, txn_cell);
+			if (txn_cell == NULL)
+				elog(ERROR, "pg_kappa event log: no transaction for commit %X/%X",
+					 LSN_FORMAT_ARGS(lsn));
+			txn = lfirst(txn_cell);
+			begun = false;
+			txn_changes = 0;
+			INIT_CRC32C(crc);
+		}
+
+		c = hash_search(captures, &relid, HASH_FIND, NULL);
+		if (c == NULL || lsn <= c->start_lsn || lsn <= logged_up_to)
+			continue;
+
+		if (!begun)
+		{
+			write_begin(&chunk.events, txn);
+			begun = true;
+		}
+		line = DatumGetTextPP(slot->tts_values[3]);
+		appendBinaryStringInfo(&chunk.events, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+		COMP_CRC32C(crc, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+		COMP_CRC32C(crc, "\n", 1);
+		appendStringInfoChar(&chunk.events, '\n');
+		txn_changes++;
+		chunk.nchanges++;
+		chunk_lsn(&chunk, lsn);
+		kappa_log_chunk_add_table(&chunk, relid, TextDatumGetCString(slot->tts_values[2]));
+
+		/* a big batch goes over several rows, even mid-transaction */
+		if (chunk.events.len >= KAPPA_LOG_CHUNK_BYTES)
+			flush_chunk(&chunk);
+	}
+	flush_chunk(&chunk);
+	ExecDropSingleTupleTableSlot(slot);
+	hash_destroy(captures);
+}
+
+/*
+ * Remove the oldest rows of the log that every capture lets go, and record
+ * where the chain now starts.  The apply worker calls this every few
+ * seconds, in a transaction of its own.
+ */
+void
+kappa_log_prune(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(last, now, PRUNE_EVERY_MS))
+		return;
+	last = now;
+
+	StartTransactionCommand();
+	if (!kappa_log_available())
+	{
+		CommitTransactionCommand();
+		return;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT 1 FROM kappa.captures WHERE retain IS NOT NULL", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.captures");
+	if (SPI_processed > 0)
+	{
+		kappa_log_lock();
+
+		/*
+		 * The prefix of rows none of whose tables is still captured without
+		 * a retention that has passed.
+		 */
+		if (SPI_execute("WITH keep AS ("
+						"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l"
+						"   WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(l.tables) t(relid)"
+						"                   JOIN kappa.captures c USING (relid)"
+						"                  WHERE c.retain IS NULL OR l.logged_at >= pg_catalog.now() - c.retain)"
+						"), gone AS ("
+						"  DELETE FROM kappa.event_log l USING keep"
+						"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"
+						"  RETURNING l.batch_id, l.last_lsn, l.hash, l.tables"
+						"), recorded AS ("
+						"  INSERT INTO kappa.event_log_pruned (first_batch, last_batch, last_lsn, last_hash)"
+						"  SELECT min(batch_id), max(batch_id), max(last_lsn),"
+						"         (SELECT hash FROM gone ORDER BY batch_id DESC LIMIT 1)"
+						"    FROM gone HAVING count(*) > 0"
+						"  RETURNING last_lsn"
+						")"
+						" UPDATE kappa.captures c SET pruned_lsn = r.last_lsn FROM recorded r"
+						"  WHERE c.relid IN (SELECT unnest(tables) FROM gone)",
+						false, 0) < 0)
+			elog(ERROR, "could not prune kappa.event_log");
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* Refuses writes to the event log by anyone but pg_kappa itself. */
+Datum
+kappa_log_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "kappa.log_guard: not called by trigger manager");
+	if (kappa_guard_bypass || kappa_in_apply_worker)
+		return PointerGetDatum(NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot change \"%s\": the event log is append-only",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Only pg_kappa's apply worker and kappa.capture write the event log; retention is set with kappa.capture(table, retain => ...)."),
+			 errhint("kappa.audit reports any change made to the log behind its back.")));
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,1039 @@
+/*-------------------------------------------------------------------------
+ *
+ * replay.c
+ *	  Reading the event log back: kappa.events, kappa.replay and the
+ *	  replay half of kappa.create_view(..., replay_from => ...), and
+ *	  kappa.swap for blue/green.
+ *
+ * Replay goes through the delta engine, exactly as live apply does: the
+ * logged records of the view's sources are turned back into row images
+ * (jsonb_populate_record over the source's row type), put into the same
+ * per-source batch buffers the apply worker's decoding callbacks fill
+ * (change_sink.c), and applied with kappa_apply_view.  A replay is one
+ * transaction: cancelling it or a crash leaves nothing behind, and readers
+ * of a view rebuilt in place see its old contents until it commits.
+ *
+ * Which part of the log a replay may use: a source's log starts with the
+ * snapshot kappa.capture took (captures.start_lsn), unless retention has
+ * pruned it (captures.pruned_lsn).  Replaying "from the start" uses each
+ * source's snapshot; replaying from an LSN uses only the records committed
+ * from there on, onto an empty view.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/pg_crc32c.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/regproc.h"
+#include "utils/varlena.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_events);
+PG_FUNCTION_INFO_V1(kappa_replay);
+PG_FUNCTION_INFO_V1(kappa_swap);
+
+/* ----------
+ * Reading the log, one record at a time
+ * ----------
+ */
+typedef struct LogCursor
+{
+	Portal		portal;
+	MemoryContext rowcxt;		/* the current row */
+	SPITupleTable *rows;
+	uint64		nrows;
+	uint64		next;
+	/* the current row */
+	bool		snapshot;
+	XLogRecPtr	row_lsn;
+	int			ntables;
+	Datum	   *tables;
+	Datum	   *names;
+	char	   *pos;			/* next line in the row's events */
+	/* the transaction being read */
+	XLogRecPtr	commit_lsn;
+} LogCursor;
+
+typedef struct LogRecord
+{
+	const char *kind;
+	char	   *line;			/* exact text, NUL-terminated */
+	int			len;
+	Jsonb	   *json;
+	XLogRecPtr	commit_lsn;		/* of its transaction, or the snapshot's */
+	Oid			relid;			/* change and truncate records */
+	bool		snapshot;
+} LogRecord;
+
+static void
+log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
+{
+	StringInfoData sql;
+
+	memset(c, 0, sizeof(LogCursor));
+	c->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa log row",
+									  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT kind, first_lsn, tables, table_names, events"
+					 " FROM kappa.event_log WHERE last_lsn >= '%X/%X'",
+					 LSN_FORMAT_ARGS(from));
+	if (to != InvalidXLogRecPtr)
+		appendStringInfo(&sql, " AND first_lsn <= '%X/%X'", LSN_FORMAT_ARGS(to));
+	if (tables != NIL)
+	{
+		ListCell   *lc;
+
+		appendStringInfoString(&sql, " AND tables && '{");
+		foreach(lc, tables)
+			appendStringInfo(&sql, "%s%u", lc == list_head(tables) ? "" : ",", lfirst_oid(lc));
+		appendStringInfoString(&sql, "}'::oid[]");
+	}
+	appendStringInfoString(&sql, " ORDER BY batch_id");
+	c->portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+}
+
+static void
+log_close(LogCursor *c)
+{
+	SPI_cursor_close(c->portal);
+	MemoryContextDelete(c->rowcxt);
+}
+
+/* A string field of a record, or NULL. */
+static char *
+field_string(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static XLogRecPtr
+field_lsn(JsonbContainer *obj, const char *key)
+{
+	char	   *s = field_string(obj, key);
+	bool		have_error = false;
+	XLogRecPtr	lsn;
+
+	if (s == NULL)
+		return InvalidXLogRecPtr;
+	lsn = pg_lsn_in_internal(s, &have_error);
+	return have_error ? InvalidXLogRecPtr : lsn;
+}
+
+/* The relation a change or truncate record names, by the row's names. */
+static Oid
+record_relid(LogCursor *c, JsonbContainer *obj)
+{
+	char	   *schema = field_string(obj, "schema");
+	char	   *table = field_string(obj, "table");
+	char	   *name;
+
+	if (schema == NULL || table == NULL)
+		return InvalidOid;
+	name = quote_qualified_identifier(schema, table);
+	for (int i = 0; i < c->ntables; i++)
+	{
+		if (strcmp(TextDatumGetCString(c->names[i]), name) == 0)
+			return DatumGetObjectId(c->tables[i]);
+	}
+	return InvalidOid;
+}
+
+static bool
+log_next(LogCursor *c, LogRecord *r)
+{
+	char	   *end;
+
+	while (c->pos == NULL || *c->pos == '\0')
+	{
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+		MemoryContext oldcxt;
+
+		if (c->next >= c->nrows)
+		{
+			SPI_cursor_fetch(c->portal, true, 16);
+			c->rows = SPI_tuptable;
+			c->nrows = SPI_processed;
+			c->next = 0;
+			if (c->nrows == 0)
+				return false;
+		}
+		MemoryContextReset(c->rowcxt);
+		oldcxt = MemoryContextSwitchTo(c->rowcxt);
+		tup = c->rows->vals[c->next];
+		desc = c->rows->tupdesc;
+		c->snapshot = strcmp(TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)), "snapshot") == 0;
+		c->row_lsn = DatumGetLSN(SPI_getbinval(tup, desc, 2, &isnull));
+		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull)),
+						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &c->tables, NULL, &c->ntables);
+		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 4, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &c->names, NULL, &c->ntables);
+		c->pos = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+		if (c->snapshot)
+			c->commit_lsn = c->row_lsn;
+		MemoryContextSwitchTo(oldcxt);
+		if (c->next == c->nrows - 1)
+			SPI_freetuptable(c->rows);
+		c->next++;
+	}
+
+	end = strchr(c->pos, '\n');
+	if (end == NULL)
+		end = c->pos + strlen(c->pos);
+	r->len = end - c->pos;
+	r->line = pnstrdup(c->pos, r->len);
+	c->pos = (*end == '\n') ? end + 1 : end;
+
+	r->json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->line)));
+	r->kind = field_string(&r->json->root, "kind");
+	if (r->kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("event log record has no kind: %s", r->line)));
+	if (strcmp(r->kind, "begin") == 0)
+		c->commit_lsn = field_lsn(&r->json->root, "lsn");
+	r->commit_lsn = c->commit_lsn;
+	r->snapshot = c->snapshot;
+	r->relid = InvalidOid;
+	if (strcmp(r->kind, "truncate") == 0)
+	{
+		JsonbValue *rels = getKeyJsonValueFromContainer(&r->json->root, "relations", 9, NULL);
+		JsonbValue *first;
+
+		if (rels && rels->type == jbvBinary &&
+			(first = getIthJsonbValueFromContainer(rels->val.binary.data, 0)) != NULL &&
+			first->type == jbvBinary)
+			r->relid = record_relid(c, first->val.binary.data);
+	}
+	else if (strcmp(r->kind, "begin") != 0 && strcmp(r->kind, "commit") != 0)
+		r->relid = record_relid(c, &r->json->root);
+	return true;
+}
+
+/* ----------
+ * kappa.events
+ * ----------
+ */
+
+/* The commit record with the count and checksum of what was returned. */
+static char *
+recount_commit(const char *line, int64 nchanges, pg_crc32c crc)
+{
+	const char *tail = NULL;
+	const char *p = line;
+	StringInfoData buf;
+
+	while ((p = strstr(p, ",\"changes\":")) != NULL)
+		tail = p++;
+	if (tail == NULL)
+		return pstrdup(line);
+	FIN_CRC32C(crc);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, line, tail - line);
+	appendStringInfo(&buf, ",\"changes\":" INT64_FORMAT ",\"checksum\":\"%08x\"}", nchanges, crc);
+	return buf.data;
+}
+
+Datum
+kappa_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	XLogRecPtr	from = PG_ARGISNULL(0) ? InvalidXLogRecPtr : PG_GETARG_LSN(0);
+	XLogRecPtr	to = PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1);
+	List	   *tables = NIL;
+	List	   *readable = NIL;
+	List	   *unreadable = NIL;
+	Oid			caller = GetUserId();
+	SavedUser	saved;
+	LogCursor	c;
+	LogRecord	r;
+	LogRecord	begin = {0};
+	bool		have_begin = false;
+	bool		begun = false;
+	bool		filtered = false;
+	int64		nchanges = 0;
+	pg_crc32c	crc = 0;
+	MemoryContext reccxt;
+
+	/* SETOF jsonb: a one-column tuplestore */
+	{
+		MemoryContext oldcxt;
+		TupleDesc	desc;
+
+		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+			(rsinfo->allowedModes & SFRM_Materialize) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("set-valued function called in context that cannot accept a set")));
+		oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		desc = CreateTemplateTupleDesc(1);
+		TupleDescInitEntry(desc, 1, "event", JSONBOID, -1, 0);
+		rsinfo->returnMode = SFRM_Materialize;
+		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+		rsinfo->setDesc = desc;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		ArrayType  *a = PG_GETARG_ARRAYTYPE_P(2);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(a, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			Oid			relid;
+			AclResult	aclresult;
+
+			if (nulls[i])
+				continue;
+			relid = DatumGetObjectId(elems[i]);
+			aclresult = pg_class_aclcheck(relid, caller, ACL_SELECT);
+			if (aclresult != ACLCHECK_OK)
+				aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+			tables = lappend_oid(tables, relid);
+		}
+		if (tables == NIL)
+			return (Datum) 0;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	reccxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa record",
+								   ALLOCSET_DEFAULT_SIZES);
+	log_open(&c, from, to, NIL);
+	for (;;)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(reccxt);
+		bool		more = log_next(&c, &r);
+		bool		in_range;
+
+		MemoryContextSwitchTo(oldcxt);
+		if (!more)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		in_range = r.commit_lsn >= from && (to == InvalidXLogRecPtr || r.commit_lsn <= to);
+
+		if (strcmp(r.kind, "begin") == 0)
+		{
+			/* written before the first change returned */
+			oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+			begin.line = pstrdup(r.line);
+			begin.json = DatumGetJsonbPCopy(JsonbPGetDatum(r.json));
+			MemoryContextSwitchTo(oldcxt);
+			have_begin = true;
+			begun = false;
+			filtered = false;
+			nchanges = 0;
+			INIT_CRC32C(crc);
+			MemoryContextReset(reccxt);
+			continue;
+		}
+		if (strcmp(r.kind, "commit") == 0)
+		{
+			if (begun)
+			{
+				Datum		value = JsonbPGetDatum(r.json);
+				bool		isnull = false;
+
+				if (filtered)
+					value = DirectFunctionCall1(jsonb_in,
+												CStringGetDatum(recount_commit(r.line, nchanges, crc)));
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			}
+			have_begin = begun = false;
+			MemoryContextReset(reccxt);
+			continue;
+		}
+
+		/* a change or truncate record */
+		if (!in_range ||
+			(tables != NIL && !list_member_oid(tables, r.relid)))
+		{
+			filtered = true;
+			MemoryContextReset(reccxt);
+			continue;
+		}
+		if (tables == NIL && !list_member_oid(readable, r.relid))
+		{
+			if (list_member_oid(unreadable, r.relid) ||
+				!OidIsValid(r.relid) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(r.relid)) ||
+				pg_class_aclcheck(r.relid, caller, ACL_SELECT) != ACLCHECK_OK)
+			{
+				/* not the caller's to read (or no longer there) */
+				if (!list_member_oid(unreadable, r.relid))
+					unreadable = lappend_oid(unreadable, r.relid);
+				filtered = true;
+				MemoryContextReset(reccxt);
+				continue;
+			}
+			readable = lappend_oid(readable, r.relid);
+		}
+		if (have_begin && !begun && !r.snapshot)
+		{
+			Datum		value = JsonbPGetDatum(begin.json);
+			bool		isnull = false;
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			begun = true;
+		}
+		{
+			Datum		value = JsonbPGetDatum(r.json);
+			bool		isnull = false;
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		}
+		nchanges++;
+		COMP_CRC32C(crc, r.line, r.len);
+		COMP_CRC32C(crc, "\n", 1);
+		MemoryContextReset(reccxt);
+	}
+	log_close(&c);
+	kappa_unbecome(&saved);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* ----------
+ * Replay through the delta engine
+ * ----------
+ */
+
+/*
+ * Where each source's log may be read from, for a replay of view (its
+ * name, for messages) from from (InvalidXLogRecPtr: from the start) up to
+ * upper.  Errors, naming the first available LSN, when the log does not
+ * cover that.  SPI connected.
+ */
+void
+kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
+					XLogRecPtr upper, XLogRecPtr *lowers)
+{
+	for (int i = 0; i < list_length(sources); i++)
+	{
+		Oid			src = list_nth_oid(sources, i);
+		XLogRecPtr	start;
+		XLogRecPtr	pruned = InvalidXLogRecPtr;
+		XLogRecPtr	first;
+		bool		isnull;
+		char	   *srcname = get_rel_name(src);
+
+		if (SPI_execute(psprintf("SELECT start_lsn, pruned_lsn FROM kappa.captures WHERE relid = %u", src),
+						false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read kappa.captures");
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("source table \"%s\" of derived view \"%s\" is not captured", srcname, view),
+					 errdetail("Replay rebuilds views from the event log, which holds only captured tables."),
+					 errhint("Capture it with kappa.capture('%s'); its log starts then.", srcname)));
+		start = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		pruned = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull || pruned < start)
+			pruned = InvalidXLogRecPtr;
+		first = pruned != InvalidXLogRecPtr ? pruned + 1 : start;
+
+		if (from == InvalidXLogRecPtr && pruned != InvalidXLogRecPtr)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the event log of table \"%s\" no longer starts at its snapshot", srcname),
+					 errdetail("Retention pruned its log up to %X/%X; the first available LSN is %X/%X.",
+							   LSN_FORMAT_ARGS(pruned), LSN_FORMAT_ARGS(first)),
+					 errhint("Replay from_lsn => '%X/%X' or later to use only what is left, or capture the table again.",
+							 LSN_FORMAT_ARGS(first))));
+		if (from != InvalidXLogRecPtr && from < first)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the event log does not cover table \"%s\" from %X/%X",
+							srcname, LSN_FORMAT_ARGS(from)),
+					 errdetail("The first available LSN of its log is %X/%X.", LSN_FORMAT_ARGS(first))));
+		if (upper < first)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the event log does not cover table \"%s\" at %X/%X",
+							srcname, LSN_FORMAT_ARGS(upper)),
+					 errdetail("The first available LSN of its log is %X/%X.", LSN_FORMAT_ARGS(first))));
+		lowers[i] = from != InvalidXLogRecPtr ? from : start;
+	}
+}
+
+/* Row images of one source waiting for the next engine batch. */
+typedef struct PendingSource
+{
+	Relation	rel;
+	SPIPlanPtr	to_rows;		/* jsonb images -> the buffer's row layout */
+	List	   *imgs;			/* Jsonb * */
+	List	   *seqs;			/* int64, as intptr */
+	List	   *news;			/* bool, as int */
+	List	   *lsns;			/* XLogRecPtr, as pointer-size int */
+	List	   *unchanged;		/* char *, an int2[] literal, or NULL */
+	XLogRecPtr	truncate_lsn;
+} PendingSource;
+
+static SPIPlanPtr
+prepare_to_rows(Relation rel)
+{
+	Oid			argtypes[5] = {JSONBARRAYOID, INT8ARRAYOID, BOOLARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+	char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(psprintf("SELECT r.*, u.seq, u.is_new, u.lsn, u.unchanged::pg_catalog.int2[]"
+								" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+								"                pg_catalog.unnest($4), pg_catalog.unnest($5)) WITH ORDINALITY"
+								"      AS u(img, seq, is_new, lsn, unchanged, ord),"
+								"      LATERAL pg_catalog.jsonb_populate_record(NULL::%s, u.img) r"
+								" ORDER BY u.ord", name),
+					   5, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare replay of \"%s\": %s", name,
+			 SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+static Datum
+list_to_array(List *list, Oid elemtype, Datum (*conv) (void *), bool *nulls_out)
+{
+	int			n = list_length(list);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	for (int i = 0; i < n; i++)
+	{
+		void	   *p = list_nth(list, i);
+
+		if (elemtype == TEXTOID && p == NULL)
+			nulls[i] = true;
+		else
+			elems[i] = conv(p);
+	}
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	(void) nulls_out;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
+											  typlen, typbyval, typalign));
+}
+
+static Datum
+conv_jsonb(void *p)
+{
+	return JsonbPGetDatum((Jsonb *) p);
+}
+
+static Datum
+conv_int8(void *p)
+{
+	return Int64GetDatum((int64) (intptr_t) p);
+}
+
+static Datum
+conv_bool(void *p)
+{
+	return BoolGetDatum(p != NULL);
+}
+
+static Datum
+conv_text(void *p)
+{
+	return CStringGetTextDatum((char *) p);
+}
+
+/* Turn the pending images into buffer rows of the engine's batch. */
+static void
+pend_flush(PendingSource *ps)
+{
+	Relation	rel = ps->rel;
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	int			n = reldesc->natts;
+	Datum		args[5];
+	Datum	   *values = palloc(sizeof(Datum) * (n + 4));
+	bool	   *nulls = palloc(sizeof(bool) * (n + 4));
+
+	if (ps->truncate_lsn != InvalidXLogRecPtr)
+		kappa_batch_truncate(rel, ps->truncate_lsn);
+	if (ps->imgs != NIL)
+	{
+		if (ps->to_rows == NULL)
+		{
+			ps->to_rows = prepare_to_rows(rel);
+			SPI_keepplan(ps->to_rows);
+		}
+		args[0] = list_to_array(ps->imgs, JSONBOID, conv_jsonb, NULL);
+		args[1] = list_to_array(ps->seqs, INT8OID, conv_int8, NULL);
+		args[2] = list_to_array(ps->news, BOOLOID, conv_bool, NULL);
+		args[3] = list_to_array(ps->lsns, INT8OID, conv_int8, NULL);
+		args[4] = list_to_array(ps->unchanged, TEXTOID, conv_text, NULL);
+		if (SPI_execute_plan(ps->to_rows, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read logged rows of \"%s\"", RelationGetRelationName(rel));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			int			col = 1;
+
+			/* the row type has no dropped columns; the buffer keeps them */
+			for (int a = 0; a < n; a++)
+			{
+				if (TupleDescAttr(reldesc, a)->attisdropped)
+				{
+					values[a] = (Datum) 0;
+					nulls[a] = true;
+					continue;
+				}
+				values[a] = SPI_getbinval(tup, SPI_tuptable->tupdesc, col++, &nulls[a]);
+			}
+			for (int k = 0; k < 4; k++)
+				values[n + k] = SPI_getbinval(tup, SPI_tuptable->tupdesc, col++, &nulls[n + k]);
+			kappa_batch_put_row(rel, (XLogRecPtr) DatumGetInt64(values[n + 2]), values, nulls);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	list_free(ps->imgs);
+	list_free(ps->seqs);
+	list_free(ps->news);
+	list_free(ps->lsns);
+	list_free(ps->unchanged);
+	ps->imgs = ps->seqs = ps->news = ps->lsns = ps->unchanged = NIL;
+	ps->truncate_lsn = InvalidXLogRecPtr;
+}
+
+/* The unchanged TOASTed columns a record lists, as an int2[] literal. */
+static char *
+unchanged_attnums(Relation rel, JsonbContainer *obj, const char *key)
+{
+	JsonbValue *arr = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+	StringInfoData buf;
+	JsonbValue *v;
+
+	if (arr == NULL || arr->type != jbvBinary)
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; (v = getIthJsonbValueFromContainer(arr->val.binary.data, i)) != NULL; i++)
+	{
+		char	   *col;
+		AttrNumber	attnum;
+
+		if (v->type != jbvString)
+			continue;
+		col = pnstrdup(v->val.string.val, v->val.string.len);
+		attnum = get_attnum(RelationGetRelid(rel), col);
+		if (attnum == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("logged record names column \"%s\", which table \"%s\" does not have",
+							col, RelationGetRelationName(rel))));
+		appendStringInfo(&buf, "%s%d", buf.len > 1 ? "," : "", attnum);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static void
+pend_image(PendingSource *ps, JsonbContainer *rec, const char *which,
+		   const char *unchanged_key, bool is_new, int64 seq, XLogRecPtr lsn)
+{
+	JsonbValue *img = getKeyJsonValueFromContainer(rec, which, strlen(which), NULL);
+
+	if (img == NULL)
+		return;
+	ps->imgs = lappend(ps->imgs, JsonbValueToJsonb(img));
+	ps->seqs = lappend(ps->seqs, (void *) (intptr_t) seq);
+	ps->news = lappend(ps->news, is_new ? (void *) 1 : NULL);
+	ps->lsns = lappend(ps->lsns, (void *) (intptr_t) lsn);
+	ps->unchanged = lappend(ps->unchanged, unchanged_attnums(ps->rel, rec, unchanged_key));
+}
+
+/*
+ * Apply the logged records of the sources (list of OIDs, in the view's
+ * order) committed between lowers[i] and upper to view viewid through the
+ * delta engine, in batches of up to pg_kappa.batch_max_changes changes.
+ * The view's tables must be empty.  SPI connected; the caller commits.
+ * Returns the number of changes replayed.
+ */
+int64
+kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper)
+{
+	int			nsrc = list_length(sources);
+	PendingSource *pend = palloc0(sizeof(PendingSource) * nsrc);
+	XLogRecPtr	min_lower = upper;
+	LogCursor	c;
+	LogRecord	r;
+	int64		seq = 0;
+	int64		pending = 0;
+	int64		total = 0;
+	int64		batches = 0;
+	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
+	XLogRecPtr	batch_lsn = InvalidXLogRecPtr;
+	TimestampTz last_notice = GetCurrentTimestamp();
+	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "pg_kappa replay batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt;
+	bool		more;
+
+	for (int i = 0; i < nsrc; i++)
+	{
+		pend[i].rel = relation_open(list_nth_oid(sources, i), AccessShareLock);
+		min_lower = Min(min_lower, lowers[i]);
+	}
+
+	/* the engine's tables, plans and batch start afresh; writes allowed */
+	kappa_engine_reset();
+	kappa_batch_reset();
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	kappa_guard_bypass = true;
+
+	log_open(&c, min_lower, upper, sources);
+	oldcxt = MemoryContextSwitchTo(batchcxt);
+	do
+	{
+		int			i = -1;
+
+		more = log_next(&c, &r);
+		CHECK_FOR_INTERRUPTS();
+
+		/* a batch ends between transactions */
+		if (!more || (pending >= kappa_batch_max_changes && r.commit_lsn != batch_lsn))
+		{
+			if (pending > 0)
+			{
+				XLogRecPtr	new_applied;
+				int64		ntxns;
+
+				for (int k = 0; k < nsrc; k++)
+					pend_flush(&pend[k]);
+				kappa_batch_commit(last_lsn, 0);
+				MemoryContextSwitchTo(oldcxt);
+				(void) kappa_apply_view(viewid, InvalidXLogRecPtr, &new_applied, &ntxns);
+				kappa_batch_reset();
+				MemoryContextReset(batchcxt);
+				oldcxt = MemoryContextSwitchTo(batchcxt);
+				total += pending;
+				pending = 0;
+				batches++;
+				if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(),
+											   kappa_progress_interval))
+				{
+					ereport(NOTICE,
+							(errmsg("replayed " INT64_FORMAT " changes in " INT64_FORMAT " batches, up to %X/%X of %X/%X",
+									total, batches, LSN_FORMAT_ARGS(last_lsn), LSN_FORMAT_ARGS(upper))));
+					last_notice = GetCurrentTimestamp();
+				}
+			}
+			if (!more)
+				break;
+		}
+
+		if (strcmp(r.kind, "begin") == 0 || strcmp(r.kind, "commit") == 0)
+			continue;
+		for (int k = 0; k < nsrc; k++)
+		{
+			if (RelationGetRelid(pend[k].rel) == r.relid)
+				i = k;
+		}
+		if (i < 0 || r.commit_lsn < lowers[i] || r.commit_lsn > upper)
+			continue;
+
+		batch_lsn = r.commit_lsn;
+		last_lsn = Max(last_lsn, r.commit_lsn);
+		seq++;
+		pending++;
+		if (strcmp(r.kind, "truncate") == 0)
+		{
+			/* what came before no longer matters */
+			list_free(pend[i].imgs);
+			list_free(pend[i].seqs);
+			list_free(pend[i].news);
+			list_free(pend[i].lsns);
+			list_free(pend[i].unchanged);
+			pend[i].imgs = pend[i].seqs = pend[i].news = pend[i].lsns = pend[i].unchanged = NIL;
+			pend[i].truncate_lsn = r.commit_lsn;
+		}
+		else if (strcmp(r.kind, "insert") == 0)
+			pend_image(&pend[i], &r.json->root, "new", "unchanged_toast", true, seq, r.commit_lsn);
+		else if (strcmp(r.kind, "delete") == 0)
+			pend_image(&pend[i], &r.json->root, "old", "old_unchanged_toast", false, seq, r.commit_lsn);
+		else if (strcmp(r.kind, "update") == 0)
+		{
+			pend_image(&pend[i], &r.json->root, "old", "old_unchanged_toast", false, seq, r.commit_lsn);
+			pend_image(&pend[i], &r.json->root, "new", "unchanged_toast", true, seq, r.commit_lsn);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("event log record of unknown kind \"%s\"", r.kind)));
+	} while (more);
+	MemoryContextSwitchTo(oldcxt);
+	log_close(&c);
+
+	kappa_guard_bypass = false;
+	PopActiveSnapshot();
+	kappa_engine_reset();
+	for (int i = 0; i < nsrc; i++)
+	{
+		if (pend[i].to_rows)
+			SPI_freeplan(pend[i].to_rows);
+		relation_close(pend[i].rel, NoLock);
+	}
+	MemoryContextDelete(batchcxt);
+	return total;
+}
+
+/* The catalog row kappa.replay and kappa.swap need. */
+typedef struct ViewRow
+{
+	int			id;
+	char	   *state;
+	char	   *canonical;
+	XLogRecPtr	applied;
+	List	   *sources;
+	List	   *arrangements;
+} ViewRow;
+
+static List *
+oid_array_list(Datum arr)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend_oid(result, DatumGetObjectId(elems[i]));
+	return result;
+}
+
+static void
+read_view(Oid relid, ViewRow *v)
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (SPI_execute(psprintf("SELECT id, state, canonical, applied_lsn, sources, arrangements"
+							 " FROM kappa.views WHERE relid = %u", relid),
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	v->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	v->state = SPI_getvalue(tup, desc, 2);
+	v->canonical = SPI_getvalue(tup, desc, 3);
+	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
+	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
+	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
+}
+
+static char *
+qualified_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+Datum
+kappa_replay(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	XLogRecPtr	from = PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1);
+	ViewRow		v;
+	XLogRecPtr *lowers;
+	ListCell   *lc;
+	int64		changes;
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("view must not be null")));
+	relid = PG_GETARG_OID(0);
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.replay cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("It reads the event log up to a point it chooses after locking.")));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	read_view(relid, &v);
+	name = pstrdup(get_rel_name(relid));
+
+	/* beside the live view: a new view, or the view as it was then */
+	if (!PG_ARGISNULL(3))
+	{
+		Datum		result;
+		char	   *canonical = pstrdup(v.canonical);
+		List	   *into = stringToQualifiedNameList(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+		char	   *qualified;
+
+		/* an unqualified name goes beside the live view */
+		if (list_length(into) == 1)
+			qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   strVal(linitial(into)));
+		else
+			qualified = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		SPI_finish();
+		result = DirectFunctionCall4(kappa_create_view_replay,
+									 CStringGetTextDatum(qualified),
+									 CStringGetTextDatum(canonical),
+									 LSNGetDatum(from),
+									 PG_ARGISNULL(2) ? LSNGetDatum(InvalidXLogRecPtr) : PG_GETARG_DATUM(2));
+		PG_RETURN_DATUM(result);
+	}
+
+	/* in place */
+	if (!PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_lsn needs into"),
+				 errdetail("A live view cannot be moved back in time."),
+				 errhint("Pass into => 'new_table' to build the view as it was at until_lsn beside the live one.")));
+	if (strcmp(v.state, "running") != 0 && strcmp(v.state, "paused") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot replay derived view \"%s\" in place because it is %s", name, v.state),
+				 errhint("Replay it into a new table with into => 'name', or drop it and create it again.")));
+
+	/*
+	 * Keep the worker away from the view (readers are not blocked), then
+	 * read how far it is applied: the rebuilt view ends at the same point,
+	 * so the worker carries on from there.
+	 */
+	LockRelationOid(relid, ExclusiveLock);
+	read_view(relid, &v);
+	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
+	kappa_replay_bounds(name, v.sources, from, v.applied, lowers);
+
+	kappa_guard_bypass = true;
+	PG_TRY();
+	{
+		if (SPI_execute(psprintf("DELETE FROM %s", qualified_name(relid)), false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not empty \"%s\"", name);
+		foreach(lc, v.arrangements)
+		{
+			if (SPI_execute(psprintf("DELETE FROM %s", qualified_name(lfirst_oid(lc))),
+							false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not empty an internal table of \"%s\"", name);
+		}
+	}
+	PG_FINALLY();
+	{
+		kappa_guard_bypass = false;
+	}
+	PG_END_TRY();
+
+	changes = kappa_replay_fill(v.id, v.sources, lowers, v.applied);
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",
+					name, changes, LSN_FORMAT_ARGS(v.applied))));
+	PG_RETURN_OID(relid);
+}
+
+/* ----------
+ * kappa.swap
+ * ----------
+ */
+Datum
+kappa_swap(PG_FUNCTION_ARGS)
+{
+	Oid			a = PG_GETARG_OID(0);
+	Oid			b = PG_GETARG_OID(1);
+	char	   *aname;
+	char	   *bname;
+	char	   *nsp;
+	char	   *tmp;
+	ViewRow		va,
+				vb;
+	SavedUser	saved;
+	Oid			extowner = kappa_extension_owner();
+
+	if (a == b)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot swap a derived view with itself")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	read_view(a, &va);
+	read_view(b, &vb);
+	if (!pg_class_ownercheck(a, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(a));
+	if (!pg_class_ownercheck(b, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(b));
+	if (get_rel_namespace(a) != get_rel_namespace(b))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot swap derived views in different schemas"),
+				 errhint("Create the new view in the schema of the old one.")));
+
+	/* in OID order, like any two tables locked together */
+	LockRelationOid(Min(a, b), AccessExclusiveLock);
+	LockRelationOid(Max(a, b), AccessExclusiveLock);
+	aname = pstrdup(get_rel_name(a));
+	bname = pstrdup(get_rel_name(b));
+	nsp = get_namespace_name(get_rel_namespace(a));
+	tmp = psprintf("kappa_swap_%u", a);
+
+	if (SPI_execute(psprintf("ALTER TABLE %s RENAME TO %s", quote_qualified_identifier(nsp, aname),
+							 quote_identifier(tmp)), false, 0) != SPI_OK_UTILITY ||
+		SPI_execute(psprintf("ALTER TABLE %s RENAME TO %s", quote_qualified_identifier(nsp, bname),
+							 quote_identifier(aname)), false, 0) != SPI_OK_UTILITY ||
+		SPI_execute(psprintf("ALTER TABLE %s RENAME TO %s", quote_qualified_identifier(nsp, tmp),
+							 quote_identifier(bname)), false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not rename the derived views");
+
+	kappa_become(extowner, &saved);
+	if (SPI_execute(psprintf("UPDATE kappa.views SET name = CASE relid WHEN %u THEN %s ELSE %s END"
+							 " WHERE relid IN (%u, %u)", a,
+							 quote_literal_cstr(quote_qualified_identifier(nsp, bname)),
+							 quote_literal_cstr(quote_qualified_identifier(nsp, aname)), a, b),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	kappa_unbecome(&saved);
+	SPI_finish();
+
+	/* the worker's statements name the tables: make it build them again */
+	CacheInvalidateRelcacheByRelid(kappa_views_relid());
+	kappa_wake_worker(MyDatabaseId);
+	PG_RETURN_VOID();
+}
