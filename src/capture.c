@@ -230,8 +230,8 @@ kappa_capture(PG_FUNCTION_ARGS)
 								 retain_sql, relid), false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update kappa.captures");
 		ereport(NOTICE,
-				(errmsg("table \"%s\" is already captured since %X/%X; its retention was set",
-						RelationGetRelationName(rel), LSN_FORMAT_ARGS(lsn))));
+				(errmsg("table \"%s\" is already captured; its retention was set",
+						RelationGetRelationName(rel))));
 		kappa_unbecome(&saved);
 		SPI_finish();
 		relation_close(rel, AccessShareLock);

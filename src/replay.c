@@ -879,6 +879,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	int64		changes;
 	char	   *name;
+	XLogRecPtr	upper;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -941,8 +942,16 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 */
 	LockRelationOid(relid, ExclusiveLock);
 	read_view(relid, &v);
+	upper = v.applied;
+
+	/*
+	 * A running view includes every change its worker has committed, also
+	 * past its applied LSN (which moves only when its sources change).
+	 */
+	if (strcmp(v.state, "running") == 0)
+		upper = Max(upper, kappa_worker_processed_lsn(MyDatabaseId));
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
-	kappa_replay_bounds(name, v.sources, from, v.applied, lowers);
+	kappa_replay_bounds(name, v.sources, from, upper, lowers);
 
 	kappa_guard_bypass = true;
 	PG_TRY();
@@ -962,11 +971,11 @@ kappa_replay(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	changes = kappa_replay_fill(v.id, v.sources, lowers, v.applied);
+	changes = kappa_replay_fill(v.id, v.sources, lowers, upper);
 	SPI_finish();
 	ereport(NOTICE,
 			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",
-					name, changes, LSN_FORMAT_ARGS(v.applied))));
+					name, changes, LSN_FORMAT_ARGS(upper))));
 	PG_RETURN_OID(relid);
 }
 

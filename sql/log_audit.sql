@@ -1,0 +1,50 @@
+-- kappa.audit: the hash chain, LSN order, views against the log and their
+-- queries; tampering is reported at the exact batch.  In a database of its
+-- own, so that the tampering stays here.
+\set VERBOSITY terse
+CREATE DATABASE kappa_audit;
+\c kappa_audit
+SET client_min_messages = warning;
+CREATE EXTENSION pg_kappa;
+CREATE TABLE au (id int PRIMARY KEY, v int);
+INSERT INTO au SELECT i, i FROM generate_series(1, 10) i;
+SELECT kappa.capture('au') IS NOT NULL AS captured;
+SELECT kappa.create_view('au_sum', 'SELECT v % 2 AS odd, count(*) AS n, sum(v) AS s FROM au GROUP BY 1');
+INSERT INTO au VALUES (11, 11);
+SELECT kappa.wait('au_sum');
+UPDATE au SET v = v + 100 WHERE id = 3;
+SELECT kappa.wait('au_sum');
+DELETE FROM au WHERE id = 4;
+SELECT kappa.wait('au_sum');
+SELECT batch_id, kind, txn_count, change_count FROM kappa.event_log ORDER BY batch_id;
+-- all is well
+SELECT * FROM kappa.audit();
+SELECT "check", object, ok FROM kappa.audit_log ORDER BY id;
+CREATE TABLE saved AS SELECT * FROM kappa.event_log;
+-- tampering, as a superuser with triggers off
+SET session_replication_role = replica;
+UPDATE kappa.event_log SET events = replace(events, '"v":103', '"v":3') WHERE batch_id = 3;
+SELECT "check", object, ok, detail FROM kappa.audit();
+UPDATE kappa.event_log l SET events = s.events FROM saved s WHERE l.batch_id = s.batch_id;
+SELECT count(*) AS failures FROM kappa.audit();
+DELETE FROM kappa.event_log WHERE batch_id = 3;
+SELECT "check", object, ok, detail FROM kappa.audit();
+INSERT INTO kappa.event_log SELECT * FROM saved WHERE batch_id = 3;
+SELECT count(*) AS failures FROM kappa.audit();
+UPDATE kappa.event_log SET batch_id = -batch_id WHERE batch_id IN (3, 4);
+UPDATE kappa.event_log SET batch_id = CASE batch_id WHEN -3 THEN 4 ELSE 3 END WHERE batch_id < 0;
+SELECT "check", object, ok FROM kappa.audit();
+DELETE FROM kappa.event_log WHERE batch_id IN (3, 4);
+INSERT INTO kappa.event_log SELECT * FROM saved WHERE batch_id IN (3, 4);
+SELECT count(*) AS failures FROM kappa.audit();
+-- a view corrupted behind pg_kappa's back
+UPDATE au_sum SET s = s + 1 WHERE odd = 1;
+RESET session_replication_role;
+SELECT "check", object, ok, detail FROM kappa.audit();
+-- audits on a schedule (run by a background worker)
+SELECT kappa.alter_view('au_sum', audit_every => '-1 s');
+SELECT kappa.alter_view('au_sum', audit_every => '1 s');
+SELECT audit_every FROM kappa.views;
+SELECT kappa.alter_view('au_sum', audit_every => '0');
+SELECT audit_every FROM kappa.views;
+DROP EXTENSION pg_kappa CASCADE;

@@ -1,0 +1,94 @@
+-- Replay through the delta engine: in place, into a new view (blue/green),
+-- as of an LSN (time travel), create_view(..., replay_from), kappa.swap.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+CREATE TABLE rp (id int PRIMARY KEY, g int, v int);
+CREATE TABLE rq (g int PRIMARY KEY, label text);
+INSERT INTO rp SELECT i, i % 4, i FROM generate_series(1, 40) i;
+INSERT INTO rq SELECT g, 'group ' || g FROM generate_series(0, 3) g;
+SELECT kappa.create_view('rp_sum', 'SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM rp GROUP BY g');
+SELECT kappa.create_view('rp_join', 'SELECT rp.id, rq.g, rp.v, rq.label FROM rp JOIN rq ON rp.g = rq.g WHERE rp.v % 2 = 0');
+-- not captured yet
+SELECT kappa.replay('rp_sum');
+SELECT kappa.capture('rp') IS NOT NULL AS captured;
+SELECT kappa.wait('rp_sum');
+SELECT kappa.replay('rp_join');
+SELECT kappa.capture('rq') IS NOT NULL AS captured;
+-- history
+UPDATE rp SET v = v * 10 WHERE id <= 5;
+DELETE FROM rp WHERE id BETWEEN 30 AND 35;
+UPDATE rp SET g = 3 WHERE id = 40;
+UPDATE rq SET label = 'second' WHERE g = 2;
+SELECT kappa.wait('rp_sum') AND kappa.wait('rp_join') AS caught_up;
+-- the view as it is now, and the LSN of "now"
+CREATE TABLE rp_sum_then AS SELECT * FROM rp_sum;
+CREATE TABLE rp_join_then AS SELECT * FROM rp_join;
+SELECT pg_current_wal_insert_lsn() AS then_lsn \gset
+INSERT INTO rp SELECT i, i % 4, i FROM generate_series(41, 60) i;
+DELETE FROM rp WHERE id = 1;
+UPDATE rq SET label = 'third' WHERE g = 3;
+SELECT kappa.wait('rp_sum') AND kappa.wait('rp_join') AS caught_up;
+CREATE TABLE rp_sum_now AS SELECT * FROM rp_sum;
+-- rebuild in place: same contents, still maintained
+SELECT kappa.replay('rp_sum');
+SELECT kappa.replay('rp_join');
+SELECT count(*) AS differences FROM ((TABLE rp_sum EXCEPT ALL TABLE rp_sum_now) UNION ALL (TABLE rp_sum_now EXCEPT ALL TABLE rp_sum)) d;
+SELECT * FROM kappa.verify('rp_sum');
+SELECT * FROM kappa.verify('rp_join');
+INSERT INTO rp VALUES (100, 0, 1000);
+SELECT kappa.wait('rp_sum');
+SELECT * FROM kappa.verify('rp_sum');
+-- time travel: the views as they were at then_lsn
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at');
+SELECT kappa.replay('rp_join', NULL, :'then_lsn', 'rp_join_at');
+SELECT count(*) AS differences FROM ((TABLE rp_sum_at EXCEPT ALL TABLE rp_sum_then) UNION ALL (TABLE rp_sum_then EXCEPT ALL TABLE rp_sum_at)) d;
+SELECT count(*) AS differences FROM ((TABLE rp_join_at EXCEPT ALL TABLE rp_join_then) UNION ALL (TABLE rp_join_then EXCEPT ALL TABLE rp_join_at)) d;
+-- a plain table now: not a view, writable
+SELECT count(*) FROM kappa.views WHERE name LIKE '%_at';
+INSERT INTO rp_sum_at VALUES (99, 0, 0, 0, 0);
+-- the same range twice gives the same table, byte for byte
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at2');
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at3');
+SELECT (SELECT string_agg(t::text, ';' ORDER BY t::text) FROM rp_sum_at2 t) =
+       (SELECT string_agg(t::text, ';' ORDER BY t::text) FROM rp_sum_at3 t) AS identical,
+       (SELECT string_agg(t.ctid::text || t::text, ';' ORDER BY t.ctid) FROM rp_sum_at2 t) =
+       (SELECT string_agg(t.ctid::text || t::text, ';' ORDER BY t.ctid) FROM rp_sum_at3 t) AS same_heap;
+-- blue/green: a new definition replayed from the log, then swapped in
+SELECT kappa.create_view('rp_sum_v2', 'SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS mean FROM rp GROUP BY g', replay_from => '0/0');
+SELECT kappa.replay('rp_sum', "into" => 'rp_sum_green');
+UPDATE rp SET v = v + 1 WHERE id % 7 = 0;
+SELECT kappa.wait('rp_sum_v2') AND kappa.wait('rp_sum_green') AS caught_up;
+SELECT * FROM kappa.verify('rp_sum_v2');
+SELECT * FROM kappa.verify('rp_sum_green');
+SELECT count(*) AS differences FROM ((TABLE rp_sum EXCEPT ALL TABLE rp_sum_green) UNION ALL (TABLE rp_sum_green EXCEPT ALL TABLE rp_sum)) d;
+SELECT kappa.swap('rp_sum', 'rp_sum_v2');
+SELECT name, kind FROM kappa.views WHERE name LIKE 'public.rp_sum%' ORDER BY name;
+SELECT count(*) AS with_mean FROM rp_sum WHERE mean IS NOT NULL;
+UPDATE rp SET v = v - 1 WHERE id % 7 = 0;
+SELECT kappa.wait('rp_sum') AND kappa.wait('rp_sum_v2') AS caught_up;
+SELECT * FROM kappa.verify('rp_sum');
+SELECT * FROM kappa.verify('rp_sum_v2');
+-- what cannot be replayed
+SELECT kappa.replay(NULL);
+SELECT kappa.replay('rq');
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn');
+SELECT kappa.replay('rp_sum', from_lsn => '0/1');
+SELECT kappa.replay('rp_sum', until_lsn => '0/1', "into" => 'rp_sum_x');
+SELECT kappa.replay('rp_sum', until_lsn => 'FFFFFFFF/0', "into" => 'rp_sum_x');
+SELECT kappa.replay('rp_sum', "into" => 'rp_sum_green');
+SELECT kappa.swap('rp_sum', 'rp_sum');
+SELECT kappa.swap('rp_sum', 'rq');
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT kappa.replay('rp_sum');
+ROLLBACK;
+-- a replay from a later LSN replays only what came after, onto an empty view
+SELECT kappa.replay('rp_join', from_lsn => :'then_lsn', "into" => 'rp_join_since');
+SELECT count(*) <= (SELECT count(*) FROM rp WHERE id > 40 AND v % 2 = 0) AS only_newer FROM rp_join_since;
+RESET client_min_messages;
+SELECT kappa.drop_view('rp_sum');
+SELECT kappa.drop_view('rp_sum_v2');
+SELECT kappa.drop_view('rp_join');
+SELECT kappa.drop_view('rp_sum_green');
+SELECT kappa.drop_view('rp_join_since');
+SELECT kappa.uncapture('rp'), kappa.uncapture('rq');
+DROP TABLE rp, rq, rp_sum_then, rp_join_then, rp_sum_now, rp_sum_at, rp_join_at, rp_sum_at2, rp_sum_at3;
