@@ -45,6 +45,22 @@ SELECT "check", object, ok, detail FROM kappa.audit();
 SELECT kappa.alter_view('au_sum', audit_every => '-1 s');
 SELECT kappa.alter_view('au_sum', audit_every => '1 s');
 SELECT audit_every FROM kappa.views;
+DO $$
+DECLARE
+    started timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        EXIT WHEN (SELECT count(DISTINCT at) FROM kappa.audit_log WHERE at > started) >= 2;
+        IF clock_timestamp() > started + interval '60 s' THEN
+            RAISE EXCEPTION 'no two scheduled audits within 60 seconds';
+        END IF;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+END
+$$;
+-- the scheduled audit found the corrupted view too
+SELECT "check", object, ok FROM kappa.audit_log
+ WHERE at = (SELECT max(at) FROM kappa.audit_log) AND NOT ok ORDER BY id;
 SELECT kappa.alter_view('au_sum', audit_every => '0');
 SELECT audit_every FROM kappa.views;
 DROP EXTENSION pg_kappa CASCADE;

@@ -84,6 +84,22 @@ ROLLBACK;
 -- a replay from a later LSN replays only what came after, onto an empty view
 SELECT kappa.replay('rp_join', from_lsn => :'then_lsn', "into" => 'rp_join_since');
 SELECT count(*) <= (SELECT count(*) FROM rp WHERE id > 40 AND v % 2 = 0) AS only_newer FROM rp_join_since;
+-- replays longer than one engine batch (pg_kappa.batch_max_changes, 10000):
+-- a snapshot and a transaction split over several batches
+CREATE TABLE rbig (id int PRIMARY KEY, g int, v int);
+INSERT INTO rbig SELECT i, i % 7, i FROM generate_series(1, 25000) i;
+SELECT kappa.capture('rbig') IS NOT NULL AS captured;
+SELECT kappa.create_view('rbig_sum', 'SELECT g, count(*) AS n, sum(v) AS s FROM rbig GROUP BY g');
+UPDATE rbig SET g = (g + 1) % 7, v = v + 1 WHERE id % 2 = 0;
+DELETE FROM rbig WHERE id % 5 = 0;
+SELECT kappa.wait('rbig_sum');
+CREATE TABLE rbig_before AS SELECT * FROM rbig_sum;
+SELECT kappa.replay('rbig_sum');
+SELECT count(*) AS differences FROM ((TABLE rbig_sum EXCEPT ALL TABLE rbig_before) UNION ALL (TABLE rbig_before EXCEPT ALL TABLE rbig_sum)) d;
+SELECT * FROM kappa.verify('rbig_sum');
+SELECT kappa.drop_view('rbig_sum');
+SELECT kappa.uncapture('rbig');
+DROP TABLE rbig, rbig_before;
 RESET client_min_messages;
 SELECT kappa.drop_view('rp_sum');
 SELECT kappa.drop_view('rp_sum_v2');

@@ -414,6 +414,8 @@ apply_batch(void)
 	/* catalog entries read under historic snapshots must not be reused */
 	InvalidateSystemCaches();
 
+	/* now() in this transaction: when the batch is applied */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -51,6 +51,7 @@ kappa_audit_schedule(void)
 		GetBackgroundWorkerPid(running, &pid) != BGWH_STOPPED)
 		return;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (!kappa_log_available())
 	{
@@ -103,6 +104,7 @@ kappa_audit_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("pg_kappa audit");
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)

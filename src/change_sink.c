@@ -228,7 +228,7 @@ log_line(Relation rel, XLogRecPtr commit_lsn, StringInfo line)
 
 	CurrentResourceOwner = batch_owner;
 	if (kappa_batch->log_lines == NULL)
-		kappa_batch->log_lines = tuplestore_begin_heap(false, false, work_mem);
+		kappa_batch->log_lines = tuplestore_begin_heap(false, true, work_mem);
 	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	values[1] = Int64GetDatum((int64) commit_lsn);
 	values[2] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),

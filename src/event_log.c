@@ -410,6 +410,7 @@ kappa_log_prune(void)
 		return;
 	last = now;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (!kappa_log_available())
 	{

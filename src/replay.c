@@ -695,11 +695,13 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 	int64		total = 0;
 	int64		batches = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
-	XLogRecPtr	batch_lsn = InvalidXLogRecPtr;
 	TimestampTz last_notice = GetCurrentTimestamp();
 	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
 												   "pg_kappa replay batch",
 												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext reccxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "pg_kappa replay record",
+												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldcxt;
 	bool		more;
 
@@ -722,11 +724,20 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 	{
 		int			i = -1;
 
+		/* each record in memory of its own: a batch may end after it */
+		MemoryContextReset(reccxt);
+		MemoryContextSwitchTo(reccxt);
 		more = log_next(&c, &r);
+		MemoryContextSwitchTo(batchcxt);
 		CHECK_FOR_INTERRUPTS();
 
-		/* a batch ends between transactions */
-		if (!more || (pending >= kappa_batch_max_changes && r.commit_lsn != batch_lsn))
+		/*
+		 * A batch may end anywhere, even inside a transaction: replay
+		 * applies every row image it is given (no applied LSN to skip
+		 * below), so only the order of the changes matters, and memory
+		 * stays bounded by pg_kappa.batch_max_changes, snapshots included.
+		 */
+		if (!more || pending >= kappa_batch_max_changes)
 		{
 			if (pending > 0)
 			{
@@ -767,7 +778,6 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 		if (i < 0 || r.commit_lsn < lowers[i] || r.commit_lsn > upper)
 			continue;
 
-		batch_lsn = r.commit_lsn;
 		last_lsn = Max(last_lsn, r.commit_lsn);
 		seq++;
 		pending++;
@@ -809,6 +819,7 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 		relation_close(pend[i].rel, NoLock);
 	}
 	MemoryContextDelete(batchcxt);
+	MemoryContextDelete(reccxt);
 	return total;
 }
 
