@@ -637,6 +637,7 @@ kappa_apply_main(Datum main_arg)
 			XLogRecPtr	end_of_wal;
 			XLogRecPtr	confirm;
 			bool		caught_up;
+			bool		pinned;
 
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending)
@@ -657,8 +658,10 @@ kappa_apply_main(Datum main_arg)
 			 * across batches.
 			 */
 			MemoryContextSwitchTo(ctx->context);
-			kappa_session_output_settings(true);
 			end_of_wal = GetFlushRecPtr(NULL);
+			pinned = ctx->reader->EndRecPtr < end_of_wal;
+			if (pinned)
+				kappa_session_output_settings(true);
 			while (ctx->reader->EndRecPtr < end_of_wal && !kappa_batch->full)
 			{
 				XLogRecord *record;
@@ -672,7 +675,8 @@ kappa_apply_main(Datum main_arg)
 				CHECK_FOR_INTERRUPTS();
 			}
 			caught_up = !kappa_batch->full;
-			kappa_session_output_settings(false);
+			if (pinned)
+				kappa_session_output_settings(false);
 			MemoryContextSwitchTo(loopcxt);
 
 			if (kappa_batch->ntxns > 0)

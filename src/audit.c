@@ -51,24 +51,14 @@ kappa_audit_schedule(void)
 		GetBackgroundWorkerPid(running, &pid) != BGWH_STOPPED)
 		return;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (!kappa_log_available())
-	{
-		CommitTransactionCommand();
+	if (!kappa_log_job_begin())
 		return;
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT 1 FROM kappa.views WHERE state = 'running' AND audit_every IS NOT NULL"
 					" AND (last_audit_at IS NULL OR last_audit_at + audit_every <= pg_catalog.now())",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	due = SPI_processed > 0;
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	kappa_log_job_end();
 	if (!due)
 		return;
 

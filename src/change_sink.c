@@ -398,7 +398,7 @@ kappa_batch_truncate(Relation rel, XLogRecPtr commit_lsn)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* For replay: the batch's transactions, as sink_commit would count them. */
+/* One more transaction in the batch (sink_commit, and replay.c). */
 void
 kappa_batch_commit(XLogRecPtr commit_lsn, TimestampTz commit_time)
 {
@@ -532,12 +532,8 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 {
 	KappaBatch *b = kappa_batch;
 
-	if (b->ntxns == 0)
-		b->first_commit_lsn = commit_lsn;
-	b->ntxns++;
-	b->last_commit_lsn = commit_lsn;
+	kappa_batch_commit(commit_lsn, txn->xact_time.commit_time);
 	b->last_end_lsn = txn->end_lsn;
-	b->last_commit_time = txn->xact_time.commit_time;
 	if (b->log_txn_lines > 0)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(b->mcxt);

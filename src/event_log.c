@@ -70,6 +70,36 @@ kappa_log_available(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("captures", nsp));
 }
 
+/*
+ * The apply worker's periodic jobs on the event log (pruning, the audit
+ * schedule) run in a transaction of their own, with a current now(), a
+ * snapshot and SPI.  Returns false, with no transaction open, when the
+ * extension's SQL objects predate the event log.
+ */
+bool
+kappa_log_job_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (!kappa_log_available())
+	{
+		CommitTransactionCommand();
+		return false;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return true;
+}
+
+void
+kappa_log_job_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 void
 kappa_log_chunk_init(KappaLogChunk *chunk)
 {
@@ -410,16 +440,8 @@ kappa_log_prune(void)
 		return;
 	last = now;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (!kappa_log_available())
-	{
-		CommitTransactionCommand();
+	if (!kappa_log_job_begin())
 		return;
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT 1 FROM kappa.captures WHERE retain IS NOT NULL", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
 	if (SPI_processed > 0)
@@ -451,9 +473,7 @@ kappa_log_prune(void)
 						false, 0) < 0)
 			elog(ERROR, "could not prune kappa.event_log");
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	kappa_log_job_end();
 }
 
 /* Refuses writes to the event log by anyone but pg_kappa itself. */

@@ -259,6 +259,8 @@ extern void kappa_log_lock(void);
 extern void kappa_log_write_batch(void);
 extern void kappa_log_prune(void);
 extern bool kappa_log_available(void);
+extern bool kappa_log_job_begin(void);
+extern void kappa_log_job_end(void);
 
 /* ----------
  * view_compiler.c: analysis and validation of a view's query

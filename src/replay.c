@@ -520,7 +520,7 @@ prepare_to_rows(Relation rel)
 }
 
 static Datum
-list_to_array(List *list, Oid elemtype, Datum (*conv) (void *), bool *nulls_out)
+list_to_array(List *list, Oid elemtype, Datum (*conv) (void *))
 {
 	int			n = list_length(list);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
@@ -541,7 +541,6 @@ list_to_array(List *list, Oid elemtype, Datum (*conv) (void *), bool *nulls_out)
 			elems[i] = conv(p);
 	}
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	(void) nulls_out;
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
 											  typlen, typbyval, typalign));
 }
@@ -570,6 +569,18 @@ conv_text(void *p)
 	return CStringGetTextDatum((char *) p);
 }
 
+/* Forget the pending images (sent to the batch, or truncated away). */
+static void
+pend_clear(PendingSource *ps)
+{
+	list_free(ps->imgs);
+	list_free(ps->seqs);
+	list_free(ps->news);
+	list_free(ps->lsns);
+	list_free(ps->unchanged);
+	ps->imgs = ps->seqs = ps->news = ps->lsns = ps->unchanged = NIL;
+}
+
 /* Turn the pending images into buffer rows of the engine's batch. */
 static void
 pend_flush(PendingSource *ps)
@@ -590,11 +601,11 @@ pend_flush(PendingSource *ps)
 			ps->to_rows = prepare_to_rows(rel);
 			SPI_keepplan(ps->to_rows);
 		}
-		args[0] = list_to_array(ps->imgs, JSONBOID, conv_jsonb, NULL);
-		args[1] = list_to_array(ps->seqs, INT8OID, conv_int8, NULL);
-		args[2] = list_to_array(ps->news, BOOLOID, conv_bool, NULL);
-		args[3] = list_to_array(ps->lsns, INT8OID, conv_int8, NULL);
-		args[4] = list_to_array(ps->unchanged, TEXTOID, conv_text, NULL);
+		args[0] = list_to_array(ps->imgs, JSONBOID, conv_jsonb);
+		args[1] = list_to_array(ps->seqs, INT8OID, conv_int8);
+		args[2] = list_to_array(ps->news, BOOLOID, conv_bool);
+		args[3] = list_to_array(ps->lsns, INT8OID, conv_int8);
+		args[4] = list_to_array(ps->unchanged, TEXTOID, conv_text);
 		if (SPI_execute_plan(ps->to_rows, args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read logged rows of \"%s\"", RelationGetRelationName(rel));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -619,12 +630,7 @@ pend_flush(PendingSource *ps)
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
-	list_free(ps->imgs);
-	list_free(ps->seqs);
-	list_free(ps->news);
-	list_free(ps->lsns);
-	list_free(ps->unchanged);
-	ps->imgs = ps->seqs = ps->news = ps->lsns = ps->unchanged = NIL;
+	pend_clear(ps);
 	ps->truncate_lsn = InvalidXLogRecPtr;
 }
 
@@ -784,12 +790,7 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 		if (strcmp(r.kind, "truncate") == 0)
 		{
 			/* what came before no longer matters */
-			list_free(pend[i].imgs);
-			list_free(pend[i].seqs);
-			list_free(pend[i].news);
-			list_free(pend[i].lsns);
-			list_free(pend[i].unchanged);
-			pend[i].imgs = pend[i].seqs = pend[i].news = pend[i].lsns = pend[i].unchanged = NIL;
+			pend_clear(&pend[i]);
 			pend[i].truncate_lsn = r.commit_lsn;
 		}
 		else if (strcmp(r.kind, "insert") == 0)
