@@ -90,6 +90,20 @@ typedef struct SourcePlan
 	bool		has_unchanged;	/* this batch's d_<n> has unchanged values */
 } SourcePlan;
 
+/* the statements of a view maintained algebraically (agg_delta.c) */
+typedef struct AggPlan
+{
+	SPIPlanPtr	partial_old;
+	SPIPlanPtr	partial_new;
+	SPIPlanPtr	merge;
+	SPIPlanPtr	take_dirty;
+	SPIPlanPtr	state_keys;
+	SPIPlanPtr	state_null_keys;
+	SPIPlanPtr	clear_state;
+	SPIPlanPtr	fill_state;
+	SPIPlanPtr	clear_partials;
+} AggPlan;
+
 typedef struct ViewPlan
 {
 	int			id;				/* hash key */
@@ -105,6 +119,7 @@ typedef struct ViewPlan
 	SPIPlanPtr	clear_k;
 	SPIPlanPtr	delete_all;
 	SPIPlanPtr	insert_all;
+	AggPlan    *agg;			/* NULL: recompute affected keys */
 } ViewPlan;
 
 static HTAB *plans = NULL;
@@ -268,6 +283,37 @@ any_null(List *names, const char *p)
 	return buf.data;
 }
 
+/*
+ * "INSERT INTO into" the rows of query whose keys (output columns named
+ * keys) are in scratch table k and not NULL, one key at a time: the key's
+ * equality goes into the query (below GROUP BY, into the joins), so each is
+ * a few index lookups, whatever the planner believes about k.  OFFSET 0
+ * keeps the subquery from being flattened into a join it would plan from
+ * guesses.
+ */
+static SPIPlanPtr
+prepare_insert_keys(const char *into, const char *query, List *keys,
+					const char *k)
+{
+	return prepare(psprintf("INSERT INTO %s SELECT q.* FROM"
+							" (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
+							" LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
+							into, kappa_quoted_list(keys, "n."), k,
+							any_null(keys, "n"), query,
+							match_keys(keys, "q0", "=", "kk")));
+}
+
+/* The same for the keys in k that have a NULL. */
+static SPIPlanPtr
+prepare_insert_null_keys(const char *into, const char *query, List *keys,
+						 const char *k)
+{
+	return prepare(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q WHERE EXISTS"
+							" (SELECT 1 FROM %s n WHERE (%s) AND %s)",
+							into, query, k, any_null(keys, "n"),
+							match_keys(keys, "q", "IS NOT DISTINCT FROM", "n")));
+}
+
 List *
 kappa_attnames(Oid relid, List *attnums)
 {
@@ -319,6 +365,7 @@ build_plan(int id)
 	Oid		   *arr;
 	List	   *keys;
 	char	   *q_arr;
+	KappaAggSql *agg;
 	MemoryContext oldcxt;
 	Oid			save_userid;
 	int			save_sec;
@@ -480,20 +527,7 @@ build_plan(int id)
 								   get_atttype(krelid, get_attnum(krelid, lfirst(lk))));
 		vp->delete_keys = prepare_keyed(psprintf("DELETE FROM %s t", target),
 										"t", keys, keytypes, k);
-
-		/*
-		 * Recompute one key at a time: the key's equality goes into the
-		 * view's query (below GROUP BY, into the joins), so each is a few
-		 * index lookups, whatever the planner believes about k.  OFFSET 0
-		 * keeps the subquery from being flattened into a join it would plan
-		 * from guesses.
-		 */
-		vp->insert_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM"
-										   " (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
-										   " LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
-										   target, kappa_quoted_list(keys, "n."), k,
-										   any_null(keys, "n"), q_arr,
-										   match_keys(keys, "q0", "=", "kk")));
+		vp->insert_keys = prepare_insert_keys(target, q_arr, keys, k);
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
 			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
@@ -501,11 +535,27 @@ build_plan(int id)
 			vp->delete_null_keys = prepare(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
 													target, k, any_null(keys, "n"),
 													match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
-			vp->insert_null_keys = prepare(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q WHERE EXISTS (SELECT 1 FROM %s n WHERE (%s) AND %s)",
-													target, q_arr, k, any_null(keys, "n"),
-													match_keys(keys, "q", "IS NOT DISTINCT FROM", "n")));
+			vp->insert_null_keys = prepare_insert_null_keys(target, q_arr, keys, k);
 		}
 		vp->clear_k = prepare(psprintf("DELETE FROM %s", k));
+
+		/* views created before agg_delta.c have no state table */
+		agg = kappa_agg_sql(def, quote_identifier(schema), target);
+		if (agg && OidIsValid(get_relname_relid("g", get_namespace_oid(schema, false))))
+		{
+			char	   *into = psprintf("%s.g (%s)", quote_identifier(schema), agg->state_columns);
+
+			vp->agg = palloc(sizeof(AggPlan));
+			vp->agg->partial_old = prepare(agg->partial_old);
+			vp->agg->partial_new = prepare(agg->partial_new);
+			vp->agg->merge = prepare(agg->merge);
+			vp->agg->take_dirty = prepare(agg->take_dirty);
+			vp->agg->state_keys = prepare_insert_keys(into, agg->state_query, keys, k);
+			vp->agg->state_null_keys = prepare_insert_null_keys(into, agg->state_query, keys, k);
+			vp->agg->clear_state = prepare(agg->clear_state);
+			vp->agg->fill_state = prepare(agg->fill_state);
+			vp->agg->clear_partials = prepare(agg->clear_partials);
+		}
 	}
 	vp->delete_all = prepare(psprintf("DELETE FROM %s", target));
 	vp->insert_all = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
@@ -653,8 +703,12 @@ list_ptr_cmp(const ListCell *a, const ListCell *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * Steps 2 and 4: the affected keys into k, or for a view maintained
+ * algebraically, the touched rows' partial aggregates into p.
+ */
 static void
-collect_keys(ViewPlan *vp, bool *touched)
+collect_keys(ViewPlan *vp, bool *touched, bool after)
 {
 	for (int i = 0; i < vp->nsources; i++)
 	{
@@ -664,10 +718,41 @@ collect_keys(ViewPlan *vp, bool *touched)
 		if (!touched[i])
 			continue;
 		run_keyed(&sp->fill_w);
-		foreach(lc, sp->key_queries)
-			run((SPIPlanPtr) lfirst(lc));
+		if (vp->agg)
+			run(after ? vp->agg->partial_new : vp->agg->partial_old);
+		else
+		{
+			foreach(lc, sp->key_queries)
+				run((SPIPlanPtr) lfirst(lc));
+		}
 		run(sp->clear_w);
 	}
+}
+
+/* Step 5 for the keys in k: delete their view rows, recompute them. */
+static uint64
+recompute_keys(ViewPlan *vp)
+{
+	uint64		rows = 0;
+	bool		null_keys;
+
+	rows += run_keyed(&vp->delete_keys);
+	rows += run(vp->insert_keys);
+	null_keys = vp->has_null_keys && run_bool(vp->has_null_keys);
+	if (null_keys)
+	{
+		rows += run(vp->delete_null_keys);
+		rows += run(vp->insert_null_keys);
+	}
+	if (vp->agg)
+	{
+		/* their state too: take_dirty has deleted it */
+		run(vp->agg->state_keys);
+		if (null_keys)
+			run(vp->agg->state_null_keys);
+	}
+	run(vp->clear_k);
+	return rows;
 }
 
 /*
@@ -754,7 +839,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	if (!vp->has_keys)
 		full = true;
 	if (!full)
-		collect_keys(vp, touched);	/* step 2 */
+		collect_keys(vp, touched, false);	/* step 2 */
 
 	/* step 3 */
 	for (int i = 0; i < vp->nsources; i++)
@@ -774,20 +859,26 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	{
 		rows += run(vp->delete_all);
 		rows += run(vp->insert_all);
+		if (vp->agg)
+		{
+			run(vp->agg->clear_state);
+			run(vp->agg->fill_state);
+		}
 	}
 	else
 	{
-		collect_keys(vp, touched);	/* step 4 */
+		collect_keys(vp, touched, true);	/* step 4 */
 
 		/* step 5 */
-		rows += run_keyed(&vp->delete_keys);
-		rows += run(vp->insert_keys);
-		if (vp->has_null_keys && run_bool(vp->has_null_keys))
+		if (vp->agg)
 		{
-			rows += run(vp->delete_null_keys);
-			rows += run(vp->insert_null_keys);
+			rows += run(vp->agg->merge);
+			if (run(vp->agg->take_dirty) > 0)
+				rows += recompute_keys(vp);
+			run(vp->agg->clear_partials);
 		}
-		run(vp->clear_k);
+		else
+			rows += recompute_keys(vp);
 	}
 	for (int i = 0; i < vp->nsources; i++)
 		if (touched[i])

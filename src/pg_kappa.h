@@ -282,6 +282,28 @@ typedef struct KappaViewDef
 extern KappaViewDef *kappa_compile_view(const char *sql);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
+extern char *kappa_deparse_expr(KappaViewDef *def, Node *expr);
+
+/* ----------
+ * agg_delta.c: algebraic maintenance of one-table GROUP BY views
+ * ----------
+ */
+typedef struct KappaAggSql
+{
+	List	   *create;			/* DDL: state table g, partials table p */
+	char	   *state_columns;	/* g's columns that state_query fills */
+	char	   *state_query;	/* the partial aggregates of the copy a_0 */
+	char	   *fill_state;		/* g from the copy */
+	char	   *clear_state;
+	char	   *partial_old;	/* p from w_0, before the batch */
+	char	   *partial_new;	/* p from w_0, after it */
+	char	   *merge;			/* p into g, changed groups into the view */
+	char	   *take_dirty;		/* dirty groups out of g, their keys to k */
+	char	   *clear_partials;
+} KappaAggSql;
+
+extern KappaAggSql *kappa_agg_sql(KappaViewDef *def, const char *schema,
+								  const char *target);
 
 /* ----------
  * delta_engine.c: maintenance of one view from a batch

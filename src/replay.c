@@ -25,6 +25,7 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -890,6 +891,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	XLogRecPtr *lowers;
 	ListCell   *lc;
 	int64		changes;
+	Oid			state;
 	char	   *name;
 	XLogRecPtr	upper;
 
@@ -976,6 +978,11 @@ kappa_replay(PG_FUNCTION_ARGS)
 							false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not empty an internal table of \"%s\"", name);
 		}
+		/* the state of a view maintained algebraically */
+		state = get_relname_relid("g", get_namespace_oid(psprintf("kappa_v%d", v.id), false));
+		if (OidIsValid(state) &&
+			SPI_execute(psprintf("DELETE FROM %s", qualified_name(state)), false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not empty an internal table of \"%s\"", name);
 	}
 	PG_FINALLY();
 	{

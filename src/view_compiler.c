@@ -575,6 +575,29 @@ kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 }
 
 /*
+ * Print an expression of a one-table view's query (its Vars of range table
+ * entry 1), names schema-qualified, columns prefixed with the entry's alias.
+ */
+char *
+kappa_deparse_expr(KappaViewDef *def, Node *expr)
+{
+	RangeTblEntry *rte = rt_fetch(1, def->query->rtable);
+	int			nestlevel;
+	char	   *result;
+
+	Assert(def->nrtes == 1);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	result = deparse_expression(expr,
+								deparse_context_for(rte->eref->aliasname, rte->relid),
+								true, false);
+	AtEOXact_GUC(false, nestlevel);
+	return result;
+}
+
+/*
  * Per range table entry, the relation to read instead: relids[i] for every
  * entry that reads source i (for kappa_deparse).
  */

@@ -307,6 +307,7 @@ create_view(const char *name, const char *sql, const char *path,
 	char	   *schema;
 	char	   *canonical;
 	char	   *arr_query;
+	KappaAggSql *agg;
 	int64		id;
 	int			nsources;
 	Oid		   *arrangements;
@@ -458,6 +459,18 @@ create_view(const char *name, const char *sql, const char *path,
 						  quote_identifier(schema), kappa_quoted_list(def->key_columns, ""), canonical),
 				 SPI_OK_UTILITY);
 
+	/* the state of a view maintained algebraically (agg_delta.c) */
+	agg = kappa_agg_sql(def, quote_identifier(schema), target);
+	if (agg)
+	{
+		ListCell   *lc;
+
+		foreach(lc, agg->create)
+			exec_sql(lfirst(lc), SPI_OK_UTILITY);
+		exec_sql(guard_trigger_sql(psprintf("%s.g", quote_identifier(schema))),
+				 SPI_OK_UTILITY);
+	}
+
 	/* fill: the copies from the sources, the view from the copies */
 	kappa_guard_bypass = true;
 	PG_TRY();
@@ -477,6 +490,8 @@ create_view(const char *name, const char *sql, const char *path,
 		if (!replay)
 			exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
 					 SPI_OK_INSERT);
+		if (!replay && agg)
+			exec_sql(agg->fill_state, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
 	{

@@ -34,6 +34,10 @@ my %views = (
 	v_join => q{SELECT i.id AS item_id, c.id AS cust_id, c.region, i.qty FROM items i JOIN customers c ON c.id = i.customer_id WHERE c.vip IS NOT TRUE},
 	v_join3_agg => q{SELECT c.region, p.category, count(*) AS n, sum(i.qty) AS sq, max(i.price) AS hi, bool_or(c.vip) AS any_vip FROM items i JOIN customers c ON c.id = i.customer_id JOIN products p ON p.id = i.product_id GROUP BY c.region, p.category},
 	v_total => q{SELECT count(*) AS n, sum(qty) AS sq, min(price) AS lo FROM items},
+	# maintained algebraically (agg_delta.c): fixed-scale, integer and
+	# varying-scale sums, extremes, a text max, a WHERE, NULL group keys
+	v_alg => q{SELECT customer_id, count(*) AS n, count(price) AS np, sum(qty) AS sq, avg(price) AS ap, sum(price / 4) AS sp4, avg(price / 3) AS ap3, min(price) AS lo, max(price) AS hi, max(note) AS mn FROM items WHERE qty <> 3 GROUP BY customer_id},
+	v_alg_expr => q{SELECT product_id % 4 AS pk, note, count(*) AS n, sum(qty::bigint) AS sq, min(id) AS lo FROM items GROUP BY product_id % 4, note},
 	v_distinct => q{SELECT product_id, count(DISTINCT customer_id) AS nc FROM items GROUP BY product_id},
 );
 foreach my $v (sort keys %views)
@@ -66,7 +70,7 @@ sub random_statement
 	}
 	elsif ($r < 0.55)
 	{
-		return "UPDATE items SET customer_id = " . (1 + rnd(45)) . ", product_id = " . (1 + rnd(17))
+		return "UPDATE items SET customer_id = " . maybe_null(1 + rnd(45)) . ", product_id = " . (1 + rnd(17))
 		  . " WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 2)";
 	}
 	elsif ($r < 0.60)

@@ -1,0 +1,572 @@
+/*-------------------------------------------------------------------------
+ *
+ * agg_delta.c
+ *	  The SQL that maintains a one-table GROUP BY view algebraically: each
+ *	  batch adds and subtracts partial aggregates instead of recomputing
+ *	  every group it touches.
+ *
+ * Recomputing a group reads all of its rows; with few large groups a
+ * batch of a few changes re-reads most of the table.  For a view
+ *
+ *		SELECT k1, ..., agg1(x1), ... FROM t WHERE ... GROUP BY k1, ...
+ *
+ * whose select list holds only group keys and count(*), count(x),
+ * sum(x) and avg(x) over integers or numeric, min(x) and max(x), the
+ * worker keeps a state table g in the view's schema with, per group (the
+ * group key, in columns named like the view's), the row count _kappa_n and
+ * for each aggregate, j its column number in the view, what it needs:
+ *
+ *		count(x)			_kappa_c<j>  non-null count
+ *		sum(x), avg(x)		_kappa_c<j>, _kappa_s<j> (numeric sum of the
+ *							non-null values) and, for numeric of no fixed
+ *							scale, _kappa_x<j>: their largest display scale
+ *		min(x), max(x)		_kappa_m<j>  the extreme
+ *
+ * The delta engine (delta_engine.c) gives us the source rows a batch
+ * touched, as they were before it and as they are after, in w_0.  Both go
+ * through the partial aggregate query P (same WHERE, same GROUP BY) into
+ * the scratch table p, marked _kappa_plus false and true.  One statement then
+ * adds the "after" partials to g and subtracts the "before" ones, and
+ * writes the changed groups' rows to the view from g.
+ *
+ * Subtraction is not always possible; such a group is marked dirty and
+ * recomputed from the worker's copy of the source instead (the engine's
+ * general path), as is a group whose row count reaches zero:
+ *
+ *	- a min or max whose current value is among the rows that left;
+ *	- a numeric sum when a value that left had the group's largest display
+ *	  scale (sum's result has the scale of its widest input: 1.5 + 2 shows
+ *	  as 3.5, and after the 1.5 leaves, as 2, not 2.0), unless the values
+ *	  have a fixed scale (numeric(p,s)) or it is zero;
+ *	- a numeric sum when a value that left was NaN or infinite.
+ *
+ * So the view always equals its query, byte for byte, and for integer and
+ * fixed-scale columns no group is ever recomputed.  Floating-point sums
+ * are not eligible: subtracting them does not give the sum a recompute
+ * gives.
+ *
+ * The subtracted values travel in extra "carrier" columns of g
+ * (_kappa_sm<j>, _kappa_xm<j>, _kappa_mm<j>), always NULL in stored rows: in INSERT ... ON CONFLICT DO
+ * UPDATE the row proposed for insertion ("excluded") has g's columns, and
+ * the dirty test needs both the subtracted values and g's current ones.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/parsenodes.h"
+#include "optimizer/optimizer.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "pg_kappa.h"
+
+typedef enum AggKind
+{
+	AGG_COUNT_STAR,
+	AGG_COUNT,
+	AGG_SUM,
+	AGG_AVG,
+	AGG_MIN,
+	AGG_MAX
+} AggKind;
+
+/* one column of the view */
+typedef struct AggColumn
+{
+	const char *name;			/* the view's column name */
+	int			key;			/* > 0: this is group key _k<key> */
+	AggKind		kind;			/* else: this aggregate ... */
+	Node	   *arg;			/* ... of this argument (not count(*)) */
+	Oid			argtype;
+	bool		numeric;		/* sum or avg over numeric */
+	int			fixed_scale;	/* its display scale if fixed, else -1 */
+} AggColumn;
+
+typedef struct AggShape
+{
+	List	   *columns;		/* AggColumn, in the view's column order */
+	List	   *key_exprs;		/* group key expressions, in GROUP BY order */
+} AggShape;
+
+/*
+ * The view's aggregate, if it is one this file can maintain: a plain call
+ * of count, sum, avg, min or max from pg_catalog, without DISTINCT, ORDER
+ * BY or FILTER.
+ */
+static bool
+analyse_aggregate(Aggref *agg, AggColumn *col)
+{
+	const char *name = get_func_name(agg->aggfnoid);
+
+	if (get_func_namespace(agg->aggfnoid) != PG_CATALOG_NAMESPACE ||
+		agg->aggdistinct != NIL || agg->aggorder != NIL ||
+		agg->aggfilter != NULL || agg->aggkind != AGGKIND_NORMAL ||
+		agg->aggvariadic || agg->agglevelsup != 0)
+		return false;
+
+	if (agg->aggstar)
+	{
+		col->kind = AGG_COUNT_STAR;
+		return strcmp(name, "count") == 0;
+	}
+	if (list_length(agg->args) != 1)
+		return false;
+	col->arg = (Node *) linitial_node(TargetEntry, agg->args)->expr;
+	col->argtype = exprType(col->arg);
+	col->fixed_scale = -1;
+
+	if (strcmp(name, "count") == 0)
+		col->kind = AGG_COUNT;
+	else if (strcmp(name, "sum") == 0 || strcmp(name, "avg") == 0)
+	{
+		col->kind = strcmp(name, "sum") == 0 ? AGG_SUM : AGG_AVG;
+		switch (col->argtype)
+		{
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+				break;
+			case NUMERICOID:
+				{
+					int32		typmod = exprTypmod(col->arg);
+
+					col->numeric = true;
+					/* numeric(p,s): every value has display scale max(s, 0) */
+					if (typmod >= (int32) VARHDRSZ)
+					{
+						int			scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
+
+						col->fixed_scale = Max(scale, 0);
+					}
+					break;
+				}
+			default:
+				return false;	/* floats, money, intervals: not exact */
+		}
+	}
+	else if (strcmp(name, "min") == 0 || strcmp(name, "max") == 0)
+	{
+		TypeCacheEntry *tce = lookup_type_cache(col->argtype, TYPECACHE_CMP_PROC);
+
+		col->kind = strcmp(name, "min") == 0 ? AGG_MIN : AGG_MAX;
+		if (!OidIsValid(tce->cmp_proc))
+			return false;
+	}
+	else
+		return false;
+	return true;
+}
+
+/* The view's shape, or NULL when it is not maintained algebraically. */
+static AggShape *
+analyse_view(KappaViewDef *def)
+{
+	Query	   *query = def->query;
+	AggShape   *shape;
+	ListCell   *lc;
+
+	if (strcmp(def->kind, "aggregate") != 0 || def->nrtes != 1 ||
+		query->groupClause == NIL || query->havingQual != NULL ||
+		query->groupingSets != NIL)
+		return NULL;
+
+	shape = palloc0(sizeof(AggShape));
+	foreach(lc, query->groupClause)
+		shape->key_exprs = lappend(shape->key_exprs,
+								   get_sortgroupclause_expr(lfirst(lc), query->targetList));
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		AggColumn  *col;
+
+		if (tle->resjunk)
+			continue;
+		col = palloc0(sizeof(AggColumn));
+		col->name = tle->resname;
+		if (tle->ressortgroupref > 0)
+		{
+			ListCell   *lg;
+			int			n = 0;
+
+			foreach(lg, query->groupClause)
+			{
+				n++;
+				if (((SortGroupClause *) lfirst(lg))->tleSortGroupRef == tle->ressortgroupref)
+					col->key = n;
+			}
+		}
+		if (col->key == 0)
+		{
+			if (!IsA(tle->expr, Aggref) || !analyse_aggregate((Aggref *) tle->expr, col))
+				return NULL;
+		}
+		shape->columns = lappend(shape->columns, col);
+	}
+	return shape;
+}
+
+/* ----------
+ * SQL text
+ *
+ * g's key columns have the view's key column names (as k has); every
+ * other column of g and p is named _kappa_<what><j>, j the view column's
+ * position.
+ * ----------
+ */
+
+/*
+ * The partial aggregate query over relation qualname (a table with the
+ * source's columns): the group keys, the row count _kappa_n, and each
+ * aggregate's state columns.
+ */
+static char *
+partial_query(KappaViewDef *def, AggShape *shape, const char *qualname)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	ListCell   *ln;
+	int			j = 0;
+	Node	   *quals = def->query->jointree->quals;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	forboth(lc, shape->key_exprs, ln, def->key_columns)
+		appendStringInfo(&buf, "%s AS %s, ", kappa_deparse_expr(def, lfirst(lc)),
+						 quote_identifier(lfirst(ln)));
+	appendStringInfoString(&buf, "pg_catalog.count(*) AS _kappa_n");
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+		char	   *arg;
+
+		j++;
+		if (col->key > 0 || col->kind == AGG_COUNT_STAR)
+			continue;
+		arg = kappa_deparse_expr(def, col->arg);
+		switch (col->kind)
+		{
+			case AGG_COUNT:
+				appendStringInfo(&buf, ", pg_catalog.count(%s) AS _kappa_c%d", arg, j);
+				break;
+			case AGG_SUM:
+			case AGG_AVG:
+				appendStringInfo(&buf, ", pg_catalog.count(%s) AS _kappa_c%d", arg, j);
+				appendStringInfo(&buf, ", COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0) AS _kappa_s%d",
+								 arg, j);
+				if (col->numeric && col->fixed_scale < 0)
+					appendStringInfo(&buf, ", pg_catalog.max(pg_catalog.scale(%s)) AS _kappa_x%d",
+									 arg, j);
+				break;
+			case AGG_MIN:
+				appendStringInfo(&buf, ", pg_catalog.min(%s) AS _kappa_m%d", arg, j);
+				break;
+			case AGG_MAX:
+				appendStringInfo(&buf, ", pg_catalog.max(%s) AS _kappa_m%d", arg, j);
+				break;
+			case AGG_COUNT_STAR:
+				break;
+		}
+	}
+	appendStringInfo(&buf, " FROM %s %s", qualname,
+					 quote_identifier(rt_fetch(1, def->query->rtable)->eref->aliasname));
+	if (quals != NULL)
+		appendStringInfo(&buf, " WHERE %s", kappa_deparse_expr(def, quals));
+	appendStringInfoString(&buf, " GROUP BY ");
+	for (int i = 1; i <= list_length(shape->key_exprs); i++)
+		appendStringInfo(&buf, "%s%d", i > 1 ? ", " : "", i);
+	return buf.data;
+}
+
+/* g's columns that partial_query fills, in its order */
+static char *
+state_columns(KappaViewDef *def, AggShape *shape)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			j = 0;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s, _kappa_n", kappa_quoted_list(def->key_columns, ""));
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		if (col->key > 0)
+			continue;
+		switch (col->kind)
+		{
+			case AGG_COUNT:
+				appendStringInfo(&buf, ", _kappa_c%d", j);
+				break;
+			case AGG_SUM:
+			case AGG_AVG:
+				appendStringInfo(&buf, ", _kappa_c%d, _kappa_s%d", j, j);
+				if (col->numeric && col->fixed_scale < 0)
+					appendStringInfo(&buf, ", _kappa_x%d", j);
+				break;
+			case AGG_MIN:
+			case AGG_MAX:
+				appendStringInfo(&buf, ", _kappa_m%d", j);
+				break;
+			case AGG_COUNT_STAR:
+				break;
+		}
+	}
+	return buf.data;
+}
+
+/*
+ * The carrier columns: with q NULL their names, else each as a copy of
+ * the state column of partial row q it carries (for CREATE TABLE AS).
+ */
+static char *
+carrier_columns(AggShape *shape, const char *q)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			j = 0;
+
+	initStringInfo(&buf);
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+		const char *what[3] = {NULL, NULL, NULL};
+
+		j++;
+		if (col->key > 0)
+			continue;
+		if ((col->kind == AGG_SUM || col->kind == AGG_AVG) && col->numeric)
+		{
+			what[0] = "s";
+			if (col->fixed_scale < 0)
+				what[1] = "x";
+		}
+		if (col->kind == AGG_MIN || col->kind == AGG_MAX)
+			what[0] = "m";
+		for (int w = 0; w < 3 && what[w]; w++)
+		{
+			if (q)
+				appendStringInfo(&buf, ", %s._kappa_%s%d AS _kappa_%sm%d", q, what[w], j, what[w], j);
+			else
+				appendStringInfo(&buf, ", _kappa_%sm%d", what[w], j);
+		}
+	}
+	return buf.data;
+}
+
+/* the view's column j as an expression over g's row r */
+static char *
+output_expr(KappaViewDef *def, AggColumn *col, int j, const char *r)
+{
+	char	   *sum;
+
+	if (col->key > 0)
+		return psprintf("%s.%s", r, quote_identifier(list_nth(def->key_columns, col->key - 1)));
+	switch (col->kind)
+	{
+		case AGG_COUNT_STAR:
+			return psprintf("%s._kappa_n", r);
+		case AGG_COUNT:
+			return psprintf("%s._kappa_c%d", r, j);
+		case AGG_MIN:
+		case AGG_MAX:
+			return psprintf("%s._kappa_m%d", r, j);
+		case AGG_SUM:
+		case AGG_AVG:
+			/* the sum, shown with its inputs' largest display scale */
+			if (!col->numeric)
+				sum = psprintf("%s._kappa_s%d", r, j);
+			else if (col->fixed_scale >= 0)
+				sum = psprintf("pg_catalog.round(%s._kappa_s%d, %d)", r, j, col->fixed_scale);
+			else
+				sum = psprintf("pg_catalog.round(%s._kappa_s%d, COALESCE(%s._kappa_x%d, 0))",
+							   r, j, r, j);
+			if (col->kind == AGG_AVG)
+				return psprintf("CASE WHEN %s._kappa_c%d > 0 THEN %s / %s._kappa_c%d::pg_catalog.numeric END",
+								r, j, sum, r, j);
+			/* sum of int2 or int4 is int8; of int8 or numeric, numeric */
+			if (col->argtype == INT2OID || col->argtype == INT4OID)
+				sum = psprintf("(%s)::pg_catalog.int8", sum);
+			return psprintf("CASE WHEN %s._kappa_c%d > 0 THEN %s END", r, j, sum);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * The statement that merges p into g and upserts the changed groups into
+ * the view; see the file header.
+ */
+static char *
+merge_sql(KappaViewDef *def, AggShape *shape, const char *schema,
+		  const char *target)
+{
+	StringInfoData sel;			/* p's rows summed up per group */
+	StringInfoData set;			/* g's row plus that */
+	StringInfoData dirty;		/* when the sum is not to be trusted */
+	StringInfoData out;			/* the view's row from g's */
+	StringInfoData outset;
+	ListCell   *lc;
+	int			j = 0;
+	char	   *keys = kappa_quoted_list(def->key_columns, "");
+
+	initStringInfo(&sel);
+	initStringInfo(&set);
+	initStringInfo(&dirty);
+	initStringInfo(&out);
+	initStringInfo(&outset);
+
+	appendStringInfo(&sel, "%s, pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_n ELSE -_kappa_n END)",
+					 keys);
+	appendStringInfoString(&set, "_kappa_n = g._kappa_n + excluded._kappa_n");
+	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+		const char *ext = col->kind == AGG_MIN ? "min" : "max";
+
+		j++;
+		appendStringInfo(&out, "%s%s", out.len > 0 ? ", " : "", output_expr(def, col, j, "up"));
+		if (col->key > 0)
+			continue;
+		appendStringInfo(&outset, "%s%s = excluded.%s", outset.len > 0 ? ", " : "",
+						 quote_identifier(col->name), quote_identifier(col->name));
+		switch (col->kind)
+		{
+			case AGG_COUNT_STAR:
+				break;
+			case AGG_COUNT:
+			case AGG_SUM:
+			case AGG_AVG:
+				appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_c%d ELSE -_kappa_c%d END)",
+								 j, j);
+				appendStringInfo(&set, ", _kappa_c%d = g._kappa_c%d + excluded._kappa_c%d", j, j, j);
+				if (col->kind == AGG_COUNT)
+					break;
+				appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_s%d ELSE -_kappa_s%d END)",
+								 j, j);
+				appendStringInfo(&set, ", _kappa_s%d = g._kappa_s%d + excluded._kappa_s%d", j, j, j);
+				if (col->numeric && col->fixed_scale < 0)
+				{
+					appendStringInfo(&sel, ", pg_catalog.max(_kappa_x%d) FILTER (WHERE _kappa_plus)", j);
+					appendStringInfo(&set, ", _kappa_x%d = GREATEST(g._kappa_x%d, excluded._kappa_x%d)",
+									 j, j, j);
+				}
+				break;
+			case AGG_MIN:
+			case AGG_MAX:
+				appendStringInfo(&sel, ", pg_catalog.%s(_kappa_m%d) FILTER (WHERE _kappa_plus)", ext, j);
+				appendStringInfo(&set, ", _kappa_m%d = %s(g._kappa_m%d, excluded._kappa_m%d)",
+								 j, col->kind == AGG_MIN ? "LEAST" : "GREATEST", j, j);
+				break;
+		}
+	}
+
+	/* the carriers, in carrier_columns' order, and the dirty tests */
+	j = 0;
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		if (col->key > 0)
+			continue;
+		if ((col->kind == AGG_SUM || col->kind == AGG_AVG) && col->numeric)
+		{
+			appendStringInfo(&sel, ", pg_catalog.sum(_kappa_s%d) FILTER (WHERE NOT _kappa_plus)", j);
+			appendStringInfo(&dirty, " OR (excluded._kappa_sm%d IS NOT NULL AND"
+							 " NOT (excluded._kappa_sm%d > '-Infinity'::pg_catalog.numeric AND"
+							 " excluded._kappa_sm%d < 'Infinity'::pg_catalog.numeric))",
+							 j, j, j);
+			if (col->fixed_scale < 0)
+			{
+				appendStringInfo(&sel, ", pg_catalog.max(_kappa_x%d) FILTER (WHERE NOT _kappa_plus)", j);
+				appendStringInfo(&dirty, " OR (excluded._kappa_xm%d IS NOT NULL AND g._kappa_x%d > 0"
+								 " AND excluded._kappa_xm%d >= g._kappa_x%d)", j, j, j, j);
+			}
+		}
+		if (col->kind == AGG_MIN || col->kind == AGG_MAX)
+		{
+			appendStringInfo(&sel, ", pg_catalog.%s(_kappa_m%d) FILTER (WHERE NOT _kappa_plus)",
+							 col->kind == AGG_MIN ? "min" : "max", j);
+			appendStringInfo(&dirty, " OR (excluded._kappa_mm%d IS NOT NULL AND excluded._kappa_mm%d %s g._kappa_m%d)",
+							 j, j, col->kind == AGG_MIN ? "<=" : ">=", j);
+		}
+	}
+
+	/*
+	 * A group new to g has no rows that left; should one have some all the
+	 * same, recompute it rather than trust the arithmetic.
+	 */
+	appendStringInfoString(&sel, ", pg_catalog.bool_or(NOT _kappa_plus)");
+
+	return psprintf("WITH up AS ("
+					"INSERT INTO %s.g AS g (%s%s, _kappa_dirty) SELECT %s FROM %s.p GROUP BY %s"
+					" ON CONFLICT (%s) DO UPDATE SET %s, _kappa_dirty = COALESCE(%s, true)"
+					" RETURNING g.*)"
+					" INSERT INTO %s AS t SELECT %s FROM up WHERE NOT up._kappa_dirty"
+					" ON CONFLICT (%s) DO %s%s",
+					schema, state_columns(def, shape), carrier_columns(shape, NULL),
+					sel.data, schema, keys,
+					keys, set.data, dirty.data,
+					target, out.data,
+					keys, outset.len > 0 ? "UPDATE SET " : "NOTHING", outset.data);
+}
+
+/*
+ * The SQL that maintains view def (internal schema schema, derived table
+ * target, both quoted) algebraically, or NULL when it cannot be.
+ */
+KappaAggSql *
+kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
+{
+	AggShape   *shape = analyse_view(def);
+	KappaAggSql *sql;
+	char	   *keys;
+	char	   *cols;
+	char	   *p_a;
+	char	   *p_w;
+
+	if (shape == NULL)
+		return NULL;
+	sql = palloc0(sizeof(KappaAggSql));
+	keys = kappa_quoted_list(def->key_columns, "");
+	cols = state_columns(def, shape);
+	p_a = partial_query(def, shape, psprintf("%s.a_0", schema));
+	p_w = partial_query(def, shape, psprintf("%s.w_0", schema));
+
+	/* g: state, carriers and the dirty flag; p: partials, marked */
+	sql->create = list_make4(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
+									  " FROM (%s) q WITH NO DATA",
+									  schema, carrier_columns(shape, "q"), p_a),
+							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
+									  " ALTER _kappa_dirty SET NOT NULL", schema),
+							 psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
+									  schema, keys),
+							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
+									  schema));
+	sql->create = lappend(sql->create,
+						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
+								   " FROM (%s) q WITH NO DATA", schema, p_a));
+
+	sql->state_columns = cols;
+	sql->state_query = p_a;
+	sql->fill_state = psprintf("INSERT INTO %s.g (%s) SELECT * FROM (%s) q", schema, cols, p_a);
+	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
+	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
+	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
+	sql->merge = merge_sql(def, shape, schema, target);
+	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
+							   " INSERT INTO %s.k SELECT * FROM dirty",
+							   schema, keys, schema);
+	sql->clear_partials = psprintf("DELETE FROM %s.p", schema);
+	return sql;
+}
