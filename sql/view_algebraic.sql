@@ -11,8 +11,8 @@ LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM kappa.wait(v);
   RETURN QUERY EXECUTE format(
-    'SELECT (SELECT count(*) FROM (SELECT q::text FROM (%s) q EXCEPT ALL SELECT v::text FROM %s v) a),
-            (SELECT count(*) FROM (SELECT v::text FROM %s v EXCEPT ALL SELECT q::text FROM (%s) q) b)',
+    'SELECT (SELECT count(*) FROM (SELECT ROW(q.*)::text FROM (%s) q EXCEPT ALL SELECT ROW(v.*)::text FROM %s v) a),
+            (SELECT count(*) FROM (SELECT ROW(v.*)::text FROM %s v EXCEPT ALL SELECT ROW(q.*)::text FROM (%s) q) b)',
     q, v, v, q);
 END $$;
 
@@ -89,6 +89,17 @@ INSERT INTO alg SELECT x, x % 3, x * 0.5, x, x, x, 't', x FROM generate_series(1
 SELECT v, (check_text(v::regclass, q)).* FROM alg_queries ORDER BY v;
 DELETE FROM alg WHERE id % 2 = 1;
 SELECT v, (check_text(v::regclass, q)).* FROM alg_queries ORDER BY v;
+
+-- the worker keeps its plans across batches, but not across a rename
+ALTER TABLE alg_all RENAME TO alg_renamed;
+INSERT INTO alg VALUES (100, 1, 0.001, 1, 1, 1, 'r', 1);
+SELECT (check_text('alg_renamed', q)).* FROM alg_queries WHERE v = 'alg_all';
+ALTER SCHEMA public RENAME TO public_renamed;
+ALTER SCHEMA public_renamed RENAME TO public;
+ALTER TABLE alg_renamed RENAME TO alg_all;
+DELETE FROM alg WHERE id = 100;
+SELECT v, (check_text(v::regclass, q)).* FROM alg_queries ORDER BY v;
+SELECT name, state FROM kappa.status WHERE name LIKE 'public.alg%' ORDER BY name;
 
 -- the state table is the worker's: others cannot write it
 SELECT format('kappa_v%s.g', id) AS state FROM kappa.views WHERE name = 'public.alg_all' \gset

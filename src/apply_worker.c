@@ -66,6 +66,7 @@ bool		kappa_in_apply_worker = false;
 static KappaWorkerSlot *MySlot = NULL;
 static Oid	views_relid = InvalidOid;
 static volatile bool views_changed = true;
+static bool resetting_caches = false;	/* in reset_caches() */
 static List *paused_ids = NIL;
 static XLogRecPtr paused_floor = InvalidXLogRecPtr;
 
@@ -92,6 +93,9 @@ worker_detach(int code, Datum arg)
 static void
 views_invalidated(Datum arg, Oid relid)
 {
+	/* our own reset (reset_caches) changes no view */
+	if (relid == InvalidOid && resetting_caches)
+		return;
 	if (relid == InvalidOid || relid == views_relid)
 	{
 		views_changed = true;
@@ -402,6 +406,27 @@ vacuum_scratch(void)
 	CommitTransactionCommand();
 }
 
+/*
+ * Forget catalog entries read under the historic snapshots of decoding, so
+ * that applying a batch never uses them.  That is not a change of any view:
+ * the views, and the delta engine's plans (which the plan cache revalidates
+ * on its own), are kept.
+ */
+static void
+reset_caches(void)
+{
+	resetting_caches = true;
+	PG_TRY();
+	{
+		InvalidateSystemCaches();
+	}
+	PG_FINALLY();
+	{
+		resetting_caches = false;
+	}
+	PG_END_TRY();
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -412,7 +437,7 @@ apply_batch(void)
 	MemoryContext batchcxt = CurrentMemoryContext;
 
 	/* catalog entries read under historic snapshots must not be reused */
-	InvalidateSystemCaches();
+	reset_caches();
 
 	/* now() in this transaction: when the batch is applied */
 	SetCurrentStatementStartTimestamp();
@@ -530,7 +555,7 @@ apply_batch(void)
 	crash_point("after_commit");
 
 	MemoryContextSwitchTo(batchcxt);
-	InvalidateSystemCaches();
+	reset_caches();
 }
 
 void

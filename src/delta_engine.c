@@ -55,7 +55,9 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
 #include "pg_kappa.h"
@@ -107,6 +109,7 @@ typedef struct AggPlan
 typedef struct ViewPlan
 {
 	int			id;				/* hash key */
+	Oid			relid;			/* the derived table */
 	Oid			owner;
 	int			nsources;
 	SourcePlan *sources;
@@ -125,6 +128,7 @@ typedef struct ViewPlan
 static HTAB *plans = NULL;
 static MemoryContext engine_cxt = NULL;
 static List *kept_plans = NIL;	/* every SPI_keepplan'd plan, in engine_cxt */
+static bool plans_stale = false;	/* a derived table was altered */
 
 static SPIPlanPtr prepare(const char *sql);
 static SPIPlanPtr prepare_args(const char *sql, int nargs, Oid *argtypes);
@@ -144,6 +148,39 @@ kappa_engine_reset(void)
 	plans = NULL;
 	MemoryContextDelete(engine_cxt);
 	engine_cxt = NULL;
+}
+
+/*
+ * Plans live across batches (the plan cache revalidates them when tables
+ * they read change), but their SQL names the derived table: when it or a
+ * schema is renamed, build them again.  A reset of every cache (InvalidOid)
+ * is not such a change; the worker handles real ones by reloading the views.
+ */
+static void
+engine_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ViewPlan   *vp;
+
+	if (plans == NULL || relid == InvalidOid)
+		return;
+	hash_seq_init(&status, plans);
+	while ((vp = hash_seq_search(&status)) != NULL)
+	{
+		if (vp->relid == relid)
+		{
+			plans_stale = true;
+			hash_seq_term(&status);
+			break;
+		}
+	}
+}
+
+static void
+engine_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (plans != NULL)
+		plans_stale = true;
 }
 
 static SPIPlanPtr
@@ -380,6 +417,14 @@ build_plan(int id)
 	if (engine_cxt == NULL)
 	{
 		HASHCTL		ctl;
+		static bool registered = false;
+
+		if (!registered)
+		{
+			CacheRegisterRelcacheCallback(engine_relcache_callback, (Datum) 0);
+			CacheRegisterSyscacheCallback(NAMESPACEOID, engine_namespace_callback, (Datum) 0);
+			registered = true;
+		}
 
 		engine_cxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa engine",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -391,6 +436,7 @@ build_plan(int id)
 	}
 	vp = hash_search(plans, &id, HASH_ENTER, &found);
 	memset(((char *) vp) + sizeof(int), 0, sizeof(ViewPlan) - sizeof(int));
+	vp->relid = relid;
 	vp->owner = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 2, &isnull));
 	canonical = SPI_getvalue(tup, tupdesc, 3);
 
@@ -568,6 +614,11 @@ get_plan(int id)
 {
 	ViewPlan   *vp = NULL;
 
+	if (plans_stale)
+	{
+		kappa_engine_reset();
+		plans_stale = false;
+	}
 	if (plans)
 		vp = hash_search(plans, &id, HASH_FIND, NULL);
 	if (vp == NULL)

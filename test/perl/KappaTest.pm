@@ -83,8 +83,8 @@ sub view_matches
 SELECT kappa.wait('$view', timeout => '120s');
 SELECT (SELECT count(*) FROM (($query) EXCEPT ALL SELECT * FROM $view) a) || ' ' ||
        (SELECT count(*) FROM (SELECT * FROM $view EXCEPT ALL ($query)) b) || ' ' ||
-       (SELECT count(*) FROM (SELECT q::text FROM ($query) q EXCEPT ALL SELECT v::text FROM $view v) c) || ' ' ||
-       (SELECT count(*) FROM (SELECT v::text FROM $view v EXCEPT ALL SELECT q::text FROM ($query) q) d);
+       (SELECT count(*) FROM (SELECT ROW(q.*)::text FROM ($query) q EXCEPT ALL SELECT ROW(v.*)::text FROM $view v) c) || ' ' ||
+       (SELECT count(*) FROM (SELECT ROW(v.*)::text FROM $view v EXCEPT ALL SELECT ROW(q.*)::text FROM ($query) q) d);
 });
 	# equal as values, and as text (a numeric's display scale, say)
 	is($res, "t\n0 0 0 0", "$label: $view equals its query");
