@@ -122,6 +122,7 @@ typedef struct ViewPlan
 	SPIPlanPtr	clear_k;
 	SPIPlanPtr	delete_all;
 	SPIPlanPtr	insert_all;
+	SPIPlanPtr	truncate_scratch;
 	AggPlan    *agg;			/* NULL: recompute affected keys */
 } ViewPlan;
 
@@ -258,8 +259,16 @@ prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
 		break;
 	}
 	appendStringInfo(&gather, " FROM %s", scratch);
+
+	/*
+	 * The whole key is then checked against the scratch table by a hashed
+	 * subplan, one probe per row the index scan finds.  "IS TRUE" keeps the
+	 * planner from turning the IN into a join: knowing nothing of the
+	 * scratch table, it would plan a nested loop over it that repeats the
+	 * index scan, with the whole array, for every key.
+	 */
 	if (list_length(names) > 1)
-		appendStringInfo(&where, " AND (%s) IN (SELECT %s FROM %s)",
+		appendStringInfo(&where, " AND ((%s) IN (SELECT %s FROM %s)) IS TRUE",
 						 kappa_quoted_list(names, psprintf("%s.", prefix)),
 						 kappa_quoted_list(names, ""), scratch);
 	kp.gather = prepare(gather.data);
@@ -603,6 +612,19 @@ build_plan(int id)
 			vp->agg->clear_partials = prepare(agg->clear_partials);
 		}
 	}
+	{
+		StringInfoData scratch;
+
+		initStringInfo(&scratch);
+		for (int i = 0; i < vp->nsources; i++)
+			appendStringInfo(&scratch, "%s%s.d_%d, %s.w_%d", i > 0 ? ", " : "",
+							 quote_identifier(schema), i, quote_identifier(schema), i);
+		if (vp->has_keys)
+			appendStringInfo(&scratch, ", %s.k", quote_identifier(schema));
+		if (vp->agg)
+			appendStringInfo(&scratch, ", %s.p", quote_identifier(schema));
+		vp->truncate_scratch = prepare(psprintf("TRUNCATE %s", scratch.data));
+	}
 	vp->delete_all = prepare(psprintf("DELETE FROM %s", target));
 	vp->insert_all = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
 	MemoryContextSwitchTo(oldcxt);
@@ -804,6 +826,25 @@ recompute_keys(ViewPlan *vp)
 	}
 	run(vp->clear_k);
 	return rows;
+}
+
+/*
+ * Empty view viewid's scratch tables for good.  For replay, which applies
+ * batch after batch in one transaction: the rows each batch deletes from
+ * them would stay until it ends, and every later batch would read past
+ * them.  SPI must be connected.
+ */
+void
+kappa_engine_truncate_scratch(int viewid)
+{
+	ViewPlan   *vp = get_plan(viewid);
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
+	run(vp->truncate_scratch);
+	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 /*

@@ -314,6 +314,7 @@ extern char *kappa_quoted_list(List *names, const char *prefix);
 extern List *kappa_attnames(Oid relid, List *attnums);
 extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 							  XLogRecPtr *new_applied, int64 *ntxns);
+extern void kappa_engine_truncate_scratch(int viewid);
 
 /* ----------
  * view_ddl.c: shared helpers for the SQL functions

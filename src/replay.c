@@ -70,7 +70,7 @@ typedef struct LogCursor
 	XLogRecPtr	row_lsn;
 	int			ntables;
 	Datum	   *tables;
-	Datum	   *names;
+	char	  **names;			/* quoted qualified names of tables */
 	char	   *pos;			/* next line in the row's events */
 	/* the transaction being read */
 	XLogRecPtr	commit_lsn;
@@ -158,7 +158,7 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	name = quote_qualified_identifier(schema, table);
 	for (int i = 0; i < c->ntables; i++)
 	{
-		if (strcmp(TextDatumGetCString(c->names[i]), name) == 0)
+		if (strcmp(c->names[i], name) == 0)
 			return DatumGetObjectId(c->tables[i]);
 	}
 	return InvalidOid;
@@ -174,6 +174,7 @@ log_next(LogCursor *c, LogRecord *r)
 		HeapTuple	tup;
 		TupleDesc	desc;
 		bool		isnull;
+		Datum	   *names;
 		MemoryContext oldcxt;
 
 		if (c->next >= c->nrows)
@@ -194,7 +195,10 @@ log_next(LogCursor *c, LogRecord *r)
 		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull)),
 						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &c->tables, NULL, &c->ntables);
 		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 4, &isnull)),
-						  TEXTOID, -1, false, TYPALIGN_INT, &c->names, NULL, &c->ntables);
+						  TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &c->ntables);
+		c->names = palloc(sizeof(char *) * c->ntables);
+		for (int i = 0; i < c->ntables; i++)
+			c->names[i] = TextDatumGetCString(names[i]);
 		c->pos = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
 		if (c->snapshot)
 			c->commit_lsn = c->row_lsn;
@@ -756,6 +760,7 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 				kappa_batch_commit(last_lsn, 0);
 				MemoryContextSwitchTo(oldcxt);
 				(void) kappa_apply_view(viewid, InvalidXLogRecPtr, &new_applied, &ntxns);
+				kappa_engine_truncate_scratch(viewid);
 				kappa_batch_reset();
 				MemoryContextReset(batchcxt);
 				oldcxt = MemoryContextSwitchTo(batchcxt);
@@ -972,16 +977,20 @@ kappa_replay(PG_FUNCTION_ARGS)
 	{
 		if (SPI_execute(psprintf("DELETE FROM %s", qualified_name(relid)), false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not empty \"%s\"", name);
+		/*
+		 * The worker's copies, and the state of a view maintained
+		 * algebraically, are read by nobody else: TRUNCATE them rather than
+		 * keep two of every row until the replay commits.
+		 */
 		foreach(lc, v.arrangements)
 		{
-			if (SPI_execute(psprintf("DELETE FROM %s", qualified_name(lfirst_oid(lc))),
-							false, 0) != SPI_OK_DELETE)
+			if (SPI_execute(psprintf("TRUNCATE %s", qualified_name(lfirst_oid(lc))),
+							false, 0) != SPI_OK_UTILITY)
 				elog(ERROR, "could not empty an internal table of \"%s\"", name);
 		}
-		/* the state of a view maintained algebraically */
 		state = get_relname_relid("g", get_namespace_oid(psprintf("kappa_v%d", v.id), false));
 		if (OidIsValid(state) &&
-			SPI_execute(psprintf("DELETE FROM %s", qualified_name(state)), false, 0) != SPI_OK_DELETE)
+			SPI_execute(psprintf("TRUNCATE %s", qualified_name(state)), false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "could not empty an internal table of \"%s\"", name);
 	}
 	PG_FINALLY();
