@@ -67,6 +67,10 @@ static KappaWorkerSlot *MySlot = NULL;
 static Oid	views_relid = InvalidOid;
 static volatile bool views_changed = true;
 static bool resetting_caches = false;	/* in reset_caches() */
+
+/* a slot position to confirm once WAL is flushed up to confirm_after */
+static XLogRecPtr confirm_pending = InvalidXLogRecPtr;
+static XLogRecPtr confirm_after = InvalidXLogRecPtr;
 static List *paused_ids = NIL;
 static XLogRecPtr paused_floor = InvalidXLogRecPtr;
 
@@ -427,6 +431,33 @@ reset_caches(void)
 	PG_END_TRY();
 }
 
+/*
+ * Tell the slot that everything before confirm is applied, once that is
+ * durable.  The worker commits asynchronously (synchronous_commit off: on
+ * an fsync-bound server its commits would otherwise cost the writers a
+ * flush per batch), so a commit can be lost in a crash, and with it the
+ * views' applied LSNs; the slot must still hold those changes then.  So a
+ * position waits until WAL is flushed past the worker's last commit (the
+ * WAL writer sees to that within wal_writer_delay), and a newer one waits
+ * until the pending one is confirmed.
+ */
+static void
+confirm_durable(XLogRecPtr confirm)
+{
+	if (confirm_pending == InvalidXLogRecPtr &&
+		confirm > MyReplicationSlot->data.confirmed_flush)
+	{
+		confirm_pending = confirm;
+		confirm_after = XactLastCommitEnd;
+	}
+	if (confirm_pending != InvalidXLogRecPtr &&
+		GetFlushRecPtr(NULL) >= confirm_after)
+	{
+		LogicalConfirmReceivedLocation(confirm_pending);
+		confirm_pending = InvalidXLogRecPtr;
+	}
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -594,6 +625,7 @@ kappa_apply_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	kappa_in_apply_worker = true;
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
 	pgstat_report_appname("pg_kappa apply worker");
@@ -711,8 +743,7 @@ kappa_apply_main(Datum main_arg)
 			confirm = ctx->reader->EndRecPtr;
 			if (paused_floor != InvalidXLogRecPtr && paused_floor < confirm)
 				confirm = paused_floor;
-			if (confirm > MyReplicationSlot->data.confirmed_flush)
-				LogicalConfirmReceivedLocation(confirm);
+			confirm_durable(confirm);
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 			MySlot->processed_lsn = ctx->reader->EndRecPtr;
 			if (kappa_batch->ntxns > 0)
