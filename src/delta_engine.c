@@ -180,7 +180,8 @@ engine_relcache_callback(Datum arg, Oid relid)
 static void
 engine_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	if (plans != NULL)
+	/* hash value 0: a reset of every cache, as for InvalidOid above */
+	if (plans != NULL && hashvalue != 0)
 		plans_stale = true;
 }
 
@@ -194,6 +195,7 @@ static SPIPlanPtr
 prepare_args(const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	/*
 	 * Always plan with the batch at hand: the scratch tables and key arrays
@@ -201,6 +203,12 @@ prepare_args(const char *sql, int nargs, Oid *argtypes)
 	 * for one is a disaster for the other.  Planning is cheap next to that.
 	 */
 	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+	/*
+	 * SPI returns in its own procedure context, which goes at SPI_finish;
+	 * the caller is building plans that outlive it.
+	 */
+	MemoryContextSwitchTo(cxt);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare pg_kappa statement (%s): %s",

@@ -24,7 +24,7 @@ bool		kappa_enabled = true;
 int			kappa_batch_max_changes = 10000;
 int			kappa_batch_max_ms = 200;
 int			kappa_progress_interval = 10000;
-int			kappa_naptime = 10;
+int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
 char	   *kappa_test_crash_point = NULL;
 
@@ -61,7 +61,7 @@ _PG_init(void)
 							"Time an idle apply worker sleeps before looking for new WAL.",
 							NULL,
 							&kappa_naptime,
-							10, 1, 60 * 1000,
+							50, 1, 60 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
