@@ -24,7 +24,9 @@ INSERT INTO alg_queries VALUES
  ('alg_keys', $$SELECT g FROM alg GROUP BY g$$),
  -- not algebraic: HAVING, a float sum; these recompute their groups
  ('alg_having', $$SELECT g, count(*) AS n FROM alg GROUP BY g HAVING count(*) > 1$$),
- ('alg_float', $$SELECT g, sum(f) AS sf FROM alg GROUP BY g$$);
+ ('alg_float', $$SELECT g, sum(f) AS sf FROM alg GROUP BY g$$),
+ -- a key named like the state table's own columns
+ ('alg_named', $$SELECT g AS _kappa_n, count(*) AS n FROM alg GROUP BY g$$);
 SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM alg_queries ORDER BY v;
 
 -- which views keep a state table

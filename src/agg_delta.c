@@ -208,6 +208,8 @@ analyse_view(KappaViewDef *def)
 			if (!IsA(tle->expr, Aggref) || !analyse_aggregate((Aggref *) tle->expr, col))
 				return NULL;
 		}
+		else if (strncmp(col->name, "_kappa_", 7) == 0)
+			return NULL;		/* g's own columns have such names */
 		shape->columns = lappend(shape->columns, col);
 	}
 	return shape;

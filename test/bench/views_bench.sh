@@ -62,6 +62,7 @@
 #                     needs BENCH_LAG_RATE)
 #   BENCH_BIG_ROWS=N  rows of part 3's table (default 2000000)
 #   BENCH_FSYNC=on    keep fsync on
+#   BENCH_CONF="..."  extra postgresql.conf lines (e.g. pg_kappa.naptime = 10ms)
 #   (the installed pg_kappa is used: CREATE EXTENSION loads it by its
 #   installed path, so a copy elsewhere would be loaded twice; its checksum
 #   is printed at start and end)
@@ -127,6 +128,8 @@ work_mem = 16MB
 maintenance_work_mem = 256MB
 max_connections = 50
 CONF
+	# extra settings, e.g. BENCH_CONF="pg_kappa.naptime = 10ms"
+	[ -z "${BENCH_CONF:-}" ] || printf '%s\n' "$BENCH_CONF"
 } > "$dir/bench.conf"
 as sh -c "cat '$dir/bench.conf' >> '$dir/data/postgresql.conf'"
 as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
