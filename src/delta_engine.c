@@ -30,6 +30,11 @@
  * keys are matched with IS NOT DISTINCT FROM in separate statements, run
  * only when the batch has one.
  *
+ * One-table GROUP BY views of count, sum, avg, min and max replace steps 2,
+ * 4 and 5 by partial aggregates of the touched rows before and after,
+ * merged into a state table (agg_delta.c); only groups whose aggregates
+ * cannot be updated that way are recomputed as above.
+ *
  * Every statement runs as the view's owner, as a security-restricted
  * operation.  The caller (apply_worker.c) owns transactions, subtransactions
  * and progress.
@@ -481,6 +486,11 @@ build_plan(int id)
 	rte_relids = kappa_rte_relids(def, arr);
 	q_arr = kappa_deparse(def, rte_relids, true);
 
+	/* maintained algebraically? (views created before agg_delta.c have no g) */
+	agg = kappa_agg_sql(def, quote_identifier(schema), target);
+	if (agg && !OidIsValid(get_relname_relid("g", get_namespace_oid(schema, false))))
+		agg = NULL;
+
 	oldcxt = MemoryContextSwitchTo(engine_cxt);
 	for (int i = 0; i < vp->nsources; i++)
 	{
@@ -555,7 +565,7 @@ build_plan(int id)
 										  d, unresolved.len > 0 ? unresolved.data : "false"));
 
 		/* one key query per range table entry reading this source */
-		if (vp->has_keys)
+		if (vp->has_keys && agg == NULL)
 		{
 			for (int r = 1; r <= def->nrtes; r++)
 			{
@@ -602,9 +612,7 @@ build_plan(int id)
 		}
 		vp->clear_k = prepare(psprintf("DELETE FROM %s", k));
 
-		/* views created before agg_delta.c have no state table */
-		agg = kappa_agg_sql(def, quote_identifier(schema), target);
-		if (agg && OidIsValid(get_relname_relid("g", get_namespace_oid(schema, false))))
+		if (agg)
 		{
 			char	   *into = psprintf("%s.g (%s)", quote_identifier(schema), agg->state_columns);
 
