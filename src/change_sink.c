@@ -294,6 +294,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->nrows = 0;
 		buf->truncate_lsn = InvalidXLogRecPtr;
 		buf->schema_change_lsn = InvalidXLogRecPtr;
+		buf->modify_lsn = InvalidXLogRecPtr;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr &&
 			 !same_columns(reldesc, buf))
@@ -380,8 +381,11 @@ void
 kappa_batch_put_row(Relation rel, XLogRecPtr commit_lsn, Datum *values, bool *nulls)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	KappaSourceBuffer *buf = source_buffer(rel, commit_lsn);
 
-	put_row(source_buffer(rel, commit_lsn), values, nulls);
+	put_row(buf, values, nulls);
+	/* an image alone does not say whether it is an insert: assume not */
+	buf->modify_lsn = Max(buf->modify_lsn, commit_lsn);
 	kappa_batch->nchanges++;
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -442,6 +446,8 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
 	buf = source_buffer(relation, txn->final_lsn);
+	if (change->action != REORDER_BUFFER_CHANGE_INSERT)
+		buf->modify_lsn = txn->final_lsn;	/* commits arrive in order */
 	seq = kappa_batch->next_seq++;
 	if (change->data.tp.oldtuple)
 		buffer_row(buf, RelationGetDescr(relation),

@@ -95,6 +95,7 @@ typedef struct SourcePlan
 	List	   *resolve;		/* SPIPlanPtr per TOASTable column */
 	SPIPlanPtr	unresolved;
 	bool		has_unchanged;	/* this batch's d_<n> has unchanged values */
+	bool		inserts_only;	/* ... holds only inserts */
 } SourcePlan;
 
 /* the statements of a view maintained algebraically (agg_delta.c) */
@@ -806,6 +807,15 @@ collect_keys(ViewPlan *vp, bool *touched, bool after)
 
 		if (!touched[i])
 			continue;
+
+		/*
+		 * Inserts alone touch no row of the copy: an inserted key is not in
+		 * the source just before its insert, and with no update or delete
+		 * since the view's applied LSN, not in the copy either.  So no view
+		 * row had any part in them before the batch.
+		 */
+		if (!after && sp->inserts_only)
+			continue;
 		run_keyed(&sp->fill_w);
 		if (vp->agg)
 			run(after ? vp->agg->partial_new : vp->agg->partial_old);
@@ -913,6 +923,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
 		sp->has_unchanged = false;
+		sp->inserts_only = buf->modify_lsn <= applied;
 		if (fill_delta(sp, buf, applied, &lsns) > 0)
 			touched[i] = any = true;
 	}
@@ -958,7 +969,8 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			run(sp->truncate_a);
 		if (touched[i])
 		{
-			run_keyed(&sp->apply_delete);
+			if (!sp->inserts_only)	/* else no key is in the copy: see above */
+				run_keyed(&sp->apply_delete);
 			run(sp->apply_insert);
 		}
 	}

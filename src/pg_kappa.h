@@ -189,6 +189,7 @@ typedef struct KappaSourceBuffer
 	int64		nrows;
 	XLogRecPtr	truncate_lsn;	/* latest TRUNCATE in the batch, or 0 */
 	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
+	XLogRecPtr	modify_lsn;		/* latest UPDATE or DELETE in the batch, or 0 */
 } KappaSourceBuffer;
 
 typedef struct KappaBatch
