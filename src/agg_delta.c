@@ -220,30 +220,61 @@ analyse_view(KappaViewDef *def)
  *
  * g's key columns have the view's key column names (as k has); every
  * other column of g and p is named _kappa_<what><j>, j the view column's
- * position.
+ * position.  They are listed once, as StateColumns, and every statement
+ * is written from that list, so all agree on names and order.
  * ----------
  */
 
-/*
- * The partial aggregate query over relation qualname (a table with the
- * source's columns): the group keys, the row count _kappa_n, and each
- * aggregate's state columns.
- */
-static char *
-partial_query(KappaViewDef *def, AggShape *shape, const char *qualname)
+/* How two partials of a state column combine into one. */
+typedef enum Combine
 {
-	StringInfoData buf;
-	ListCell   *lc;
-	ListCell   *ln;
-	int			j = 0;
-	Node	   *quals = def->query->jointree->quals;
+	COMBINE_ADD,				/* after minus before */
+	COMBINE_MIN,				/* least of what came; what left may dirty */
+	COMBINE_MAX
+} Combine;
 
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "SELECT ");
-	forboth(lc, shape->key_exprs, ln, def->key_columns)
-		appendStringInfo(&buf, "%s AS %s, ", kappa_deparse_expr(def, lfirst(lc)),
-						 quote_identifier(lfirst(ln)));
-	appendStringInfoString(&buf, "pg_catalog.count(*) AS _kappa_n");
+typedef struct StateColumn
+{
+	char	   *name;			/* _kappa_<what><j> */
+	char	   *partial;		/* its aggregate over source rows */
+	Combine		combine;
+	char	   *carrier;		/* _kappa_<what>m<j>: what left, or NULL */
+	char	   *dirty;			/* with a carrier: when the group is dirty,
+								 * over excluded.<carrier> and g.<name> */
+} StateColumn;
+
+static void
+add_state(List **state, const char *what, int j, char *partial,
+		  Combine combine, char *dirty)
+{
+	StateColumn *sc = palloc0(sizeof(StateColumn));
+
+	sc->name = psprintf("_kappa_%s%d", what, j);
+	sc->partial = partial;
+	sc->combine = combine;
+	if (dirty)
+	{
+		sc->carrier = psprintf("_kappa_%sm%d", what, j);
+		sc->dirty = dirty;
+	}
+	*state = lappend(*state, sc);
+}
+
+/* g's columns beside the group key, in order; see the file header. */
+static List *
+state_of(KappaViewDef *def, AggShape *shape)
+{
+	List	   *state = NIL;
+	StateColumn *rows = palloc0(sizeof(StateColumn));
+	ListCell   *lc;
+	int			j = 0;
+
+	/* the row count; a group whose count reaches 0 is dirty (merge_sql) */
+	rows->name = "_kappa_n";
+	rows->partial = "pg_catalog.count(*)";
+	rows->combine = COMBINE_ADD;
+	state = lappend(state, rows);
+
 	foreach(lc, shape->columns)
 	{
 		AggColumn  *col = lfirst(lc);
@@ -256,26 +287,67 @@ partial_query(KappaViewDef *def, AggShape *shape, const char *qualname)
 		switch (col->kind)
 		{
 			case AGG_COUNT:
-				appendStringInfo(&buf, ", pg_catalog.count(%s) AS _kappa_c%d", arg, j);
-				break;
 			case AGG_SUM:
 			case AGG_AVG:
-				appendStringInfo(&buf, ", pg_catalog.count(%s) AS _kappa_c%d", arg, j);
-				appendStringInfo(&buf, ", COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0) AS _kappa_s%d",
-								 arg, j);
+				add_state(&state, "c", j, psprintf("pg_catalog.count(%s)", arg),
+						  COMBINE_ADD, NULL);
+				if (col->kind == AGG_COUNT)
+					break;
+				/* NaN and infinities do not subtract */
+				add_state(&state, "s", j,
+						  psprintf("COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0)", arg),
+						  COMBINE_ADD,
+						  col->numeric ?
+						  psprintf("NOT (excluded._kappa_sm%d > '-Infinity'::pg_catalog.numeric"
+								   " AND excluded._kappa_sm%d < 'Infinity'::pg_catalog.numeric)", j, j) :
+						  NULL);
+				/* nor does the widest display scale */
 				if (col->numeric && col->fixed_scale < 0)
-					appendStringInfo(&buf, ", pg_catalog.max(pg_catalog.scale(%s)) AS _kappa_x%d",
-									 arg, j);
+					add_state(&state, "x", j,
+							  psprintf("pg_catalog.max(pg_catalog.scale(%s))", arg),
+							  COMBINE_MAX,
+							  psprintf("g._kappa_x%d > 0 AND excluded._kappa_xm%d >= g._kappa_x%d",
+									   j, j, j));
 				break;
 			case AGG_MIN:
-				appendStringInfo(&buf, ", pg_catalog.min(%s) AS _kappa_m%d", arg, j);
+				add_state(&state, "m", j, psprintf("pg_catalog.min(%s)", arg), COMBINE_MIN,
+						  psprintf("excluded._kappa_mm%d <= g._kappa_m%d", j, j));
 				break;
 			case AGG_MAX:
-				appendStringInfo(&buf, ", pg_catalog.max(%s) AS _kappa_m%d", arg, j);
+				add_state(&state, "m", j, psprintf("pg_catalog.max(%s)", arg), COMBINE_MAX,
+						  psprintf("excluded._kappa_mm%d >= g._kappa_m%d", j, j));
 				break;
 			case AGG_COUNT_STAR:
 				break;
 		}
+	}
+	return state;
+}
+
+/*
+ * The partial aggregate query over relation qualname (a table with the
+ * source's columns): the group keys and the state columns.
+ */
+static char *
+partial_query(KappaViewDef *def, AggShape *shape, List *state,
+			  const char *qualname)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	ListCell   *ln;
+	Node	   *quals = def->query->jointree->quals;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	forboth(lc, shape->key_exprs, ln, def->key_columns)
+		appendStringInfo(&buf, "%s AS %s, ", kappa_deparse_expr(def, lfirst(lc)),
+						 quote_identifier(lfirst(ln)));
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+
+		appendStringInfo(&buf, "%s%s AS %s", lc == list_head(state) ? "" : ", ",
+						 sc->partial, sc->name);
 	}
 	appendStringInfo(&buf, " FROM %s %s", qualname,
 					 quote_identifier(rt_fetch(1, def->query->rtable)->eref->aliasname));
@@ -289,40 +361,15 @@ partial_query(KappaViewDef *def, AggShape *shape, const char *qualname)
 
 /* g's columns that partial_query fills, in its order */
 static char *
-state_columns(KappaViewDef *def, AggShape *shape)
+state_columns(KappaViewDef *def, List *state)
 {
 	StringInfoData buf;
 	ListCell   *lc;
-	int			j = 0;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s, _kappa_n", kappa_quoted_list(def->key_columns, ""));
-	foreach(lc, shape->columns)
-	{
-		AggColumn  *col = lfirst(lc);
-
-		j++;
-		if (col->key > 0)
-			continue;
-		switch (col->kind)
-		{
-			case AGG_COUNT:
-				appendStringInfo(&buf, ", _kappa_c%d", j);
-				break;
-			case AGG_SUM:
-			case AGG_AVG:
-				appendStringInfo(&buf, ", _kappa_c%d, _kappa_s%d", j, j);
-				if (col->numeric && col->fixed_scale < 0)
-					appendStringInfo(&buf, ", _kappa_x%d", j);
-				break;
-			case AGG_MIN:
-			case AGG_MAX:
-				appendStringInfo(&buf, ", _kappa_m%d", j);
-				break;
-			case AGG_COUNT_STAR:
-				break;
-		}
-	}
+	appendStringInfoString(&buf, kappa_quoted_list(def->key_columns, ""));
+	foreach(lc, state)
+		appendStringInfo(&buf, ", %s", ((StateColumn *) lfirst(lc))->name);
 	return buf.data;
 }
 
@@ -331,36 +378,22 @@ state_columns(KappaViewDef *def, AggShape *shape)
  * the state column of partial row q it carries (for CREATE TABLE AS).
  */
 static char *
-carrier_columns(AggShape *shape, const char *q)
+carrier_columns(List *state, const char *q)
 {
 	StringInfoData buf;
 	ListCell   *lc;
-	int			j = 0;
 
 	initStringInfo(&buf);
-	foreach(lc, shape->columns)
+	foreach(lc, state)
 	{
-		AggColumn  *col = lfirst(lc);
-		const char *what[3] = {NULL, NULL, NULL};
+		StateColumn *sc = lfirst(lc);
 
-		j++;
-		if (col->key > 0)
+		if (sc->carrier == NULL)
 			continue;
-		if ((col->kind == AGG_SUM || col->kind == AGG_AVG) && col->numeric)
-		{
-			what[0] = "s";
-			if (col->fixed_scale < 0)
-				what[1] = "x";
-		}
-		if (col->kind == AGG_MIN || col->kind == AGG_MAX)
-			what[0] = "m";
-		for (int w = 0; w < 3 && what[w]; w++)
-		{
-			if (q)
-				appendStringInfo(&buf, ", %s._kappa_%s%d AS _kappa_%sm%d", q, what[w], j, what[w], j);
-			else
-				appendStringInfo(&buf, ", _kappa_%sm%d", what[w], j);
-		}
+		if (q)
+			appendStringInfo(&buf, ", %s.%s AS %s", q, sc->name, sc->carrier);
+		else
+			appendStringInfo(&buf, ", %s", sc->carrier);
 	}
 	return buf.data;
 }
@@ -408,7 +441,7 @@ output_expr(KappaViewDef *def, AggColumn *col, int j, const char *r)
  * the view; see the file header.
  */
 static char *
-merge_sql(KappaViewDef *def, AggShape *shape, const char *schema,
+merge_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
 		  const char *target)
 {
 	StringInfoData sel;			/* p's rows summed up per group */
@@ -426,82 +459,43 @@ merge_sql(KappaViewDef *def, AggShape *shape, const char *schema,
 	initStringInfo(&out);
 	initStringInfo(&outset);
 
-	appendStringInfo(&sel, "%s, pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_n ELSE -_kappa_n END)",
-					 keys);
-	appendStringInfoString(&set, "_kappa_n = g._kappa_n + excluded._kappa_n");
-	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
-	foreach(lc, shape->columns)
+	/* what came, less what left; each extreme of what came */
+	appendStringInfoString(&sel, keys);
+	foreach(lc, state)
 	{
-		AggColumn  *col = lfirst(lc);
-		const char *ext = col->kind == AGG_MIN ? "min" : "max";
+		StateColumn *sc = lfirst(lc);
+		const char *n = sc->name;
 
-		j++;
-		appendStringInfo(&out, "%s%s", out.len > 0 ? ", " : "", output_expr(def, col, j, "up"));
-		if (col->key > 0)
-			continue;
-		appendStringInfo(&outset, "%s%s = excluded.%s", outset.len > 0 ? ", " : "",
-						 quote_identifier(col->name), quote_identifier(col->name));
-		switch (col->kind)
+		if (set.len > 0)
+			appendStringInfoString(&set, ", ");
+		if (sc->combine == COMBINE_ADD)
 		{
-			case AGG_COUNT_STAR:
-				break;
-			case AGG_COUNT:
-			case AGG_SUM:
-			case AGG_AVG:
-				appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_c%d ELSE -_kappa_c%d END)",
-								 j, j);
-				appendStringInfo(&set, ", _kappa_c%d = g._kappa_c%d + excluded._kappa_c%d", j, j, j);
-				if (col->kind == AGG_COUNT)
-					break;
-				appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN _kappa_s%d ELSE -_kappa_s%d END)",
-								 j, j);
-				appendStringInfo(&set, ", _kappa_s%d = g._kappa_s%d + excluded._kappa_s%d", j, j, j);
-				if (col->numeric && col->fixed_scale < 0)
-				{
-					appendStringInfo(&sel, ", pg_catalog.max(_kappa_x%d) FILTER (WHERE _kappa_plus)", j);
-					appendStringInfo(&set, ", _kappa_x%d = GREATEST(g._kappa_x%d, excluded._kappa_x%d)",
-									 j, j, j);
-				}
-				break;
-			case AGG_MIN:
-			case AGG_MAX:
-				appendStringInfo(&sel, ", pg_catalog.%s(_kappa_m%d) FILTER (WHERE _kappa_plus)", ext, j);
-				appendStringInfo(&set, ", _kappa_m%d = %s(g._kappa_m%d, excluded._kappa_m%d)",
-								 j, col->kind == AGG_MIN ? "LEAST" : "GREATEST", j, j);
-				break;
+			appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN %s ELSE -%s END)", n, n);
+			appendStringInfo(&set, "%s = g.%s + excluded.%s", n, n, n);
+		}
+		else
+		{
+			bool		min = sc->combine == COMBINE_MIN;
+
+			appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE _kappa_plus)",
+							 min ? "min" : "max", n);
+			appendStringInfo(&set, "%s = %s(g.%s, excluded.%s)",
+							 n, min ? "LEAST" : "GREATEST", n, n);
 		}
 	}
 
-	/* the carriers, in carrier_columns' order, and the dirty tests */
-	j = 0;
-	foreach(lc, shape->columns)
+	/* the carriers: what left, the same way; and the dirty tests */
+	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
+	foreach(lc, state)
 	{
-		AggColumn  *col = lfirst(lc);
+		StateColumn *sc = lfirst(lc);
 
-		j++;
-		if (col->key > 0)
+		if (sc->carrier == NULL)
 			continue;
-		if ((col->kind == AGG_SUM || col->kind == AGG_AVG) && col->numeric)
-		{
-			appendStringInfo(&sel, ", pg_catalog.sum(_kappa_s%d) FILTER (WHERE NOT _kappa_plus)", j);
-			appendStringInfo(&dirty, " OR (excluded._kappa_sm%d IS NOT NULL AND"
-							 " NOT (excluded._kappa_sm%d > '-Infinity'::pg_catalog.numeric AND"
-							 " excluded._kappa_sm%d < 'Infinity'::pg_catalog.numeric))",
-							 j, j, j);
-			if (col->fixed_scale < 0)
-			{
-				appendStringInfo(&sel, ", pg_catalog.max(_kappa_x%d) FILTER (WHERE NOT _kappa_plus)", j);
-				appendStringInfo(&dirty, " OR (excluded._kappa_xm%d IS NOT NULL AND g._kappa_x%d > 0"
-								 " AND excluded._kappa_xm%d >= g._kappa_x%d)", j, j, j, j);
-			}
-		}
-		if (col->kind == AGG_MIN || col->kind == AGG_MAX)
-		{
-			appendStringInfo(&sel, ", pg_catalog.%s(_kappa_m%d) FILTER (WHERE NOT _kappa_plus)",
-							 col->kind == AGG_MIN ? "min" : "max", j);
-			appendStringInfo(&dirty, " OR (excluded._kappa_mm%d IS NOT NULL AND excluded._kappa_mm%d %s g._kappa_m%d)",
-							 j, j, col->kind == AGG_MIN ? "<=" : ">=", j);
-		}
+		appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE NOT _kappa_plus)",
+						 sc->combine == COMBINE_ADD ? "sum" :
+						 sc->combine == COMBINE_MIN ? "min" : "max", sc->name);
+		appendStringInfo(&dirty, " OR (excluded.%s IS NOT NULL AND %s)", sc->carrier, sc->dirty);
 	}
 
 	/*
@@ -510,13 +504,24 @@ merge_sql(KappaViewDef *def, AggShape *shape, const char *schema,
 	 */
 	appendStringInfoString(&sel, ", pg_catalog.bool_or(NOT _kappa_plus)");
 
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		appendStringInfo(&out, "%s%s", out.len > 0 ? ", " : "", output_expr(def, col, j, "up"));
+		if (col->key == 0)
+			appendStringInfo(&outset, "%s%s = excluded.%s", outset.len > 0 ? ", " : "",
+							 quote_identifier(col->name), quote_identifier(col->name));
+	}
+
 	return psprintf("WITH up AS ("
 					"INSERT INTO %s.g AS g (%s%s, _kappa_dirty) SELECT %s FROM %s.p GROUP BY %s"
 					" ON CONFLICT (%s) DO UPDATE SET %s, _kappa_dirty = COALESCE(%s, true)"
 					" RETURNING g.*)"
 					" INSERT INTO %s AS t SELECT %s FROM up WHERE NOT up._kappa_dirty"
 					" ON CONFLICT (%s) DO %s%s",
-					schema, state_columns(def, shape), carrier_columns(shape, NULL),
+					schema, state_columns(def, state), carrier_columns(state, NULL),
 					sel.data, schema, keys,
 					keys, set.data, dirty.data,
 					target, out.data,
@@ -531,6 +536,7 @@ KappaAggSql *
 kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 {
 	AggShape   *shape = analyse_view(def);
+	List	   *state;
 	KappaAggSql *sql;
 	char	   *keys;
 	char	   *cols;
@@ -540,15 +546,16 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
+	state = state_of(def, shape);
 	keys = kappa_quoted_list(def->key_columns, "");
-	cols = state_columns(def, shape);
-	p_a = partial_query(def, shape, psprintf("%s.a_0", schema));
-	p_w = partial_query(def, shape, psprintf("%s.w_0", schema));
+	cols = state_columns(def, state);
+	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
+	p_w = partial_query(def, shape, state, psprintf("%s.w_0", schema));
 
 	/* g: state, carriers and the dirty flag; p: partials, marked */
 	sql->create = list_make4(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
 									  " FROM (%s) q WITH NO DATA",
-									  schema, carrier_columns(shape, "q"), p_a),
+									  schema, carrier_columns(state, "q"), p_a),
 							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
 									  " ALTER _kappa_dirty SET NOT NULL", schema),
 							 psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
@@ -565,7 +572,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
 	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
 	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
-	sql->merge = merge_sql(def, shape, schema, target);
+	sql->merge = merge_sql(def, shape, state, schema, target);
 	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 							   " INSERT INTO %s.k SELECT * FROM dirty",
 							   schema, keys, schema);
