@@ -322,6 +322,19 @@ extern void kappa_engine_truncate_scratch(int viewid);
  * ----------
  */
 extern bool kappa_guard_bypass;
+
+/* A derived view's row of kappa.views */
+typedef struct KappaViewRow
+{
+	int			id;
+	char	   *state;
+	char	   *canonical;
+	XLogRecPtr	applied;
+	List	   *sources;		/* OIDs */
+	List	   *arrangements;	/* OIDs, one per source */
+	char	   *last_error;		/* or NULL */
+} KappaViewRow;
+extern void kappa_read_view(Oid relid, KappaViewRow *v);
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern void kappa_lock_sources(List *sources);

@@ -830,56 +830,6 @@ kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr uppe
 	return total;
 }
 
-/* The catalog row kappa.replay and kappa.swap need. */
-typedef struct ViewRow
-{
-	int			id;
-	char	   *state;
-	char	   *canonical;
-	XLogRecPtr	applied;
-	List	   *sources;
-	List	   *arrangements;
-} ViewRow;
-
-static List *
-oid_array_list(Datum arr)
-{
-	Datum	   *elems;
-	int			n;
-	List	   *result = NIL;
-
-	deconstruct_array(DatumGetArrayTypeP(arr), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
-					  &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-		result = lappend_oid(result, DatumGetObjectId(elems[i]));
-	return result;
-}
-
-static void
-read_view(Oid relid, ViewRow *v)
-{
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-
-	if (SPI_execute(psprintf("SELECT id, state, canonical, applied_lsn, sources, arrangements"
-							 " FROM kappa.views WHERE relid = %u", relid),
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read kappa.views");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	v->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	v->state = SPI_getvalue(tup, desc, 2);
-	v->canonical = SPI_getvalue(tup, desc, 3);
-	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
-	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
-	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
-}
-
 static char *
 qualified_name(Oid relid)
 {
@@ -892,7 +842,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	XLogRecPtr	from = PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1);
-	ViewRow		v;
+	KappaViewRow v;
 	XLogRecPtr *lowers;
 	ListCell   *lc;
 	int64		changes;
@@ -915,7 +865,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	read_view(relid, &v);
+	kappa_read_view(relid, &v);
 	name = pstrdup(get_rel_name(relid));
 
 	/* beside the live view: a new view, or the view as it was then */
@@ -960,7 +910,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 * so the worker carries on from there.
 	 */
 	LockRelationOid(relid, ExclusiveLock);
-	read_view(relid, &v);
+	kappa_read_view(relid, &v);
 	upper = v.applied;
 
 	/*
@@ -1020,7 +970,7 @@ kappa_swap(PG_FUNCTION_ARGS)
 	char	   *bname;
 	char	   *nsp;
 	char	   *tmp;
-	ViewRow		va,
+	KappaViewRow va,
 				vb;
 	SavedUser	saved;
 	Oid			extowner = kappa_extension_owner();
@@ -1031,8 +981,8 @@ kappa_swap(PG_FUNCTION_ARGS)
 				 errmsg("cannot swap a derived view with itself")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	read_view(a, &va);
-	read_view(b, &vb);
+	kappa_read_view(a, &va);
+	kappa_read_view(b, &vb);
 	if (!pg_class_ownercheck(a, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(a));
 	if (!pg_class_ownercheck(b, GetUserId()))

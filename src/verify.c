@@ -46,12 +46,8 @@ kappa_verify(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *canonical;
 	char	   *target;
-	List	   *sources = NIL;
-	bool		isnull;
-	Datum		arr;
-	ArrayType  *a;
-	Datum	   *elems;
-	int			nelems;
+	List	   *sources;
+	KappaViewRow v;
 	XLogRecPtr	lsn;
 	bool		caught_up;
 	StringInfoData sql;
@@ -67,23 +63,12 @@ kappa_verify(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT canonical, sources FROM kappa.views WHERE relid = %u", relid),
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read kappa.views");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-	canonical = MemoryContextStrdup(callercxt,
-									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	a = DatumGetArrayTypeP(arr);
-	deconstruct_array(a, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &nelems);
+	kappa_read_view(relid, &v);
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
-		for (int i = 0; i < nelems; i++)
-			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+		canonical = pstrdup(v.canonical);
+		sources = list_copy(v.sources);
 		target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											get_rel_name(relid));
 		MemoryContextSwitchTo(spicxt);

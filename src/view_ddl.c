@@ -591,21 +591,49 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 							  PG_GETARG_LSN(2), PG_GETARG_LSN(3)));
 }
 
-/* The catalog row of a derived table, or an error naming it. */
-static void
-lookup_view(Oid relid, int64 *id, char **state)
+static List *
+oid_array_list(Datum arr)
 {
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend_oid(result, DatumGetObjectId(elems[i]));
+	return result;
+}
+
+/*
+ * The catalog row of derived table relid, or an error naming it.  SPI must
+ * be connected; the row is read with a fresh snapshot, and the result is
+ * allocated in SPI's procedure context.
+ */
+void
+kappa_read_view(Oid relid, KappaViewRow *v)
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
 	bool		isnull;
 
-	if (SPI_execute(psprintf("SELECT id, state FROM kappa.views WHERE relid = %u", relid),
-					false, 0) != SPI_OK_SELECT)
+	if (SPI_execute(psprintf("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error"
+							 " FROM kappa.views WHERE relid = %u", relid),
+					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-	*id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	v->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	v->state = SPI_getvalue(tup, desc, 2);
+	v->canonical = SPI_getvalue(tup, desc, 3);
+	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
+	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
+	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
+	v->last_error = SPI_getvalue(tup, desc, 7);
 }
 
 static void
@@ -620,15 +648,16 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	Oid			extowner = kappa_extension_owner();
+	KappaViewRow v;
 	int64		id;
-	char	   *state;
 	char	   *qualname;
 	SavedUser	saved;
 	int			nestlevel;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	lookup_view(relid, &id, &state);
+	kappa_read_view(relid, &v);
+	id = v.id;
 	check_owner(relid);
 
 	/*
@@ -666,6 +695,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	Oid			extowner;
+	KappaViewRow v;
 	int64		id;
 	char	   *state;
 	SavedUser	saved;
@@ -678,7 +708,9 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	extowner = kappa_extension_owner();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	lookup_view(relid, &id, &state);
+	kappa_read_view(relid, &v);
+	id = v.id;
+	state = v.state;
 	check_owner(relid);
 
 	if (!PG_ARGISNULL(1))

@@ -100,10 +100,10 @@ kappa_wait(PG_FUNCTION_ARGS)
 	callercxt = CurrentMemoryContext;
 	for (;;)
 	{
+		KappaViewRow v;
 		char	   *state;
 		XLogRecPtr	applied;
 		XLogRecPtr	processed;
-		bool		isnull;
 
 		/*
 		 * The worker publishes its progress after it commits, so read the
@@ -114,27 +114,15 @@ kappa_wait(PG_FUNCTION_ARGS)
 		/* not read-only: a fresh snapshot each time round (READ COMMITTED) */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(psprintf("SELECT state, applied_lsn, last_error FROM kappa.views WHERE relid = %u",
-								 relid), false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read kappa.views");
-		if (SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-		state = MemoryContextStrdup(callercxt,
-									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		applied = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 2, &isnull));
+		kappa_read_view(relid, &v);
+		state = MemoryContextStrdup(callercxt, v.state);
+		applied = v.applied;
 		if (strcmp(state, "broken") == 0 || strcmp(state, "stale") == 0)
-		{
-			char	   *err = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("derived view \"%s\" is %s", get_rel_name(relid), state),
-					 err ? errdetail("%s", err) : 0,
+					 v.last_error ? errdetail("%s", v.last_error) : 0,
 					 errhint("Drop the view with kappa.drop_view and create it again.")));
-		}
 		SPI_finish();
 
 		if (strcmp(state, "running") == 0 && processed > applied)
