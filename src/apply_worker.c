@@ -626,6 +626,7 @@ kappa_apply_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	kappa_in_apply_worker = true;
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	kappa_pin_search_path();
 
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
 	pgstat_report_appname("pg_kappa apply worker");

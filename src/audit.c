@@ -93,6 +93,7 @@ kappa_audit_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("pg_kappa audit");
+	kappa_pin_search_path();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

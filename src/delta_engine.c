@@ -62,6 +62,7 @@
 #include "utils/memutils.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -159,8 +160,10 @@ kappa_engine_reset(void)
 
 /*
  * Plans live across batches (the plan cache revalidates them when tables
- * they read change), but their SQL names the derived table: when it or a
- * schema is renamed, build them again.  A reset of every cache (InvalidOid)
+ * they read change), but their SQL names the derived table, and they were
+ * built from the view's query text, which names its sources: when either
+ * changes (a rename, say) or a schema is renamed, build them again, which
+ * checks that the text still reads the same sources.  A reset of every cache (InvalidOid)
  * is not such a change; the worker handles real ones by reloading the views.
  */
 static void
@@ -174,7 +177,11 @@ engine_relcache_callback(Datum arg, Oid relid)
 	hash_seq_init(&status, plans);
 	while ((vp = hash_seq_search(&status)) != NULL)
 	{
-		if (vp->relid == relid)
+		bool		mine = vp->relid == relid;
+
+		for (int i = 0; i < vp->nsources && !mine; i++)
+			mine = vp->sources[i].relid == relid;
+		if (mine)
 		{
 			plans_stale = true;
 			hash_seq_term(&status);
@@ -427,10 +434,11 @@ build_plan(int id)
 	char	   *q_arr;
 	KappaAggSql *agg;
 	MemoryContext oldcxt;
-	Oid			save_userid;
-	int			save_sec;
+	KappaOwnerScope scope;
 
-	if (SPI_execute(psprintf("SELECT relid, owner, canonical FROM kappa.views WHERE id = %d", id),
+	if (SPI_execute(psprintf("SELECT v.relid, c.relowner, v.canonical, v.sources FROM kappa.views v"
+							 " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) v.relid"
+							 " WHERE v.id OPERATOR(pg_catalog.=) %d", id),
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "derived view %d does not exist", id);
 	tup = SPI_tuptable->vals[0];
@@ -464,10 +472,20 @@ build_plan(int id)
 	canonical = SPI_getvalue(tup, tupdesc, 3);
 
 	/* compile as the owner: its privileges are checked again */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
+	kappa_owner_enter(vp->owner, &scope);
 	def = kappa_compile_view(canonical);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	kappa_owner_leave(&scope);
+	{
+		Datum	   *elems;
+		int			n;
+		List	   *sources = NIL;
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, tupdesc, 4, &isnull)),
+						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+		for (int i = 0; i < n; i++)
+			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+		kappa_check_sources_unchanged(def, sources, kappa_rel_label(relid));
+	}
 
 	if (get_rel_name(relid) == NULL)
 		elog(ERROR, "derived table of view %d does not exist", id);
@@ -864,13 +882,35 @@ void
 kappa_engine_truncate_scratch(int viewid)
 {
 	ViewPlan   *vp = get_plan(viewid);
-	Oid			save_userid;
-	int			save_sec;
+	KappaOwnerScope scope;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
+	kappa_owner_enter(vp->owner, &scope);
 	run(vp->truncate_scratch);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	kappa_owner_leave(&scope);
+}
+
+/*
+ * The owner must still be allowed to read everything of a source the view
+ * shows: SELECT on it, USAGE on its schema, and no row-level security in
+ * the way (the view would show rows the policies now hide from the owner).
+ */
+static void
+check_source_access(Oid relid, Oid owner)
+{
+	if (pg_class_aclcheck(relid, owner, ACL_SELECT) != ACLCHECK_OK ||
+		pg_namespace_aclcheck(get_rel_namespace(relid), owner, ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("owner of the derived view no longer has SELECT privilege on source table \"%s\"",
+						get_rel_name(relid)),
+				 errhint("Grant the privilege again, then drop the view and create it again.")));
+	if (check_enable_rls(relid, owner, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security applies to the owner of the derived view on source table \"%s\"",
+						get_rel_name(relid)),
+				 errdetail("The view is maintained from every row of its sources, including rows the policies hide from its owner."),
+				 errhint("Only a role that bypasses row-level security on its sources can own this view.")));
 }
 
 /*
@@ -890,27 +930,25 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	bool		any = false;
 	List	   *lsns = NIL;
 	int64		rows = 0;
-	Oid			save_userid;
-	int			save_sec;
+	KappaOwnerScope scope;
+
+	/*
+	 * Everything below may run the view's code (its query, triggers or
+	 * index expressions on its internal tables): as the owner, restricted.
+	 */
+	kappa_owner_enter(vp->owner, &scope);
 
 	/* step 1, and what the batch means for this view */
 	for (int i = 0; i < vp->nsources; i++)
 	{
 		SourcePlan *sp = &vp->sources[i];
 		KappaSourceBuffer *buf;
-		AclResult	aclresult;
 
 		buf = hash_search(kappa_batch->sources, &sp->relid, HASH_FIND, NULL);
 		if (buf == NULL)
 			continue;
 
-		/* the owner must still be allowed to read what the view shows */
-		aclresult = pg_class_aclcheck(sp->relid, vp->owner, ACL_SELECT);
-		if (aclresult != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("owner of the derived view no longer has SELECT privilege on source table \"%s\"",
-							get_rel_name(sp->relid))));
+		check_source_access(sp->relid, vp->owner);
 		if (buf->schema_change_lsn > applied)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -928,7 +966,10 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			touched[i] = any = true;
 	}
 	if (!any)
+	{
+		kappa_owner_leave(&scope);
 		return -1;
+	}
 	CommandCounterIncrement();
 
 	/* fill in unchanged TOASTed values, or refuse to guess */
@@ -951,9 +992,6 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 							get_rel_name(sp->relid)),
 					 errhint("Use REPLICA IDENTITY FULL on the source, so that updates carry whole rows.")));
 	}
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(vp->owner, save_sec | SECURITY_RESTRICTED_OPERATION);
 
 	if (!vp->has_keys)
 		full = true;
@@ -1004,7 +1042,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (touched[i])
 			run(vp->sources[i].clear_d);
 
-	SetUserIdAndSecContext(save_userid, save_sec);
+	kappa_owner_leave(&scope);
 
 	*new_applied = kappa_batch->last_commit_lsn;
 

@@ -6,3 +6,152 @@
 -- 0.3: security and hardening (view code runs as the view's owner,
 -- security-restricted; read paths show only what the caller may read;
 -- sources checked for replica identity, renames, inheritance and RLS).
+
+-- May the current user SELECT from a relation (and use its schema)?
+CREATE FUNCTION kappa.can_read(relid oid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kappa_can_read'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+-- A view's query and last error are its readers' business: each role sees
+-- the rows of kappa.views whose derived table it may read.  The extension
+-- owner (and the workers, as superusers) see every row.
+ALTER TABLE kappa.views ENABLE ROW LEVEL SECURITY;
+CREATE POLICY views_readable ON kappa.views FOR SELECT
+    USING (kappa.can_read(relid));
+
+-- Status: one row per view and per slot.  Every role sees every view's
+-- name and state; the error only a role that may read the view (as
+-- pg_stat_activity shows other users' queries only to privileged roles).
+CREATE OR REPLACE VIEW kappa.status AS
+WITH w AS (
+    SELECT * FROM kappa.worker_status() WHERE database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+), cur AS (
+    SELECT pg_catalog.pg_current_wal_flush_lsn() AS lsn
+)
+SELECT 'view'::text AS kind,
+       v.name,
+       v.state,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN w.processed_lsn ELSE v.applied_lsn END AS applied_lsn,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN pg_catalog.pg_wal_lsn_diff(cur.lsn, w.processed_lsn)
+            ELSE pg_catalog.pg_wal_lsn_diff(cur.lsn, v.applied_lsn) END::bigint AS lag_bytes,
+       CASE WHEN v.state = 'running' AND w.processed_lsn >= cur.lsn THEN 0::float8
+            ELSE pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(w.last_batch_at, v.last_commit_time, v.created_at)) END AS lag_seconds,
+       v.txns_applied,
+       v.rows_applied,
+       CASE WHEN kappa.can_read(v.relid)
+            THEN COALESCE(v.last_error,
+                          CASE WHEN v.state = 'running' AND
+                                    pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
+                               THEN w.last_error END) END AS last_error,
+       NULL::bigint AS wal_retained_bytes
+FROM kappa.views v CROSS JOIN cur LEFT JOIN w ON true
+UNION ALL
+SELECT 'slot', s.slot_name::text,
+       CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
+       s.confirmed_flush_lsn,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint,
+       NULL, NULL, NULL, NULL,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint
+FROM pg_catalog.pg_replication_slots s CROSS JOIN cur
+WHERE s.plugin = 'pg_kappa' AND s.database = pg_catalog.current_database()
+  AND s.slot_name LIKE 'pg\_kappa\_%';
+
+-- What makes a view's sources unfit for it now, or NULL: its columns
+-- changed (renamed too), a replica identity that no longer
+-- identifies rows by the key the worker matches them on, row-level
+-- security that applies to the view's owner, or the owner's SELECT
+-- privilege gone.  Dropped sources are kappa.on_sql_drop's business.
+CREATE FUNCTION kappa.source_problem(v kappa.views)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid;
+    src oid;
+    c record;
+    srcname text;
+    key_then int2[];
+    key_now int2[];
+BEGIN
+    SELECT relowner INTO owner FROM pg_class WHERE oid = v.relid;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(v.sources, 1), 0) LOOP
+        src := v.sources[i];
+        SELECT cl.relname, cl.relreplident, cl.relrowsecurity, cl.relforcerowsecurity,
+               cl.relowner, n.nspname
+          INTO c
+          FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+         WHERE cl.oid = src;
+        IF NOT FOUND THEN
+            CONTINUE;
+        END IF;
+        srcname := format('%I.%I', c.nspname, c.relname);
+        IF EXISTS (
+               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+                 FROM pg_attribute WHERE attrelid = src AND attnum > 0
+               EXCEPT
+               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+                 FROM pg_attribute WHERE attrelid = v.arrangements[i] AND attnum > 0) THEN
+            RETURN format('columns of source table %s changed', srcname);
+        END IF;
+        IF c.relreplident = 'n' THEN
+            RETURN format('source table %s has REPLICA IDENTITY NOTHING: its deleted and updated rows cannot be identified', srcname);
+        END IF;
+        SELECT indkey::int2[] INTO key_then FROM pg_index
+         WHERE indrelid = v.arrangements[i] AND indisunique ORDER BY indexrelid LIMIT 1;
+        IF c.relreplident = 'i' THEN
+            SELECT indkey::int2[] INTO key_now FROM pg_index WHERE indrelid = src AND indisreplident;
+        ELSE
+            SELECT indkey::int2[] INTO key_now FROM pg_index WHERE indrelid = src AND indisprimary;
+        END IF;
+        IF key_now IS DISTINCT FROM key_then THEN
+            RETURN format('the replica identity of source table %s no longer is the key the view was created with', srcname);
+        END IF;
+        IF c.relrowsecurity
+           AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = owner AND (r.rolsuper OR r.rolbypassrls))
+           AND NOT (c.relowner = owner AND NOT c.relforcerowsecurity) THEN
+            RETURN format('row-level security on source table %s applies to the owner of the view', srcname);
+        END IF;
+        IF NOT has_table_privilege(owner, src, 'SELECT') THEN
+            RETURN format('the owner of the view no longer has SELECT privilege on source table %s', srcname);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.source_problem(kappa.views) FROM PUBLIC;
+
+-- DDL that can make a view's sources unfit for it (ALTER TABLE: columns,
+-- replica identity, row-level security, owners; GRANT and REVOKE) marks the affected views broken, in the same
+-- transaction, so that no batch after it is applied to them.  (A policy
+-- changed while row-level security is enabled changes nothing: the view
+-- is broken already unless its owner bypasses row-level security.)
+CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v kappa.views;
+    problem text;
+BEGIN
+    FOR v IN SELECT * FROM kappa.views WHERE state <> 'broken' ORDER BY id LOOP
+        problem := kappa.source_problem(v);
+        IF problem IS NOT NULL THEN
+            UPDATE kappa.views SET state = 'broken', last_error = problem WHERE id = v.id;
+        END IF;
+    END LOOP;
+END
+$$;
+
+DROP EVENT TRIGGER kappa_ddl_end;
+CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'GRANT', 'REVOKE')
+    EXECUTE FUNCTION kappa.on_ddl_end();

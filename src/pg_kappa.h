@@ -174,7 +174,6 @@ extern PGDLLEXPORT void kappa_apply_main(Datum main_arg);
 extern PGDLLEXPORT void kappa_audit_main(Datum main_arg);
 extern void kappa_audit_schedule(void);
 extern bool kappa_in_apply_worker;
-extern char *kappa_slot_name(Oid dboid);
 
 /* ----------
  * change_sink.c: the apply worker's in-process decoding callbacks
@@ -318,10 +317,9 @@ extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 extern void kappa_engine_truncate_scratch(int viewid);
 
 /* ----------
- * view_ddl.c: shared helpers for the SQL functions
+ * catalog.c: kappa.views rows, the owner switch, source locks, names
  * ----------
  */
-extern bool kappa_guard_bypass;
 
 /* A derived view's row of kappa.views */
 typedef struct KappaViewRow
@@ -333,21 +331,47 @@ typedef struct KappaViewRow
 	List	   *sources;		/* OIDs */
 	List	   *arrangements;	/* OIDs, one per source */
 	char	   *last_error;		/* or NULL */
+	Oid			owner;			/* the derived table's owner now */
 } KappaViewRow;
-extern void kappa_read_view(Oid relid, KappaViewRow *v);
-extern Oid	kappa_views_relid(void);
-extern Oid	kappa_extension_owner(void);
-extern void kappa_lock_sources(List *sources);
-extern void kappa_ensure_slot(void);
-extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
 
 typedef struct SavedUser
 {
 	Oid			userid;
 	int			sec_context;
 } SavedUser;
+
+/* what kappa_owner_enter changed, for kappa_owner_leave */
+typedef struct KappaOwnerScope
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+} KappaOwnerScope;
+
+extern Oid	kappa_views_relid(void);
+extern Oid	kappa_extension_owner(void);
+extern char *kappa_slot_name(Oid dboid);
+extern char *kappa_rel_label(Oid relid);
+extern char *kappa_qualified_name(Oid relid);
+extern void kappa_lock_sources(List *sources);
 extern void kappa_become(Oid role, SavedUser *saved);
 extern void kappa_unbecome(SavedUser *saved);
+extern void kappa_owner_enter(Oid owner, KappaOwnerScope *scope);
+extern void kappa_owner_leave(KappaOwnerScope *scope);
+extern void kappa_pin_search_path(void);
+extern Oid	kappa_view_owner(Oid relid);
+extern bool kappa_may_read_view(Oid relid, List *sources);
+extern void kappa_read_view(Oid relid, KappaViewRow *v);
+extern void kappa_check_sources_unchanged(KappaViewDef *def, List *sources,
+										  const char *viewname);
+
+/* ----------
+ * view_ddl.c: the SQL functions that create, alter and drop views
+ * ----------
+ */
+extern bool kappa_guard_bypass;
+extern void kappa_ensure_slot(void);
+extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
 
 /* ----------
  * wait.c

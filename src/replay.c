@@ -91,6 +91,7 @@ static void
 log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 {
 	StringInfoData sql;
+	SavedUser	saved;
 
 	memset(c, 0, sizeof(LogCursor));
 	c->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa log row",
@@ -111,7 +112,11 @@ log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 		appendStringInfoString(&sql, "}'::oid[]");
 	}
 	appendStringInfoString(&sql, " ORDER BY batch_id");
+
+	/* the log is readable only by the extension's owner */
+	kappa_become(kappa_extension_owner(), &saved);
 	c->portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	kappa_unbecome(&saved);
 }
 
 static void
@@ -849,6 +854,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	Oid			state;
 	char	   *name;
 	XLogRecPtr	upper;
+	KappaOwnerScope scope;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -883,11 +889,12 @@ kappa_replay(PG_FUNCTION_ARGS)
 		else
 			qualified = text_to_cstring(PG_GETARG_TEXT_PP(3));
 		SPI_finish();
-		result = DirectFunctionCall4(kappa_create_view_replay,
+		result = DirectFunctionCall5(kappa_create_view_replay,
 									 CStringGetTextDatum(qualified),
 									 CStringGetTextDatum(canonical),
 									 LSNGetDatum(from),
-									 PG_ARGISNULL(2) ? LSNGetDatum(InvalidXLogRecPtr) : PG_GETARG_DATUM(2));
+									 PG_ARGISNULL(2) ? LSNGetDatum(InvalidXLogRecPtr) : PG_GETARG_DATUM(2),
+									 ObjectIdGetDatum(v.owner));
 		PG_RETURN_DATUM(result);
 	}
 
@@ -922,6 +929,8 @@ kappa_replay(PG_FUNCTION_ARGS)
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
 	kappa_replay_bounds(name, v.sources, from, upper, lowers);
 
+	/* the view's own tables, as its owner (triggers on them are its code) */
+	kappa_owner_enter(v.owner, &scope);
 	kappa_guard_bypass = true;
 	PG_TRY();
 	{
@@ -948,6 +957,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 		kappa_guard_bypass = false;
 	}
 	PG_END_TRY();
+	kappa_owner_leave(&scope);
 
 	changes = kappa_replay_fill(v.id, v.sources, lowers, upper);
 	SPI_finish();

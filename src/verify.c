@@ -39,6 +39,68 @@
 
 PG_FUNCTION_INFO_V1(kappa_verify);
 
+/*
+ * May the caller verify view relid?  Verify shows rows of the query, so
+ * the caller must be the owner or be allowed to read the view and every
+ * source; checked before any lock is taken.
+ */
+static void
+check_verify_privileges(Oid relid, KappaViewRow *v)
+{
+	if (!kappa_may_read_view(relid, v->sources))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to verify derived view \"%s\"", get_rel_name(relid)),
+				 errdetail("Verifying a view shows rows of its query."),
+				 errhint("Only the view's owner, or a role with SELECT on the view and on every one of its sources, can verify it.")));
+	if (strcmp(v->state, "running") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot verify derived view \"%s\" because it is %s",
+						get_rel_name(relid), v->state),
+				 errdetail("Only a running view is kept up to date with its sources."),
+				 errhint("Resume a paused view with kappa.alter_view(view, paused => false).")));
+}
+
+/*
+ * The comparison, both ways, with one snapshot, as the view's owner:
+ * every difference goes to the result set.
+ */
+static void
+compare_view(ReturnSetInfo *rsinfo, Oid relid, const char *canonical,
+			 const char *target, Oid owner)
+{
+	StringInfoData sql;
+	KappaOwnerScope scope;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT 'missing'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
+					 " FROM ((%s) EXCEPT ALL SELECT * FROM %s) d GROUP BY 2"
+					 " UNION ALL "
+					 "SELECT 'extra'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
+					 " FROM (SELECT * FROM %s EXCEPT ALL (%s)) d GROUP BY 2"
+					 " ORDER BY 1, 2",
+					 canonical, target, target, canonical);
+	kappa_owner_enter(owner, &scope);
+	/* not read-only: a new snapshot, taken after the wait */
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not compare derived view \"%s\"", get_rel_name(relid));
+	kappa_owner_leave(&scope);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		for (int c = 0; c < 3; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+}
+
 Datum
 kappa_verify(PG_FUNCTION_ARGS)
 {
@@ -47,10 +109,10 @@ kappa_verify(PG_FUNCTION_ARGS)
 	char	   *canonical;
 	char	   *target;
 	List	   *sources;
+	Oid			owner;
 	KappaViewRow v;
 	XLogRecPtr	lsn;
 	bool		caught_up;
-	StringInfoData sql;
 
 	MemoryContext callercxt = CurrentMemoryContext;
 
@@ -64,13 +126,23 @@ kappa_verify(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_read_view(relid, &v);
+	check_verify_privileges(relid, &v);
+	{
+		KappaOwnerScope scope;
+		KappaViewDef *def;
+
+		kappa_owner_enter(v.owner, &scope);
+		def = kappa_compile_view(v.canonical);
+		kappa_owner_leave(&scope);
+		kappa_check_sources_unchanged(def, v.sources, get_rel_name(relid));
+	}
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
 
 		canonical = pstrdup(v.canonical);
 		sources = list_copy(v.sources);
-		target = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-											get_rel_name(relid));
+		owner = v.owner;
+		target = kappa_qualified_name(relid);
 		MemoryContextSwitchTo(spicxt);
 	}
 
@@ -91,31 +163,6 @@ kappa_verify(PG_FUNCTION_ARGS)
 						get_rel_name(relid)),
 				 errhint("Check kappa.status for the view and its worker.")));
 
-	/* both ways, with one snapshot */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT 'missing'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
-					 " FROM ((%s) EXCEPT ALL SELECT * FROM %s) d GROUP BY 2"
-					 " UNION ALL "
-					 "SELECT 'extra'::text, pg_catalog.to_jsonb(d), pg_catalog.count(*)"
-					 " FROM (SELECT * FROM %s EXCEPT ALL (%s)) d GROUP BY 2"
-					 " ORDER BY 1, 2",
-					 canonical, target, target, canonical);
-	/* not read-only: a new snapshot, taken after the wait */
-	if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not compare derived view \"%s\"", get_rel_name(relid));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
-
-		values[0] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &nulls[0]);
-		values[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &nulls[1]);
-		values[2] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &nulls[2]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	SPI_finish();
+	compare_view(rsinfo, relid, canonical, target, owner);
 	return (Datum) 0;
 }

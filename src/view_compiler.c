@@ -27,6 +27,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "commands/extension.h"
@@ -234,6 +235,30 @@ check_source(Relation rel)
 				 errhint("Only a role that bypasses row-level security can create a view over this table.")));
 }
 
+/*
+ * A source is read without its inheritance children: the worker sees the
+ * changes of the tables it reads, not of their children, so "FROM t" is
+ * maintained as "FROM ONLY t", and says so in the view's canonical query.
+ * A table that has children now is refused unless the query says ONLY:
+ * the view would otherwise start with the children's rows and never see
+ * their changes.
+ */
+static void
+check_inheritance(RangeTblEntry *rte, Relation rel)
+{
+	if (!rte->inh)
+		return;
+	if (find_inheritance_children(RelationGetRelid(rel), NoLock) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot read table \"%s\" together with its inheritance children",
+						RelationGetRelationName(rel)),
+				 errdetail("Changes of the child tables are not maintained."),
+				 errhint("Write FROM ONLY %s to read the table's own rows.",
+						 quote_identifier(RelationGetRelationName(rel)))));
+	rte->inh = false;
+}
+
 static bool
 is_derived_table(Oid relid)
 {
@@ -401,6 +426,7 @@ kappa_compile_view(const char *sql)
 
 		rel = table_open(rte->relid, AccessShareLock);
 		check_source(rel);
+		check_inheritance(rte, rel);
 		if (is_derived_table(rte->relid))
 			not_supported(psprintf("derived view \"%s\" as a source",
 								   RelationGetRelationName(rel)));

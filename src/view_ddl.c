@@ -26,6 +26,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_opclass.h"
@@ -63,39 +64,6 @@ PG_FUNCTION_INFO_V1(kappa_guard);
 
 /* set while pg_kappa itself writes derived tables and arrangements */
 bool		kappa_guard_bypass = false;
-
-Oid
-kappa_views_relid(void)
-{
-	Oid			nsp = get_namespace_oid("kappa", true);
-
-	if (!OidIsValid(nsp))
-		return InvalidOid;
-	return get_relname_relid("views", nsp);
-}
-
-Oid
-kappa_extension_owner(void)
-{
-	Oid			owner;
-	bool		isnull;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_kappa'",
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "extension pg_kappa is not installed");
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return owner;
-}
-
-char *
-kappa_slot_name(Oid dboid)
-{
-	return psprintf("pg_kappa_%u", dboid);
-}
 
 /* Run one statement through SPI (already connected); error on failure. */
 static void
@@ -223,65 +191,23 @@ guard_trigger_sql(const char *qualname)
 }
 
 /*
- * ShareLock every source without ever waiting while holding one: holding a
- * source while waiting for another would deadlock with a writer that holds
- * the second and wants the first.  Wait for a busy source holding nothing
- * else, keep it, and try the others without waiting; start over if one of
- * them is busy.
+ * The derived table depends on the functions, operators, types and
+ * collations its query uses, as a view does: DROP FUNCTION of one of them
+ * is refused, or drops the view with CASCADE.  Not on its sources: a
+ * dropped source marks the view broken instead (kappa.on_sql_drop), and
+ * the view can be dropped then.
  */
-void
-kappa_lock_sources(List *sources)
+static void
+record_query_dependencies(Oid derived, Query *query)
 {
-	Oid			held = InvalidOid;	/* the one we waited for */
+	ObjectAddress myself;
 
-	for (;;)
-	{
-		ListCell   *lc;
-		Oid			busy = InvalidOid;
-
-		foreach(lc, sources)
-		{
-			Oid			relid = lfirst_oid(lc);
-
-			if (relid != held && !ConditionalLockRelationOid(relid, ShareLock))
-			{
-				busy = relid;
-				break;
-			}
-		}
-		if (!OidIsValid(busy))
-			return;
-
-		/* release everything, then wait for the busy one */
-		foreach(lc, sources)
-		{
-			Oid			relid = lfirst_oid(lc);
-
-			if (relid == busy)
-				break;
-			if (relid != held)
-				UnlockRelationOid(relid, ShareLock);
-		}
-		if (OidIsValid(held))
-			UnlockRelationOid(held, ShareLock);
-		LockRelationOid(busy, ShareLock);
-		held = busy;
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* Run as role, with security restrictions like a SECURITY DEFINER function. */
-void
-kappa_become(Oid role, SavedUser *saved)
-{
-	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
-	SetUserIdAndSecContext(role, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-kappa_unbecome(SavedUser *saved)
-{
-	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+	ObjectAddressSet(myself, RelationRelationId, derived);
+	recordDependencyOnExpr(&myself, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	CommandCounterIncrement();
+	deleteDependencyRecordsForClass(RelationRelationId, derived,
+									RelationRelationId, DEPENDENCY_NORMAL);
+	CommandCounterIncrement();
 }
 
 /*
@@ -292,10 +218,11 @@ kappa_unbecome(SavedUser *saved)
  * until, and is not maintained.
  */
 static Oid
-create_view(const char *name, const char *sql, const char *path,
+create_view(const char *name, const char *sql, const char *path, Oid owner,
 			bool replay, XLogRecPtr replay_from, XLogRecPtr until)
 {
-	Oid			caller = GetUserId();
+	Oid			caller = owner;
+	KappaOwnerScope scope;
 	Oid			extowner;
 	Oid			views_relid = kappa_views_relid();
 	int			nestlevel;
@@ -330,6 +257,13 @@ create_view(const char *name, const char *sql, const char *path,
 				 errmsg("pg_kappa must be loaded via shared_preload_libraries"),
 				 errhint("Add pg_kappa to shared_preload_libraries and restart the server.")));
 
+	/*
+	 * Everything that creates, fills or compiles the view runs as its owner,
+	 * restricted: the caller, or for a replay into a new view the owner of
+	 * the view replayed, whoever calls.
+	 */
+	kappa_owner_enter(owner, &scope);
+
 	/* the caller's names are resolved with the caller's search_path */
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
@@ -339,6 +273,12 @@ create_view(const char *name, const char *sql, const char *path,
 	aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+	if (isAnyTempNamespace(nspid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot be temporary tables"),
+				 errdetail("The apply worker maintains a view after the session that created it has ended."),
+				 errhint("Create the view in a permanent schema.")));
 	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
@@ -447,6 +387,7 @@ create_view(const char *name, const char *sql, const char *path,
 					  target, canonical), SPI_OK_UTILITY);
 	derived = RangeVarGetRelid(makeRangeVar(get_namespace_name(nspid), rv->relname, -1),
 							   NoLock, false);
+	record_query_dependencies(derived, def->query);
 	if (def->key_columns == NIL)
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
 	else
@@ -545,6 +486,7 @@ create_view(const char *name, const char *sql, const char *path,
 	}
 
 	SPI_finish();
+	kappa_owner_leave(&scope);
 
 	/* tell the worker its set of sources changed, and make sure it runs */
 	CacheInvalidateRelcacheByRelid(views_relid);
@@ -573,13 +515,14 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
-	PG_RETURN_OID(create_view(name, sql, path, replay, from, InvalidXLogRecPtr));
+	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay, from,
+							  InvalidXLogRecPtr));
 }
 
 /*
- * For kappa.replay(view, from_lsn, until_lsn, into): the view's query
- * (canonical, fully qualified), replayed into a new table.  Not callable
- * from SQL.
+ * For kappa.replay(view, from_lsn, until_lsn, new_name): the view's query
+ * (canonical, fully qualified), replayed into a new table owned by the
+ * replayed view's owner, whoever calls.  Not callable from SQL.
  */
 Datum
 kappa_create_view_replay(PG_FUNCTION_ARGS)
@@ -587,53 +530,8 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 	char	   *into = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", true,
-							  PG_GETARG_LSN(2), PG_GETARG_LSN(3)));
-}
-
-static List *
-oid_array_list(Datum arr)
-{
-	Datum	   *elems;
-	int			n;
-	List	   *result = NIL;
-
-	deconstruct_array(DatumGetArrayTypeP(arr), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
-					  &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-		result = lappend_oid(result, DatumGetObjectId(elems[i]));
-	return result;
-}
-
-/*
- * The catalog row of derived table relid, or an error naming it.  SPI must
- * be connected; the row is read with a fresh snapshot, and the result is
- * allocated in SPI's procedure context.
- */
-void
-kappa_read_view(Oid relid, KappaViewRow *v)
-{
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-
-	if (SPI_execute(psprintf("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error"
-							 " FROM kappa.views WHERE relid = %u", relid),
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read kappa.views");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("\"%s\" is not a derived view", get_rel_name(relid))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	v->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	v->state = SPI_getvalue(tup, desc, 2);
-	v->canonical = SPI_getvalue(tup, desc, 3);
-	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
-	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
-	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
-	v->last_error = SPI_getvalue(tup, desc, 7);
+	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4),
+							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3)));
 }
 
 static void

@@ -1,0 +1,359 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  The layer below pg_kappa's SQL functions and workers: reading a
+ *	  derived view's row of kappa.views, who may read a view, switching to
+ *	  a view's owner, locking a view's sources, and the names of the
+ *	  extension's objects (catalog table, slot).
+ *
+ * Everything that runs a view's code (its query, the functions and
+ * operators it calls, anything on its tables: triggers, rules, index
+ * expressions, constraints) does so between kappa_owner_enter and
+ * kappa_owner_leave: as the view's owner, inside a security-restricted
+ * operation, with search_path pinned to pg_catalog and a GUC nest level
+ * that undoes whatever the view's code set, whoever started the work (the
+ * apply worker, the audit worker, a superuser calling verify, audit or
+ * replay).  This is what REFRESH MATERIALIZED VIEW does.
+ *
+ * A view's owner is the owner of its derived table now (pg_class), not
+ * the role that created it: REASSIGN OWNED and ALTER TABLE ... OWNER TO
+ * move the view with the table.
+ *
+ * This file does not create, change or drop views (view_ddl.c) and does
+ * not apply changes (delta_engine.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/syscache.h"
+
+#include "pg_kappa.h"
+
+/* The OID of kappa.views, or InvalidOid when the extension is not here. */
+Oid
+kappa_views_relid(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return get_relname_relid("views", nsp);
+}
+
+/* The role that owns the extension (and its catalog tables). */
+Oid
+kappa_extension_owner(void)
+{
+	Oid			owner;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_kappa'",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "extension pg_kappa is not installed");
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return owner;
+}
+
+/* The name of database dboid's logical slot. */
+char *
+kappa_slot_name(Oid dboid)
+{
+	return psprintf("pg_kappa_%u", dboid);
+}
+
+/*
+ * A relation's name for messages: its name while it exists, else its OID
+ * (an OID may name a table dropped since, or nothing at all).
+ */
+char *
+kappa_rel_label(Oid relid)
+{
+	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
+
+	return name ? name : psprintf("%u", relid);
+}
+
+/* "schema"."table" of an existing relation, or an error naming its OID. */
+char *
+kappa_qualified_name(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/*
+ * ShareLock every source without ever waiting while holding one: holding a
+ * source while waiting for another would deadlock with a writer that holds
+ * the second and wants the first.  Wait for a busy source holding nothing
+ * else, keep it, and try the others without waiting; start over if one of
+ * them is busy.
+ */
+void
+kappa_lock_sources(List *sources)
+{
+	Oid			held = InvalidOid;	/* the one we waited for */
+
+	for (;;)
+	{
+		ListCell   *lc;
+		Oid			busy = InvalidOid;
+
+		foreach(lc, sources)
+		{
+			Oid			relid = lfirst_oid(lc);
+
+			if (relid != held && !ConditionalLockRelationOid(relid, ShareLock))
+			{
+				busy = relid;
+				break;
+			}
+		}
+		if (!OidIsValid(busy))
+			return;
+
+		/* release everything, then wait for the busy one */
+		foreach(lc, sources)
+		{
+			Oid			relid = lfirst_oid(lc);
+
+			if (relid == busy)
+				break;
+			if (relid != held)
+				UnlockRelationOid(relid, ShareLock);
+		}
+		if (OidIsValid(held))
+			UnlockRelationOid(held, ShareLock);
+		LockRelationOid(busy, ShareLock);
+		held = busy;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Run as role for pg_kappa's own catalog work (the extension owner writing
+ * kappa.views, for example), like a SECURITY DEFINER function.  Never for
+ * a view's code: that is kappa_owner_enter.
+ */
+void
+kappa_become(Oid role, SavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(role, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Back to the user kappa_become saved. */
+void
+kappa_unbecome(SavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * Start running a view's code as owner: security-restricted, with a new
+ * GUC nest level and search_path = pg_catalog, pg_temp.  Pair with
+ * kappa_owner_leave; an error in between is cleaned up by the (sub)
+ * transaction's abort, which restores both the user and the settings.
+ */
+void
+kappa_owner_enter(Oid owner, KappaOwnerScope *scope)
+{
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec_context);
+	SetUserIdAndSecContext(owner, scope->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	scope->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Undo every setting the view's code made, and become the caller again. */
+void
+kappa_owner_leave(KappaOwnerScope *scope)
+{
+	AtEOXact_GUC(false, scope->nestlevel);
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec_context);
+}
+
+/*
+ * For a worker's session: its own SQL sees only pg_catalog (and its own
+ * temporary schema, which is never searched for functions or operators),
+ * so no role's objects can capture a name in it.  View code that changes
+ * the setting is undone by kappa_owner_leave.
+ */
+void
+kappa_pin_search_path(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+}
+
+/* The owner of derived table relid now, or an error naming it. */
+Oid
+kappa_view_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("derived table with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * May the current user read view relid's contents and what its status
+ * tells?  Its owner may, and so may a role with SELECT on the derived table
+ * and on every source, and USAGE on their schemas.
+ */
+bool
+kappa_may_read_view(Oid relid, List *sources)
+{
+	Oid			user = GetUserId();
+	ListCell   *lc;
+	List	   *rels = lcons_oid(relid, list_copy(sources));
+
+	if (pg_class_ownercheck(relid, user))
+		return true;
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel)) ||
+			pg_class_aclcheck(rel, user, ACL_SELECT) != ACLCHECK_OK ||
+			pg_namespace_aclcheck(get_rel_namespace(rel), user, ACL_USAGE) != ACLCHECK_OK)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A view's query is kept as text that names its sources.  When a source or
+ * its schema has been renamed, or another table has taken a source's name,
+ * that text no longer reads the tables the view was built from: refuse to
+ * go on with it.  def is the canonical query compiled again; sources are
+ * the view's sources as recorded.
+ */
+void
+kappa_check_sources_unchanged(KappaViewDef *def, List *sources, const char *viewname)
+{
+	if (!equal(def->sources, sources))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the query of derived view \"%s\" no longer reads the tables it was created from",
+						viewname),
+				 errdetail("A source table or its schema was renamed, or another table has taken a source's name."),
+				 errhint("Drop the view with kappa.drop_view and create it again.")));
+}
+
+/* An oid[] datum as a List of OIDs. */
+static List *
+oid_array_list(Datum arr)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend_oid(result, DatumGetObjectId(elems[i]));
+	return result;
+}
+
+/*
+ * The catalog row of derived table relid, or an error naming it.  SPI must
+ * be connected; the row is read with a fresh snapshot, and the result is
+ * allocated in SPI's procedure context.  A row whose derived table no
+ * longer exists is reported as not a derived view.
+ */
+void
+kappa_read_view(Oid relid, KappaViewRow *v)
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	SavedUser	saved;
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(relid);
+
+	/*
+	 * As the extension owner: the policy on kappa.views shows a role only
+	 * the views it may read, but whether the caller may do what it asks is
+	 * for the caller of this function to decide, with a message that says
+	 * so.
+	 */
+	kappa_become(kappa_extension_owner(), &saved);
+	rc = SPI_execute_with_args("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error"
+							   " FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, args, NULL, false, 1);
+	kappa_unbecome(&saved);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed != 1 || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a derived view", kappa_rel_label(relid))));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	v->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	v->state = SPI_getvalue(tup, desc, 2);
+	v->canonical = SPI_getvalue(tup, desc, 3);
+	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
+	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
+	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
+	v->last_error = SPI_getvalue(tup, desc, 7);
+	v->owner = kappa_view_owner(relid);
+}
+
+PG_FUNCTION_INFO_V1(kappa_can_read);
+
+/*
+ * kappa.can_read(relid): may the current user SELECT from relation relid
+ * (table privilege and USAGE on its schema)?  False for a relation that
+ * no longer exists.  Used by the policy on kappa.views and by
+ * kappa.status to show a view's query and errors only to its readers.
+ */
+Datum
+kappa_can_read(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			user = GetUserId();
+	Oid			nsp = get_rel_namespace(relid);
+	bool		missing = false;
+
+	if (!OidIsValid(nsp) ||
+		pg_namespace_aclcheck(nsp, user, ACL_USAGE) != ACLCHECK_OK)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(pg_class_aclcheck_ext(relid, user, ACL_SELECT, &missing) == ACLCHECK_OK &&
+				   !missing);
+}
