@@ -23,9 +23,11 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -35,12 +37,14 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -270,6 +274,146 @@ recount_commit(const char *line, int64 nchanges, pg_crc32c crc)
 	return buf.data;
 }
 
+/*
+ * What kappa.events may return of one logged table to the caller: a
+ * table's events are the rows it held and every later change of them, so
+ * they are returned only to a role that could SELECT all of that from the
+ * table now.
+ */
+typedef enum EventsAccess
+{
+	EVENTS_ALLOWED,
+	EVENTS_DROPPED,				/* no such table now */
+	EVENTS_NO_USAGE,			/* no USAGE on the table's schema */
+	EVENTS_NO_SELECT,			/* no SELECT on the table, nor on every column */
+	EVENTS_RLS					/* row-level security applies to the caller */
+} EventsAccess;
+
+/* One entry of the per-call cache of events_access results. */
+typedef struct EventsAccessEntry
+{
+	Oid			relid;			/* hash key */
+	EventsAccess access;
+} EventsAccessEntry;
+
+/*
+ * May caller read the events of dropped tables?  Those are returned only
+ * to roles that may read kappa.event_log itself (superusers, the extension
+ * owner, and roles it was granted to), since no table's privileges or
+ * policies can be checked any more.
+ */
+static bool
+events_log_reader(Oid caller)
+{
+	Oid			nsp = get_namespace_oid("kappa", false);
+	Oid			log_relid = get_relname_relid("event_log", nsp);
+
+	if (!OidIsValid(log_relid))
+		elog(ERROR, "table kappa.event_log does not exist");
+	return pg_class_aclcheck(log_relid, caller, ACL_SELECT) == ACLCHECK_OK;
+}
+
+/*
+ * Whether caller may read the logged events of the table relid, judged by
+ * the table as it is now (it may have been renamed or moved since it was
+ * logged): USAGE on its schema, SELECT on the table or on every one of its
+ * columns, and no row-level security in force for caller (kappa.events
+ * cannot apply policies to logged rows).  A table that no longer exists is
+ * readable only by log_reader roles.  Runs no query, so the current user
+ * does not matter.
+ */
+static EventsAccess
+events_access(Oid relid, Oid caller, bool log_reader)
+{
+	HeapTuple	tup;
+	Oid			nsp;
+
+	tup = OidIsValid(relid) ? SearchSysCache1(RELOID, ObjectIdGetDatum(relid)) : NULL;
+	if (!HeapTupleIsValid(tup))
+		return log_reader ? EVENTS_ALLOWED : EVENTS_DROPPED;
+	nsp = ((Form_pg_class) GETSTRUCT(tup))->relnamespace;
+	ReleaseSysCache(tup);
+
+	if (pg_namespace_aclcheck(nsp, caller, ACL_USAGE) != ACLCHECK_OK)
+		return EVENTS_NO_USAGE;
+	if (pg_class_aclcheck(relid, caller, ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, caller, ACL_SELECT, ACLMASK_ALL) != ACLCHECK_OK)
+		return EVENTS_NO_SELECT;
+	/* noError: with row_security off the table is refused all the same */
+	if (check_enable_rls(relid, caller, true) == RLS_ENABLED)
+		return EVENTS_RLS;
+	return EVENTS_ALLOWED;
+}
+
+/*
+ * Refuse a table the caller named in kappa.events' tables argument, for
+ * the reason events_access gave.
+ */
+static void
+events_access_error(Oid relid, EventsAccess access)
+{
+	char	   *relname = get_rel_name(relid);
+
+	switch (access)
+	{
+		case EVENTS_ALLOWED:
+			break;
+		case EVENTS_DROPPED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table with OID %u", relid),
+					 errdetail("No table has this OID now. The events of dropped tables are returned only to roles that may read kappa.event_log.")));
+			break;
+		case EVENTS_NO_USAGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", relname),
+					 errdetail("Reading its events requires the USAGE privilege on its schema \"%s\".",
+							   get_namespace_name(get_rel_namespace(relid)))));
+			break;
+		case EVENTS_NO_SELECT:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", relname),
+					 errdetail("Reading its events requires the SELECT privilege on the table or on every one of its columns.")));
+			break;
+		case EVENTS_RLS:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", relname),
+					 errdetail("Row-level security is active on the table for the current role, and kappa.events cannot filter its events by policy."),
+					 errhint("Query the table itself, where its policies apply, or read its events as a role that bypasses row-level security.")));
+			break;
+	}
+}
+
+/*
+ * Whether the caller may read the events of relid, through the per-call
+ * cache: each table is checked once per call of kappa.events.
+ */
+static bool
+events_readable(HTAB *cache, Oid relid, Oid caller, bool log_reader)
+{
+	EventsAccessEntry *entry;
+	bool		found;
+
+	entry = hash_search(cache, &relid, HASH_ENTER, &found);
+	if (!found)
+		entry->access = events_access(relid, caller, log_reader);
+	return entry->access == EVENTS_ALLOWED;
+}
+
+/*
+ * kappa.events(from_lsn, to_lsn, tables): the logged records committed
+ * between the two LSNs, in commit order, each as the output plugin wrote
+ * it.  Only the events of tables the caller may read now (events_access)
+ * are returned: a table named in tables that the caller may not read is an
+ * error; with tables NULL, such tables are left out silently, as catalog
+ * views leave out what the caller may not see.  Begin and commit records
+ * are returned around the changes returned, the commit's count and
+ * checksum recomputed when some of its changes were left out.  The log is
+ * read as the extension owner.
+ */
 Datum
 kappa_events(PG_FUNCTION_ARGS)
 {
@@ -277,9 +421,9 @@ kappa_events(PG_FUNCTION_ARGS)
 	XLogRecPtr	from = PG_ARGISNULL(0) ? InvalidXLogRecPtr : PG_GETARG_LSN(0);
 	XLogRecPtr	to = PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1);
 	List	   *tables = NIL;
-	List	   *readable = NIL;
-	List	   *unreadable = NIL;
 	Oid			caller = GetUserId();
+	bool		log_reader;
+	HTAB	   *access;
 	SavedUser	saved;
 	LogCursor	c;
 	LogRecord	r;
@@ -309,6 +453,16 @@ kappa_events(PG_FUNCTION_ARGS)
 		rsinfo->setDesc = desc;
 		MemoryContextSwitchTo(oldcxt);
 	}
+	log_reader = events_log_reader(caller);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(EventsAccessEntry);
+		ctl.hcxt = CurrentMemoryContext;
+		access = hash_create("pg_kappa events access", 16, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	if (!PG_ARGISNULL(2))
 	{
 		ArrayType  *a = PG_GETARG_ARRAYTYPE_P(2);
@@ -316,18 +470,23 @@ kappa_events(PG_FUNCTION_ARGS)
 		bool	   *nulls;
 		int			n;
 
+		/* every table named must be readable: refuse the call otherwise */
 		deconstruct_array(a, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
 		for (int i = 0; i < n; i++)
 		{
 			Oid			relid;
-			AclResult	aclresult;
+			EventsAccessEntry *entry;
+			bool		found;
 
 			if (nulls[i])
 				continue;
 			relid = DatumGetObjectId(elems[i]);
-			aclresult = pg_class_aclcheck(relid, caller, ACL_SELECT);
-			if (aclresult != ACLCHECK_OK)
-				aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+			entry = hash_search(access, &relid, HASH_ENTER, &found);
+			if (found)
+				continue;
+			entry->access = events_access(relid, caller, log_reader);
+			if (entry->access != EVENTS_ALLOWED)
+				events_access_error(relid, entry->access);
 			tables = lappend_oid(tables, relid);
 		}
 		if (tables == NIL)
@@ -392,20 +551,12 @@ kappa_events(PG_FUNCTION_ARGS)
 			MemoryContextReset(reccxt);
 			continue;
 		}
-		if (tables == NIL && !list_member_oid(readable, r.relid))
+		if (tables == NIL && !events_readable(access, r.relid, caller, log_reader))
 		{
-			if (list_member_oid(unreadable, r.relid) ||
-				!OidIsValid(r.relid) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(r.relid)) ||
-				pg_class_aclcheck(r.relid, caller, ACL_SELECT) != ACLCHECK_OK)
-			{
-				/* not the caller's to read (or no longer there) */
-				if (!list_member_oid(unreadable, r.relid))
-					unreadable = lappend_oid(unreadable, r.relid);
-				filtered = true;
-				MemoryContextReset(reccxt);
-				continue;
-			}
-			readable = lappend_oid(readable, r.relid);
+			/* not the caller's to read */
+			filtered = true;
+			MemoryContextReset(reccxt);
+			continue;
 		}
 		if (have_begin && !begun && !r.snapshot)
 		{
