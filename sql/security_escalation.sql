@@ -1,0 +1,211 @@
+-- Hostile view owners: every path that runs a view's code (verify, audit,
+-- scheduled audits, the apply worker, its TOAST fix-ups, replay) must run
+-- it as the view's owner, security-restricted, with settings undone after
+-- it.  Each probe tries to make its role a superuser; rolsuper is checked
+-- after each.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+CREATE ROLE regress_kappa_alice;
+CREATE ROLE regress_kappa_bob;
+CREATE ROLE regress_kappa_carol;
+CREATE SCHEMA ka AUTHORIZATION regress_kappa_alice;
+CREATE SCHEMA kb AUTHORIZATION regress_kappa_bob;
+CREATE SCHEMA kc AUTHORIZATION regress_kappa_carol;
+
+-- escalates the role it names when the current user is a superuser
+CREATE FUNCTION public.kappa_probe(role text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('ALTER ROLE %I SUPERUSER', role);
+    END IF;
+END
+$$;
+CREATE FUNCTION public.supers() RETURNS text[] LANGUAGE sql AS
+$$ SELECT coalesce(array_agg(rolname ORDER BY rolname), '{}') FROM pg_roles
+   WHERE rolname LIKE 'regress\_kappa\_%' AND rolsuper $$;
+RESET client_min_messages;
+
+-- 1. verify, verify_all and audit run alice's function
+SET ROLE regress_kappa_alice;
+CREATE TABLE ka.t (id int PRIMARY KEY, v int);
+INSERT INTO ka.t SELECT g, g FROM generate_series(1, 5) g;
+CREATE FUNCTION ka.f(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.kappa_probe('regress_kappa_alice');
+    RETURN $1;
+END
+$$;
+SELECT kappa.create_view('ka.v', 'SELECT id, ka.f(v) AS v FROM ka.t');
+RESET ROLE;
+SELECT count(*) FROM kappa.verify('ka.v');
+SELECT view, ok FROM kappa.verify_all() WHERE view::text = 'ka.v';
+SELECT count(*) >= 0 AS audited FROM kappa.audit();
+SELECT public.supers();
+
+-- 2. the audit worker, on alice's schedule
+SET ROLE regress_kappa_alice;
+SELECT kappa.alter_view('ka.v', audit_every => '1 second');
+RESET ROLE;
+DO $$
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        EXIT WHEN (SELECT last_audit_at IS NOT NULL FROM kappa.views WHERE name = 'ka.v');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+SELECT last_audit_at IS NOT NULL AS audited FROM kappa.views WHERE name = 'ka.v';
+SELECT public.supers();
+SET ROLE regress_kappa_alice;
+SELECT kappa.alter_view('ka.v', audit_every => '0');
+RESET ROLE;
+
+-- 3. bob's view code changes search_path so that the worker's own SQL
+-- would find his "=" operator
+SET ROLE regress_kappa_bob;
+CREATE FUNCTION kb.inteq(int, int) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.kappa_probe('regress_kappa_bob');
+    RETURN $1 OPERATOR(pg_catalog.=) $2;
+END
+$$;
+CREATE OPERATOR kb.= (leftarg = int, rightarg = int, function = kb.inteq);
+CREATE FUNCTION kb.setsp(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'kb, pg_catalog', false);
+    RETURN $1;
+END
+$$;
+CREATE TABLE kb.sp (id int PRIMARY KEY, v int);
+INSERT INTO kb.sp VALUES (1, 1), (2, 2);
+SELECT kappa.create_view('kb.spv', 'SELECT id, kb.setsp(v) AS v FROM kb.sp');
+UPDATE kb.sp SET v = 20 WHERE id = 2;
+DELETE FROM kb.sp WHERE id = 1;
+SELECT kappa.wait('kb.spv');
+SELECT * FROM kb.spv ORDER BY id;
+RESET ROLE;
+-- another change after bob's, through the same worker
+UPDATE kb.sp SET v = 30 WHERE id = 2;
+SELECT kappa.wait('kb.spv');
+SELECT state FROM kappa.views WHERE name = 'kb.spv';
+SELECT public.supers();
+
+-- 4. a trigger on the view's internal tables, fired by the worker's
+-- fix-up of unchanged TOASTed values
+SET ROLE regress_kappa_alice;
+CREATE TABLE ka.big (id int PRIMARY KEY, doc text, n int);
+ALTER TABLE ka.big ALTER doc SET STORAGE EXTERNAL;
+INSERT INTO ka.big SELECT g, repeat(md5(g::text), 300), g FROM generate_series(1, 3) g;
+SELECT kappa.create_view('ka.bigv', 'SELECT id, n, length(doc) AS len FROM ka.big');
+CREATE FUNCTION ka.trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.kappa_probe('regress_kappa_alice');
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END
+$$;
+DO $$
+DECLARE
+    s text := (SELECT 'kappa_v' || id FROM kappa.views WHERE name = 'ka.bigv');
+BEGIN
+    EXECUTE format('CREATE TRIGGER x BEFORE UPDATE ON %I.d_0 FOR EACH ROW EXECUTE FUNCTION ka.trg()', s);
+    EXECUTE format('CREATE TRIGGER x BEFORE INSERT OR DELETE ON %I.a_0 FOR EACH ROW EXECUTE FUNCTION ka.trg()', s);
+END
+$$;
+UPDATE ka.big SET n = n + 10;
+SELECT kappa.wait('ka.bigv');
+SELECT * FROM ka.bigv ORDER BY id;
+RESET ROLE;
+SELECT state, last_error FROM kappa.views WHERE name = 'ka.bigv';
+SELECT public.supers();
+
+-- 5. triggers on the derived table itself, fired by a superuser's
+-- replay in place; replay into a new view makes it alice's, not the
+-- caller's
+SET ROLE regress_kappa_alice;
+CREATE TABLE ka.t5 (id int PRIMARY KEY, v int);
+INSERT INTO ka.t5 SELECT g, g FROM generate_series(1, 4) g;
+SELECT kappa.capture('ka.t5') IS NOT NULL AS captured;
+SELECT kappa.create_view('ka.v5', 'SELECT id, ka.f(v) AS v FROM ka.t5');
+CREATE TRIGGER y BEFORE DELETE ON ka.v5 FOR EACH ROW EXECUTE FUNCTION ka.trg();
+UPDATE ka.t5 SET v = v * 10 WHERE id <= 2;
+SELECT kappa.wait('ka.v5');
+RESET ROLE;
+SELECT kappa.replay('ka.v5') AS replayed;
+SELECT kappa.replay('ka.v5', NULL, NULL, 'v5b') AS replayed_into;
+SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'ka.v5b'::regclass;
+SELECT * FROM ka.v5b ORDER BY id;
+SELECT public.supers();
+
+-- 6. status and the catalog show a view's query and error only to its
+-- readers
+SET ROLE regress_kappa_alice;
+CREATE FUNCTION ka.chk(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    IF $1 = 99 THEN
+        RAISE EXCEPTION 'bad value for SSN 123-45-6789';
+    END IF;
+    RETURN $1;
+END
+$$;
+CREATE TABLE ka.e (id int PRIMARY KEY, v int);
+SELECT kappa.create_view('ka.ev', 'SELECT id, ka.chk(v) AS v FROM ka.e');
+INSERT INTO ka.e VALUES (1, 99);
+SELECT kappa.wait('ka.ev');
+SELECT name, state, last_error FROM kappa.status WHERE name = 'ka.ev';
+RESET ROLE;
+SET ROLE regress_kappa_carol;
+SELECT name, state, last_error FROM kappa.status WHERE name IN ('ka.v', 'kb.spv', 'ka.ev') ORDER BY name;
+SELECT count(*) AS visible FROM kappa.views WHERE name IN ('ka.v', 'kb.spv');
+-- and verify refuses before it locks anything
+RESET ROLE;
+SELECT relid AS kav_oid FROM kappa.views WHERE name = 'ka.v' \gset
+SET ROLE regress_kappa_carol;
+SELECT * FROM kappa.verify(:kav_oid);
+SELECT * FROM kappa.verify('kb.spv');
+RESET ROLE;
+GRANT USAGE ON SCHEMA ka TO regress_kappa_carol;
+GRANT SELECT ON ka.v TO regress_kappa_carol;
+SET ROLE regress_kappa_carol;
+SELECT name, query FROM kappa.views WHERE name IN ('ka.v', 'kb.spv') ORDER BY name;
+SELECT name, last_error FROM kappa.status WHERE name = 'ka.ev';
+-- SELECT on the view alone does not let carol see the query's rows
+SELECT * FROM kappa.verify('ka.v');
+RESET ROLE;
+
+-- 7. a paused view is refused at once, not waited for
+SET ROLE regress_kappa_alice;
+SELECT kappa.alter_view('ka.v', paused => true);
+SELECT * FROM kappa.verify('ka.v');
+SELECT kappa.alter_view('ka.v', paused => false);
+RESET ROLE;
+
+-- 8. temporary targets, and OIDs that are not (or no longer) views
+SELECT kappa.create_view('pg_temp.atv', 'SELECT id, v FROM ka.t');
+SELECT kappa.drop_view(0);
+SELECT * FROM kappa.verify(0);
+SELECT kappa.wait(0);
+SET client_min_messages = warning;
+INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind, sources,
+                         arrangements, key_columns, created_lsn, applied_lsn)
+VALUES (-1, 4000000000, 'gone.v', 'SELECT 1', 'SELECT 1', 10, 'project', '{}', '{}', '{}', '0/0', '0/0');
+RESET client_min_messages;
+SELECT * FROM kappa.verify(4000000000);
+SELECT kappa.drop_view(4000000000);
+SELECT view, ok FROM kappa.verify_all() ORDER BY 1;
+SELECT count(*) FROM kappa.audit() WHERE object = 'gone.v';
+DELETE FROM kappa.views WHERE id = -1;
+
+SELECT public.supers();
+
+-- clean up
+SELECT kappa.uncapture('ka.t5');
+SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'k_.%';
+SET client_min_messages = warning;
+DROP SCHEMA ka, kb, kc CASCADE;
+DROP FUNCTION public.kappa_probe(text), public.supers();
+DROP ROLE regress_kappa_alice, regress_kappa_bob, regress_kappa_carol;
+RESET client_min_messages;
