@@ -134,7 +134,9 @@ CREATE TRIGGER y BEFORE DELETE ON ka.v5 FOR EACH ROW EXECUTE FUNCTION ka.trg();
 UPDATE ka.t5 SET v = v * 10 WHERE id <= 2;
 SELECT kappa.wait('ka.v5');
 RESET ROLE;
+SET client_min_messages = warning;
 SELECT kappa.replay('ka.v5') AS replayed;
+RESET client_min_messages;
 SELECT kappa.replay('ka.v5', NULL, NULL, 'v5b') AS replayed_into;
 SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'ka.v5b'::regclass;
 SELECT * FROM ka.v5b ORDER BY id;
@@ -195,7 +197,8 @@ VALUES (-1, 4000000000, 'gone.v', 'SELECT 1', 'SELECT 1', 10, 'project', '{}', '
 RESET client_min_messages;
 SELECT * FROM kappa.verify(4000000000);
 SELECT kappa.drop_view(4000000000);
-SELECT view, ok FROM kappa.verify_all() ORDER BY 1;
+-- (ka.v was resumed above: it runs again once the worker has restarted)
+SELECT view, ok FROM kappa.verify_all() WHERE view::text <> 'ka.v' ORDER BY 1;
 SELECT count(*) FROM kappa.audit() WHERE object = 'gone.v';
 DELETE FROM kappa.views WHERE id = -1;
 
