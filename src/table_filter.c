@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "parser/scansup.h"
 
 #include "pg_kappa.h"
@@ -128,11 +129,25 @@ kappa_parse_table_patterns(const char *value)
 	return result;
 }
 
-/* Does str match glob? '*' matches any run, '\x' matches x. */
+/*
+ * Does str match glob?  '*' matches any run of characters, possibly empty;
+ * '\x' matches x literally (a '\' ending the glob, which the parser never
+ * writes, matches itself).
+ *
+ * The match is greedy with backtracking to the last '*' only: when the
+ * text after a star fails to match, that star's run takes one more
+ * character and the text after it is tried again from there.  Going back
+ * to an earlier star never helps, since the later star can absorb whatever
+ * the earlier one would, so the time is at most the product of the two
+ * lengths, not exponential in the number of stars.
+ */
 static bool
 glob_match(const char *glob, const char *str)
 {
-	while (*glob)
+	const char *after_star = NULL;	/* glob just after the last run of '*' */
+	const char *star_end = NULL;	/* str where that star's run ends */
+
+	for (;;)
 	{
 		if (*glob == '*')
 		{
@@ -140,21 +155,40 @@ glob_match(const char *glob, const char *str)
 				glob++;
 			if (*glob == '\0')
 				return true;
-			for (; *str; str++)
-			{
-				if (glob_match(glob, str))
-					return true;
-			}
-			return false;
+			after_star = glob;
+			star_end = str;
+			continue;
 		}
-		if (*glob == '\\')
-			glob++;
-		if (*glob != *str)
+		if (*str == '\0')
+		{
+			/*
+			 * A match if the glob is used up too.  Otherwise what is left of
+			 * it starts with a character, and a longer run of the last star
+			 * would only leave less of str for that.
+			 */
+			return *glob == '\0';
+		}
+		if (*glob != '\0')
+		{
+			const char *lit = glob;
+
+			if (*lit == '\\' && lit[1] != '\0')
+				lit++;
+			if (*lit == *str)
+			{
+				glob = lit + 1;
+				str++;
+				continue;
+			}
+		}
+		if (after_star == NULL)
 			return false;
-		glob++;
-		str++;
+
+		/* the last star's run takes one more character; retry after it */
+		CHECK_FOR_INTERRUPTS();
+		glob = after_star;
+		str = ++star_end;
 	}
-	return *str == '\0';
 }
 
 /* NIL means no filter: everything matches. */
@@ -169,6 +203,7 @@ kappa_table_matches(List *patterns, const char *nspname, const char *relname)
 	{
 		TablePattern *pat = lfirst(lc);
 
+		CHECK_FOR_INTERRUPTS();
 		if (glob_match(pat->schema, nspname) && glob_match(pat->table, relname))
 			return true;
 	}

@@ -326,6 +326,26 @@ collect_index_columns(Node *node, int rtindex, List **cols, Query *query)
 	}
 }
 
+/*
+ * Error context callback around the parse and analysis of a view's query:
+ * an error position there counts characters of the query, not of the
+ * statement that passed it (kappa.create_view's call), so it is turned into
+ * a position in the query, which is reported with the error.
+ */
+static void
+view_query_error_callback(void *arg)
+{
+	const char *sql = (const char *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery(sql);
+	}
+}
+
 /* ----------
  * Entry points
  * ----------
@@ -343,6 +363,12 @@ kappa_compile_view(const char *sql)
 	int			rtindex;
 	int			nrelations = 0;
 	bool		aggregate;
+	ErrorContextCallback errcallback;
+
+	errcallback.callback = view_query_error_callback;
+	errcallback.arg = unconstify(char *, sql);
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 
 	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
 	if (list_length(raw) != 1)
@@ -358,6 +384,8 @@ kappa_compile_view(const char *sql)
 		not_supported("SELECT INTO");
 
 	query = parse_analyze_fixedparams(stmt, sql, NULL, 0, NULL);
+
+	error_context_stack = errcallback.previous;
 
 	/* query-level constructs, in the order a reader meets them */
 	if (query->commandType != CMD_SELECT || query->utilityStmt)

@@ -17,6 +17,8 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
+#include "common/int.h"
+#include "common/int128.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -34,15 +36,42 @@ PG_FUNCTION_INFO_V1(kappa_worker_status);
 
 #define WAIT_POLL_MS 5
 
+/*
+ * The length of an interval in microseconds, counting a month as 30 days
+ * and a year as 365.25 days as EXTRACT(epoch) does.  The sum is exact (in
+ * 128 bits) and then saturates at the ends of the int64 range, so a huge
+ * interval is huge and keeps its sign instead of wrapping around.
+ */
 static int64
-interval_ms(Interval *iv)
+interval_us(Interval *iv)
 {
-	float8		secs;
+	INT128		sum = int64_to_int128(iv->time);
 
-	secs = DatumGetFloat8(DirectFunctionCall2(interval_part,
-											  CStringGetTextDatum("epoch"),
-											  IntervalPGetDatum(iv)));
-	return (int64) (secs * 1000.0);
+	int128_add_int64_mul_int64(&sum, iv->day, USECS_PER_DAY);
+	int128_add_int64_mul_int64(&sum, iv->month / MONTHS_PER_YEAR,
+							   (int64) (DAYS_PER_YEAR * USECS_PER_DAY));
+	int128_add_int64_mul_int64(&sum, iv->month % MONTHS_PER_YEAR,
+							   DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(sum, int64_to_int128(PG_INT64_MAX)) > 0)
+		return PG_INT64_MAX;
+	if (int128_compare(sum, int64_to_int128(PG_INT64_MIN)) < 0)
+		return PG_INT64_MIN;
+	return int128_to_int64(sum);
+}
+
+/*
+ * The time timeout_us microseconds from now.  When that is beyond the
+ * range of timestamps it is the latest one, which GetCurrentTimestamp()
+ * never reaches: the wait ends only when it succeeds or is interrupted.
+ */
+static TimestampTz
+wait_deadline(int64 timeout_us)
+{
+	TimestampTz deadline;
+
+	if (pg_add_s64_overflow(GetCurrentTimestamp(), timeout_us, &deadline))
+		deadline = timeout_us > 0 ? PG_INT64_MAX : PG_INT64_MIN;
+	return deadline;
 }
 
 /*
@@ -68,7 +97,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	XLogRecPtr	target;
-	int64		timeout_ms = 10000;
+	int64		timeout_us = 10 * USECS_PER_SEC;
 	TimestampTz deadline;
 	MemoryContext callercxt;
 
@@ -79,8 +108,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
 	if (!PG_ARGISNULL(2))
-		timeout_ms = interval_ms(PG_GETARG_INTERVAL_P(2));
-	if (timeout_ms < 0)
+		timeout_us = interval_us(PG_GETARG_INTERVAL_P(2));
+	if (timeout_us < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
@@ -96,7 +125,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 	if (target <= GetXLogInsertRecPtr())
 		XLogFlush(target);
 
-	deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+	deadline = wait_deadline(timeout_us);
 	callercxt = CurrentMemoryContext;
 	for (;;)
 	{
@@ -148,7 +177,12 @@ kappa_wait(PG_FUNCTION_ARGS)
 bool
 kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 {
-	TimestampTz deadline = GetCurrentTimestamp() + timeout_ms * 1000;
+	int64		timeout_us;
+	TimestampTz deadline;
+
+	if (pg_mul_s64_overflow(timeout_ms, 1000, &timeout_us))
+		timeout_us = timeout_ms > 0 ? PG_INT64_MAX : PG_INT64_MIN;
+	deadline = wait_deadline(timeout_us);
 
 	target = end_of_records(target);
 	if (target <= GetXLogInsertRecPtr())
