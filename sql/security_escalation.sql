@@ -167,6 +167,7 @@ RESET ROLE;
 SELECT relid AS kav_oid FROM kappa.views WHERE name = 'ka.v' \gset
 SET ROLE regress_kappa_carol;
 SELECT * FROM kappa.verify(:kav_oid);
+SELECT kappa.wait(:kav_oid);
 SELECT * FROM kappa.verify('kb.spv');
 RESET ROLE;
 GRANT USAGE ON SCHEMA ka TO regress_kappa_carol;

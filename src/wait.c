@@ -144,6 +144,13 @@ kappa_wait(PG_FUNCTION_ARGS)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		kappa_read_view(relid, &v);
+
+		/* what the view holds, and why it broke, are for its readers */
+		if (!kappa_may_read_view(relid, NIL))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for derived view \"%s\"", get_rel_name(relid)),
+					 errhint("Waiting for a view needs SELECT on it.")));
 		state = MemoryContextStrdup(callercxt, v.state);
 		applied = v.applied;
 		if (strcmp(state, "broken") == 0 || strcmp(state, "stale") == 0)
