@@ -14,6 +14,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "utils/guc.h"
 
 #include "pg_kappa.h"
@@ -26,6 +27,7 @@ int			kappa_batch_max_ms = 200;
 int			kappa_progress_interval = 10000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
+int			kappa_max_databases = 32;
 char	   *kappa_test_crash_point = NULL;
 
 void		_PG_init(void);
@@ -80,6 +82,14 @@ _PG_init(void)
 							1024, -1, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.max_databases",
+							"Maximum number of databases that can have apply workers at the same time.",
+							"Each database with derived views or captured tables holds one worker slot while it has them; it also needs a background worker (max_worker_processes) and a replication slot (max_replication_slots).",
+							&kappa_max_databases,
+							32, 1, MAX_BACKENDS,
+							PGC_POSTMASTER,
+							0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_kappa.test_crash_point",
 							   "For tests only: the apply worker kills itself at this point.",

@@ -124,23 +124,29 @@ extern int	kappa_batch_max_ms;
 extern int	kappa_naptime;
 extern int	kappa_progress_interval;
 extern int	kappa_max_retained_wal;
+extern int	kappa_max_databases;
 extern char *kappa_test_crash_point;
 
 /* ----------
  * shmem.c: state shared by the launcher, the apply workers and backends
  * ----------
  */
-#define KAPPA_MAX_WORKERS 32
-
+/*
+ * One slot per database that has an apply worker or is about to get one;
+ * there are pg_kappa.max_databases of them.  A slot is free while dboid is
+ * InvalidOid, and can be taken over while it is neither wanted nor has a
+ * worker attached (its worker retired).
+ */
 typedef struct KappaWorkerSlot
 {
 	Oid			dboid;			/* InvalidOid: slot free */
 	bool		wanted;			/* the launcher keeps a worker running */
-	uint32		generation;		/* bumped whenever a worker is started */
+	uint32		generation;		/* bumped when the slot is taken and
+								 * whenever a worker is started */
 	pid_t		pid;			/* 0: no worker attached */
 	Latch	   *latch;
 	int			restarts;		/* consecutive starts without progress (backoff) */
-	int			starts;			/* starts since the server started */
+	int			starts;			/* starts since the slot was taken */
 	TimestampTz next_start;		/* not before (backoff) */
 	XLogRecPtr	processed_lsn;	/* all WAL before this is applied */
 	TimestampTz last_batch_at;
@@ -150,10 +156,11 @@ typedef struct KappaWorkerSlot
 
 typedef struct KappaShared
 {
+	int			nslots;			/* pg_kappa.max_databases; never changes */
 	LWLock	   *lock;			/* protects everything below */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
-	KappaWorkerSlot workers[KAPPA_MAX_WORKERS];
+	KappaWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
 } KappaShared;
 
 extern KappaShared *KappaShmem;
@@ -163,6 +170,7 @@ extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
+extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
 
 /* ----------
  * launcher.c and apply_worker.c: background workers

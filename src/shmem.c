@@ -1,17 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *	  Shared memory of pg_kappa: one slot per database that has (or had)
- *	  an apply worker, and the launcher's address.
+ *	  Shared memory of pg_kappa: pg_kappa.max_databases worker slots, one
+ *	  per database that has an apply worker or is about to get one, and
+ *	  the launcher's address.
  *
  * Locking: KappaShmem->lock (one LWLock) protects every field of
- * KappaShared and of its worker slots.  Take it shared to read, exclusive
- * to write; never hold it while waiting for anything else.
+ * KappaShared and of its worker slots, except nslots, which is set when
+ * shared memory is created and never changes.  Take it shared to read,
+ * exclusive to write; never hold it while waiting for anything else, and
+ * never while reading a catalog.
  *
- * A slot belongs to a database while dboid is set.  The launcher starts a
- * worker for every slot that is "wanted", bumping the slot's generation; a
- * worker attaches only if the generation it was started with is still
- * current, so a stale worker can never take over a reused slot.
+ * A slot belongs to a database while dboid is set.  It is taken, wanted,
+ * by kappa_request_worker (kappa.create_view, kappa.capture and the like)
+ * or by the launcher (for a database that has a pg_kappa replication slot
+ * but no worker slot).  The launcher starts a worker for every slot that
+ * is wanted.  A worker that finds nothing to maintain withdraws the request
+ * (wanted = false) and exits; the slot is then given back by the launcher
+ * (dboid = InvalidOid), and may be taken over before that by any database
+ * (slot_reusable).  The slots of databases that were dropped
+ * are given back by the launcher, and by kappa_request_worker when it finds
+ * no free slot.  So a slot is held only as long as its database has derived
+ * views or captured tables.
+ *
+ * The generation is bumped whenever a slot is taken and whenever a worker
+ * is started; a worker attaches only if the generation it was started with
+ * is still current, so a stale worker can never take over a reused slot.
  *
  * This file does not start or stop processes (launcher.c does), and keeps
  * no per-view state: views live in the kappa.views table.
@@ -22,9 +36,11 @@
 
 #include <signal.h>
 
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/syscache.h"
 
 #include "pg_kappa.h"
 
@@ -33,15 +49,25 @@ KappaShared *KappaShmem = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* Bytes of shared memory for pg_kappa.max_databases worker slots. */
+static Size
+kappa_shmem_size(void)
+{
+	return add_size(offsetof(KappaShared, workers),
+					mul_size(kappa_max_databases, sizeof(KappaWorkerSlot)));
+}
+
+/* shmem_request_hook: reserve our shared memory and our LWLock. */
 static void
 kappa_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(KappaShared)));
+	RequestAddinShmemSpace(MAXALIGN(kappa_shmem_size()));
 	RequestNamedLWLockTranche("pg_kappa", 1);
 }
 
+/* shmem_startup_hook: create (or, in a backend, attach to) KappaShmem. */
 static void
 kappa_shmem_startup(void)
 {
@@ -51,11 +77,12 @@ kappa_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	KappaShmem = ShmemInitStruct("pg_kappa", sizeof(KappaShared), &found);
+	KappaShmem = ShmemInitStruct("pg_kappa", kappa_shmem_size(), &found);
 	if (!found)
 	{
-		memset(KappaShmem, 0, sizeof(KappaShared));
+		memset(KappaShmem, 0, kappa_shmem_size());
 		KappaShmem->lock = &(GetNamedLWLockTranche("pg_kappa"))->lock;
+		KappaShmem->nslots = kappa_max_databases;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -71,30 +98,69 @@ kappa_shmem_init(void)
 }
 
 /*
- * The slot of a database, or NULL.  With create, a free slot is claimed
- * (NULL if none is left).  Caller holds the lock, exclusively to create.
+ * Whether a slot may be taken by any database: it is free, or its worker
+ * retired (nobody wants one and none is attached).  Caller holds the lock.
+ */
+static bool
+slot_reusable(KappaWorkerSlot *w)
+{
+	return w->dboid == InvalidOid || (!w->wanted && w->pid == 0);
+}
+
+/*
+ * The slot of a database, or NULL.  With create, a slot is taken and
+ * wanted if the database has none (NULL if none can be taken), and the
+ * database's slot is wanted if it was not.  Caller holds the lock,
+ * exclusively to create.
  */
 KappaWorkerSlot *
 kappa_worker_slot(Oid dboid, bool create)
 {
-	KappaWorkerSlot *free_slot = NULL;
+	KappaWorkerSlot *w = NULL;
+	KappaWorkerSlot *reusable = NULL;
 
-	for (int i = 0; i < KAPPA_MAX_WORKERS; i++)
+	Assert(OidIsValid(dboid));
+	for (int i = 0; i < KappaShmem->nslots; i++)
 	{
-		KappaWorkerSlot *w = &KappaShmem->workers[i];
+		KappaWorkerSlot *s = &KappaShmem->workers[i];
 
-		if (w->dboid == dboid)
-			return w;
-		if (w->dboid == InvalidOid && free_slot == NULL)
-			free_slot = w;
+		if (s->dboid == dboid)
+		{
+			w = s;
+			break;
+		}
+		/* prefer a free slot to one whose database may want it back */
+		if (slot_reusable(s) &&
+			(reusable == NULL || (reusable->dboid != InvalidOid &&
+								  s->dboid == InvalidOid)))
+			reusable = s;
 	}
-	if (!create || free_slot == NULL)
-		return NULL;
-	memset(free_slot, 0, sizeof(KappaWorkerSlot));
-	free_slot->dboid = dboid;
-	return free_slot;
+	if (!create)
+		return w;
+
+	if (w == NULL)
+	{
+		uint32		generation;
+
+		if (reusable == NULL)
+			return NULL;
+		w = reusable;
+		/* a worker started for the previous owner must not attach */
+		generation = w->generation + 1;
+		memset(w, 0, sizeof(KappaWorkerSlot));
+		w->generation = generation;
+		w->dboid = dboid;
+	}
+	if (!w->wanted)
+	{
+		w->wanted = true;
+		w->restarts = 0;
+		w->next_start = 0;
+	}
+	return w;
 }
 
+/* Error out unless pg_kappa's shared memory exists. */
 static void
 shmem_required(void)
 {
@@ -105,35 +171,96 @@ shmem_required(void)
 				 errhint("Add pg_kappa to shared_preload_libraries and restart the server.")));
 }
 
-/* Ask the launcher to run a worker for the database, and wake it. */
+/*
+ * Give back the slots of databases that were dropped and have no worker
+ * attached, so that they can be taken; the launcher does the same, but
+ * only now and then.  Called without the lock, in a transaction.
+ */
+static void
+free_slots_of_dropped_databases(void)
+{
+	int			nslots = KappaShmem->nslots;
+	Oid		   *dboids = palloc(sizeof(Oid) * nslots);
+	uint32	   *generations = palloc(sizeof(uint32) * nslots);
+
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	for (int i = 0; i < nslots; i++)
+	{
+		KappaWorkerSlot *w = &KappaShmem->workers[i];
+
+		dboids[i] = w->pid == 0 ? w->dboid : InvalidOid;
+		generations[i] = w->generation;
+	}
+	LWLockRelease(KappaShmem->lock);
+
+	/* no catalog lookups under the lock */
+	for (int i = 0; i < nslots; i++)
+	{
+		if (OidIsValid(dboids[i]) &&
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboids[i])))
+			dboids[i] = InvalidOid;
+	}
+
+	/*
+	 * A slot whose generation moved on was taken (or its worker started)
+	 * meanwhile; a worker started for a dropped database cannot attach
+	 * once the slot is taken again, since that bumps the generation.
+	 */
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nslots; i++)
+	{
+		KappaWorkerSlot *w = &KappaShmem->workers[i];
+
+		if (OidIsValid(dboids[i]) && w->dboid == dboids[i] &&
+			w->generation == generations[i] && w->pid == 0)
+			w->dboid = InvalidOid;
+	}
+	LWLockRelease(KappaShmem->lock);
+
+	pfree(dboids);
+	pfree(generations);
+}
+
+/*
+ * Ask the launcher to run a worker for the database, and wake it.  Errors
+ * out when every slot belongs to another database that needs it; the
+ * caller's transaction is then rolled back.
+ */
 void
 kappa_request_worker(Oid dboid)
 {
-	KappaWorkerSlot *w;
+	KappaWorkerSlot *w = NULL;
+	char	   *dbname;
 
 	shmem_required();
-	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	w = kappa_worker_slot(dboid, true);
-	if (w == NULL)
+	for (int attempt = 0; attempt < 2 && w == NULL; attempt++)
 	{
+		if (attempt > 0)
+			free_slots_of_dropped_databases();
+		LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+		w = kappa_worker_slot(dboid, true);
+		if (w != NULL)
+		{
+			if (w->latch)
+				SetLatch(w->latch);
+			if (KappaShmem->launcher_latch)
+				SetLatch(KappaShmem->launcher_latch);
+		}
 		LWLockRelease(KappaShmem->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many databases with pg_kappa apply workers"),
-				 errdetail("At most %d databases can have derived views.",
-						   KAPPA_MAX_WORKERS)));
 	}
-	if (!w->wanted)
-	{
-		w->wanted = true;
-		w->restarts = 0;
-		w->next_start = 0;
-	}
-	if (w->latch)
-		SetLatch(w->latch);
-	if (KappaShmem->launcher_latch)
-		SetLatch(KappaShmem->launcher_latch);
-	LWLockRelease(KappaShmem->lock);
+	if (w != NULL)
+		return;
+
+	dbname = get_database_name(dboid);
+	if (dbname == NULL)
+		dbname = psprintf("%u", dboid);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("no free pg_kappa worker slot for database \"%s\"",
+					dbname),
+			 errdetail("All %d worker slots belong to other databases that have derived views or captured tables.",
+					   KappaShmem->nslots),
+			 errhint("Increase pg_kappa.max_databases (this needs a restart), or drop the derived views and captures of a database that no longer needs them.")));
 }
 
 /* Wake the database's worker, if it runs (kappa.wait does, to cut lag). */
@@ -164,4 +291,26 @@ kappa_worker_processed_lsn(Oid dboid)
 		result = w->processed_lsn;
 	LWLockRelease(KappaShmem->lock);
 	return result;
+}
+
+/*
+ * A palloc'd copy of all worker slots, taken at one instant, and their
+ * number in *nslots; an empty array without shared memory.
+ */
+KappaWorkerSlot *
+kappa_copy_worker_slots(int *nslots)
+{
+	KappaWorkerSlot *copy;
+
+	if (KappaShmem == NULL)
+	{
+		*nslots = 0;
+		return NULL;
+	}
+	*nslots = KappaShmem->nslots;
+	copy = palloc(sizeof(KappaWorkerSlot) * KappaShmem->nslots);
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	memcpy(copy, KappaShmem->workers, sizeof(KappaWorkerSlot) * KappaShmem->nslots);
+	LWLockRelease(KappaShmem->lock);
+	return copy;
 }

@@ -213,17 +213,13 @@ Datum
 kappa_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	KappaWorkerSlot copy[KAPPA_MAX_WORKERS];
+	KappaWorkerSlot *copy;
+	int			nslots;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (KappaShmem == NULL)
-		return (Datum) 0;
+	copy = kappa_copy_worker_slots(&nslots);
 
-	LWLockAcquire(KappaShmem->lock, LW_SHARED);
-	memcpy(copy, KappaShmem->workers, sizeof(copy));
-	LWLockRelease(KappaShmem->lock);
-
-	for (int i = 0; i < KAPPA_MAX_WORKERS; i++)
+	for (int i = 0; i < nslots; i++)
 	{
 		KappaWorkerSlot *w = &copy[i];
 		Datum		values[8];
