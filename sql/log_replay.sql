@@ -39,7 +39,7 @@ INSERT INTO rp VALUES (100, 0, 1000);
 SELECT kappa.wait('rp_sum');
 SELECT * FROM kappa.verify('rp_sum');
 -- time travel: the views as they were at then_lsn
-SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at');
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', new_name => 'rp_sum_at');
 SELECT kappa.replay('rp_join', NULL, :'then_lsn', 'rp_join_at');
 SELECT count(*) AS differences FROM ((TABLE rp_sum_at EXCEPT ALL TABLE rp_sum_then) UNION ALL (TABLE rp_sum_then EXCEPT ALL TABLE rp_sum_at)) d;
 SELECT count(*) AS differences FROM ((TABLE rp_join_at EXCEPT ALL TABLE rp_join_then) UNION ALL (TABLE rp_join_then EXCEPT ALL TABLE rp_join_at)) d;
@@ -47,15 +47,15 @@ SELECT count(*) AS differences FROM ((TABLE rp_join_at EXCEPT ALL TABLE rp_join_
 SELECT count(*) FROM kappa.views WHERE name LIKE '%_at';
 INSERT INTO rp_sum_at VALUES (99, 0, 0, 0, 0);
 -- the same range twice gives the same table, byte for byte
-SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at2');
-SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', "into" => 'rp_sum_at3');
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', new_name => 'rp_sum_at2');
+SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn', new_name => 'rp_sum_at3');
 SELECT (SELECT string_agg(t::text, ';' ORDER BY t::text) FROM rp_sum_at2 t) =
        (SELECT string_agg(t::text, ';' ORDER BY t::text) FROM rp_sum_at3 t) AS identical,
        (SELECT string_agg(t.ctid::text || t::text, ';' ORDER BY t.ctid) FROM rp_sum_at2 t) =
        (SELECT string_agg(t.ctid::text || t::text, ';' ORDER BY t.ctid) FROM rp_sum_at3 t) AS same_heap;
 -- blue/green: a new definition replayed from the log, then swapped in
 SELECT kappa.create_view('rp_sum_v2', 'SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS mean FROM rp GROUP BY g', replay_from => '0/0');
-SELECT kappa.replay('rp_sum', "into" => 'rp_sum_green');
+SELECT kappa.replay('rp_sum', new_name => 'rp_sum_green');
 UPDATE rp SET v = v + 1 WHERE id % 7 = 0;
 SELECT kappa.wait('rp_sum_v2') AND kappa.wait('rp_sum_green') AS caught_up;
 SELECT * FROM kappa.verify('rp_sum_v2');
@@ -73,16 +73,16 @@ SELECT kappa.replay(NULL);
 SELECT kappa.replay('rq');
 SELECT kappa.replay('rp_sum', until_lsn => :'then_lsn');
 SELECT kappa.replay('rp_sum', from_lsn => '0/1');
-SELECT kappa.replay('rp_sum', until_lsn => '0/1', "into" => 'rp_sum_x');
-SELECT kappa.replay('rp_sum', until_lsn => 'FFFFFFFF/0', "into" => 'rp_sum_x');
-SELECT kappa.replay('rp_sum', "into" => 'rp_sum_green');
+SELECT kappa.replay('rp_sum', until_lsn => '0/1', new_name => 'rp_sum_x');
+SELECT kappa.replay('rp_sum', until_lsn => 'FFFFFFFF/0', new_name => 'rp_sum_x');
+SELECT kappa.replay('rp_sum', new_name => 'rp_sum_green');
 SELECT kappa.swap('rp_sum', 'rp_sum');
 SELECT kappa.swap('rp_sum', 'rq');
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT kappa.replay('rp_sum');
 ROLLBACK;
 -- a replay from a later LSN replays only what came after, onto an empty view
-SELECT kappa.replay('rp_join', from_lsn => :'then_lsn', "into" => 'rp_join_since');
+SELECT kappa.replay('rp_join', from_lsn => :'then_lsn', new_name => 'rp_join_since');
 SELECT count(*) <= (SELECT count(*) FROM rp WHERE id > 40 AND v % 2 = 0) AS only_newer FROM rp_join_since;
 -- replays longer than one engine batch (pg_kappa.batch_max_changes, 10000):
 -- a snapshot and a transaction split over several batches

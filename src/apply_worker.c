@@ -149,12 +149,17 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	}
 	if (replorigin_by_name(name, true) != InvalidRepOriginId)
 		replorigin_drop_by_name(name, true, false);
-	CommitTransactionCommand();
 
+	/*
+	 * Withdraw the request before committing, while this transaction still
+	 * holds kappa.views: a kappa.create_view waiting for it asks again
+	 * after, and is not lost.
+	 */
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->wanted = false;
 	MySlot->processed_lsn = InvalidXLogRecPtr;
 	LWLockRelease(KappaShmem->lock);
+	CommitTransactionCommand();
 	ereport(LOG,
 			(errmsg("pg_kappa apply worker for database %u exiting: no derived views or captured tables",
 					MyDatabaseId)));

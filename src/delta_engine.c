@@ -436,9 +436,8 @@ build_plan(int id)
 	MemoryContext oldcxt;
 	KappaOwnerScope scope;
 
-	if (SPI_execute(psprintf("SELECT v.relid, c.relowner, v.canonical, v.sources FROM kappa.views v"
-							 " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) v.relid"
-							 " WHERE v.id OPERATOR(pg_catalog.=) %d", id),
+	if (SPI_execute(psprintf("SELECT relid, NULL, canonical, sources FROM kappa.views"
+							 " WHERE id OPERATOR(pg_catalog.=) %d", id),
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "derived view %d does not exist", id);
 	tup = SPI_tuptable->vals[0];
@@ -468,7 +467,11 @@ build_plan(int id)
 	vp = hash_search(plans, &id, HASH_ENTER, &found);
 	memset(((char *) vp) + sizeof(int), 0, sizeof(ViewPlan) - sizeof(int));
 	vp->relid = relid;
-	vp->owner = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 2, &isnull));
+	/*
+	 * The owner now, from the catalog cache rather than this transaction's
+	 * snapshot: privileges are checked against the catalogs as they are.
+	 */
+	vp->owner = kappa_view_owner(relid);
 	canonical = SPI_getvalue(tup, tupdesc, 3);
 
 	/* compile as the owner: its privileges are checked again */

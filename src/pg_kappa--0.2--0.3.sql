@@ -231,3 +231,15 @@ END
 $$;
 COMMENT ON FUNCTION kappa.audit() IS
 'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
+
+-- kappa.replay's fourth parameter was "into", a reserved word users could
+-- not write as a named argument: it is new_name now, at the same position.
+DROP FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text);
+CREATE FUNCTION kappa.replay(view regclass, from_lsn pg_lsn DEFAULT NULL,
+                             until_lsn pg_lsn DEFAULT NULL, new_name text DEFAULT NULL)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'kappa_replay'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text) IS
+'rebuild a derived view from the event log through the delta engine, in place or into a new view (new_name), or as it was at until_lsn';

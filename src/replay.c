@@ -1053,14 +1053,14 @@ kappa_replay(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("until_lsn needs into"),
+				 errmsg("until_lsn needs new_name"),
 				 errdetail("A live view cannot be moved back in time."),
-				 errhint("Pass into => 'new_table' to build the view as it was at until_lsn beside the live one.")));
+				 errhint("Pass new_name => 'new_table' to build the view as it was at until_lsn beside the live one.")));
 	if (strcmp(v.state, "running") != 0 && strcmp(v.state, "paused") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot replay derived view \"%s\" in place because it is %s", name, v.state),
-				 errhint("Replay it into a new table with into => 'name', or drop it and create it again.")));
+				 errhint("Replay it into a new view with new_name => 'name', or drop it and create it again.")));
 
 	/*
 	 * Keep the worker away from the view (readers are not blocked), then

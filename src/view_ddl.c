@@ -108,6 +108,14 @@ kappa_ensure_slot(void)
 				 errdetail("The view needs a logical replication slot, which cannot be created after the transaction has written."),
 				 errhint("Call kappa.create_view at the start of its own transaction.")));
 
+	/*
+	 * The slot outlives this transaction even if it fails.  A worker that
+	 * finds no view drops it again, so ask for one first (which fails when
+	 * every worker slot is taken, before a slot is left behind); it waits
+	 * for this transaction's lock on kappa.views before it looks.
+	 */
+	kappa_request_worker(MyDatabaseId);
+
 	CheckLogicalDecodingRequirements();
 	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false);
 	ctx = CreateInitDecodingContext("pg_kappa", NIL, false, InvalidXLogRecPtr,
@@ -119,13 +127,6 @@ kappa_ensure_slot(void)
 	FreeDecodingContext(ctx);
 	ReplicationSlotPersist();
 	ReplicationSlotRelease();
-
-	/*
-	 * The slot outlives this transaction even if it fails.  A worker that
-	 * finds no view drops it again, so ask for one now; it waits for this
-	 * transaction's lock on kappa.views before it looks.
-	 */
-	kappa_request_worker(MyDatabaseId);
 }
 
 /*
