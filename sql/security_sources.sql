@@ -42,7 +42,8 @@ SELECT kappa.create_view('ks.ri_index', 'SELECT id, v FROM ks.ri WHERE v > 0');
 ALTER TABLE ks.ri REPLICA IDENTITY FULL;
 SELECT * FROM ks_state('ks.ri_nothing');
 ALTER TABLE ks.ri REPLICA IDENTITY USING INDEX ri_u_key;
-SELECT * FROM ks_state('ks.ri_index');
+-- (the worker may find it first, when it compiles the view again)
+SELECT state, last_error IS NOT NULL AS says_why FROM ks_state('ks.ri_index');
 SELECT kappa.drop_view('ks.ri_index');
 ALTER TABLE ks.ri REPLICA IDENTITY DEFAULT;
 SELECT kappa.create_view('ks.ri_nothing2', 'SELECT id, v FROM ks.ri');

@@ -1,0 +1,66 @@
+# ALTER EXTENSION pg_kappa UPDATE from 0.2: views and captures made by 0.2
+# keep being maintained, verify and replay work on them, and the 0.3
+# catalog (row-level security on kappa.views, status, the renamed replay
+# parameter) is in place.  As pg_stat_statements' oldextversions test does,
+# the old version is installed from its scripts and updated in place.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use KappaTest;
+
+my $node = kappa_node('upgrade');
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_kappa VERSION '0.2';
+CREATE ROLE regress_upg_alice;
+CREATE SCHEMA ua AUTHORIZATION regress_upg_alice;
+CREATE TABLE ua.t (id int PRIMARY KEY, g int, v numeric);
+ALTER TABLE ua.t OWNER TO regress_upg_alice;
+INSERT INTO ua.t SELECT i, i % 3, i * 1.5 FROM generate_series(1, 30) i;
+SET ROLE regress_upg_alice;
+SELECT kappa.create_view('ua.rows', 'SELECT id, v FROM ua.t WHERE g = 1');
+SELECT kappa.create_view('ua.sums', 'SELECT g, count(*) AS n, sum(v) AS s FROM ua.t GROUP BY g');
+RESET ROLE;
+SELECT kappa.capture('ua.t');
+});
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
+	'0.2', 'installed as 0.2');
+$node->safe_psql('postgres', q{UPDATE ua.t SET v = v + 1 WHERE id <= 10; DELETE FROM ua.t WHERE id = 30});
+is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s') AND kappa.wait('ua.sums', timeout => '30s')}),
+	't', 'views maintained under 0.2');
+
+$node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
+	'0.3', 'updated to 0.3');
+
+# the views go on
+$node->safe_psql('postgres', q{INSERT INTO ua.t SELECT i, i % 3, i FROM generate_series(31, 40) i; UPDATE ua.t SET g = 1 WHERE id = 2});
+is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s') AND kappa.wait('ua.sums', timeout => '30s')}),
+	't', 'views maintained after the update');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.rows')}), '0', 'verify: rows view exact');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.sums')}), '0', 'verify: aggregate view exact');
+is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY name) FROM kappa.status WHERE kind = 'view'}),
+	'running,running', 'status after the update');
+
+# 0.3's catalog: a role sees only the views it may read
+$node->safe_psql('postgres', q{CREATE ROLE regress_upg_carol});
+is($node->safe_psql('postgres', q{SET ROLE regress_upg_carol; SELECT count(*) FROM kappa.views}),
+	'0', 'kappa.views hides views from roles that cannot read them');
+is($node->safe_psql('postgres', q{SET ROLE regress_upg_alice; SELECT count(*) FROM kappa.views}),
+	'2', 'the owner sees her views');
+
+# replay with the renamed parameter, on a view made by 0.2
+is($node->safe_psql('postgres', q{SET client_min_messages = warning; SELECT kappa.replay('ua.sums', new_name => 'sums_green')}),
+	'ua.sums_green', 'replay into a new view, by the parameter name new_name');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM (SELECT * FROM ua.sums EXCEPT SELECT * FROM ua.sums_green) d}),
+	'0', 'the replayed view equals the live one');
+is($node->safe_psql('postgres', q{SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ua.sums_green'::regclass}),
+	'regress_upg_alice', 'the new view belongs to the replayed view\'s owner');
+
+# the event log's chain is intact across the update
+is($node->safe_psql('postgres', q{SELECT bool_and(ok) FROM kappa.audit_chain()}), 't',
+	'event log chain intact');
+
+done_testing();
