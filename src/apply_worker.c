@@ -481,7 +481,7 @@ apply_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running' FROM kappa.views"
+	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', engine FROM kappa.views"
 					" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
@@ -542,7 +542,10 @@ apply_batch(void)
 			int64		ntxns = 0;
 			int64		rows;
 
-			rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+			if (DatumGetInt16(SPI_getbinval(views->vals[i], views->tupdesc, 5, &isnull)) >= 2)
+				rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
+			else
+				rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
 			if (rows >= 0)
 			{
 				char	   *sql;

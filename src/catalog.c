@@ -313,7 +313,7 @@ kappa_read_view(Oid relid, KappaViewRow *v)
 	 * so.
 	 */
 	kappa_become(kappa_extension_owner(), &saved);
-	rc = SPI_execute_with_args("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error"
+	rc = SPI_execute_with_args("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error, engine"
 							   " FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, args, NULL, false, 1);
 	kappa_unbecome(&saved);
@@ -332,6 +332,7 @@ kappa_read_view(Oid relid, KappaViewRow *v)
 	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
 	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
 	v->last_error = SPI_getvalue(tup, desc, 7);
+	v->engine = DatumGetInt16(SPI_getbinval(tup, desc, 8, &isnull));
 	v->owner = kappa_view_owner(relid);
 }
 

@@ -68,29 +68,15 @@
 
 #include "pg_kappa.h"
 
-/*
- * A statement restricted to a set of keys held in a scratch table.  The
- * restriction is written twice: "col = ANY($n)" for every key column, with
- * the arrays gathered from the scratch table first, which the planner can
- * push down (also below GROUP BY) and turn into index scans; and an exact
- * "(cols) IN (SELECT cols FROM scratch)" for multi-column keys.
- */
-typedef struct KeyedPlan
-{
-	SPIPlanPtr	gather;			/* SELECT array_agg(DISTINCT k1), ... */
-	SPIPlanPtr	plan;			/* the statement, $1..$n the arrays */
-	int			nkeys;
-} KeyedPlan;
-
 typedef struct SourcePlan
 {
 	Oid			relid;			/* the source */
 	Oid			drelid;			/* its d_<n> */
-	KeyedPlan	fill_w;
+	KappaKeyedPlan	fill_w;
 	List	   *key_queries;	/* SPIPlanPtr per range table entry */
 	SPIPlanPtr	clear_w;
 	SPIPlanPtr	truncate_a;
-	KeyedPlan	apply_delete;
+	KappaKeyedPlan	apply_delete;
 	SPIPlanPtr	apply_insert;
 	SPIPlanPtr	clear_d;
 	List	   *resolve;		/* SPIPlanPtr per TOASTable column */
@@ -121,7 +107,7 @@ typedef struct ViewPlan
 	int			nsources;
 	SourcePlan *sources;
 	bool		has_keys;
-	KeyedPlan	delete_keys;
+	KappaKeyedPlan	delete_keys;
 	SPIPlanPtr	insert_keys;
 	SPIPlanPtr	has_null_keys;	/* NULL when keys cannot be NULL */
 	SPIPlanPtr	delete_null_keys;
@@ -133,29 +119,16 @@ typedef struct ViewPlan
 	AggPlan    *agg;			/* NULL: recompute affected keys */
 } ViewPlan;
 
-static HTAB *plans = NULL;
-static MemoryContext engine_cxt = NULL;
-static List *kept_plans = NIL;	/* every SPI_keepplan'd plan, in engine_cxt */
-static bool plans_stale = false;	/* a derived table was altered */
+static HTAB *plans = NULL;		/* in kappa_plans_context() */
+bool		kappa_plans_stale = false;	/* a view's table or source was altered */
 
-static SPIPlanPtr prepare(const char *sql);
-static SPIPlanPtr prepare_args(const char *sql, int nargs, Oid *argtypes);
-
-/* Forget every plan (kappa.views changed). */
+/* Forget every plan of both engines (kappa.views changed). */
 void
 kappa_engine_reset(void)
 {
-	ListCell   *lc;
-
-	if (plans == NULL)
-		return;
-	foreach(lc, kept_plans)
-		SPI_freeplan((SPIPlanPtr) lfirst(lc));
-	kept_plans = NIL;
-	hash_destroy(plans);
 	plans = NULL;
-	MemoryContextDelete(engine_cxt);
-	engine_cxt = NULL;
+	kappa_rules_forget();
+	kappa_plans_reset();
 }
 
 /*
@@ -183,7 +156,7 @@ engine_relcache_callback(Datum arg, Oid relid)
 			mine = vp->sources[i].relid == relid;
 		if (mine)
 		{
-			plans_stale = true;
+			kappa_plans_stale = true;
 			hash_seq_term(&status);
 			break;
 		}
@@ -194,224 +167,8 @@ static void
 engine_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	/* hash value 0: a reset of every cache, as for InvalidOid above */
-	if (plans != NULL && hashvalue != 0)
-		plans_stale = true;
-}
-
-static SPIPlanPtr
-prepare(const char *sql)
-{
-	return prepare_args(sql, 0, NULL);
-}
-
-static SPIPlanPtr
-prepare_args(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	/*
-	 * Always plan with the batch at hand: the scratch tables and key arrays
-	 * are tiny in one batch and huge in the next, and a generic plan good
-	 * for one is a disaster for the other.  Planning is cheap next to that.
-	 */
-	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-	/*
-	 * SPI returns in its own procedure context, which goes at SPI_finish;
-	 * the caller is building plans that outlive it.
-	 */
-	MemoryContextSwitchTo(cxt);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare pg_kappa statement (%s): %s",
-			 SPI_result_code_string(SPI_result), sql);
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep pg_kappa plan");
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(engine_cxt);
-
-		kept_plans = lappend(kept_plans, plan);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	return plan;
-}
-
-
-/*
- * Prepare "stmt WHERE <restriction>" where the restriction on the key
- * columns names (of types typids, seen as prefix.name) comes from the
- * scratch table scratch; see KeyedPlan.  stmt must end where a WHERE
- * clause can follow; extra, if not NULL, is ANDed in.
- */
-static KeyedPlan
-prepare_keyed(const char *stmt, const char *prefix, List *names, List *typids,
-			  const char *scratch)
-{
-	KeyedPlan	kp;
-	StringInfoData gather;
-	StringInfoData where;
-	Oid		   *argtypes;
-	ListCell   *ln,
-			   *lt;
-	int			n = 0;
-
-	/*
-	 * Only the first key column gets an array: it leads the unique index,
-	 * and arrays on several columns would make the index scan try every
-	 * combination.
-	 */
-	kp.nkeys = 1;
-	argtypes = palloc(sizeof(Oid));
-	initStringInfo(&gather);
-	initStringInfo(&where);
-	appendStringInfoString(&gather, "SELECT ");
-	forboth(ln, names, lt, typids)
-	{
-		const char *col = quote_identifier(lfirst(ln));
-		Oid			arraytype = get_array_type(lfirst_oid(lt));
-
-		if (!OidIsValid(arraytype))
-			elog(ERROR, "type %s has no array type", format_type_be(lfirst_oid(lt)));
-		argtypes[n] = arraytype;
-		appendStringInfo(&gather, "pg_catalog.array_agg(DISTINCT %s)", col);
-		appendStringInfo(&where, "%s.%s = ANY ($1)", prefix, col);
-		n++;
-		break;
-	}
-	appendStringInfo(&gather, " FROM %s", scratch);
-
-	/*
-	 * The whole key is then checked against the scratch table by a hashed
-	 * subplan, one probe per row the index scan finds.  "IS TRUE" keeps the
-	 * planner from turning the IN into a join: knowing nothing of the
-	 * scratch table, it would plan a nested loop over it that repeats the
-	 * index scan, with the whole array, for every key.
-	 */
-	if (list_length(names) > 1)
-		appendStringInfo(&where, " AND ((%s) IN (SELECT %s FROM %s)) IS TRUE",
-						 kappa_quoted_list(names, psprintf("%s.", prefix)),
-						 kappa_quoted_list(names, ""), scratch);
-	kp.gather = prepare(gather.data);
-	kp.plan = prepare_args(psprintf("%s WHERE %s", stmt, where.data), kp.nkeys, argtypes);
-	return kp;
-}
-
-/* "prefix.n1, prefix.n2, ..." with every name quoted */
-char *
-kappa_quoted_list(List *names, const char *prefix)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfo(&buf, "%s%s", prefix, quote_identifier(lfirst(lc)));
-	}
-	return buf.data;
-}
-
-/* "p.k1 <op> q.k1 AND ...", op "=" or "IS NOT DISTINCT FROM" */
-static char *
-match_keys(List *names, const char *p, const char *op, const char *q)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		const char *n = quote_identifier(lfirst(lc));
-
-		if (buf.len > 0)
-			appendStringInfoString(&buf, " AND ");
-		appendStringInfo(&buf, "%s.%s %s %s.%s", p, n, op, q, n);
-	}
-	return buf.data;
-}
-
-/* "p.k1 IS NULL OR ..." */
-static char *
-any_null(List *names, const char *p)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		if (buf.len > 0)
-			appendStringInfoString(&buf, " OR ");
-		appendStringInfo(&buf, "%s.%s IS NULL", p, quote_identifier(lfirst(lc)));
-	}
-	return buf.data;
-}
-
-/*
- * "INSERT INTO into" the rows of query whose keys (output columns named
- * keys) are in scratch table k and not NULL, one key at a time: the key's
- * equality goes into the query (below GROUP BY, into the joins), so each is
- * a few index lookups, whatever the planner believes about k.  OFFSET 0
- * keeps the subquery from being flattened into a join it would plan from
- * guesses.
- */
-static SPIPlanPtr
-prepare_insert_keys(const char *into, const char *query, List *keys,
-					const char *k)
-{
-	return prepare(psprintf("INSERT INTO %s SELECT q.* FROM"
-							" (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
-							" LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
-							into, kappa_quoted_list(keys, "n."), k,
-							any_null(keys, "n"), query,
-							match_keys(keys, "q0", "=", "kk")));
-}
-
-/* The same for the keys in k that have a NULL. */
-static SPIPlanPtr
-prepare_insert_null_keys(const char *into, const char *query, List *keys,
-						 const char *k)
-{
-	return prepare(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q WHERE EXISTS"
-							" (SELECT 1 FROM %s n WHERE (%s) AND %s)",
-							into, query, k, any_null(keys, "n"),
-							match_keys(keys, "q", "IS NOT DISTINCT FROM", "n")));
-}
-
-List *
-kappa_attnames(Oid relid, List *attnums)
-{
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	foreach(lc, attnums)
-		result = lappend(result, get_attname(relid, lfirst_int(lc), false));
-	return result;
-}
-
-static char *
-source_columns(Oid relid, const char *prefix)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (att->attisdropped)
-			continue;
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfo(&buf, "%s%s", prefix, quote_identifier(NameStr(att->attname)));
-	}
-	table_close(rel, AccessShareLock);
-	return buf.data;
+	if (hashvalue != 0)
+		kappa_plans_stale = true;
 }
 
 /* Build a view's statements from its catalog row (SPI connected). */
@@ -444,7 +201,7 @@ build_plan(int id)
 	tupdesc = SPI_tuptable->tupdesc;
 	relid = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 1, &isnull));
 
-	if (engine_cxt == NULL)
+	if (plans == NULL)
 	{
 		HASHCTL		ctl;
 		static bool registered = false;
@@ -456,11 +213,9 @@ build_plan(int id)
 			registered = true;
 		}
 
-		engine_cxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa engine",
-										   ALLOCSET_DEFAULT_SIZES);
 		ctl.keysize = sizeof(int);
 		ctl.entrysize = sizeof(ViewPlan);
-		ctl.hcxt = engine_cxt;
+		ctl.hcxt = kappa_plans_context();
 		plans = hash_create("pg_kappa view plans", 16, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
@@ -476,7 +231,7 @@ build_plan(int id)
 
 	/* compile as the owner: its privileges are checked again */
 	kappa_owner_enter(vp->owner, &scope);
-	def = kappa_compile_view(canonical);
+	def = kappa_compile_view(canonical, 1);
 	kappa_owner_leave(&scope);
 	{
 		Datum	   *elems;
@@ -498,7 +253,7 @@ build_plan(int id)
 	keys = def->key_columns;
 	vp->nsources = list_length(def->sources);
 	vp->has_keys = keys != NIL;
-	vp->sources = MemoryContextAllocZero(engine_cxt, sizeof(SourcePlan) * vp->nsources);
+	vp->sources = MemoryContextAllocZero(kappa_plans_context(), sizeof(SourcePlan) * vp->nsources);
 	arr = palloc(sizeof(Oid) * vp->nsources);
 	for (int i = 0; i < vp->nsources; i++)
 		arr[i] = RangeVarGetRelid(makeRangeVar(schema, psprintf("a_%d", i), -1),
@@ -513,7 +268,7 @@ build_plan(int id)
 	if (agg && !OidIsValid(get_relname_relid("g", get_namespace_oid(schema, false))))
 		agg = NULL;
 
-	oldcxt = MemoryContextSwitchTo(engine_cxt);
+	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
 	for (int i = 0; i < vp->nsources; i++)
 	{
 		SourcePlan *sp = &vp->sources[i];
@@ -533,18 +288,18 @@ build_plan(int id)
 		sp->relid = src;
 		sp->drelid = RangeVarGetRelid(makeRangeVar(schema, psprintf("d_%d", i), -1),
 									  AccessShareLock, false);
-		sp->fill_w = prepare_keyed(psprintf("INSERT INTO %s SELECT a.* FROM %s a", w, a),
+		sp->fill_w = kappa_prepare_keyed(psprintf("INSERT INTO %s SELECT a.* FROM %s a", w, a),
 								   "a", skey, skeytypes, d);
-		sp->clear_w = prepare(psprintf("DELETE FROM %s", w));
-		sp->truncate_a = prepare(psprintf("DELETE FROM %s", a));
-		sp->apply_delete = prepare_keyed(psprintf("DELETE FROM %s a", a),
+		sp->clear_w = kappa_keep_plan(psprintf("DELETE FROM %s", w));
+		sp->truncate_a = kappa_keep_plan(psprintf("DELETE FROM %s", a));
+		sp->apply_delete = kappa_prepare_keyed(psprintf("DELETE FROM %s a", a),
 										 "a", skey, skeytypes, d);
-		sp->apply_insert = prepare(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
+		sp->apply_insert = kappa_keep_plan(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
 											" (SELECT DISTINCT ON (%s) * FROM %s ORDER BY %s, _kappa_seq DESC, _kappa_new DESC) d"
 											" WHERE d._kappa_new",
-											a, source_columns(src, ""), source_columns(src, "d."),
+											a, kappa_source_columns(src, ""), kappa_source_columns(src, "d."),
 											kappa_quoted_list(skey, ""), d, kappa_quoted_list(skey, "")));
-		sp->clear_d = prepare(psprintf("DELETE FROM %s", d));
+		sp->clear_d = kappa_keep_plan(psprintf("DELETE FROM %s", d));
 
 		/*
 		 * Unchanged TOASTed values: the latest earlier new image of the same
@@ -567,7 +322,7 @@ build_plan(int id)
 				appendStringInfo(&unresolved, "%s(%d = ANY (d._kappa_unchanged) AND d.%s IS NULL)",
 								 unresolved.len > 0 ? " OR " : "", c + 1, col);
 				sp->resolve = lappend(sp->resolve,
-									  prepare(psprintf("UPDATE %s d SET %s = COALESCE("
+									  kappa_keep_plan(psprintf("UPDATE %s d SET %s = COALESCE("
 													   "(SELECT p.%s FROM %s p WHERE p._kappa_new AND p._kappa_seq < d._kappa_seq"
 													   " AND NOT (%d = ANY (COALESCE(p._kappa_unchanged, '{}'))) AND (%s) = (%s)"
 													   " ORDER BY p._kappa_seq DESC LIMIT 1),"
@@ -583,7 +338,7 @@ build_plan(int id)
 			}
 			table_close(srcrel, AccessShareLock);
 		}
-		sp->unresolved = prepare(psprintf("SELECT pg_catalog.count(*) FROM %s d WHERE d._kappa_new AND (%s)",
+		sp->unresolved = kappa_keep_plan(psprintf("SELECT pg_catalog.count(*) FROM %s d WHERE d._kappa_new AND (%s)",
 										  d, unresolved.len > 0 ? unresolved.data : "false"));
 
 		/* one key query per range table entry reading this source */
@@ -601,7 +356,7 @@ build_plan(int id)
 				relids[r] = wrelid;
 				q = kappa_deparse(def, relids, false);
 				sp->key_queries = lappend(sp->key_queries,
-										  prepare(psprintf("INSERT INTO %s.k SELECT %s FROM (%s) s",
+										  kappa_keep_plan(psprintf("INSERT INTO %s.k SELECT %s FROM (%s) s",
 														   quote_identifier(schema),
 														   kappa_quoted_list(keys, "s."), q)));
 			}
@@ -620,34 +375,34 @@ build_plan(int id)
 		foreach(lk, keys)
 			keytypes = lappend_oid(keytypes,
 								   get_atttype(krelid, get_attnum(krelid, lfirst(lk))));
-		vp->delete_keys = prepare_keyed(psprintf("DELETE FROM %s t", target),
+		vp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
 										"t", keys, keytypes, k);
-		vp->insert_keys = prepare_insert_keys(target, q_arr, keys, k);
+		vp->insert_keys = kappa_prepare_insert_keys(target, q_arr, keys, k);
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
-			vp->has_null_keys = prepare(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
-												 k, any_null(keys, "n")));
-			vp->delete_null_keys = prepare(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
-													target, k, any_null(keys, "n"),
-													match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
-			vp->insert_null_keys = prepare_insert_null_keys(target, q_arr, keys, k);
+			vp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
+												 k, kappa_any_null(keys, "n")));
+			vp->delete_null_keys = kappa_keep_plan(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
+													target, k, kappa_any_null(keys, "n"),
+													kappa_match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
+			vp->insert_null_keys = kappa_prepare_insert_null_keys(target, q_arr, keys, k);
 		}
-		vp->clear_k = prepare(psprintf("DELETE FROM %s", k));
+		vp->clear_k = kappa_keep_plan(psprintf("DELETE FROM %s", k));
 
 		if (agg)
 		{
 			char	   *into = psprintf("%s.g (%s)", quote_identifier(schema), agg->state_columns);
 
 			vp->agg = palloc(sizeof(AggPlan));
-			vp->agg->partial_old = prepare(agg->partial_old);
-			vp->agg->partial_new = prepare(agg->partial_new);
-			vp->agg->merge = prepare(agg->merge);
-			vp->agg->take_dirty = prepare(agg->take_dirty);
-			vp->agg->state_keys = prepare_insert_keys(into, agg->state_query, keys, k);
-			vp->agg->state_null_keys = prepare_insert_null_keys(into, agg->state_query, keys, k);
-			vp->agg->clear_state = prepare(agg->clear_state);
-			vp->agg->fill_state = prepare(agg->fill_state);
-			vp->agg->clear_partials = prepare(agg->clear_partials);
+			vp->agg->partial_old = kappa_keep_plan(agg->partial_old);
+			vp->agg->partial_new = kappa_keep_plan(agg->partial_new);
+			vp->agg->merge = kappa_keep_plan(agg->merge);
+			vp->agg->take_dirty = kappa_keep_plan(agg->take_dirty);
+			vp->agg->state_keys = kappa_prepare_insert_keys(into, agg->state_query, keys, k);
+			vp->agg->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query, keys, k);
+			vp->agg->clear_state = kappa_keep_plan(agg->clear_state);
+			vp->agg->fill_state = kappa_keep_plan(agg->fill_state);
+			vp->agg->clear_partials = kappa_keep_plan(agg->clear_partials);
 		}
 	}
 	{
@@ -661,10 +416,10 @@ build_plan(int id)
 			appendStringInfo(&scratch, ", %s.k", quote_identifier(schema));
 		if (vp->agg)
 			appendStringInfo(&scratch, ", %s.p", quote_identifier(schema));
-		vp->truncate_scratch = prepare(psprintf("TRUNCATE %s", scratch.data));
+		vp->truncate_scratch = kappa_keep_plan(psprintf("TRUNCATE %s", scratch.data));
 	}
-	vp->delete_all = prepare(psprintf("DELETE FROM %s", target));
-	vp->insert_all = prepare(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
+	vp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
+	vp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
 	MemoryContextSwitchTo(oldcxt);
 	return vp;
 }
@@ -674,10 +429,10 @@ get_plan(int id)
 {
 	ViewPlan   *vp = NULL;
 
-	if (plans_stale)
+	if (kappa_plans_stale)
 	{
 		kappa_engine_reset();
-		plans_stale = false;
+		kappa_plans_stale = false;
 	}
 	if (plans)
 		vp = hash_search(plans, &id, HASH_FIND, NULL);
@@ -697,53 +452,6 @@ get_plan(int id)
 		PG_END_TRY();
 	}
 	return vp;
-}
-
-static uint64
-run(SPIPlanPtr plan)
-{
-	int			rc = SPI_execute_plan(plan, NULL, NULL, false, 0);
-
-	if (rc < 0)
-		elog(ERROR, "pg_kappa statement failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/* Gather the key arrays, then run the keyed statement with them. */
-static uint64
-run_keyed(KeyedPlan *kp)
-{
-	Datum	   *args = palloc(sizeof(Datum) * kp->nkeys);
-	char	   *nulls = palloc(kp->nkeys + 1);
-	int			rc;
-
-	if (SPI_execute_plan(kp->gather, NULL, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "pg_kappa could not gather keys");
-	for (int i = 0; i < kp->nkeys; i++)
-	{
-		bool		isnull;
-
-		args[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-		nulls[i] = isnull ? 'n' : ' ';
-		if (isnull)
-			return 0;			/* no keys at all */
-	}
-	nulls[kp->nkeys] = '\0';
-	rc = SPI_execute_plan(kp->plan, args, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "pg_kappa statement failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-static bool
-run_bool(SPIPlanPtr plan)
-{
-	bool		isnull;
-
-	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_kappa query failed");
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -837,15 +545,15 @@ collect_keys(ViewPlan *vp, bool *touched, bool after)
 		 */
 		if (!after && sp->inserts_only)
 			continue;
-		run_keyed(&sp->fill_w);
+		kappa_run_keyed(&sp->fill_w);
 		if (vp->agg)
-			run(after ? vp->agg->partial_new : vp->agg->partial_old);
+			kappa_run(after ? vp->agg->partial_new : vp->agg->partial_old);
 		else
 		{
 			foreach(lc, sp->key_queries)
-				run((SPIPlanPtr) lfirst(lc));
+				kappa_run((SPIPlanPtr) lfirst(lc));
 		}
-		run(sp->clear_w);
+		kappa_run(sp->clear_w);
 	}
 }
 
@@ -856,22 +564,22 @@ recompute_keys(ViewPlan *vp)
 	uint64		rows = 0;
 	bool		null_keys;
 
-	rows += run_keyed(&vp->delete_keys);
-	rows += run(vp->insert_keys);
-	null_keys = vp->has_null_keys && run_bool(vp->has_null_keys);
+	rows += kappa_run_keyed(&vp->delete_keys);
+	rows += kappa_run(vp->insert_keys);
+	null_keys = vp->has_null_keys && kappa_run_bool(vp->has_null_keys);
 	if (null_keys)
 	{
-		rows += run(vp->delete_null_keys);
-		rows += run(vp->insert_null_keys);
+		rows += kappa_run(vp->delete_null_keys);
+		rows += kappa_run(vp->insert_null_keys);
 	}
 	if (vp->agg)
 	{
 		/* their state too: take_dirty has deleted it */
-		run(vp->agg->state_keys);
+		kappa_run(vp->agg->state_keys);
 		if (null_keys)
-			run(vp->agg->state_null_keys);
+			kappa_run(vp->agg->state_null_keys);
 	}
-	run(vp->clear_k);
+	kappa_run(vp->clear_k);
 	return rows;
 }
 
@@ -888,7 +596,7 @@ kappa_engine_truncate_scratch(int viewid)
 	KappaOwnerScope scope;
 
 	kappa_owner_enter(vp->owner, &scope);
-	run(vp->truncate_scratch);
+	kappa_run(vp->truncate_scratch);
 	kappa_owner_leave(&scope);
 }
 
@@ -897,8 +605,8 @@ kappa_engine_truncate_scratch(int viewid)
  * shows: SELECT on it, USAGE on its schema, and no row-level security in
  * the way (the view would show rows the policies now hide from the owner).
  */
-static void
-check_source_access(Oid relid, Oid owner)
+void
+kappa_check_source_access(Oid relid, Oid owner)
 {
 	if (pg_class_aclcheck(relid, owner, ACL_SELECT) != ACLCHECK_OK ||
 		pg_namespace_aclcheck(get_rel_namespace(relid), owner, ACL_USAGE) != ACLCHECK_OK)
@@ -951,7 +659,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (buf == NULL)
 			continue;
 
-		check_source_access(sp->relid, vp->owner);
+		kappa_check_source_access(sp->relid, vp->owner);
 		if (buf->schema_change_lsn > applied)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -985,7 +693,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (!sp->has_unchanged)
 			continue;
 		foreach(lc, sp->resolve)
-			run((SPIPlanPtr) lfirst(lc));
+			kappa_run((SPIPlanPtr) lfirst(lc));
 		if (SPI_execute_plan(sp->unresolved, NULL, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pg_kappa query failed");
 		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) > 0)
@@ -1007,23 +715,23 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		SourcePlan *sp = &vp->sources[i];
 
 		if (truncated[i])
-			run(sp->truncate_a);
+			kappa_run(sp->truncate_a);
 		if (touched[i])
 		{
 			if (!sp->inserts_only)	/* else no key is in the copy: see above */
-				run_keyed(&sp->apply_delete);
-			run(sp->apply_insert);
+				kappa_run_keyed(&sp->apply_delete);
+			kappa_run(sp->apply_insert);
 		}
 	}
 
 	if (full)
 	{
-		rows += run(vp->delete_all);
-		rows += run(vp->insert_all);
+		rows += kappa_run(vp->delete_all);
+		rows += kappa_run(vp->insert_all);
 		if (vp->agg)
 		{
-			run(vp->agg->clear_state);
-			run(vp->agg->fill_state);
+			kappa_run(vp->agg->clear_state);
+			kappa_run(vp->agg->fill_state);
 		}
 	}
 	else
@@ -1033,29 +741,40 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		/* step 5 */
 		if (vp->agg)
 		{
-			rows += run(vp->agg->merge);
-			if (run(vp->agg->take_dirty) > 0)
+			rows += kappa_run(vp->agg->merge);
+			if (kappa_run(vp->agg->take_dirty) > 0)
 				rows += recompute_keys(vp);
-			run(vp->agg->clear_partials);
+			kappa_run(vp->agg->clear_partials);
 		}
 		else
 			rows += recompute_keys(vp);
 	}
 	for (int i = 0; i < vp->nsources; i++)
 		if (touched[i])
-			run(vp->sources[i].clear_d);
+			kappa_run(vp->sources[i].clear_d);
 
 	kappa_owner_leave(&scope);
 
 	*new_applied = kappa_batch->last_commit_lsn;
 
-	/* a transaction that changed several sources counts once */
+	*ntxns = kappa_count_lsns(lsns);
+	return rows;
+}
+
+/*
+ * How many distinct commit LSNs lsns holds (as pointers): a transaction
+ * that changed several sources counts once.
+ */
+int64
+kappa_count_lsns(List *lsns)
+{
+	int64		n = 0;
+
 	list_sort(lsns, list_ptr_cmp);
-	*ntxns = 0;
 	for (int i = 0; i < list_length(lsns); i++)
 	{
 		if (i == 0 || list_nth(lsns, i) != list_nth(lsns, i - 1))
-			(*ntxns)++;
+			n++;
 	}
-	return rows;
+	return n;
 }

@@ -101,7 +101,12 @@ BEGIN
                  FROM pg_attribute WHERE attrelid = v.arrangements[i] AND attnum > 0) THEN
             RETURN format('columns of source table %s changed', srcname);
         END IF;
-        IF c.relreplident = 'n' THEN
+        IF v.engine >= 2 THEN
+            -- whole old rows in the WAL: nothing else identifies them
+            IF c.relreplident <> 'f' THEN
+                RETURN format('source table %s no longer has REPLICA IDENTITY FULL', srcname);
+            END IF;
+        ELSIF c.relreplident = 'n' THEN
             RETURN format('source table %s has REPLICA IDENTITY NOTHING: its deleted and updated rows cannot be identified', srcname);
         END IF;
         SELECT indkey::int2[] INTO key_then FROM pg_index
@@ -111,7 +116,7 @@ BEGIN
         ELSE
             SELECT indkey::int2[] INTO key_now FROM pg_index WHERE indrelid = src AND indisprimary;
         END IF;
-        IF key_now IS DISTINCT FROM key_then THEN
+        IF v.engine < 2 AND key_now IS DISTINCT FROM key_then THEN
             RETURN format('the replica identity of source table %s no longer is the key the view was created with', srcname);
         END IF;
         IF c.relrowsecurity
@@ -243,3 +248,10 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text) IS
 'rebuild a derived view from the event log through the delta engine, in place or into a new view (new_name), or as it was at until_lsn';
+
+-- The delta engine that maintains a view: 1 keeps a copy of each source
+-- (kappa_v<id>.a_<n>, in arrangements); 2 takes signed deltas from the WAL
+-- and reads the live sources (arrangements then holds its d_<n> tables,
+-- which mirror the sources' columns).
+ALTER TABLE kappa.views ADD COLUMN engine smallint NOT NULL DEFAULT 1
+    CHECK (engine IN (1, 2));

@@ -25,6 +25,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
+#include "executor/spi.h"
 
 /* ----------
  * json_write.c: JSON text for values, strings and LSNs
@@ -121,6 +123,7 @@ extern bool kappa_table_matches(List *patterns, const char *nspname,
 extern bool kappa_enabled;
 extern int	kappa_batch_max_changes;
 extern int	kappa_batch_max_ms;
+extern int	kappa_engine;
 extern int	kappa_naptime;
 extern int	kappa_progress_interval;
 extern int	kappa_max_retained_wal;
@@ -285,10 +288,13 @@ typedef struct KappaViewDef
 	int			nrtes;
 	List	   *key_columns;	/* output column names forming the key */
 	List	   *index_columns;	/* per source: List of attnums worth an index */
+	bool		bag;			/* engine 2: no unique key, rows are a
+								 * multiset */
 } KappaViewDef;
 
-extern KappaViewDef *kappa_compile_view(const char *sql);
+extern KappaViewDef *kappa_compile_view(const char *sql, int engine);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
+extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
 extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
 extern char *kappa_deparse_expr(KappaViewDef *def, Node *expr);
 
@@ -314,15 +320,63 @@ extern KappaAggSql *kappa_agg_sql(KappaViewDef *def, const char *schema,
 								  const char *target);
 
 /* ----------
- * delta_engine.c: maintenance of one view from a batch
+ * spi_plans.c: kept statements of the delta engines, and how they run
  * ----------
  */
-extern void kappa_engine_reset(void);
+/*
+ * A statement restricted to a set of keys held in a scratch table.  The
+ * restriction is written twice: "col = ANY($n)" for every key column, with
+ * the arrays gathered from the scratch table first, which the planner can
+ * push down (also below GROUP BY) and turn into index scans; and an exact
+ * "(cols) IN (SELECT cols FROM scratch)" for multi-column keys.
+ */
+typedef struct KappaKeyedPlan
+{
+	SPIPlanPtr	gather;			/* SELECT array_agg(DISTINCT k1), ... */
+	SPIPlanPtr	plan;			/* the statement, $1..$n the arrays */
+	int			nkeys;
+} KappaKeyedPlan;
+
+extern Snapshot kappa_read_snapshot;
+extern MemoryContext kappa_plans_context(void);
+extern void kappa_plans_reset(void);
+extern SPIPlanPtr kappa_keep_plan(const char *sql);
+extern SPIPlanPtr kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes);
+extern KappaKeyedPlan kappa_prepare_keyed(const char *stmt, const char *prefix,
+										  List *names, List *typids,
+										  const char *scratch);
+extern SPIPlanPtr kappa_prepare_insert_keys(const char *into, const char *query,
+											List *keys, const char *k);
+extern SPIPlanPtr kappa_prepare_insert_null_keys(const char *into, const char *query,
+												 List *keys, const char *k);
 extern char *kappa_quoted_list(List *names, const char *prefix);
+extern char *kappa_match_keys(List *names, const char *p, const char *op, const char *q);
+extern char *kappa_any_null(List *names, const char *p);
 extern List *kappa_attnames(Oid relid, List *attnums);
+extern char *kappa_source_columns(Oid relid, const char *prefix);
+extern uint64 kappa_run(SPIPlanPtr plan);
+extern uint64 kappa_run_keyed(KappaKeyedPlan *kp);
+extern bool kappa_run_bool(SPIPlanPtr plan);
+
+/* ----------
+ * delta_engine.c: engine 1, maintenance from copies of the sources
+ * ----------
+ */
+extern bool kappa_plans_stale;
+extern void kappa_engine_reset(void);
 extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 							  XLogRecPtr *new_applied, int64 *ntxns);
 extern void kappa_engine_truncate_scratch(int viewid);
+extern void kappa_check_source_access(Oid relid, Oid owner);
+extern int64 kappa_count_lsns(List *lsns);
+
+/* ----------
+ * delta_rules.c: engine 2, signed deltas and live sources
+ * ----------
+ */
+extern void kappa_rules_forget(void);
+extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
+							   XLogRecPtr *new_applied, int64 *ntxns);
 
 /* ----------
  * catalog.c: kappa.views rows, the owner switch, source locks, names
@@ -340,6 +394,7 @@ typedef struct KappaViewRow
 	List	   *arrangements;	/* OIDs, one per source */
 	char	   *last_error;		/* or NULL */
 	Oid			owner;			/* the derived table's owner now */
+	int			engine;			/* 1: copies of the sources; 2: signed deltas */
 } KappaViewRow;
 
 typedef struct SavedUser

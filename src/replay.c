@@ -1050,6 +1050,12 @@ kappa_replay(PG_FUNCTION_ARGS)
 	}
 
 	/* in place */
+	if (v.engine >= 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot replay derived view \"%s\" in place", name),
+				 errdetail("The view is maintained by delta engine 2, which keeps no copy of its sources to rebuild."),
+				 errhint("Replay it into a new view with new_name => 'name'.")));
 	if (!PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

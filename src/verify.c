@@ -210,7 +210,7 @@ kappa_verify(PG_FUNCTION_ARGS)
 		KappaOwnerScope scope;
 
 		kappa_owner_enter(v.owner, &scope);
-		def = kappa_compile_view(v.canonical);
+		def = kappa_compile_view(v.canonical, 2);
 		kappa_owner_leave(&scope);
 		kappa_check_sources_unchanged(def, v.sources, get_rel_name(relid));
 

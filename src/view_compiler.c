@@ -148,11 +148,29 @@ check_expression_walker(Node *node, CheckContext *cxt)
 
 /* The columns that identify a source row: its replica identity. */
 static List *
-source_key(Relation rel)
+source_key(Relation rel, int engine)
 {
 	Oid			indexoid;
 	Relation	index;
 	List	   *result = NIL;
+
+	/*
+	 * Engine 2 takes whole old row images from the WAL (REPLICA IDENTITY
+	 * FULL, which kappa.create_view sees to): a key only tells whether the
+	 * view can have a unique index.
+	 */
+	if (engine >= 2)
+	{
+		RelationGetIndexList(rel);
+		indexoid = OidIsValid(rel->rd_pkindex) ? rel->rd_pkindex : rel->rd_replidindex;
+		if (!OidIsValid(indexoid))
+			return NIL;
+		index = index_open(indexoid, AccessShareLock);
+		for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+			result = lappend_int(result, index->rd_index->indkey.values[i]);
+		index_close(index, AccessShareLock);
+		return result;
+	}
 
 	if (rel->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING)
 		ereport(ERROR,
@@ -346,13 +364,31 @@ view_query_error_callback(void *arg)
 	}
 }
 
+/* Does the select list have every column of key (attnums) of rtindex? */
+static bool
+keys_selected(Query *query, int rtindex, List *key)
+{
+	ListCell   *lc;
+
+	foreach(lc, key)
+		if (find_output_var(query, rtindex, lfirst_int(lc)) == NULL)
+			return false;
+	return true;
+}
+
 /* ----------
  * Entry points
  * ----------
  */
 
+/*
+ * Analyse sql and check that pg_kappa can maintain it with the given delta
+ * engine: 1 keeps copies of the sources and needs every source's key in
+ * the select list (or a GROUP BY); 2 takes signed deltas from the WAL and
+ * maintains views without a unique key as bags.
+ */
 KappaViewDef *
-kappa_compile_view(const char *sql)
+kappa_compile_view(const char *sql, int engine)
 {
 	List	   *raw;
 	RawStmt    *stmt;
@@ -467,7 +503,7 @@ kappa_compile_view(const char *sql)
 		if (srcno < 0)
 		{
 			def->sources = lappend_oid(def->sources, rte->relid);
-			def->source_keys = lappend(def->source_keys, source_key(rel));
+			def->source_keys = lappend(def->source_keys, source_key(rel, engine));
 			def->index_columns = lappend(def->index_columns, NIL);
 			srcno = list_length(def->sources) - 1;
 		}
@@ -536,10 +572,20 @@ kappa_compile_view(const char *sql)
 		{
 			int			srcno = def->rte_source[rtindex];
 			ListCell   *lk;
+			List	   *skey;
 
 			if (srcno < 0)
 				continue;
-			foreach(lk, (List *) list_nth(def->source_keys, srcno))
+			skey = (List *) list_nth(def->source_keys, srcno);
+
+			/* engine 2: a view that does not select every key is a bag */
+			if (engine >= 2 && (skey == NIL || !keys_selected(query, rtindex, skey)))
+			{
+				def->bag = true;
+				def->key_columns = NIL;
+				break;
+			}
+			foreach(lk, skey)
 			{
 				AttrNumber	attnum = lfirst_int(lk);
 				RangeTblEntry *rte = rt_fetch(rtindex, query->rtable);
@@ -599,6 +645,21 @@ char *
 kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 {
 	Query	   *query = copyObject(def->query);
+
+	if (!keep_having)
+		query->havingQual = NULL;
+	return kappa_deparse_query(query, rte_relids);
+}
+
+/*
+ * SQL text of query (which is changed), with each range table entry r for
+ * which rte_relids[r] is valid reading that relation instead, under the
+ * same alias; names fully qualified.  A view put in place of a table is
+ * read without ONLY.
+ */
+char *
+kappa_deparse_query(Query *query, Oid *rte_relids)
+{
 	int			nestlevel;
 	char	   *result;
 	int			rtindex = 0;
@@ -615,9 +676,9 @@ kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 		if (rte->alias == NULL)
 			rte->alias = makeAlias(rte->eref->aliasname, NIL);
 		rte->relid = rte_relids[rtindex];
+		if (get_rel_relkind(rte->relid) == RELKIND_VIEW)
+			rte->inh = true;
 	}
-	if (!keep_having)
-		query->havingQual = NULL;
 
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog",

@@ -29,6 +29,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -212,143 +213,27 @@ record_query_dependencies(Oid derived, Query *query)
 }
 
 /*
- * Create a derived view.  Unless replay, it is filled from its sources;
- * with replay, from the event log: the records committed from replay_from
- * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
- * until, in which case the result is a plain table, the view as it was at
- * until, and is not maintained.
+ * Engine 1's objects for a view in schema (unquoted), owned by the view's
+ * owner: per source a copy a_<n> (indexed) and scratch tables d_<n>, w_<n>,
+ * k, and the state table of a view maintained algebraically.  Then the
+ * derived table target (in nspname, named relname), filled from the copies,
+ * which are filled from the sources, locked (unless replay: the caller
+ * fills it from the log).  *arrangements gets the copies.
  */
 static Oid
-create_view(const char *name, const char *sql, const char *path, Oid owner,
-			bool replay, XLogRecPtr replay_from, XLogRecPtr until)
+create_engine1_view(KappaViewDef *def, const char *schema, const char *target,
+					const char *canonical, const char *nspname, const char *relname,
+					bool replay, Oid **arrangements)
 {
-	Oid			caller = owner;
-	KappaOwnerScope scope;
-	Oid			extowner;
-	Oid			views_relid = kappa_views_relid();
-	int			nestlevel;
-	RangeVar   *rv;
-	Oid			nspid;
-	AclResult	aclresult;
-	KappaViewDef *def;
-	char	   *target;
-	char	   *schema;
-	char	   *canonical;
+	int			nsources = list_length(def->sources);
+	bool		aggregate = strcmp(def->kind, "aggregate") == 0 ||
+		strcmp(def->kind, "join_aggregate") == 0;
 	char	   *arr_query;
 	KappaAggSql *agg;
-	int64		id;
-	int			nsources;
-	Oid		   *arrangements;
-	XLogRecPtr	created_lsn;
-	XLogRecPtr *lowers = NULL;
-	StringInfoData buf;
-	SavedUser	saved;
 	Oid			derived;
-	bool		aggregate;
-
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("kappa.create_view cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("The view is filled from a snapshot taken after its sources are locked."),
-				 errhint("Run it in a READ COMMITTED transaction.")));
-	if (KappaShmem == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_kappa must be loaded via shared_preload_libraries"),
-				 errhint("Add pg_kappa to shared_preload_libraries and restart the server.")));
-
-	/*
-	 * Everything that creates, fills or compiles the view runs as its owner,
-	 * restricted: the caller, or for a replay into a new view the owner of
-	 * the view replayed, whoever calls.
-	 */
-	kappa_owner_enter(owner, &scope);
-
-	/* the caller's names are resolved with the caller's search_path */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
-	nspid = RangeVarGetCreationNamespace(rv);
-	aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
-	if (isAnyTempNamespace(nspid))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("derived views cannot be temporary tables"),
-				 errdetail("The apply worker maintains a view after the session that created it has ended."),
-				 errhint("Create the view in a permanent schema.")));
-	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_TABLE),
-				 errmsg("relation \"%s\" already exists", rv->relname)));
-	target = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
-	def = kappa_compile_view(sql);
-	AtEOXact_GUC(true, nestlevel);
-
-	aggregate = strcmp(def->kind, "aggregate") == 0 ||
-		strcmp(def->kind, "join_aggregate") == 0;
-	nsources = list_length(def->sources);
-	extowner = kappa_extension_owner();
-
-	/*
-	 * Lock kappa.views before looking at the slot: a worker that finds no
-	 * view drops the slot while holding a conflicting lock.
-	 */
-	LockRelationOid(views_relid, RowExclusiveLock);
-	kappa_ensure_slot();
-
-	/*
-	 * Block writers to the sources (waiting for those in flight), then take
-	 * the LSN: every transaction that changed a source either committed
-	 * before it, and is in the snapshot the view is filled from, or commits
-	 * after this transaction, and reaches the view through the stream.
-	 */
-	kappa_lock_sources(def->sources);
-	created_lsn = GetXLogInsertRecPtr();
-	canonical = kappa_deparse(def, NULL, true);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	/*
-	 * Filled from the log: everything committed before created_lsn must be
-	 * in it, so wait for the worker to get there.
-	 */
-	if (replay)
-	{
-		if (until != InvalidXLogRecPtr && until > created_lsn)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("until_lsn %X/%X is in the future", LSN_FORMAT_ARGS(until)),
-					 errdetail("The current WAL position is %X/%X.", LSN_FORMAT_ARGS(created_lsn))));
-		lowers = palloc(sizeof(XLogRecPtr) * list_length(def->sources));
-		kappa_replay_bounds(rv->relname, def->sources, replay_from,
-							until != InvalidXLogRecPtr ? until : created_lsn, lowers);
-		if (!kappa_wait_processed(created_lsn, 60000))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("the apply worker did not log the sources' changes up to %X/%X within 60 seconds",
-							LSN_FORMAT_ARGS(created_lsn)),
-					 errhint("Check kappa.status and the apply worker.")));
-	}
-
-	/* as the extension owner: the view's id and its internal schema */
-	kappa_become(extowner, &saved);
-	id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
-	schema = psprintf("kappa_v" INT64_FORMAT, id);
-	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
-					  quote_identifier(GetUserNameFromId(caller, false))),
-			 SPI_OK_UTILITY);
-	/* internal: goes with DROP EXTENSION, and is not dumped */
-	exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
-			 SPI_OK_UTILITY);
-	kappa_unbecome(&saved);
 
 	/* as the caller: the worker's copies of the sources and scratch tables */
-	arrangements = palloc(sizeof(Oid) * nsources);
+	*arrangements = palloc(sizeof(Oid) * nsources);
 	for (int i = 0; i < nsources; i++)
 	{
 		Oid			src = list_nth_oid(def->sources, i);
@@ -376,17 +261,17 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 					 SPI_OK_UTILITY);
 		}
 		exec_sql(guard_trigger_sql(a), SPI_OK_UTILITY);
-		arrangements[i] = RangeVarGetRelid(makeRangeVar(schema, psprintf("a_%d", i), -1),
+		(*arrangements)[i] = RangeVarGetRelid(makeRangeVar(pstrdup(schema), psprintf("a_%d", i), -1),
 										   NoLock, false);
 	}
 
 	/* the query over the copies */
-	arr_query = kappa_deparse(def, kappa_rte_relids(def, arrangements), true);
+	arr_query = kappa_deparse(def, kappa_rte_relids(def, *arrangements), true);
 
 	/* the derived table and the key scratch table */
 	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA",
 					  target, canonical), SPI_OK_UTILITY);
-	derived = RangeVarGetRelid(makeRangeVar(get_namespace_name(nspid), rv->relname, -1),
+	derived = RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
 							   NoLock, false);
 	record_query_dependencies(derived, def->query);
 	if (def->key_columns == NIL)
@@ -441,12 +326,360 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	}
 	PG_END_TRY();
 
+	return derived;
+}
+
+/*
+ * Engine 2 needs whole old rows in the WAL: set REPLICA IDENTITY FULL on
+ * each source that lacks it and that the view's owner owns (and say what
+ * it costs), or refuse, naming the command to run.
+ */
+static void
+ensure_identity_full(List *sources)
+{
+	ListCell   *lc;
+	StringInfoData changed;
+
+	initStringInfo(&changed);
+	foreach(lc, sources)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *qualname = kappa_qualified_name(relid);
+		Relation	rel = table_open(relid, AccessShareLock);
+		char		replident = rel->rd_rel->relreplident;
+
+		table_close(rel, AccessShareLock);
+		if (replident == REPLICA_IDENTITY_FULL)
+			continue;
+		if (!pg_class_ownercheck(relid, GetUserId()))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("source table %s does not have REPLICA IDENTITY FULL", qualname),
+					 errdetail("Derived views take whole old rows of updates and deletes from the WAL, and only the table's owner can make it write them."),
+					 errhint("Ask the owner of %s to run: ALTER TABLE %s REPLICA IDENTITY FULL;",
+							 qualname, qualname)));
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		exec_sql(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualname), SPI_OK_UTILITY);
+		SPI_finish();
+		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "", qualname);
+	}
+	if (changed.len > 0)
+		ereport(NOTICE,
+				(errmsg("set REPLICA IDENTITY FULL on %s", changed.data),
+				 errdetail("Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.")));
+}
+
+/*
+ * Name in a NOTICE each column a view over several tables (or with GROUP
+ * BY) looks rows up by in a source without an index that starts with it,
+ * with the CREATE INDEX that would make those lookups index scans.  No
+ * index is ever created on a user's table.
+ */
+static void
+advise_indexes(KappaViewDef *def)
+{
+	if (def->nrtes < 2 && def->query->groupClause == NIL)
+		return;
+	for (int i = 0; i < list_length(def->sources); i++)
+	{
+		Oid			src = list_nth_oid(def->sources, i);
+		Relation	rel = table_open(src, AccessShareLock);
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+
+		foreach(lc, (List *) list_nth(def->index_columns, i))
+		{
+			AttrNumber	attnum = lfirst_int(lc);
+			bool		indexed = false;
+			ListCell   *li;
+
+			foreach(li, indexes)
+			{
+				HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(li)));
+
+				if (HeapTupleIsValid(tup))
+				{
+					Form_pg_index index = (Form_pg_index) GETSTRUCT(tup);
+
+					indexed |= index->indnkeyatts > 0 && index->indkey.values[0] == attnum;
+					ReleaseSysCache(tup);
+				}
+			}
+			if (!indexed)
+				ereport(NOTICE,
+						(errmsg("column \"%s\" of source table %s has no index",
+								get_attname(src, attnum, false), kappa_qualified_name(src)),
+						 errdetail("The view looks up rows of %s by this column for every change of the tables it is joined or grouped with.",
+								   kappa_qualified_name(src)),
+						 errhint("CREATE INDEX ON %s (%s);", kappa_qualified_name(src),
+								 quote_identifier(get_attname(src, attnum, false)))));
+		}
+		table_close(rel, AccessShareLock);
+	}
+}
+
+/*
+ * Engine 2's objects for view id in schema (quoted), owned by the view's
+ * owner: per source, d_<n> for the batch's signed rows and o_<n>, the
+ * source before the batch; dq and dc for the delta of a view without
+ * GROUP BY, or k for the keys of the groups to recompute.  Then the
+ * derived table target (in nspname, named relname), filled from the
+ * sources, which are locked.  *drelids gets the d_<n> tables (recorded
+ * in kappa.views.arrangements: DDL checks compare sources with them).
+ */
+static Oid
+create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
+					const char *target, const char *canonical,
+					const char *nspname, const char *relname, Oid **drelids)
+{
+	const char *schema = quote_identifier(schemaname);
+	int			nsources = list_length(def->sources);
+	bool		grouped = def->query->groupClause != NIL;
+	bool		whole = !grouped && def->query->hasAggs;
+	Oid			derived;
+
+	*drelids = palloc(sizeof(Oid) * nsources);
+	for (int i = 0; i < nsources; i++)
+	{
+		Oid			src = list_nth_oid(def->sources, i);
+		char	   *d = psprintf("%s.d_%d", schema, i);
+		Relation	rel;
+		TupleDesc	desc;
+		StringInfoData live;
+		StringInfoData delta;
+
+		create_mirror(src, d, true, "_kappa_w integer");
+		(*drelids)[i] = RangeVarGetRelid(makeRangeVar(pstrdup(schemaname), psprintf("d_%d", i), -1),
+										 NoLock, false);
+
+		/* o_<n>: the live rows, weight 1, and the batch undone */
+		rel = table_open(src, AccessShareLock);
+		desc = RelationGetDescr(rel);
+		initStringInfo(&live);
+		initStringInfo(&delta);
+		for (int c = 0; c < desc->natts; c++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, c);
+			const char *sep = c > 0 ? ", " : "";
+
+			if (att->attisdropped)
+			{
+				appendStringInfo(&live, "%sNULL::pg_catalog.int4 AS _kappa_dropped_%d", sep, c + 1);
+				appendStringInfo(&delta, "%sNULL::pg_catalog.int4", sep);
+				continue;
+			}
+			appendStringInfo(&live, "%s%s", sep, quote_identifier(NameStr(att->attname)));
+			appendStringInfo(&delta, "%s%s", sep, quote_identifier(NameStr(att->attname)));
+		}
+		table_close(rel, AccessShareLock);
+		exec_sql(psprintf("CREATE VIEW %s.o_%d AS SELECT %s%s1 AS _kappa_w FROM ONLY %s"
+						  " UNION ALL SELECT %s%s-_kappa_w FROM %s",
+						  schema, i, live.data, live.len > 0 ? ", " : "", kappa_qualified_name(src),
+						  delta.data, delta.len > 0 ? ", " : "", d),
+				 SPI_OK_UTILITY);
+	}
+
+	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA", target, canonical),
+			 SPI_OK_UTILITY);
+	derived = RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
+							   NoLock, false);
+	record_query_dependencies(derived, def->query);
+	if (whole)
+		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
+	else if (def->key_columns != NIL)
+		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
+						  kappa_quoted_list(def->key_columns, ""),
+						  grouped ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
+	else
+	{
+		/* a bag: rows to delete are found by their first column */
+		char	   *first = get_attname(derived, 1, false);
+
+		if (has_btree_opclass(get_atttype(derived, 1)))
+			exec_sql(psprintf("CREATE INDEX ON %s (%s)", target, quote_identifier(first)),
+					 SPI_OK_UTILITY);
+	}
+	exec_sql(guard_trigger_sql(target), SPI_OK_UTILITY);
+
+	if (grouped)
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
+						  schema, kappa_quoted_list(def->key_columns, ""), canonical),
+				 SPI_OK_UTILITY);
+	else if (!whole)
+	{
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dq AS SELECT *, 0::pg_catalog.int4 AS _kappa_w FROM (%s) q WITH NO DATA",
+						  schema, canonical), SPI_OK_UTILITY);
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dc AS SELECT *, 0::pg_catalog.int8 AS _kappa_w FROM (%s) q WITH NO DATA",
+						  schema, canonical), SPI_OK_UTILITY);
+	}
+
+	kappa_guard_bypass = true;
+	PG_TRY();
+	{
+		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
+				 SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		kappa_guard_bypass = false;
+	}
+	PG_END_TRY();
+	advise_indexes(def);
+	return derived;
+}
+
+/*
+ * Create a derived view.  Unless replay, it is filled from its sources;
+ * with replay, from the event log: the records committed from replay_from
+ * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
+ * until, in which case the result is a plain table, the view as it was at
+ * until, and is not maintained.
+ */
+static Oid
+create_view(const char *name, const char *sql, const char *path, Oid owner,
+			bool replay, XLogRecPtr replay_from, XLogRecPtr until)
+{
+	Oid			caller = owner;
+	int			engine = replay ? 1 : kappa_engine;
+	KappaOwnerScope scope;
+	Oid			extowner;
+	Oid			views_relid = kappa_views_relid();
+	int			nestlevel;
+	RangeVar   *rv;
+	Oid			nspid;
+	AclResult	aclresult;
+	KappaViewDef *def;
+	char	   *target;
+	char	   *schema;
+	char	   *canonical;
+	int64		id;
+	int			nsources;
+	Oid		   *arrangements;
+	XLogRecPtr	created_lsn;
+	XLogRecPtr *lowers = NULL;
+	StringInfoData buf;
+	SavedUser	saved;
+	Oid			derived;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.create_view cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The view is filled from a snapshot taken after its sources are locked."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+	if (KappaShmem == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_kappa must be loaded via shared_preload_libraries"),
+				 errhint("Add pg_kappa to shared_preload_libraries and restart the server.")));
+
+	/*
+	 * Everything that creates, fills or compiles the view runs as its owner,
+	 * restricted: the caller, or for a replay into a new view the owner of
+	 * the view replayed, whoever calls.
+	 */
+	kappa_owner_enter(owner, &scope);
+
+	/* the caller's names are resolved with the caller's search_path */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	nspid = RangeVarGetCreationNamespace(rv);
+	aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+	if (isAnyTempNamespace(nspid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot be temporary tables"),
+				 errdetail("The apply worker maintains a view after the session that created it has ended."),
+				 errhint("Create the view in a permanent schema.")));
+	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists", rv->relname)));
+	target = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
+	def = kappa_compile_view(sql, engine);
+	AtEOXact_GUC(true, nestlevel);
+
+	nsources = list_length(def->sources);
+	extowner = kappa_extension_owner();
+
+	/*
+	 * Lock kappa.views before looking at the slot: a worker that finds no
+	 * view drops the slot while holding a conflicting lock.
+	 */
+	LockRelationOid(views_relid, RowExclusiveLock);
+	kappa_ensure_slot();
+
+	/* engine 2 takes whole old rows from the WAL */
+	if (engine >= 2)
+		ensure_identity_full(def->sources);
+
+	/*
+	 * Block writers to the sources (waiting for those in flight), then take
+	 * the LSN: every transaction that changed a source either committed
+	 * before it, and is in the snapshot the view is filled from, or commits
+	 * after this transaction, and reaches the view through the stream.
+	 */
+	kappa_lock_sources(def->sources);
+	created_lsn = GetXLogInsertRecPtr();
+	canonical = kappa_deparse(def, NULL, true);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * Filled from the log: everything committed before created_lsn must be
+	 * in it, so wait for the worker to get there.
+	 */
+	if (replay)
+	{
+		if (until != InvalidXLogRecPtr && until > created_lsn)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("until_lsn %X/%X is in the future", LSN_FORMAT_ARGS(until)),
+					 errdetail("The current WAL position is %X/%X.", LSN_FORMAT_ARGS(created_lsn))));
+		lowers = palloc(sizeof(XLogRecPtr) * list_length(def->sources));
+		kappa_replay_bounds(rv->relname, def->sources, replay_from,
+							until != InvalidXLogRecPtr ? until : created_lsn, lowers);
+		if (!kappa_wait_processed(created_lsn, 60000))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("the apply worker did not log the sources' changes up to %X/%X within 60 seconds",
+							LSN_FORMAT_ARGS(created_lsn)),
+					 errhint("Check kappa.status and the apply worker.")));
+	}
+
+	/* as the extension owner: the view's id and its internal schema */
+	kappa_become(extowner, &saved);
+	id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
+	schema = psprintf("kappa_v" INT64_FORMAT, id);
+	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
+					  quote_identifier(GetUserNameFromId(caller, false))),
+			 SPI_OK_UTILITY);
+	/* internal: goes with DROP EXTENSION, and is not dumped */
+	exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
+			 SPI_OK_UTILITY);
+	kappa_unbecome(&saved);
+
+	if (engine >= 2)
+		derived = create_engine2_view(def, id, schema, target, canonical,
+									  get_namespace_name(nspid), rv->relname,
+									  &arrangements);
+	else
+		derived = create_engine1_view(def, schema, target, canonical,
+									  get_namespace_name(nspid), rv->relname,
+									  replay, &arrangements);
+
 	/* as the extension owner: record the view */
 	kappa_become(extowner, &saved);
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
 					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
-					 " sources, arrangements, key_columns, created_lsn, applied_lsn)"
+					 " sources, arrangements, key_columns, created_lsn, applied_lsn, engine)"
 					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %u, %s, '{",
 					 id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
 					 quote_literal_cstr(canonical), caller, quote_literal_cstr(def->kind));
@@ -455,9 +688,9 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	appendStringInfoString(&buf, "}', '{");
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
-	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X')",
+	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X', %d)",
 					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
-					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn));
+					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn), engine);
 	exec_sql(buf.data, SPI_OK_INSERT);
 	kappa_unbecome(&saved);
 

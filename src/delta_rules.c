@@ -1,0 +1,688 @@
+/*-------------------------------------------------------------------------
+ *
+ * delta_rules.c
+ *	  Engine 2: applies a batch to a derived view from signed deltas taken
+ *	  from the WAL alone, reading the live sources (under the snapshot the
+ *	  batch is aligned with) wherever a delta needs other rows.  No copy of
+ *	  any source is kept.
+ *
+ * Sources have REPLICA IDENTITY FULL, so every update and delete carries
+ * its whole old row: a batch is, per source, a signed multiset of rows,
+ * +1 for each new image and -1 for each old one (d_<n>, at the source's
+ * attribute numbers, weight in _kappa_w).  The source as it was before the
+ * batch is then the live table with the batch undone, which is a view,
+ * o_<n>: the live rows with weight 1 and the batch's rows negated.
+ *
+ * The delta of a select-project-join query over range table entries
+ * R1 .. Rk is the sum of one term per entry that reads a source:
+ *
+ *	   dQ = sum over i of  Q(R1 new, .., R(i-1) new, dRi, R(i+1) old, .., Rk old)
+ *
+ * with the weights of the rows joined multiplied.  Each term is the view's
+ * own query, printed again with entry i reading d_<n> and the later
+ * entries reading o_<n> (kappa_deparse_query), so PostgreSQL plans the
+ * joins against the live tables (index lookups where indexes exist).  The
+ * terms' rows go to dq; they are consolidated by the rows' text (rows that
+ * cancel vanish) into dc, and applied: by key where the view has one (the
+ * sources' keys, all selected), else as a bag, deleting and inserting as
+ * many copies as the weight says.
+ *
+ * A GROUP BY view takes the group keys of the terms' rows (both signs) and
+ * recomputes those groups from the live sources; a view with aggregates
+ * and no GROUP BY, and any batch with a TRUNCATE of a source, recomputes
+ * the whole view.  All of it reads the sources with kappa_read_snapshot.
+ *
+ * Every statement runs as the view's owner, restricted (the caller,
+ * apply_worker.c, owns transactions and progress).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parsetree.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+
+#include "pg_kappa.h"
+
+/* One term of the delta rule: range table entry rtindex reads the delta. */
+typedef struct RuleTerm
+{
+	int			srcno;			/* the source entry rtindex reads */
+	SPIPlanPtr	plan;			/* INSERT INTO dq (or k) SELECT ... */
+} RuleTerm;
+
+typedef struct RulePlan
+{
+	int			id;				/* hash key */
+	Oid			relid;			/* the derived table */
+	Oid			owner;
+	int			nsources;
+	Oid		   *sources;
+	Oid		   *drelids;		/* d_<n> */
+	SPIPlanPtr *clear_d;
+	int			nterms;
+	RuleTerm   *terms;
+	bool		grouped;		/* GROUP BY: recompute the affected groups */
+	bool		whole;			/* aggregates without GROUP BY */
+	/* select-project-join views */
+	SPIPlanPtr	consolidate;	/* dq -> dc */
+	SPIPlanPtr	delete_rows;
+	SPIPlanPtr	insert_rows;
+	SPIPlanPtr	clear_dq;
+	SPIPlanPtr	clear_dc;
+	/* GROUP BY views */
+	KappaKeyedPlan delete_keys;
+	SPIPlanPtr	insert_keys;
+	SPIPlanPtr	has_null_keys;
+	SPIPlanPtr	delete_null_keys;
+	SPIPlanPtr	insert_null_keys;
+	SPIPlanPtr	clear_k;
+	/* everything */
+	SPIPlanPtr	delete_all;
+	SPIPlanPtr	insert_all;
+} RulePlan;
+
+static HTAB *rule_plans = NULL; /* in kappa_plans_context() */
+
+/* Forget every plan of engine 2 (kappa_engine_reset frees them). */
+void
+kappa_rules_forget(void)
+{
+	rule_plans = NULL;
+}
+
+/*
+ * A plan names the derived table and was built from the view's query text,
+ * which names its sources: when either is altered, or a schema renamed,
+ * build the plans again (which checks that the text still reads the same
+ * sources).
+ */
+static void
+rules_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	RulePlan   *rp;
+
+	if (rule_plans == NULL || relid == InvalidOid)
+		return;
+	hash_seq_init(&status, rule_plans);
+	while ((rp = hash_seq_search(&status)) != NULL)
+	{
+		bool		mine = rp->relid == relid;
+
+		for (int i = 0; i < rp->nsources && !mine; i++)
+			mine = rp->sources[i] == relid;
+		if (mine)
+		{
+			kappa_plans_stale = true;
+			hash_seq_term(&status);
+			break;
+		}
+	}
+}
+
+/* The attribute number of the weight column of d_<n> and o_<n>. */
+static AttrNumber
+weight_attnum(Oid relid)
+{
+	AttrNumber	attnum = get_attnum(relid, "_kappa_w");
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "internal relation %u has no weight column", relid);
+	return attnum;
+}
+
+/* "a * b" of two int4 expressions */
+static Node *
+multiply(Node *a, Node *b)
+{
+	if (a == NULL)
+		return b;
+	return (Node *) makeFuncExpr(F_INT4MUL, INT4OID, list_make2(a, b),
+								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+}
+
+/*
+ * The SQL of term i of the delta rule (see the header): entry i reads
+ * d_<n>, later source entries read o_<n>, and the product of their weights
+ * is output as _kappa_w.  For a GROUP BY view, the term gives the group
+ * keys of its rows instead.
+ */
+static char *
+term_sql(KappaViewDef *def, int term_rt, Oid *drelids, Oid *orelids, bool grouped)
+{
+	Query	   *query = copyObject(def->query);
+	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	Node	   *weight = NULL;
+
+	for (int r = term_rt; r <= def->nrtes; r++)
+	{
+		int			srcno = def->rte_source[r];
+		Oid			relid;
+
+		if (srcno < 0)
+			continue;
+		relid = r == term_rt ? drelids[srcno] : orelids[srcno];
+		relids[r] = relid;
+		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
+												   -1, InvalidOid, 0));
+	}
+
+	if (grouped)
+	{
+		List	   *keys = NIL;
+		ListCell   *lc;
+
+		foreach(lc, query->groupClause)
+		{
+			TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), query->targetList);
+
+			keys = lappend(keys, tle);
+		}
+		query->targetList = keys;
+		query->groupClause = NIL;
+		query->havingQual = NULL;
+		query->hasAggs = false;
+		return psprintf("SELECT DISTINCT * FROM (%s) s",
+						kappa_deparse_query(query, relids));
+	}
+	query->targetList = lappend(query->targetList,
+								makeTargetEntry((Expr *) weight,
+												list_length(query->targetList) + 1,
+												pstrdup("_kappa_w"), false));
+	return kappa_deparse_query(query, relids);
+}
+
+/* "t.c1::text = q.c1::text" style matching of every output column */
+static char *
+match_rows(List *cols, const char *t, const char *q)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, cols)
+	{
+		const char *c = quote_identifier(lfirst(lc));
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " AND ");
+		appendStringInfo(&buf, "%s.%s::pg_catalog.text IS NOT DISTINCT FROM %s.%s::pg_catalog.text",
+						 t, c, q, c);
+	}
+	return buf.data;
+}
+
+/* The output column names of the derived table, in order. */
+static List *
+output_columns(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *result = NIL;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped)
+			result = lappend(result, pstrdup(NameStr(att->attname)));
+	}
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * The statements that apply the consolidated delta dc to a view without
+ * GROUP BY: by key, or as a bag.
+ */
+static void
+prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
+				  const char *target)
+{
+	List	   *cols = output_columns(rp->relid);
+	char	   *dq = psprintf("%s.dq", schema);
+	char	   *dc = psprintf("%s.dc", schema);
+	StringInfoData grouping;
+	ListCell   *lc;
+
+	/*
+	 * Consolidate by the rows' text (equal but not identical rows, 1.0 and
+	 * 1.00, stay apart): one row per text, with its summed weight.
+	 */
+	initStringInfo(&grouping);
+	foreach(lc, cols)
+		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
+						 quote_identifier(lfirst(lc)));
+	rp->consolidate = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM ("
+											 "SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS w"
+											 " FROM %s ORDER BY %s) s WHERE s.w OPERATOR(pg_catalog.<>) 0",
+											 dc, grouping.data, kappa_quoted_list(cols, ""),
+											 grouping.data, dq, grouping.data));
+	rp->clear_dq = kappa_keep_plan(psprintf("DELETE FROM %s", dq));
+	rp->clear_dc = kappa_keep_plan(psprintf("DELETE FROM %s", dc));
+
+	if (def->key_columns != NIL)
+	{
+		rp->delete_rows = kappa_keep_plan(psprintf("DELETE FROM %s t USING %s d"
+												 " WHERE d._kappa_w OPERATOR(pg_catalog.<) 0 AND %s",
+												 target, dc,
+												 kappa_match_keys(def->key_columns, "t", "=", "d")));
+		rp->insert_rows = kappa_keep_plan(psprintf("INSERT INTO %s SELECT %s FROM %s d"
+												 " WHERE d._kappa_w OPERATOR(pg_catalog.>) 0",
+												 target, kappa_quoted_list(cols, "d."), dc));
+		return;
+	}
+
+	/*
+	 * A bag: delete -w copies of each row with negative weight w (found by
+	 * the first column, which is indexed, then compared as text), insert w
+	 * copies of each with positive weight.
+	 */
+	{
+		const char *first = quote_identifier(linitial(cols));
+
+		rp->delete_rows =
+			kappa_keep_plan(psprintf("DELETE FROM %s t WHERE t.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+								   "SELECT m.tid FROM (SELECT x.tid, pg_catalog.row_number() OVER (PARTITION BY d.ctid) AS rn,"
+								   " -d._kappa_w AS k FROM %s d CROSS JOIN LATERAL ("
+								   "SELECT t2.ctid AS tid FROM %s t2 WHERE t2.%s OPERATOR(pg_catalog.=) d.%s AND %s"
+								   " UNION ALL "
+								   "SELECT t2.ctid FROM %s t2 WHERE t2.%s IS NULL AND d.%s IS NULL AND %s) x"
+								   " WHERE d._kappa_w OPERATOR(pg_catalog.<) 0) m"
+								   " WHERE m.rn OPERATOR(pg_catalog.<=) m.k))",
+								   target, dc,
+								   target, first, first, match_rows(cols, "t2", "d"),
+								   target, first, first, match_rows(cols, "t2", "d")));
+		rp->insert_rows =
+			kappa_keep_plan(psprintf("INSERT INTO %s SELECT %s FROM %s d"
+								   " CROSS JOIN LATERAL pg_catalog.generate_series(1, d._kappa_w::integer) g"
+								   " WHERE d._kappa_w OPERATOR(pg_catalog.>) 0",
+								   target, kappa_quoted_list(cols, "d."), dc));
+	}
+}
+
+/* The statements that recompute the groups whose keys are in k. */
+static void
+prepare_group_recompute(RulePlan *rp, KappaViewDef *def, const char *schema,
+						const char *target, const char *canonical)
+{
+	char	   *k = psprintf("%s.k", schema);
+	Oid			krelid = get_relname_relid("k", get_namespace_oid(psprintf("kappa_v%d", rp->id),
+																   false));
+	List	   *keytypes = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(krelid))
+		elog(ERROR, "internal tables of derived view %d are missing", rp->id);
+	foreach(lc, def->key_columns)
+		keytypes = lappend_oid(keytypes, get_atttype(krelid, get_attnum(krelid, lfirst(lc))));
+	rp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
+										  "t", def->key_columns, keytypes, k);
+	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, def->key_columns, k);
+	rp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
+											   k, kappa_any_null(def->key_columns, "n")));
+	rp->delete_null_keys = kappa_keep_plan(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
+												  target, k, kappa_any_null(def->key_columns, "n"),
+												  kappa_match_keys(def->key_columns, "t", "IS NOT DISTINCT FROM", "n")));
+	rp->insert_null_keys = kappa_prepare_insert_null_keys(target, canonical, def->key_columns, k);
+	rp->clear_k = kappa_keep_plan(psprintf("DELETE FROM %s", k));
+}
+
+/* Build view id's statements from its catalog row (SPI connected). */
+static RulePlan *
+build_rules(int id)
+{
+	RulePlan   *rp;
+	bool		found;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	tupdesc;
+	Oid			relid;
+	char	   *canonical;
+	KappaViewDef *def;
+	char	   *schemaname = psprintf("kappa_v%d", id);
+	char	   *schema = pstrdup(quote_identifier(schemaname));
+	Oid			nsp;
+	char	   *target;
+	Oid		   *orelids;
+	KappaOwnerScope scope;
+	MemoryContext oldcxt;
+	List	   *sources = NIL;
+
+	if (SPI_execute(psprintf("SELECT relid, canonical, sources FROM kappa.views"
+							 " WHERE id OPERATOR(pg_catalog.=) %d", id),
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "derived view %d does not exist", id);
+	tup = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	relid = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 1, &isnull));
+	canonical = SPI_getvalue(tup, tupdesc, 2);
+	{
+		Datum	   *elems;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, tupdesc, 3, &isnull)),
+						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+		for (int i = 0; i < n; i++)
+			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+	}
+
+	if (rule_plans == NULL)
+	{
+		HASHCTL		ctl;
+		static bool registered = false;
+
+		if (!registered)
+		{
+			CacheRegisterRelcacheCallback(rules_relcache_callback, (Datum) 0);
+			registered = true;
+		}
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(RulePlan);
+		ctl.hcxt = kappa_plans_context();
+		rule_plans = hash_create("pg_kappa rule plans", 16, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	rp = hash_search(rule_plans, &id, HASH_ENTER, &found);
+	memset(((char *) rp) + sizeof(int), 0, sizeof(RulePlan) - sizeof(int));
+	rp->relid = relid;
+	rp->owner = kappa_view_owner(relid);
+
+	kappa_owner_enter(rp->owner, &scope);
+	def = kappa_compile_view(canonical, 2);
+	kappa_owner_leave(&scope);
+	kappa_check_sources_unchanged(def, sources, kappa_rel_label(relid));
+	target = kappa_qualified_name(relid);
+	nsp = get_namespace_oid(schemaname, false);
+
+	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
+	rp->nsources = list_length(def->sources);
+	rp->sources = palloc(sizeof(Oid) * rp->nsources);
+	rp->drelids = palloc(sizeof(Oid) * rp->nsources);
+	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
+	orelids = palloc(sizeof(Oid) * rp->nsources);
+	for (int i = 0; i < rp->nsources; i++)
+	{
+		rp->sources[i] = list_nth_oid(def->sources, i);
+		rp->drelids[i] = get_relname_relid(psprintf("d_%d", i), nsp);
+		orelids[i] = get_relname_relid(psprintf("o_%d", i), nsp);
+		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
+			elog(ERROR, "internal tables of derived view %d are missing", id);
+		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
+	}
+
+	rp->grouped = def->query->groupClause != NIL;
+	rp->whole = !rp->grouped && def->query->hasAggs;
+	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1));
+	for (int r = 1; r <= def->nrtes && !rp->whole; r++)
+	{
+		RuleTerm   *t;
+
+		if (def->rte_source[r] < 0)
+			continue;
+		t = &rp->terms[rp->nterms++];
+		t->srcno = def->rte_source[r];
+		t->plan = kappa_keep_plan(psprintf("INSERT INTO %s.%s SELECT * FROM (%s) s",
+										 schema, rp->grouped ? "k" : "dq",
+										 term_sql(def, r, rp->drelids, orelids, rp->grouped)));
+	}
+	if (rp->grouped)
+		prepare_group_recompute(rp, def, schema, target, canonical);
+	else if (!rp->whole)
+		prepare_row_apply(rp, def, schema, target);
+	rp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
+	rp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical));
+	MemoryContextSwitchTo(oldcxt);
+	return rp;
+}
+
+static RulePlan *
+get_rules(int id)
+{
+	RulePlan   *rp = NULL;
+
+	if (kappa_plans_stale)
+	{
+		kappa_engine_reset();
+		kappa_plans_stale = false;
+	}
+	if (rule_plans)
+		rp = hash_search(rule_plans, &id, HASH_FIND, NULL);
+	if (rp == NULL)
+	{
+		PG_TRY();
+		{
+			rp = build_rules(id);
+		}
+		PG_CATCH();
+		{
+			if (rule_plans)
+				hash_search(rule_plans, &id, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	return rp;
+}
+
+/*
+ * The batch's row images of source n that the view has not seen (commit
+ * LSN after applied) into d_<n>, signed.  A new image's unchanged TOASTed
+ * value (not in the WAL) is the old image's, which REPLICA IDENTITY FULL
+ * puts in the same change; an update or delete without a whole old image
+ * means the table's replica identity is not FULL, and the view cannot be
+ * maintained.  Returns how many rows; adds commit LSNs to *lsns.
+ */
+static int64
+fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
+				  XLogRecPtr applied, List **lsns)
+{
+	Relation	drel = table_open(drelid, RowExclusiveLock);
+	TupleDesc	ddesc = RelationGetDescr(drel);
+	int			n = buf->srcnatts;
+	TupleTableSlot *slot;
+	Datum	   *values;
+	bool	   *nulls;
+	Datum	   *old_values;
+	bool	   *old_nulls;
+	int64		old_seq = -1;
+	int64		count = 0;
+	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
+
+	if (ddesc->natts != n + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("columns of source table \"%s\" changed", get_rel_name(srcrelid))));
+	slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
+	values = palloc(sizeof(Datum) * (n + 1));
+	nulls = palloc(sizeof(bool) * (n + 1));
+	old_values = palloc(sizeof(Datum) * n);
+	old_nulls = palloc(sizeof(bool) * n);
+
+	tuplestore_rescan(buf->rows);
+	while (tuplestore_gettupleslot(buf->rows, true, false, slot))
+	{
+		XLogRecPtr	lsn;
+		int64		seq;
+		bool		is_new;
+		HeapTuple	tup;
+
+		slot_getallattrs(slot);
+		lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
+		if (lsn <= applied)
+			continue;
+		seq = DatumGetInt64(slot->tts_values[n]);
+		is_new = DatumGetBool(slot->tts_values[n + 1]);
+		memcpy(values, slot->tts_values, sizeof(Datum) * n);
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * n);
+
+		if (!is_new)
+		{
+			/* an old image with a column left out is not a whole row */
+			if (!slot->tts_isnull[n + 3])
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("old row images of source table \"%s\" are not complete",
+								get_rel_name(srcrelid)),
+						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
+								 quote_identifier(get_rel_name(srcrelid)))));
+			memcpy(old_values, values, sizeof(Datum) * n);
+			memcpy(old_nulls, nulls, sizeof(bool) * n);
+			old_seq = seq;
+		}
+		else if (!slot->tts_isnull[n + 3])
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(slot->tts_values[n + 3]);
+			Datum	   *cols;
+			int			ncols;
+
+			if (old_seq != seq)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("an update of source table \"%s\" carries no old row image",
+								get_rel_name(srcrelid)),
+						 errdetail("Its unchanged TOASTed values cannot be found in the WAL."),
+						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
+								 quote_identifier(get_rel_name(srcrelid)))));
+			deconstruct_array(arr, INT2OID, sizeof(int16), true, TYPALIGN_SHORT,
+							  &cols, NULL, &ncols);
+			for (int c = 0; c < ncols; c++)
+			{
+				int			attno = DatumGetInt16(cols[c]) - 1;
+
+				values[attno] = old_values[attno];
+				nulls[attno] = old_nulls[attno];
+			}
+		}
+		values[n] = Int32GetDatum(is_new ? 1 : -1);
+		nulls[n] = false;
+		tup = heap_form_tuple(ddesc, values, nulls);
+		simple_heap_insert(drel, tup);
+		heap_freetuple(tup);
+		count++;
+		if (lsn != last_lsn)
+		{
+			*lsns = lappend(*lsns, (void *) (uintptr_t) lsn);
+			last_lsn = lsn;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(drel, RowExclusiveLock);
+	return count;
+}
+
+/* Recompute the groups whose keys the terms put in k. */
+static uint64
+recompute_groups(RulePlan *rp)
+{
+	uint64		rows = 0;
+
+	rows += kappa_run_keyed(&rp->delete_keys);
+	rows += kappa_run(rp->insert_keys);
+	if (kappa_run_bool(rp->has_null_keys))
+	{
+		rows += kappa_run(rp->delete_null_keys);
+		rows += kappa_run(rp->insert_null_keys);
+	}
+	kappa_run(rp->clear_k);
+	return rows;
+}
+
+/*
+ * Engine 2's kappa_apply_view: apply the current batch to view viewid,
+ * whose applied LSN is applied.  Returns the derived rows deleted and
+ * inserted, or -1 when the batch holds nothing for the view; *ntxns is the
+ * number of source transactions applied.  SPI must be connected; the
+ * caller commits, and sets kappa_read_snapshot.
+ */
+int64
+kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
+				  int64 *ntxns)
+{
+	RulePlan   *rp = get_rules(viewid);
+	bool	   *touched = palloc0(sizeof(bool) * rp->nsources);
+	bool		truncated = false;
+	bool		any = false;
+	List	   *lsns = NIL;
+	int64		rows = 0;
+	KappaOwnerScope scope;
+
+	kappa_owner_enter(rp->owner, &scope);
+	for (int i = 0; i < rp->nsources; i++)
+	{
+		KappaSourceBuffer *buf;
+
+		buf = hash_search(kappa_batch->sources, &rp->sources[i], HASH_FIND, NULL);
+		if (buf == NULL)
+			continue;
+		kappa_check_source_access(rp->sources[i], rp->owner);
+		if (buf->schema_change_lsn > applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("columns of source table \"%s\" changed",
+							get_rel_name(rp->sources[i]))));
+		if (buf->truncate_lsn > applied)
+		{
+			truncated = any = true;
+			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
+		}
+		if (fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns) > 0)
+			touched[i] = any = true;
+	}
+	if (!any)
+	{
+		kappa_owner_leave(&scope);
+		return -1;
+	}
+	CommandCounterIncrement();
+
+	if (truncated || rp->whole)
+	{
+		rows += kappa_run(rp->delete_all);
+		rows += kappa_run(rp->insert_all);
+	}
+	else
+	{
+		for (int t = 0; t < rp->nterms; t++)
+			if (touched[rp->terms[t].srcno])
+				kappa_run(rp->terms[t].plan);
+		if (rp->grouped)
+			rows += recompute_groups(rp);
+		else
+		{
+			kappa_run(rp->consolidate);
+			rows += kappa_run(rp->delete_rows);
+			rows += kappa_run(rp->insert_rows);
+			kappa_run(rp->clear_dq);
+			kappa_run(rp->clear_dc);
+		}
+	}
+	for (int i = 0; i < rp->nsources; i++)
+		if (touched[i])
+			kappa_run(rp->clear_d[i]);
+	kappa_owner_leave(&scope);
+
+	*new_applied = kappa_batch->last_commit_lsn;
+	*ntxns = kappa_count_lsns(lsns);
+	return rows;
+}
