@@ -67,6 +67,7 @@ static KappaWorkerSlot *MySlot = NULL;
 static Oid	views_relid = InvalidOid;
 static volatile bool views_changed = true;
 static bool resetting_caches = false;	/* in reset_caches() */
+static bool views_aligned = false;	/* some view of engine 2: align batches */
 
 /* a slot position to confirm once WAL is flushed up to confirm_after */
 static XLogRecPtr confirm_pending = InvalidXLogRecPtr;
@@ -199,10 +200,11 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		SPI_execute("UPDATE kappa.views SET state = 'running' WHERE state = 'initializing'",
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
-	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources) FROM kappa.views"
+	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources), engine FROM kappa.views"
 					" WHERE state IN ('running', 'paused', 'initializing')", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
+	views_aligned = false;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -215,6 +217,8 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 
 		sources = list_append_unique_oid(sources, src);
+		if (DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull)) >= 2)
+			views_aligned = true;
 		if (strcmp(state, "running") != 0)
 		{
 			now_paused = list_append_unique_int(now_paused, id);
@@ -463,6 +467,63 @@ confirm_durable(XLogRecPtr confirm)
 	}
 }
 
+/*
+ * A decoding context over our slot, reading from where the slot restarts:
+ * transactions the slot has confirmed are skipped, the others decoded
+ * (again; the views skip what they have applied).  old, if any, is freed.
+ */
+static LogicalDecodingContext *
+start_decoding(LogicalDecodingContext *old)
+{
+	LogicalDecodingContext *ctx;
+	MemoryContext oldcxt;
+
+	if (old)
+		FreeDecodingContext(old);
+	StartTransactionCommand();
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+								XL_ROUTINE(.page_read = read_local_xlog_page,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								NULL, NULL, NULL);
+	MemoryContextSwitchTo(oldcxt);
+	CommitTransactionCommand();
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	return ctx;
+}
+
+/*
+ * For an aligned batch, in the batch's transaction: a snapshot, and then
+ * in *end the WAL insert position, flushed, up to which the batch is
+ * decoded.  Every transaction the snapshot sees committed before *end; the
+ * batch is the decoded transactions it sees, and those must be all that
+ * committed before *end, or at least a prefix of them in commit order.  A
+ * transaction that has written its commit record and is still in the proc
+ * array (briefly, or for as long as synchronous replication makes it wait)
+ * would break that: then there is no snapshot now, NULL, and the caller
+ * tries again later.  Transactions the snapshot does not see wait for the
+ * next batch.
+ */
+static Snapshot
+aligned_snapshot(XLogRecPtr *end)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+	*end = GetXLogInsertRecPtr();
+	for (uint32 i = 0; i < snap->xcnt; i++)
+	{
+		if (TransactionIdDidCommit(snap->xip[i]))
+		{
+			UnregisterSnapshot(snap);
+			return NULL;
+		}
+	}
+	if (*end > GetFlushRecPtr(NULL))
+		XLogFlush(*end);
+	return snap;
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -476,8 +537,11 @@ apply_batch(void)
 	reset_caches();
 
 	/* now() in this transaction: when the batch is applied */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	if (!IsTransactionState())
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -498,6 +562,7 @@ apply_batch(void)
 	 * reload, until the worker has restarted to decode its changes again.
 	 */
 	paused_floor = InvalidXLogRecPtr;
+	kappa_read_snapshot = b->snapshot;
 	for (uint64 i = 0; i < nviews; i++)
 	{
 		bool		isnull;
@@ -588,6 +653,9 @@ apply_batch(void)
 	replorigin_session_origin_timestamp = b->last_commit_time;
 	SPI_finish();
 	PopActiveSnapshot();
+	kappa_read_snapshot = NULL;
+	if (b->snapshot)
+		UnregisterSnapshot(b->snapshot);
 
 	crash_point("before_commit");
 	CommitTransactionCommand();
@@ -671,19 +739,7 @@ kappa_apply_main(Datum main_arg)
 		retire(NULL, origin);
 	}
 
-	StartTransactionCommand();
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
-									XL_ROUTINE(.page_read = read_local_xlog_page,
-											   .segment_open = wal_segment_open,
-											   .segment_close = wal_segment_close),
-									NULL, NULL, NULL);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	CommitTransactionCommand();
-	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	ctx = start_decoding(NULL);
 
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->processed_lsn = MyReplicationSlot->data.confirmed_flush;
@@ -719,16 +775,42 @@ kappa_apply_main(Datum main_arg)
 			kappa_batch_reset();
 
 			/*
-			 * Decode whole transactions until the batch is full or WAL ends,
+			 * Views of engine 2 read the live sources: their batch is
+			 * aligned with a snapshot, taken in the batch's transaction
+			 * before the end of the WAL to decode is read.
+			 */
+			if (views_aligned)
+			{
+				SetCurrentStatementStartTimestamp();
+				StartTransactionCommand();
+				kappa_batch->snapshot = aligned_snapshot(&end_of_wal);
+				if (kappa_batch->snapshot == NULL)
+				{
+					/* a straggler: the views wait for it */
+					AbortCurrentTransaction();
+					(void) WaitLatch(MyLatch,
+									 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 Min(kappa_naptime, 10), PG_WAIT_EXTENSION);
+					ResetLatch(MyLatch);
+					continue;
+				}
+			}
+			else
+				end_of_wal = GetFlushRecPtr(NULL);
+
+			/*
+			 * Decode whole transactions until the batch is full (not an
+			 * aligned one: it is what its snapshot sees) or the WAL ends,
 			 * in the decoding context's memory: the reader keeps buffers
 			 * across batches.
 			 */
 			MemoryContextSwitchTo(ctx->context);
-			end_of_wal = GetFlushRecPtr(NULL);
 			pinned = ctx->reader->EndRecPtr < end_of_wal;
 			if (pinned)
 				kappa_session_output_settings(true);
-			while (ctx->reader->EndRecPtr < end_of_wal && !kappa_batch->full)
+			while (ctx->reader->EndRecPtr < end_of_wal &&
+				   (views_aligned || !kappa_batch->full) &&
+				   !kappa_batch->misaligned)
 			{
 				XLogRecord *record;
 				char	   *errm = NULL;
@@ -740,13 +822,29 @@ kappa_apply_main(Datum main_arg)
 					LogicalDecodingProcessRecord(ctx, ctx->reader);
 				CHECK_FOR_INTERRUPTS();
 			}
-			caught_up = !kappa_batch->full;
+			caught_up = views_aligned || !kappa_batch->full;
 			if (pinned)
 				kappa_session_output_settings(false);
 			MemoryContextSwitchTo(loopcxt);
 
+			/*
+			 * A transaction the snapshot does not see committed before the
+			 * WAL's end: decode again from the slot, with a new snapshot.
+			 */
+			if (kappa_batch->misaligned)
+			{
+				AbortCurrentTransaction();
+				ctx = start_decoding(ctx);
+				continue;
+			}
+
 			if (kappa_batch->ntxns > 0)
 				apply_batch();
+			else if (views_aligned)
+			{
+				UnregisterSnapshot(kappa_batch->snapshot);
+				CommitTransactionCommand();
+			}
 
 			/* everything read is applied: let the slot and waiters know */
 			confirm = ctx->reader->EndRecPtr;

@@ -48,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -117,6 +118,8 @@ kappa_batch_reset(void)
 	kappa_batch->last_end_lsn = InvalidXLogRecPtr;
 	kappa_batch->last_commit_time = 0;
 	kappa_batch->full = false;
+	kappa_batch->snapshot = NULL;
+	kappa_batch->misaligned = false;
 	kappa_batch->log_lines = NULL;
 	kappa_batch->log_nlines = 0;
 	kappa_batch->log_txns = NIL;
@@ -431,6 +434,15 @@ static void
 sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	kappa_batch->log_txn_lines = 0;
+
+	/*
+	 * An aligned batch is exactly the transactions its snapshot sees: one
+	 * that committed before the end of the WAL decoded but is not seen
+	 * (it had not left the proc array yet) makes the batch unusable.
+	 */
+	if (kappa_batch->snapshot != NULL &&
+		XidInMVCCSnapshot(txn->xid, kappa_batch->snapshot))
+		kappa_batch->misaligned = true;
 }
 
 static void

@@ -213,6 +213,8 @@ typedef struct KappaBatch
 	TimestampTz last_commit_time;
 	bool		full;			/* stop decoding after this transaction */
 	TimestampTz deadline;
+	Snapshot	snapshot;		/* aligned batches: what the batch must be */
+	bool		misaligned;		/* a decoded transaction it does not see */
 	struct HTAB *sources;		/* relid -> KappaSourceBuffer */
 	MemoryContext mcxt;
 
