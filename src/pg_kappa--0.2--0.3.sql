@@ -232,7 +232,6 @@ $$;
 COMMENT ON FUNCTION kappa.audit() IS
 'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
 
-<<<<<<< HEAD
 -- kappa.replay's fourth parameter was "into", a reserved word users could
 -- not write as a named argument: it is new_name now, at the same position.
 DROP FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text);
@@ -244,7 +243,7 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text) IS
 'rebuild a derived view from the event log through the delta engine, in place or into a new view (new_name), or as it was at until_lsn';
-=======
+
 -- ====================================================================
 -- BEGIN pg_kappa 0.3: failed captures (pg_kappa.max_event_bytes)
 --
@@ -396,4 +395,3 @@ $$;
 -- ====================================================================
 -- END pg_kappa 0.3: failed captures
 -- ====================================================================
->>>>>>> helper-d

@@ -27,13 +27,10 @@ int			kappa_batch_max_ms = 200;
 int			kappa_progress_interval = 10000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
-<<<<<<< HEAD
 int			kappa_max_databases = 32;
-=======
 int			kappa_max_event_bytes = 256 * 1024 * 1024;
 int			kappa_view_lock_timeout = 10 * 1000;
 int			kappa_view_statement_timeout = 60 * 1000;
->>>>>>> helper-d
 char	   *kappa_test_crash_point = NULL;
 
 void		_PG_init(void);
@@ -89,7 +86,6 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
-<<<<<<< HEAD
 	DefineCustomIntVariable("pg_kappa.max_databases",
 							"Maximum number of databases that can have apply workers at the same time.",
 							"Each database with derived views or captured tables holds one worker slot while it has them; it also needs a background worker (max_worker_processes) and a replication slot (max_replication_slots).",
@@ -97,7 +93,7 @@ _PG_init(void)
 							32, 1, MAX_BACKENDS,
 							PGC_POSTMASTER,
 							0,
-=======
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.max_event_bytes",
 							"Largest change the event log takes: its values, and its JSON record.",
 							"A change of a captured table that is larger is not logged: the capture is marked failed, with the reason, and logs nothing more of that table until it is captured again.",
@@ -121,7 +117,6 @@ _PG_init(void)
 							60 * 1000, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
->>>>>>> helper-d
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_kappa.test_crash_point",
 							   "For tests only: the apply worker kills itself at this point.",
