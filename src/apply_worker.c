@@ -25,6 +25,18 @@
  * rolled back in a subtransaction) and the others go on.  Anything else
  * that fails ends the worker; the launcher starts it again with backoff.
  *
+ * No view may hold the others: its work runs under lock_timeout and
+ * statement_timeout (pg_kappa.view_lock_timeout, view_statement_timeout).
+ * A view that times out, is canceled or loses a deadlock is not broken: it
+ * is held, exactly as a resumed view, "initializing" with its applied LSN
+ * holding the slot back and the reason in last_error, while the others go
+ * on.  It is retried after a delay that grows while it keeps timing out
+ * (at once when it waits for a lock that is still taken, since that costs
+ * nothing): it becomes running again and decoding starts over from the
+ * slot's confirmed position, so that it gets every change it missed, as
+ * after a restart but without one.  Its last_error is cleared once decoding
+ * is past where it was.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -35,6 +47,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
+#include "catalog/pg_type.h"
 #include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "parser/parse_node.h"
@@ -50,6 +63,7 @@
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -57,6 +71,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "pg_kappa.h"
@@ -74,6 +89,37 @@ static XLogRecPtr confirm_pending = InvalidXLogRecPtr;
 static XLogRecPtr confirm_after = InvalidXLogRecPtr;
 static List *paused_ids = NIL;
 static XLogRecPtr paused_floor = InvalidXLogRecPtr;
+
+/*
+ * A view that timed out: held ("initializing") until retry_at, then
+ * retried and caught up.  Kept until it has caught up, so that the delay
+ * grows while it keeps timing out.
+ */
+typedef struct HeldView
+{
+	int			id;
+	Oid			relid;			/* derived table */
+	List	   *sources;		/* OIDs */
+	int			timeouts;		/* in a row */
+	bool		held;			/* not retried yet */
+	TimestampTz retry_at;
+} HeldView;
+
+static List *held_views = NIL;	/* HeldView *, in TopMemoryContext */
+
+/* retried views have caught up once decoding is past this */
+static XLogRecPtr catch_up_lsn = InvalidXLogRecPtr;
+
+static LogicalDecodingContext *start_decoding(void);
+
+/* a view still waiting for a lock is looked at again after this */
+#define LOCK_RECHECK_MS 1000
+/* the delay before a retry: doubles per timeout in a row, up to the max */
+#define RETRY_BASE_MS 1000
+#define RETRY_MAX_MS (5 * 60 * 1000)
+
+/* the statement timer is armed for the view being applied */
+static bool statement_timer_armed = false;
 
 static void
 set_state(const char *state, const char *error)
@@ -167,13 +213,41 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	proc_exit(0);
 }
 
+/* The held view id, or NULL. */
+static HeldView *
+find_held(int id)
+{
+	ListCell   *lc;
+
+	foreach(lc, held_views)
+	{
+		HeldView   *h = lfirst(lc);
+
+		if (h->id == id)
+			return h;
+	}
+	return NULL;
+}
+
+/* Is view id held by this worker after a timeout (and not retried yet)? */
+static bool
+is_held(int id)
+{
+	HeldView   *h = find_held(id);
+
+	return h != NULL && h->held;
+}
+
 /*
  * Reload what the worker needs to know about the views: which tables to
  * keep changes of, and which views wait for their changes (paused, or
  * resumed and "initializing").  Exits when nothing is left to do.  A view
  * resumed while the worker runs must have its changes decoded again from
  * its applied LSN (the slot was held there), so the worker restarts; at
- * start, such views become running.
+ * start, such views become running (those held after a timeout by an
+ * earlier worker too: their last_error is cleared once they caught up).
+ * Views this worker holds after a timeout are "initializing" too, but it
+ * retries them itself (retry_held_views).
  */
 static void
 reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
@@ -196,10 +270,25 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (at_start &&
-		SPI_execute("UPDATE kappa.views SET state = 'running' WHERE state = 'initializing'",
-					false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update kappa.views");
+	if (at_start)
+	{
+		if (SPI_execute("UPDATE kappa.views SET state = 'running' WHERE state = 'initializing'"
+						" RETURNING id, last_error IS NOT NULL",
+						false, 0) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not update kappa.views");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			HeldView   *h;
+
+			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
+				continue;
+			h = MemoryContextAllocZero(TopMemoryContext, sizeof(HeldView));
+			h->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			held_views = lappend(held_views, h);
+			catch_up_lsn = GetFlushRecPtr(NULL);
+		}
+	}
 	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources), engine FROM kappa.views"
 					" WHERE state IN ('running', 'paused', 'initializing')", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
@@ -224,15 +313,17 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 			now_paused = list_append_unique_int(now_paused, id);
 			if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
 				paused_floor = applied;
-			if (strcmp(state, "initializing") == 0)
+			if (strcmp(state, "initializing") == 0 && !is_held(id))
 				resumed = true;
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}
 
 	/* captured tables are kept too, for the event log */
-	if (SPI_execute(kappa_log_available() ? "SELECT relid, start_lsn FROM kappa.captures" :
-					"SELECT 0::oid, '0/0'::pg_lsn WHERE false", false, 0) != SPI_OK_SELECT)
+	if (SPI_execute(!kappa_log_available() ? "SELECT 0::oid, '0/0'::pg_lsn WHERE false" :
+					kappa_log_has_capture_state() ?
+					"SELECT relid, start_lsn FROM kappa.captures WHERE failed_lsn IS NULL" :
+					"SELECT relid, start_lsn FROM kappa.captures", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
 	nviews += SPI_processed;
 	{
@@ -322,8 +413,9 @@ mark_stale(const char *where, const char *message)
 }
 
 /*
- * Paused views hold the slot back; past pg_kappa.max_retained_wal they are
- * given up (stale) so that the WAL can go.
+ * Paused views, and views held after a timeout, hold the slot back; past
+ * pg_kappa.max_retained_wal they are given up (stale) so that the WAL can
+ * go.
  */
 static void
 check_retained_wal(void)
@@ -339,7 +431,7 @@ check_retained_wal(void)
 		return;
 	mark_stale(psprintf("state IN ('paused', 'initializing') AND applied_lsn < '%X/%X'",
 						LSN_FORMAT_ARGS(insert - limit)),
-			   psprintf("the view held back more than pg_kappa.max_retained_wal (%d MB) of WAL while it was paused",
+			   psprintf("the view held back more than pg_kappa.max_retained_wal (%d MB) of WAL while it was paused or behind",
 						kappa_max_retained_wal));
 }
 
@@ -353,6 +445,274 @@ mark_broken(int id, const char *message)
 					 quote_literal_cstr(message), id);
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
+}
+
+/*
+ * Bound one view's work: lock_timeout and statement_timeout as
+ * pg_kappa.view_lock_timeout and view_statement_timeout, in a GUC nest
+ * level of its own (undone by view_limits_end, or by the abort of the
+ * view's subtransaction), and the statement timer armed: nothing else arms
+ * it in a background worker, and no SET in the view's code disarms it.
+ * The worker's own statements run without either.  Returns the nest level.
+ */
+static int
+view_limits_begin(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+	char		value[32];
+
+	snprintf(value, sizeof(value), "%d", kappa_view_lock_timeout);
+	(void) set_config_option("lock_timeout", value, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	snprintf(value, sizeof(value), "%d", kappa_view_statement_timeout);
+	(void) set_config_option("statement_timeout", value, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (kappa_view_statement_timeout > 0)
+	{
+		enable_timeout_after(STATEMENT_TIMEOUT, kappa_view_statement_timeout);
+		statement_timer_armed = true;
+	}
+	return nestlevel;
+}
+
+/*
+ * The view's work is done: disarm the timer, and report a timeout that
+ * fired meanwhile now, while still in the view's subtransaction.
+ */
+static void
+view_limits_end(int nestlevel)
+{
+	if (statement_timer_armed)
+	{
+		disable_timeout(STATEMENT_TIMEOUT, true);
+		statement_timer_armed = false;
+		CHECK_FOR_INTERRUPTS();
+	}
+	AtEOXact_GUC(false, nestlevel);
+}
+
+/*
+ * The view's work failed: disarm the timer, and forget a cancel it sent
+ * that was not acted on yet, so that it does not hit the worker's own
+ * statements.  The subtransaction's abort undoes the settings.
+ */
+static void
+view_limits_abort(void)
+{
+	if (!statement_timer_armed)
+		return;
+	disable_timeout(STATEMENT_TIMEOUT, true);
+	statement_timer_armed = false;
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
+/*
+ * Did the view's work fail for a reason that passes: a lock or statement
+ * timeout, a cancel, a deadlock?  Such a view is held, not broken.
+ */
+static bool
+transient_error(ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+}
+
+/*
+ * View id timed out: hold it, in the batch's transaction (SPI connected),
+ * as a resumed view is held: "initializing", with the reason in
+ * last_error, holding the slot at its applied LSN.  Returns false when the
+ * view is no longer running (paused or dropped meanwhile): nothing to do.
+ */
+static bool
+hold_view(int id, Oid relid, List *sources, const char *reason)
+{
+	HeldView   *h;
+	MemoryContext oldcxt;
+	int			delay;
+
+	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'initializing', last_error = %s"
+							 " WHERE id = %d AND state = 'running'",
+							 quote_literal_cstr(psprintf("%s; the view is behind and is retried from its applied LSN",
+														 reason)),
+							 id),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	if (SPI_processed == 0)
+		return false;
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	h = find_held(id);
+	if (h == NULL)
+	{
+		h = palloc0(sizeof(HeldView));
+		h->id = id;
+		held_views = lappend(held_views, h);
+	}
+	list_free(h->sources);
+	h->relid = relid;
+	h->sources = list_copy(sources);
+	h->timeouts++;
+	h->held = true;
+	delay = Min(RETRY_BASE_MS << Min(h->timeouts - 1, 16), RETRY_MAX_MS);
+	h->retry_at = GetCurrentTimestamp() + (TimestampTz) delay * 1000;
+	MemoryContextSwitchTo(oldcxt);
+
+	ereport(WARNING,
+			(errmsg("derived view %d is behind: %s", id, reason),
+			 errdetail("The other views go on; this one is retried from its applied LSN in %d ms.",
+					   delay),
+			 errhint("See pg_kappa.view_lock_timeout and pg_kappa.view_statement_timeout.")));
+	return true;
+}
+
+/*
+ * Retry the held views whose time has come.  One whose derived table or
+ * sources are still locked is looked at again later, at no cost to the
+ * others; the rest become running again, and decoding starts over from
+ * the slot's confirmed position (no later than any held view's applied
+ * LSN), so that they get every change they missed, as after a restart.
+ * Returns the decoding context to go on with.
+ */
+static LogicalDecodingContext *
+retry_held_views(LogicalDecodingContext *ctx)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	StringInfoData ids;
+	ListCell   *lc;
+	bool		due = false;
+
+	foreach(lc, held_views)
+	{
+		HeldView   *h = lfirst(lc);
+
+		if (h->held && h->retry_at <= now)
+			due = true;
+	}
+	if (!due)
+		return ctx;
+
+	initStringInfo(&ids);
+	StartTransactionCommand();
+	foreach(lc, held_views)
+	{
+		HeldView   *h = lfirst(lc);
+		bool		free;
+		ListCell   *lc2;
+
+		if (!h->held || h->retry_at > now)
+			continue;
+		free = ConditionalLockRelationOid(h->relid, RowExclusiveLock);
+		foreach(lc2, h->sources)
+		{
+			if (free)
+				free = ConditionalLockRelationOid(lfirst_oid(lc2), AccessShareLock);
+		}
+		if (!free)
+		{
+			h->retry_at = now + (TimestampTz) LOCK_RECHECK_MS * 1000;
+			continue;
+		}
+		h->held = false;
+		paused_ids = list_delete_int(paused_ids, h->id);
+		appendStringInfo(&ids, "%s%d", ids.len > 0 ? ", " : "", h->id);
+	}
+	if (ids.len == 0)
+	{
+		CommitTransactionCommand();
+		return ctx;
+	}
+
+	/* waiters must not take where decoding was for the retried views' */
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->processed_lsn = Min(MySlot->processed_lsn,
+								MyReplicationSlot->data.confirmed_flush);
+	LWLockRelease(KappaShmem->lock);
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'running'"
+							 " WHERE state = 'initializing' AND id IN (%s)", ids.data),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	ereport(LOG,
+			(errmsg("pg_kappa apply worker for database %u retrying derived view(s) %s from %X/%X",
+					MyDatabaseId, ids.data,
+					LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
+	catch_up_lsn = Max(catch_up_lsn, ctx->reader->EndRecPtr);
+	FreeDecodingContext(ctx);
+	return start_decoding();
+}
+
+/*
+ * Once decoding is past where it was when views were retried (or where WAL
+ * ended when an earlier worker's held views became running), those views
+ * have caught up: clear the timeout from their last_error.
+ */
+static void
+clear_caught_up(XLogRecPtr decoded)
+{
+	StringInfoData ids;
+	ListCell   *lc;
+
+	if (held_views == NIL || decoded < catch_up_lsn)
+		return;
+	initStringInfo(&ids);
+	foreach(lc, held_views)
+	{
+		HeldView   *h = lfirst(lc);
+
+		if (!h->held)
+		{
+			appendStringInfo(&ids, "%s%d", ids.len > 0 ? ", " : "", h->id);
+			held_views = foreach_delete_current(held_views, lc);
+			list_free(h->sources);
+			pfree(h);
+		}
+	}
+	if (ids.len == 0)
+		return;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("UPDATE kappa.views SET last_error = NULL"
+							 " WHERE state = 'running' AND id IN (%s)", ids.data),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * A decoding context over the slot, reading from its restart LSN and
+ * handing over the transactions committed after its confirmed position.
+ */
+static LogicalDecodingContext *
+start_decoding(void)
+{
+	LogicalDecodingContext *ctx;
+	MemoryContext oldcxt;
+
+	StartTransactionCommand();
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+								XL_ROUTINE(.page_read = read_local_xlog_page,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								NULL, NULL, NULL);
+	MemoryContextSwitchTo(oldcxt);
+	CommitTransactionCommand();
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	return ctx;
 }
 
 /*
@@ -467,31 +827,6 @@ confirm_durable(XLogRecPtr confirm)
 	}
 }
 
-/*
- * A decoding context over our slot, reading from where the slot restarts:
- * transactions the slot has confirmed are skipped, the others decoded
- * (again; the views skip what they have applied).  old, if any, is freed.
- */
-static LogicalDecodingContext *
-start_decoding(LogicalDecodingContext *old)
-{
-	LogicalDecodingContext *ctx;
-	MemoryContext oldcxt;
-
-	if (old)
-		FreeDecodingContext(old);
-	StartTransactionCommand();
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
-								XL_ROUTINE(.page_read = read_local_xlog_page,
-										   .segment_open = wal_segment_open,
-										   .segment_close = wal_segment_close),
-								NULL, NULL, NULL);
-	MemoryContextSwitchTo(oldcxt);
-	CommitTransactionCommand();
-	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
-	return ctx;
-}
 
 /*
  * For an aligned batch, in the batch's transaction: a snapshot, and then
@@ -545,7 +880,7 @@ apply_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', engine FROM kappa.views"
+	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', sources, engine FROM kappa.views"
 					" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
@@ -582,48 +917,70 @@ apply_batch(void)
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
 		Oid			relid = DatumGetObjectId(SPI_getbinval(views->vals[i], views->tupdesc, 3, &isnull));
 		bool		paused = DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull));
+		int			engine = DatumGetInt16(SPI_getbinval(views->vals[i], views->tupdesc, 6, &isnull));
 		MemoryContext oldcxt = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
+		List	   *sources = NIL;
 
 		if (paused || list_member_int(paused_ids, id) ||
 			applied >= b->last_commit_lsn)
 			continue;
 
-		/*
-		 * kappa.drop_view holds an exclusive lock on the derived table until
-		 * it commits: once we have the lock, a dropped view is gone.
-		 */
-		LockRelationOid(relid, RowExclusiveLock);
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		{
-			UnlockRelationOid(relid, RowExclusiveLock);
-			continue;
+			Datum	   *elems;
+			int			n;
+
+			Datum		d = SPI_getbinval(views->vals[i], views->tupdesc, 5, &isnull);
+
+			if (!isnull)
+			{
+				deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
+								  TYPALIGN_INT, &elems, NULL, &n);
+				for (int j = 0; j < n; j++)
+					sources = lappend_oid(sources, DatumGetObjectId(elems[j]));
+			}
 		}
 
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
 		{
-			XLogRecPtr	new_applied;
-			int64		ntxns = 0;
-			int64		rows;
+			int			nestlevel = view_limits_begin();
 
-			if (DatumGetInt16(SPI_getbinval(views->vals[i], views->tupdesc, 5, &isnull)) >= 2)
-				rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
+			/*
+			 * kappa.drop_view holds an exclusive lock on the derived table
+			 * until it commits: once we have the lock, a dropped view is
+			 * gone.  Waiting for it is the view's time, as anyone may lock
+			 * the table.
+			 */
+			LockRelationOid(relid, RowExclusiveLock);
+			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+				UnlockRelationOid(relid, RowExclusiveLock);
 			else
-				rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
-			if (rows >= 0)
 			{
-				char	   *sql;
+				XLogRecPtr	new_applied;
+				int64		ntxns = 0;
+				int64		rows;
 
-				sql = psprintf("UPDATE kappa.views SET applied_lsn = '%X/%X',"
-							   " last_commit_time = %s, txns_applied = txns_applied + " INT64_FORMAT ","
-							   " rows_applied = rows_applied + " INT64_FORMAT " WHERE id = %d",
-							   LSN_FORMAT_ARGS(new_applied),
-							   quote_literal_cstr(timestamptz_to_str(b->last_commit_time)),
-							   ntxns, rows, id);
-				if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
-					elog(ERROR, "could not update kappa.views");
+				kappa_check_row_sizes(sources, applied);
+				if (engine >= 2)
+					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
+				else
+					rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+				if (rows >= 0)
+				{
+					char	   *sql;
+
+					sql = psprintf("UPDATE kappa.views SET applied_lsn = '%X/%X',"
+								   " last_commit_time = %s, txns_applied = txns_applied + " INT64_FORMAT ","
+								   " rows_applied = rows_applied + " INT64_FORMAT " WHERE id = %d",
+								   LSN_FORMAT_ARGS(new_applied),
+								   quote_literal_cstr(timestamptz_to_str(b->last_commit_time)),
+								   ntxns, rows, id);
+					if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+						elog(ERROR, "could not update kappa.views");
+				}
 			}
+			view_limits_end(nestlevel);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
@@ -632,6 +989,7 @@ apply_batch(void)
 		{
 			ErrorData  *edata;
 
+			view_limits_abort();
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -640,10 +998,20 @@ apply_batch(void)
 			CurrentResourceOwner = oldowner;
 
 			kappa_engine_reset();
-			mark_broken(id, edata->message);
-			ereport(WARNING,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("derived view %d is broken: %s", id, edata->message)));
+			if (transient_error(edata))
+			{
+				/* held: what this batch holds for it is not applied */
+				if (hold_view(id, relid, sources, edata->message) &&
+					(paused_floor == InvalidXLogRecPtr || applied < paused_floor))
+					paused_floor = applied;
+			}
+			else
+			{
+				mark_broken(id, edata->message);
+				ereport(WARNING,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("derived view %d is broken: %s", id, edata->message)));
+			}
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();
@@ -739,7 +1107,7 @@ kappa_apply_main(Datum main_arg)
 		retire(NULL, origin);
 	}
 
-	ctx = start_decoding(NULL);
+	ctx = start_decoding();
 
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->processed_lsn = MyReplicationSlot->data.confirmed_flush;
@@ -769,6 +1137,8 @@ kappa_apply_main(Datum main_arg)
 			}
 			if (views_changed)
 				reload_views(ctx, origin, false);
+			if (held_views != NIL)
+				ctx = retry_held_views(ctx);
 
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);
@@ -834,7 +1204,8 @@ kappa_apply_main(Datum main_arg)
 			if (kappa_batch->misaligned)
 			{
 				AbortCurrentTransaction();
-				ctx = start_decoding(ctx);
+				FreeDecodingContext(ctx);
+				ctx = start_decoding();
 				continue;
 			}
 
@@ -860,6 +1231,7 @@ kappa_apply_main(Datum main_arg)
 			}
 			LWLockRelease(KappaShmem->lock);
 
+			clear_caught_up(ctx->reader->EndRecPtr);
 			check_retained_wal();
 			vacuum_scratch();
 			kappa_log_prune();

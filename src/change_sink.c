@@ -31,6 +31,16 @@
  * the batch is applied.  What is done with the rows is delta_engine.c's
  * business.
  *
+ * Nothing a source row holds may stop the worker, since decoding is not
+ * done in any view's subtransaction and would fail the same way after a
+ * restart.  A row image too large for a tuplestore is left out and noted
+ * (oversize_lsn): the views that need it are marked broken when the batch
+ * is applied (kappa_check_row_sizes), the others go on.  A change whose
+ * event-log record is too large (pg_kappa.max_event_bytes), or cannot be
+ * written for another reason, is not logged but noted in the batch
+ * (log_failures): event_log.c marks its capture failed, in the batch's
+ * transaction, and logs nothing more of that table.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,6 +48,7 @@
 #include "access/detoast.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "miscadmin.h"
@@ -72,6 +83,61 @@ static HTAB *capture_set = NULL;
 
 /* resource owner that outlives the decoding transactions (temp files) */
 static ResourceOwner batch_owner = NULL;
+
+/* memory of the event-log record being written */
+static MemoryContext record_cxt = NULL;
+
+/* the last change that could not be logged: the rest of its transaction
+ * is not logged either */
+static Oid	failed_relid = InvalidOid;
+static XLogRecPtr failed_commit_lsn = InvalidXLogRecPtr;
+
+/*
+ * A change whose values take less than this is written directly; a larger
+ * one in a subtransaction, so that a record that cannot be written (out of
+ * memory, a string buffer over 1 GB) only fails its capture.  Below it no
+ * value can grow past 1 GB in JSON (numeric, whose text may be tens of
+ * thousands of times its stored size, is the extreme).
+ */
+#define PROTECTED_RECORD_BYTES (16 * 1024)
+
+/*
+ * The largest row image a tuplestore takes: one palloc, under 1 GB, with
+ * room for the buffer's own columns and the tuple header.
+ */
+#define MAX_ROW_IMAGE_BYTES ((Size) MaxAllocSize - 1024 * 1024)
+
+/*
+ * The bytes a value takes once detoasted (an unchanged TOASTed value, which
+ * is not in the WAL, takes none).
+ */
+static Size
+value_bytes(Form_pg_attribute att, Datum value)
+{
+	if (att->attlen == -1)
+	{
+		if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value)))
+			return 0;
+		return toast_raw_datum_size(value);
+	}
+	if (att->attlen == -2)
+		return strlen(DatumGetCString(value)) + 1;
+	return att->attlen;
+}
+
+/* The bytes of a deformed row image once detoasted, with alignment. */
+static Size
+row_image_bytes(TupleDesc desc, int natts, Datum *values, bool *nulls)
+{
+	Size		total = 0;
+
+	for (int i = 0; i < natts; i++)
+	{
+		if (!nulls[i])
+			total += value_bytes(TupleDescAttr(desc, i), values[i]) + MAXIMUM_ALIGNOF;
+	}
+	return total;
+}
 
 /* Start a new, empty batch. */
 void
@@ -124,6 +190,9 @@ kappa_batch_reset(void)
 	kappa_batch->log_nlines = 0;
 	kappa_batch->log_txns = NIL;
 	kappa_batch->log_txn_lines = 0;
+	kappa_batch->log_failures = NIL;
+	failed_relid = InvalidOid;
+	failed_commit_lsn = InvalidXLogRecPtr;
 	kappa_batch->deadline = GetCurrentTimestamp() +
 		(TimestampTz) kappa_batch_max_ms * 1000;
 	{
@@ -189,6 +258,17 @@ kappa_sink_set_captures(List *relids, List *start_lsns)
 	}
 }
 
+/*
+ * Table relid's capture has failed (event_log.c has recorded it in the
+ * batch's transaction): its changes are no longer written as records.
+ */
+void
+kappa_sink_forget_capture(Oid relid)
+{
+	if (capture_set != NULL)
+		(void) hash_search(capture_set, &relid, HASH_REMOVE, NULL);
+}
+
 /* Columns of the log tuplestore: relid, commit LSN, table name, record. */
 TupleDesc
 kappa_log_lines_desc(void)
@@ -215,6 +295,9 @@ log_wanted(Oid relid, XLogRecPtr commit_lsn)
 {
 	CaptureEntry *e;
 
+	/* a transaction with a change that could not be logged is not logged */
+	if (relid == failed_relid && commit_lsn == failed_commit_lsn)
+		return false;
 	if (sources_stale || capture_set == NULL)
 		return true;			/* decided again when the batch is written */
 	e = hash_search(capture_set, &relid, HASH_FIND, NULL);
@@ -238,9 +321,179 @@ log_line(Relation rel, XLogRecPtr commit_lsn, StringInfo line)
 															   RelationGetRelationName(rel)));
 	values[3] = PointerGetDatum(cstring_to_text_with_len(line->data, line->len));
 	tuplestore_putvalues(kappa_batch->log_lines, kappa_log_lines_desc(), values, nulls);
+	/* the tuplestore has its own copy: a large record is not kept thrice */
+	pfree(DatumGetPointer(values[3]));
 	CurrentResourceOwner = save;
 	kappa_batch->log_nlines++;
 	kappa_batch->log_txn_lines++;
+}
+
+/*
+ * A change of a captured table that cannot be logged: note it in the batch
+ * (event_log.c marks the capture failed), and log nothing more of the
+ * table's changes in this transaction.
+ */
+static void
+capture_failed(Relation rel, XLogRecPtr commit_lsn, const char *message)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	KappaLogFailure *f = palloc(sizeof(KappaLogFailure));
+
+	f->relid = RelationGetRelid(rel);
+	f->commit_lsn = commit_lsn;
+	f->name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										 RelationGetRelationName(rel));
+	f->message = pstrdup(message);
+	kappa_batch->log_failures = lappend(kappa_batch->log_failures, f);
+	failed_relid = f->relid;
+	failed_commit_lsn = commit_lsn;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The bytes of the values a change's record writes: for the old image only
+ * the replica identity columns, and no unchanged TOASTed value.
+ */
+static Size
+change_value_bytes(KappaRelInfo *ri, TupleDesc desc, HeapTuple tuple, bool old)
+{
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	Size		total = 0;
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	for (int i = 0; i < ri->ncolumns; i++)
+	{
+		int			src = ri->columns[i].srcattnum - 1;
+
+		if ((old && !ri->columns[i].in_identity) || nulls[src])
+			continue;
+		total += value_bytes(TupleDescAttr(desc, src), values[src]);
+	}
+	pfree(values);
+	pfree(nulls);
+	return total;
+}
+
+/* The JSON record of one change, as the output plugin writes it. */
+static void
+write_change_record(StringInfo line, Relation relation, KappaRelInfo *ri,
+					ReorderBufferChange *change)
+{
+	const char *kind;
+
+	switch (change->action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			kind = "insert";
+			break;
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			kind = "update";
+			break;
+		default:
+			kind = "delete";
+			break;
+	}
+	initStringInfo(line);
+	appendStringInfo(line, "{\"kind\":\"%s\"", kind);
+	kappa_write_change_fields(line, ri, RelationGetDescr(relation), change->lsn,
+							  true, false,
+							  change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL,
+							  change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL);
+	appendStringInfoChar(line, '}');
+}
+
+/*
+ * Keep the record of one change of a captured table for the event log, or,
+ * when it is larger than pg_kappa.max_event_bytes or cannot be written,
+ * note that the table's capture failed.  Never an error: the worker would
+ * meet the same change again after a restart.
+ */
+static void
+log_change(Relation relation, ReorderBufferTXN *txn, ReorderBufferChange *change)
+{
+	KappaRelInfo *ri = kappa_relinfo_get(relation);
+	TupleDesc	desc = RelationGetDescr(relation);
+	MemoryContext oldcxt = CurrentMemoryContext;
+	StringInfoData line;
+	char	   *failure = NULL;
+	Size		bytes = 0;
+
+	if (change->data.tp.oldtuple)
+		bytes += change_value_bytes(ri, desc, &change->data.tp.oldtuple->tuple, true);
+	if (change->data.tp.newtuple)
+		bytes += change_value_bytes(ri, desc, &change->data.tp.newtuple->tuple, false);
+	if (bytes > (Size) kappa_max_event_bytes)
+	{
+		capture_failed(relation, txn->final_lsn,
+					   psprintf("a change committed at %X/%X was not logged: its values take %zu bytes, more than pg_kappa.max_event_bytes (%d bytes)",
+								LSN_FORMAT_ARGS(txn->final_lsn), bytes, kappa_max_event_bytes));
+		return;
+	}
+
+	if (record_cxt == NULL)
+		record_cxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa event record",
+										   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(record_cxt);
+	if (bytes < PROTECTED_RECORD_BYTES)
+		write_change_record(&line, relation, ri, change);
+	else
+	{
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(record_cxt);
+		PG_TRY();
+		{
+			write_change_record(&line, relation, ri, change);
+			ReleaseCurrentSubTransaction();
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+
+			/*
+			 * Out of memory, a string over 1 GB: say so.  What another
+			 * error says may come from a value, and kappa.captures is
+			 * public: its text goes only to the server log.
+			 */
+			if (edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
+				edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+				failure = psprintf("a change committed at %X/%X was not logged: %s%s%s",
+								   LSN_FORMAT_ARGS(txn->final_lsn), edata->message,
+								   edata->detail ? ": " : "",
+								   edata->detail ? edata->detail : "");
+			else
+			{
+				ereport(WARNING,
+						(errmsg("could not write the event-log record of a change of table \"%s\": %s",
+								RelationGetRelationName(relation), edata->message)));
+				failure = psprintf("a change committed at %X/%X was not logged: its record could not be written (SQLSTATE %s, see the server log)",
+								   LSN_FORMAT_ARGS(txn->final_lsn),
+								   unpack_sql_state(edata->sqlerrcode));
+			}
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	if (failure == NULL && line.len > kappa_max_event_bytes)
+		failure = psprintf("a change committed at %X/%X was not logged: its record takes %d bytes, more than pg_kappa.max_event_bytes (%d bytes)",
+						   LSN_FORMAT_ARGS(txn->final_lsn), line.len, kappa_max_event_bytes);
+	if (failure != NULL)
+		capture_failed(relation, txn->final_lsn, failure);
+	else
+		log_line(relation, txn->final_lsn, &line);
+	MemoryContextReset(record_cxt);
 }
 
 static bool
@@ -298,6 +551,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->truncate_lsn = InvalidXLogRecPtr;
 		buf->schema_change_lsn = InvalidXLogRecPtr;
 		buf->modify_lsn = InvalidXLogRecPtr;
+		buf->oversize_lsn = InvalidXLogRecPtr;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr &&
 			 !same_columns(reldesc, buf))
@@ -340,6 +594,20 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	unchanged = palloc(sizeof(Datum) * (n + 1));
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
+
+	/*
+	 * An image no tuplestore can hold is left out, and the views that need
+	 * it are marked broken (kappa_check_row_sizes).  Commits arrive in
+	 * order: a view applied up to the latest such image needs none of them.
+	 */
+	if (row_image_bytes(reldesc, n, values, nulls) > MAX_ROW_IMAGE_BYTES)
+	{
+		buf->oversize_lsn = commit_lsn;
+		pfree(values);
+		pfree(nulls);
+		pfree(unchanged);
+		return;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(buf->desc, i);
@@ -374,6 +642,33 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 		values[n + 3] = PointerGetDatum(construct_array(unchanged, nunchanged, INT2OID,
 														sizeof(int16), true, TYPALIGN_SHORT));
 	put_row(buf, values, nulls);
+}
+
+/*
+ * Before the batch is applied to a view with these sources, as of its
+ * applied LSN: an error when the batch left out a row image the view needs
+ * because it was too large to buffer.  Called in the view's subtransaction,
+ * so that only this view is marked broken.
+ */
+void
+kappa_check_row_sizes(List *sources, XLogRecPtr applied)
+{
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		Oid			relid = lfirst_oid(lc);
+		KappaSourceBuffer *buf;
+
+		buf = hash_search(kappa_batch->sources, &relid, HASH_FIND, NULL);
+		if (buf != NULL && buf->oversize_lsn > applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a row of source table \"%s\" is too large to be applied",
+							kappa_rel_label(relid)),
+					 errdetail("A row image committed at %X/%X takes more than the %zu bytes the apply worker can buffer for one row.",
+							   LSN_FORMAT_ARGS(buf->oversize_lsn), MAX_ROW_IMAGE_BYTES)));
+	}
 }
 
 /*
@@ -472,33 +767,7 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	kappa_batch->nchanges++;
 
 	if (log_wanted(RelationGetRelid(relation), txn->final_lsn))
-	{
-		StringInfoData line;
-		const char *kind;
-
-		switch (change->action)
-		{
-			case REORDER_BUFFER_CHANGE_INSERT:
-				kind = "insert";
-				break;
-			case REORDER_BUFFER_CHANGE_UPDATE:
-				kind = "update";
-				break;
-			default:
-				kind = "delete";
-				break;
-		}
-		initStringInfo(&line);
-		appendStringInfo(&line, "{\"kind\":\"%s\"", kind);
-		kappa_write_change_fields(&line, kappa_relinfo_get(relation),
-								  RelationGetDescr(relation), change->lsn,
-								  true, false,
-								  change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL,
-								  change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL);
-		appendStringInfoChar(&line, '}');
-		log_line(relation, txn->final_lsn, &line);
-		pfree(line.data);
-	}
+		log_change(relation, txn, change);
 	MemoryContextSwitchTo(oldcxt);
 }
 

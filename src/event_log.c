@@ -25,6 +25,14 @@
  * Appending takes a self-conflicting lock on the log, so the worker and
  * kappa.capture never read the same chain head.
  *
+ * A change that could not be logged (its record is larger than
+ * pg_kappa.max_event_bytes, or could not be written: change_sink.c notes it
+ * in the batch) is never dropped silently: the batch's transaction marks
+ * the table's capture failed (kappa.captures.state, failed_lsn, last_error),
+ * and from that transaction on nothing more of the table is logged, so the
+ * log holds a complete prefix of its changes.  kappa.status and the audit
+ * report the failed capture until it is uncaptured.
+ *
  * Pruning removes a prefix of the chain: the oldest rows whose every table
  * is captured with a retention that has passed (or no longer captured),
  * and records the last removed row's hash in kappa.event_log_pruned, where
@@ -61,6 +69,14 @@ PG_FUNCTION_INFO_V1(kappa_log_guard);
 
 #define PRUNE_EVERY_MS 10000
 
+/* Which changes of a captured table the log takes */
+typedef struct KappaCaptureRange
+{
+	Oid			relid;			/* hash key */
+	XLogRecPtr	start_lsn;		/* commits after its snapshot */
+	XLogRecPtr	end_lsn;		/* and before its capture failed, or 0 */
+} KappaCaptureRange;
+
 /* Is the event log there (the extension's SQL objects may be older)? */
 bool
 kappa_log_available(void)
@@ -68,6 +84,18 @@ kappa_log_available(void)
 	Oid			nsp = get_namespace_oid("kappa", true);
 
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("captures", nsp));
+}
+
+/*
+ * Does kappa.captures say which captures failed (the extension's SQL
+ * objects may be older)?  The event log must be available.
+ */
+bool
+kappa_log_has_capture_state(void)
+{
+	Oid			relid = get_relname_relid("captures", get_namespace_oid("kappa", false));
+
+	return OidIsValid(relid) && get_attnum(relid, "failed_lsn") != InvalidAttrNumber;
 }
 
 /*
@@ -288,10 +316,57 @@ write_commit(StringInfo out, KappaLogTxn *t, int64 nchanges, pg_crc32c crc)
 }
 
 /*
+ * Mark the captures of the batch's changes that could not be logged as
+ * failed, from the first such transaction of each table on, and set their
+ * end in captures.  Only failures the log would otherwise have recorded
+ * count: of captured tables, after their snapshot and after what the log
+ * already holds.
+ */
+static void
+record_failures(HTAB *captures, XLogRecPtr logged_up_to)
+{
+	ListCell   *lc;
+
+	foreach(lc, kappa_batch->log_failures)
+	{
+		KappaLogFailure *f = lfirst(lc);
+		KappaCaptureRange *c = hash_search(captures, &f->relid, HASH_FIND, NULL);
+
+		if (c == NULL || f->commit_lsn <= c->start_lsn || f->commit_lsn <= logged_up_to ||
+			(c->end_lsn != InvalidXLogRecPtr && c->end_lsn <= f->commit_lsn))
+			continue;
+
+		/* the SQL objects predate failed captures: fail as before */
+		if (!kappa_log_has_capture_state())
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("could not log a change of table %s", f->name),
+					 errdetail("%s", f->message),
+					 errhint("Update the extension with ALTER EXTENSION pg_kappa UPDATE, so that such a capture is marked failed instead.")));
+
+		if (SPI_execute(psprintf("UPDATE kappa.captures SET state = 'failed', failed_lsn = '%X/%X', last_error = %s"
+								 " WHERE relid = %u AND failed_lsn IS NULL",
+								 LSN_FORMAT_ARGS(f->commit_lsn), quote_literal_cstr(f->message),
+								 f->relid),
+						false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update kappa.captures");
+		c->end_lsn = f->commit_lsn;
+		kappa_sink_forget_capture(f->relid);
+		ereport(WARNING,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("capture of table %s failed: %s", f->name, f->message),
+				 errdetail("The event log holds the table's changes committed before %X/%X, and no later ones.",
+						   LSN_FORMAT_ARGS(f->commit_lsn)),
+				 errhint("Uncapture the table with kappa.uncapture and capture it again to start a new log of it.")));
+	}
+}
+
+/*
  * Append the current batch's records of captured tables to the log.  Runs
  * in the transaction that applies the batch, with SPI connected.  Which
  * tables are captured, and since when, is read again here, under the lock:
  * records kept while the worker's list was being reloaded are filtered.
+ * Captures the batch could not log are marked failed here too.
  */
 void
 kappa_log_write_batch(void)
@@ -307,30 +382,33 @@ kappa_log_write_batch(void)
 	int64		txn_changes = 0;
 	pg_crc32c	crc = 0;
 	XLogRecPtr	logged_up_to;
-	typedef struct
-	{
-		Oid			relid;
-		XLogRecPtr	start_lsn;
-	}			CaptureStart;
 
-	if (b->log_lines == NULL || b->log_nlines == 0 || !kappa_log_available())
+	if ((b->log_lines == NULL || b->log_nlines == 0) && b->log_failures == NIL)
+		return;
+	if (!kappa_log_available())
 		return;
 
 	kappa_log_lock();
 	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(CaptureStart);
+	ctl.entrysize = sizeof(KappaCaptureRange);
 	ctl.hcxt = CurrentMemoryContext;
 	captures = hash_create("pg_kappa captures", 16, &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	if (SPI_execute("SELECT relid, start_lsn FROM kappa.captures", false, 0) != SPI_OK_SELECT)
+	if (SPI_execute(kappa_log_has_capture_state() ?
+					"SELECT relid, start_lsn, failed_lsn FROM kappa.captures" :
+					"SELECT relid, start_lsn, NULL::pg_catalog.pg_lsn FROM kappa.captures",
+					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		CaptureStart *c = hash_search(captures, &relid, HASH_ENTER, NULL);
+		KappaCaptureRange *c = hash_search(captures, &relid, HASH_ENTER, NULL);
+		Datum		end;
 
 		c->start_lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		end = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		c->end_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(end);
 	}
 	if (hash_get_num_entries(captures) == 0)
 		return;
@@ -349,6 +427,9 @@ kappa_log_write_batch(void)
 
 		logged_up_to = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 	}
+	record_failures(captures, logged_up_to);
+	if (b->log_lines == NULL || b->log_nlines == 0)
+		return;
 
 	kappa_log_chunk_init(&chunk);
 	slot = MakeSingleTupleTableSlot(kappa_log_lines_desc(), &TTSOpsMinimalTuple);
@@ -359,7 +440,7 @@ kappa_log_write_batch(void)
 		bool		more = tuplestore_gettupleslot(b->log_lines, true, false, slot);
 		Oid			relid = InvalidOid;
 		XLogRecPtr	lsn = InvalidXLogRecPtr;
-		CaptureStart *c;
+		KappaCaptureRange *c;
 		text	   *line;
 
 		if (more)
@@ -398,7 +479,8 @@ kappa_log_write_batch(void)
 		}
 
 		c = hash_search(captures, &relid, HASH_FIND, NULL);
-		if (c == NULL || lsn <= c->start_lsn || lsn <= logged_up_to)
+		if (c == NULL || lsn <= c->start_lsn || lsn <= logged_up_to ||
+			(c->end_lsn != InvalidXLogRecPtr && lsn >= c->end_lsn))
 			continue;
 
 		if (!begun)

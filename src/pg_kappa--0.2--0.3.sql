@@ -249,6 +249,158 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text) IS
 'rebuild a derived view from the event log through the delta engine, in place or into a new view (new_name), or as it was at until_lsn';
 
+-- ====================================================================
+-- BEGIN pg_kappa 0.3: failed captures (pg_kappa.max_event_bytes)
+--
+-- A change of a captured table that the event log cannot take (its record
+-- is larger than pg_kappa.max_event_bytes, or could not be written) is not
+-- dropped silently: the apply worker marks the capture failed, in the
+-- transaction of the batch, and logs nothing more of that table.  The log
+-- keeps a complete prefix of the table's changes, up to failed_lsn.
+-- kappa.status shows failed captures and the audit reports their log as
+-- incomplete, until kappa.uncapture.
+-- ====================================================================
+ALTER TABLE kappa.captures
+    ADD COLUMN state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'failed')),
+    ADD COLUMN failed_lsn pg_lsn,               -- commit LSN of the first transaction not logged
+    ADD COLUMN last_error text,                 -- why it was not logged
+    ADD CONSTRAINT captures_failed_lsn CHECK ((state = 'failed') = (failed_lsn IS NOT NULL));
+
+-- Status: the views and slots as above, and failed captures.
+CREATE OR REPLACE VIEW kappa.status AS
+WITH w AS (
+    SELECT * FROM kappa.worker_status() WHERE database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+), cur AS (
+    SELECT pg_catalog.pg_current_wal_flush_lsn() AS lsn
+)
+SELECT 'view'::text AS kind,
+       v.name,
+       v.state,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN w.processed_lsn ELSE v.applied_lsn END AS applied_lsn,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN pg_catalog.pg_wal_lsn_diff(cur.lsn, w.processed_lsn)
+            ELSE pg_catalog.pg_wal_lsn_diff(cur.lsn, v.applied_lsn) END::bigint AS lag_bytes,
+       CASE WHEN v.state = 'running' AND w.processed_lsn >= cur.lsn THEN 0::float8
+            ELSE pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(w.last_batch_at, v.last_commit_time, v.created_at)) END AS lag_seconds,
+       v.txns_applied,
+       v.rows_applied,
+       CASE WHEN kappa.can_read(v.relid)
+            THEN COALESCE(v.last_error,
+                          CASE WHEN v.state = 'running' AND
+                                    pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
+                               THEN w.last_error END) END AS last_error,
+       NULL::bigint AS wal_retained_bytes
+FROM kappa.views v CROSS JOIN cur LEFT JOIN w ON true
+UNION ALL
+SELECT 'slot', s.slot_name::text,
+       CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
+       s.confirmed_flush_lsn,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint,
+       NULL, NULL, NULL, NULL,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint
+FROM pg_catalog.pg_replication_slots s CROSS JOIN cur
+WHERE s.plugin = 'pg_kappa' AND s.database = pg_catalog.current_database()
+  AND s.slot_name LIKE 'pg\_kappa\_%'
+UNION ALL
+SELECT 'capture', c.name, c.state, c.failed_lsn,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, c.failed_lsn)::bigint,
+       NULL, NULL, NULL, c.last_error, NULL
+FROM kappa.captures c CROSS JOIN cur
+WHERE c.state <> 'active';
+
+-- The audit's checks of the log: a failed capture is reported (check
+-- 'capture'), since its log is incomplete.
+CREATE OR REPLACE FUNCTION kappa.audit_chain(OUT "check" text, OUT object text, OUT ok boolean, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    prev record;
+    expect_id bigint;
+    expect_hash bytea;
+    last_lsn pg_lsn;
+    recomputed bytea;
+    n bigint := 0;
+    bad bigint := 0;
+BEGIN
+    SELECT p.last_batch + 1, p.last_hash, p.last_lsn INTO expect_id, expect_hash, last_lsn
+      FROM kappa.event_log_pruned p ORDER BY p.last_batch DESC LIMIT 1;
+    IF NOT FOUND THEN
+        expect_id := 1;
+        expect_hash := '\x'::bytea;
+        last_lsn := '0/0';
+    END IF;
+    FOR b IN SELECT * FROM kappa.event_log ORDER BY batch_id LOOP
+        n := n + 1;
+        recomputed := sha256(b.prev_hash ||
+                             convert_to(format('%s|%s|%s|%s|%s|%s|%s|%s|',
+                                               b.batch_id, b.kind, b.first_lsn, b.last_lsn,
+                                               b.txn_count, b.change_count, b.tables, b.table_names)
+                                        || b.events, pg_catalog.getdatabaseencoding()));
+        IF b.batch_id <> expect_id THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := CASE WHEN b.batch_id > expect_id
+                           THEN format('batches %s to %s are missing', expect_id, b.batch_id - 1)
+                           ELSE format('batch %s is out of order (expected batch %s)', b.batch_id, expect_id) END;
+            RETURN NEXT;
+        ELSIF b.prev_hash <> expect_hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'previous hash does not match the hash of the batch before it';
+            RETURN NEXT;
+        END IF;
+        IF recomputed <> b.hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'hash does not match the batch''s contents';
+            RETURN NEXT;
+        END IF;
+        -- batches follow commit order; a snapshot sits at its capture's LSN
+        IF b.kind = 'batch' AND
+           (b.first_lsn > b.last_lsn OR b.first_lsn < last_lsn OR
+            (b.first_lsn = last_lsn AND b.events LIKE '{"kind":"begin"%')) THEN
+            bad := bad + 1;
+            "check" := 'continuity'; object := 'batch ' || b.batch_id; ok := false;
+            detail := format('batch covers %s to %s but the batches before it reach %s',
+                             b.first_lsn, b.last_lsn, last_lsn);
+            RETURN NEXT;
+        END IF;
+        IF (SELECT count(*) FROM regexp_matches(b.events, '^\{"kind":"commit"', 'gn')) <> b.txn_count
+           AND b.kind = 'batch' THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'transaction count does not match the batch''s records';
+            RETURN NEXT;
+        END IF;
+        expect_id := b.batch_id + 1;
+        expect_hash := b.hash;
+        IF b.kind = 'batch' THEN
+            last_lsn := GREATEST(last_lsn, b.last_lsn);
+        END IF;
+    END LOOP;
+    IF bad = 0 THEN
+        "check" := 'chain'; object := 'event log'; ok := true;
+        detail := format('%s batches, hash chain and LSN order intact', n);
+        RETURN NEXT;
+    END IF;
+    -- a failed capture's log stops short: it is not complete, whatever
+    -- the chain says
+    FOR b IN SELECT * FROM kappa.captures WHERE state = 'failed' ORDER BY name LOOP
+        "check" := 'capture'; object := b.name; ok := false;
+        detail := format('the event log of %s is incomplete: nothing committed from %s on is logged (%s)',
+                         b.name, b.failed_lsn, b.last_error);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+-- ====================================================================
+-- END pg_kappa 0.3: failed captures
+-- ====================================================================
+
 -- The delta engine that maintains a view: 1 keeps a copy of each source
 -- (kappa_v<id>.a_<n>, in arrangements); 2 takes signed deltas from the WAL
 -- and reads the live sources (arrangements then holds its d_<n> tables,

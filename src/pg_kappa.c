@@ -29,6 +29,9 @@ int			kappa_progress_interval = 10000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
 int			kappa_max_databases = 32;
+int			kappa_max_event_bytes = 256 * 1024 * 1024;
+int			kappa_view_lock_timeout = 10 * 1000;
+int			kappa_view_statement_timeout = 60 * 1000;
 char	   *kappa_test_crash_point = NULL;
 
 void		_PG_init(void);
@@ -99,6 +102,30 @@ _PG_init(void)
 							32, 1, MAX_BACKENDS,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.max_event_bytes",
+							"Largest change the event log takes: its values, and its JSON record.",
+							"A change of a captured table that is larger is not logged: the capture is marked failed, with the reason, and logs nothing more of that table until it is captured again.",
+							&kappa_max_event_bytes,
+							256 * 1024 * 1024, 1024, KAPPA_MAX_EVENT_BYTES_LIMIT,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.view_lock_timeout",
+							"Longest time the apply worker waits for a lock while applying a batch to one view.",
+							"A view that times out is not broken: it falls behind, and is retried later from its applied LSN while the other views go on.  0 means no limit.",
+							&kappa_view_lock_timeout,
+							10 * 1000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.view_statement_timeout",
+							"Longest time the apply worker spends applying a batch to one view.",
+							"A view that times out is not broken: it falls behind, and is retried later from its applied LSN while the other views go on.  0 means no limit.",
+							&kappa_view_statement_timeout,
+							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_kappa.test_crash_point",
 							   "For tests only: the apply worker kills itself at this point.",

@@ -128,6 +128,9 @@ extern int	kappa_naptime;
 extern int	kappa_progress_interval;
 extern int	kappa_max_retained_wal;
 extern int	kappa_max_databases;
+extern int	kappa_max_event_bytes;
+extern int	kappa_view_lock_timeout;
+extern int	kappa_view_statement_timeout;
 extern char *kappa_test_crash_point;
 
 /* ----------
@@ -200,7 +203,17 @@ typedef struct KappaSourceBuffer
 	XLogRecPtr	truncate_lsn;	/* latest TRUNCATE in the batch, or 0 */
 	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
 	XLogRecPtr	modify_lsn;		/* latest UPDATE or DELETE in the batch, or 0 */
+	XLogRecPtr	oversize_lsn;	/* first row image too large to buffer, or 0 */
 } KappaSourceBuffer;
+
+/* A change of a captured table that could not be logged (event_log.c) */
+typedef struct KappaLogFailure
+{
+	Oid			relid;
+	XLogRecPtr	commit_lsn;		/* of its transaction */
+	char	   *name;			/* the table, schema-qualified */
+	char	   *message;		/* why, for kappa.captures.last_error */
+} KappaLogFailure;
 
 typedef struct KappaBatch
 {
@@ -223,6 +236,7 @@ typedef struct KappaBatch
 	int64		log_nlines;
 	List	   *log_txns;		/* KappaLogTxn *, transactions with lines */
 	int64		log_txn_lines;	/* lines of the transaction being decoded */
+	List	   *log_failures;	/* KappaLogFailure *, in commit order */
 } KappaBatch;
 
 typedef struct KappaLogTxn
@@ -240,6 +254,8 @@ extern void kappa_batch_reset(void);
 extern void kappa_sink_sources_changed(void);
 extern void kappa_sink_set_sources(List *relids);
 extern void kappa_sink_set_captures(List *relids, List *start_lsns);
+extern void kappa_sink_forget_capture(Oid relid);
+extern void kappa_check_row_sizes(List *sources, XLogRecPtr applied);
 extern TupleDesc kappa_log_lines_desc(void);
 extern void kappa_batch_put_row(Relation rel, XLogRecPtr commit_lsn,
 								Datum *values, bool *nulls);
@@ -252,6 +268,13 @@ extern RepOriginId kappa_worker_origin;
  * ----------
  */
 #define KAPPA_LOG_CHUNK_BYTES (8 * 1024 * 1024)
+
+/*
+ * The largest pg_kappa.max_event_bytes: a record must fit in a log row
+ * next to a full chunk, and the audit must be able to hash that row with
+ * SQL (half of the 1 GB a value may take).
+ */
+#define KAPPA_MAX_EVENT_BYTES_LIMIT (512 * 1024 * 1024 - KAPPA_LOG_CHUNK_BYTES)
 
 typedef struct KappaLogChunk
 {
@@ -272,6 +295,7 @@ extern void kappa_log_lock(void);
 extern void kappa_log_write_batch(void);
 extern void kappa_log_prune(void);
 extern bool kappa_log_available(void);
+extern bool kappa_log_has_capture_state(void);
 extern bool kappa_log_job_begin(void);
 extern void kappa_log_job_end(void);
 
