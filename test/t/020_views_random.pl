@@ -2,7 +2,11 @@
 # tables, a seeded random mix of inserts, updates (including key, join key
 # and group key changes, NULLs), deletes, savepoints and TRUNCATE; after
 # kappa.wait every view must equal its defining query, both ways, as
-# multisets.  KAPPA_SOAK=1 runs many more rounds; KAPPA_SEED picks the seed.
+# multisets.  Every view is created twice, by delta engine 1 (copies of the
+# sources) and by engine 2 (signed deltas, live sources), and engine 2 also
+# keeps bags: a join that does not select every key, and a table without a
+# key that holds duplicate rows.  KAPPA_SOAK=1 runs many more rounds;
+# KAPPA_SEED picks the seed.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -26,6 +30,8 @@ INSERT INTO customers SELECT g, CASE WHEN g % 5 = 0 THEN NULL ELSE 'r' || (g % 4
 INSERT INTO products SELECT g, 'cat' || (g % 5) FROM generate_series(1, 15) g;
 INSERT INTO items SELECT g, 1 + g % 45, 1 + g % 17, g % 9, CASE WHEN g % 11 = 0 THEN NULL ELSE (g % 23) * 1.25 END, repeat('x', g % 3)
   FROM generate_series(1, 300) g;
+CREATE TABLE events (kind text, n int);
+INSERT INTO events SELECT 'k' || (g % 4), g % 3 FROM generate_series(1, 40) g;
 });
 
 my %views = (
@@ -43,6 +49,20 @@ my %views = (
 foreach my $v (sort keys %views)
 {
 	$node->safe_psql('postgres', "SELECT kappa.create_view('$v', \$\$$views{$v}\$\$)");
+}
+
+# the same views by engine 2, and the bags only engine 2 keeps
+foreach my $v (sort keys %views)
+{
+	$views{"${v}_e2"} = $views{$v};
+}
+$views{v_bag_e2} = q{SELECT i.id, c.region, i.qty FROM items i JOIN customers c ON c.id = i.customer_id};
+$views{v_keyless_e2} = q{SELECT kind, n FROM events WHERE n IS DISTINCT FROM 2};
+$views{v_keyless_agg_e2} = q{SELECT kind, count(*) AS c, sum(n) AS s FROM events GROUP BY kind};
+$views{v_bag3_e2} = q{SELECT c.region, p.category, i.qty FROM items i JOIN customers c ON c.id = i.customer_id JOIN products p ON p.id = i.product_id};
+foreach my $v (sort grep { /_e2$/ } keys %views)
+{
+	$node->safe_psql('postgres', "SET client_min_messages = warning; SET pg_kappa.engine = 2; SELECT kappa.create_view('$v', \$\$$views{$v}\$\$)");
 }
 
 # the worker shows up in pg_stat_activity under its own backend type
@@ -95,9 +115,16 @@ sub random_statement
 	{
 		return "DELETE FROM customers WHERE id = " . (1 + rnd(45));
 	}
-	elsif ($r < 0.94)
+	elsif ($r < 0.92)
 	{
 		return "UPDATE products SET category = 'cat" . rnd(6) . "' WHERE id = " . (1 + rnd(17));
+	}
+	elsif ($r < 0.94)
+	{
+		my $k = rnd(5);
+		return rnd(2)
+		  ? "INSERT INTO events SELECT 'k$k', " . maybe_null(rnd(4)) . " FROM generate_series(1, " . (1 + rnd(3)) . ")"
+		  : "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE kind = 'k$k' LIMIT " . (1 + rnd(2)) . ")";
 	}
 	elsif ($r < 0.97)
 	{
@@ -141,6 +168,10 @@ for my $round (1 .. $rounds)
 	if (rand() < 0.05)
 	{
 		$node->safe_psql('postgres', "TRUNCATE items; INSERT INTO items SELECT nextval('ids'), 1 + g % 45, 1 + g % 17, g % 9, g FROM generate_series(1, 50) g");
+	}
+	if (rand() < 0.1)
+	{
+		$node->safe_psql('postgres', "UPDATE events SET n = n + 1 WHERE kind = 'k" . rnd(5) . "'");
 	}
 	check_views("round $round");
 }
