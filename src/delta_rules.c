@@ -78,6 +78,7 @@ typedef struct RulePlan
 	int			nsources;
 	Oid		   *sources;
 	Oid		   *drelids;		/* d_<n> */
+	SPIPlanPtr *consolidate_d;	/* rows that cancel out leave d_<n> */
 	SPIPlanPtr *clear_d;
 	int			nterms;
 	RuleTerm   *terms;
@@ -348,6 +349,38 @@ prepare_group_recompute(RulePlan *rp, KappaViewDef *def, const char *schema,
 	rp->clear_k = kappa_keep_plan(psprintf("DELETE FROM %s", k));
 }
 
+/*
+ * The statement that consolidates a source's delta d: a row updated many
+ * times in a batch leaves only its first old and its last new image, which
+ * keeps the terms' joins in proportion to the rows changed, not to the
+ * number of changes.  Rows are the same when their text is.
+ */
+static SPIPlanPtr
+consolidate_sql(Oid src, const char *d)
+{
+	char	   *cols = kappa_source_columns(src, "");
+	StringInfoData grouping;
+	List	   *names = NIL;
+	Relation	rel = table_open(src, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	ListCell   *lc;
+
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			names = lappend(names, pstrdup(NameStr(TupleDescAttr(desc, i)->attname)));
+	table_close(rel, AccessShareLock);
+	initStringInfo(&grouping);
+	foreach(lc, names)
+		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
+						 quote_identifier(lfirst(lc)));
+	return kappa_keep_plan(psprintf("WITH gone AS (DELETE FROM %s RETURNING *)"
+									" INSERT INTO %s (%s, _kappa_w) SELECT %s, w::pg_catalog.int4 FROM ("
+									"SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS w"
+									" FROM gone ORDER BY %s) s WHERE s.w OPERATOR(pg_catalog.<>) 0",
+									d, d, cols, cols, grouping.data, cols,
+									grouping.data, grouping.data));
+}
+
 /* Build view id's statements from its catalog row (SPI connected). */
 static RulePlan *
 build_rules(int id)
@@ -420,6 +453,7 @@ build_rules(int id)
 	rp->sources = palloc(sizeof(Oid) * rp->nsources);
 	rp->drelids = palloc(sizeof(Oid) * rp->nsources);
 	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
+	rp->consolidate_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	orelids = palloc(sizeof(Oid) * rp->nsources);
 	for (int i = 0; i < rp->nsources; i++)
 	{
@@ -429,6 +463,7 @@ build_rules(int id)
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
 			elog(ERROR, "internal tables of derived view %d are missing", id);
 		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
+		rp->consolidate_d[i] = consolidate_sql(rp->sources[i], psprintf("%s.d_%d", schema, i));
 	}
 
 	rp->grouped = def->query->groupClause != NIL;
@@ -621,6 +656,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 {
 	RulePlan   *rp = get_rules(viewid);
 	bool	   *touched = palloc0(sizeof(bool) * rp->nsources);
+	bool	   *consolidate = palloc0(sizeof(bool) * rp->nsources);
 	bool		truncated = false;
 	bool		any = false;
 	List	   *lsns = NIL;
@@ -648,6 +684,9 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		}
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns) > 0)
 			touched[i] = any = true;
+		/* only updates and deletes can cancel out */
+		if (touched[i] && buf->modify_lsn > applied)
+			consolidate[i] = true;
 	}
 	if (!any)
 	{
@@ -655,6 +694,9 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		return -1;
 	}
 	CommandCounterIncrement();
+	for (int i = 0; i < rp->nsources; i++)
+		if (consolidate[i])
+			kappa_run(rp->consolidate_d[i]);
 
 	if (truncated || rp->whole)
 	{
