@@ -231,3 +231,245 @@ END
 $$;
 COMMENT ON FUNCTION kappa.audit() IS
 'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
+
+-- ======================================================================
+-- BEGIN dump and restore (item 14)
+--
+-- pg_dump dumps pg_kappa's catalog and event log (registered below with
+-- pg_extension_config_dump, sequences too) and the derived tables, but not
+-- the views' internal schemas and tables, which are members of the
+-- extension.  A restore's rows for kappa.views and kappa.captures name the
+-- old database's OIDs: kappa.restore_divert sets them aside in
+-- kappa.restore_pending, and kappa.restore() makes working views and
+-- captures of them (README, "Backup and restore").  The event log is
+-- loaded as dumped, its hash chain intact; a "restore" row continues it.
+-- ======================================================================
+
+-- the sequences, so that ids go on where the dumped database left them
+SELECT pg_catalog.pg_extension_config_dump('kappa.views_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('kappa.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('kappa.audit_log_id_seq', '');
+
+-- What a restore loaded into kappa.views and kappa.captures (the rows, as
+-- dumped), and whether it loaded the event log ('log'), until
+-- kappa.restore() has dealt with it.  Dumped, so that a database dumped
+-- before kappa.restore() ran keeps it.
+CREATE TABLE kappa.restore_pending (
+    kind            text NOT NULL CHECK (kind IN ('view', 'capture', 'log')),
+    "row"           jsonb,
+    restored_at     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON kappa.restore_pending FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('kappa.restore_pending', '');
+
+-- Rows inserted into kappa.views or kappa.captures other than by pg_kappa
+-- itself go to kappa.restore_pending instead.  ALWAYS: also when a restore
+-- runs with session_replication_role = replica.
+CREATE FUNCTION kappa.restore_divert()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'kappa_restore_divert'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER kappa_restore_divert BEFORE INSERT ON kappa.views
+    FOR EACH ROW EXECUTE FUNCTION kappa.restore_divert();
+CREATE TRIGGER kappa_restore_divert BEFORE INSERT ON kappa.captures
+    FOR EACH ROW EXECUTE FUNCTION kappa.restore_divert();
+ALTER TABLE kappa.views ENABLE ALWAYS TRIGGER kappa_restore_divert;
+ALTER TABLE kappa.captures ENABLE ALWAYS TRIGGER kappa_restore_divert;
+
+CREATE FUNCTION kappa.restore(discard_missing boolean DEFAULT false,
+                              OUT kind text, OUT name text, OUT action text, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kappa_restore'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION kappa.restore(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION kappa.restore(boolean) IS
+'after pg_restore: rebuild the restored derived views, capture the restored captures again and continue the event log';
+
+-- A restore row starts the restored database's part of the chain: no
+-- records, at that database's WAL position.
+ALTER TABLE kappa.event_log DROP CONSTRAINT event_log_kind_check;
+ALTER TABLE kappa.event_log ADD CONSTRAINT event_log_kind_check
+    CHECK (kind IN ('batch', 'snapshot', 'restore'));
+
+-- The audit of the chain: as in 0.2, except that WAL positions are
+-- compared only within each database's part of the chain, which a
+-- restore row starts.
+CREATE OR REPLACE FUNCTION kappa.audit_chain(OUT "check" text, OUT object text, OUT ok boolean, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    prev record;
+    expect_id bigint;
+    expect_hash bytea;
+    last_lsn pg_lsn;
+    recomputed bytea;
+    n bigint := 0;
+    bad bigint := 0;
+BEGIN
+    SELECT p.last_batch + 1, p.last_hash, p.last_lsn INTO expect_id, expect_hash, last_lsn
+      FROM kappa.event_log_pruned p ORDER BY p.last_batch DESC LIMIT 1;
+    IF NOT FOUND THEN
+        expect_id := 1;
+        expect_hash := '\x'::bytea;
+        last_lsn := '0/0';
+    END IF;
+    FOR b IN SELECT * FROM kappa.event_log ORDER BY batch_id LOOP
+        n := n + 1;
+        recomputed := sha256(b.prev_hash ||
+                             convert_to(format('%s|%s|%s|%s|%s|%s|%s|%s|',
+                                               b.batch_id, b.kind, b.first_lsn, b.last_lsn,
+                                               b.txn_count, b.change_count, b.tables, b.table_names)
+                                        || b.events, pg_catalog.getdatabaseencoding()));
+        IF b.batch_id <> expect_id THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := CASE WHEN b.batch_id > expect_id
+                           THEN format('batches %s to %s are missing', expect_id, b.batch_id - 1)
+                           ELSE format('batch %s is out of order (expected batch %s)', b.batch_id, expect_id) END;
+            RETURN NEXT;
+        ELSIF b.prev_hash <> expect_hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'previous hash does not match the hash of the batch before it';
+            RETURN NEXT;
+        END IF;
+        IF recomputed <> b.hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'hash does not match the batch''s contents';
+            RETURN NEXT;
+        END IF;
+        IF b.kind = 'restore' AND (b.events <> '' OR b.txn_count <> 0 OR b.change_count <> 0) THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'a restore row carries records';
+            RETURN NEXT;
+        END IF;
+        -- batches follow commit order; a snapshot sits at its capture's LSN
+        IF b.kind = 'batch' AND
+           (b.first_lsn > b.last_lsn OR b.first_lsn < last_lsn OR
+            (b.first_lsn = last_lsn AND b.events LIKE '{"kind":"begin"%')) THEN
+            bad := bad + 1;
+            "check" := 'continuity'; object := 'batch ' || b.batch_id; ok := false;
+            detail := format('batch covers %s to %s but the batches before it reach %s',
+                             b.first_lsn, b.last_lsn, last_lsn);
+            RETURN NEXT;
+        END IF;
+        IF (SELECT count(*) FROM regexp_matches(b.events, '^\{"kind":"commit"', 'gn')) <> b.txn_count
+           AND b.kind = 'batch' THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'transaction count does not match the batch''s records';
+            RETURN NEXT;
+        END IF;
+        expect_id := b.batch_id + 1;
+        expect_hash := b.hash;
+        IF b.kind = 'batch' THEN
+            last_lsn := GREATEST(last_lsn, b.last_lsn);
+        ELSIF b.kind = 'restore' THEN
+            -- WAL positions from here on are the restored database's
+            last_lsn := b.last_lsn;
+        END IF;
+    END LOOP;
+    IF bad = 0 THEN
+        "check" := 'chain'; object := 'event log'; ok := true;
+        detail := format('%s batches, hash chain and LSN order intact', n);
+        RETURN NEXT;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.audit_chain() FROM PUBLIC;
+
+-- A view's internal schema and its tables are members of the extension;
+-- dropping them takes releasing the tables first (a member dropped with
+-- its schema would take the whole extension with it).  As the extension
+-- owner: from kappa.drop_view, create_view and kappa.on_sql_drop.
+CREATE FUNCTION kappa.drop_internal_schema(view_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    schema text := 'kappa_v' || view_id;
+    nsp oid;
+    r record;
+BEGIN
+    SELECT oid INTO nsp FROM pg_namespace WHERE nspname = schema;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT c.oid::regclass AS rel
+               FROM pg_class c
+               JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+              WHERE c.relnamespace = nsp AND c.relkind = 'r'
+    LOOP
+        EXECUTE format('ALTER EXTENSION pg_kappa DROP TABLE %s', r.rel);
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_namespace'::regclass AND d.objid = nsp
+                  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pg_kappa DROP SCHEMA %I', schema);
+    END IF;
+    EXECUTE format('DROP SCHEMA %I CASCADE', schema);
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.drop_internal_schema(bigint) FROM PUBLIC;
+
+-- As in 0.2, with the internal schema dropped by kappa.drop_internal_schema.
+CREATE OR REPLACE FUNCTION kappa.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    obj record;
+    v record;
+BEGIN
+    FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
+               WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
+    LOOP
+        FOR v IN DELETE FROM kappa.views WHERE relid = obj.objid RETURNING id LOOP
+            PERFORM kappa.drop_internal_schema(v.id);
+        END LOOP;
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('internal table %s was dropped', obj.object_identity)
+         WHERE obj.objid = ANY (arrangements) AND state <> 'broken';
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('source table %s was dropped', obj.object_identity)
+         WHERE obj.objid = ANY (sources) AND state <> 'broken';
+        DELETE FROM kappa.captures WHERE relid = obj.objid;
+    END LOOP;
+END
+$$;
+
+-- Views created before 0.3: their internal tables become members too.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                   AND d.deptype = 'e')
+              ORDER BY c.oid
+    LOOP
+        EXECUTE format('ALTER EXTENSION pg_kappa ADD TABLE %s', r.rel);
+    END LOOP;
+END
+$$;
+
+-- ======================================================================
+-- END dump and restore (item 14)
+-- ======================================================================
