@@ -452,6 +452,63 @@ BEGIN
 END
 $$;
 
+-- kappa.audit: as the 0.3 version above (keep the two in step), except
+-- that a view is checked against the log only from the latest restore row
+-- on: the table OIDs and WAL positions of rows before it are the restored
+-- database's, and an old OID may be one of this database's sources now.
+CREATE OR REPLACE FUNCTION kappa.audit()
+RETURNS SETOF kappa.audit_log
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    c record;
+    v record;
+    logged pg_lsn;
+    missing bigint;
+    extra bigint;
+BEGIN
+    FOR c IN SELECT * FROM kappa.audit_chain() LOOP
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, c."check", c.object, c.ok, c.detail);
+    END LOOP;
+
+    -- every change logged for a running view's sources is in the view
+    FOR v IN SELECT * FROM kappa.views WHERE state = 'running' ORDER BY id LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
+            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+            VALUES (started, 'verify', v.name, false,
+                    format('derived table with OID %s no longer exists', v.relid));
+            CONTINUE;
+        END IF;
+        SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
+         WHERE l.tables && v.sources AND l.kind = 'batch'
+           AND l.batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r
+                                       WHERE r.kind = 'restore'), 0);
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
+                CASE WHEN logged IS NULL OR logged <= v.applied_lsn
+                     THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
+                     ELSE format('the log holds changes up to %s but the view was applied only up to %s',
+                                 logged, v.applied_lsn) END);
+
+        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+          INTO missing, extra
+          FROM kappa.verify(v.relid::regclass) f;
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, 'verify', v.name, missing = 0 AND extra = 0,
+                format('%s missing and %s extra rows', missing, extra));
+        UPDATE kappa.views SET last_audit_at = started WHERE id = v.id;
+    END LOOP;
+
+    RETURN QUERY SELECT * FROM kappa.audit_log WHERE at = started AND NOT ok ORDER BY id;
+END
+$$;
+COMMENT ON FUNCTION kappa.audit() IS
+'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
+
 -- Views created before 0.3: their internal tables become members too.
 DO $$
 DECLARE
