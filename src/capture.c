@@ -12,6 +12,11 @@
  * and the logged changes together are the table's whole history from the
  * capture on, which is what replay needs to rebuild a view from scratch.
  *
+ * After pg_dump and pg_restore, kappa.restore (restore.c) captures the
+ * tables again through kappa_capture_relation: their history in the new
+ * database starts with a new snapshot, after the restore marker that
+ * separates it from the restored log (event_log.c).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -160,19 +165,13 @@ write_snapshot(Relation rel, XLogRecPtr lsn)
 	return rows;
 }
 
+/* kappa.capture(source, retain) */
 Datum
 kappa_capture(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	Interval   *retain = NULL;
-	Oid			views_relid = kappa_views_relid();
-	Oid			extowner;
-	Relation	rel;
-	XLogRecPtr	lsn;
-	SavedUser	saved;
 	char	   *retain_sql = "NULL";
-	char	   *name;
-	int64		rows;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -202,6 +201,26 @@ kappa_capture(PG_FUNCTION_ARGS)
 				 errmsg("kappa.capture cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
 				 errdetail("The snapshot of the table is taken after it is locked."),
 				 errhint("Run it in a READ COMMITTED transaction.")));
+
+	PG_RETURN_LSN(kappa_capture_relation(relid, retain_sql));
+}
+
+/*
+ * Capture table relid with retention retain_sql (an interval literal, or
+ * NULL), or only set the retention if it is captured already.  Returns the
+ * LSN its log starts at.  Must come before the transaction writes anything
+ * if the database has no slot yet (kappa_ensure_slot).
+ */
+XLogRecPtr
+kappa_capture_relation(Oid relid, const char *retain_sql)
+{
+	Oid			views_relid = kappa_views_relid();
+	Oid			extowner;
+	Relation	rel;
+	XLogRecPtr	lsn;
+	SavedUser	saved;
+	char	   *name;
+	int64		rows;
 
 	rel = relation_open(relid, AccessShareLock);
 	check_capturable(rel);
@@ -235,8 +254,11 @@ kappa_capture(PG_FUNCTION_ARGS)
 		kappa_unbecome(&saved);
 		SPI_finish();
 		relation_close(rel, AccessShareLock);
-		PG_RETURN_LSN(lsn);
+		return lsn;
 	}
+
+	/* the first capture after a restore starts a new part of the chain */
+	(void) kappa_log_restore_marker();
 
 	/*
 	 * Block writers (waiting for those in flight), then take the LSN: every
@@ -258,11 +280,10 @@ kappa_capture(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	if (SPI_execute(psprintf("INSERT INTO kappa.captures (relid, name, retain, start_lsn)"
-							 " VALUES (%u, %s, %s, '%X/%X')",
-							 relid, quote_literal_cstr(name), retain_sql, LSN_FORMAT_ARGS(lsn)),
-					false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into kappa.captures");
+	kappa_catalog_insert(psprintf("INSERT INTO kappa.captures (relid, name, retain, start_lsn)"
+								  " VALUES (%u, %s, %s, '%X/%X')",
+								  relid, quote_literal_cstr(name), retain_sql,
+								  LSN_FORMAT_ARGS(lsn)));
 	kappa_unbecome(&saved);
 	SPI_finish();
 	relation_close(rel, NoLock);
@@ -274,9 +295,10 @@ kappa_capture(PG_FUNCTION_ARGS)
 	/* tell the worker, and make sure it runs */
 	CacheInvalidateRelcacheByRelid(views_relid);
 	kappa_request_worker(MyDatabaseId);
-	PG_RETURN_LSN(lsn);
+	return lsn;
 }
 
+/* kappa.uncapture(source): stop logging a table; its logged events stay. */
 Datum
 kappa_uncapture(PG_FUNCTION_ARGS)
 {

@@ -38,12 +38,25 @@
  * and records the last removed row's hash in kappa.event_log_pruned, where
  * the audit picks up the chain.
  *
+ * After pg_dump and pg_restore: the guard lets a restore load the log (and
+ * the record of pruning) into a database whose log is empty and where
+ * nothing is captured, and notes in kappa.restore_pending that the log was
+ * restored.  The first capture afterwards (kappa.restore, or kappa.capture)
+ * appends a "restore" row: no records, at the new database's WAL position.
+ * The chain runs through it unbroken, but the WAL positions (and table
+ * OIDs) of the rows before it are the old database's, so LSN order is
+ * checked, and what is already logged is judged, from the latest restore
+ * row on.  Pruning matches the tables of rows before it to captures by name.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -415,10 +428,18 @@ kappa_log_write_batch(void)
 
 	/*
 	 * After a restart the worker decodes again what it applied but had not
-	 * confirmed yet: what the log already covers is not logged twice.
+	 * confirmed yet: what the log already covers is not logged twice.  Only
+	 * rows since the latest restore row count (WAL positions before it are
+	 * another database's), and the record of pruning only when no restore
+	 * row is left and its position is not ahead of this database's WAL.
 	 */
-	if (SPI_execute("SELECT GREATEST((SELECT max(last_lsn) FROM kappa.event_log WHERE kind = 'batch'),"
-					" (SELECT max(last_lsn) FROM kappa.event_log_pruned))",
+	if (SPI_execute("WITH m AS (SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
+					"            WHERE kind = 'restore')"
+					" SELECT GREATEST((SELECT max(l.last_lsn) FROM kappa.event_log l, m"
+					"                   WHERE l.kind IN ('batch', 'restore') AND l.batch_id >= m.first),"
+					"                 (SELECT max(p.last_lsn) FROM kappa.event_log_pruned p, m"
+					"                   WHERE m.first = 0"
+					"                     AND p.last_lsn <= pg_catalog.pg_current_wal_insert_lsn()))",
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.event_log");
 	{
@@ -532,33 +553,162 @@ kappa_log_prune(void)
 
 		/*
 		 * The prefix of rows none of whose tables is still captured without
-		 * a retention that has passed.
+		 * a retention that has passed.  Rows before the latest restore row
+		 * name tables by another database's OIDs: their tables are matched
+		 * to captures by name.  The position recorded is that of the rows
+		 * removed since the last restore row among them, and only captures
+		 * of this database's rows are told their log was pruned.
 		 */
-		if (SPI_execute("WITH keep AS ("
-						"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l"
-						"   WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(l.tables) t(relid)"
-						"                   JOIN kappa.captures c USING (relid)"
+		if (SPI_execute("WITH m AS ("
+						"  SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
+						"   WHERE kind = 'restore'"
+						"), keep AS ("
+						"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l, m"
+						"   WHERE EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(l.tables),"
+						"                                     pg_catalog.unnest(l.table_names)) t(relid, name)"
+						"                   JOIN kappa.captures c"
+						"                     ON CASE WHEN l.batch_id >= m.first THEN c.relid = t.relid"
+						"                             ELSE c.name = t.name END"
 						"                  WHERE c.retain IS NULL OR l.logged_at >= pg_catalog.now() - c.retain)"
 						"), gone AS ("
 						"  DELETE FROM kappa.event_log l USING keep"
 						"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"
-						"  RETURNING l.batch_id, l.last_lsn, l.hash, l.tables"
+						"  RETURNING l.batch_id, l.kind, l.last_lsn, l.hash, l.tables"
+						"), epoch AS ("
+						"  SELECT COALESCE(max(batch_id) FILTER (WHERE kind = 'restore'), 0) AS first FROM gone"
 						"), recorded AS ("
 						"  INSERT INTO kappa.event_log_pruned (first_batch, last_batch, last_lsn, last_hash)"
-						"  SELECT min(batch_id), max(batch_id), max(last_lsn),"
+						"  SELECT min(batch_id), max(batch_id),"
+						"         max(last_lsn) FILTER (WHERE batch_id >= (SELECT first FROM epoch)),"
 						"         (SELECT hash FROM gone ORDER BY batch_id DESC LIMIT 1)"
 						"    FROM gone HAVING count(*) > 0"
 						"  RETURNING last_lsn"
 						")"
 						" UPDATE kappa.captures c SET pruned_lsn = r.last_lsn FROM recorded r"
-						"  WHERE c.relid IN (SELECT unnest(tables) FROM gone)",
+						"  WHERE c.relid IN (SELECT unnest(g.tables) FROM gone g, m WHERE g.batch_id >= m.first)",
 						false, 0) < 0)
 			elog(ERROR, "could not prune kappa.event_log");
 	}
 	kappa_log_job_end();
 }
 
-/* Refuses writes to the event log by anyone but pg_kappa itself. */
+/* Does the extension have kappa.restore_pending (0.3 and later)? */
+static bool
+restore_pending_available(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("restore_pending", nsp));
+}
+
+/* Has every row of rel been written by the current transaction? */
+static bool
+rows_all_current(Relation rel)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	HeapTuple	tuple;
+	bool		all = true;
+
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		if (!TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data)))
+		{
+			all = false;
+			break;
+		}
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	return all;
+}
+
+/*
+ * Is this insert into the event log (or the record of pruning) a restore
+ * loading the log of a dumped database?  It is if nothing is captured
+ * here (so nothing of this database is being logged) and the table holds
+ * no row but those this transaction wrote: pg_restore and psql load each
+ * table with one COPY, into an empty table, and a dump made with --inserts
+ * loads in one transaction with --single-transaction.  The table is noted
+ * as restored in kappa.restore_pending.  SPI need not be connected.
+ */
+static bool
+restoring_log(Relation rel)
+{
+	bool		restoring;
+	SavedUser	saved;
+
+	if (!restore_pending_available())
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute("SELECT 1 FROM kappa.captures", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.captures");
+	restoring = SPI_processed == 0 && rows_all_current(rel);
+	if (restoring &&
+		SPI_execute("INSERT INTO kappa.restore_pending (kind)"
+					" SELECT 'log' WHERE NOT EXISTS (SELECT 1 FROM kappa.restore_pending"
+					"                                 WHERE kind = 'log')",
+					false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into kappa.restore_pending");
+	kappa_unbecome(&saved);
+	SPI_finish();
+	return restoring;
+}
+
+/*
+ * After a restore of the log: append the restore row that starts this
+ * database's part of the chain, at the current WAL position, unless that
+ * is done already or the restored log is empty.  SPI connected, as the extension owner, before anything
+ * of this database is appended.  Returns the row's position, or
+ * InvalidXLogRecPtr when none was due.
+ */
+XLogRecPtr
+kappa_log_restore_marker(void)
+{
+	KappaLogChunk chunk;
+
+	if (!restore_pending_available())
+		return InvalidXLogRecPtr;
+	if (SPI_execute("SELECT 1 FROM kappa.restore_pending WHERE kind = 'log'", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.restore_pending");
+	if (SPI_processed == 0)
+		return InvalidXLogRecPtr;
+
+	/* a restore that loaded nothing into the log needs no restore row */
+	kappa_log_lock();
+	if (SPI_execute("SELECT 1 FROM kappa.event_log UNION ALL SELECT 1 FROM kappa.event_log_pruned",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log");
+	if (SPI_processed == 0)
+	{
+		if (SPI_execute("DELETE FROM kappa.restore_pending WHERE kind = 'log'", false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete from kappa.restore_pending");
+		return InvalidXLogRecPtr;
+	}
+
+	kappa_log_chunk_init(&chunk);
+	chunk.first_lsn = chunk.last_lsn = GetXLogInsertRecPtr();
+	kappa_guard_bypass = true;
+	PG_TRY();
+	{
+		kappa_log_append("restore", &chunk);
+	}
+	PG_FINALLY();
+	{
+		kappa_guard_bypass = false;
+	}
+	PG_END_TRY();
+	if (SPI_execute("DELETE FROM kappa.restore_pending WHERE kind = 'log'", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from kappa.restore_pending");
+	return chunk.first_lsn;
+}
+
+/*
+ * Refuses writes to the event log by anyone but pg_kappa itself, except a
+ * restore loading it into an empty log (restoring_log).
+ */
 Datum
 kappa_log_guard(PG_FUNCTION_ARGS)
 {
@@ -567,6 +717,9 @@ kappa_log_guard(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "kappa.log_guard: not called by trigger manager");
 	if (kappa_guard_bypass || kappa_in_apply_worker)
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) &&
+		restoring_log(trigdata->tg_relation))
 		return PointerGetDatum(NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

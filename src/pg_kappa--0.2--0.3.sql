@@ -311,6 +311,70 @@ WHERE c.state <> 'active';
 
 -- The audit's checks of the log: a failed capture is reported (check
 -- 'capture'), since its log is incomplete.
+-- ======================================================================
+-- BEGIN dump and restore (item 14)
+--
+-- pg_dump dumps pg_kappa's catalog and event log (registered below with
+-- pg_extension_config_dump, sequences too) and the derived tables, but not
+-- the views' internal schemas and tables, which are members of the
+-- extension.  A restore's rows for kappa.views and kappa.captures name the
+-- old database's OIDs: kappa.restore_divert sets them aside in
+-- kappa.restore_pending, and kappa.restore() makes working views and
+-- captures of them (README, "Backup and restore").  The event log is
+-- loaded as dumped, its hash chain intact; a "restore" row continues it.
+-- ======================================================================
+
+-- the sequences, so that ids go on where the dumped database left them
+SELECT pg_catalog.pg_extension_config_dump('kappa.views_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('kappa.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('kappa.audit_log_id_seq', '');
+
+-- What a restore loaded into kappa.views and kappa.captures (the rows, as
+-- dumped), and whether it loaded the event log ('log'), until
+-- kappa.restore() has dealt with it.  Dumped, so that a database dumped
+-- before kappa.restore() ran keeps it.
+CREATE TABLE kappa.restore_pending (
+    kind            text NOT NULL CHECK (kind IN ('view', 'capture', 'log')),
+    "row"           jsonb,
+    restored_at     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON kappa.restore_pending FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('kappa.restore_pending', '');
+
+-- Rows inserted into kappa.views or kappa.captures other than by pg_kappa
+-- itself go to kappa.restore_pending instead.  ALWAYS: also when a restore
+-- runs with session_replication_role = replica.
+CREATE FUNCTION kappa.restore_divert()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'kappa_restore_divert'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER kappa_restore_divert BEFORE INSERT ON kappa.views
+    FOR EACH ROW EXECUTE FUNCTION kappa.restore_divert();
+CREATE TRIGGER kappa_restore_divert BEFORE INSERT ON kappa.captures
+    FOR EACH ROW EXECUTE FUNCTION kappa.restore_divert();
+ALTER TABLE kappa.views ENABLE ALWAYS TRIGGER kappa_restore_divert;
+ALTER TABLE kappa.captures ENABLE ALWAYS TRIGGER kappa_restore_divert;
+
+CREATE FUNCTION kappa.restore(discard_missing boolean DEFAULT false,
+                              OUT kind text, OUT name text, OUT action text, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kappa_restore'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION kappa.restore(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION kappa.restore(boolean) IS
+'after pg_restore: rebuild the restored derived views, capture the restored captures again and continue the event log';
+
+-- A restore row starts the restored database's part of the chain: no
+-- records, at that database's WAL position.
+ALTER TABLE kappa.event_log DROP CONSTRAINT event_log_kind_check;
+ALTER TABLE kappa.event_log ADD CONSTRAINT event_log_kind_check
+    CHECK (kind IN ('batch', 'snapshot', 'restore'));
+
+-- The audit of the chain: as in 0.2, except that WAL positions are
+-- compared only within each database's part of the chain, which a
+-- restore row starts.
 CREATE OR REPLACE FUNCTION kappa.audit_chain(OUT "check" text, OUT object text, OUT ok boolean, OUT detail text)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE
@@ -359,6 +423,12 @@ BEGIN
             detail := 'hash does not match the batch''s contents';
             RETURN NEXT;
         END IF;
+        IF b.kind = 'restore' AND (b.events <> '' OR b.txn_count <> 0 OR b.change_count <> 0) THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'a restore row carries records';
+            RETURN NEXT;
+        END IF;
         -- batches follow commit order; a snapshot sits at its capture's LSN
         IF b.kind = 'batch' AND
            (b.first_lsn > b.last_lsn OR b.first_lsn < last_lsn OR
@@ -380,6 +450,9 @@ BEGIN
         expect_hash := b.hash;
         IF b.kind = 'batch' THEN
             last_lsn := GREATEST(last_lsn, b.last_lsn);
+        ELSIF b.kind = 'restore' THEN
+            -- WAL positions from here on are the restored database's
+            last_lsn := b.last_lsn;
         END IF;
     END LOOP;
     IF bad = 0 THEN
@@ -397,9 +470,155 @@ BEGIN
     END LOOP;
 END
 $$;
--- ====================================================================
--- END pg_kappa 0.3: failed captures
--- ====================================================================
+REVOKE ALL ON FUNCTION kappa.audit_chain() FROM PUBLIC;
+
+-- A view's internal schema and its tables are members of the extension;
+-- dropping them takes releasing the tables first (a member dropped with
+-- its schema would take the whole extension with it).  As the extension
+-- owner: from kappa.drop_view, create_view and kappa.on_sql_drop.
+CREATE FUNCTION kappa.drop_internal_schema(view_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    schema text := 'kappa_v' || view_id;
+    nsp oid;
+    r record;
+BEGIN
+    SELECT oid INTO nsp FROM pg_namespace WHERE nspname = schema;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT c.oid::regclass AS rel
+               FROM pg_class c
+               JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+              WHERE c.relnamespace = nsp AND c.relkind IN ('r', 'v')
+    LOOP
+        EXECUTE format('ALTER EXTENSION pg_kappa DROP %s %s',
+                       CASE (SELECT relkind FROM pg_class WHERE oid = r.rel) WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END,
+                       r.rel);
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_namespace'::regclass AND d.objid = nsp
+                  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pg_kappa DROP SCHEMA %I', schema);
+    END IF;
+    EXECUTE format('DROP SCHEMA %I CASCADE', schema);
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.drop_internal_schema(bigint) FROM PUBLIC;
+
+-- As in 0.2, with the internal schema dropped by kappa.drop_internal_schema.
+CREATE OR REPLACE FUNCTION kappa.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    obj record;
+    v record;
+BEGIN
+    FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
+               WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
+    LOOP
+        FOR v IN DELETE FROM kappa.views WHERE relid = obj.objid RETURNING id LOOP
+            PERFORM kappa.drop_internal_schema(v.id);
+        END LOOP;
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('internal table %s was dropped', obj.object_identity)
+         WHERE obj.objid = ANY (arrangements) AND state <> 'broken';
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('source table %s was dropped', obj.object_identity)
+         WHERE obj.objid = ANY (sources) AND state <> 'broken';
+        DELETE FROM kappa.captures WHERE relid = obj.objid;
+    END LOOP;
+END
+$$;
+
+-- kappa.audit: as the 0.3 version above (keep the two in step), except
+-- that a view is checked against the log only from the latest restore row
+-- on: the table OIDs and WAL positions of rows before it are the restored
+-- database's, and an old OID may be one of this database's sources now.
+CREATE OR REPLACE FUNCTION kappa.audit()
+RETURNS SETOF kappa.audit_log
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    c record;
+    v record;
+    logged pg_lsn;
+    missing bigint;
+    extra bigint;
+BEGIN
+    FOR c IN SELECT * FROM kappa.audit_chain() LOOP
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, c."check", c.object, c.ok, c.detail);
+    END LOOP;
+
+    -- every change logged for a running view's sources is in the view
+    FOR v IN SELECT * FROM kappa.views WHERE state = 'running' ORDER BY id LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
+            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+            VALUES (started, 'verify', v.name, false,
+                    format('derived table with OID %s no longer exists', v.relid));
+            CONTINUE;
+        END IF;
+        SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
+         WHERE l.tables && v.sources AND l.kind = 'batch'
+           AND l.batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r
+                                       WHERE r.kind = 'restore'), 0);
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
+                CASE WHEN logged IS NULL OR logged <= v.applied_lsn
+                     THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
+                     ELSE format('the log holds changes up to %s but the view was applied only up to %s',
+                                 logged, v.applied_lsn) END);
+
+        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+          INTO missing, extra
+          FROM kappa.verify(v.relid::regclass) f;
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, 'verify', v.name, missing = 0 AND extra = 0,
+                format('%s missing and %s extra rows', missing, extra));
+        UPDATE kappa.views SET last_audit_at = started WHERE id = v.id;
+    END LOOP;
+
+    RETURN QUERY SELECT * FROM kappa.audit_log WHERE at = started AND NOT ok ORDER BY id;
+END
+$$;
+COMMENT ON FUNCTION kappa.audit() IS
+'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
+
+-- Views created before 0.3: their internal tables become members too.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r'
+                AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                   AND d.deptype = 'e')
+              ORDER BY c.oid
+    LOOP
+        EXECUTE format('ALTER EXTENSION pg_kappa ADD TABLE %s', r.rel);
+    END LOOP;
+END
+$$;
+
+-- ======================================================================
+-- END dump and restore (item 14)
+-- ======================================================================
 
 -- The delta engine that maintains a view: 1 keeps a copy of each source
 -- (kappa_v<id>.a_<n>, in arrangements); 2 takes signed deltas from the WAL

@@ -298,6 +298,7 @@ extern bool kappa_log_available(void);
 extern bool kappa_log_has_capture_state(void);
 extern bool kappa_log_job_begin(void);
 extern void kappa_log_job_end(void);
+extern XLogRecPtr kappa_log_restore_marker(void);
 
 /* ----------
  * view_compiler.c: analysis and validation of a view's query
@@ -461,6 +462,19 @@ extern void kappa_check_sources_unchanged(KappaViewDef *def, List *sources,
 extern bool kappa_guard_bypass;
 extern void kappa_ensure_slot(void);
 extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
+extern int64 kappa_adopt_view(Oid relid, int64 id, const char *canonical);
+
+/* ----------
+ * capture.c
+ * ----------
+ */
+extern XLogRecPtr kappa_capture_relation(Oid relid, const char *retain_sql);
+
+/* ----------
+ * restore.c: after pg_dump and pg_restore
+ * ----------
+ */
+extern void kappa_catalog_insert(const char *sql);
 
 /* ----------
  * wait.c

@@ -14,6 +14,16 @@
  * rows, k for affected keys).  The derived table itself is created where the
  * caller said, owned by the caller.
  *
+ * The internal schema and every table in it are members of the extension:
+ * they go with DROP EXTENSION and are not dumped by pg_dump, which dumps the
+ * derived table (an ordinary table) and the catalog rows instead.  Dropping
+ * a view's internal schema therefore takes kappa.drop_internal_schema, which
+ * releases the members first.  The derived table's guard trigger carries
+ * the view's id as its argument, so that after a restore (restore.c) the
+ * table is found again even if it was renamed since the view was created;
+ * kappa_adopt_view builds a view's internal state afresh around such an
+ * existing derived table.
+ *
  * Internal SQL is built from quoted identifiers and fully qualified names
  * only, and runs with the function's fixed search_path; the caller's
  * search_path is used only to parse the caller's query and table name.
@@ -37,6 +47,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "replication/logical.h"
@@ -77,6 +88,7 @@ exec_sql(const char *sql, int expected)
 			 SPI_result_code_string(rc), sql);
 }
 
+/* Run a query returning one int8 through SPI (already connected). */
 static int64
 exec_int8(const char *sql)
 {
@@ -185,11 +197,194 @@ has_btree_opclass(Oid typid)
 	return OidIsValid(GetDefaultOpClass(getBaseType(typid), BTREE_AM_OID));
 }
 
+/* The guard trigger of an internal table. */
 static const char *
 guard_trigger_sql(const char *qualname)
 {
 	return psprintf("CREATE TRIGGER kappa_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
 					" ON %s FOR EACH STATEMENT EXECUTE FUNCTION kappa.guard()", qualname);
+}
+
+/*
+ * The guard trigger of a derived table: the view's id is its argument,
+ * which is how kappa.restore finds the table after pg_dump and pg_restore.
+ */
+static const char *
+derived_guard_trigger_sql(const char *qualname, int64 id)
+{
+	return psprintf("CREATE TRIGGER kappa_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+					" ON %s FOR EACH STATEMENT EXECUTE FUNCTION kappa.guard('" INT64_FORMAT "')",
+					qualname, id);
+}
+
+/*
+ * Make every relation in a view's internal schema a member of the
+ * extension, like the schema itself: pg_dump leaves members out, and a
+ * restore rebuilds them (restore.c).  As the extension owner.
+ */
+static void
+add_internal_members(const char *schema)
+{
+	uint64		n;
+	char	  **names;
+
+	if (SPI_execute(psprintf("SELECT pg_catalog.format('%%s %%I.%%I', CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, n.nspname, c.relname)"
+							 " FROM pg_catalog.pg_class c"
+							 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+							 " WHERE n.nspname = %s AND c.relkind IN ('r', 'v')"
+							 " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+							 "  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 "    AND d.objid = c.oid AND d.deptype = 'e')"
+							 " ORDER BY c.oid",
+							 quote_literal_cstr(schema)),
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the internal tables of schema \"%s\"", schema);
+	n = SPI_processed;
+	names = palloc(sizeof(char *) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+		names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	for (uint64 i = 0; i < n; i++)
+		exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD %s", names[i]),
+				 SPI_OK_UTILITY);
+}
+
+/*
+ * Are the extension's SQL objects recent enough (0.3) for internal tables
+ * to be members?  Before, kappa.on_sql_drop dropped an internal schema
+ * together with its tables, which would take member tables' extension
+ * with them.
+ */
+static bool
+internal_members_supported(void)
+{
+	return exec_int8("SELECT (pg_catalog.to_regprocedure('kappa.drop_internal_schema(bigint)')"
+					 " IS NOT NULL)::int4::int8") != 0;
+}
+
+/*
+ * Drop a view's internal schema, members and all (kappa.drop_internal_schema,
+ * as the extension owner).  NOTICEs about the tables that go with it are
+ * suppressed by the function itself.
+ */
+static void
+drop_internal_schema(int64 id)
+{
+	if (internal_members_supported())
+		exec_sql(psprintf("SELECT kappa.drop_internal_schema(" INT64_FORMAT ")", id),
+				 SPI_OK_SELECT);
+	else
+	{
+		exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA kappa_v" INT64_FORMAT, id),
+				 SPI_OK_UTILITY);
+		exec_sql(psprintf("DROP SCHEMA kappa_v" INT64_FORMAT " CASCADE", id),
+				 SPI_OK_UTILITY);
+	}
+}
+
+/* Is view id id in use, in kappa.views or by an internal schema? */
+static bool
+view_id_taken(int64 id)
+{
+	return exec_int8(psprintf("SELECT (EXISTS (SELECT 1 FROM kappa.views WHERE id = " INT64_FORMAT ")"
+							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace"
+							  "             WHERE nspname = 'kappa_v" INT64_FORMAT "'))::int4::int8",
+							  id, id)) != 0;
+}
+
+/*
+ * An existing table adopted as a view's derived table (kappa.restore) must
+ * have exactly the columns the view's query produces, in order, with the
+ * same names, types, typmods and collations, as CREATE TABLE AS gave it.
+ */
+static void
+check_adopted_columns(Oid relid, KappaViewDef *def)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			attno = 0;
+	ListCell   *lc;
+	const char *problem = NULL;
+
+	foreach(lc, def->query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		Node	   *expr = (Node *) tle->expr;
+		Form_pg_attribute att;
+
+		if (tle->resjunk)
+			continue;
+		while (attno < desc->natts && TupleDescAttr(desc, attno)->attisdropped)
+			attno++;
+		if (attno >= desc->natts)
+		{
+			problem = psprintf("The table has no column for the query's column \"%s\".",
+							   tle->resname);
+			break;
+		}
+		att = TupleDescAttr(desc, attno++);
+		if (strcmp(NameStr(att->attname), tle->resname) != 0)
+		{
+			problem = psprintf("Column %d of the table is \"%s\" where the query has \"%s\".",
+							   attno, NameStr(att->attname), tle->resname);
+			break;
+		}
+		if (att->atttypid != exprType(expr) || att->atttypmod != exprTypmod(expr) ||
+			att->attcollation != exprCollation(expr))
+		{
+			problem = psprintf("Column \"%s\" of the table is of type %s where the query gives %s.",
+							   tle->resname,
+							   format_type_with_typemod(att->atttypid, att->atttypmod),
+							   format_type_with_typemod(exprType(expr), exprTypmod(expr)));
+			break;
+		}
+	}
+	while (problem == NULL && attno < desc->natts)
+	{
+		if (!TupleDescAttr(desc, attno)->attisdropped)
+			problem = psprintf("The table has a column \"%s\" that the query does not produce.",
+							   NameStr(TupleDescAttr(desc, attno)->attname));
+		attno++;
+	}
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("table \"%s\" does not match the query of its derived view",
+						RelationGetRelationName(rel)),
+				 errdetail("%s", problem),
+				 errhint("Drop the table and create the view again with kappa.create_view.")));
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Does the adopted table still have the unique index create_view gave it
+ * (on the key columns, or on (true) for a view without key)?
+ */
+static bool
+has_key_index(Oid relid, KappaViewDef *def)
+{
+	StringInfoData cols;
+	ListCell   *lc;
+
+	initStringInfo(&cols);
+	foreach(lc, def->key_columns)
+	{
+		AttrNumber	attnum = get_attnum(relid, (char *) lfirst(lc));
+
+		if (attnum == InvalidAttrNumber)
+			return false;
+		appendStringInfo(&cols, "%s%d", cols.len > 0 ? " " : "", attnum);
+	}
+	if (def->key_columns == NIL)
+		return exec_int8(psprintf("SELECT count(*) FROM pg_catalog.pg_index"
+								  " WHERE indrelid = %u AND indisunique AND indisvalid"
+								  " AND indpred IS NULL AND indnatts = 1 AND indkey[0] = 0"
+								  " AND pg_catalog.pg_get_expr(indexprs, indrelid) = 'true'",
+								  relid)) > 0;
+	return exec_int8(psprintf("SELECT count(*) FROM pg_catalog.pg_index"
+							  " WHERE indrelid = %u AND indisunique AND indisvalid"
+							  " AND indpred IS NULL AND indexprs IS NULL"
+							  " AND indkey::text = %s",
+							  relid, quote_literal_cstr(cols.data))) > 0;
 }
 
 /*
@@ -210,123 +405,6 @@ record_query_dependencies(Oid derived, Query *query)
 	deleteDependencyRecordsForClass(RelationRelationId, derived,
 									RelationRelationId, DEPENDENCY_NORMAL);
 	CommandCounterIncrement();
-}
-
-/*
- * Engine 1's objects for a view in schema (unquoted), owned by the view's
- * owner: per source a copy a_<n> (indexed) and scratch tables d_<n>, w_<n>,
- * k, and the state table of a view maintained algebraically.  Then the
- * derived table target (in nspname, named relname), filled from the copies,
- * which are filled from the sources, locked (unless replay: the caller
- * fills it from the log).  *arrangements gets the copies.
- */
-static Oid
-create_engine1_view(KappaViewDef *def, const char *schema, const char *target,
-					const char *canonical, const char *nspname, const char *relname,
-					bool replay, Oid **arrangements)
-{
-	int			nsources = list_length(def->sources);
-	bool		aggregate = strcmp(def->kind, "aggregate") == 0 ||
-		strcmp(def->kind, "join_aggregate") == 0;
-	char	   *arr_query;
-	KappaAggSql *agg;
-	Oid			derived;
-
-	/* as the caller: the worker's copies of the sources and scratch tables */
-	*arrangements = palloc(sizeof(Oid) * nsources);
-	for (int i = 0; i < nsources; i++)
-	{
-		Oid			src = list_nth_oid(def->sources, i);
-		List	   *key = list_nth(def->source_keys, i);
-		char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
-		ListCell   *lc;
-
-		create_mirror(src, a, false, NULL);
-		create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
-					  "_kappa_seq bigint, _kappa_new boolean, _kappa_unchanged smallint[]");
-		create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
-					  NULL);
-		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)", a,
-						  kappa_quoted_list(kappa_attnames(src, key), "")), SPI_OK_UTILITY);
-		foreach(lc, (List *) list_nth(def->index_columns, i))
-		{
-			AttrNumber	attnum = lfirst_int(lc);
-
-			if (list_length(key) >= 1 && linitial_int(key) == attnum)
-				continue;
-			if (!has_btree_opclass(get_atttype(src, attnum)))
-				continue;
-			exec_sql(psprintf("CREATE INDEX ON %s (%s)", a,
-							  quote_identifier(get_attname(src, attnum, false))),
-					 SPI_OK_UTILITY);
-		}
-		exec_sql(guard_trigger_sql(a), SPI_OK_UTILITY);
-		(*arrangements)[i] = RangeVarGetRelid(makeRangeVar(pstrdup(schema), psprintf("a_%d", i), -1),
-										   NoLock, false);
-	}
-
-	/* the query over the copies */
-	arr_query = kappa_deparse(def, kappa_rte_relids(def, *arrangements), true);
-
-	/* the derived table and the key scratch table */
-	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA",
-					  target, canonical), SPI_OK_UTILITY);
-	derived = RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
-							   NoLock, false);
-	record_query_dependencies(derived, def->query);
-	if (def->key_columns == NIL)
-		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
-	else
-		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
-						  kappa_quoted_list(def->key_columns, ""),
-						  aggregate ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
-	exec_sql(guard_trigger_sql(target), SPI_OK_UTILITY);
-	if (def->key_columns != NIL)
-		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
-						  quote_identifier(schema), kappa_quoted_list(def->key_columns, ""), canonical),
-				 SPI_OK_UTILITY);
-
-	/* the state of a view maintained algebraically (agg_delta.c) */
-	agg = kappa_agg_sql(def, quote_identifier(schema), target);
-	if (agg)
-	{
-		ListCell   *lc;
-
-		foreach(lc, agg->create)
-			exec_sql(lfirst(lc), SPI_OK_UTILITY);
-		exec_sql(guard_trigger_sql(psprintf("%s.g", quote_identifier(schema))),
-				 SPI_OK_UTILITY);
-	}
-
-	/* fill: the copies from the sources, the view from the copies */
-	kappa_guard_bypass = true;
-	PG_TRY();
-	{
-		for (int i = 0; i < nsources && !replay; i++)
-		{
-			Oid			src = list_nth_oid(def->sources, i);
-
-			exec_sql(psprintf("INSERT INTO %s.a_%d SELECT * FROM %s",
-							  quote_identifier(schema), i,
-							  quote_qualified_identifier(get_namespace_name(get_rel_namespace(src)),
-														 get_rel_name(src))),
-					 SPI_OK_INSERT);
-			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
-					 SPI_OK_UTILITY);
-		}
-		if (!replay)
-			exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
-					 SPI_OK_INSERT);
-		if (!replay && agg)
-			exec_sql(agg->fill_state, SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		kappa_guard_bypass = false;
-	}
-	PG_END_TRY();
-
-	return derived;
 }
 
 /*
@@ -500,7 +578,7 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 			exec_sql(psprintf("CREATE INDEX ON %s (%s)", target, quote_identifier(first)),
 					 SPI_OK_UTILITY);
 	}
-	exec_sql(guard_trigger_sql(target), SPI_OK_UTILITY);
+	exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
 
 	if (grouped)
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
@@ -535,13 +613,20 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
  * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
  * until, in which case the result is a plain table, the view as it was at
  * until, and is not maintained.
+ *
+ * With adopt, the derived table is not created but is the existing table
+ * adopt (owned by owner; name is ignored): its rows are replaced by the
+ * query's, and everything else is built afresh around it.  reuse_id, when
+ * positive and free, is the view's id instead of the next one.  Both are
+ * for kappa.restore.  The id the view got goes to *id_out, if not NULL.
  */
 static Oid
 create_view(const char *name, const char *sql, const char *path, Oid owner,
-			bool replay, XLogRecPtr replay_from, XLogRecPtr until)
+			bool replay, XLogRecPtr replay_from, XLogRecPtr until,
+			int64 reuse_id, Oid adopt, int64 *id_out)
 {
 	Oid			caller = owner;
-	int			engine = replay ? 1 : kappa_engine;
+	int			engine = (replay || OidIsValid(adopt)) ? 1 : kappa_engine;
 	KappaOwnerScope scope;
 	Oid			extowner;
 	Oid			views_relid = kappa_views_relid();
@@ -553,6 +638,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	char	   *target;
 	char	   *schema;
 	char	   *canonical;
+	char	   *arr_query;
+	KappaAggSql *agg;
 	int64		id;
 	int			nsources;
 	Oid		   *arrangements;
@@ -561,6 +648,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	StringInfoData buf;
 	SavedUser	saved;
 	Oid			derived;
+	bool		aggregate;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -585,25 +673,38 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
-	nspid = RangeVarGetCreationNamespace(rv);
-	aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
-	if (isAnyTempNamespace(nspid))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("derived views cannot be temporary tables"),
-				 errdetail("The apply worker maintains a view after the session that created it has ended."),
-				 errhint("Create the view in a permanent schema.")));
-	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_TABLE),
-				 errmsg("relation \"%s\" already exists", rv->relname)));
+	if (OidIsValid(adopt))
+	{
+		/* the table is there already, and its owner is the view's owner */
+		nspid = get_rel_namespace(adopt);
+		rv = makeRangeVar(get_namespace_name(nspid), get_rel_name(adopt), -1);
+	}
+	else
+	{
+		rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+		nspid = RangeVarGetCreationNamespace(rv);
+		aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+		if (isAnyTempNamespace(nspid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot be temporary tables"),
+					 errdetail("The apply worker maintains a view after the session that created it has ended."),
+					 errhint("Create the view in a permanent schema.")));
+		if (OidIsValid(get_relname_relid(rv->relname, nspid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("relation \"%s\" already exists", rv->relname)));
+	}
 	target = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
 	def = kappa_compile_view(sql, engine);
 	AtEOXact_GUC(true, nestlevel);
+	if (OidIsValid(adopt))
+		check_adopted_columns(adopt, def);
 
+	aggregate = strcmp(def->kind, "aggregate") == 0 ||
+		strcmp(def->kind, "join_aggregate") == 0;
 	nsources = list_length(def->sources);
 	extowner = kappa_extension_owner();
 
@@ -625,6 +726,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * after this transaction, and reaches the view through the stream.
 	 */
 	kappa_lock_sources(def->sources);
+	if (OidIsValid(adopt))
+		LockRelationOid(adopt, AccessExclusiveLock);
 	created_lsn = GetXLogInsertRecPtr();
 	canonical = kappa_deparse(def, NULL, true);
 
@@ -655,7 +758,10 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 	/* as the extension owner: the view's id and its internal schema */
 	kappa_become(extowner, &saved);
-	id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
+	if (reuse_id > 0 && !view_id_taken(reuse_id))
+		id = reuse_id;
+	else
+		id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
 	schema = psprintf("kappa_v" INT64_FORMAT, id);
 	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
 					  quote_identifier(GetUserNameFromId(caller, false))),
@@ -670,9 +776,124 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 									  get_namespace_name(nspid), rv->relname,
 									  &arrangements);
 	else
-		derived = create_engine1_view(def, schema, target, canonical,
-									  get_namespace_name(nspid), rv->relname,
-									  replay, &arrangements);
+	{
+		/* as the caller: the worker's copies of the sources and scratch tables */
+		arrangements = palloc(sizeof(Oid) * nsources);
+		for (int i = 0; i < nsources; i++)
+		{
+			Oid			src = list_nth_oid(def->sources, i);
+			List	   *key = list_nth(def->source_keys, i);
+			char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
+			ListCell   *lc;
+
+			create_mirror(src, a, false, NULL);
+			create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
+						  "_kappa_seq bigint, _kappa_new boolean, _kappa_unchanged smallint[]");
+			create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
+						  NULL);
+			exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)", a,
+							  kappa_quoted_list(kappa_attnames(src, key), "")), SPI_OK_UTILITY);
+			foreach(lc, (List *) list_nth(def->index_columns, i))
+			{
+				AttrNumber	attnum = lfirst_int(lc);
+
+				if (list_length(key) >= 1 && linitial_int(key) == attnum)
+					continue;
+				if (!has_btree_opclass(get_atttype(src, attnum)))
+					continue;
+				exec_sql(psprintf("CREATE INDEX ON %s (%s)", a,
+								  quote_identifier(get_attname(src, attnum, false))),
+						 SPI_OK_UTILITY);
+			}
+			exec_sql(guard_trigger_sql(a), SPI_OK_UTILITY);
+			arrangements[i] = RangeVarGetRelid(makeRangeVar(schema, psprintf("a_%d", i), -1),
+											   NoLock, false);
+		}
+
+		/* the query over the copies */
+		arr_query = kappa_deparse(def, kappa_rte_relids(def, arrangements), true);
+
+		/* the derived table and the key scratch table */
+		if (OidIsValid(adopt))
+		{
+			/* its guard trigger is made again, with this view's id */
+			derived = adopt;
+			exec_sql(psprintf("DROP TRIGGER IF EXISTS kappa_guard ON %s", target), SPI_OK_UTILITY);
+		}
+		else
+		{
+			exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA",
+							  target, canonical), SPI_OK_UTILITY);
+			derived = RangeVarGetRelid(makeRangeVar(get_namespace_name(nspid), rv->relname, -1),
+									   NoLock, false);
+		}
+		record_query_dependencies(derived, def->query);
+		if (OidIsValid(adopt) && has_key_index(adopt, def))
+			;						/* restored with the table */
+		else if (def->key_columns == NIL)
+			exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
+		else
+			exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
+							  kappa_quoted_list(def->key_columns, ""),
+							  aggregate ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
+		exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
+		if (def->key_columns != NIL)
+			exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
+							  quote_identifier(schema), kappa_quoted_list(def->key_columns, ""), canonical),
+					 SPI_OK_UTILITY);
+
+		/* the state of a view maintained algebraically (agg_delta.c) */
+		agg = kappa_agg_sql(def, quote_identifier(schema), target);
+		if (agg)
+		{
+			ListCell   *lc;
+
+			foreach(lc, agg->create)
+				exec_sql(lfirst(lc), SPI_OK_UTILITY);
+			exec_sql(guard_trigger_sql(psprintf("%s.g", quote_identifier(schema))),
+					 SPI_OK_UTILITY);
+		}
+	}
+
+	/* internal: goes with DROP EXTENSION, and is not dumped */
+	kappa_become(extowner, &saved);
+	if (internal_members_supported())
+		add_internal_members(schema);
+	kappa_unbecome(&saved);
+
+	if (engine < 2)
+	{
+		/* fill: the copies from the sources, the view from the copies */
+		kappa_guard_bypass = true;
+		PG_TRY();
+		{
+			/* an adopted table's rows, as restored, make way for the query's */
+			if (OidIsValid(adopt))
+				exec_sql(psprintf("TRUNCATE ONLY %s", target), SPI_OK_UTILITY);
+			for (int i = 0; i < nsources && !replay; i++)
+			{
+				Oid			src = list_nth_oid(def->sources, i);
+
+				exec_sql(psprintf("INSERT INTO %s.a_%d SELECT * FROM %s",
+								  quote_identifier(schema), i,
+								  quote_qualified_identifier(get_namespace_name(get_rel_namespace(src)),
+															 get_rel_name(src))),
+						 SPI_OK_INSERT);
+				exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
+						 SPI_OK_UTILITY);
+			}
+			if (!replay)
+				exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, arr_query),
+						 SPI_OK_INSERT);
+			if (!replay && agg)
+				exec_sql(agg->fill_state, SPI_OK_INSERT);
+		}
+		PG_FINALLY();
+		{
+			kappa_guard_bypass = false;
+		}
+		PG_END_TRY();
+	}
 
 	/* as the extension owner: record the view */
 	kappa_become(extowner, &saved);
@@ -691,7 +912,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X', %d)",
 					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
 					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn), engine);
-	exec_sql(buf.data, SPI_OK_INSERT);
+	kappa_catalog_insert(buf.data);
 	kappa_unbecome(&saved);
 
 	if (replay)
@@ -712,15 +933,15 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 		exec_sql(psprintf("DROP TRIGGER kappa_guard ON %s", target), SPI_OK_UTILITY);
 		kappa_become(extowner, &saved);
 		exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id), SPI_OK_DELETE);
-		exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA %s", quote_identifier(schema)),
-				 SPI_OK_UTILITY);
-		exec_sql(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), SPI_OK_UTILITY);
+		drop_internal_schema(id);
 		kappa_unbecome(&saved);
 		AtEOXact_GUC(true, nestlevel);
 	}
 
 	SPI_finish();
 	kappa_owner_leave(&scope);
+	if (id_out)
+		*id_out = id;
 
 	/* tell the worker its set of sources changed, and make sure it runs */
 	CacheInvalidateRelcacheByRelid(views_relid);
@@ -750,7 +971,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
 	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay, from,
-							  InvalidXLogRecPtr));
+							  InvalidXLogRecPtr, 0, InvalidOid, NULL));
 }
 
 /*
@@ -765,7 +986,24 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4),
-							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3)));
+							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL));
+}
+
+/*
+ * For kappa.restore: make view id (or a new id, if that one is taken) of
+ * the existing table relid, as its owner, from the view's canonical query
+ * (fully qualified, so read with search_path pg_catalog).  The table's rows
+ * are replaced by the query's; the catalog row is a new view's.  Returns
+ * the id the view got.
+ */
+int64
+kappa_adopt_view(Oid relid, int64 id, const char *canonical)
+{
+	int64		got = 0;
+
+	(void) create_view(NULL, canonical, "pg_catalog", kappa_view_owner(relid), false,
+					   InvalidXLogRecPtr, InvalidXLogRecPtr, id, relid, &got);
+	return got;
 }
 
 static void
@@ -808,10 +1046,7 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	kappa_become(extowner, &saved);
 	exec_sql(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT, id),
 			 SPI_OK_DELETE);
-	exec_sql(psprintf("ALTER EXTENSION pg_kappa DROP SCHEMA kappa_v" INT64_FORMAT, id),
-			 SPI_OK_UTILITY);
-	exec_sql(psprintf("DROP SCHEMA kappa_v" INT64_FORMAT " CASCADE", id),
-			 SPI_OK_UTILITY);
+	drop_internal_schema(id);
 	exec_sql(psprintf("DROP TABLE %s", qualname), SPI_OK_UTILITY);
 	kappa_unbecome(&saved);
 	AtEOXact_GUC(true, nestlevel);
