@@ -289,7 +289,7 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 			catch_up_lsn = GetFlushRecPtr(NULL);
 		}
 	}
-	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources), engine FROM kappa.views"
+	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources), " KAPPA_VIEW_ENGINE " FROM kappa.views v"
 					" WHERE state IN ('running', 'paused', 'initializing')", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
@@ -880,7 +880,7 @@ apply_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', sources, engine FROM kappa.views"
+	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', sources, " KAPPA_VIEW_ENGINE " FROM kappa.views v"
 					" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");

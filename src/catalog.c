@@ -313,8 +313,9 @@ kappa_read_view(Oid relid, KappaViewRow *v)
 	 * so.
 	 */
 	kappa_become(kappa_extension_owner(), &saved);
-	rc = SPI_execute_with_args("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error, engine"
-							   " FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
+	rc = SPI_execute_with_args("SELECT id, state, canonical, applied_lsn, sources, arrangements, last_error, "
+							   KAPPA_VIEW_ENGINE
+							   " FROM kappa.views v WHERE relid OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, args, NULL, false, 1);
 	kappa_unbecome(&saved);
 	if (rc != SPI_OK_SELECT)

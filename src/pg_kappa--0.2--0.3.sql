@@ -7,6 +7,13 @@
 -- security-restricted; read paths show only what the caller may read;
 -- sources checked for replica identity, renames, inheritance and RLS).
 
+-- The delta engine that maintains a view: 1 keeps a copy of each source
+-- (kappa_v<id>.a_<n>, in arrangements); 2 takes signed deltas from the WAL
+-- and reads the live sources (arrangements then holds its d_<n> tables,
+-- which mirror the sources' columns).
+ALTER TABLE kappa.views ADD COLUMN engine smallint NOT NULL DEFAULT 1
+    CHECK (engine IN (1, 2));
+
 -- May the current user SELECT from a relation (and use its schema)?
 CREATE FUNCTION kappa.can_read(relid oid)
 RETURNS boolean
@@ -619,10 +626,3 @@ $$;
 -- ======================================================================
 -- END dump and restore (item 14)
 -- ======================================================================
-
--- The delta engine that maintains a view: 1 keeps a copy of each source
--- (kappa_v<id>.a_<n>, in arrangements); 2 takes signed deltas from the WAL
--- and reads the live sources (arrangements then holds its d_<n> tables,
--- which mirror the sources' columns).
-ALTER TABLE kappa.views ADD COLUMN engine smallint NOT NULL DEFAULT 1
-    CHECK (engine IN (1, 2));

@@ -438,6 +438,13 @@ typedef struct KappaOwnerScope
 	int			nestlevel;
 } KappaOwnerScope;
 
+/*
+ * A view's delta engine, as SQL over kappa.views v: the column is 0.3's, and
+ * a catalog not updated yet (still 0.2) has only views of engine 1.
+ */
+#define KAPPA_VIEW_ENGINE \
+	"COALESCE((pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'engine')::pg_catalog.int2, 1::pg_catalog.int2)"
+
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);

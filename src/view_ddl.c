@@ -717,7 +717,14 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 	/* engine 2 takes whole old rows from the WAL */
 	if (engine >= 2)
+	{
+		if (get_attnum(views_relid, "engine") == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("delta engine 2 needs version 0.3 of extension pg_kappa"),
+					 errhint("Run ALTER EXTENSION pg_kappa UPDATE, or SET pg_kappa.engine = 1.")));
 		ensure_identity_full(def->sources);
+	}
 
 	/*
 	 * Block writers to the sources (waiting for those in flight), then take
@@ -900,18 +907,19 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
 					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
-					 " sources, arrangements, key_columns, created_lsn, applied_lsn, engine)"
+					 " sources, arrangements, key_columns, created_lsn, applied_lsn%s)"
 					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %u, %s, '{",
-					 id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
+					 engine >= 2 ? ", engine" : "", id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
 					 quote_literal_cstr(canonical), caller, quote_literal_cstr(def->kind));
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", list_nth_oid(def->sources, i));
 	appendStringInfoString(&buf, "}', '{");
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
-	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X', %d)",
+	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X'%s)",
 					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
-					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn), engine);
+					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn),
+					 engine >= 2 ? psprintf(", %d", engine) : "");
 	kappa_catalog_insert(buf.data);
 	kappa_unbecome(&saved);
 
