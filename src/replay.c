@@ -604,10 +604,14 @@ kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 		XLogRecPtr	start;
 		XLogRecPtr	pruned = InvalidXLogRecPtr;
 		XLogRecPtr	first;
+		Datum		failed;
 		bool		isnull;
 		char	   *srcname = get_rel_name(src);
 
-		if (SPI_execute(psprintf("SELECT start_lsn, pruned_lsn FROM kappa.captures WHERE relid = %u", src),
+		/* failed_lsn is 0.3's: read it so that 0.2's catalog still works */
+		if (SPI_execute(psprintf("SELECT start_lsn, pruned_lsn,"
+								 " (pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.->>) 'failed_lsn')::pg_catalog.pg_lsn"
+								 " FROM kappa.captures c WHERE relid OPERATOR(pg_catalog.=) %u", src),
 						false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read kappa.captures");
 		if (SPI_processed != 1)
@@ -616,6 +620,15 @@ kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 					 errmsg("source table \"%s\" of derived view \"%s\" is not captured", srcname, view),
 					 errdetail("Replay rebuilds views from the event log, which holds only captured tables."),
 					 errhint("Capture it with kappa.capture('%s'); its log starts then.", srcname)));
+		failed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		if (!isnull && upper >= DatumGetLSN(failed))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the event log of table \"%s\" is incomplete from %X/%X",
+							srcname, LSN_FORMAT_ARGS(DatumGetLSN(failed))),
+					 errdetail("Its capture failed there: nothing of it committed from then on was logged."),
+					 errhint("Replay with until_lsn before %X/%X, or capture the table again after kappa.uncapture.",
+							 LSN_FORMAT_ARGS(DatumGetLSN(failed)))));
 		start = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		pruned = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		if (isnull || pruned < start)

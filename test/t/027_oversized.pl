@@ -111,6 +111,17 @@ is(logged('big'), '2', 'big: nothing more logged');
 is(logged('small'), '5', 'small: every change logged');
 like(capture_row('big'), qr/^failed\|\Q$failed_lsn\E\|/, 'failed_lsn stays at the first failure');
 
+# replay does not rebuild a view from the incomplete log, only up to it
+my ($stdout, $stderr);
+$node->psql('postgres', q{SELECT kappa.replay('vbig', new_name => 'vbig_replayed')},
+	stdout => \$stdout, stderr => \$stderr);
+like($stderr, qr/the event log of table "big" is incomplete from \Q$failed_lsn\E/,
+	'replay refuses the part of the log after the failure');
+is($node->safe_psql('postgres', qq{SET client_min_messages = warning;
+SELECT kappa.replay('vbig', until_lsn => '$lsn_before', new_name => 'vbig_before');
+SELECT count(*) FROM vbig_before}),
+	"vbig_before\n2", 'replay up to before the failure works');
+
 # records over the limit while the values are not: escapes grow them.
 # 12000 bytes of \x01 (a record of 72 kB, written directly) and 20000 of
 # them (120 kB, written in a subtransaction)
