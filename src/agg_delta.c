@@ -57,6 +57,7 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
@@ -164,15 +165,19 @@ analyse_aggregate(Aggref *agg, AggColumn *col)
 	return true;
 }
 
-/* The view's shape, or NULL when it is not maintained algebraically. */
+/*
+ * The view's shape, or NULL when it is not maintained algebraically.
+ * Engine 1 (copies) does so for one table; engine 2, whose partials come
+ * from signed rows of the view's joins (weighted), for any GROUP BY view.
+ */
 static AggShape *
-analyse_view(KappaViewDef *def)
+analyse_view(KappaViewDef *def, bool weighted)
 {
 	Query	   *query = def->query;
 	AggShape   *shape;
 	ListCell   *lc;
 
-	if (strcmp(def->kind, "aggregate") != 0 || def->nrtes != 1 ||
+	if ((!weighted && (strcmp(def->kind, "aggregate") != 0 || def->nrtes != 1)) ||
 		query->groupClause == NIL || query->havingQual != NULL ||
 		query->groupingSets != NIL)
 		return NULL;
@@ -260,18 +265,24 @@ add_state(List **state, const char *what, int j, char *partial,
 	*state = lappend(*state, sc);
 }
 
-/* g's columns beside the group key, in order; see the file header. */
+/*
+ * g's columns beside the group key, in order; see the file header.  With
+ * weighted, the partials are over the rows of a projection (projection_sql)
+ * whose column _kappa_a<j> is the argument of the view's aggregate j, and
+ * each row stands for abs(_kappa_w) rows.
+ */
 static List *
-state_of(KappaViewDef *def, AggShape *shape)
+state_of(KappaViewDef *def, AggShape *shape, bool weighted)
 {
 	List	   *state = NIL;
 	StateColumn *rows = palloc0(sizeof(StateColumn));
 	ListCell   *lc;
 	int			j = 0;
+	const char *w = "pg_catalog.abs(t._kappa_w)";
 
 	/* the row count; a group whose count reaches 0 is dirty (merge_sql) */
 	rows->name = "_kappa_n";
-	rows->partial = "pg_catalog.count(*)";
+	rows->partial = weighted ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
 	rows->combine = COMBINE_ADD;
 	state = lappend(state, rows);
 
@@ -283,18 +294,23 @@ state_of(KappaViewDef *def, AggShape *shape)
 		j++;
 		if (col->key > 0 || col->kind == AGG_COUNT_STAR)
 			continue;
-		arg = kappa_deparse_expr(def, col->arg);
+		arg = weighted ? psprintf("t._kappa_a%d", j) : kappa_deparse_expr(def, col->arg);
 		switch (col->kind)
 		{
 			case AGG_COUNT:
 			case AGG_SUM:
 			case AGG_AVG:
-				add_state(&state, "c", j, psprintf("pg_catalog.count(%s)", arg),
+				add_state(&state, "c", j,
+						  weighted ?
+						  psprintf("COALESCE(pg_catalog.sum(%s) FILTER (WHERE %s IS NOT NULL), 0)", w, arg) :
+						  psprintf("pg_catalog.count(%s)", arg),
 						  COMBINE_ADD, NULL);
 				if (col->kind == AGG_COUNT)
 					break;
 				/* NaN and infinities do not subtract */
 				add_state(&state, "s", j,
+						  weighted ?
+						  psprintf("COALESCE(pg_catalog.sum(%s::pg_catalog.numeric OPERATOR(pg_catalog.*) %s), 0)", arg, w) :
 						  psprintf("COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0)", arg),
 						  COMBINE_ADD,
 						  col->numeric ?
@@ -535,7 +551,7 @@ merge_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
 KappaAggSql *
 kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 {
-	AggShape   *shape = analyse_view(def);
+	AggShape   *shape = analyse_view(def, false);
 	List	   *state;
 	KappaAggSql *sql;
 	char	   *keys;
@@ -546,7 +562,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape);
+	state = state_of(def, shape, false);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
@@ -572,6 +588,115 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
 	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
 	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
+	sql->merge = merge_sql(def, shape, state, schema, target);
+	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
+							   " INSERT INTO %s.k SELECT * FROM dirty",
+							   schema, keys, schema);
+	sql->clear_partials = psprintf("DELETE FROM %s.p", schema);
+	return sql;
+}
+
+/* ----------
+ * Engine 2
+ * ----------
+ */
+
+/*
+ * The view's query turned into its projection: the group keys (named as
+ * the view's key columns) and the argument of each aggregate j (named
+ * _kappa_a<j>), one row per row the aggregates see, no grouping.  The
+ * delta rules print it over the sources' deltas (adding _kappa_w) and over
+ * the live sources.  NULL when the view is not maintained algebraically.
+ */
+Query *
+kappa_agg_projection(KappaViewDef *def)
+{
+	AggShape   *shape = analyse_view(def, true);
+	Query	   *query;
+	List	   *tlist = NIL;
+	ListCell   *lc;
+	ListCell   *lk;
+	int			j = 0;
+
+	if (shape == NULL)
+		return NULL;
+	query = copyObject(def->query);
+	forboth(lc, shape->key_exprs, lk, def->key_columns)
+		tlist = lappend(tlist, makeTargetEntry((Expr *) copyObject(lfirst(lc)), list_length(tlist) + 1,
+											   pstrdup(lfirst(lk)), false));
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		if (col->key > 0 || col->kind == AGG_COUNT_STAR)
+			continue;
+		tlist = lappend(tlist, makeTargetEntry((Expr *) copyObject(col->arg), list_length(tlist) + 1,
+											   psprintf("_kappa_a%d", j), false));
+	}
+	query->targetList = tlist;
+	query->groupClause = NIL;
+	query->hasAggs = false;
+	query->havingQual = NULL;
+	return query;
+}
+
+/*
+ * The SQL of an engine 2 view maintained algebraically (see
+ * kappa_agg_projection): live is its projection over the live sources.
+ * partial_head and partial_tail go around a projection over a delta (with
+ * _kappa_w) to put its partials into p.
+ */
+KappaAggSql *
+kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target,
+					   const char *live)
+{
+	AggShape   *shape = analyse_view(def, true);
+	List	   *state;
+	KappaAggSql *sql;
+	char	   *keys;
+	char	   *cols;
+	char	   *partials;
+	char	   *state_live;
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (shape == NULL)
+		return NULL;
+	sql = palloc0(sizeof(KappaAggSql));
+	state = state_of(def, shape, true);
+	keys = kappa_quoted_list(def->key_columns, "");
+	cols = state_columns(def, state);
+
+	initStringInfo(&buf);
+	foreach(lc, state)
+		appendStringInfo(&buf, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
+						 ((StateColumn *) lfirst(lc))->name);
+	partials = buf.data;
+	/* the live rows each stand for one */
+	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t GROUP BY %s",
+						  kappa_quoted_list(def->key_columns, "t."), partials, live,
+						  kappa_quoted_list(def->key_columns, "t."));
+
+	sql->create = list_make4(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
+									  " FROM (%s) q WITH NO DATA",
+									  schema, carrier_columns(state, "q"), state_live),
+							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
+									  " ALTER _kappa_dirty SET NOT NULL", schema),
+							 psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
+									  schema, keys),
+							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
+									  schema));
+	sql->create = lappend(sql->create,
+						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
+								   " FROM (%s) q WITH NO DATA", schema, state_live));
+	sql->state_columns = cols;
+	sql->state_query = state_live;
+	sql->fill_state = psprintf("INSERT INTO %s.g (%s) SELECT * FROM (%s) q", schema, cols, state_live);
+	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
+	sql->partial_head = psprintf("INSERT INTO %s.p SELECT t._kappa_w OPERATOR(pg_catalog.>) 0, %s%s FROM (",
+								 schema, kappa_quoted_list(def->key_columns, "t."), partials);
+	sql->partial_tail = psprintf(") t GROUP BY %s, 1", kappa_quoted_list(def->key_columns, "t."));
 	sql->merge = merge_sql(def, shape, state, schema, target);
 	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 							   " INSERT INTO %s.k SELECT * FROM dirty",

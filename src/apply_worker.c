@@ -859,6 +859,22 @@ aligned_snapshot(XLogRecPtr *end)
 	return snap;
 }
 
+/* Does the batch hold changes of any of these tables? */
+static bool
+batch_touches(List *relids)
+{
+	ListCell   *lc;
+
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (hash_search(kappa_batch->sources, &relid, HASH_FIND, NULL) != NULL)
+			return true;
+	}
+	return false;
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -940,6 +956,14 @@ apply_batch(void)
 					sources = lappend_oid(sources, DatumGetObjectId(elems[j]));
 			}
 		}
+
+		/*
+		 * A view none of whose sources changed in the batch has nothing to
+		 * apply: leave its tables alone (no lock on them, so no lock
+		 * conflict with anyone working on them meanwhile).
+		 */
+		if (!batch_touches(sources))
+			continue;
 
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();

@@ -97,6 +97,15 @@ typedef struct RulePlan
 	SPIPlanPtr	delete_null_keys;
 	SPIPlanPtr	insert_null_keys;
 	SPIPlanPtr	clear_k;
+	/* GROUP BY views maintained algebraically (agg_delta.c) */
+	bool		algebraic;
+	SPIPlanPtr	merge;
+	SPIPlanPtr	take_dirty;
+	SPIPlanPtr	state_keys;
+	SPIPlanPtr	state_null_keys;
+	SPIPlanPtr	clear_partials;
+	SPIPlanPtr	clear_state;
+	SPIPlanPtr	fill_state;
 	/* everything */
 	SPIPlanPtr	delete_all;
 	SPIPlanPtr	insert_all;
@@ -163,15 +172,17 @@ multiply(Node *a, Node *b)
 }
 
 /*
- * The SQL of term i of the delta rule (see the header): entry i reads
- * d_<n>, later source entries read o_<n>, and the product of their weights
- * is output as _kappa_w.  For a GROUP BY view, the term gives the group
- * keys of its rows instead.
+ * The SQL of term i of the delta rule (see the header) over base, the
+ * view's query or its projection (agg_delta.c): entry i reads d_<n>, later
+ * source entries read o_<n>, and the product of their weights is output
+ * as _kappa_w.  With grouped, the term gives the group keys of its rows
+ * instead.
  */
 static char *
-term_sql(KappaViewDef *def, int term_rt, Oid *drelids, Oid *orelids, bool grouped)
+term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids,
+		 bool grouped)
 {
-	Query	   *query = copyObject(def->query);
+	Query	   *query = copyObject(base);
 	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
 	Node	   *weight = NULL;
 
@@ -401,6 +412,8 @@ build_rules(int id)
 	KappaOwnerScope scope;
 	MemoryContext oldcxt;
 	List	   *sources = NIL;
+	KappaAggSql *agg = NULL;
+	Query	   *base;
 
 	if (SPI_execute(psprintf("SELECT relid, canonical, sources FROM kappa.views"
 							 " WHERE id OPERATOR(pg_catalog.=) %d", id),
@@ -447,6 +460,7 @@ build_rules(int id)
 	kappa_check_sources_unchanged(def, sources, kappa_rel_label(relid));
 	target = kappa_qualified_name(relid);
 	nsp = get_namespace_oid(schemaname, false);
+	base = def->query;
 
 	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
 	rp->nsources = list_length(def->sources);
@@ -468,22 +482,53 @@ build_rules(int id)
 
 	rp->grouped = def->query->groupClause != NIL;
 	rp->whole = !rp->grouped && def->query->hasAggs;
+	if (rp->grouped)
+	{
+		Query	   *proj = kappa_agg_projection(def);
+
+		/* maintained algebraically when its state table is there */
+		if (proj && OidIsValid(get_relname_relid("g", nsp)))
+		{
+			agg = kappa_agg_sql_weighted(def, schema, target,
+										 kappa_deparse_query(copyObject(proj), NULL));
+			base = proj;
+		}
+	}
+	rp->algebraic = agg != NULL;
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1));
 	for (int r = 1; r <= def->nrtes && !rp->whole; r++)
 	{
 		RuleTerm   *t;
+		char	   *term;
 
 		if (def->rte_source[r] < 0)
 			continue;
 		t = &rp->terms[rp->nterms++];
 		t->srcno = def->rte_source[r];
-		t->plan = kappa_keep_plan(psprintf("INSERT INTO %s.%s SELECT * FROM (%s) s",
-										 schema, rp->grouped ? "k" : "dq",
-										 term_sql(def, r, rp->drelids, orelids, rp->grouped)));
+		term = term_sql(def, base, r, rp->drelids, orelids, rp->grouped && !agg);
+		if (agg)
+			t->plan = kappa_keep_plan(psprintf("%s%s%s", agg->partial_head, term, agg->partial_tail));
+		else
+			t->plan = kappa_keep_plan(psprintf("INSERT INTO %s.%s SELECT * FROM (%s) s",
+											   schema, rp->grouped ? "k" : "dq", term));
 	}
 	if (rp->grouped)
 		prepare_group_recompute(rp, def, schema, target, canonical);
-	else if (!rp->whole)
+	if (agg)
+	{
+		char	   *into = psprintf("%s.g (%s)", schema, agg->state_columns);
+		char	   *k = psprintf("%s.k", schema);
+
+		rp->merge = kappa_keep_plan(agg->merge);
+		rp->take_dirty = kappa_keep_plan(agg->take_dirty);
+		rp->state_keys = kappa_prepare_insert_keys(into, agg->state_query, def->key_columns, k);
+		rp->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query,
+															 def->key_columns, k);
+		rp->clear_partials = kappa_keep_plan(agg->clear_partials);
+		rp->clear_state = kappa_keep_plan(agg->clear_state);
+		rp->fill_state = kappa_keep_plan(agg->fill_state);
+	}
+	if (!rp->grouped && !rp->whole)
 		prepare_row_apply(rp, def, schema, target);
 	rp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
 	rp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical));
@@ -626,18 +671,28 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 	return count;
 }
 
-/* Recompute the groups whose keys the terms put in k. */
+/*
+ * Recompute the groups whose keys are in k from the live sources (and,
+ * for a view maintained algebraically, their state).
+ */
 static uint64
 recompute_groups(RulePlan *rp)
 {
 	uint64		rows = 0;
+	bool		null_keys = kappa_run_bool(rp->has_null_keys);
 
 	rows += kappa_run_keyed(&rp->delete_keys);
 	rows += kappa_run(rp->insert_keys);
-	if (kappa_run_bool(rp->has_null_keys))
+	if (null_keys)
 	{
 		rows += kappa_run(rp->delete_null_keys);
 		rows += kappa_run(rp->insert_null_keys);
+	}
+	if (rp->algebraic)
+	{
+		kappa_run(rp->state_keys);
+		if (null_keys)
+			kappa_run(rp->state_null_keys);
 	}
 	kappa_run(rp->clear_k);
 	return rows;
@@ -702,13 +757,26 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	{
 		rows += kappa_run(rp->delete_all);
 		rows += kappa_run(rp->insert_all);
+		if (rp->algebraic)
+		{
+			kappa_run(rp->clear_state);
+			kappa_run(rp->fill_state);
+		}
 	}
 	else
 	{
 		for (int t = 0; t < rp->nterms; t++)
 			if (touched[rp->terms[t].srcno])
 				kappa_run(rp->terms[t].plan);
-		if (rp->grouped)
+		if (rp->algebraic)
+		{
+			/* the partials into the state and the view; then the dirty */
+			rows += kappa_run(rp->merge);
+			if (kappa_run(rp->take_dirty) > 0)
+				rows += recompute_groups(rp);
+			kappa_run(rp->clear_partials);
+		}
+		else if (rp->grouped)
 			rows += recompute_groups(rp);
 		else
 		{

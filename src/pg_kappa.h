@@ -341,10 +341,15 @@ typedef struct KappaAggSql
 	char	   *merge;			/* p into g, changed groups into the view */
 	char	   *take_dirty;		/* dirty groups out of g, their keys to k */
 	char	   *clear_partials;
+	char	   *partial_head;	/* engine 2: "INSERT INTO p ... FROM (" */
+	char	   *partial_tail;	/* ") t GROUP BY ..." */
 } KappaAggSql;
 
 extern KappaAggSql *kappa_agg_sql(KappaViewDef *def, const char *schema,
 								  const char *target);
+extern Query *kappa_agg_projection(KappaViewDef *def);
+extern KappaAggSql *kappa_agg_sql_weighted(KappaViewDef *def, const char *schema,
+										   const char *target, const char *live);
 
 /* ----------
  * spi_plans.c: kept statements of the delta engines, and how they run

@@ -515,6 +515,7 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	int			nsources = list_length(def->sources);
 	bool		grouped = def->query->groupClause != NIL;
 	bool		whole = !grouped && def->query->hasAggs;
+	KappaAggSql *agg = NULL;
 	Oid			derived;
 
 	*drelids = palloc(sizeof(Oid) * nsources);
@@ -581,9 +582,23 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
 
 	if (grouped)
+	{
+		Query	   *proj = kappa_agg_projection(def);
+
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
 						  schema, kappa_quoted_list(def->key_columns, ""), canonical),
 				 SPI_OK_UTILITY);
+		/* the state of a view maintained algebraically (agg_delta.c) */
+		if (proj)
+		{
+			ListCell   *lc;
+
+			agg = kappa_agg_sql_weighted(def, schema, target, kappa_deparse_query(proj, NULL));
+			foreach(lc, agg->create)
+				exec_sql(lfirst(lc), SPI_OK_UTILITY);
+			exec_sql(guard_trigger_sql(psprintf("%s.g", schema)), SPI_OK_UTILITY);
+		}
+	}
 	else if (!whole)
 	{
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dq AS SELECT *, 0::pg_catalog.int4 AS _kappa_w FROM (%s) q WITH NO DATA",
@@ -597,6 +612,8 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	{
 		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
 				 SPI_OK_INSERT);
+		if (agg)
+			exec_sql(agg->fill_state, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
 	{
