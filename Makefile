@@ -7,6 +7,17 @@ EXTENSION = pg_kappa
 DATA = $(wildcard src/pg_kappa--*.sql)
 PGFILEDESC = "pg_kappa - Kappa-architecture dataflow engine"
 
+# The suites, declared as contrib modules do, so that "make installcheck"
+# runs them against an installed server (which must be configured as
+# test/conf.sh prints).  "make check" (test/check.sh) runs them all on
+# temporary instances instead, also as root.
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+PROVE_FLAGS = -I test/perl
+
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \

@@ -859,6 +859,43 @@ aligned_snapshot(XLogRecPtr *end)
 	return snap;
 }
 
+/*
+ * Error context while a batch is applied to a view, as PostgreSQL's own
+ * apply worker names the relation and the remote transaction: arg is the
+ * text apply_error_text wrote beforehand (no catalog access while an error
+ * is being reported).
+ */
+static void
+apply_error_callback(void *arg)
+{
+	errcontext("%s", (const char *) arg);
+}
+
+/*
+ * The context of errors while the batch is applied to view relid: the
+ * view, the sources the batch changed, and the commit LSNs it covers.
+ */
+static char *
+apply_error_text(Oid relid, List *sources, XLogRecPtr from, XLogRecPtr to)
+{
+	StringInfoData changed;
+	ListCell   *lc;
+
+	initStringInfo(&changed);
+	foreach(lc, sources)
+	{
+		Oid			src = lfirst_oid(lc);
+
+		if (hash_search(kappa_batch->sources, &src, HASH_FIND, NULL) == NULL)
+			continue;
+		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "",
+						 kappa_rel_label(src));
+	}
+	return psprintf("applying changes of %s committed after %X/%X up to %X/%X to derived view \"%s\"",
+					changed.data, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(to),
+					kappa_rel_label(relid));
+}
+
 /* Does the batch hold changes of any of these tables? */
 static bool
 batch_touches(List *relids)
@@ -985,11 +1022,21 @@ apply_batch(void)
 				int64		ntxns = 0;
 				int64		rows;
 
+				ErrorContextCallback errcallback;
+
+				/* every error names the view, its sources and the batch */
+				errcallback.callback = apply_error_callback;
+				errcallback.arg = apply_error_text(relid, sources, applied,
+												   b->last_commit_lsn);
+				errcallback.previous = error_context_stack;
+				error_context_stack = &errcallback;
+
 				kappa_check_row_sizes(sources, applied);
 				if (engine >= 2)
 					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
 				else
 					rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+				error_context_stack = errcallback.previous;
 				if (rows >= 0)
 				{
 					char	   *sql;
@@ -1031,10 +1078,23 @@ apply_batch(void)
 			}
 			else
 			{
-				mark_broken(id, edata->message);
+				StringInfoData full;
+
+				/* last_error keeps what the error said, all of it */
+				initStringInfo(&full);
+				appendStringInfoString(&full, edata->message);
+				if (edata->detail)
+					appendStringInfo(&full, "\nDETAIL:  %s", edata->detail);
+				if (edata->hint)
+					appendStringInfo(&full, "\nHINT:  %s", edata->hint);
+				if (edata->context)
+					appendStringInfo(&full, "\nCONTEXT:  %s", edata->context);
+				mark_broken(id, full.data);
 				ereport(WARNING,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("derived view %d is broken: %s", id, edata->message)));
+						 errmsg("derived view %d is broken: %s", id, edata->message),
+						 edata->detail ? errdetail("%s", edata->detail) : 0,
+						 edata->context ? errcontext("%s", edata->context) : 0));
 			}
 			FreeErrorData(edata);
 		}
