@@ -88,6 +88,22 @@ DROP ROLE regress_e2_user;
 -- replay in place needs copies engine 2 does not keep
 SELECT kappa.replay('e2_big');
 
+-- a view of engine 1 built again by engine 2: its copies go, it goes on
+SET pg_kappa.engine = 1;
+SELECT kappa.create_view('e2_conv', 'SELECT customer_id, count(*) AS n, sum(amount) AS s FROM e2_orders GROUP BY customer_id');
+SELECT kappa.alter_view('e2_conv', audit_every => '1 hour');
+SELECT engine, (SELECT count(*) FROM pg_class WHERE relnamespace = ('kappa_v' || id)::regnamespace AND relname = 'a_0') AS copies
+  FROM kappa.views WHERE name = 'public.e2_conv';
+SELECT kappa.alter_view('e2_conv', engine => 2);
+SELECT engine, audit_every, (SELECT count(*) FROM pg_class WHERE relnamespace = ('kappa_v' || id)::regnamespace AND relname = 'a_0') AS copies
+  FROM kappa.views WHERE name = 'public.e2_conv';
+UPDATE e2_orders SET amount = amount + 1 WHERE id < 20;
+DELETE FROM e2_orders WHERE id BETWEEN 20 AND 25;
+SELECT kappa.wait('e2_conv');
+SELECT count(*) AS differences FROM kappa.verify('e2_conv');
+SELECT kappa.alter_view('e2_conv', engine => 3);
+SET pg_kappa.engine = 2;
+
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'public.e2%';
 DROP TABLE e2_customers, e2_orders, e2_events;
 RESET pg_kappa.engine;

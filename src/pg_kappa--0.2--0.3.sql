@@ -626,3 +626,16 @@ $$;
 -- ======================================================================
 -- END dump and restore (item 14)
 -- ======================================================================
+
+-- alter_view(engine => 2) builds a view again, around its table, with the
+-- other delta engine (engine 2 drops the copies of the sources).
+DROP FUNCTION kappa.alter_view(regclass, boolean, interval);
+CREATE FUNCTION kappa.alter_view(view regclass, paused boolean DEFAULT NULL,
+                                 audit_every interval DEFAULT NULL,
+                                 engine integer DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kappa_alter_view'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION kappa.alter_view(regclass, boolean, interval, integer) IS
+'pause or resume a derived view, schedule its audits, or build it again with another delta engine';

@@ -474,7 +474,8 @@ extern void kappa_check_sources_unchanged(KappaViewDef *def, List *sources,
 extern bool kappa_guard_bypass;
 extern void kappa_ensure_slot(void);
 extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
-extern int64 kappa_adopt_view(Oid relid, int64 id, const char *canonical);
+extern int64 kappa_adopt_view(Oid relid, int64 id, const char *canonical,
+							   int engine);
 
 /* ----------
  * capture.c

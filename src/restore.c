@@ -76,6 +76,7 @@ typedef struct PendingRow
 	char	   *state;			/* view */
 	char	   *retain;			/* capture: interval text, or NULL */
 	char	   *json;			/* the row as dumped */
+	int			engine;			/* view: its delta engine (1 before 0.3) */
 } PendingRow;
 
 /*
@@ -197,7 +198,8 @@ read_pending(bool *log_pending)
 
 	*log_pending = false;
 	if (SPI_execute("SELECT kind, \"row\"->>'id', \"row\"->>'relid', \"row\"->>'name',"
-					" \"row\"->>'canonical', \"row\"->>'state', \"row\"->>'retain', \"row\"::text"
+					" \"row\"->>'canonical', \"row\"->>'state', \"row\"->>'retain', \"row\"::text,"
+					" COALESCE(\"row\"->>'engine', '1')"
 					" FROM kappa.restore_pending"
 					" ORDER BY kind, (\"row\"->>'id')::int8, \"row\"->>'name'",
 					false, 0) != SPI_OK_SELECT)
@@ -223,6 +225,7 @@ read_pending(bool *log_pending)
 		p->state = spi_text(i, 6);
 		p->retain = spi_text(i, 7);
 		p->json = spi_text(i, 8);
+		p->engine = atoi(spi_text(i, 9));
 		rows = lappend(rows, p);
 	}
 	return rows;
@@ -412,7 +415,7 @@ restore_view(PendingRow *p, Oid extowner, bool discard, char **detail)
 				 errmsg("the restored catalog row of view " INT64_FORMAT " has no query", p->id)));
 	p->name = kappa_qualified_name(relid);
 
-	id = kappa_adopt_view(relid, p->id, p->canonical);
+	id = kappa_adopt_view(relid, p->id, p->canonical, p->engine);
 
 	kappa_become(extowner, &saved);
 	args[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(p->json));

@@ -509,7 +509,8 @@ advise_indexes(KappaViewDef *def)
 static Oid
 create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 					const char *target, const char *canonical,
-					const char *nspname, const char *relname, Oid **drelids)
+					const char *nspname, const char *relname, Oid adopt,
+					Oid **drelids)
 {
 	const char *schema = quote_identifier(schemaname);
 	int			nsources = list_length(def->sources);
@@ -559,12 +560,23 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 				 SPI_OK_UTILITY);
 	}
 
-	exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA", target, canonical),
-			 SPI_OK_UTILITY);
-	derived = RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
-							   NoLock, false);
+	if (OidIsValid(adopt))
+	{
+		/* an existing table (kappa.restore, a change of engine) */
+		derived = adopt;
+		exec_sql(psprintf("DROP TRIGGER IF EXISTS kappa_guard ON %s", target), SPI_OK_UTILITY);
+	}
+	else
+	{
+		exec_sql(psprintf("CREATE TABLE %s AS SELECT * FROM (%s) q WITH NO DATA", target, canonical),
+				 SPI_OK_UTILITY);
+		derived = RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
+								   NoLock, false);
+	}
 	record_query_dependencies(derived, def->query);
-	if (whole)
+	if (OidIsValid(adopt) && (has_key_index(adopt, def) || (!whole && def->key_columns == NIL)))
+		;						/* it has its index already (a bag's need not be unique) */
+	else if (whole)
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s ((true))", target), SPI_OK_UTILITY);
 	else if (def->key_columns != NIL)
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
@@ -610,6 +622,8 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	kappa_guard_bypass = true;
 	PG_TRY();
 	{
+		if (OidIsValid(adopt))
+			exec_sql(psprintf("TRUNCATE ONLY %s", target), SPI_OK_UTILITY);
 		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
 				 SPI_OK_INSERT);
 		if (agg)
@@ -639,11 +653,10 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
  */
 static Oid
 create_view(const char *name, const char *sql, const char *path, Oid owner,
-			bool replay, XLogRecPtr replay_from, XLogRecPtr until,
+			int engine, bool replay, XLogRecPtr replay_from, XLogRecPtr until,
 			int64 reuse_id, Oid adopt, int64 *id_out)
 {
 	Oid			caller = owner;
-	int			engine = (replay || OidIsValid(adopt)) ? 1 : kappa_engine;
 	KappaOwnerScope scope;
 	Oid			extowner;
 	Oid			views_relid = kappa_views_relid();
@@ -798,7 +811,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	if (engine >= 2)
 		derived = create_engine2_view(def, id, schema, target, canonical,
 									  get_namespace_name(nspid), rv->relname,
-									  &arrangements);
+									  adopt, &arrangements);
 	else
 	{
 		/* as the caller: the worker's copies of the sources and scratch tables */
@@ -995,8 +1008,9 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
-	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay, from,
-							  InvalidXLogRecPtr, 0, InvalidOid, NULL));
+	/* a view filled from the log is engine 1's (replay.c refills copies) */
+	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay ? 1 : kappa_engine,
+							  replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL));
 }
 
 /*
@@ -1010,7 +1024,7 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 	char	   *into = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4),
+	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), 1,
 							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL));
 }
 
@@ -1019,15 +1033,15 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
  * the existing table relid, as its owner, from the view's canonical query
  * (fully qualified, so read with search_path pg_catalog).  The table's rows
  * are replaced by the query's; the catalog row is a new view's.  Returns
- * the id the view got.
+ * the id the view got.  engine is the delta engine the view gets.
  */
 int64
-kappa_adopt_view(Oid relid, int64 id, const char *canonical)
+kappa_adopt_view(Oid relid, int64 id, const char *canonical, int engine)
 {
 	int64		got = 0;
 
-	(void) create_view(NULL, canonical, "pg_catalog", kappa_view_owner(relid), false,
-					   InvalidXLogRecPtr, InvalidXLogRecPtr, id, relid, &got);
+	(void) create_view(NULL, canonical, "pg_catalog", kappa_view_owner(relid), engine,
+					   false, InvalidXLogRecPtr, InvalidXLogRecPtr, id, relid, &got);
 	return got;
 }
 
@@ -1148,6 +1162,36 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 																				 IntervalPGetDatum(every)))),
 						  id), SPI_OK_UPDATE);
 		kappa_unbecome(&saved);
+	}
+
+	/* another delta engine: the view is built again around its table */
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine)
+	{
+		int			engine = PG_GETARG_INT32(3);
+		char	   *canonical = pstrdup(v.canonical);
+		char	   *audit_every;
+
+		if (engine != 1 && engine != 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("engine must be 1 or 2")));
+		LockRelationOid(relid, AccessExclusiveLock);
+		kappa_become(extowner, &saved);
+		if (SPI_execute(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT
+								 " RETURNING audit_every", id), false, 0) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "could not delete from kappa.views");
+		audit_every = SPI_processed == 1 ?
+			SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+		drop_internal_schema(id);
+		kappa_unbecome(&saved);
+		id = kappa_adopt_view(relid, id, canonical, engine);
+		if (audit_every)
+		{
+			kappa_become(extowner, &saved);
+			exec_sql(psprintf("UPDATE kappa.views SET audit_every = %s WHERE id = " INT64_FORMAT,
+							  quote_literal_cstr(audit_every), id), SPI_OK_UPDATE);
+			kappa_unbecome(&saved);
+		}
 	}
 	SPI_finish();
 
