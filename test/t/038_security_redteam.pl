@@ -25,6 +25,12 @@
 #     kappa.verify_all() and kappa.audit() (and so every scheduled audit)
 #     fail for everyone, the superuser included (verify_all/audit in the
 #     0.2--0.3 script: no per-view error handling).
+#  7. View code run by the apply worker (a trigger on one's derived table)
+#     that writes to a table makes a change that carries the worker's
+#     replication origin, which the worker filters out: other roles' views
+#     over that table (and its event log) never see it and stay wrong
+#     (change_sink.c, sink_filter_origin; delta_engine.c runs owner code
+#     with the worker's replorigin_session_origin set).
 #  6. The output plugin's "tables" option matches patterns with an
 #     exponential, uninterruptible backtracking glob: a role with
 #     REPLICATION hangs a backend that ignores statement_timeout and
@@ -162,6 +168,29 @@ is($va_rc, 0, "one role's failing view does not make kappa.verify_all() fail for
 my ($au_rc, undef, $au_err) = psql_user('postgres', q{SELECT count(*) FROM kappa.audit()});
 is($au_rc, 0, "one role's failing view does not make kappa.audit() fail") or diag($au_err);
 as_user('alice', 'DELETE FROM alice.flag');
+
+# --- 7. a write made by view code in the worker -----------------------------
+as_user('alice', q{
+CREATE TABLE alice.shared (id int PRIMARY KEY, v text);
+GRANT USAGE ON SCHEMA alice TO bob;
+GRANT SELECT ON alice.shared TO bob;
+CREATE TABLE alice.trig_src (id int PRIMARY KEY);
+SELECT kappa.create_view('alice.tv', 'SELECT id FROM alice.trig_src');
+CREATE FUNCTION alice.sneak() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO alice.shared VALUES (NEW.id, 'written inside the apply worker');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER sneak AFTER INSERT ON alice.tv FOR EACH ROW EXECUTE FUNCTION alice.sneak();
+});
+as_user('bob', q{SELECT kappa.create_view('bob.sharedv', 'SELECT id, v FROM alice.shared')});
+as_user('alice', q{
+INSERT INTO alice.trig_src VALUES (1);
+SELECT kappa.wait('alice.tv', timeout => '60s');
+});
+is(as_user('alice', 'SELECT count(*) FROM alice.shared'), '1', 'the trigger wrote its row');
+is(as_user('bob', q{SELECT kappa.wait('bob.sharedv', timeout => '60s'); SELECT count(*) FROM bob.sharedv}),
+	"t\n1", "bob's view over alice's table includes the row written inside the worker");
 
 # --- 6. the tables option and an exponential pattern ------------------------
 $node->safe_psql('postgres', q{
