@@ -21,6 +21,11 @@
 # kappa.audit, kappa.replay, kappa.alter_view, kappa.status and
 # kappa.drop_view, also on a view of alice's.  After every step alice must
 # not be a superuser, and no hostile object may have run as a superuser.
+#
+# Last, a database owned by alice in which she created the schema "kappa"
+# before the superuser installs the extension (CVE-2022-2625/2023-39417
+# class): installing must be refused, or the schema's owner must not be
+# able to take over the names the SECURITY DEFINER event triggers use.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -260,6 +265,43 @@ is($node->safe_psql('postgres', $is_super), 'f',
 	'after the apply and audit workers ran, alice is not a superuser');
 ok(!grep({ /HOSTILE .* ran as superuser/ } split(/\n/, slurp_file($node->logfile))),
 	'the server log shows no hostile object running as a superuser');
+
+# --- a database owned by alice, with a schema "kappa" of hers ---------------
+# A database owner (no superuser) has CREATE on it and can create the
+# schema the control file names before the superuser installs the
+# extension.  The extension must then refuse to install, or at least not
+# let the schema's owner put her own objects under the names its
+# SECURITY DEFINER event triggers look up at run time.
+$node->safe_psql('postgres', 'CREATE DATABASE owned OWNER alice');
+$node->safe_psql('owned', 'CREATE SCHEMA kappa', extra_params => [ '-U', 'alice' ]);
+my ($crc, $cout, $cerr) = ('', '', '');
+$crc = $node->psql('owned', 'CREATE EXTENSION pg_kappa', stdout => \$cout, stderr => \$cerr);
+if ($crc != 0)
+{
+	pass('CREATE EXTENSION refuses a schema "kappa" owned by another role');
+}
+else
+{
+	my ($rrc, $rout, $rerr) = ('', '', '');
+	$rrc = $node->psql('owned', q{
+ALTER SCHEMA kappa RENAME TO kappa_real;
+CREATE SCHEMA kappa;
+CREATE TABLE kappa.views (id int, state text, sources oid[], arrangements oid[], relid oid, last_error text);
+INSERT INTO kappa.views VALUES (1, 'running', '{}', '{}', 0, NULL);
+CREATE FUNCTION kappa.source_problem(v kappa.views) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+        EXECUTE 'ALTER ROLE alice SUPERUSER';
+    END IF;
+    RETURN NULL;
+END $f$;
+CREATE TABLE kappa.x (i int);
+ALTER TABLE kappa.x ADD COLUMN j int;
+}, stdout => \$rout, stderr => \$rerr, extra_params => [ '-U', 'alice' ]);
+	is($node->safe_psql('owned', $is_super), 'f',
+		'the owner of a pre-existing schema "kappa" cannot take over the extension\'s names (rename it, plant kappa.source_problem, ALTER TABLE)');
+	$node->safe_psql('owned', 'ALTER ROLE alice NOSUPERUSER');
+}
 
 $node->stop;
 done_testing();
