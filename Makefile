@@ -14,7 +14,7 @@ PGFILEDESC = "pg_kappa - Kappa-architecture dataflow engine"
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation
-TAP_TESTS = 1
+TAP_TESTS ?= 1
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS = -I test/perl
 

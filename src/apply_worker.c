@@ -44,7 +44,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "catalog/pg_type.h"
@@ -68,6 +70,7 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -728,8 +731,8 @@ vacuum_scratch(void)
 	static TimestampTz last = 0;
 	static MemoryContext vaccxt = NULL;
 	TimestampTz now = GetCurrentTimestamp();
-	StringInfoData sql;
-	List	   *raw;
+	List	   *names = NIL;
+	ListCell   *lc;
 	MemoryContext oldcxt;
 
 	if (!TimestampDifferenceExceeds(last, now, SCRATCH_VACUUM_MS))
@@ -737,8 +740,8 @@ vacuum_scratch(void)
 	last = now;
 
 	/*
-	 * VACUUM commits and starts transactions of its own, so the statement
-	 * and its parse tree must live outside them.
+	 * VACUUM commits and starts transactions of its own, so the statements
+	 * and their parse trees must live outside them.
 	 */
 	if (vaccxt == NULL)
 		vaccxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa scratch vacuum",
@@ -749,34 +752,52 @@ vacuum_scratch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ')"
+	if (SPI_execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
 					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 					" WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
-					true, 1) != SPI_OK_SELECT)
+					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list scratch tables");
 	oldcxt = MemoryContextSwitchTo(vaccxt);
-	initStringInfo(&sql);
-	if (SPI_processed == 1)
-	{
-		char	   *list = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		if (list)
-			appendStringInfo(&sql, "VACUUM (SKIP_LOCKED) %s", list);
-	}
+	for (uint64 i = 0; i < SPI_processed; i++)
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (sql.len == 0)
-		return;
 
-	StartTransactionCommand();
-	oldcxt = MemoryContextSwitchTo(vaccxt);
-	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
-	MemoryContextSwitchTo(oldcxt);
-	ExecVacuum(make_parsestate(NULL),
-			   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
-	CommitTransactionCommand();
+	/*
+	 * One table at a time, and an error (an index expression of its owner's
+	 * that fails, say) costs only that table's vacuum, not the worker.
+	 */
+	foreach(lc, names)
+	{
+		char	   *sql = psprintf("VACUUM (SKIP_LOCKED) %s", (char *) lfirst(lc));
+
+		PG_TRY();
+		{
+			List	   *raw;
+
+			StartTransactionCommand();
+			oldcxt = MemoryContextSwitchTo(vaccxt);
+			raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+			MemoryContextSwitchTo(oldcxt);
+			ExecVacuum(make_parsestate(NULL),
+					   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			HOLD_INTERRUPTS();
+			EmitErrorReport();
+			AbortOutOfAnyTransaction();
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("pg_kappa could not vacuum internal table %s", (char *) lfirst(lc))));
+		}
+		PG_END_TRY();
+	}
 }
 
 /*
@@ -894,6 +915,33 @@ apply_error_text(Oid relid, List *sources, XLogRecPtr from, XLogRecPtr to)
 	return psprintf("applying changes of %s committed after %X/%X up to %X/%X to derived view \"%s\"",
 					changed.data, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(to),
 					kappa_rel_label(relid));
+}
+
+/*
+ * The worker writes derived tables as a replica (session_replication_role):
+ * their ordinary triggers do not fire, but ALWAYS ones would, and what they
+ * wrote would carry the worker's origin, which no view decodes.  Refuse
+ * rather than have other views silently miss it.
+ */
+static void
+check_derived_triggers(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trig = &trigdesc->triggers[i];
+
+		if (trig->tgenabled == TRIGGER_FIRES_ALWAYS)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("derived table \"%s\" has trigger \"%s\" enabled ALWAYS",
+							RelationGetRelationName(rel), trig->tgname),
+					 errdetail("What such a trigger writes while the apply worker maintains the view is not seen by any view."),
+					 errhint("Use ALTER TABLE ... ENABLE TRIGGER: the worker does not fire ordinary triggers.")));
+	}
+	table_close(rel, AccessShareLock);
 }
 
 /* Does the batch hold changes of any of these tables? */
@@ -1032,6 +1080,7 @@ apply_batch(void)
 				error_context_stack = &errcallback;
 
 				kappa_check_row_sizes(sources, applied);
+				check_derived_triggers(relid);
 				if (engine >= 2)
 					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
 				else
@@ -1154,6 +1203,14 @@ kappa_apply_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	kappa_in_apply_worker = true;
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * As PostgreSQL's own apply workers: the worker's writes to derived and
+	 * internal tables fire no ordinary triggers (ENABLE ALWAYS ones do), so
+	 * no one's trigger runs there and writes, under the worker's origin,
+	 * what no view would ever see.
+	 */
+	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
 	kappa_pin_search_path();
 
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));

@@ -173,6 +173,7 @@ kappa_capture(PG_FUNCTION_ARGS)
 	Interval   *retain = NULL;
 	char	   *retain_sql = "NULL";
 
+	kappa_refuse_in_view_code("kappa.capture", false);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -222,6 +223,9 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 	char	   *name;
 	int64		rows;
 
+	/* nothing of someone else's table is looked at, or locked */
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, kappa_rel_label(relid));
 	rel = relation_open(relid, AccessShareLock);
 	check_capturable(rel);
 	name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
@@ -237,7 +241,7 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 	kappa_become(extowner, &saved);
 
 	/* already captured: only the retention changes */
-	if (SPI_execute(psprintf("SELECT start_lsn FROM kappa.captures WHERE relid = %u", relid),
+	if (SPI_execute(psprintf("SELECT start_lsn FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
 	if (SPI_processed == 1)
@@ -245,7 +249,7 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 		bool		isnull;
 
 		lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (SPI_execute(psprintf("UPDATE kappa.captures SET retain = %s WHERE relid = %u",
+		if (SPI_execute(psprintf("UPDATE kappa.captures SET retain = %s WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid",
 								 retain_sql, relid), false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update kappa.captures");
 		ereport(NOTICE,
@@ -306,12 +310,13 @@ kappa_uncapture(PG_FUNCTION_ARGS)
 	Oid			extowner = kappa_extension_owner();
 	SavedUser	saved;
 
+	kappa_refuse_in_view_code("kappa.uncapture", false);
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_become(extowner, &saved);
-	if (SPI_execute(psprintf("DELETE FROM kappa.captures WHERE relid = %u", relid),
+	if (SPI_execute(psprintf("DELETE FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
 					false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from kappa.captures");
 	if (SPI_processed == 0)

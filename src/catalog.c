@@ -44,6 +44,23 @@
 
 #include "pg_kappa.h"
 
+/*
+ * Refuse what may not run from a view's code: fn changes views, captures
+ * or the log (nested inside a view's maintenance it would pull the engine's
+ * state from under it), or, in the apply worker, waits for the worker
+ * itself.  View code runs security-restricted (kappa_owner_enter), as does
+ * other maintenance code such as REFRESH MATERIALIZED VIEW's.
+ */
+void
+kappa_refuse_in_view_code(const char *fn, bool waits)
+{
+	if (InSecurityRestrictedOperation() || (waits && kappa_in_apply_worker))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot call %s within a security-restricted operation", fn),
+				 errdetail("A derived view's code, and other maintenance code, may not change or wait for derived views, captures or the event log.")));
+}
+
 /* The OID of kappa.views, or InvalidOid when the extension is not here. */
 Oid
 kappa_views_relid(void)

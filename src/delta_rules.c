@@ -589,10 +589,11 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 
-	if (ddesc->natts != n + 1)
+	if (ddesc->natts != n + 1 || TupleDescAttr(ddesc, n)->atttypid != INT4OID)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", get_rel_name(srcrelid))));
+	kappa_check_delta_columns(drel, buf->desc, n);
 	slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
 	values = palloc(sizeof(Datum) * (n + 1));
 	nulls = palloc(sizeof(bool) * (n + 1));

@@ -3,6 +3,20 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION pg_kappa" to load this file. \quit
 
+-- Schema kappa must be the installing role's: one created beforehand by
+-- another role (a database owner, say) would let that role put objects
+-- where pg_kappa's SECURITY DEFINER functions and its workers look.
+DO $$
+BEGIN
+    IF (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'kappa')
+       OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
+        RAISE EXCEPTION 'schema kappa already exists and belongs to another role'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Drop or rename schema kappa, or have its owner transfer it to the role that creates the extension, then create the extension again.';
+    END IF;
+END
+$$;
+
 COMMENT ON SCHEMA kappa IS 'pg_kappa: change events, derived views, replay and audits';
 GRANT USAGE ON SCHEMA kappa TO PUBLIC;
 

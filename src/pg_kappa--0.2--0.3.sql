@@ -153,7 +153,16 @@ AS $$
 DECLARE
     v kappa.views;
     problem text;
+    cmd record;
 BEGIN
+    -- a view's internal tables are its owner's, but not to be altered
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+               WHERE schema_name ~ '^kappa_v[0-9]+$' LOOP
+        UPDATE kappa.views
+           SET state = 'broken',
+               last_error = format('internal table %s of the view was altered', cmd.object_identity)
+         WHERE id = substr(cmd.schema_name, 8)::int AND state <> 'broken';
+    END LOOP;
     FOR v IN SELECT * FROM kappa.views WHERE state <> 'broken' ORDER BY id LOOP
         problem := kappa.source_problem(v);
         IF problem IS NOT NULL THEN
@@ -639,3 +648,110 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.alter_view(regclass, boolean, interval, integer) IS
 'pause or resume a derived view, schedule its audits, or build it again with another delta engine';
+
+-- Audits that one view cannot spoil for everyone: a view whose
+-- verification fails (its query raises, say) is reported as a failed
+-- check, and the others are verified all the same; kappa.audit(due_only
+-- => true), what the audit worker runs, verifies only the views whose
+-- audit_every says they are due.
+DROP FUNCTION kappa.audit();
+CREATE FUNCTION kappa.audit(due_only boolean DEFAULT false)
+RETURNS SETOF kappa.audit_log
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    c record;
+    v record;
+    logged pg_lsn;
+    missing bigint;
+    extra bigint;
+BEGIN
+    FOR c IN SELECT * FROM kappa.audit_chain() LOOP
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, c."check", c.object, c.ok, c.detail);
+    END LOOP;
+
+    -- every change logged for a running view's sources is in the view
+    FOR v IN SELECT * FROM kappa.views
+              WHERE state = 'running'
+                AND (NOT due_only OR (audit_every IS NOT NULL AND
+                                      (last_audit_at IS NULL OR last_audit_at + audit_every <= now())))
+              ORDER BY id LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
+            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+            VALUES (started, 'verify', v.name, false,
+                    format('derived table with OID %s no longer exists', v.relid));
+            CONTINUE;
+        END IF;
+        SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
+         WHERE l.tables && v.sources AND l.kind = 'batch'
+           AND l.batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r
+                                       WHERE r.kind = 'restore'), 0);
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (started, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
+                CASE WHEN logged IS NULL OR logged <= v.applied_lsn
+                     THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
+                     ELSE format('the log holds changes up to %s but the view was applied only up to %s',
+                                 logged, v.applied_lsn) END);
+
+        BEGIN
+            SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+                   COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+              INTO missing, extra
+              FROM kappa.verify(v.relid::regclass) f;
+            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+            VALUES (started, 'verify', v.name, missing = 0 AND extra = 0,
+                    format('%s missing and %s extra rows', missing, extra));
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+            VALUES (started, 'verify', v.name, false,
+                    format('could not verify the view: %s', SQLERRM));
+        END;
+        UPDATE kappa.views SET last_audit_at = started WHERE id = v.id;
+    END LOOP;
+
+    RETURN QUERY SELECT * FROM kappa.audit_log WHERE at = started AND NOT ok ORDER BY id;
+END
+$$;
+COMMENT ON FUNCTION kappa.audit(boolean) IS
+'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
+
+CREATE OR REPLACE FUNCTION kappa.verify_all()
+RETURNS TABLE (view regclass, missing bigint, extra bigint, ok boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT relid::regclass AS rel FROM kappa.views
+              WHERE state = 'running'
+                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relid)
+              ORDER BY id LOOP
+        view := v.rel;
+        BEGIN
+            SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+                   COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+              INTO missing, extra
+              FROM kappa.verify(v.rel) f;
+            ok := missing = 0 AND extra = 0;
+        EXCEPTION WHEN OTHERS THEN
+            -- a view that cannot be verified is not ok, and not the others' problem
+            RAISE WARNING 'could not verify derived view %: %', v.rel, SQLERRM;
+            missing := NULL;
+            extra := NULL;
+            ok := false;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Who may read audit results: the chain's to everyone, a view's to those
+-- who may read the view.
+ALTER TABLE kappa.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_readable ON kappa.audit_log FOR SELECT
+    USING ("check" NOT IN ('verify', 'applied_lsn')
+           OR kappa.can_read(COALESCE(pg_catalog.to_regclass(object)::pg_catalog.oid, 0::pg_catalog.oid)));

@@ -400,6 +400,7 @@ extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 							  XLogRecPtr *new_applied, int64 *ntxns);
 extern void kappa_engine_truncate_scratch(int viewid);
 extern void kappa_check_source_access(Oid relid, Oid owner);
+extern void kappa_check_delta_columns(Relation drel, TupleDesc desc, int n);
 extern int64 kappa_count_lsns(List *lsns);
 
 /* ----------
@@ -450,6 +451,7 @@ typedef struct KappaOwnerScope
 #define KAPPA_VIEW_ENGINE \
 	"COALESCE((pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'engine')::pg_catalog.int2, 1::pg_catalog.int2)"
 
+extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);

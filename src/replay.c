@@ -598,6 +598,12 @@ void
 kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 					XLogRecPtr upper, XLogRecPtr *lowers)
 {
+	if (from != InvalidXLogRecPtr && from > upper)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_lsn %X/%X is after %X/%X, up to which derived view \"%s\" would be rebuilt",
+						LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(upper), view),
+				 errdetail("The view would be rebuilt from nothing.")));
 	for (int i = 0; i < list_length(sources); i++)
 	{
 		Oid			src = list_nth_oid(sources, i);
@@ -1020,6 +1026,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	XLogRecPtr	upper;
 	KappaOwnerScope scope;
 
+	kappa_refuse_in_view_code("kappa.replay", false);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1127,9 +1134,9 @@ kappa_replay(PG_FUNCTION_ARGS)
 		kappa_guard_bypass = false;
 	}
 	PG_END_TRY();
-	kappa_owner_leave(&scope);
-
+	/* the log's rows become the sources' row types (domains check them) */
 	changes = kappa_replay_fill(v.id, v.sources, lowers, upper);
+	kappa_owner_leave(&scope);
 	SPI_finish();
 	ereport(NOTICE,
 			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",
@@ -1155,6 +1162,7 @@ kappa_swap(PG_FUNCTION_ARGS)
 	SavedUser	saved;
 	Oid			extowner = kappa_extension_owner();
 
+	kappa_refuse_in_view_code("kappa.swap", false);
 	if (a == b)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -463,6 +463,7 @@ kappa_restore(PG_FUNCTION_ARGS)
 	int64		lower = 0;
 	int64		upper = PG_INT64_MAX;
 
+	kappa_refuse_in_view_code("kappa.restore", false);
 	InitMaterializedSRF(fcinfo, 0);
 	if (KappaShmem == NULL)
 		ereport(ERROR,

@@ -194,6 +194,7 @@ kappa_verify(PG_FUNCTION_ARGS)
 
 	MemoryContext callercxt = CurrentMemoryContext;
 
+	kappa_refuse_in_view_code("kappa.verify", true);
 	InitMaterializedSRF(fcinfo, 0);
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,

@@ -286,7 +286,8 @@ is_derived_table(Oid relid)
 		return false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT 1 FROM kappa.views WHERE relid = %u", relid),
+	/* runs under the caller's search_path: nothing may resolve there */
+	if (SPI_execute(psprintf("SELECT 1 FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	found = SPI_processed > 0;

@@ -1008,6 +1008,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
+	kappa_refuse_in_view_code("kappa.create_view", false);
 	/* a view filled from the log is engine 1's (replay.c refills copies) */
 	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay ? 1 : kappa_engine,
 							  replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL));
@@ -1063,6 +1064,7 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	SavedUser	saved;
 	int			nestlevel;
 
+	kappa_refuse_in_view_code("kappa.drop_view", false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_read_view(relid, &v);
@@ -1106,6 +1108,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	char	   *state;
 	SavedUser	saved;
 
+	kappa_refuse_in_view_code("kappa.alter_view", false);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
+#include "catalog/pg_authid.h"
 #include "common/int.h"
 #include "common/int128.h"
 #include "executor/spi.h"
@@ -24,6 +25,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
@@ -101,6 +103,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	MemoryContext callercxt;
 
+	kappa_refuse_in_view_code("kappa.wait", true);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -240,7 +243,9 @@ kappa_worker_status(PG_FUNCTION_ARGS)
 		nulls[5] = (w->last_batch_at == 0);
 		values[6] = Int32GetDatum(Max(w->starts - 1, 0));
 		values[7] = CStringGetTextDatum(w->last_error);
-		nulls[7] = (w->last_error[0] == '\0');
+		/* a worker's error may quote any view's data: as pg_stat_activity */
+		nulls[7] = (w->last_error[0] == '\0') ||
+			!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -239,7 +239,7 @@ as_superuser('postgres', 'kappa.alter_view',
 as_superuser('postgres', 'kappa.create_view with replay_from',
 	q{SELECT kappa.create_view('sr', 'SELECT id, v FROM st', replay_from => '0/0')});
 as_superuser('postgres', "kappa.replay of alice's view into a new one",
-	q{SELECT kappa.replay('alice.av', "into" => 'alice.av2')});
+	q{SELECT kappa.replay('alice.av', new_name => 'alice.av2')});
 as_superuser('postgres', "kappa.replay of alice's view in place",
 	q{SELECT kappa.replay('alice.av')});
 as_superuser('postgres', 'kappa.drop_view and DROP TABLE of a view', q{
@@ -263,7 +263,7 @@ ok($node->poll_query_until('postgres',
 	'the audit worker audited alice\'s view');
 is($node->safe_psql('postgres', $is_super), 'f',
 	'after the apply and audit workers ran, alice is not a superuser');
-ok(!grep({ /HOSTILE .* ran as superuser/ } split(/\n/, slurp_file($node->logfile))),
+ok(!grep({ /NOTICE:  HOSTILE .* ran as superuser/ } split(/\n/, slurp_file($node->logfile))),
 	'the server log shows no hostile object running as a superuser');
 
 # --- a database owned by alice, with a schema "kappa" of hers ---------------
