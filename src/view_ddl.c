@@ -47,6 +47,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "nodes/nodeFuncs.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -448,6 +449,26 @@ ensure_identity_full(List *sources)
 				 errdetail("Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.")));
 }
 
+/* Is column attnum of source i in the view's join or WHERE conditions? */
+static bool
+column_joins(KappaViewDef *def, int i, AttrNumber attnum)
+{
+	List	   *vars = pull_var_clause(def->query->jointree->quals, 0);
+	ListCell   *lc;
+
+	foreach(lc, def->query->jointree->fromlist)
+		vars = list_concat(vars, pull_var_clause(lfirst(lc), 0));
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		if (IsA(var, Var) && var->varno > 0 && var->varno <= def->nrtes &&
+			def->rte_source[var->varno] == i && var->varattno == attnum)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Name in a NOTICE each column a view over several tables (or with GROUP
  * BY) looks rows up by in a source without an index that starts with it,
@@ -457,8 +478,19 @@ ensure_identity_full(List *sources)
 static void
 advise_indexes(KappaViewDef *def)
 {
-	if (def->nrtes < 2 && def->query->groupClause == NIL)
+	/* groups maintained algebraically are looked up only when dirty */
+	bool		by_group = def->query->groupClause != NIL &&
+		kappa_agg_projection(def) == NULL;
+	List	   *group_vars = NIL;
+	ListCell   *lg;
+
+	if (def->nrtes < 2 && !by_group)
 		return;
+	foreach(lg, def->query->groupClause)
+		group_vars = list_concat(group_vars,
+								 pull_var_clause((Node *) get_sortgroupclause_expr(lfirst(lg),
+																				  def->query->targetList),
+												 0));
 	for (int i = 0; i < list_length(def->sources); i++)
 	{
 		Oid			src = list_nth_oid(def->sources, i);
@@ -470,7 +502,19 @@ advise_indexes(KappaViewDef *def)
 		{
 			AttrNumber	attnum = lfirst_int(lc);
 			bool		indexed = false;
+			bool		grouped_by = false;
 			ListCell   *li;
+
+			/* a column only grouped by matters only if groups are recomputed */
+			foreach(li, group_vars)
+			{
+				Var		   *var = lfirst(li);
+
+				grouped_by |= IsA(var, Var) && var->varno > 0 && var->varno <= def->nrtes &&
+					def->rte_source[var->varno] == i && var->varattno == attnum;
+			}
+			if (grouped_by && !by_group && !column_joins(def, i, attnum))
+				continue;
 
 			foreach(li, indexes)
 			{
