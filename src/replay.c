@@ -101,7 +101,13 @@ log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 	c->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa log row",
 									  ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT kind, first_lsn, tables, table_names, events"
+	/*
+	 * Rows logged before the latest restore name tables by the OIDs of the
+	 * database they were logged in: not to be taken for this one's.
+	 */
+	appendStringInfo(&sql, "SELECT kind, first_lsn, tables, table_names, events,"
+					 " batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r"
+					 " WHERE r.kind = 'restore'), 0)"
 					 " FROM kappa.event_log WHERE last_lsn >= '%X/%X'",
 					 LSN_FORMAT_ARGS(from));
 	if (to != InvalidXLogRecPtr)
@@ -209,6 +215,8 @@ log_next(LogCursor *c, LogRecord *r)
 		for (int i = 0; i < c->ntables; i++)
 			c->names[i] = TextDatumGetCString(names[i]);
 		c->pos = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
+			c->ntables = 0;		/* another database's OIDs */
 		if (c->snapshot)
 			c->commit_lsn = c->row_lsn;
 		MemoryContextSwitchTo(oldcxt);
