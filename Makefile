@@ -2,7 +2,7 @@
 # (make demo, make check) and their helpers.
 
 MODULE_big = pg_kappa
-OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
 EXTENSION = pg_kappa
 DATA = $(wildcard src/pg_kappa--*.sql)
 PGFILEDESC = "pg_kappa - Kappa-architecture dataflow engine"

@@ -3,8 +3,8 @@
  * pg_kappa.h
  *	  Declarations shared between pg_kappa's source files.
  *
- * Each group below belongs to one .c file; see that file's header comment
- * for what it owns.
+ * Each group below belongs to one .c file (src/ and its folders decoding/,
+ * worker/, views/, log/); see that file's header comment for what it owns.
  *
  *-------------------------------------------------------------------------
  */
