@@ -28,45 +28,6 @@ ALTER TABLE kappa.views ENABLE ROW LEVEL SECURITY;
 CREATE POLICY views_readable ON kappa.views FOR SELECT
     USING (kappa.can_read(relid));
 
--- Status: one row per view and per slot.  Every role sees every view's
--- name and state; the error only a role that may read the view (as
--- pg_stat_activity shows other users' queries only to privileged roles).
-CREATE OR REPLACE VIEW kappa.status AS
-WITH w AS (
-    SELECT * FROM kappa.worker_status() WHERE database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-), cur AS (
-    SELECT pg_catalog.pg_current_wal_flush_lsn() AS lsn
-)
-SELECT 'view'::text AS kind,
-       v.name,
-       v.state,
-       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
-            THEN w.processed_lsn ELSE v.applied_lsn END AS applied_lsn,
-       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
-            THEN pg_catalog.pg_wal_lsn_diff(cur.lsn, w.processed_lsn)
-            ELSE pg_catalog.pg_wal_lsn_diff(cur.lsn, v.applied_lsn) END::bigint AS lag_bytes,
-       CASE WHEN v.state = 'running' AND w.processed_lsn >= cur.lsn THEN 0::float8
-            ELSE pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(w.last_batch_at, v.last_commit_time, v.created_at)) END AS lag_seconds,
-       v.txns_applied,
-       v.rows_applied,
-       CASE WHEN kappa.can_read(v.relid)
-            THEN COALESCE(v.last_error,
-                          CASE WHEN v.state = 'running' AND
-                                    pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
-                               THEN w.last_error END) END AS last_error,
-       NULL::bigint AS wal_retained_bytes
-FROM kappa.views v CROSS JOIN cur LEFT JOIN w ON true
-UNION ALL
-SELECT 'slot', s.slot_name::text,
-       CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
-       s.confirmed_flush_lsn,
-       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint,
-       NULL, NULL, NULL, NULL,
-       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint
-FROM pg_catalog.pg_replication_slots s CROSS JOIN cur
-WHERE s.plugin = 'pg_kappa' AND s.database = pg_catalog.current_database()
-  AND s.slot_name LIKE 'pg\_kappa\_%';
-
 -- What makes a view's sources unfit for it now, or NULL: its columns
 -- changed (renamed too), a replica identity that no longer
 -- identifies rows by the key the worker matches them on, row-level
@@ -177,82 +138,6 @@ CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'GRANT', 'REVOKE')
     EXECUTE FUNCTION kappa.on_ddl_end();
 
--- verify_all and audit: a catalog row whose derived table no longer exists
--- is reported, not verified (it has no table to compare).
-CREATE OR REPLACE FUNCTION kappa.verify_all()
-RETURNS TABLE (view regclass, missing bigint, extra bigint, ok boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v record;
-BEGIN
-    FOR v IN SELECT relid::regclass AS rel FROM kappa.views
-              WHERE state = 'running'
-                AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = relid)
-              ORDER BY id LOOP
-        view := v.rel;
-        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
-               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
-          INTO missing, extra
-          FROM kappa.verify(v.rel) f;
-        ok := missing = 0 AND extra = 0;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION kappa.audit()
-RETURNS SETOF kappa.audit_log
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    started timestamptz := clock_timestamp();
-    c record;
-    v record;
-    logged pg_lsn;
-    missing bigint;
-    extra bigint;
-BEGIN
-    FOR c IN SELECT * FROM kappa.audit_chain() LOOP
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, c."check", c.object, c.ok, c.detail);
-    END LOOP;
-
-    -- every change logged for a running view's sources is in the view
-    FOR v IN SELECT * FROM kappa.views WHERE state = 'running' ORDER BY id LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
-            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-            VALUES (started, 'verify', v.name, false,
-                    format('derived table with OID %s no longer exists', v.relid));
-            CONTINUE;
-        END IF;
-        SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
-         WHERE l.tables && v.sources AND l.kind = 'batch';
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
-                CASE WHEN logged IS NULL OR logged <= v.applied_lsn
-                     THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
-                     ELSE format('the log holds changes up to %s but the view was applied only up to %s',
-                                 logged, v.applied_lsn) END);
-
-        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
-               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
-          INTO missing, extra
-          FROM kappa.verify(v.relid::regclass) f;
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, 'verify', v.name, missing = 0 AND extra = 0,
-                format('%s missing and %s extra rows', missing, extra));
-        UPDATE kappa.views SET last_audit_at = started WHERE id = v.id;
-    END LOOP;
-
-    RETURN QUERY SELECT * FROM kappa.audit_log WHERE at = started AND NOT ok ORDER BY id;
-END
-$$;
-COMMENT ON FUNCTION kappa.audit() IS
-'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
-
 -- kappa.replay's fourth parameter was "into", a reserved word users could
 -- not write as a named argument: it is new_name now, at the same position.
 DROP FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text);
@@ -325,8 +210,6 @@ SELECT 'capture', c.name, c.state, c.failed_lsn,
 FROM kappa.captures c CROSS JOIN cur
 WHERE c.state <> 'active';
 
--- The audit's checks of the log: a failed capture is reported (check
--- 'capture'), since its log is incomplete.
 -- ======================================================================
 -- BEGIN dump and restore (item 14)
 --
@@ -557,63 +440,6 @@ BEGIN
 END
 $$;
 
--- kappa.audit: as the 0.3 version above (keep the two in step), except
--- that a view is checked against the log only from the latest restore row
--- on: the table OIDs and WAL positions of rows before it are the restored
--- database's, and an old OID may be one of this database's sources now.
-CREATE OR REPLACE FUNCTION kappa.audit()
-RETURNS SETOF kappa.audit_log
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    started timestamptz := clock_timestamp();
-    c record;
-    v record;
-    logged pg_lsn;
-    missing bigint;
-    extra bigint;
-BEGIN
-    FOR c IN SELECT * FROM kappa.audit_chain() LOOP
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, c."check", c.object, c.ok, c.detail);
-    END LOOP;
-
-    -- every change logged for a running view's sources is in the view
-    FOR v IN SELECT * FROM kappa.views WHERE state = 'running' ORDER BY id LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
-            INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-            VALUES (started, 'verify', v.name, false,
-                    format('derived table with OID %s no longer exists', v.relid));
-            CONTINUE;
-        END IF;
-        SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
-         WHERE l.tables && v.sources AND l.kind = 'batch'
-           AND l.batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r
-                                       WHERE r.kind = 'restore'), 0);
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
-                CASE WHEN logged IS NULL OR logged <= v.applied_lsn
-                     THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
-                     ELSE format('the log holds changes up to %s but the view was applied only up to %s',
-                                 logged, v.applied_lsn) END);
-
-        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
-               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
-          INTO missing, extra
-          FROM kappa.verify(v.relid::regclass) f;
-        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
-        VALUES (started, 'verify', v.name, missing = 0 AND extra = 0,
-                format('%s missing and %s extra rows', missing, extra));
-        UPDATE kappa.views SET last_audit_at = started WHERE id = v.id;
-    END LOOP;
-
-    RETURN QUERY SELECT * FROM kappa.audit_log WHERE at = started AND NOT ok ORDER BY id;
-END
-$$;
-COMMENT ON FUNCTION kappa.audit() IS
-'check the event log''s hash chain and LSN order, views against the log and against their queries; returns the failures';
-
 -- Views created before 0.3: their internal tables become members too.
 DO $$
 DECLARE
@@ -653,7 +479,10 @@ COMMENT ON FUNCTION kappa.alter_view(regclass, boolean, interval, integer) IS
 -- verification fails (its query raises, say) is reported as a failed
 -- check, and the others are verified all the same; kappa.audit(due_only
 -- => true), what the audit worker runs, verifies only the views whose
--- audit_every says they are due.
+-- audit_every says they are due.  A catalog row without its table is
+-- reported, not verified.  Views are checked against the log only from
+-- the latest restore row on: the table OIDs and WAL positions of rows
+-- before it are the restored database's.
 DROP FUNCTION kappa.audit();
 CREATE FUNCTION kappa.audit(due_only boolean DEFAULT false)
 RETURNS SETOF kappa.audit_log
