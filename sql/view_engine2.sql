@@ -15,6 +15,7 @@ SELECT kappa.create_view('e2_star', 'SELECT o.id, c.name, o.amount FROM e2_order
 SELECT kappa.create_view('e2_regions', 'SELECT c.region, count(*) AS n, sum(o.amount) AS total FROM e2_orders o JOIN e2_customers c ON c.id = o.customer_id GROUP BY c.region');
 SELECT kappa.create_view('e2_ev', 'SELECT kind, n FROM e2_events');
 SELECT kappa.create_view('e2_total', 'SELECT count(*) AS n, sum(amount) AS s FROM e2_orders');
+SELECT kappa.create_view('e2_jtotal', 'SELECT count(*) AS n, sum(o.amount) AS s, min(o.amount) AS lo, max(c.name) AS hi FROM e2_orders o JOIN e2_customers c ON c.id = o.customer_id');
 -- no copy of any source: per source a delta table and a view of its past
 SELECT v.name, v.engine, string_agg(c.relname || ':' || c.relkind::text, ' ' ORDER BY c.relname) AS internal
   FROM kappa.views v JOIN pg_class c ON c.relnamespace = ('kappa_v' || v.id)::regnamespace
@@ -47,8 +48,8 @@ UPDATE e2_orders SET amount = 0 WHERE id = 1;
 ROLLBACK TO s;
 COMMIT;
 SELECT kappa.wait('e2_big') AND kappa.wait('e2_star') AND kappa.wait('e2_regions')
-   AND kappa.wait('e2_ev') AND kappa.wait('e2_total') AS waited;
-SELECT v, count(*) AS differences FROM (VALUES ('e2_big'), ('e2_star'), ('e2_regions'), ('e2_ev'), ('e2_total')) q(v)
+   AND kappa.wait('e2_ev') AND kappa.wait('e2_total') AND kappa.wait('e2_jtotal') AS waited;
+SELECT v, count(*) AS differences FROM (VALUES ('e2_big'), ('e2_star'), ('e2_regions'), ('e2_ev'), ('e2_total'), ('e2_jtotal')) q(v)
   LEFT JOIN LATERAL kappa.verify(v::regclass) f ON true WHERE f.kind IS NOT NULL GROUP BY v ORDER BY v;
 SELECT * FROM e2_ev ORDER BY kind, n;
 SELECT * FROM e2_regions ORDER BY region;
@@ -62,6 +63,26 @@ UPDATE e2_orders SET amount = amount + 1 WHERE id <= 3;
 SELECT kappa.wait('e2_notes');
 SELECT count(*) AS differences FROM kappa.verify('e2_notes');
 SELECT id, len FROM e2_notes ORDER BY id;
+
+-- aggregates without GROUP BY: one row of state, its extremes leaving,
+-- and no rows at all (count 0, sums NULL)
+SELECT * FROM e2_jtotal;
+DELETE FROM e2_orders WHERE amount = (SELECT min(amount) FROM e2_orders);
+UPDATE e2_customers SET name = 'zz' WHERE id = 5;
+SELECT kappa.wait('e2_jtotal');
+SELECT count(*) AS differences FROM kappa.verify('e2_jtotal');
+SELECT * FROM e2_jtotal;
+BEGIN;
+CREATE TEMP TABLE saved_orders AS SELECT * FROM e2_orders;
+DELETE FROM e2_orders;
+COMMIT;
+SELECT kappa.wait('e2_jtotal'), kappa.wait('e2_total');
+SELECT * FROM e2_jtotal;
+SELECT * FROM e2_total;
+INSERT INTO e2_orders SELECT * FROM saved_orders;
+SELECT kappa.wait('e2_jtotal');
+SELECT count(*) AS differences FROM kappa.verify('e2_jtotal');
+SELECT count(*) AS differences FROM kappa.verify('e2_total');
 
 -- TRUNCATE recomputes from the sources
 TRUNCATE e2_events;

@@ -178,8 +178,8 @@ analyse_view(KappaViewDef *def, bool weighted)
 	ListCell   *lc;
 
 	if ((!weighted && (strcmp(def->kind, "aggregate") != 0 || def->nrtes != 1)) ||
-		query->groupClause == NIL || query->havingQual != NULL ||
-		query->groupingSets != NIL)
+		(query->groupClause == NIL && !(weighted && query->hasAggs)) ||
+		query->havingQual != NULL || query->groupingSets != NIL)
 		return NULL;
 
 	shape = palloc0(sizeof(AggShape));
@@ -385,7 +385,8 @@ state_columns(KappaViewDef *def, List *state)
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, kappa_quoted_list(def->key_columns, ""));
 	foreach(lc, state)
-		appendStringInfo(&buf, ", %s", ((StateColumn *) lfirst(lc))->name);
+		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
+						 ((StateColumn *) lfirst(lc))->name);
 	return buf.data;
 }
 
@@ -642,6 +643,75 @@ kappa_agg_projection(KappaViewDef *def)
 }
 
 /*
+ * merge_sql for a view of aggregates without GROUP BY: g and the view have
+ * one row each, which the partials in p update (when p has any).
+ */
+static char *
+merge_whole_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
+				const char *target)
+{
+	StringInfoData sel;
+	StringInfoData set;
+	StringInfoData dirty;
+	StringInfoData out;
+	ListCell   *lc;
+	int			j = 0;
+
+	initStringInfo(&sel);
+	initStringInfo(&set);
+	initStringInfo(&dirty);
+	initStringInfo(&out);
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+		const char *n = sc->name;
+		bool		min = sc->combine == COMBINE_MIN;
+
+		appendStringInfo(&sel, "%s", sel.len > 0 ? ", " : "");
+		appendStringInfo(&set, "%s", set.len > 0 ? ", " : "");
+		if (sc->combine == COMBINE_ADD)
+		{
+			appendStringInfo(&sel, "pg_catalog.sum(CASE WHEN _kappa_plus THEN %s ELSE -%s END) AS %s", n, n, n);
+			appendStringInfo(&set, "%s = g.%s + excluded.%s", n, n, n);
+		}
+		else
+		{
+			appendStringInfo(&sel, "pg_catalog.%s(%s) FILTER (WHERE _kappa_plus) AS %s",
+							 min ? "min" : "max", n, n);
+			appendStringInfo(&set, "%s = %s(g.%s, excluded.%s)",
+							 n, min ? "LEAST" : "GREATEST", n, n);
+		}
+	}
+	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+
+		if (sc->carrier == NULL)
+			continue;
+		appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE NOT _kappa_plus) AS %s",
+						 sc->combine == COMBINE_ADD ? "sum" :
+						 sc->combine == COMBINE_MIN ? "min" : "max", sc->name, sc->carrier);
+		appendStringInfo(&dirty, " OR (excluded.%s IS NOT NULL AND %s)", sc->carrier, sc->dirty);
+	}
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		appendStringInfo(&out, "%s%s = %s", out.len > 0 ? ", " : "",
+						 quote_identifier(col->name), output_expr(def, col, j, "up"));
+	}
+	return psprintf("WITH up AS ("
+					"UPDATE %s.g AS g SET %s, _kappa_dirty = COALESCE(%s, true)"
+					" FROM (SELECT %s FROM %s.p) AS excluded"
+					" WHERE EXISTS (SELECT 1 FROM %s.p) RETURNING g.*)"
+					" UPDATE %s AS t SET %s FROM up WHERE NOT up._kappa_dirty",
+					schema, set.data, dirty.data, sel.data, schema, schema,
+					target, out.data);
+}
+
+/*
  * The SQL of an engine 2 view maintained algebraically (see
  * kappa_agg_projection): live is its projection over the live sources.
  * partial_head and partial_tail go around a projection over a delta (with
@@ -658,6 +728,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	char	   *cols;
 	char	   *partials;
 	char	   *state_live;
+	bool		whole;
 	StringInfoData buf;
 	ListCell   *lc;
 
@@ -668,25 +739,29 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 
+	whole = def->key_columns == NIL;
 	initStringInfo(&buf);
 	foreach(lc, state)
-		appendStringInfo(&buf, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
+		appendStringInfo(&buf, "%s%s AS %s", buf.len > 0 || !whole ? ", " : "",
+						 ((StateColumn *) lfirst(lc))->partial,
 						 ((StateColumn *) lfirst(lc))->name);
 	partials = buf.data;
 	/* the live rows each stand for one */
-	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t GROUP BY %s",
+	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t%s%s",
 						  kappa_quoted_list(def->key_columns, "t."), partials, live,
-						  kappa_quoted_list(def->key_columns, "t."));
+						  whole ? "" : " GROUP BY ", kappa_quoted_list(def->key_columns, "t."));
 
-	sql->create = list_make4(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
+	sql->create = list_make3(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
 									  " FROM (%s) q WITH NO DATA",
 									  schema, carrier_columns(state, "q"), state_live),
 							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
 									  " ALTER _kappa_dirty SET NOT NULL", schema),
-							 psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
-									  schema, keys),
 							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
 									  schema));
+	if (!whole)
+		sql->create = lappend(sql->create,
+							  psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
+									   schema, keys));
 	sql->create = lappend(sql->create,
 						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
 								   " FROM (%s) q WITH NO DATA", schema, state_live));
@@ -696,11 +771,21 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
 	sql->partial_head = psprintf("INSERT INTO %s.p SELECT t._kappa_w OPERATOR(pg_catalog.>) 0, %s%s FROM (",
 								 schema, kappa_quoted_list(def->key_columns, "t."), partials);
-	sql->partial_tail = psprintf(") t GROUP BY %s, 1", kappa_quoted_list(def->key_columns, "t."));
-	sql->merge = merge_sql(def, shape, state, schema, target);
-	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
-							   " INSERT INTO %s.k SELECT * FROM dirty",
-							   schema, keys, schema);
+	sql->partial_tail = whole ? ") t GROUP BY 1" :
+		psprintf(") t GROUP BY %s, 1", kappa_quoted_list(def->key_columns, "t."));
+	if (whole)
+	{
+		/* a dirty state is recomputed whole (delta_rules.c) */
+		sql->merge = merge_whole_sql(def, shape, state, schema, target);
+		sql->take_dirty = psprintf("UPDATE %s.g SET _kappa_dirty = false WHERE _kappa_dirty", schema);
+	}
+	else
+	{
+		sql->merge = merge_sql(def, shape, state, schema, target);
+		sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
+								   " INSERT INTO %s.k SELECT * FROM dirty",
+								   schema, keys, schema);
+	}
 	sql->clear_partials = psprintf("DELETE FROM %s.p", schema);
 	return sql;
 }

@@ -482,7 +482,7 @@ build_rules(int id)
 
 	rp->grouped = def->query->groupClause != NIL;
 	rp->whole = !rp->grouped && def->query->hasAggs;
-	if (rp->grouped)
+	if (rp->grouped || rp->whole)
 	{
 		Query	   *proj = kappa_agg_projection(def);
 
@@ -496,7 +496,7 @@ build_rules(int id)
 	}
 	rp->algebraic = agg != NULL;
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1));
-	for (int r = 1; r <= def->nrtes && !rp->whole; r++)
+	for (int r = 1; r <= def->nrtes && (!rp->whole || agg); r++)
 	{
 		RuleTerm   *t;
 		char	   *term;
@@ -506,6 +506,7 @@ build_rules(int id)
 		t = &rp->terms[rp->nterms++];
 		t->srcno = def->rte_source[r];
 		term = term_sql(def, base, r, rp->drelids, orelids, rp->grouped && !agg);
+		/* (a whole view without its state has no terms: it is recomputed) */
 		if (agg)
 			t->plan = kappa_keep_plan(psprintf("%s%s%s", agg->partial_head, term, agg->partial_tail));
 		else
@@ -521,9 +522,12 @@ build_rules(int id)
 
 		rp->merge = kappa_keep_plan(agg->merge);
 		rp->take_dirty = kappa_keep_plan(agg->take_dirty);
-		rp->state_keys = kappa_prepare_insert_keys(into, agg->state_query, def->key_columns, k);
-		rp->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query,
-															 def->key_columns, k);
+		if (rp->grouped)
+		{
+			rp->state_keys = kappa_prepare_insert_keys(into, agg->state_query, def->key_columns, k);
+			rp->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query,
+																 def->key_columns, k);
+		}
 		rp->clear_partials = kappa_keep_plan(agg->clear_partials);
 		rp->clear_state = kappa_keep_plan(agg->clear_state);
 		rp->fill_state = kappa_keep_plan(agg->fill_state);
@@ -754,7 +758,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (consolidate[i])
 			kappa_run(rp->consolidate_d[i]);
 
-	if (truncated || rp->whole)
+	if (truncated || (rp->whole && !rp->algebraic))
 	{
 		rows += kappa_run(rp->delete_all);
 		rows += kappa_run(rp->insert_all);
@@ -774,7 +778,17 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			/* the partials into the state and the view; then the dirty */
 			rows += kappa_run(rp->merge);
 			if (kappa_run(rp->take_dirty) > 0)
-				rows += recompute_groups(rp);
+			{
+				if (rp->whole)
+				{
+					rows += kappa_run(rp->delete_all);
+					rows += kappa_run(rp->insert_all);
+					kappa_run(rp->clear_state);
+					kappa_run(rp->fill_state);
+				}
+				else
+					rows += recompute_groups(rp);
+			}
 			kappa_run(rp->clear_partials);
 		}
 		else if (rp->grouped)

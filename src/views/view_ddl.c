@@ -655,6 +655,17 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 			exec_sql(guard_trigger_sql(psprintf("%s.g", schema)), SPI_OK_UTILITY);
 		}
 	}
+	else if (whole && kappa_agg_projection(def) != NULL)
+	{
+		ListCell   *lc;
+
+		/* one row of state for aggregates without GROUP BY (agg_delta.c) */
+		agg = kappa_agg_sql_weighted(def, schema, target,
+									 kappa_deparse_query(kappa_agg_projection(def), NULL));
+		foreach(lc, agg->create)
+			exec_sql(lfirst(lc), SPI_OK_UTILITY);
+		exec_sql(guard_trigger_sql(psprintf("%s.g", schema)), SPI_OK_UTILITY);
+	}
 	else if (!whole)
 	{
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dq AS SELECT *, 0::pg_catalog.int4 AS _kappa_w FROM (%s) q WITH NO DATA",
