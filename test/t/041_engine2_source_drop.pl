@@ -1,0 +1,72 @@
+# Red team, round 2: engine 2's internal views and DROP ... CASCADE.
+# They fail until the hole is fixed.
+#
+# Engine 2 makes, per source, a view kappa_v<id>.o_<n> that reads the
+# live source (view_ddl.c, create_engine2_view), and makes it a member of
+# the extension (add_internal_members).  A view depends on the tables it
+# reads, so:
+#  - DROP TABLE of a source of an engine-2 view fails ("extension pg_kappa
+#    depends on table ..."), where the README says it marks the view
+#    broken;
+#  - DROP TABLE ... CASCADE (or DROP SCHEMA ... CASCADE, DROP OWNED BY ...
+#    CASCADE) of it reaches the member view, and PostgreSQL turns the
+#    deletion of an extension member into a deletion of the extension:
+#    any role that owns the source of an engine-2 view (the view's
+#    creator, with a table of its own) drops pg_kappa for the whole
+#    database: every role's views stop being maintained, kappa.views,
+#    kappa.captures, the event log and kappa.audit_log are gone.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use KappaTest;
+
+my $node = kappa_node('engine2_source_drop');
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_kappa;
+CREATE ROLE bob LOGIN;
+CREATE SCHEMA bob AUTHORIZATION bob;
+CREATE TABLE public.admin_t (id int PRIMARY KEY, v text);
+SELECT kappa.create_view('public.admin_v', 'SELECT id, v FROM public.admin_t');
+SELECT kappa.capture('public.admin_t') IS NOT NULL;
+});
+
+sub psql_user
+{
+	my ($user, $sql) = @_;
+	my ($out, $err) = ('', '');
+	my $rc = $node->psql('postgres', $sql, stdout => \$out, stderr => \$err,
+		extra_params => [ '-U', $user ]);
+	return ($rc, $out, $err);
+}
+
+$node->safe_psql('postgres', q{
+CREATE TABLE bob.a (id int PRIMARY KEY, v text);
+CREATE TABLE bob.b (id int PRIMARY KEY, v text);
+ALTER TABLE bob.a OWNER TO bob;
+ALTER TABLE bob.b OWNER TO bob;
+});
+$node->safe_psql('postgres', q{
+SET pg_kappa.engine = 2;
+SELECT kappa.create_view('bob.va', 'SELECT id, v FROM bob.a');
+SELECT kappa.create_view('bob.vb', 'SELECT id, v FROM bob.b');
+}, extra_params => [ '-U', 'bob' ]);
+
+# a plain DROP TABLE of a source, as for engine 1: the view breaks
+my ($rc, undef, $err) = psql_user('bob', 'DROP TABLE bob.a');
+is($rc, 0, 'DROP TABLE of a source of an engine-2 view works') or diag($err);
+is($node->safe_psql('postgres', q{SELECT state FROM kappa.views WHERE name = 'bob.va'}),
+	'broken', 'and marks the view broken');
+
+# CASCADE, by the source's owner, an ordinary role
+($rc, undef, $err) = psql_user('bob', 'DROP TABLE bob.b CASCADE');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'pg_kappa'}),
+	'1', "an ordinary role's DROP TABLE ... CASCADE of its own table does not drop extension pg_kappa")
+  or diag($err);
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_class WHERE relname = 'views' AND relnamespace = 'kappa'::regnamespace}),
+	'1', 'the catalog of every view is still there');
+
+$node->stop('fast', fail_ok => 1);
+done_testing();
