@@ -23,6 +23,13 @@
 #          kappa_capture_relation checks ownership against the superuser).
 #  2. The same trigger moves kappa.views_id_seq to any id (setval as the
 #     extension owner): at 2147483647 nobody can create a view any more.
+#  0. Worse, kappa_restore_divert turns the row into JSON with to_jsonb
+#     after kappa_become(extension owner), outside any security-restricted
+#     operation: to_jsonb calls the cast to json of a column's type when
+#     the type is not built in, and any role may create a type and a cast
+#     from it (in pg_temp, with nothing but the default TEMP privilege).
+#     One COPY into a temporary table makes the role a superuser, with no
+#     superuser involved at all.
 #  3. kappa.log_guard() attached to one's own table notes a restored log
 #     in kappa.restore_pending (event_log.c, restoring_log checks only
 #     that nothing is captured and that the table's rows are new), and the
@@ -59,6 +66,31 @@ sub psql_user
 }
 
 my $is_super = q{SELECT rolsuper FROM pg_roles WHERE rolname = 'alice'};
+
+# --- 0. a role with no privilege but TEMP ----------------------------------
+$node->safe_psql('postgres', q{
+CREATE ROLE dave LOGIN;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+});
+my ($d_rc, $d_out, $d_err) = psql_user('dave', q{
+CREATE TYPE pg_temp.e AS ENUM ('a', 'b');
+CREATE FUNCTION pg_temp.e_json(pg_temp.e) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE dave SUPERUSER';
+    END IF;
+    RETURN to_json($1::text);
+END $$;
+CREATE CAST (pg_temp.e AS json) WITH FUNCTION pg_temp.e_json(pg_temp.e);
+CREATE TEMP TABLE x (v pg_temp.e);
+CREATE TRIGGER d BEFORE INSERT ON x FOR EACH ROW EXECUTE FUNCTION kappa.restore_divert();
+COPY x FROM STDIN;
+a
+\\.
+});
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'dave'}), 'f',
+	'a role with only TEMP does not become a superuser through kappa.restore_divert');
+$node->safe_psql('postgres', q{ALTER ROLE dave NOSUPERUSER; DELETE FROM kappa.restore_pending});
 
 # a superuser's view (engine 1: its copy kappa_v<id>.a_0 has a guard
 # trigger without arguments) and bob's table
