@@ -15,6 +15,13 @@
 #    creator, with a table of its own) drops pg_kappa for the whole
 #    database: every role's views stop being maintained, kappa.views,
 #    kappa.captures, the event log and kappa.audit_log are gone.
+#  - The same without a source: create_engine2_view fills the derived
+#    table (running the query's functions as the view's owner) before
+#    add_internal_members makes every relation of kappa_v<id> a member.
+#    A function of the query that creates a view of its own in kappa_v<id>
+#    (the owner's schema) gets it made a member; that view depends on a
+#    function of the owner, and DROP FUNCTION ... CASCADE of it drops the
+#    extension.  (Members are also left out of pg_dump.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -67,6 +74,39 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extnam
 is($node->safe_psql('postgres',
 		q{SELECT count(*) FROM pg_class WHERE relname = 'views' AND relnamespace = 'kappa'::regnamespace}),
 	'1', 'the catalog of every view is still there');
+
+# a member planted while the view is filled
+$node->safe_psql('postgres', q{CREATE EXTENSION IF NOT EXISTS pg_kappa});
+$node->safe_psql('postgres', q{
+CREATE TABLE bob.s (id int PRIMARY KEY);
+INSERT INTO bob.s VALUES (1);
+CREATE FUNCTION bob.anchor() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION bob.mk() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s text;
+BEGIN
+    SELECT nspname INTO s FROM pg_namespace
+     WHERE nspname LIKE 'kappa_v%' AND nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+     ORDER BY oid DESC LIMIT 1;
+    IF s IS NOT NULL AND to_regclass(s || '.planted') IS NULL THEN
+        EXECUTE format('CREATE VIEW %I.planted AS SELECT bob.anchor()', s);
+    END IF;
+END $$;
+CREATE FUNCTION bob.f(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM bob.mk();
+    RETURN $1;
+END $$;
+SET pg_kappa.engine = 2;
+SELECT kappa.create_view('bob.vs', 'SELECT id, bob.f(id) AS x FROM bob.s');
+}, extra_params => [ '-U', 'bob' ]);
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+ WHERE c.relname = 'planted' AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'}),
+	'0', "a relation bob's view code creates in its internal schema is not made a member of the extension");
+psql_user('bob', 'DROP FUNCTION bob.anchor() CASCADE');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'pg_kappa'}),
+	'1', "bob's DROP FUNCTION ... CASCADE does not drop extension pg_kappa");
 
 $node->stop('fast', fail_ok => 1);
 done_testing();
