@@ -61,6 +61,28 @@ kappa_refuse_in_view_code(const char *fn, bool waits)
 				 errdetail("A derived view's code, and other maintenance code, may not change or wait for derived views, captures or the event log.")));
 }
 
+/*
+ * A trigger function of the extension that only makes sense on some of its
+ * own tables (trigname: its SQL name) refuses to fire anywhere else: anyone
+ * could otherwise attach it to a table of theirs.
+ */
+void
+kappa_check_trigger_table(Relation rel, const char *trigname, const char *const *tables)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	if (OidIsValid(nsp) && RelationGetNamespace(rel) == nsp)
+	{
+		for (int i = 0; tables[i] != NULL; i++)
+			if (strcmp(RelationGetRelationName(rel), tables[i]) == 0)
+				return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s may only be a trigger of pg_kappa's own tables", trigname),
+			 errdetail("It was fired on \"%s\".", RelationGetRelationName(rel))));
+}
+
 /* The OID of kappa.views, or InvalidOid when the extension is not here. */
 Oid
 kappa_views_relid(void)
@@ -375,4 +397,29 @@ kappa_can_read(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(pg_class_aclcheck_ext(relid, user, ACL_SELECT, &missing) == ACLCHECK_OK &&
 				   !missing);
+}
+
+PG_FUNCTION_INFO_V1(kappa_can_read_view);
+
+/*
+ * kappa.can_read_view(relid, sources): may the current user read what a
+ * view's catalog row tells, its query and errors (which may quote rows of
+ * its sources)?  Its owner may, and so may a role that may read the
+ * derived table and every source (kappa_may_read_view).
+ */
+Datum
+kappa_can_read_view(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *elems;
+	int			n;
+	List	   *sources = NIL;
+
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		PG_RETURN_BOOL(false);
+	deconstruct_array(arr, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+	PG_RETURN_BOOL(kappa_may_read_view(relid, sources));
 }

@@ -21,12 +21,21 @@ AS 'MODULE_PATHNAME', 'kappa_can_read'
 LANGUAGE C STABLE STRICT
 SET search_path = pg_catalog, pg_temp;
 
+-- May the current user read a view's catalog row: its query, and its
+-- errors, which may quote rows of its sources?  Its owner may, and roles
+-- that may read the derived table and every source.
+CREATE FUNCTION kappa.can_read_view(relid oid, sources oid[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kappa_can_read_view'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
 -- A view's query and last error are its readers' business: each role sees
--- the rows of kappa.views whose derived table it may read.  The extension
+-- the rows of kappa.views it may read (kappa.can_read_view).  The extension
 -- owner (and the workers, as superusers) see every row.
 ALTER TABLE kappa.views ENABLE ROW LEVEL SECURITY;
 CREATE POLICY views_readable ON kappa.views FOR SELECT
-    USING (kappa.can_read(relid));
+    USING (kappa.can_read_view(relid, sources));
 
 -- What makes a view's sources unfit for it now, or NULL: its columns
 -- changed (renamed too), a replica identity that no longer
@@ -186,7 +195,7 @@ SELECT 'view'::text AS kind,
             ELSE pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(w.last_batch_at, v.last_commit_time, v.created_at)) END AS lag_seconds,
        v.txns_applied,
        v.rows_applied,
-       CASE WHEN kappa.can_read(v.relid)
+       CASE WHEN kappa.can_read_view(v.relid, v.sources)
             THEN COALESCE(v.last_error,
                           CASE WHEN v.state = 'running' AND
                                     pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
@@ -579,8 +588,16 @@ END
 $$;
 
 -- Who may read audit results: the chain's to everyone, a view's to those
--- who may read the view.
+-- who may read the view (its catalog row, by the name it was audited under;
+-- another table of that name later is not the view).
 ALTER TABLE kappa.audit_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY audit_log_readable ON kappa.audit_log FOR SELECT
     USING ("check" NOT IN ('verify', 'applied_lsn')
-           OR kappa.can_read(COALESCE(pg_catalog.to_regclass(object)::pg_catalog.oid, 0::pg_catalog.oid)));
+           OR EXISTS (SELECT 1 FROM kappa.views v
+                       WHERE v.name OPERATOR(pg_catalog.=) object
+                         AND kappa.can_read_view(v.relid, v.sources)));
+
+-- Trigger functions that belong on pg_kappa's own tables only: nobody
+-- else may attach them (they also refuse to fire elsewhere).
+REVOKE ALL ON FUNCTION kappa.log_guard() FROM PUBLIC;
+REVOKE ALL ON FUNCTION kappa.restore_divert() FROM PUBLIC;

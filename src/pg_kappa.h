@@ -158,6 +158,8 @@ typedef struct KappaWorkerSlot
 	TimestampTz last_batch_at;
 	char		state[16];
 	char		last_error[256];
+	int			overdue_view;	/* the worker was killed in this view's code */
+	int			overdue_count;	/* times that happened in a row */
 } KappaWorkerSlot;
 
 typedef struct KappaShared
@@ -188,6 +190,13 @@ extern PGDLLEXPORT void kappa_apply_main(Datum main_arg);
 extern PGDLLEXPORT void kappa_audit_main(Datum main_arg);
 extern void kappa_audit_schedule(void);
 extern bool kappa_in_apply_worker;
+
+/* ----------
+ * view_writes.c: in the apply worker, view code writes only the view
+ * ----------
+ */
+extern void kappa_view_writes_init(void);
+extern void kappa_view_writes_begin(int id, Oid relid);
 
 /* ----------
  * change_sink.c: the apply worker's in-process decoding callbacks
@@ -452,6 +461,8 @@ typedef struct KappaOwnerScope
 	"COALESCE((pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'engine')::pg_catalog.int2, 1::pg_catalog.int2)"
 
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
+extern void kappa_check_trigger_table(Relation rel, const char *trigname,
+									  const char *const *tables);
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);

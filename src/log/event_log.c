@@ -716,6 +716,11 @@ kappa_log_guard(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "kappa.log_guard: not called by trigger manager");
+	{
+		static const char *const own[] = {"event_log", "event_log_pruned", NULL};
+
+		kappa_check_trigger_table(trigdata->tg_relation, "kappa.log_guard", own);
+	}
 	if (kappa_guard_bypass || kappa_in_apply_worker)
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) &&

@@ -136,6 +136,11 @@ kappa_restore_divert(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "kappa.restore_divert: must be fired before insert, for each row");
+	{
+		static const char *const own[] = {"views", "captures", NULL};
+
+		kappa_check_trigger_table(trigdata->tg_relation, "kappa.restore_divert", own);
+	}
 	if (catalog_insert || !in_copy())
 		return PointerGetDatum(trigdata->tg_trigtuple);
 
@@ -292,7 +297,8 @@ last_logged_name(Oid old_relid, int64 lower, int64 upper)
  * The restored derived table of view p: the table whose guard trigger
  * carries the view's id, else the table of its recorded name if that has
  * pg_kappa's guard trigger without an id (views created before 0.3); never
- * a table that is some view's already.
+ * a table that is some view's already, nor one of pg_kappa's own (internal
+ * tables carry guard triggers too).
  * InvalidOid if there is none.  SPI connected, as the extension owner.
  */
 static Oid
@@ -307,7 +313,14 @@ find_derived_table(PendingRow *p)
 	if (SPI_execute_with_args("SELECT t.tgrelid, t.tgnargs = 1 FROM pg_catalog.pg_trigger t"
 							  " WHERE t.tgname = 'kappa_guard'"
 							  "   AND t.tgfoid = 'kappa.guard()'::pg_catalog.regprocedure"
-							  "   AND NOT EXISTS (SELECT 1 FROM kappa.views v WHERE v.relid = t.tgrelid)"
+							  "   AND NOT EXISTS (SELECT 1 FROM kappa.views v WHERE v.relid OPERATOR(pg_catalog.=) t.tgrelid)"
+							  "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+							  "                    ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+							  "                   WHERE c.oid OPERATOR(pg_catalog.=) t.tgrelid"
+							  "                     AND (n.nspname OPERATOR(pg_catalog.~) '^kappa(_v[0-9]+)?$'))"
+							  "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+							  "                   WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							  "                     AND d.objid OPERATOR(pg_catalog.=) t.tgrelid AND d.deptype OPERATOR(pg_catalog.=) 'e')"
 							  "   AND ((t.tgnargs = 1 AND t.tgargs = pg_catalog.convert_to($1, 'UTF8')"
 							  "                                      OPERATOR(pg_catalog.||) '\\x00'::pg_catalog.bytea)"
 							  "        OR (t.tgnargs = 0 AND t.tgrelid = pg_catalog.to_regclass($2)))"

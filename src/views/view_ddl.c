@@ -41,6 +41,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opclass.h"
+#include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -54,6 +55,7 @@
 #include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
+#include "rewrite/rewriteSupport.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -542,6 +544,24 @@ advise_indexes(KappaViewDef *def)
 }
 
 /*
+ * o_<n> reads its source, as a view: PostgreSQL records that, and since
+ * o_<n> is a member of the extension, dropping the source (or a column of
+ * it) with CASCADE would drop the extension, and without would be refused
+ * to the source's owner.  A source is the view's owner's business only as
+ * far as kappa.on_sql_drop and the DDL checks say (the view breaks), so
+ * o_<n> does not depend on it.
+ */
+static void
+forget_source_dependency(Oid view, Oid src)
+{
+	Oid			rule = get_rewrite_oid(view, "_RETURN", false);
+
+	deleteDependencyRecordsForSpecific(RewriteRelationId, rule, DEPENDENCY_NORMAL,
+									   RelationRelationId, src);
+	CommandCounterIncrement();
+}
+
+/*
  * Engine 2's objects for view id in schema (quoted), owned by the view's
  * owner: per source, d_<n> for the batch's signed rows and o_<n>, the
  * source before the batch; dq and dc for the delta of a view without
@@ -602,6 +622,9 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 						  schema, i, live.data, live.len > 0 ? ", " : "", kappa_qualified_name(src),
 						  delta.data, delta.len > 0 ? ", " : "", d),
 				 SPI_OK_UTILITY);
+		forget_source_dependency(RangeVarGetRelid(makeRangeVar(pstrdup(schemaname),
+															   psprintf("o_%d", i), -1),
+												  NoLock, false), src);
 	}
 
 	if (OidIsValid(adopt))
@@ -672,6 +695,19 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 						  schema, canonical), SPI_OK_UTILITY);
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dc AS SELECT *, 0::pg_catalog.int8 AS _kappa_w FROM (%s) q WITH NO DATA",
 						  schema, canonical), SPI_OK_UTILITY);
+	}
+
+	/*
+	 * Members of the extension before the view's code first runs (filling
+	 * it): whatever that code might create in the internal schema is not.
+	 */
+	{
+		SavedUser	saved;
+
+		kappa_become(kappa_extension_owner(), &saved);
+		if (internal_members_supported())
+			add_internal_members(schemaname);
+		kappa_unbecome(&saved);
 	}
 
 	kappa_guard_bypass = true;
@@ -947,11 +983,14 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 		}
 	}
 
-	/* internal: goes with DROP EXTENSION, and is not dumped */
-	kappa_become(extowner, &saved);
-	if (internal_members_supported())
-		add_internal_members(schema);
-	kappa_unbecome(&saved);
+	/* internal: goes with DROP EXTENSION, and is not dumped (engine 2's are already) */
+	if (engine < 2)
+	{
+		kappa_become(extowner, &saved);
+		if (internal_members_supported())
+			add_internal_members(schema);
+		kappa_unbecome(&saved);
+	}
 
 	if (engine < 2)
 	{

@@ -123,6 +123,77 @@ static LogicalDecodingContext *start_decoding(void);
 
 /* the statement timer is armed for the view being applied */
 static bool statement_timer_armed = false;
+static TimeoutId overdue_timeout = MAX_TIMEOUTS;	/* see view_limits_begin */
+static HeldView *find_held(int id);
+static bool hold_view(int id, Oid relid, List *sources, const char *reason);
+static volatile int overdue_id = 0;	/* the view whose code runs now */
+
+/*
+ * Timeout handler: a view's code ran past twice its statement timeout (it
+ * caught the cancel).  Note the view where the next worker will find it,
+ * and end this one; only ending the process cannot be caught.
+ */
+static void
+view_overdue_handler(void)
+{
+	if (overdue_id != 0)
+	{
+		MySlot->overdue_view = overdue_id;
+		MySlot->overdue_count++;
+	}
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+/*
+ * At start: if the previous worker was ended in a view's code, hold that
+ * view (as after a timeout: it is retried later, with a growing delay)
+ * rather than stall on it again.
+ */
+static void
+hold_overdue_view(void)
+{
+	int			id = MySlot->overdue_view;
+
+	if (id == 0)
+		return;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT relid, sources FROM kappa.views WHERE id = %d", id),
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		List	   *sources = NIL;
+		Datum	   *elems;
+		int			n;
+		HeldView   *h;
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 2, &isnull)),
+						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+		for (int i = 0; i < n; i++)
+			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
+		if (hold_view(id, relid, sources,
+					  "its code ran past twice pg_kappa.view_statement_timeout and did not stop, so the worker was ended") &&
+			(h = find_held(id)) != NULL)
+		{
+			h->timeouts = Max(h->timeouts, MySlot->overdue_count);
+			h->retry_at = GetCurrentTimestamp() +
+				(TimestampTz) Min(RETRY_BASE_MS << Min(h->timeouts - 1, 16), RETRY_MAX_MS) * 1000;
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MySlot->overdue_view = 0;
+}
 
 static void
 set_state(const char *state, const char *error)
@@ -459,10 +530,20 @@ mark_broken(int id, const char *message)
  * The worker's own statements run without either.  Returns the nest level.
  */
 static int
-view_limits_begin(void)
+view_limits_begin(int id)
 {
 	int			nestlevel = NewGUCNestLevel();
 	char		value[32];
+
+	/*
+	 * The statement timeout cancels, which the view's code can catch (a
+	 * PL/pgSQL EXCEPTION WHEN query_canceled): past twice the timeout the
+	 * worker is ended instead, and holds the view when it starts again.
+	 */
+	overdue_id = id;
+	if (kappa_view_statement_timeout > 0)
+		enable_timeout_after(overdue_timeout,
+							 Min(kappa_view_statement_timeout, INT_MAX / 2) * 2 + 1000);
 
 	snprintf(value, sizeof(value), "%d", kappa_view_lock_timeout);
 	(void) set_config_option("lock_timeout", value, PGC_SUSET, PGC_S_SESSION,
@@ -485,6 +566,8 @@ view_limits_begin(void)
 static void
 view_limits_end(int nestlevel)
 {
+	disable_timeout(overdue_timeout, false);
+	overdue_id = 0;
 	if (statement_timer_armed)
 	{
 		disable_timeout(STATEMENT_TIMEOUT, true);
@@ -502,6 +585,8 @@ view_limits_end(int nestlevel)
 static void
 view_limits_abort(void)
 {
+	disable_timeout(overdue_timeout, false);
+	overdue_id = 0;
 	if (!statement_timer_armed)
 		return;
 	disable_timeout(STATEMENT_TIMEOUT, true);
@@ -1053,7 +1138,7 @@ apply_batch(void)
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
 		{
-			int			nestlevel = view_limits_begin();
+			int			nestlevel = view_limits_begin(id);
 
 			/*
 			 * kappa.drop_view holds an exclusive lock on the derived table
@@ -1081,10 +1166,12 @@ apply_batch(void)
 
 				kappa_check_row_sizes(sources, applied);
 				check_derived_triggers(relid);
+				kappa_view_writes_begin(id, relid);
 				if (engine >= 2)
 					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
 				else
 					rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+				kappa_view_writes_begin(0, InvalidOid);
 				error_context_stack = errcallback.previous;
 				if (rows >= 0)
 				{
@@ -1110,6 +1197,7 @@ apply_batch(void)
 			ErrorData  *edata;
 
 			view_limits_abort();
+			kappa_view_writes_begin(0, InvalidOid);
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -1212,12 +1300,15 @@ kappa_apply_main(Datum main_arg)
 	 */
 	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
 	kappa_pin_search_path();
+	kappa_view_writes_init();
 
 	slot_name = MemoryContextStrdup(TopMemoryContext, kappa_slot_name(dboid));
 	pgstat_report_appname("pg_kappa apply worker");
 
 	CacheRegisterRelcacheCallback(views_invalidated, (Datum) 0);
 	reload_views(NULL, InvalidRepOriginId, true);
+	overdue_timeout = RegisterTimeout(USER_TIMEOUT, view_overdue_handler);
+	hold_overdue_view();
 
 	/* the slot is created by kappa.create_view */
 	if (SearchNamedReplicationSlot(slot_name, true) == NULL)

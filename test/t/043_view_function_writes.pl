@@ -56,8 +56,11 @@ BEGIN
 END $$;
 SELECT kappa.create_view('alice.v', 'SELECT id, alice.f(id) AS x FROM alice.src');
 INSERT INTO alice.src VALUES (101);
-SELECT kappa.wait('alice.v', timeout => '60s');
 });
+# the write is refused inside the worker: alice's view breaks, saying why
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'broken' AND last_error LIKE '%cannot write to table "ledger"%' FROM kappa.views WHERE name = 'alice.v'}),
+	"the view whose code writes another table breaks, naming it");
 
 my $written = $node->safe_psql('postgres', q{SELECT count(*) FROM public.ledger});
 is(as_user('bob', q{SELECT kappa.wait('bob.ledger_v', timeout => '60s'); SELECT count(*) FROM kappa.verify('bob.ledger_v')}),
