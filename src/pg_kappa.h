@@ -381,6 +381,7 @@ typedef struct KappaKeyedPlan
 extern Snapshot kappa_read_snapshot;
 extern MemoryContext kappa_plans_context(void);
 extern void kappa_plans_reset(void);
+extern void *kappa_cached_plan(struct HTAB **cache, int id, void *(*build) (int id));
 extern SPIPlanPtr kappa_keep_plan(const char *sql);
 extern SPIPlanPtr kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes);
 extern KappaKeyedPlan kappa_prepare_keyed(const char *stmt, const char *prefix,

@@ -424,34 +424,17 @@ build_plan(int id)
 	return vp;
 }
 
+/* build_plan as kappa_cached_plan wants it */
+static void *
+build_plan_entry(int id)
+{
+	return build_plan(id);
+}
+
 static ViewPlan *
 get_plan(int id)
 {
-	ViewPlan   *vp = NULL;
-
-	if (kappa_plans_stale)
-	{
-		kappa_engine_reset();
-		kappa_plans_stale = false;
-	}
-	if (plans)
-		vp = hash_search(plans, &id, HASH_FIND, NULL);
-	if (vp == NULL)
-	{
-		PG_TRY();
-		{
-			vp = build_plan(id);
-		}
-		PG_CATCH();
-		{
-			/* do not leave a half-built entry behind */
-			if (plans)
-				hash_search(plans, &id, HASH_REMOVE, NULL);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	return vp;
+	return (ViewPlan *) kappa_cached_plan(&plans, id, build_plan_entry);
 }
 
 /*

@@ -540,33 +540,17 @@ build_rules(int id)
 	return rp;
 }
 
+/* build_rules as kappa_cached_plan wants it */
+static void *
+build_rules_entry(int id)
+{
+	return build_rules(id);
+}
+
 static RulePlan *
 get_rules(int id)
 {
-	RulePlan   *rp = NULL;
-
-	if (kappa_plans_stale)
-	{
-		kappa_engine_reset();
-		kappa_plans_stale = false;
-	}
-	if (rule_plans)
-		rp = hash_search(rule_plans, &id, HASH_FIND, NULL);
-	if (rp == NULL)
-	{
-		PG_TRY();
-		{
-			rp = build_rules(id);
-		}
-		PG_CATCH();
-		{
-			if (rule_plans)
-				hash_search(rule_plans, &id, HASH_REMOVE, NULL);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	return rp;
+	return (RulePlan *) kappa_cached_plan(&rule_plans, id, build_rules_entry);
 }
 
 /*

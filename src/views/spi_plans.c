@@ -22,6 +22,7 @@
 #include "access/table.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -56,6 +57,41 @@ kappa_plans_reset(void)
 	if (plans_cxt)
 		MemoryContextDelete(plans_cxt);
 	plans_cxt = NULL;
+}
+
+/*
+ * View id's entry in an engine's plan cache (*cache, a hash keyed by view
+ * id, in kappa_plans_context), built by build when missing.  Plans are
+ * forgotten first when something they were built from changed
+ * (kappa_plans_stale); a build that fails leaves no half-built entry.
+ */
+void *
+kappa_cached_plan(HTAB **cache, int id, void *(*build) (int id))
+{
+	void	   *entry = NULL;
+
+	if (kappa_plans_stale)
+	{
+		kappa_engine_reset();
+		kappa_plans_stale = false;
+	}
+	if (*cache)
+		entry = hash_search(*cache, &id, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		PG_TRY();
+		{
+			entry = build(id);
+		}
+		PG_CATCH();
+		{
+			if (*cache)
+				hash_search(*cache, &id, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	return entry;
 }
 
 /* Run a kept plan, with kappa_read_snapshot if set. */
