@@ -84,6 +84,18 @@ SELECT kappa.wait('e2_jtotal');
 SELECT count(*) AS differences FROM kappa.verify('e2_jtotal');
 SELECT count(*) AS differences FROM kappa.verify('e2_total');
 
+-- sums of arithmetic over numeric(p,s) columns have a fixed display scale
+-- (2 + 2 for a product): values leaving never change it, and the view shows
+-- exactly what the query shows
+CREATE TABLE e2_li (id int PRIMARY KEY, g int, price numeric(15,2), disc numeric(15,2));
+INSERT INTO e2_li SELECT i, i % 3, i * 1.25, (i % 10) / 100.0 FROM generate_series(1, 60) i;
+SELECT kappa.create_view('e2_q1', 'SELECT g, sum(price * (1 - disc)) AS rev, sum(-price) AS neg, avg(price) AS ap, count(*) AS n FROM e2_li GROUP BY g');
+DELETE FROM e2_li WHERE id % 4 = 0;
+UPDATE e2_li SET disc = 0.05 WHERE id % 5 = 0;
+SELECT kappa.wait('e2_q1');
+SELECT count(*) AS differences FROM kappa.verify('e2_q1');
+SELECT * FROM e2_q1 ORDER BY g;
+
 -- TRUNCATE recomputes from the sources
 TRUNCATE e2_events;
 INSERT INTO e2_events VALUES ('z', 26);

@@ -63,6 +63,7 @@
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
@@ -95,6 +96,66 @@ typedef struct AggShape
 	List	   *columns;		/* AggColumn, in the view's column order */
 	List	   *key_exprs;		/* group key expressions, in GROUP BY order */
 } AggShape;
+
+/*
+ * The display scale every value of numeric expression expr has, or -1 when
+ * it varies: a numeric(p,s) column or cast has scale s; an integer turned
+ * numeric, 0; a constant, its own; a sum or difference, the larger of its
+ * operands'; a product, theirs added (as numeric's own arithmetic does).
+ * So sum(price * (1 - discount)) over numeric(15,2) columns always shows
+ * scale 4, and no value leaving can change it.
+ */
+static int
+static_numeric_scale(Node *expr)
+{
+	int32		typmod;
+
+	if (expr == NULL || exprType(expr) != NUMERICOID)
+		return -1;
+	typmod = exprTypmod(expr);
+	if (typmod >= (int32) VARHDRSZ)
+	{
+		int			scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
+
+		return Max(scale, 0);
+	}
+	if (IsA(expr, Const))
+	{
+		Const	   *c = (Const *) expr;
+
+		if (c->constisnull)
+			return -1;
+		return DatumGetInt32(DirectFunctionCall1(numeric_scale, c->constvalue));
+	}
+	if (IsA(expr, RelabelType))
+		return static_numeric_scale((Node *) ((RelabelType *) expr)->arg);
+	if (IsA(expr, FuncExpr) || IsA(expr, OpExpr))
+	{
+		Oid			fn = IsA(expr, FuncExpr) ? ((FuncExpr *) expr)->funcid : ((OpExpr *) expr)->opfuncid;
+		List	   *args = IsA(expr, FuncExpr) ? ((FuncExpr *) expr)->args : ((OpExpr *) expr)->args;
+		int			a,
+					b;
+
+		switch (fn)
+		{
+			case F_NUMERIC_INT2:
+			case F_NUMERIC_INT4:
+			case F_NUMERIC_INT8:
+				return 0;
+			case F_NUMERIC_UMINUS:
+				return static_numeric_scale(linitial(args));
+			case F_NUMERIC_ADD:
+			case F_NUMERIC_SUB:
+			case F_NUMERIC_MUL:
+				a = static_numeric_scale(linitial(args));
+				b = static_numeric_scale(lsecond(args));
+				if (a < 0 || b < 0)
+					return -1;
+				return fn == F_NUMERIC_MUL ? a + b : Max(a, b);
+		}
+	}
+	return -1;
+}
 
 /*
  * The view's aggregate, if it is one this file can maintain: a plain call
@@ -135,19 +196,10 @@ analyse_aggregate(Aggref *agg, AggColumn *col)
 			case INT8OID:
 				break;
 			case NUMERICOID:
-				{
-					int32		typmod = exprTypmod(col->arg);
-
-					col->numeric = true;
-					/* numeric(p,s): every value has display scale max(s, 0) */
-					if (typmod >= (int32) VARHDRSZ)
-					{
-						int			scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
-
-						col->fixed_scale = Max(scale, 0);
-					}
-					break;
-				}
+				col->numeric = true;
+				/* numeric(p,s), and arithmetic on such: a fixed display scale */
+				col->fixed_scale = static_numeric_scale(col->arg);
+				break;
 			default:
 				return false;	/* floats, money, intervals: not exact */
 		}
