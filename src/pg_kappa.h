@@ -237,6 +237,8 @@ typedef struct KappaBatch
 	TimestampTz deadline;
 	Snapshot	snapshot;		/* aligned batches: what the batch must be */
 	bool		misaligned;		/* a decoded transaction it does not see */
+	List	   *xids;			/* aligned: the transactions decoded (xids,
+								 * kept as OIDs: PG 15 has no xid lists) */
 	struct HTAB *sources;		/* relid -> KappaSourceBuffer */
 	MemoryContext mcxt;
 
@@ -509,6 +511,7 @@ extern void kappa_catalog_insert(const char *sql);
  */
 extern Datum kappa_wait(PG_FUNCTION_ARGS);
 extern bool kappa_wait_processed(XLogRecPtr target, int64 timeout_ms);
+extern XLogRecPtr kappa_end_of_records(XLogRecPtr lsn);
 
 /* ----------
  * replay.c

@@ -81,8 +81,8 @@ wait_deadline(int64 timeout_us)
  * header, where no record ends: nothing can be read, or flushed, up to
  * there.  Records before it end at the page start.
  */
-static XLogRecPtr
-end_of_records(XLogRecPtr lsn)
+XLogRecPtr
+kappa_end_of_records(XLogRecPtr lsn)
 {
 	uint32		off = lsn % XLOG_BLCKSZ;
 	uint32		header;
@@ -122,7 +122,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
 				 errdetail("The transaction's snapshot would not see the view's progress.")));
 
-	target = end_of_records(target);
+	target = kappa_end_of_records(target);
 
 	/* the worker reads only flushed WAL */
 	if (target <= GetXLogInsertRecPtr())
@@ -194,7 +194,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 		timeout_us = timeout_ms > 0 ? PG_INT64_MAX : PG_INT64_MIN;
 	deadline = wait_deadline(timeout_us);
 
-	target = end_of_records(target);
+	target = kappa_end_of_records(target);
 	if (target <= GetXLogInsertRecPtr())
 		XLogFlush(target);
 	for (;;)

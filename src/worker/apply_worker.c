@@ -951,7 +951,8 @@ aligned_snapshot(XLogRecPtr *end)
 {
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 
-	*end = GetXLogInsertRecPtr();
+	/* past the last record, not past a page header nothing follows yet */
+	*end = kappa_end_of_records(GetXLogInsertRecPtr());
 	for (uint32 i = 0; i < snap->xcnt; i++)
 	{
 		if (TransactionIdDidCommit(snap->xip[i]))
@@ -1043,6 +1044,34 @@ batch_touches(List *relids)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The aligned batch saw a transaction its snapshot does not: take a newer
+ * snapshot (and end of WAL) that sees every transaction decoded so far, so
+ * that decoding can go on up to that end.  False when there is no such
+ * snapshot yet (the caller decodes again from the slot, later).
+ */
+static bool
+realign_batch(XLogRecPtr *end)
+{
+	Snapshot	snap = aligned_snapshot(end);
+	ListCell   *lc;
+
+	if (snap == NULL)
+		return false;
+	foreach(lc, kappa_batch->xids)
+	{
+		if (XidInMVCCSnapshot((TransactionId) lfirst_oid(lc), snap))
+		{
+			UnregisterSnapshot(snap);
+			return false;
+		}
+	}
+	UnregisterSnapshot(kappa_batch->snapshot);
+	kappa_batch->snapshot = snap;
+	kappa_batch->misaligned = false;
+	return true;
 }
 
 /* Apply the decoded batch to every running view, in one transaction. */
@@ -1299,6 +1328,13 @@ kappa_apply_main(Datum main_arg)
 	 * what no view would ever see.
 	 */
 	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker's statements are planned per batch, often from poor
+	 * estimates of small scratch tables: compiling them costs more than it
+	 * saves.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	kappa_pin_search_path();
 	kappa_view_writes_init();
 
@@ -1410,19 +1446,31 @@ kappa_apply_main(Datum main_arg)
 			pinned = ctx->reader->EndRecPtr < end_of_wal;
 			if (pinned)
 				kappa_session_output_settings(true);
-			while (ctx->reader->EndRecPtr < end_of_wal &&
-				   (views_aligned || !kappa_batch->full) &&
-				   !kappa_batch->misaligned)
+			for (int tries = 0;; tries++)
 			{
-				XLogRecord *record;
-				char	   *errm = NULL;
+				while (ctx->reader->EndRecPtr < end_of_wal &&
+					   (views_aligned || !kappa_batch->full) &&
+					   !kappa_batch->misaligned)
+				{
+					XLogRecord *record;
+					char	   *errm = NULL;
 
-				record = XLogReadRecord(ctx->reader, &errm);
-				if (errm)
-					elog(ERROR, "could not read WAL: %s", errm);
-				if (record != NULL)
-					LogicalDecodingProcessRecord(ctx, ctx->reader);
-				CHECK_FOR_INTERRUPTS();
+					record = XLogReadRecord(ctx->reader, &errm);
+					if (errm)
+						elog(ERROR, "could not read WAL: %s", errm);
+					if (record != NULL)
+						LogicalDecodingProcessRecord(ctx, ctx->reader);
+					CHECK_FOR_INTERRUPTS();
+				}
+
+				/*
+				 * A transaction that committed between the snapshot and the
+				 * end of the WAL read after it: a newer snapshot sees it,
+				 * and the batch goes on to that snapshot's end of WAL.
+				 */
+				if (!kappa_batch->misaligned || tries >= 10 ||
+					!realign_batch(&end_of_wal))
+					break;
 			}
 			caught_up = views_aligned || !kappa_batch->full;
 			if (pinned)

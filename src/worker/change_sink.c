@@ -186,6 +186,7 @@ kappa_batch_reset(void)
 	kappa_batch->full = false;
 	kappa_batch->snapshot = NULL;
 	kappa_batch->misaligned = false;
+	kappa_batch->xids = NIL;
 	kappa_batch->log_lines = NULL;
 	kappa_batch->log_nlines = 0;
 	kappa_batch->log_txns = NIL;
@@ -735,9 +736,16 @@ sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	 * that committed before the end of the WAL decoded but is not seen
 	 * (it had not left the proc array yet) makes the batch unusable.
 	 */
-	if (kappa_batch->snapshot != NULL &&
-		XidInMVCCSnapshot(txn->xid, kappa_batch->snapshot))
-		kappa_batch->misaligned = true;
+	if (kappa_batch->snapshot != NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+
+		/* kept, to check a newer snapshot against (realign_batch) */
+		kappa_batch->xids = lappend_oid(kappa_batch->xids, (Oid) txn->xid);
+		MemoryContextSwitchTo(oldcxt);
+		if (XidInMVCCSnapshot(txn->xid, kappa_batch->snapshot))
+			kappa_batch->misaligned = true;
+	}
 }
 
 static void
