@@ -66,6 +66,11 @@
 #   (the installed pg_kappa is used: CREATE EXTENSION loads it by its
 #   installed path, so a copy elsewhere would be loaded twice; its checksum
 #   is printed at start and end)
+#   BENCH_ENGINE=2    delta engine of the views (pg_kappa.engine; default: the
+#                     server's default)
+#   BENCH_PLOT_DIR=dir  part 2 writes lag.dat and lag.png (lag over the run and
+#                     its distribution, per method) there when gnuplot is
+#                     installed (default test/bench; empty: no plot)
 #   BENCH_KEEP=1      keep the cluster (and print where it is)
 #   PG_CONFIG         pg_config to use (default: from PATH)
 set -eu
@@ -135,7 +140,9 @@ as sh -c "cat '$dir/bench.conf' >> '$dir/data/postgresql.conf'"
 as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
 	-o "-p $port -k $dir -c listen_addresses=''" start >/dev/null
 
-psql() { as env PGOPTIONS='-c client_min_messages=warning' "$bindir/psql" -X -q -h "$dir" -p "$port" -U "$dbuser" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+engine_opt=
+[ -z "${BENCH_ENGINE:-}" ] || engine_opt=" -c pg_kappa.engine=$BENCH_ENGINE"
+psql() { as env PGOPTIONS="-c client_min_messages=warning$engine_opt" "$bindir/psql" -X -q -h "$dir" -p "$port" -U "$dbuser" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 q() { psql -At -c "$1"; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -149,7 +156,7 @@ echo "  command:  $(env | grep '^BENCH_' | sort | tr '\n' ' ')sh test/bench/view
 echo "  library:  $so ($(md5sum < "$so" | cut -c1-12)); main at $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "  server:   $(q 'SELECT version()' | sed 's/ on x86_64.*//')"
 echo "  machine:  $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -g | awk '/^Mem:/ { print $2 " GB RAM" }')"
-echo "  settings: fsync=$fsync, shared_buffers=512MB, autovacuum on, pg_kappa.batch_max_changes=$(q 'SHOW pg_kappa.batch_max_changes'), batch_max_ms=$(q 'SHOW pg_kappa.batch_max_ms'), naptime=$(q 'SHOW pg_kappa.naptime')"
+echo "  settings: fsync=$fsync, shared_buffers=512MB, autovacuum on, pg_kappa.engine=$(q 'SHOW pg_kappa.engine'), pg_kappa.batch_max_changes=$(q 'SHOW pg_kappa.batch_max_changes'), batch_max_ms=$(q 'SHOW pg_kappa.batch_max_ms'), naptime=$(q 'SHOW pg_kappa.naptime')"
 echo "  load:     $(load) (at start)"
 echo
 
@@ -373,6 +380,7 @@ BEGIN
 END $$;
 SQL
 wpid=$(q "SELECT pid FROM kappa.worker_status() WHERE pid IS NOT NULL")
+logpos=$(wc -c < "$dir/server.log")
 cpu0=$(cputicks "$wpid")
 as "$bindir/pgbench" -n -h "$dir" -p "$port" -U "$dbuser" -f "$dir/insert.sql" \
 	-c 1 -j 1 -R "$rate" -T "$lag_secs" postgres > "$dir/pgbench_lag.out" 2>&1 &
@@ -381,6 +389,14 @@ sleep 2
 psql -c "CALL bench_sample($lag_secs - 4, 50)"
 wait "$pgb" || { cat "$dir/pgbench_lag.out" >&2; exit 1; }
 cpu1=$(cputicks "$wpid")
+wpid1=$(q "SELECT pid FROM kappa.worker_status() WHERE pid IS NOT NULL")
+if [ "$wpid1" != "$wpid" ]; then
+	# the worker exited (or was restarted) during the run: say so, with what the server logged
+	echo "  note:     the apply worker changed during the run (pid $wpid, now ${wpid1:-none}); its CPU below is not meaningful; server log:"
+	tail -c +"$((logpos + 1))" "$dir/server.log" > "$dir/run.log"
+	echo "            (\"starting logical decoding\" logged $(grep -a -c 'starting logical decoding' "$dir/run.log") times: the worker decoding again from its slot)"
+	grep -a -E 'pg_kappa|ERROR|FATAL|WARNING|terminated|exited' "$dir/run.log" | grep -av 'starting logical decoding' | head -10 | sed 's/^/            /'
+fi
 lag_tps=$(awk '/^tps = / { print $3; exit }' "$dir/pgbench_lag.out")
 psql -At -F' ' <<'SQL' > "$dir/lag.txt"
 WITH s AS (
@@ -405,6 +421,43 @@ printf '  %-6s %-12s %7s %7s %9s %9s %9s\n' method samples n failed "p50 ms" "p9
 while read -r m part n f p50 p99 mx; do
 	printf '  %-6s %-12s %7s %7s %9s %9s %9s\n' "$m" "$part" "$n" "$f" "$p50" "$p99" "$mx"
 done < "$dir/lag.txt"
+plotdir=${BENCH_PLOT_DIR-$top/test/bench}
+if [ -n "$plotdir" ]; then
+	{
+		echo "# pg_kappa views_bench.sh part 2, $(date -u '+%Y-%m-%d'), tree $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?'), engine $(q 'SHOW pg_kappa.engine'), pgbench --rate $rate"
+		echo "# seconds since the first sample, lag ms; index 0: poll, index 1: wait"
+		q "SELECT round(extract(epoch FROM t_commit - (SELECT min(t_commit) FROM lag_samples))::numeric, 3) || ' ' || round(lag_ms::numeric, 2)
+		     FROM lag_samples WHERE method = 'poll' ORDER BY t_commit"
+		printf '\n\n'
+		q "SELECT round(extract(epoch FROM t_commit - (SELECT min(t_commit) FROM lag_samples))::numeric, 3) || ' ' || round(lag_ms::numeric, 2)
+		     FROM lag_samples WHERE method = 'wait' ORDER BY t_commit"
+	} > "$plotdir/lag.dat"
+	if command -v gnuplot >/dev/null 2>&1; then
+		gnuplot <<GP
+set terminal pngcairo size 1000,420 font "sans,10"
+set output "$plotdir/lag.png"
+set multiplot layout 1,2 title "commit-to-view lag, pgbench 1 client --rate $rate, engine $(q 'SHOW pg_kappa.engine'), sampler every 50 ms"
+set xlabel "seconds into the run"
+set ylabel "lag ms"
+set grid
+set key top left
+plot "$plotdir/lag.dat" index 0 using 1:2 with points pt 7 ps 0.5 title "poll", \
+     "" index 1 using 1:2 with points pt 5 ps 0.5 title "wait", \
+     200 with lines dt 2 lc rgb "red" title "p99 target"
+set xlabel "lag ms (log scale)"
+set logscale x
+set ylabel "fraction of samples at or below"
+set yrange [0:1]
+set key bottom right
+plot "$plotdir/lag.dat" index 0 using 2:(1) smooth cnormal with lines lw 2 title "poll", \
+     "" index 1 using 2:(1) smooth cnormal with lines lw 2 title "wait"
+unset multiplot
+GP
+		echo "  plot:     $plotdir/lag.png (data $plotdir/lag.dat)"
+	else
+		echo "  plot:     gnuplot not found; data in $plotdir/lag.dat"
+	fi
+fi
 echo "  load:     $(load)"
 echo
 fi
