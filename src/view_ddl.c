@@ -503,13 +503,15 @@ advise_indexes(KappaViewDef *def)
  * source before the batch; dq and dc for the delta of a view without
  * GROUP BY, or k for the keys of the groups to recompute.  Then the
  * derived table target (in nspname, named relname), filled from the
- * sources, which are locked.  *drelids gets the d_<n> tables (recorded
- * in kappa.views.arrangements: DDL checks compare sources with them).
+ * sources, which are locked, if fill (else replay fills it from the log).
+ * *drelids gets the d_<n> tables (recorded in kappa.views.arrangements:
+ * DDL checks compare sources with them).
  */
 static Oid
 create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 					const char *target, const char *canonical,
-					const char *nspname, const char *relname, Oid **drelids)
+					const char *nspname, const char *relname, Oid **drelids,
+					bool fill)
 {
 	const char *schema = quote_identifier(schemaname);
 	int			nsources = list_length(def->sources);
@@ -607,12 +609,13 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 						  schema, canonical), SPI_OK_UTILITY);
 	}
 
-	kappa_guard_bypass = true;
+	kappa_guard_bypass = fill;
 	PG_TRY();
 	{
-		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
-				 SPI_OK_INSERT);
-		if (agg)
+		if (fill)
+			exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
+					 SPI_OK_INSERT);
+		if (fill && agg)
 			exec_sql(agg->fill_state, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
@@ -643,7 +646,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 			int64 reuse_id, Oid adopt, int64 *id_out)
 {
 	Oid			caller = owner;
-	int			engine = (replay || OidIsValid(adopt)) ? 1 : kappa_engine;
+	int			engine = OidIsValid(adopt) ? 1 : kappa_engine;
 	KappaOwnerScope scope;
 	Oid			extowner;
 	Oid			views_relid = kappa_views_relid();
@@ -798,7 +801,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	if (engine >= 2)
 		derived = create_engine2_view(def, id, schema, target, canonical,
 									  get_namespace_name(nspid), rv->relname,
-									  &arrangements);
+									  &arrangements, !replay);
 	else
 	{
 		/* as the caller: the worker's copies of the sources and scratch tables */
@@ -941,13 +944,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	kappa_unbecome(&saved);
 
 	if (replay)
-	{
-		(void) kappa_replay_fill(id, def->sources, lowers,
+		(void) kappa_replay_fill(derived, def->sources, lowers,
 								 until != InvalidXLogRecPtr ? until : created_lsn);
-		for (int i = 0; i < nsources; i++)
-			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
-					 SPI_OK_UTILITY);
-	}
 
 	/* the view as it was at until: a plain table, not maintained */
 	if (replay && until != InvalidXLogRecPtr)
