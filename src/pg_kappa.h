@@ -502,7 +502,7 @@ extern bool kappa_wait_processed(XLogRecPtr target, int64 timeout_ms);
 extern void kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 								XLogRecPtr upper, XLogRecPtr *lowers);
 extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
-							   XLogRecPtr upper);
+							   XLogRecPtr upper, bool keep_state);
 
 /* ----------
  * replay_state.c: the sources' rows at an LSN, compacted from the log

@@ -25,6 +25,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -685,12 +686,14 @@ replay_exec(const char *sql, int expected)
  * worker's copies of the sources at upper, and the state table g of a view
  * maintained algebraically is filled from them; for engine 2, g is filled
  * from the same projection as over the live sources, and d_<n> is emptied
- * again.  Everything the view's code runs, runs as its owner.  SPI
- * connected; the caller commits.  Returns the number of logged records
- * read.
+ * again.  Unless keep_state: the view is dropped after (time travel), so
+ * its internal tables lose their indexes instead and g stays empty.
+ * Everything the view's code runs, runs as its owner.  SPI connected; the
+ * caller commits.  Returns the number of logged records read.
  */
 int64
-kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper)
+kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper,
+				  bool keep_state)
 {
 	KappaViewRow v;
 	KappaViewDef *def;
@@ -736,10 +739,26 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 		if (OidIsValid(state))
 			replay_exec(psprintf("TRUNCATE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
+		if (!keep_state)
+		{
+			/* thrown away after: not worth indexing */
+			for (int i = 0; i < nsrc; i++)
+			{
+				Relation	rel = table_open(scratch[i], AccessShareLock);
+				List	   *indexes = RelationGetIndexList(rel);
+				ListCell   *lc;
+
+				table_close(rel, AccessShareLock);
+				foreach(lc, indexes)
+					replay_exec(psprintf("DROP INDEX %s", kappa_qualified_name(lfirst_oid(lc))),
+								SPI_OK_UTILITY);
+			}
+		}
 
 		/* the sources at upper, into the internal tables */
 		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, &rows);
 		CommandCounterIncrement();
+		kappa_replay_progress(label, "analyzing the state of the sources");
 		for (int i = 0; i < nsrc; i++)
 		{
 			if (pg_class_ownercheck(scratch[i], GetUserId()))
@@ -752,7 +771,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 
 		/* the state of a view maintained algebraically (agg_delta.c) */
-		if (OidIsValid(state))
+		if (OidIsValid(state) && keep_state)
 		{
 			const char *qschema = quote_identifier(schema);
 
@@ -774,7 +793,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		}
 
 		/* engine 2's d_<n> hold a batch's deltas: empty between batches */
-		if (v.engine >= 2)
+		if (v.engine >= 2 && keep_state)
 			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 	}
 	PG_FINALLY();
@@ -785,6 +804,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	kappa_owner_leave(&scope);
 	PopActiveSnapshot();
 
+	kappa_replay_progress(label, "done");
 	if (debug_query_string)
 		pgstat_report_activity(STATE_RUNNING, debug_query_string);
 	return changes;
@@ -898,7 +918,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	kappa_owner_leave(&scope);
 
-	changes = kappa_replay_fill(relid, v.sources, lowers, upper);
+	changes = kappa_replay_fill(relid, v.sources, lowers, upper, true);
 	SPI_finish();
 	ereport(NOTICE,
 			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",

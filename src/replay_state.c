@@ -69,6 +69,7 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 #include "utils/tuplesort.h"
 #include "utils/varlena.h"
@@ -120,6 +121,9 @@ typedef struct SourceState
 	bool		by_key;
 	int			nkeys;
 	int		   *keys;			/* attribute indexes (0-based) of the key */
+	Oid		   *keyops;			/* by key: the key's "<" operators */
+	Oid		   *keycolls;
+	SortSupport keysort;		/* by key: to compare keys in the fold */
 	TupleDesc	sortdesc;		/* the source's columns, then ENTRY_* */
 	Tuplesortstate *sort;
 	TupleTableSlot *putslot;
@@ -231,11 +235,20 @@ json_string(JsonCursor *c, const char **s, int *len)
 	p = c->p + 1;
 	for (;;)
 	{
-		if (p >= c->end)
+		const char *q = memchr(p, '"', c->end - p);
+		const char *b;
+
+		if (q == NULL)
 			json_corrupt(c);
-		if (*p == '"')
+		/* escaped if an odd number of backslashes comes before it */
+		for (b = q; b > p && b[-1] == '\\'; b--)
+			;
+		if (((q - b) & 1) == 0)
+		{
+			p = q;
 			break;
-		p += (*p == '\\') ? 2 : 1;
+		}
+		p = q + 1;
 	}
 	*s = c->p + 1;
 	*len = p - *s;
@@ -478,13 +491,16 @@ json_unescape(JsonCursor *c, StringInfo buf, const char *s, int len)
 
 /*
  * Say what the replay of view is doing in the backend's activity text,
- * which pg_stat_activity.query shows: "kappa.replay(<view>): <what>".
+ * which pg_stat_activity.query shows: "kappa.replay(<view>): <what>"; at
+ * DEBUG1, also how long the step before took.
  */
 void
 kappa_replay_progress(const char *view, const char *fmt,...)
 {
+	static TimestampTz last = 0;
 	StringInfoData buf;
 	va_list		args;
+	TimestampTz now = GetCurrentTimestamp();
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "kappa.replay(%s): ", view);
@@ -500,6 +516,9 @@ kappa_replay_progress(const char *view, const char *fmt,...)
 		enlargeStringInfo(&buf, needed);
 	}
 	pgstat_report_activity(STATE_RUNNING, buf.data);
+	elog(DEBUG1, "%s (%.3f s after the step before)", buf.data,
+		 last == 0 ? 0.0 : (double) (now - last) / USECS_PER_SEC);
+	last = now;
 	pfree(buf.data);
 }
 
@@ -553,21 +572,59 @@ source_key(SourceState *s, Relation rel)
 	irel = index_open(index, AccessShareLock);
 	s->nkeys = irel->rd_index->indnkeyatts;
 	s->keys = palloc(sizeof(int) * s->nkeys);
+	s->keyops = palloc(sizeof(Oid) * s->nkeys);
+	s->keycolls = palloc(sizeof(Oid) * s->nkeys);
+	s->keysort = palloc0(sizeof(SortSupportData) * s->nkeys);
 	for (int k = 0; k < s->nkeys; k++)
+	{
+		Oid			type = irel->rd_opcintype[k];
+
 		s->keys[k] = irel->rd_index->indkey.values[k] - 1;
+		/* a primary key or replica identity index is a btree */
+		s->keyops[k] = get_opfamily_member(irel->rd_opfamily[k], type, type,
+										   BTLessStrategyNumber);
+		if (!OidIsValid(s->keyops[k]))
+			elog(ERROR, "missing operator %d(%u,%u) in opfamily %u",
+				 BTLessStrategyNumber, type, type, irel->rd_opfamily[k]);
+		s->keycolls[k] = irel->rd_indcollation[k];
+		s->keysort[k].ssup_cxt = CurrentMemoryContext;
+		s->keysort[k].ssup_collation = s->keycolls[k];
+		s->keysort[k].ssup_nulls_first = false;
+		PrepareSortSupportFromOrderingOp(s->keyops[k], &s->keysort[k]);
+	}
 	index_close(irel, AccessShareLock);
 }
 
-/* Start the sort of source s's entries (again, after a truncate). */
+/*
+ * Start the sort of source s's entries (again, after a truncate): by key
+ * and position in the log, or by the hash of the row and position.
+ */
 static void
 begin_sort(SourceState *s)
 {
-	AttrNumber	attnums[2] = {s->natts + ENTRY_HASH, s->natts + ENTRY_SEQ};
-	Oid			ops[2] = {Int8LessOperator, Int8LessOperator};
-	Oid			colls[2] = {InvalidOid, InvalidOid};
-	bool		nullsfirst[2] = {false, false};
+	int			n = s->by_key ? s->nkeys + 1 : 2;
+	AttrNumber *attnums = palloc(sizeof(AttrNumber) * n);
+	Oid		   *ops = palloc(sizeof(Oid) * n);
+	Oid		   *colls = palloc0(sizeof(Oid) * n);
+	bool	   *nullsfirst = palloc0(sizeof(bool) * n);
 
-	s->sort = tuplesort_begin_heap(s->sortdesc, 2, attnums, ops, colls, nullsfirst,
+	if (s->by_key)
+	{
+		for (int k = 0; k < s->nkeys; k++)
+		{
+			attnums[k] = s->keys[k] + 1;
+			ops[k] = s->keyops[k];
+			colls[k] = s->keycolls[k];
+		}
+	}
+	else
+	{
+		attnums[0] = s->natts + ENTRY_HASH;
+		ops[0] = Int8LessOperator;
+	}
+	attnums[n - 1] = s->natts + ENTRY_SEQ;
+	ops[n - 1] = Int8LessOperator;
+	s->sort = tuplesort_begin_heap(s->sortdesc, n, attnums, ops, colls, nullsfirst,
 								   s->workmem, NULL, TUPLESORT_NONE);
 	s->entries = 0;
 }
@@ -777,16 +834,14 @@ image_hash(Datum value, bool typbyval, int typlen)
 							   strlen(DatumGetPointer(value)), 0);
 }
 
-/* The hash of an entry: of its key columns, or of all its columns. */
+/* The hash of a row (by row, entries are sorted by it). */
 static uint64
-entry_hash(SourceState *s, Datum *values, bool *nulls)
+row_hash(SourceState *s, Datum *values, bool *nulls)
 {
 	uint64		h = 0;
-	int			n = s->by_key ? s->nkeys : s->natts;
 
-	for (int i = 0; i < n; i++)
+	for (int a = 0; a < s->natts; a++)
 	{
-		int			a = s->by_key ? s->keys[i] : i;
 		ColumnIn   *col = &s->cols[a];
 
 		if (col->dropped)
@@ -837,7 +892,8 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 			slot->tts_isnull[a] = true;
 		}
 	}
-	slot->tts_values[n + ENTRY_HASH - 1] = Int64GetDatum((int64) entry_hash(s, values, nulls));
+	slot->tts_values[n + ENTRY_HASH - 1] =
+		Int64GetDatum(s->by_key ? 0 : (int64) row_hash(s, values, nulls));
 	slot->tts_isnull[n + ENTRY_HASH - 1] = false;
 	slot->tts_values[n + ENTRY_SEQ - 1] = Int64GetDatum(seq);
 	slot->tts_isnull[n + ENTRY_SEQ - 1] = false;
@@ -1507,20 +1563,20 @@ loader_close(Loader *l)
 	}
 }
 
-/* A key (or a row) in the group of entries being folded */
+/*
+ * A key (or a row) in the group of entries being folded: its image, a copy
+ * of an entry, in a slot of its own (the slots are kept from group to group)
+ */
 typedef struct FoldMember
 {
-	HeapTuple	tup;			/* its image (an entry of the sort) */
-	Datum	   *values;
-	bool	   *nulls;
+	TupleTableSlot *slot;
 	bool		present;		/* by key: the key holds a row */
 	int64		count;			/* by row: copies */
 } FoldMember;
 
 typedef struct FoldGroup
 {
-	MemoryContext cxt;
-	FoldMember	   *members;
+	FoldMember *members;
 	int			nmembers;
 	int			size;
 } FoldGroup;
@@ -1531,55 +1587,59 @@ fold_flush(FoldGroup *g, SourceState *s, Loader *l)
 {
 	for (int m = 0; m < g->nmembers; m++)
 	{
-		FoldMember	   *mb = &g->members[m];
+		FoldMember *mb = &g->members[m];
+		Datum	   *values = mb->slot->tts_values;
+		bool	   *nulls = mb->slot->tts_isnull;
 
 		if (s->by_key)
 		{
 			if (mb->present)
-				loader_put(l, s, mb->values, mb->nulls);
+				loader_put(l, s, values, nulls);
 		}
 		else
 		{
 			for (int64 k = 0; k < mb->count; k++)
-				loader_put(l, s, mb->values, mb->nulls);
+				loader_put(l, s, values, nulls);
 		}
+		ExecClearTuple(mb->slot);
 	}
-	MemoryContextReset(g->cxt);
-	g->members = NULL;
 	g->nmembers = 0;
-	g->size = 0;
 }
 
-/* Make mb hold a copy of the entry in slot (whose values are deformed). */
+/*
+ * Make mb hold a copy of the entry in slot (whose values are deformed):
+ * the entry as sorted, or, when its values were changed, as they are now.
+ */
 static void
-member_set(FoldGroup *g, SourceState *s, FoldMember *mb, TupleTableSlot *slot)
+member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot, bool changed)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(g->cxt);
-	HeapTuple	old = mb->tup;
+	MinimalTuple copy;
 
-	/* the slot's values may point into the image it replaces */
-	mb->tup = heap_form_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
-	if (old)
-		heap_freetuple(old);
+	/* the slot's values may point into the image this one replaces */
+	if (changed)
+		copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
 	else
 	{
-		mb->values = palloc(sizeof(Datum) * (s->natts + ENTRY_EXTRA));
-		mb->nulls = palloc(sizeof(bool) * (s->natts + ENTRY_EXTRA));
+		bool		shouldfree;
+		MinimalTuple mt = ExecFetchSlotMinimalTuple(slot, &shouldfree);
+
+		copy = shouldfree ? mt : heap_copy_minimal_tuple(mt);
 	}
-	heap_deform_tuple(mb->tup, s->sortdesc, mb->values, mb->nulls);
-	MemoryContextSwitchTo(oldcxt);
+	ExecStoreMinimalTuple(copy, mb->slot, true);
+	slot_getallattrs(mb->slot);
 }
 
 /* The member of the group the entry in slot is about, added if new. */
 static FoldMember *
 fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
 {
-	FoldMember	   *mb;
+	FoldMember *mb;
 
 	for (int m = 0; m < g->nmembers; m++)
 	{
 		mb = &g->members[m];
-		if (same_entry(s, mb->values, mb->nulls, slot->tts_values, slot->tts_isnull))
+		if (same_entry(s, mb->slot->tts_values, mb->slot->tts_isnull,
+					   slot->tts_values, slot->tts_isnull))
 		{
 			*found = true;
 			return mb;
@@ -1589,16 +1649,17 @@ fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
 	if (g->nmembers == g->size)
 	{
 		int			size = Max(4, g->size * 2);
-		FoldMember	   *members = MemoryContextAllocZero(g->cxt, sizeof(FoldMember) * size);
 
-		if (g->nmembers > 0)
-			memcpy(members, g->members, sizeof(FoldMember) * g->nmembers);
-		g->members = members;
+		g->members = g->members ? repalloc(g->members, sizeof(FoldMember) * size) :
+			palloc(sizeof(FoldMember) * size);
+		for (int m = g->size; m < size; m++)
+			g->members[m].slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
 		g->size = size;
 	}
 	mb = &g->members[g->nmembers++];
-	memset(mb, 0, sizeof(FoldMember));
-	member_set(g, s, mb, slot);
+	mb->present = false;
+	mb->count = 0;
+	member_set(s, mb, slot, false);
 	return mb;
 }
 
@@ -1611,7 +1672,7 @@ fold_source(LoadState *ls, SourceState *s)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
 	Loader		l;
-	FoldGroup		g = {0};
+	FoldGroup	g = {0};
 	bool		have_group = false;
 	int64		group_hash = 0;
 	int			n = s->natts;
@@ -1622,19 +1683,36 @@ fold_source(LoadState *ls, SourceState *s)
 	tuplesort_performsort(s->sort);
 	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
 	loader_open(&l, s);
-	g.cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay group",
-								  ALLOCSET_DEFAULT_SIZES);
 	while (tuplesort_gettupleslot(s->sort, true, false, slot, NULL))
 	{
 		int64		hash;
 		int			op;
-		FoldMember	   *mb;
+		FoldMember *mb;
 		bool		found;
+		bool		same_group = have_group;
 
 		slot_getallattrs(slot);
 		hash = DatumGetInt64(slot->tts_values[n + ENTRY_HASH - 1]);
 		op = DatumGetInt32(slot->tts_values[n + ENTRY_OP - 1]);
-		if (!have_group || hash != group_hash)
+
+		/* a group: the entries of equal keys, or of rows of one hash */
+		if (!same_group)
+			;
+		else if (!s->by_key)
+			same_group = (hash == group_hash);
+		else if (g.nmembers > 0)
+		{
+			for (int k = 0; k < s->nkeys && same_group; k++)
+			{
+				int			a = s->keys[k];
+
+				same_group = ApplySortComparator(g.members[0].slot->tts_values[a],
+												 g.members[0].slot->tts_isnull[a],
+												 slot->tts_values[a], slot->tts_isnull[a],
+												 &s->keysort[k]) == 0;
+			}
+		}
+		if (!same_group)
 		{
 			fold_flush(&g, s, &l);
 			have_group = true;
@@ -1670,13 +1748,14 @@ fold_source(LoadState *ls, SourceState *s)
 								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row."),
 								 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
 										 s->label)));
-					slot->tts_values[a] = mb->values[a];
-					slot->tts_isnull[a] = mb->nulls[a];
+					slot->tts_values[a] = mb->slot->tts_values[a];
+					slot->tts_isnull[a] = mb->slot->tts_isnull[a];
 				}
 				slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
+				member_set(s, mb, slot, true);
 			}
-			if (found)
-				member_set(&g, s, mb, slot);
+			else if (found)
+				member_set(s, mb, slot, false);
 			mb->present = true;
 		}
 		if ((++folded % PROGRESS_EVERY) == 0)
@@ -1687,7 +1766,8 @@ fold_source(LoadState *ls, SourceState *s)
 		}
 	}
 	fold_flush(&g, s, &l);
-	MemoryContextDelete(g.cxt);
+	for (int m = 0; m < g.size; m++)
+		ExecDropSingleTupleTableSlot(g.members[m].slot);
 	ExecDropSingleTupleTableSlot(slot);
 	tuplesort_end(s->sort);
 	s->sort = NULL;

@@ -813,7 +813,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 			char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
 			ListCell   *lc;
 
-			create_mirror(src, a, false, NULL);
+			/* unlogged when the view is dropped after its fill (time travel) */
+			create_mirror(src, a, until != InvalidXLogRecPtr, NULL);
 			create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
 						  "_kappa_seq bigint, _kappa_new boolean, _kappa_unchanged smallint[]");
 			create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
@@ -945,7 +946,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 	if (replay)
 		(void) kappa_replay_fill(derived, def->sources, lowers,
-								 until != InvalidXLogRecPtr ? until : created_lsn);
+								 until != InvalidXLogRecPtr ? until : created_lsn,
+								 until == InvalidXLogRecPtr);
 
 	/* the view as it was at until: a plain table, not maintained */
 	if (replay && until != InvalidXLogRecPtr)
