@@ -117,6 +117,9 @@ CREATE TABLE rc_key_now AS TABLE rc_key;
 CREATE TABLE rc_key_e1_now AS TABLE rc_key_e1;
 CREATE TABLE rc_key_e1_sum_now AS TABLE rc_key_e1_sum;
 CREATE TABLE rc_key_e2_now AS TABLE rc_key_e2;
+-- and filled from the log at creation, engine 2
+SELECT kappa.create_view('rc_key_e2_new', 'SELECT g, count(*) AS n, sum(v) AS s FROM rc_key GROUP BY g', replay_from => '0/0');
+SELECT rc_diff('rc_key_e2_new', 'rc_key_e2_now') AS differences;
 SELECT kappa.replay('rc_key_e1');
 SELECT kappa.replay('rc_key_e1_sum');
 SELECT kappa.replay('rc_key_e2');
@@ -141,6 +144,8 @@ CREATE TABLE rc_tr (id int PRIMARY KEY, v int);
 INSERT INTO rc_tr SELECT i, i FROM generate_series(1, 20) i;
 SELECT kappa.capture('rc_tr') IS NOT NULL AS captured;
 SELECT kappa.create_view('rc_tr_e2', 'SELECT count(*) AS n, sum(v) AS s FROM rc_tr');
+-- a join of two sources, one of them truncated
+SELECT kappa.create_view('rc_tr_join', 'SELECT t.id, t.v, k.g, k.v AS kv FROM rc_tr t JOIN rc_key k ON k.id = t.id + 10');
 RESET pg_kappa.engine;
 SELECT kappa.create_view('rc_tr_e1', 'SELECT id, v FROM rc_tr WHERE v % 2 = 0');
 UPDATE rc_tr SET v = v * 10 WHERE id <= 5;
@@ -153,16 +158,26 @@ TRUNCATE rc_tr;
 INSERT INTO rc_tr VALUES (1, 2), (2, 4), (3, 5);
 COMMIT;
 UPDATE rc_tr SET v = 6 WHERE id = 3;
-SELECT kappa.wait('rc_tr_e1') AND kappa.wait('rc_tr_e2') AS caught_up;
+UPDATE rc_key SET v = -v WHERE id BETWEEN 11 AND 13;
+SELECT kappa.wait('rc_tr_e1') AND kappa.wait('rc_tr_e2') AND kappa.wait('rc_tr_join') AS caught_up;
 CREATE TABLE rc_tr_e1_now AS TABLE rc_tr_e1;
 CREATE TABLE rc_tr_e2_now AS TABLE rc_tr_e2;
+CREATE TABLE rc_tr_join_now AS TABLE rc_tr_join;
 SELECT kappa.replay('rc_tr_e1');
 SELECT kappa.replay('rc_tr_e2');
+SELECT kappa.replay('rc_tr_join');
 SELECT * FROM rc_tr_e1 ORDER BY id;
 SELECT * FROM rc_tr_e2;
-SELECT rc_diff('rc_tr_e1', 'rc_tr_e1_now') AS e1, rc_diff('rc_tr_e2', 'rc_tr_e2_now') AS e2;
+SELECT * FROM rc_tr_join ORDER BY id;
+SELECT rc_diff('rc_tr_e1', 'rc_tr_e1_now') AS e1, rc_diff('rc_tr_e2', 'rc_tr_e2_now') AS e2,
+       rc_diff('rc_tr_join', 'rc_tr_join_now') AS e2_join;
 SELECT * FROM kappa.verify('rc_tr_e1');
 SELECT * FROM kappa.verify('rc_tr_e2');
+SELECT * FROM kappa.verify('rc_tr_join');
+-- still maintained: the join's delta tables were emptied again
+INSERT INTO rc_tr VALUES (4, 8), (5, 10);
+SELECT kappa.wait('rc_tr_join');
+SELECT * FROM kappa.verify('rc_tr_join');
 SELECT kappa.replay('rc_tr_e1', until_lsn => :'before_truncate', new_name => 'rc_tr_at');
 SELECT rc_diff('rc_tr_at', 'rc_tr_before') AS differences, count(*) AS rows FROM rc_tr_at;
 
@@ -229,7 +244,9 @@ SELECT id, n, md5(body) = md5(rc_big(1, 3000)) AS same FROM rc_toast_lost_v;
 -- json or jsonb column is logged as SQL NULL is, and comes back as NULL)
 CREATE TABLE rc_types (id int PRIMARY KEY, t text, vc varchar(10), bp char(4), nu numeric, nn numeric(8,3),
                        f8 float8, f4 float4, b bool, d date, ts timestamp, tz timestamptz, iv interval,
-                       j json, jb jsonb, ba bytea, arr int[], tarr text[], u uuid, i2 int2, i8 int8);
+                       j json, jb jsonb, ba bytea, arr int[], tarr text[], u uuid, i2 int2, i8 int8, gone int);
+-- a dropped column: the internal tables keep its place
+ALTER TABLE rc_types DROP COLUMN gone;
 INSERT INTO rc_types VALUES
   (1, E'line\nbreak "quoted" \\ back\ttab', 'short', 'ab', 1.50, 2.5, 0.1, 1.5, true, '2024-02-29',
    '2024-01-01 10:00:00.123456', '2024-06-01 12:00:00+02', '1 day 2 hours', '{"b": 1,  "a": [1, 2]}',
@@ -263,6 +280,6 @@ RESET pg_kappa.engine;
 SELECT count(kappa.drop_view(relid)) AS dropped FROM kappa.views WHERE name LIKE 'public.rc\_%';
 SELECT kappa.uncapture(t) FROM unnest('{rc_bag,rc_key,rc_tr,rc_toast_k,rc_toast_f,rc_toast_b,rc_toast_lost,rc_types}'::regclass[]) t;
 DROP TABLE rc_bag, rc_bag_then, rc_bag_sum_then, rc_bag_now, rc_bag_sum_now, rc_bag_at, rc_bag_sum_at, rc_bag_at2,
-  rc_key, rc_key_now, rc_key_e1_now, rc_key_e1_sum_now, rc_key_e2_now, rc_tr, rc_tr_before, rc_tr_e1_now, rc_tr_e2_now,
+  rc_key, rc_key_now, rc_key_e1_now, rc_key_e1_sum_now, rc_key_e2_now, rc_tr, rc_tr_before, rc_tr_e1_now, rc_tr_e2_now, rc_tr_join_now,
   rc_tr_at, rc_toast_k, rc_toast_f, rc_toast_b, rc_toast_k_now, rc_toast_f_now, rc_toast_b_now, rc_toast_lost, rc_types;
 DROP FUNCTION rc_diff(regclass, regclass), rc_heap(regclass), rc_big(int, int);

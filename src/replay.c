@@ -5,19 +5,20 @@
  *	  replay half of kappa.create_view(..., replay_from => ...), and
  *	  kappa.swap for blue/green.
  *
- * Replay goes through the delta engine, exactly as live apply does: the
- * logged records of the view's sources are turned back into row images
- * (jsonb_populate_record over the source's row type), put into the same
- * per-source batch buffers the apply worker's decoding callbacks fill
- * (change_sink.c), and applied with kappa_apply_view.  A replay is one
- * transaction: cancelling it or a crash leaves nothing behind, and readers
- * of a view rebuilt in place see its old contents until it commits.
+ * Replay is by compaction, for views of either delta engine: the rows each
+ * source held at the target LSN are reduced from its logged records and
+ * loaded in bulk into the view's internal per-source tables (replay_state.c
+ * does that), and the view's query runs once over them; the internal state
+ * the worker goes on from (engine 1's copies, a state table) is rebuilt with
+ * it.  A replay is one transaction: cancelling it or a crash leaves nothing
+ * behind, and readers of a view rebuilt in place see its old contents until
+ * it commits.
  *
  * Which part of the log a replay may use: a source's log starts with the
  * snapshot kappa.capture took (captures.start_lsn), unless retention has
  * pruned it (captures.pruned_lsn).  Replaying "from the start" uses each
  * source's snapshot; replaying from an LSN uses only the records committed
- * from there on, onto an empty view.
+ * from there on, onto empty sources.
  *
  *-------------------------------------------------------------------------
  */
@@ -94,6 +95,11 @@ typedef struct LogRecord
 	bool		snapshot;
 } LogRecord;
 
+/*
+ * Open the log rows that may hold records committed between from and to
+ * (InvalidXLogRecPtr: no end) of tables (NIL: all), in order, as the
+ * extension owner.
+ */
 static void
 log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 {
@@ -126,6 +132,7 @@ log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 	kappa_unbecome(&saved);
 }
 
+/* Close what log_open opened. */
 static void
 log_close(LogCursor *c)
 {
@@ -144,6 +151,7 @@ field_string(JsonbContainer *obj, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* An LSN field of a record, or InvalidXLogRecPtr. */
 static XLogRecPtr
 field_lsn(JsonbContainer *obj, const char *key)
 {
@@ -176,6 +184,10 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	return InvalidOid;
 }
 
+/*
+ * The next record of the log into *r, in the current memory context:
+ * false at the end.
+ */
 static bool
 log_next(LogCursor *c, LogRecord *r)
 {
@@ -587,7 +599,7 @@ kappa_events(PG_FUNCTION_ARGS)
 }
 
 /* ----------
- * Replay through the delta engine
+ * Replay by compaction
  * ----------
  */
 
@@ -758,11 +770,21 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		/* the sources at upper, into the internal tables */
 		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, &rows);
 		CommandCounterIncrement();
-		kappa_replay_progress(label, "analyzing the state of the sources");
-		for (int i = 0; i < nsrc; i++)
+
+		/*
+		 * Statistics for the query, and for the worker's plans over engine
+		 * 1's copies.  Not of engine 2's d_<n>, which hold a batch's deltas
+		 * again after this: statistics of the whole table would mislead the
+		 * worker's plans.
+		 */
+		if (keep_state && v.engine < 2)
 		{
-			if (pg_class_ownercheck(scratch[i], GetUserId()))
-				replay_exec(psprintf("ANALYZE %s", kappa_qualified_name(scratch[i])), SPI_OK_UTILITY);
+			kappa_replay_progress(label, "analyzing the state of the sources");
+			for (int i = 0; i < nsrc; i++)
+			{
+				if (pg_class_ownercheck(scratch[i], GetUserId()))
+					replay_exec(psprintf("ANALYZE %s", kappa_qualified_name(scratch[i])), SPI_OK_UTILITY);
+			}
 		}
 
 		/* the view's query, once, over them */
@@ -810,6 +832,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	return changes;
 }
 
+/* "schema"."table" of relid. */
 static char *
 qualified_name(Oid relid)
 {
@@ -817,6 +840,12 @@ qualified_name(Oid relid)
 									  get_rel_name(relid));
 }
 
+/*
+ * kappa.replay(view, from_lsn, until_lsn, new_name): with new_name, a new
+ * view (or with until_lsn, a plain table) filled from the log by
+ * create_view; else the view rebuilt in place, as of where its worker has
+ * got to (kappa_replay_fill).
+ */
 Datum
 kappa_replay(PG_FUNCTION_ARGS)
 {

@@ -77,7 +77,7 @@
 #include "pg_kappa.h"
 
 /* The columns of a sort entry after the source's own */
-#define ENTRY_HASH		1		/* int8: hash of the key, or of the row */
+#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, 0) */
 #define ENTRY_SEQ		2		/* int8: position in the log */
 #define ENTRY_OP		3		/* int4: ENTRY_ROW or ENTRY_GONE */
 #define ENTRY_UNCHANGED 4		/* bytea: per column, 1 = unchanged TOAST */
@@ -192,6 +192,7 @@ typedef struct JsonCursor
 	const char *line;
 } JsonCursor;
 
+/* Refuse the line being parsed: it is not what the log writes. */
 static void
 json_corrupt(JsonCursor *c)
 {
@@ -203,6 +204,7 @@ json_corrupt(JsonCursor *c)
 					Min(len, 200), c->line, len > 200 ? "..." : "")));
 }
 
+/* Move the cursor past whitespace. */
 static inline void
 json_ws(JsonCursor *c)
 {
@@ -211,6 +213,7 @@ json_ws(JsonCursor *c)
 		c->p++;
 }
 
+/* Move the cursor past the character ch, which must come next. */
 static inline void
 json_expect(JsonCursor *c, char ch)
 {
@@ -366,6 +369,7 @@ json_next_elem(JsonCursor *c, bool *first)
 
 #define KEY_IS(key, len, lit) ((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
 
+/* The value of one hex digit of a \u escape. */
 static int
 hex_digit(JsonCursor *c, char ch)
 {
@@ -939,6 +943,7 @@ image_has_key(SourceState *s, bool *present)
 	return true;
 }
 
+/* Refuse a change of s (what: its kind) whose old image does not do. */
 static void
 old_image_missing(SourceState *s, const char *what)
 {
@@ -1451,6 +1456,7 @@ typedef struct Loader
 	int			weight;			/* attribute index of _kappa_w, or -1 */
 } Loader;
 
+/* Insert the rows waiting, and forget them. */
 static void
 loader_flush(Loader *l)
 {
