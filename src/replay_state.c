@@ -98,10 +98,13 @@ typedef struct ColumnIn
 {
 	bool		dropped;
 	bool		raw;			/* json or jsonb: the value's JSON text */
-	bool		is_text;		/* text: no input function needed */
+	Oid			direct;			/* text, int2, int4, int8: read without the
+								 * input function; else InvalidOid */
 	char	   *name;
 	char	   *key;			/* the name as the log writes it, escaped */
 	int			keylen;
+	char	   *qkey;			/* the same, quoted, with the colon */
+	int			qkeylen;
 	FmgrInfo	input;
 	Oid			ioparam;
 	int32		typmod;
@@ -231,27 +234,38 @@ static void
 json_string(JsonCursor *c, const char **s, int *len)
 {
 	const char *p;
+	const char *lim;
 
 	json_ws(c);
 	if (c->p >= c->end || *c->p != '"')
 		json_corrupt(c);
 	p = c->p + 1;
-	for (;;)
-	{
-		const char *q = memchr(p, '"', c->end - p);
-		const char *b;
 
-		if (q == NULL)
-			json_corrupt(c);
-		/* escaped if an odd number of backslashes comes before it */
-		for (b = q; b > p && b[-1] == '\\'; b--)
-			;
-		if (((q - b) & 1) == 0)
+	/* most are short (names, kinds, numbers as text): a plain loop first */
+	lim = Min(c->end, p + 16);
+	while (p < lim && *p != '"' && *p != '\\')
+		p++;
+	if (p >= lim || *p != '"')
+	{
+		if (p < lim)
+			p = c->p + 1;		/* an escape: count backslashes from the start */
+		for (;;)
 		{
-			p = q;
-			break;
+			const char *q = memchr(p, '"', c->end - p);
+			const char *b;
+
+			if (q == NULL)
+				json_corrupt(c);
+			/* escaped if an odd number of backslashes comes before it */
+			for (b = q; b > p && b[-1] == '\\'; b--)
+				;
+			if (((q - b) & 1) == 0)
+			{
+				p = q;
+				break;
+			}
+			p = q + 1;
 		}
-		p = q + 1;
 	}
 	*s = c->p + 1;
 	*len = p - *s;
@@ -663,9 +677,14 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 		kappa_json_cstring(&key, col->name);
 		col->key = pnstrdup(key.data + 1, key.len - 2);
 		col->keylen = key.len - 2;
+		appendStringInfoChar(&key, ':');
+		col->qkey = pstrdup(key.data);
+		col->qkeylen = key.len;
 		kind = kappa_value_kind(getBaseType(att->atttypid));
 		col->raw = (kind == KVK_JSON || kind == KVK_JSONB);
-		col->is_text = (att->atttypid == TEXTOID);
+		if (att->atttypid == TEXTOID || att->atttypid == INT2OID ||
+			att->atttypid == INT4OID || att->atttypid == INT8OID)
+			col->direct = att->atttypid;
 		getTypeInputInfo(att->atttypid, &func, &col->ioparam);
 		fmgr_info(func, &col->input);
 		col->typmod = att->atttypmod;
@@ -757,9 +776,19 @@ column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 		resetStringInfo(&ls->buf);
 		appendBinaryStringInfo(&ls->buf, v, len);
 	}
-	if (col->is_text)
-		return PointerGetDatum(cstring_to_text_with_len(ls->buf.data, ls->buf.len));
-	return InputFunctionCall(&col->input, ls->buf.data, col->ioparam, col->typmod);
+	switch (col->direct)
+	{
+		case TEXTOID:
+			return PointerGetDatum(cstring_to_text_with_len(ls->buf.data, ls->buf.len));
+		case INT2OID:
+			return Int16GetDatum(pg_strtoint16(ls->buf.data));
+		case INT4OID:
+			return Int32GetDatum(pg_strtoint32(ls->buf.data));
+		case INT8OID:
+			return Int64GetDatum(pg_strtoint64(ls->buf.data));
+		default:
+			return InputFunctionCall(&col->input, ls->buf.data, col->ioparam, col->typmod);
+	}
 }
 
 /* Read the image (an object) at the cursor into values, nulls, present. */
@@ -779,11 +808,43 @@ read_image(LoadState *ls, JsonCursor *c, SourceState *s, Datum *values,
 		values[a] = (Datum) 0;
 	}
 	json_expect(c, '{');
-	while (json_next_key(c, &first, &key, &keylen))
+	for (;;)
 	{
-		int			a = find_column(ls, c, s, key, keylen, &next);
-		const char *v = json_value(c);
+		int			a = -1;
+		const char *v;
 
+		json_ws(c);
+		if (c->p >= c->end)
+			json_corrupt(c);
+		if (*c->p == '}')
+		{
+			c->p++;
+			break;
+		}
+		if (!first)
+		{
+			if (*c->p != ',')
+				json_corrupt(c);
+			c->p++;
+		}
+		first = false;
+
+		/* the log writes the columns in order: the next one, as expected? */
+		while (next < s->natts && s->cols[next].dropped)
+			next++;
+		if (next < s->natts && c->end - c->p >= s->cols[next].qkeylen &&
+			memcmp(c->p, s->cols[next].qkey, s->cols[next].qkeylen) == 0)
+		{
+			a = next++;
+			c->p += s->cols[a].qkeylen;
+		}
+		else
+		{
+			json_string(c, &key, &keylen);
+			json_expect(c, ':');
+			a = find_column(ls, c, s, key, keylen, &next);
+		}
+		v = json_value(c);
 		if (a < 0)
 			continue;
 		values[a] = column_value(ls, c, &s->cols[a], v, c->p, &nulls[a]);
@@ -1185,10 +1246,22 @@ read_record(LoadState *ls, const char *line, const char *end)
 	SourceState *s = NULL;
 	bool		any_unchanged = false;
 
-	json_expect(&c, '{');
-	if (!json_next_key(&c, &first, &key, &keylen) || !KEY_IS(key, keylen, "kind"))
-		json_corrupt(&c);
-	json_string(&c, &kind, &kindlen);
+	/* {"kind":"...", as the log writes it, or any JSON object */
+	if (end - line > 9 && memcmp(line, "{\"kind\":\"", 9) == 0 &&
+		(kind = memchr(line + 9, '"', end - line - 9)) != NULL)
+	{
+		kindlen = kind - (line + 9);
+		kind = line + 9;
+		c.p = kind + kindlen + 1;
+		first = false;
+	}
+	else
+	{
+		json_expect(&c, '{');
+		if (!json_next_key(&c, &first, &key, &keylen) || !KEY_IS(key, keylen, "kind"))
+			json_corrupt(&c);
+		json_string(&c, &kind, &kindlen);
+	}
 
 	if (KEY_IS(kind, kindlen, "commit"))
 		return;
