@@ -1889,6 +1889,7 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	ls.last_notice = GetCurrentTimestamp();
 	ls.commit_lsn = InvalidXLogRecPtr;
 
+	kappa_replay_progress(view, "reading the event log");
 	log_rows_open(&ls);
 	report_compacting(&ls);
 	read_log(&ls);

@@ -9,11 +9,14 @@
 # CHANGES logged changes (UPDATE src SET v = v + 1 over id ranges, 10000 rows
 # per transaction), the first half, then "mid" (the LSN, and src copied to a
 # file), then the second half; kappa.wait('agg', pg_current_wal_insert_lsn()).
-# Timed server-side (clock_timestamp() before and after, in one session),
-# best of RUNS (3) each, every replay checked afterwards (kappa.verify, or
-# EXCEPT ALL against the query over the copied rows), the worker waited for:
+# Timed server-side (clock_timestamp() before and after, in one session;
+# also the CPU time of that backend, from /proc/self/stat), best of RUNS (3)
+# each, every replay checked afterwards (kappa.verify, or EXCEPT ALL against
+# the query over the copied rows), the worker waited for:
 #   0. the baseline: CREATE TABLE fresh (LIKE src); COPY fresh FROM the final
-#      rows' file  +  CREATE TEMP TABLE r AS <the query over fresh>;
+#      rows' file  +  CREATE TEMP TABLE r AS <the query over fresh>; run
+#      once before every replay, so that each ratio compares runs made
+#      under the same load (the machine may be shared);
 #   1. SELECT kappa.replay('agg')                       (in place, engine 1)
 #   2. SELECT kappa.replay('agg', new_name => 'agg_green')   (a new view,
 #      engine 1), then dropped;
@@ -22,11 +25,12 @@
 #      copied at mid), then dropped;
 #   4. with pg_kappa.engine = 2: a new view (which sets REPLICA IDENTITY
 #      FULL on src, after all changes), then that view replayed in place.
-#   Target: each <= 2x the baseline (COPY + query).  Each replay's steps
-#   (from its DEBUG1 progress lines) are shown; a replay that kills its
-#   backend is reported CRASHED, one that errors FAILED; the run goes on.
-#   The replaying backend's RSS (anonymous memory, sampled every 0.2 s
-#   from /proc) and its progress in pg_stat_activity.query are sampled too.
+#   Target: each <= 2x the baseline (COPY + query), wall time; the CPU
+#   ratio is shown too.  Each replay's steps (from its DEBUG1 progress
+#   lines) are shown; a replay that kills its backend is reported CRASHED,
+#   one that errors FAILED; the run goes on.  The replaying backend's RSS
+#   (anonymous memory, sampled every 0.2 s from /proc) and its progress in
+#   pg_stat_activity.query are sampled too.
 # 5. SELECT count(*) FROM kappa.verify('agg') against
 #    (q EXCEPT ALL agg) UNION ALL (agg EXCEPT ALL q)  (best of 3 each,
 #    alternating).  Target: <= 1.5x.
@@ -35,8 +39,9 @@
 #       ROWS=20000 CHANGES=10000); RUNS=3; BENCH_KEEP=1 keeps the cluster;
 #       PG_CONFIG.
 # Server: fsync=off, shared_buffers=512MB, work_mem=16MB,
-# maintenance_work_mem=256MB (replay sorts within it), autovacuum on,
-# ulimit -v BENCH_MEM_GB (see below).
+# maintenance_work_mem=256MB (replay sorts within it), no parallel workers
+# (for the baseline's query and replay's index builds alike), autovacuum
+# on, ulimit -v BENCH_MEM_GB (see below).
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -66,7 +71,9 @@ as "$bindir/initdb" -D "$dir/data" -A trust -U "$dbuser" >/dev/null
 	sh "$top/test/conf.sh" "$bindir"
 	printf '%s\n' "# benchmark settings (later lines win over test/conf.sh's)" \
 		"logical_decoding_work_mem = 64MB" "max_wal_size = 50GB" "checkpoint_timeout = 1h" \
-		"fsync = off" "shared_buffers = 512MB" "work_mem = 16MB" "maintenance_work_mem = 256MB"
+		"fsync = off" "shared_buffers = 512MB" "work_mem = 16MB" "maintenance_work_mem = 256MB" \
+		"# one process per statement, the baseline's and replay's alike" \
+		"max_parallel_workers_per_gather = 0" "max_parallel_maintenance_workers = 0"
 } > "$dir/bench.conf"
 as sh -c "cat '$dir/bench.conf' >> '$dir/data/postgresql.conf'"
 # a backstop: past BENCH_MEM_GB (default 3/4 of RAM) a backend fails, not
@@ -79,21 +86,27 @@ psql() { as env PGOPTIONS='-c client_min_messages=warning' "$bindir/psql" -X -q 
 q() { psql -At -c "$1"; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", x / y }'; }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else printf "-" }'; }
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISSED; fi; }
 min() { printf '%s\n' "$@" | sort -g | head -1; }
-# seconds one statement takes, measured by the server in its session; its
-# DEBUG1 lines (replay's steps) go to $dir/err
+# seconds one statement takes, measured by the server in its session, and
+# the CPU seconds its backend used (utime + stime, 10 ms ticks): "wall cpu";
+# its DEBUG1 lines (replay's steps) go to $dir/err
 timed()
 {
 	psql -At <<SQL 2>"$dir/err" | tail -1
-SELECT clock_timestamp() AS t0 \gset
+SELECT clock_timestamp() AS t0, (split_part(s, ' ', 14)::int + split_part(s, ' ', 15)::int) AS c0
+FROM pg_read_file('/proc/self/stat') s \gset
 SET client_min_messages = debug1;
 $1 \g /dev/null
 RESET client_min_messages;
-SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)::numeric, 3);
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0'::timestamptz)::numeric, 3) || ' ' ||
+       round(((split_part(s, ' ', 14)::int + split_part(s, ' ', 15)::int) - :c0) / 100.0, 2)
+FROM pg_read_file('/proc/self/stat') s;
 SQL
 }
+wall() { echo "${1%% *}"; }
+cpu() { echo "${1#* }"; }
 # the steps of the last replay, from its progress lines: each line says how
 # long the step before it took
 steps()
@@ -182,24 +195,32 @@ DROP TABLE mid_src;
 SQL
 
 # the baseline: the final rows loaded with COPY into a fresh table, and the
-# query over them
-cp_t= qy_t= base_t=
+# query over them: "wall cpu"
+baseline()
+{
+	c=$(timed "CREATE TABLE fresh (LIKE src); COPY fresh FROM '$dir/final.copy'")
+	r=$(timed "CREATE TEMP TABLE r AS $(echo "$query" | sed 's/FROM src/FROM fresh/')")
+	q "DROP TABLE fresh" >/dev/null
+	echo "$(awk -v a="$(wall "$c")" -v b="$(wall "$r")" 'BEGIN { print a + b }') $(awk -v a="$(cpu "$c")" -v b="$(cpu "$r")" 'BEGIN { print a + b }')"
+}
+bases=
 for i in $(seq "$runs"); do
 	c=$(timed "CREATE TABLE fresh (LIKE src); COPY fresh FROM '$dir/final.copy'")
 	r=$(timed "CREATE TEMP TABLE r AS $(echo "$query" | sed 's/FROM src/FROM fresh/')")
 	q "DROP TABLE fresh" >/dev/null
-	cp_t="$cp_t $c" qy_t="$qy_t $r" base_t="$base_t $(awk -v a="$c" -v b="$r" 'BEGIN { print a + b }')"
+	bases="$bases; COPY $c + query $r"
 done
-# shellcheck disable=SC2086
-base=$(min $base_t)
 
 # replay: $1 label, $2 statement, $3 check after (a command printing 0), $4
-# cleanup after; prints "s; steps; rss"
+# cleanup after.  Each run is preceded by a run of the baseline, so that
+# both see the same load; prints "ratio; details" with the ratios of the
+# best replay to the best baseline, of wall and of CPU time
 replay()
 {
-	best= detail= i=0
+	bw= bc= rw= rc= detail= i=0
 	while [ $i -lt "$runs" ]; do
 		i=$((i + 1))
+		b=$(baseline)
 		n0=$(grep -c 'terminated by signal' "$dir/server.log" || true)
 		sample_start
 		s=$(timed "$2")
@@ -208,7 +229,7 @@ replay()
 			s="FAILED: $(grep -m1 ERROR "$dir/err" | sed 's/.*ERROR: *//')"
 			[ "$(grep -c 'terminated by signal' "$dir/server.log" || true)" = "$n0" ] || s=CRASHED
 			j=0; until q "SELECT 1" >/dev/null 2>&1; do j=$((j + 1)); [ $j -lt 120 ] || exit 1; sleep 1; done
-			echo "$s"; return
+			echo "MISSED  $s"; return
 		fi
 		st=$(steps)
 		t=$(now)	# the worker then decodes the replay's own writes
@@ -216,19 +237,19 @@ replay()
 			{ echo "$1 wrong after replay" >&2; exit 1; }
 		catch=$(elapsed "$t")
 		[ -z "$4" ] || q "$4" >/dev/null
-		if [ -z "$best" ] || awk -v a="$s" -v b="$best" 'BEGIN { exit !(a < b) }'; then
-			best=$s detail="steps: $st; backend RssAnon max ${rss_mb} MB; worker caught up ${catch} s after"
+		[ -n "$bw" ] && awk -v a="$(wall "$b")" -v b="$bw" 'BEGIN { exit !(a >= b) }' || bw=$(wall "$b")
+		[ -n "$bc" ] && awk -v a="$(cpu "$b")" -v b="$bc" 'BEGIN { exit !(a >= b) }' || bc=$(cpu "$b")
+		[ -n "$rc" ] && awk -v a="$(cpu "$s")" -v b="$rc" 'BEGIN { exit !(a >= b) }' || rc=$(cpu "$s")
+		if [ -z "$rw" ] || awk -v a="$(wall "$s")" -v b="$rw" 'BEGIN { exit !(a < b) }'; then
+			rw=$(wall "$s")
+			detail="steps (s): $st; backend RssAnon max ${rss_mb} MB; worker caught up ${catch} s after"
 			cp "$dir/progress" "$dir/progress.last"
 		fi
 	done
-	echo "$best; $detail"
+	rr=$(ratio "$rw" "$bw")
+	echo "$(verdict "$rw <= 2 * $bw")  $rw s = ${rr}x baseline $bw s (CPU: $rc s = $(ratio "$rc" "$bc")x baseline $bc s); $detail"
 }
-rr()
-{
-	x=${1%%;*}
-	case $x in *[!0-9.]*) echo "MISSED  $1";; *) echo "$(verdict "$x <= 2 * $base")  $x s = $(ratio "$x" "$base")x baseline${1#"$x"}";; esac
-}
-ev=$(timed "SELECT count(*) FROM kappa.events()")
+ev=$(wall "$(timed "SELECT count(*) FROM kappa.events()")")
 r1=$(replay "in place" "SELECT kappa.replay('agg')" "bad agg" "")
 prog=$(sort -u "$dir/progress.last" 2>/dev/null | head -3 | tr '\n' '|' || true)
 r2=$(replay "new view" "SELECT kappa.replay('agg', new_name => 'agg_green')" "bad agg_green" "SELECT kappa.drop_view('agg_green')")
@@ -239,20 +260,21 @@ psql -c "SET pg_kappa.engine = 2" -c "SELECT kappa.replay('agg', new_name => 'ag
 r5=$(replay "in place, engine 2" "SELECT kappa.replay('agg_e2')" "bad agg_e2" "")
 
 echo "1. replay by compaction vs COPY + recompute (target: replay <= 2x baseline)"
-echo "  baseline: COPY of the final rows into a fresh table + the query over it: $base s"
-echo "            (best of:$base_t; COPY:$cp_t; query:$qy_t)"
+echo "  baseline: COPY of the final rows into a fresh table + the query over it, wall and CPU s:"
+echo "            ${bases#; }"
+echo "            (and once before every replay, below: the best of those is the baseline of that line)"
 echo "  reading the log alone (count(*) FROM kappa.events()): $ev s"
-echo "  kappa.replay('agg'), in place: $(rr "$r1")"
+echo "  kappa.replay('agg'), in place: $r1"
 echo "      progress seen in pg_stat_activity.query: $prog"
-echo "  kappa.replay('agg', new_name => ...), a new view: $(rr "$r2")"
-echo "  kappa.replay('agg', until_lsn => mid, new_name => ...), time travel: $(rr "$r3")"
-echo "  engine 2, a new view: $(rr "$r4")"
-echo "  engine 2, in place: $(rr "$r5")"
+echo "  kappa.replay('agg', new_name => ...), a new view: $r2"
+echo "  kappa.replay('agg', until_lsn => mid, new_name => ...), time travel: $r3"
+echo "  engine 2, a new view: $r4"
+echo "  engine 2, in place: $r5"
 echo
 
 ea="SELECT count(*) FROM ((($query) EXCEPT ALL SELECT * FROM agg) UNION ALL (SELECT * FROM agg EXCEPT ALL ($query))) x"
 vf= ex=
-for i in 1 2 3; do vf="$vf $(timed "SELECT count(*) FROM kappa.verify('agg')")" ex="$ex $(timed "$ea")"; done
+for i in 1 2 3; do vf="$vf $(wall "$(timed "SELECT count(*) FROM kappa.verify('agg')")")" ex="$ex $(wall "$(timed "$ea")")"; done
 # shellcheck disable=SC2086
 v=$(min $vf); e=$(min $ex)
 echo "2. verify vs EXCEPT ALL both ways"
