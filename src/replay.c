@@ -737,6 +737,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	state = get_relname_relid("g", get_namespace_oid(schema, false));
 
 	/* the log as committed now: up to upper, which may be past this statement */
+	kappa_replay_progress_begin();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	kappa_owner_enter(v.owner, &scope);
 	def = kappa_compile_view(v.canonical, v.engine);

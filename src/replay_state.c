@@ -26,14 +26,16 @@
  * tables and begin and commit records are passed over without converting
  * anything, and each value of an image goes through its column type's input
  * function, or, for json and jsonb, is read as the JSON text it is.  Every
- * image becomes an entry (the row's columns, a hash of its key or of the
- * whole row, its position in the log) in a tuplesort per source, which
- * spills to disk past maintenance_work_mem (shared among the sources): so
- * no table is ever held in memory, whatever the size of the log.  Sorted by
- * hash and position, the entries of one key (or one row) come together in
- * log order, and are folded into what is left of them; hash collisions are
- * told apart by comparing the values' bytes (datum_image_eq), which is also
- * how PostgreSQL decides whether an update changed a row's key.
+ * image becomes an entry (the row's columns and its position in the log)
+ * in a tuplesort per source, which spills to disk past maintenance_work_mem
+ * (shared among the sources): so no table is ever held in memory, whatever
+ * the size of the log.  Sorted by key (in its index's order) and position,
+ * or for a table without a key by a hash of the whole row and position,
+ * the entries of one key (or one row) come together in log order and are
+ * folded into what is left of them.  Keys equal by their type but not in
+ * their bytes (numeric 1.0 and 1.00), and rows of one hash, are told apart
+ * by comparing the values' bytes (datum_image_eq), which is also how
+ * PostgreSQL decides whether an update changed a row's key.
  *
  * The rows left are written to the target table with table_multi_insert
  * (as COPY does, no executor and no per-row SQL), and the target's indexes
@@ -184,7 +186,6 @@ typedef struct LoadState
 	int64		records;		/* change and truncate records read */
 	int64		total;			/* in the log rows read */
 	int64		seq;
-	TimestampTz last_notice;
 } LoadState;
 
 /* The line being parsed, and where */
@@ -507,15 +508,26 @@ json_unescape(JsonCursor *c, StringInfo buf, const char *s, int len)
  * ----------
  */
 
+/* When the last step began, and the last NOTICE */
+static TimestampTz progress_step = 0;
+static TimestampTz progress_notice = 0;
+
+/* A replay begins: its first NOTICE comes pg_kappa.progress_interval on. */
+void
+kappa_replay_progress_begin(void)
+{
+	progress_step = progress_notice = GetCurrentTimestamp();
+}
+
 /*
  * Say what the replay of view is doing in the backend's activity text,
- * which pg_stat_activity.query shows: "kappa.replay(<view>): <what>"; at
- * DEBUG1, also how long the step before took.
+ * which pg_stat_activity.query shows: "kappa.replay(<view>): <what>"; and
+ * in a NOTICE, if pg_kappa.progress_interval has passed since the last.
+ * At DEBUG1, also how long the step before took.
  */
 void
 kappa_replay_progress(const char *view, const char *fmt,...)
 {
-	static TimestampTz last = 0;
 	StringInfoData buf;
 	va_list		args;
 	TimestampTz now = GetCurrentTimestamp();
@@ -534,27 +546,26 @@ kappa_replay_progress(const char *view, const char *fmt,...)
 		enlargeStringInfo(&buf, needed);
 	}
 	pgstat_report_activity(STATE_RUNNING, buf.data);
+	if (TimestampDifferenceExceeds(progress_notice, now, kappa_progress_interval))
+	{
+		ereport(NOTICE,
+				(errmsg("replay of derived view \"%s\": %s", view,
+						buf.data + strlen(view) + strlen("kappa.replay(): "))));
+		progress_notice = now;
+	}
 	elog(DEBUG1, "%s (%.3f s after the step before)", buf.data,
-		 last == 0 ? 0.0 : (double) (now - last) / USECS_PER_SEC);
-	last = now;
+		 (double) (now - progress_step) / USECS_PER_SEC);
+	progress_step = now;
 	pfree(buf.data);
 }
 
-/* The activity text and, every pg_kappa.progress_interval, a NOTICE. */
+/* The activity text, and a NOTICE every pg_kappa.progress_interval. */
 static void
 report_compacting(LoadState *ls)
 {
-	kappa_replay_progress(ls->view, "compacting " INT64_FORMAT " of " INT64_FORMAT " records",
-						  ls->records, ls->total);
-	if (TimestampDifferenceExceeds(ls->last_notice, GetCurrentTimestamp(),
-								   kappa_progress_interval))
-	{
-		ereport(NOTICE,
-				(errmsg("replay of derived view \"%s\": compacted " INT64_FORMAT " of " INT64_FORMAT " logged records, up to %X/%X of %X/%X",
-						ls->view, ls->records, ls->total,
-						LSN_FORMAT_ARGS(ls->commit_lsn), LSN_FORMAT_ARGS(ls->upper))));
-		ls->last_notice = GetCurrentTimestamp();
-	}
+	kappa_replay_progress(ls->view, "compacting " INT64_FORMAT " of " INT64_FORMAT " records, up to %X/%X of %X/%X",
+						  ls->records, ls->total,
+						  LSN_FORMAT_ARGS(ls->commit_lsn), LSN_FORMAT_ARGS(ls->upper));
 }
 
 /* ----------
@@ -1886,7 +1897,6 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	ls.src = palloc0(sizeof(SourceState) * ls.nsrc);
 	for (int i = 0; i < ls.nsrc; i++)
 		init_source(&ls, &ls.src[i], list_nth_oid(sources, i), targets[i], lowers[i]);
-	ls.last_notice = GetCurrentTimestamp();
 	ls.commit_lsn = InvalidXLogRecPtr;
 
 	kappa_replay_progress(view, "reading the event log");
