@@ -221,6 +221,9 @@ replay()
 	while [ $i -lt "$runs" ]; do
 		i=$((i + 1))
 		b=$(baseline)
+		# the worker gets past the baseline's COPY first: a replay into a
+		# new view waits for it to have logged everything up to then
+		q "SELECT kappa.wait('agg', pg_current_wal_insert_lsn(), '600s')" >/dev/null
 		n0=$(grep -c 'terminated by signal' "$dir/server.log" || true)
 		sample_start
 		s=$(timed "$2")
