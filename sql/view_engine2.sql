@@ -118,7 +118,7 @@ REVOKE CREATE ON SCHEMA public FROM regress_e2_user;
 DROP TABLE e2_theirs;
 DROP ROLE regress_e2_user;
 
--- replay in place needs copies engine 2 does not keep
+-- replay rebuilds from the event log, which holds only captured tables
 SELECT kappa.replay('e2_big');
 
 -- a view of engine 1 built again by engine 2: its copies go, it goes on

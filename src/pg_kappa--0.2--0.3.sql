@@ -157,7 +157,7 @@ AS 'MODULE_PATHNAME', 'kappa_replay'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION kappa.replay(regclass, pg_lsn, pg_lsn, text) IS
-'rebuild a derived view from the event log through the delta engine, in place or into a new view (new_name), or as it was at until_lsn';
+'rebuild a derived view from the event log (each source compacted to its rows at the end point, then the view''s query once), in place or into a new view (new_name), or as it was at until_lsn';
 
 -- ====================================================================
 -- BEGIN pg_kappa 0.3: failed captures (pg_kappa.max_event_bytes)

@@ -81,7 +81,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.progress_interval",
 							"Time between progress notices of kappa.replay.",
-							"0 reports every batch replayed.",
+							"0 reports every step of a replay (reading the log, loading each source, computing the view).",
 							&kappa_progress_interval,
 							10000, 0, INT_MAX,
 							PGC_USERSET,

@@ -514,12 +514,21 @@ extern bool kappa_wait_processed(XLogRecPtr target, int64 timeout_ms);
 extern XLogRecPtr kappa_end_of_records(XLogRecPtr lsn);
 
 /* ----------
- * replay.c
+ * replay.c: kappa.events, kappa.replay, kappa.swap
  * ----------
  */
 extern void kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 								XLogRecPtr upper, XLogRecPtr *lowers);
-extern int64 kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers,
-							   XLogRecPtr upper);
+extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
+							   XLogRecPtr upper, bool keep_state);
+
+/* ----------
+ * replay_state.c: the sources' rows at an LSN, compacted from the log
+ * ----------
+ */
+extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
+							   XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows);
+extern void kappa_replay_progress_begin(void);
+extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attribute_printf(2, 3);
 
 #endif							/* PG_KAPPA_H */

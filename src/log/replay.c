@@ -5,19 +5,20 @@
  *	  replay half of kappa.create_view(..., replay_from => ...), and
  *	  kappa.swap for blue/green.
  *
- * Replay goes through the delta engine, exactly as live apply does: the
- * logged records of the view's sources are turned back into row images
- * (jsonb_populate_record over the source's row type), put into the same
- * per-source batch buffers the apply worker's decoding callbacks fill
- * (change_sink.c), and applied with kappa_apply_view.  A replay is one
- * transaction: cancelling it or a crash leaves nothing behind, and readers
- * of a view rebuilt in place see its old contents until it commits.
+ * Replay is by compaction, for views of either delta engine: the rows each
+ * source held at the target LSN are reduced from its logged records and
+ * loaded in bulk into the view's internal per-source tables (replay_state.c
+ * does that), and the view's query runs once over them; the internal state
+ * the worker goes on from (engine 1's copies, a state table) is rebuilt with
+ * it.  A replay is one transaction: cancelling it or a crash leaves nothing
+ * behind, and readers of a view rebuilt in place see its old contents until
+ * it commits.
  *
  * Which part of the log a replay may use: a source's log starts with the
  * snapshot kappa.capture took (captures.start_lsn), unless retention has
  * pruned it (captures.pruned_lsn).  Replaying "from the start" uses each
  * source's snapshot; replaying from an LSN uses only the records committed
- * from there on, onto an empty view.
+ * from there on, onto empty sources.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +26,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -34,8 +36,10 @@
 #include "miscadmin.h"
 #include "port/pg_crc32c.h"
 #include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -91,6 +95,11 @@ typedef struct LogRecord
 	bool		snapshot;
 } LogRecord;
 
+/*
+ * Open the log rows that may hold records committed between from and to
+ * (InvalidXLogRecPtr: no end) of tables (NIL: all), in order, as the
+ * extension owner.
+ */
 static void
 log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 {
@@ -129,6 +138,7 @@ log_open(LogCursor *c, XLogRecPtr from, XLogRecPtr to, List *tables)
 	kappa_unbecome(&saved);
 }
 
+/* Close what log_open opened. */
 static void
 log_close(LogCursor *c)
 {
@@ -147,6 +157,7 @@ field_string(JsonbContainer *obj, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* An LSN field of a record, or InvalidXLogRecPtr. */
 static XLogRecPtr
 field_lsn(JsonbContainer *obj, const char *key)
 {
@@ -179,6 +190,10 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	return InvalidOid;
 }
 
+/*
+ * The next record of the log into *r, in the current memory context:
+ * false at the end.
+ */
 static bool
 log_next(LogCursor *c, LogRecord *r)
 {
@@ -592,7 +607,7 @@ kappa_events(PG_FUNCTION_ARGS)
 }
 
 /* ----------
- * Replay through the delta engine
+ * Replay by compaction
  * ----------
  */
 
@@ -673,346 +688,166 @@ kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 	}
 }
 
-/* Row images of one source waiting for the next engine batch. */
-typedef struct PendingSource
-{
-	Relation	rel;
-	SPIPlanPtr	to_rows;		/* jsonb images -> the buffer's row layout */
-	List	   *imgs;			/* Jsonb * */
-	List	   *seqs;			/* int64, as intptr */
-	List	   *news;			/* bool, as int */
-	List	   *lsns;			/* XLogRecPtr, as pointer-size int */
-	List	   *unchanged;		/* char *, an int2[] literal, or NULL */
-	XLogRecPtr	truncate_lsn;
-} PendingSource;
-
-static SPIPlanPtr
-prepare_to_rows(Relation rel)
-{
-	Oid			argtypes[5] = {JSONBARRAYOID, INT8ARRAYOID, BOOLARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
-	char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												  RelationGetRelationName(rel));
-	SPIPlanPtr	plan;
-
-	plan = SPI_prepare(psprintf("SELECT r.*, u.seq, u.is_new, u.lsn, u.unchanged::pg_catalog.int2[]"
-								" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-								"                pg_catalog.unnest($4), pg_catalog.unnest($5)) WITH ORDINALITY"
-								"      AS u(img, seq, is_new, lsn, unchanged, ord),"
-								"      LATERAL pg_catalog.jsonb_populate_record(NULL::%s, u.img) r"
-								" ORDER BY u.ord", name),
-					   5, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare replay of \"%s\": %s", name,
-			 SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-static Datum
-list_to_array(List *list, Oid elemtype, Datum (*conv) (void *))
-{
-	int			n = list_length(list);
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc0(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	for (int i = 0; i < n; i++)
-	{
-		void	   *p = list_nth(list, i);
-
-		if (elemtype == TEXTOID && p == NULL)
-			nulls[i] = true;
-		else
-			elems[i] = conv(p);
-	}
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
-											  typlen, typbyval, typalign));
-}
-
-static Datum
-conv_jsonb(void *p)
-{
-	return JsonbPGetDatum((Jsonb *) p);
-}
-
-static Datum
-conv_int8(void *p)
-{
-	return Int64GetDatum((int64) (intptr_t) p);
-}
-
-static Datum
-conv_bool(void *p)
-{
-	return BoolGetDatum(p != NULL);
-}
-
-static Datum
-conv_text(void *p)
-{
-	return CStringGetTextDatum((char *) p);
-}
-
-/* Forget the pending images (sent to the batch, or truncated away). */
+/*
+ * Run one statement of a replay through SPI; error on failure.
+ */
 static void
-pend_clear(PendingSource *ps)
+replay_exec(const char *sql, int expected)
 {
-	list_free(ps->imgs);
-	list_free(ps->seqs);
-	list_free(ps->news);
-	list_free(ps->lsns);
-	list_free(ps->unchanged);
-	ps->imgs = ps->seqs = ps->news = ps->lsns = ps->unchanged = NIL;
-}
+	int			rc = SPI_execute(sql, false, 0);
 
-/* Turn the pending images into buffer rows of the engine's batch. */
-static void
-pend_flush(PendingSource *ps)
-{
-	Relation	rel = ps->rel;
-	TupleDesc	reldesc = RelationGetDescr(rel);
-	int			n = reldesc->natts;
-	Datum		args[5];
-	Datum	   *values = palloc(sizeof(Datum) * (n + 4));
-	bool	   *nulls = palloc(sizeof(bool) * (n + 4));
-
-	if (ps->truncate_lsn != InvalidXLogRecPtr)
-		kappa_batch_truncate(rel, ps->truncate_lsn);
-	if (ps->imgs != NIL)
-	{
-		if (ps->to_rows == NULL)
-		{
-			ps->to_rows = prepare_to_rows(rel);
-			SPI_keepplan(ps->to_rows);
-		}
-		args[0] = list_to_array(ps->imgs, JSONBOID, conv_jsonb);
-		args[1] = list_to_array(ps->seqs, INT8OID, conv_int8);
-		args[2] = list_to_array(ps->news, BOOLOID, conv_bool);
-		args[3] = list_to_array(ps->lsns, INT8OID, conv_int8);
-		args[4] = list_to_array(ps->unchanged, TEXTOID, conv_text);
-		if (SPI_execute_plan(ps->to_rows, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read logged rows of \"%s\"", RelationGetRelationName(rel));
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			int			col = 1;
-
-			/* the row type has no dropped columns; the buffer keeps them */
-			for (int a = 0; a < n; a++)
-			{
-				if (TupleDescAttr(reldesc, a)->attisdropped)
-				{
-					values[a] = (Datum) 0;
-					nulls[a] = true;
-					continue;
-				}
-				values[a] = SPI_getbinval(tup, SPI_tuptable->tupdesc, col++, &nulls[a]);
-			}
-			for (int k = 0; k < 4; k++)
-				values[n + k] = SPI_getbinval(tup, SPI_tuptable->tupdesc, col++, &nulls[n + k]);
-			kappa_batch_put_row(rel, (XLogRecPtr) DatumGetInt64(values[n + 2]), values, nulls);
-		}
-		SPI_freetuptable(SPI_tuptable);
-	}
-	pend_clear(ps);
-	ps->truncate_lsn = InvalidXLogRecPtr;
-}
-
-/* The unchanged TOASTed columns a record lists, as an int2[] literal. */
-static char *
-unchanged_attnums(Relation rel, JsonbContainer *obj, const char *key)
-{
-	JsonbValue *arr = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-	StringInfoData buf;
-	JsonbValue *v;
-
-	if (arr == NULL || arr->type != jbvBinary)
-		return NULL;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (int i = 0; (v = getIthJsonbValueFromContainer(arr->val.binary.data, i)) != NULL; i++)
-	{
-		char	   *col;
-		AttrNumber	attnum;
-
-		if (v->type != jbvString)
-			continue;
-		col = pnstrdup(v->val.string.val, v->val.string.len);
-		attnum = get_attnum(RelationGetRelid(rel), col);
-		if (attnum == InvalidAttrNumber)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("logged record names column \"%s\", which table \"%s\" does not have",
-							col, RelationGetRelationName(rel))));
-		appendStringInfo(&buf, "%s%d", buf.len > 1 ? "," : "", attnum);
-	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
-}
-
-static void
-pend_image(PendingSource *ps, JsonbContainer *rec, const char *which,
-		   const char *unchanged_key, bool is_new, int64 seq, XLogRecPtr lsn)
-{
-	JsonbValue *img = getKeyJsonValueFromContainer(rec, which, strlen(which), NULL);
-
-	if (img == NULL)
-		return;
-	ps->imgs = lappend(ps->imgs, JsonbValueToJsonb(img));
-	ps->seqs = lappend(ps->seqs, (void *) (intptr_t) seq);
-	ps->news = lappend(ps->news, is_new ? (void *) 1 : NULL);
-	ps->lsns = lappend(ps->lsns, (void *) (intptr_t) lsn);
-	ps->unchanged = lappend(ps->unchanged, unchanged_attnums(ps->rel, rec, unchanged_key));
+	if (rc != expected)
+		elog(ERROR, "pg_kappa replay statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
 }
 
 /*
- * Apply the logged records of the sources (list of OIDs, in the view's
- * order) committed between lowers[i] and upper to view viewid through the
- * delta engine, in batches of up to pg_kappa.batch_max_changes changes.
- * The view's tables must be empty.  SPI connected; the caller commits.
- * Returns the number of changes replayed.
+ * Fill derived view relid with its contents as of upper, by compaction:
+ * the rows each of its sources (list of OIDs, the view's, with lowers[i]
+ * where source i's log is read from) held at upper are loaded into the
+ * view's internal per-source tables (engine 1's copies a_<n>, engine 2's
+ * d_<n>, which have the source's columns; replay_state.c), and the view's
+ * query runs once over them.  The derived table must be empty; the
+ * internal tables are emptied here.  For engine 1 the copies stay, as the
+ * worker's copies of the sources at upper, and the state table g of a view
+ * maintained algebraically is filled from them; for engine 2, g is filled
+ * from the same projection as over the live sources, and d_<n> is emptied
+ * again.  Unless keep_state: the view is dropped after (time travel), so
+ * its internal tables lose their indexes instead and g stays empty.
+ * Everything the view's code runs, runs as its owner.  SPI connected; the
+ * caller commits.  Returns the number of logged records read.
  */
 int64
-kappa_replay_fill(int viewid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper)
+kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper,
+				  bool keep_state)
 {
-	int			nsrc = list_length(sources);
-	PendingSource *pend = palloc0(sizeof(PendingSource) * nsrc);
-	XLogRecPtr	min_lower = upper;
-	LogCursor	c;
-	LogRecord	r;
-	int64		seq = 0;
-	int64		pending = 0;
-	int64		total = 0;
-	int64		batches = 0;
-	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
-	TimestampTz last_notice = GetCurrentTimestamp();
-	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
-												   "pg_kappa replay batch",
-												   ALLOCSET_DEFAULT_SIZES);
-	MemoryContext reccxt = AllocSetContextCreate(CurrentMemoryContext,
-												 "pg_kappa replay record",
-												 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext oldcxt;
-	bool		more;
+	KappaViewRow v;
+	KappaViewDef *def;
+	KappaOwnerScope scope;
+	char	   *label;
+	char	   *target;
+	char	   *schema;
+	Oid		   *scratch;
+	int			nsrc;
+	int64		changes = 0;
+	int64		rows = 0;
+	StringInfoData list;
+	Oid			state;
 
+	kappa_read_view(relid, &v);
+	label = kappa_qualified_name(relid);
+	target = label;
+	schema = psprintf("kappa_v%d", v.id);
+	nsrc = list_length(v.sources);
+	if (!equal(sources, v.sources) || list_length(v.arrangements) != nsrc)
+		elog(ERROR, "sources of derived view \"%s\" do not match its catalog row", label);
+	scratch = palloc(sizeof(Oid) * nsrc);
+	initStringInfo(&list);
 	for (int i = 0; i < nsrc; i++)
 	{
-		pend[i].rel = relation_open(list_nth_oid(sources, i), AccessShareLock);
-		min_lower = Min(min_lower, lowers[i]);
+		scratch[i] = list_nth_oid(v.arrangements, i);
+		appendStringInfo(&list, "%s%s", i > 0 ? ", " : "", kappa_qualified_name(scratch[i]));
 	}
+	state = get_relname_relid("g", get_namespace_oid(schema, false));
 
-	/* the engine's tables, plans and batch start afresh; writes allowed */
-	kappa_engine_reset();
-	kappa_batch_reset();
-	CommandCounterIncrement();
+	/* the log as committed now: up to upper, which may be past this statement */
+	kappa_replay_progress_begin();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	kappa_owner_enter(v.owner, &scope);
+	def = kappa_compile_view(v.canonical, v.engine);
+	kappa_check_sources_unchanged(def, v.sources, get_rel_name(relid));
 	kappa_guard_bypass = true;
-
-	log_open(&c, min_lower, upper, sources);
-	oldcxt = MemoryContextSwitchTo(batchcxt);
-	do
+	PG_TRY();
 	{
-		int			i = -1;
+		char	   *query;
+		KappaAggSql *agg = NULL;
 
-		/* each record in memory of its own: a batch may end after it */
-		MemoryContextReset(reccxt);
-		MemoryContextSwitchTo(reccxt);
-		more = log_next(&c, &r);
-		MemoryContextSwitchTo(batchcxt);
-		CHECK_FOR_INTERRUPTS();
+		/* nobody else reads them: a new file each, no dead rows */
+		replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
+		if (OidIsValid(state))
+			replay_exec(psprintf("TRUNCATE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
+		if (!keep_state)
+		{
+			/* thrown away after: not worth indexing */
+			for (int i = 0; i < nsrc; i++)
+			{
+				Relation	rel = table_open(scratch[i], AccessShareLock);
+				List	   *indexes = RelationGetIndexList(rel);
+				ListCell   *lc;
+
+				table_close(rel, AccessShareLock);
+				foreach(lc, indexes)
+					replay_exec(psprintf("DROP INDEX %s", kappa_qualified_name(lfirst_oid(lc))),
+								SPI_OK_UTILITY);
+			}
+		}
+
+		/* the sources at upper, into the internal tables */
+		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, &rows);
+		CommandCounterIncrement();
 
 		/*
-		 * A batch may end anywhere, even inside a transaction: replay
-		 * applies every row image it is given (no applied LSN to skip
-		 * below), so only the order of the changes matters, and memory
-		 * stays bounded by pg_kappa.batch_max_changes, snapshots included.
+		 * Statistics for the query, and for the worker's plans over engine
+		 * 1's copies.  Not of engine 2's d_<n>, which hold a batch's deltas
+		 * again after this: statistics of the whole table would mislead the
+		 * worker's plans.
 		 */
-		if (!more || pending >= kappa_batch_max_changes)
+		if (keep_state && v.engine < 2)
 		{
-			if (pending > 0)
+			kappa_replay_progress(label, "analyzing the state of the sources");
+			for (int i = 0; i < nsrc; i++)
 			{
-				XLogRecPtr	new_applied;
-				int64		ntxns;
-
-				for (int k = 0; k < nsrc; k++)
-					pend_flush(&pend[k]);
-				kappa_batch_commit(last_lsn, 0);
-				MemoryContextSwitchTo(oldcxt);
-				(void) kappa_apply_view(viewid, InvalidXLogRecPtr, &new_applied, &ntxns);
-				kappa_engine_truncate_scratch(viewid);
-				kappa_batch_reset();
-				MemoryContextReset(batchcxt);
-				oldcxt = MemoryContextSwitchTo(batchcxt);
-				total += pending;
-				pending = 0;
-				batches++;
-				if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(),
-											   kappa_progress_interval))
-				{
-					ereport(NOTICE,
-							(errmsg("replayed " INT64_FORMAT " changes in " INT64_FORMAT " batches, up to %X/%X of %X/%X",
-									total, batches, LSN_FORMAT_ARGS(last_lsn), LSN_FORMAT_ARGS(upper))));
-					last_notice = GetCurrentTimestamp();
-				}
+				if (pg_class_ownercheck(scratch[i], GetUserId()))
+					replay_exec(psprintf("ANALYZE %s", kappa_qualified_name(scratch[i])), SPI_OK_UTILITY);
 			}
-			if (!more)
-				break;
 		}
 
-		if (strcmp(r.kind, "begin") == 0 || strcmp(r.kind, "commit") == 0)
-			continue;
-		for (int k = 0; k < nsrc; k++)
-		{
-			if (RelationGetRelid(pend[k].rel) == r.relid)
-				i = k;
-		}
-		if (i < 0 || r.commit_lsn < lowers[i] || r.commit_lsn > upper)
-			continue;
+		/* the view's query, once, over them */
+		kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
+		query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
+		replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 
-		last_lsn = Max(last_lsn, r.commit_lsn);
-		seq++;
-		pending++;
-		if (strcmp(r.kind, "truncate") == 0)
+		/* the state of a view maintained algebraically (agg_delta.c) */
+		if (OidIsValid(state) && keep_state)
 		{
-			/* what came before no longer matters */
-			pend_clear(&pend[i]);
-			pend[i].truncate_lsn = r.commit_lsn;
-		}
-		else if (strcmp(r.kind, "insert") == 0)
-			pend_image(&pend[i], &r.json->root, "new", "unchanged_toast", true, seq, r.commit_lsn);
-		else if (strcmp(r.kind, "delete") == 0)
-			pend_image(&pend[i], &r.json->root, "old", "old_unchanged_toast", false, seq, r.commit_lsn);
-		else if (strcmp(r.kind, "update") == 0)
-		{
-			pend_image(&pend[i], &r.json->root, "old", "old_unchanged_toast", false, seq, r.commit_lsn);
-			pend_image(&pend[i], &r.json->root, "new", "unchanged_toast", true, seq, r.commit_lsn);
-		}
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("event log record of unknown kind \"%s\"", r.kind)));
-	} while (more);
-	MemoryContextSwitchTo(oldcxt);
-	log_close(&c);
+			const char *qschema = quote_identifier(schema);
 
-	kappa_guard_bypass = false;
-	PopActiveSnapshot();
-	kappa_engine_reset();
-	for (int i = 0; i < nsrc; i++)
-	{
-		if (pend[i].to_rows)
-			SPI_freeplan(pend[i].to_rows);
-		relation_close(pend[i].rel, NoLock);
+			if (v.engine >= 2)
+			{
+				Query	   *proj = kappa_agg_projection(def);
+
+				if (proj)
+					agg = kappa_agg_sql_weighted(def, qschema, target,
+												 kappa_deparse_query(proj, kappa_rte_relids(def, scratch)));
+			}
+			else
+				agg = kappa_agg_sql(def, qschema, target);
+			if (agg)
+			{
+				kappa_replay_progress(label, "filling the state of the view");
+				replay_exec(agg->fill_state, SPI_OK_INSERT);
+			}
+		}
+
+		/* engine 2's d_<n> hold a batch's deltas: empty between batches */
+		if (v.engine >= 2 && keep_state)
+			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 	}
-	MemoryContextDelete(batchcxt);
-	MemoryContextDelete(reccxt);
-	return total;
+	PG_FINALLY();
+	{
+		kappa_guard_bypass = false;
+	}
+	PG_END_TRY();
+	kappa_owner_leave(&scope);
+	PopActiveSnapshot();
+
+	kappa_replay_progress(label, "done");
+	if (debug_query_string)
+		pgstat_report_activity(STATE_RUNNING, debug_query_string);
+	return changes;
 }
 
+/* "schema"."table" of relid. */
 static char *
 qualified_name(Oid relid)
 {
@@ -1020,6 +855,12 @@ qualified_name(Oid relid)
 									  get_rel_name(relid));
 }
 
+/*
+ * kappa.replay(view, from_lsn, until_lsn, new_name): with new_name, a new
+ * view (or with until_lsn, a plain table) filled from the log by
+ * create_view; else the view rebuilt in place, as of where its worker has
+ * got to (kappa_replay_fill).
+ */
 Datum
 kappa_replay(PG_FUNCTION_ARGS)
 {
@@ -1027,9 +868,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	XLogRecPtr	from = PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1);
 	KappaViewRow v;
 	XLogRecPtr *lowers;
-	ListCell   *lc;
 	int64		changes;
-	Oid			state;
 	char	   *name;
 	XLogRecPtr	upper;
 	KappaOwnerScope scope;
@@ -1078,12 +917,6 @@ kappa_replay(PG_FUNCTION_ARGS)
 	}
 
 	/* in place */
-	if (v.engine >= 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot replay derived view \"%s\" in place", name),
-				 errdetail("The view is maintained by delta engine 2, which keeps no copy of its sources to rebuild."),
-				 errhint("Replay it into a new view with new_name => 'name'.")));
 	if (!PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1114,37 +947,24 @@ kappa_replay(PG_FUNCTION_ARGS)
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
 	kappa_replay_bounds(name, v.sources, from, upper, lowers);
 
-	/* the view's own tables, as its owner (triggers on them are its code) */
+	/* the derived table, as its owner (triggers on it are the view's code) */
 	kappa_owner_enter(v.owner, &scope);
 	kappa_guard_bypass = true;
 	PG_TRY();
 	{
+		/* readers see the old rows until the replay commits */
 		if (SPI_execute(psprintf("DELETE FROM %s", qualified_name(relid)), false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not empty \"%s\"", name);
-		/*
-		 * The worker's copies, and the state of a view maintained
-		 * algebraically, are read by nobody else: TRUNCATE them rather than
-		 * keep two of every row until the replay commits.
-		 */
-		foreach(lc, v.arrangements)
-		{
-			if (SPI_execute(psprintf("TRUNCATE %s", qualified_name(lfirst_oid(lc))),
-							false, 0) != SPI_OK_UTILITY)
-				elog(ERROR, "could not empty an internal table of \"%s\"", name);
-		}
-		state = get_relname_relid("g", get_namespace_oid(psprintf("kappa_v%d", v.id), false));
-		if (OidIsValid(state) &&
-			SPI_execute(psprintf("TRUNCATE %s", qualified_name(state)), false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "could not empty an internal table of \"%s\"", name);
 	}
 	PG_FINALLY();
 	{
 		kappa_guard_bypass = false;
 	}
 	PG_END_TRY();
-	/* the log's rows become the sources' row types (domains check them) */
-	changes = kappa_replay_fill(v.id, v.sources, lowers, upper);
 	kappa_owner_leave(&scope);
+
+	/* as the view's owner again (kappa_replay_fill) */
+	changes = kappa_replay_fill(relid, v.sources, lowers, upper, true);
 	SPI_finish();
 	ereport(NOTICE,
 			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",

@@ -567,14 +567,15 @@ forget_source_dependency(Oid view, Oid src)
  * source before the batch; dq and dc for the delta of a view without
  * GROUP BY, or k for the keys of the groups to recompute.  Then the
  * derived table target (in nspname, named relname), filled from the
- * sources, which are locked.  *drelids gets the d_<n> tables (recorded
- * in kappa.views.arrangements: DDL checks compare sources with them).
+ * sources, which are locked, if fill (else replay fills it from the log).
+ * *drelids gets the d_<n> tables (recorded in kappa.views.arrangements:
+ * DDL checks compare sources with them).
  */
 static Oid
 create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 					const char *target, const char *canonical,
 					const char *nspname, const char *relname, Oid adopt,
-					Oid **drelids)
+					Oid **drelids, bool fill)
 {
 	const char *schema = quote_identifier(schemaname);
 	int			nsources = list_length(def->sources);
@@ -710,14 +711,15 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		kappa_unbecome(&saved);
 	}
 
-	kappa_guard_bypass = true;
+	kappa_guard_bypass = fill;
 	PG_TRY();
 	{
-		if (OidIsValid(adopt))
+		if (fill && OidIsValid(adopt))
 			exec_sql(psprintf("TRUNCATE ONLY %s", target), SPI_OK_UTILITY);
-		exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
-				 SPI_OK_INSERT);
-		if (agg)
+		if (fill)
+			exec_sql(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical),
+					 SPI_OK_INSERT);
+		if (fill && agg)
 			exec_sql(agg->fill_state, SPI_OK_INSERT);
 	}
 	PG_FINALLY();
@@ -902,7 +904,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	if (engine >= 2)
 		derived = create_engine2_view(def, id, schema, target, canonical,
 									  get_namespace_name(nspid), rv->relname,
-									  adopt, &arrangements);
+									  adopt, &arrangements, !replay);
 	else
 	{
 		/* as the caller: the worker's copies of the sources and scratch tables */
@@ -914,7 +916,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 			char	   *a = psprintf("%s.a_%d", quote_identifier(schema), i);
 			ListCell   *lc;
 
-			create_mirror(src, a, false, NULL);
+			/* unlogged when the view is dropped after its fill (time travel) */
+			create_mirror(src, a, until != InvalidXLogRecPtr, NULL);
 			create_mirror(src, psprintf("%s.d_%d", quote_identifier(schema), i), true,
 						  "_kappa_seq bigint, _kappa_new boolean, _kappa_unchanged smallint[]");
 			create_mirror(src, psprintf("%s.w_%d", quote_identifier(schema), i), true,
@@ -1048,13 +1051,9 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	kappa_unbecome(&saved);
 
 	if (replay)
-	{
-		(void) kappa_replay_fill(id, def->sources, lowers,
-								 until != InvalidXLogRecPtr ? until : created_lsn);
-		for (int i = 0; i < nsources; i++)
-			exec_sql(psprintf("ANALYZE %s.a_%d", quote_identifier(schema), i),
-					 SPI_OK_UTILITY);
-	}
+		(void) kappa_replay_fill(derived, def->sources, lowers,
+								 until != InvalidXLogRecPtr ? until : created_lsn,
+								 until == InvalidXLogRecPtr);
 
 	/* the view as it was at until: a plain table, not maintained */
 	if (replay && until != InvalidXLogRecPtr)
@@ -1103,8 +1102,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
 	kappa_refuse_in_view_code("kappa.create_view", false);
-	/* a view filled from the log is engine 1's (replay.c refills copies) */
-	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), replay ? 1 : kappa_engine,
+	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), kappa_engine,
 							  replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL));
 }
 
@@ -1119,7 +1117,7 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 	char	   *into = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), 1,
+	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), kappa_engine,
 							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL));
 }
 

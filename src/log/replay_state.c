@@ -1,0 +1,1916 @@
+/*-------------------------------------------------------------------------
+ *
+ * replay_state.c
+ *	  Replay by compaction: the rows each source of a derived view held at
+ *	  an LSN, reduced from the event log and bulk-loaded into a table.
+ *
+ * A source's state at LSN X is its snapshot (kappa.capture's insert
+ * records) and every logged change committed after it up to X, reduced to
+ * the rows it holds at X.  Two reductions, chosen per source:
+ *
+ *	- by key, for a table with a primary key or a replica identity index:
+ *	  an old image may hold only the key (the default replica identity), so
+ *	  the last image of each key wins, and a delete or an update that moves
+ *	  a row to another key leaves the old key empty.  A new image's
+ *	  unchanged TOASTed values (not in the WAL, so not in the log) are the
+ *	  old image's when it is whole (REPLICA IDENTITY FULL), else the key's
+ *	  previous image;
+ *	- by row, for a table without a key (REPLICA IDENTITY FULL): the table
+ *	  is a multiset, +1 for every new image and -1 for every old one, which
+ *	  is complete; a row's count never goes below zero.
+ *
+ * A truncate record empties the source's state at that point.
+ *
+ * The log is read once, in commit order, by a scanner made for the lines
+ * the output plugin writes (event_format.c, json_write.c): records of other
+ * tables and begin and commit records are passed over without converting
+ * anything, and each value of an image goes through its column type's input
+ * function, or, for json and jsonb, is read as the JSON text it is.  Every
+ * image becomes an entry (the row's columns and its position in the log)
+ * in a tuplesort per source, which spills to disk past maintenance_work_mem
+ * (shared among the sources): so no table is ever held in memory, whatever
+ * the size of the log.  Sorted by key (in its index's order) and position,
+ * or for a table without a key by a hash of the whole row and position,
+ * the entries of one key (or one row) come together in log order and are
+ * folded into what is left of them.  Keys equal by their type but not in
+ * their bytes (numeric 1.0 and 1.00), and rows of one hash, are told apart
+ * by comparing the values' bytes (datum_image_eq), which is also how
+ * PostgreSQL decides whether an update changed a row's key.
+ *
+ * The rows left are written to the target table with table_multi_insert
+ * (as COPY does, no executor and no per-row SQL), and the target's indexes
+ * are built afterwards, in bulk.  The caller (replay.c) empties the target
+ * first, runs the view's query over the targets, and owns the transaction.
+ *
+ * Progress: the backend's activity text (pg_stat_activity.query) says
+ * "kappa.replay(<view>): compacting N of M records" and then what follows,
+ * and a NOTICE every pg_kappa.progress_interval.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "catalog/pg_operator_d.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/sortsupport.h"
+#include "utils/timestamp.h"
+#include "utils/tuplesort.h"
+#include "utils/varlena.h"
+
+#include "pg_kappa.h"
+
+/* The columns of a sort entry after the source's own */
+#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, 0) */
+#define ENTRY_SEQ		2		/* int8: position in the log */
+#define ENTRY_OP		3		/* int4: ENTRY_ROW or ENTRY_GONE */
+#define ENTRY_UNCHANGED 4		/* bytea: per column, 1 = unchanged TOAST */
+#define ENTRY_EXTRA		4
+
+#define ENTRY_ROW		1		/* a row image: +1, or the key's image */
+#define ENTRY_GONE		(-1)	/* an old image: -1, or the key left */
+
+/* rows per table_multi_insert, and bytes */
+#define LOAD_BATCH_ROWS	1000
+#define LOAD_BATCH_BYTES (1024 * 1024)
+
+/* records between updates of the activity text */
+#define PROGRESS_EVERY	65536
+
+/* How the values of one column of a source are read from the log */
+typedef struct ColumnIn
+{
+	bool		dropped;
+	bool		raw;			/* json or jsonb: the value's JSON text */
+	Oid			direct;			/* text, int2, int4, int8: read without the
+								 * input function; else InvalidOid */
+	char	   *name;
+	char	   *key;			/* the name as the log writes it, escaped */
+	int			keylen;
+	char	   *qkey;			/* the same, quoted, with the colon */
+	int			qkeylen;
+	FmgrInfo	input;
+	Oid			ioparam;
+	int32		typmod;
+	int16		typlen;
+	bool		typbyval;
+} ColumnIn;
+
+/* One source: how its records are read, and its entries */
+typedef struct SourceState
+{
+	Oid			relid;
+	char	   *label;			/* its name, for messages */
+	Oid			target;
+	XLogRecPtr	lower;			/* records committed from here on count */
+	int			natts;
+	ColumnIn   *cols;
+	bool		by_key;
+	int			nkeys;
+	int		   *keys;			/* attribute indexes (0-based) of the key */
+	Oid		   *keyops;			/* by key: the key's "<" operators */
+	Oid		   *keycolls;
+	SortSupport keysort;		/* by key: to compare keys in the fold */
+	TupleDesc	sortdesc;		/* the source's columns, then ENTRY_* */
+	Tuplesortstate *sort;
+	TupleTableSlot *putslot;
+	int			workmem;		/* kB */
+	int64		entries;
+	int64		rows;			/* rows loaded into target */
+	/* the record being read */
+	Datum	   *oldv;
+	bool	   *oldn;
+	bool	   *oldp;			/* present in the old image */
+	Datum	   *newv;
+	bool	   *newn;
+	bool	   *newp;
+	bool	   *unch;			/* unchanged TOASTed in the new image */
+	bool	   *oldunch;
+} SourceState;
+
+/* A schema and table as a record writes them, and which source they are */
+typedef struct NameCacheEntry
+{
+	char	   *schema;			/* escaped, as in the record */
+	int			schemalen;
+	char	   *table;
+	int			tablelen;
+	int			source;			/* or -1 */
+} NameCacheEntry;
+
+#define NAME_CACHE_SIZE 8
+
+/* Everything a load works with */
+typedef struct LoadState
+{
+	const char *view;			/* for messages */
+	int			nsrc;
+	SourceState *src;
+	XLogRecPtr	upper;
+	MemoryContext cxt;
+	MemoryContext reccxt;		/* the record being read */
+	StringInfoData buf;			/* a value's text */
+	/* reading the log */
+	Portal		portal;
+	SPITupleTable *rows;
+	uint64		nrows;
+	uint64		next;
+	MemoryContext rowcxt;		/* the log row being read */
+	bool		snapshot;
+	XLogRecPtr	row_lsn;
+	int			ntables;
+	Datum	   *tables;
+	char	  **names;
+	XLogRecPtr	commit_lsn;
+	NameCacheEntry cache[NAME_CACHE_SIZE];
+	int			ncache;
+	/* progress */
+	int64		records;		/* change and truncate records read */
+	int64		total;			/* in the log rows read */
+	int64		seq;
+} LoadState;
+
+/* The line being parsed, and where */
+typedef struct JsonCursor
+{
+	const char *p;
+	const char *end;
+	const char *line;
+} JsonCursor;
+
+/* Refuse the line being parsed: it is not what the log writes. */
+static void
+json_corrupt(JsonCursor *c)
+{
+	int			len = c->end - c->line;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("event log record is not valid JSON: %.*s%s",
+					Min(len, 200), c->line, len > 200 ? "..." : "")));
+}
+
+/* Move the cursor past whitespace. */
+static inline void
+json_ws(JsonCursor *c)
+{
+	while (c->p < c->end &&
+		   (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
+		c->p++;
+}
+
+/* Move the cursor past the character ch, which must come next. */
+static inline void
+json_expect(JsonCursor *c, char ch)
+{
+	json_ws(c);
+	if (c->p >= c->end || *c->p != ch)
+		json_corrupt(c);
+	c->p++;
+}
+
+/*
+ * The string at the cursor: its contents as written (escapes and all) in
+ * *s and *len; the cursor moves past it.
+ */
+static void
+json_string(JsonCursor *c, const char **s, int *len)
+{
+	const char *p;
+	const char *lim;
+
+	json_ws(c);
+	if (c->p >= c->end || *c->p != '"')
+		json_corrupt(c);
+	p = c->p + 1;
+
+	/* most are short (names, kinds, numbers as text): a plain loop first */
+	lim = Min(c->end, p + 16);
+	while (p < lim && *p != '"' && *p != '\\')
+		p++;
+	if (p >= lim || *p != '"')
+	{
+		if (p < lim)
+			p = c->p + 1;		/* an escape: count backslashes from the start */
+		for (;;)
+		{
+			const char *q = memchr(p, '"', c->end - p);
+			const char *b;
+
+			if (q == NULL)
+				json_corrupt(c);
+			/* escaped if an odd number of backslashes comes before it */
+			for (b = q; b > p && b[-1] == '\\'; b--)
+				;
+			if (((q - b) & 1) == 0)
+			{
+				p = q;
+				break;
+			}
+			p = q + 1;
+		}
+	}
+	*s = c->p + 1;
+	*len = p - *s;
+	c->p = p + 1;
+}
+
+/* Move the cursor past the value at it; returns where the value starts. */
+static const char *
+json_value(JsonCursor *c)
+{
+	const char *start;
+	const char *s;
+	int			len;
+
+	json_ws(c);
+	start = c->p;
+	if (c->p >= c->end)
+		json_corrupt(c);
+	switch (*c->p)
+	{
+		case '"':
+			json_string(c, &s, &len);
+			break;
+		case '{':
+		case '[':
+			{
+				int			depth = 0;
+
+				while (c->p < c->end)
+				{
+					char		ch = *c->p;
+
+					if (ch == '"')
+					{
+						json_string(c, &s, &len);
+						continue;
+					}
+					if (ch == '{' || ch == '[')
+						depth++;
+					else if (ch == '}' || ch == ']')
+					{
+						if (--depth == 0)
+						{
+							c->p++;
+							return start;
+						}
+					}
+					c->p++;
+				}
+				json_corrupt(c);
+			}
+			break;
+		default:
+			while (c->p < c->end && *c->p != ',' && *c->p != '}' && *c->p != ']' &&
+				   *c->p != ' ' && *c->p != '\t' && *c->p != '\r' && *c->p != '\n')
+				c->p++;
+			if (c->p == start)
+				json_corrupt(c);
+			break;
+	}
+	return start;
+}
+
+/*
+ * The next member of the object the cursor is in (after its '{'): false at
+ * its end.  The member's name as written goes to *key and *keylen, and the
+ * cursor to its value.
+ */
+static bool
+json_next_key(JsonCursor *c, bool *first, const char **key, int *keylen)
+{
+	json_ws(c);
+	if (c->p >= c->end)
+		json_corrupt(c);
+	if (*c->p == '}')
+	{
+		c->p++;
+		return false;
+	}
+	if (!*first)
+	{
+		if (*c->p != ',')
+			json_corrupt(c);
+		c->p++;
+	}
+	*first = false;
+	json_string(c, key, keylen);
+	json_expect(c, ':');
+	json_ws(c);
+	return true;
+}
+
+/* The next element of the array the cursor is in (after its '['). */
+static bool
+json_next_elem(JsonCursor *c, bool *first)
+{
+	json_ws(c);
+	if (c->p >= c->end)
+		json_corrupt(c);
+	if (*c->p == ']')
+	{
+		c->p++;
+		return false;
+	}
+	if (!*first)
+	{
+		if (*c->p != ',')
+			json_corrupt(c);
+		c->p++;
+		json_ws(c);
+	}
+	*first = false;
+	return true;
+}
+
+#define KEY_IS(key, len, lit) ((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
+
+/* The value of one hex digit of a \u escape. */
+static int
+hex_digit(JsonCursor *c, char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	json_corrupt(c);
+	return 0;
+}
+
+/* Four hex digits at s (end is where the string ends). */
+static pg_wchar
+hex4(JsonCursor *c, const char *s, const char *end)
+{
+	pg_wchar	cp = 0;
+
+	if (end - s < 4)
+		json_corrupt(c);
+	for (int i = 0; i < 4; i++)
+		cp = (cp << 4) | hex_digit(c, s[i]);
+	return cp;
+}
+
+/*
+ * The text a JSON string's contents (s, len, as written) stand for, in the
+ * database encoding, into buf.
+ */
+static void
+json_unescape(JsonCursor *c, StringInfo buf, const char *s, int len)
+{
+	const char *end = s + len;
+
+	resetStringInfo(buf);
+	while (s < end)
+	{
+		const char *bs = memchr(s, '\\', end - s);
+
+		if (bs == NULL)
+		{
+			appendBinaryStringInfo(buf, s, end - s);
+			break;
+		}
+		appendBinaryStringInfo(buf, s, bs - s);
+		s = bs + 1;
+		if (s >= end)
+			json_corrupt(c);
+		switch (*s)
+		{
+			case '"':
+			case '\\':
+			case '/':
+				appendStringInfoChar(buf, *s);
+				s++;
+				break;
+			case 'b':
+				appendStringInfoChar(buf, '\b');
+				s++;
+				break;
+			case 'f':
+				appendStringInfoChar(buf, '\f');
+				s++;
+				break;
+			case 'n':
+				appendStringInfoChar(buf, '\n');
+				s++;
+				break;
+			case 'r':
+				appendStringInfoChar(buf, '\r');
+				s++;
+				break;
+			case 't':
+				appendStringInfoChar(buf, '\t');
+				s++;
+				break;
+			case 'u':
+				{
+					pg_wchar	cp = hex4(c, s + 1, end);
+
+					s += 5;
+					if (cp >= 0xD800 && cp <= 0xDBFF)
+					{
+						pg_wchar	lo;
+
+						if (end - s < 6 || s[0] != '\\' || s[1] != 'u')
+							json_corrupt(c);
+						lo = hex4(c, s + 2, end);
+						if (lo < 0xDC00 || lo > 0xDFFF)
+							json_corrupt(c);
+						cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+						s += 6;
+					}
+					else if (cp >= 0xDC00 && cp <= 0xDFFF)
+						json_corrupt(c);
+					if (cp == 0)
+						ereport(ERROR,
+								(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+								 errmsg("unsupported Unicode escape sequence in the event log"),
+								 errdetail("\\u0000 cannot be converted to text.")));
+					if (cp < 0x80)
+						appendStringInfoChar(buf, (char) cp);
+					else
+					{
+						unsigned char mb[MAX_UNICODE_EQUIVALENT_STRING + 1];
+
+						pg_unicode_to_server(cp, mb);
+						appendStringInfoString(buf, (char *) mb);
+					}
+				}
+				break;
+			default:
+				json_corrupt(c);
+		}
+	}
+}
+
+/* ----------
+ * Progress
+ * ----------
+ */
+
+/* When the last step began, and the last NOTICE */
+static TimestampTz progress_step = 0;
+static TimestampTz progress_notice = 0;
+
+/* A replay begins: its first NOTICE comes pg_kappa.progress_interval on. */
+void
+kappa_replay_progress_begin(void)
+{
+	progress_step = progress_notice = GetCurrentTimestamp();
+}
+
+/*
+ * Say what the replay of view is doing in the backend's activity text,
+ * which pg_stat_activity.query shows: "kappa.replay(<view>): <what>"; and
+ * in a NOTICE, if pg_kappa.progress_interval has passed since the last.
+ * At DEBUG1, also how long the step before took.
+ */
+void
+kappa_replay_progress(const char *view, const char *fmt,...)
+{
+	StringInfoData buf;
+	va_list		args;
+	TimestampTz now = GetCurrentTimestamp();
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "kappa.replay(%s): ", view);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	pgstat_report_activity(STATE_RUNNING, buf.data);
+	if (TimestampDifferenceExceeds(progress_notice, now, kappa_progress_interval))
+	{
+		ereport(NOTICE,
+				(errmsg("replay of derived view \"%s\": %s", view,
+						buf.data + strlen(view) + strlen("kappa.replay(): "))));
+		progress_notice = now;
+	}
+	elog(DEBUG1, "%s (%.3f s after the step before)", buf.data,
+		 (double) (now - progress_step) / USECS_PER_SEC);
+	progress_step = now;
+	pfree(buf.data);
+}
+
+/* The activity text, and a NOTICE every pg_kappa.progress_interval. */
+static void
+report_compacting(LoadState *ls)
+{
+	kappa_replay_progress(ls->view, "compacting " INT64_FORMAT " of " INT64_FORMAT " records, up to %X/%X of %X/%X",
+						  ls->records, ls->total,
+						  LSN_FORMAT_ARGS(ls->commit_lsn), LSN_FORMAT_ARGS(ls->upper));
+}
+
+/* ----------
+ * The sources
+ * ----------
+ */
+
+/*
+ * The key by which the state of rel is reduced: its replica identity index,
+ * or with REPLICA IDENTITY FULL its primary key; none (reduce by row) for
+ * a table that has neither.
+ */
+static void
+source_key(SourceState *s, Relation rel)
+{
+	Oid			index = RelationGetReplicaIndex(rel);
+	Relation	irel;
+
+	if (!OidIsValid(index))
+		index = RelationGetPrimaryKeyIndex(rel);
+	s->by_key = OidIsValid(index);
+	if (!s->by_key)
+	{
+		if (rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot replay table \"%s\" without a key or REPLICA IDENTITY FULL",
+							s->label),
+					 errdetail("Its logged updates and deletes cannot be matched to its rows."),
+					 errhint("Add a primary key, or use ALTER TABLE ... REPLICA IDENTITY FULL.")));
+		return;
+	}
+	irel = index_open(index, AccessShareLock);
+	s->nkeys = irel->rd_index->indnkeyatts;
+	s->keys = palloc(sizeof(int) * s->nkeys);
+	s->keyops = palloc(sizeof(Oid) * s->nkeys);
+	s->keycolls = palloc(sizeof(Oid) * s->nkeys);
+	s->keysort = palloc0(sizeof(SortSupportData) * s->nkeys);
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		Oid			type = irel->rd_opcintype[k];
+
+		s->keys[k] = irel->rd_index->indkey.values[k] - 1;
+		/* a primary key or replica identity index is a btree */
+		s->keyops[k] = get_opfamily_member(irel->rd_opfamily[k], type, type,
+										   BTLessStrategyNumber);
+		if (!OidIsValid(s->keyops[k]))
+			elog(ERROR, "missing operator %d(%u,%u) in opfamily %u",
+				 BTLessStrategyNumber, type, type, irel->rd_opfamily[k]);
+		s->keycolls[k] = irel->rd_indcollation[k];
+		s->keysort[k].ssup_cxt = CurrentMemoryContext;
+		s->keysort[k].ssup_collation = s->keycolls[k];
+		s->keysort[k].ssup_nulls_first = false;
+		PrepareSortSupportFromOrderingOp(s->keyops[k], &s->keysort[k]);
+	}
+	index_close(irel, AccessShareLock);
+}
+
+/*
+ * Start the sort of source s's entries (again, after a truncate): by key
+ * and position in the log, or by the hash of the row and position.
+ */
+static void
+begin_sort(SourceState *s)
+{
+	int			n = s->by_key ? s->nkeys + 1 : 2;
+	AttrNumber *attnums = palloc(sizeof(AttrNumber) * n);
+	Oid		   *ops = palloc(sizeof(Oid) * n);
+	Oid		   *colls = palloc0(sizeof(Oid) * n);
+	bool	   *nullsfirst = palloc0(sizeof(bool) * n);
+
+	if (s->by_key)
+	{
+		for (int k = 0; k < s->nkeys; k++)
+		{
+			attnums[k] = s->keys[k] + 1;
+			ops[k] = s->keyops[k];
+			colls[k] = s->keycolls[k];
+		}
+	}
+	else
+	{
+		attnums[0] = s->natts + ENTRY_HASH;
+		ops[0] = Int8LessOperator;
+	}
+	attnums[n - 1] = s->natts + ENTRY_SEQ;
+	ops[n - 1] = Int8LessOperator;
+	s->sort = tuplesort_begin_heap(s->sortdesc, n, attnums, ops, colls, nullsfirst,
+								   s->workmem, NULL, TUPLESORT_NONE);
+	s->entries = 0;
+}
+
+/* Everything needed to read the records of source relid into entries. */
+static void
+init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr lower)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData key;
+
+	s->relid = relid;
+	s->target = target;
+	s->lower = lower;
+	s->label = kappa_qualified_name(relid);
+	s->natts = desc->natts;
+	s->cols = palloc0(sizeof(ColumnIn) * s->natts);
+	initStringInfo(&key);
+	for (int a = 0; a < s->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		ColumnIn   *col = &s->cols[a];
+		KappaValueKind kind;
+		Oid			func;
+
+		col->dropped = att->attisdropped;
+		if (col->dropped)
+			continue;
+		col->name = pstrdup(NameStr(att->attname));
+		resetStringInfo(&key);
+		kappa_json_cstring(&key, col->name);
+		col->key = pnstrdup(key.data + 1, key.len - 2);
+		col->keylen = key.len - 2;
+		appendStringInfoChar(&key, ':');
+		col->qkey = pstrdup(key.data);
+		col->qkeylen = key.len;
+		kind = kappa_value_kind(getBaseType(att->atttypid));
+		col->raw = (kind == KVK_JSON || kind == KVK_JSONB);
+		if (att->atttypid == TEXTOID || att->atttypid == INT2OID ||
+			att->atttypid == INT4OID || att->atttypid == INT8OID)
+			col->direct = att->atttypid;
+		getTypeInputInfo(att->atttypid, &func, &col->ioparam);
+		fmgr_info(func, &col->input);
+		col->typmod = att->atttypmod;
+		col->typlen = att->attlen;
+		col->typbyval = att->attbyval;
+	}
+	source_key(s, rel);
+
+	s->sortdesc = CreateTemplateTupleDesc(s->natts + ENTRY_EXTRA);
+	for (int a = 0; a < s->natts; a++)
+		TupleDescCopyEntry(s->sortdesc, a + 1, desc, a + 1);
+	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_HASH, "_kappa_hash", INT8OID, -1, 0);
+	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_SEQ, "_kappa_seq", INT8OID, -1, 0);
+	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_OP, "_kappa_op", INT4OID, -1, 0);
+	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_UNCHANGED, "_kappa_unchanged", BYTEAOID, -1, 0);
+	s->putslot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsVirtual);
+	s->workmem = Max(1024, maintenance_work_mem / ls->nsrc);
+	begin_sort(s);
+
+	s->oldv = palloc(sizeof(Datum) * s->natts);
+	s->oldn = palloc(sizeof(bool) * s->natts);
+	s->oldp = palloc(sizeof(bool) * s->natts);
+	s->newv = palloc(sizeof(Datum) * s->natts);
+	s->newn = palloc(sizeof(bool) * s->natts);
+	s->newp = palloc(sizeof(bool) * s->natts);
+	s->unch = palloc(sizeof(bool) * s->natts);
+	s->oldunch = palloc(sizeof(bool) * s->natts);
+	table_close(rel, AccessShareLock);
+}
+
+/* ----------
+ * Records into entries
+ * ----------
+ */
+
+/*
+ * The column of source s a member of an image names (key, keylen as
+ * written), or -1 if the table has no such column now.  *next is the
+ * column expected next: the log writes them in attribute order.
+ */
+static int
+find_column(LoadState *ls, JsonCursor *c, SourceState *s, const char *key, int keylen, int *next)
+{
+	for (int a = *next; a < s->natts; a++)
+	{
+		if (s->cols[a].dropped)
+			continue;
+		if (s->cols[a].keylen == keylen && memcmp(s->cols[a].key, key, keylen) == 0)
+		{
+			*next = a + 1;
+			return a;
+		}
+		break;
+	}
+	for (int a = 0; a < s->natts; a++)
+	{
+		if (!s->cols[a].dropped && s->cols[a].keylen == keylen &&
+			memcmp(s->cols[a].key, key, keylen) == 0)
+			return a;
+	}
+	/* written with other escapes (a database encoding that is not UTF-8) */
+	json_unescape(c, &ls->buf, key, keylen);
+	for (int a = 0; a < s->natts; a++)
+	{
+		if (!s->cols[a].dropped && strcmp(s->cols[a].name, ls->buf.data) == 0)
+			return a;
+	}
+	return -1;
+}
+
+/* The value of column col that the JSON value v .. end stands for. */
+static Datum
+column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
+			 const char *end, bool *isnull)
+{
+	int			len = end - v;
+
+	*isnull = false;
+	if (len == 4 && memcmp(v, "null", 4) == 0)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	if (*v == '"' && !col->raw)
+		json_unescape(c, &ls->buf, v + 1, len - 2);
+	else
+	{
+		/* a number, true or false, or JSON for a json or jsonb column */
+		resetStringInfo(&ls->buf);
+		appendBinaryStringInfo(&ls->buf, v, len);
+	}
+	switch (col->direct)
+	{
+		case TEXTOID:
+			return PointerGetDatum(cstring_to_text_with_len(ls->buf.data, ls->buf.len));
+		case INT2OID:
+			return Int16GetDatum(pg_strtoint16(ls->buf.data));
+		case INT4OID:
+			return Int32GetDatum(pg_strtoint32(ls->buf.data));
+		case INT8OID:
+			return Int64GetDatum(pg_strtoint64(ls->buf.data));
+		default:
+			return InputFunctionCall(&col->input, ls->buf.data, col->ioparam, col->typmod);
+	}
+}
+
+/* Read the image (an object) at the cursor into values, nulls, present. */
+static void
+read_image(LoadState *ls, JsonCursor *c, SourceState *s, Datum *values,
+		   bool *nulls, bool *present)
+{
+	bool		first = true;
+	const char *key;
+	int			keylen;
+	int			next = 0;
+
+	for (int a = 0; a < s->natts; a++)
+	{
+		present[a] = false;
+		nulls[a] = true;
+		values[a] = (Datum) 0;
+	}
+	json_expect(c, '{');
+	for (;;)
+	{
+		int			a = -1;
+		const char *v;
+
+		json_ws(c);
+		if (c->p >= c->end)
+			json_corrupt(c);
+		if (*c->p == '}')
+		{
+			c->p++;
+			break;
+		}
+		if (!first)
+		{
+			if (*c->p != ',')
+				json_corrupt(c);
+			c->p++;
+		}
+		first = false;
+
+		/* the log writes the columns in order: the next one, as expected? */
+		while (next < s->natts && s->cols[next].dropped)
+			next++;
+		if (next < s->natts && c->end - c->p >= s->cols[next].qkeylen &&
+			memcmp(c->p, s->cols[next].qkey, s->cols[next].qkeylen) == 0)
+		{
+			a = next++;
+			c->p += s->cols[a].qkeylen;
+		}
+		else
+		{
+			json_string(c, &key, &keylen);
+			json_expect(c, ':');
+			a = find_column(ls, c, s, key, keylen, &next);
+		}
+		v = json_value(c);
+		if (a < 0)
+			continue;
+		values[a] = column_value(ls, c, &s->cols[a], v, c->p, &nulls[a]);
+		present[a] = true;
+	}
+}
+
+/* Read a list of column names (an array) at the cursor into marks. */
+static void
+read_columns(LoadState *ls, JsonCursor *c, SourceState *s, bool *marks)
+{
+	bool		first = true;
+
+	json_expect(c, '[');
+	while (json_next_elem(c, &first))
+	{
+		const char *name;
+		int			len;
+		int			next = 0;
+		int			a;
+
+		json_string(c, &name, &len);
+		a = find_column(ls, c, s, name, len, &next);
+		if (a < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("logged record names column \"%.*s\", which table \"%s\" does not have",
+							len, name, s->label)));
+		marks[a] = true;
+	}
+}
+
+/* 64 bits of hash of a value's bytes. */
+static uint64
+image_hash(Datum value, bool typbyval, int typlen)
+{
+	if (typbyval)
+		return hash_bytes_extended((unsigned char *) &value, sizeof(Datum), 0);
+	if (typlen > 0)
+		return hash_bytes_extended((unsigned char *) DatumGetPointer(value), typlen, 0);
+	if (typlen == -1)
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+		uint64		h = hash_bytes_extended((unsigned char *) VARDATA_ANY(v),
+											VARSIZE_ANY_EXHDR(v), 0);
+
+		if ((Pointer) v != DatumGetPointer(value))
+			pfree(v);
+		return h;
+	}
+	return hash_bytes_extended((unsigned char *) DatumGetPointer(value),
+							   strlen(DatumGetPointer(value)), 0);
+}
+
+/* The hash of a row (by row, entries are sorted by it). */
+static uint64
+row_hash(SourceState *s, Datum *values, bool *nulls)
+{
+	uint64		h = 0;
+
+	for (int a = 0; a < s->natts; a++)
+	{
+		ColumnIn   *col = &s->cols[a];
+
+		if (col->dropped)
+			continue;
+		h = hash_combine64(h, nulls[a] ? UINT64CONST(0x5bd1e995) :
+						   image_hash(values[a], col->typbyval, col->typlen));
+	}
+	return h;
+}
+
+/* Are the key columns (or all columns) of two images the same values? */
+static bool
+same_entry(SourceState *s, Datum *v1, bool *n1, Datum *v2, bool *n2)
+{
+	int			n = s->by_key ? s->nkeys : s->natts;
+
+	for (int i = 0; i < n; i++)
+	{
+		int			a = s->by_key ? s->keys[i] : i;
+		ColumnIn   *col = &s->cols[a];
+
+		if (col->dropped)
+			continue;
+		if (n1[a] != n2[a])
+			return false;
+		if (!n1[a] && !datum_image_eq(v1[a], v2[a], col->typbyval, col->typlen))
+			return false;
+	}
+	return true;
+}
+
+/* Add an entry for source s to its sort. */
+static void
+put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
+		  bool *unchanged)
+{
+	TupleTableSlot *slot = s->putslot;
+	int			n = s->natts;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * n);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * n);
+	for (int a = 0; a < n; a++)
+	{
+		if (s->cols[a].dropped)
+		{
+			slot->tts_values[a] = (Datum) 0;
+			slot->tts_isnull[a] = true;
+		}
+	}
+	slot->tts_values[n + ENTRY_HASH - 1] =
+		Int64GetDatum(s->by_key ? 0 : (int64) row_hash(s, values, nulls));
+	slot->tts_isnull[n + ENTRY_HASH - 1] = false;
+	slot->tts_values[n + ENTRY_SEQ - 1] = Int64GetDatum(seq);
+	slot->tts_isnull[n + ENTRY_SEQ - 1] = false;
+	slot->tts_values[n + ENTRY_OP - 1] = Int32GetDatum(op);
+	slot->tts_isnull[n + ENTRY_OP - 1] = false;
+	slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
+	if (unchanged != NULL)
+	{
+		bytea	   *marks = palloc(VARHDRSZ + n);
+
+		SET_VARSIZE(marks, VARHDRSZ + n);
+		for (int a = 0; a < n; a++)
+			((char *) VARDATA(marks))[a] = unchanged[a] ? 1 : 0;
+		slot->tts_values[n + ENTRY_UNCHANGED - 1] = PointerGetDatum(marks);
+		slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+	tuplesort_puttupleslot(s->sort, slot);
+	s->entries++;
+}
+
+/* Does an image have every column of the table (REPLICA IDENTITY FULL)? */
+static bool
+image_whole(SourceState *s, bool *present)
+{
+	for (int a = 0; a < s->natts; a++)
+	{
+		if (!s->cols[a].dropped && !present[a])
+			return false;
+	}
+	return true;
+}
+
+/* Does an image have every key column? */
+static bool
+image_has_key(SourceState *s, bool *present)
+{
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		if (!present[s->keys[k]])
+			return false;
+	}
+	return true;
+}
+
+/* Refuse a change of s (what: its kind) whose old image does not do. */
+static void
+old_image_missing(SourceState *s, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("a logged %s of table \"%s\" has no %s old row image",
+					what, s->label, s->by_key ? "key in its" : "whole"),
+			 errdetail("Replay matches %s.",
+					   s->by_key ? "updates and deletes to rows by their key" :
+					   "updates and deletes of a table without a key to rows by all their values"),
+			 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, and capture the table again.",
+					 s->label)));
+}
+
+/*
+ * The entries of one change record of source s, whose images have been
+ * read (has_old, has_new): kind is insert, update or delete.
+ */
+static void
+record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
+			   bool has_new, bool any_unchanged)
+{
+	int64		seq = ++ls->seq;
+	bool		is_delete = (kind[0] == 'd');
+	bool		is_update = (kind[0] == 'u');
+
+	if (!is_delete && !has_new)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a logged %s of table \"%s\" has no new row image", kind, s->label)));
+	if (is_delete && !has_old)
+		old_image_missing(s, kind);
+
+	if (!s->by_key)
+	{
+		/* a multiset: the old image goes, the new one comes */
+		if (has_old || is_update)
+		{
+			if (!has_old || !image_whole(s, s->oldp))
+				old_image_missing(s, kind);
+			put_entry(s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
+		}
+		if (has_new)
+		{
+			for (int a = 0; a < s->natts; a++)
+			{
+				if (s->unch[a])
+				{
+					s->newv[a] = s->oldv[a];
+					s->newn[a] = s->oldn[a];
+				}
+			}
+			put_entry(s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, NULL);
+		}
+		return;
+	}
+
+	/* by key: the old key empties when the row leaves it */
+	{
+		bool		moved = false;
+		bool		pending = false;
+
+		if (has_old)
+		{
+			if (!image_has_key(s, s->oldp))
+				old_image_missing(s, kind);
+			moved = is_delete || !image_has_key(s, s->newp) ||
+				!same_entry(s, s->oldv, s->oldn, s->newv, s->newn);
+			if (moved)
+				put_entry(s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
+		}
+		if (is_delete)
+			return;
+		if (!image_has_key(s, s->newp))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a logged %s of table \"%s\" has no key in its new row image", kind, s->label)));
+
+		/* unchanged TOASTed values: the old image's, or the key's last */
+		if (any_unchanged)
+		{
+			for (int a = 0; a < s->natts; a++)
+			{
+				if (!s->unch[a])
+					continue;
+				if (has_old && s->oldp[a])
+				{
+					s->newv[a] = s->oldv[a];
+					s->newn[a] = s->oldn[a];
+					s->unch[a] = false;
+				}
+				else if (moved)
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("could not find the value of unchanged TOASTed column \"%s\" of table \"%s\" in the event log",
+									s->cols[a].name, s->label),
+							 errdetail("An update changed the row's key and left the column's value out of the WAL."),
+							 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
+									 s->label)));
+				else
+					pending = true;
+			}
+		}
+		put_entry(s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, pending ? s->unch : NULL);
+	}
+}
+
+/*
+ * The source a record's schema and table (as written) name, or -1: by the
+ * names of the tables of the log row, the names they had when logged.
+ */
+static int
+record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
+			  const char *table, int tablelen)
+{
+	NameCacheEntry *e;
+	char	   *nsp;
+	char	   *name;
+	int			result = -1;
+
+	for (int i = 0; i < ls->ncache; i++)
+	{
+		e = &ls->cache[i];
+		if (e->tablelen == tablelen && e->schemalen == schemalen &&
+			memcmp(e->table, table, tablelen) == 0 &&
+			memcmp(e->schema, schema, schemalen) == 0)
+			return e->source;
+	}
+
+	json_unescape(c, &ls->buf, schema, schemalen);
+	nsp = pstrdup(ls->buf.data);
+	json_unescape(c, &ls->buf, table, tablelen);
+	name = quote_qualified_identifier(nsp, ls->buf.data);
+	for (int i = 0; i < ls->ntables && result < 0; i++)
+	{
+		if (strcmp(ls->names[i], name) != 0)
+			continue;
+		for (int k = 0; k < ls->nsrc; k++)
+		{
+			if (ls->src[k].relid == DatumGetObjectId(ls->tables[i]))
+				result = k;
+		}
+		break;
+	}
+
+	/* the cache lives as long as the log row */
+	e = &ls->cache[ls->ncache < NAME_CACHE_SIZE ? ls->ncache++ : NAME_CACHE_SIZE - 1];
+	e->schema = MemoryContextAlloc(ls->rowcxt, schemalen + 1);
+	memcpy(e->schema, schema, schemalen);
+	e->schemalen = schemalen;
+	e->table = MemoryContextAlloc(ls->rowcxt, tablelen + 1);
+	memcpy(e->table, table, tablelen);
+	e->tablelen = tablelen;
+	e->source = result;
+	return result;
+}
+
+/* Is a record of source i committed at the current commit LSN wanted? */
+static inline bool
+in_range(LoadState *ls, int i)
+{
+	return i >= 0 && ls->commit_lsn >= ls->src[i].lower && ls->commit_lsn <= ls->upper;
+}
+
+/* A truncate record: the sources it names are empty from here on. */
+static void
+read_truncate(LoadState *ls, JsonCursor *c)
+{
+	bool		first = false;	/* "kind" was read */
+	const char *key;
+	int			keylen;
+
+	while (json_next_key(c, &first, &key, &keylen))
+	{
+		bool		firstrel = true;
+
+		if (!KEY_IS(key, keylen, "relations"))
+		{
+			(void) json_value(c);
+			continue;
+		}
+		json_expect(c, '[');
+		while (json_next_elem(c, &firstrel))
+		{
+			bool		firstkey = true;
+			const char *schema = NULL;
+			const char *table = NULL;
+			int			schemalen = 0;
+			int			tablelen = 0;
+			int			i;
+
+			json_expect(c, '{');
+			while (json_next_key(c, &firstkey, &key, &keylen))
+			{
+				if (KEY_IS(key, keylen, "schema"))
+					json_string(c, &schema, &schemalen);
+				else if (KEY_IS(key, keylen, "table"))
+					json_string(c, &table, &tablelen);
+				else
+					(void) json_value(c);
+			}
+			if (schema == NULL || table == NULL)
+				json_corrupt(c);
+			i = record_source(ls, c, schema, schemalen, table, tablelen);
+			if (in_range(ls, i))
+			{
+				MemoryContext oldcxt = MemoryContextSwitchTo(ls->cxt);
+
+				/* what came before no longer matters */
+				tuplesort_end(ls->src[i].sort);
+				begin_sort(&ls->src[i]);
+				MemoryContextSwitchTo(oldcxt);
+				ls->seq++;
+			}
+		}
+	}
+}
+
+/* One line of the log: a record. */
+static void
+read_record(LoadState *ls, const char *line, const char *end)
+{
+	JsonCursor	c = {line, end, line};
+	bool		first = true;
+	const char *key;
+	int			keylen;
+	const char *kind;
+	int			kindlen;
+	const char *schema = NULL;
+	const char *table = NULL;
+	int			schemalen = 0;
+	int			tablelen = 0;
+	int			i = -1;
+	bool		resolved = false;
+	const char *old = NULL;
+	const char *new = NULL;
+	const char *oldunch = NULL;
+	const char *newunch = NULL;
+	SourceState *s = NULL;
+	bool		any_unchanged = false;
+
+	/* {"kind":"...", as the log writes it, or any JSON object */
+	if (end - line > 9 && memcmp(line, "{\"kind\":\"", 9) == 0 &&
+		(kind = memchr(line + 9, '"', end - line - 9)) != NULL)
+	{
+		kindlen = kind - (line + 9);
+		kind = line + 9;
+		c.p = kind + kindlen + 1;
+		first = false;
+	}
+	else
+	{
+		json_expect(&c, '{');
+		if (!json_next_key(&c, &first, &key, &keylen) || !KEY_IS(key, keylen, "kind"))
+			json_corrupt(&c);
+		json_string(&c, &kind, &kindlen);
+	}
+
+	if (KEY_IS(kind, kindlen, "commit"))
+		return;
+	if (KEY_IS(kind, kindlen, "begin"))
+	{
+		while (json_next_key(&c, &first, &key, &keylen))
+		{
+			const char *lsn;
+			int			lsnlen;
+			bool		have_error = false;
+
+			if (!KEY_IS(key, keylen, "lsn"))
+			{
+				(void) json_value(&c);
+				continue;
+			}
+			json_string(&c, &lsn, &lsnlen);
+			resetStringInfo(&ls->buf);
+			appendBinaryStringInfo(&ls->buf, lsn, lsnlen);
+			ls->commit_lsn = pg_lsn_in_internal(ls->buf.data, &have_error);
+			if (have_error)
+				json_corrupt(&c);
+			return;
+		}
+		return;
+	}
+
+	ls->records++;
+	if ((ls->records % PROGRESS_EVERY) == 0)
+		report_compacting(ls);
+	if (KEY_IS(kind, kindlen, "truncate"))
+	{
+		read_truncate(ls, &c);
+		return;
+	}
+	if (!KEY_IS(kind, kindlen, "insert") && !KEY_IS(kind, kindlen, "update") &&
+		!KEY_IS(kind, kindlen, "delete"))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("event log record of unknown kind \"%.*s\"", kindlen, kind)));
+
+	/*
+	 * The log writes the table before the images: read them as they come
+	 * once the table is known, else come back to them.
+	 */
+	while (json_next_key(&c, &first, &key, &keylen))
+	{
+		if (KEY_IS(key, keylen, "schema"))
+			json_string(&c, &schema, &schemalen);
+		else if (KEY_IS(key, keylen, "table"))
+			json_string(&c, &table, &tablelen);
+		else if (KEY_IS(key, keylen, "old") || KEY_IS(key, keylen, "new") ||
+				 KEY_IS(key, keylen, "old_unchanged_toast") ||
+				 KEY_IS(key, keylen, "unchanged_toast"))
+		{
+			bool		is_old = (key[0] == 'o');
+			bool		is_list = (key[keylen - 1] == 't');
+
+			if (!resolved && schema != NULL && table != NULL)
+			{
+				resolved = true;
+				i = record_source(ls, &c, schema, schemalen, table, tablelen);
+				if (!in_range(ls, i))
+					return;
+				s = &ls->src[i];
+				memset(s->unch, 0, sizeof(bool) * s->natts);
+				memset(s->oldunch, 0, sizeof(bool) * s->natts);
+			}
+			if (!resolved)
+			{
+				const char *v = json_value(&c);
+
+				if (is_list)
+					*(is_old ? &oldunch : &newunch) = v;
+				else
+					*(is_old ? &old : &new) = v;
+				continue;
+			}
+			if (is_list)
+			{
+				read_columns(ls, &c, s, is_old ? s->oldunch : s->unch);
+				any_unchanged |= !is_old;
+			}
+			else
+			{
+				read_image(ls, &c, s, is_old ? s->oldv : s->newv,
+						   is_old ? s->oldn : s->newn, is_old ? s->oldp : s->newp);
+				*(is_old ? &old : &new) = c.p;
+			}
+		}
+		else
+			(void) json_value(&c);
+	}
+	if (!resolved)
+	{
+		if (schema == NULL || table == NULL)
+			json_corrupt(&c);
+		i = record_source(ls, &c, schema, schemalen, table, tablelen);
+		if (!in_range(ls, i))
+			return;
+		s = &ls->src[i];
+		memset(s->unch, 0, sizeof(bool) * s->natts);
+		memset(s->oldunch, 0, sizeof(bool) * s->natts);
+		if (old)
+		{
+			c.p = old;
+			read_image(ls, &c, s, s->oldv, s->oldn, s->oldp);
+		}
+		if (new)
+		{
+			c.p = new;
+			read_image(ls, &c, s, s->newv, s->newn, s->newp);
+		}
+		if (oldunch)
+		{
+			c.p = oldunch;
+			read_columns(ls, &c, s, s->oldunch);
+		}
+		if (newunch)
+		{
+			c.p = newunch;
+			read_columns(ls, &c, s, s->unch);
+			any_unchanged = true;
+		}
+	}
+	record_entries(ls, s, kind[0] == 'i' ? "insert" : kind[0] == 'u' ? "update" : "delete",
+				   old != NULL, new != NULL, any_unchanged);
+}
+
+/* ----------
+ * Reading the log
+ * ----------
+ */
+
+/* The WHERE clause of the log rows that may hold records of the sources. */
+static char *
+log_rows_where(LoadState *ls)
+{
+	StringInfoData sql;
+	XLogRecPtr	from = ls->upper;
+
+	for (int i = 0; i < ls->nsrc; i++)
+		from = Min(from, ls->src[i].lower);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, " WHERE last_lsn OPERATOR(pg_catalog.>=) '%X/%X'"
+					 " AND first_lsn OPERATOR(pg_catalog.<=) '%X/%X' AND tables OPERATOR(pg_catalog.&&) '{",
+					 LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(ls->upper));
+	for (int i = 0; i < ls->nsrc; i++)
+		appendStringInfo(&sql, "%s%u", i > 0 ? "," : "", ls->src[i].relid);
+	appendStringInfoString(&sql, "}'::pg_catalog.oid[]");
+	return sql.data;
+}
+
+/* Open the cursor over the log rows, as the extension owner. */
+static void
+log_rows_open(LoadState *ls)
+{
+	SavedUser	saved;
+	char	   *where = log_rows_where(ls);
+	bool		isnull;
+
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute(psprintf("SELECT COALESCE(pg_catalog.sum(change_count), 0)::pg_catalog.int8"
+							 " FROM kappa.event_log%s", where), true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read kappa.event_log");
+	ls->total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	ls->portal = SPI_cursor_open_with_args(NULL,
+										   psprintf("SELECT kind, first_lsn, tables, table_names, events"
+													" FROM kappa.event_log%s ORDER BY batch_id", where),
+										   0, NULL, NULL, NULL, true, 0);
+	kappa_unbecome(&saved);
+}
+
+/* Read every record of the log rows. */
+static void
+read_log(LoadState *ls)
+{
+	for (;;)
+	{
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+		Datum	   *names;
+		text	   *events;
+		const char *p;
+		const char *end;
+		MemoryContext oldcxt;
+
+		if (ls->next >= ls->nrows)
+		{
+			if (ls->rows)
+				SPI_freetuptable(ls->rows);
+			ls->rows = NULL;
+			SPI_cursor_fetch(ls->portal, true, 4);
+			ls->rows = SPI_tuptable;
+			ls->nrows = SPI_processed;
+			ls->next = 0;
+			if (ls->nrows == 0)
+				break;
+		}
+		tup = ls->rows->vals[ls->next];
+		desc = ls->rows->tupdesc;
+		ls->next++;
+
+		MemoryContextReset(ls->rowcxt);
+		ls->ncache = 0;
+		oldcxt = MemoryContextSwitchTo(ls->rowcxt);
+		ls->snapshot = strcmp(TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)), "snapshot") == 0;
+		ls->row_lsn = DatumGetLSN(SPI_getbinval(tup, desc, 2, &isnull));
+		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 3, &isnull)),
+						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &ls->tables, NULL, &ls->ntables);
+		deconstruct_array(DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 4, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &ls->ntables);
+		ls->names = palloc(sizeof(char *) * Max(ls->ntables, 1));
+		for (int i = 0; i < ls->ntables; i++)
+			ls->names[i] = TextDatumGetCString(names[i]);
+		events = DatumGetTextPP(SPI_getbinval(tup, desc, 5, &isnull));
+		if (ls->snapshot)
+			ls->commit_lsn = ls->row_lsn;
+		MemoryContextSwitchTo(oldcxt);
+
+		p = VARDATA_ANY(events);
+		end = p + VARSIZE_ANY_EXHDR(events);
+		while (p < end)
+		{
+			const char *eol = memchr(p, '\n', end - p);
+
+			if (eol == NULL)
+				eol = end;
+			if (eol > p)
+			{
+				oldcxt = MemoryContextSwitchTo(ls->reccxt);
+				read_record(ls, p, eol);
+				MemoryContextSwitchTo(oldcxt);
+				MemoryContextReset(ls->reccxt);
+			}
+			p = eol + 1;
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	SPI_cursor_close(ls->portal);
+}
+
+/* ----------
+ * Entries into rows of the target
+ * ----------
+ */
+
+/* Rows waiting for table_multi_insert */
+typedef struct Loader
+{
+	Relation	rel;
+	TupleDesc	desc;
+	BulkInsertState bistate;
+	CommandId	cid;
+	int			options;
+	MemoryContext cxt;
+	TupleTableSlot *slots[LOAD_BATCH_ROWS];
+	int			nslots;
+	Size		bytes;
+	Datum	   *values;
+	bool	   *nulls;
+	int			weight;			/* attribute index of _kappa_w, or -1 */
+} Loader;
+
+/* Insert the rows waiting, and forget them. */
+static void
+loader_flush(Loader *l)
+{
+	if (l->nslots == 0)
+		return;
+	table_multi_insert(l->rel, l->slots, l->nslots, l->cid, l->options, l->bistate);
+	for (int i = 0; i < l->nslots; i++)
+		ExecClearTuple(l->slots[i]);
+	MemoryContextReset(l->cxt);
+	l->nslots = 0;
+	l->bytes = 0;
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Open the target of source s: its columns must be the source's, at the
+ * same attribute numbers, and it may have _kappa_w (engine 2's d_<n>).
+ */
+static void
+loader_open(Loader *l, SourceState *s)
+{
+	bool		ok;
+
+	memset(l, 0, sizeof(Loader));
+	l->rel = table_open(s->target, RowExclusiveLock);
+	l->desc = RelationGetDescr(l->rel);
+	l->weight = -1;
+	ok = l->desc->natts >= s->natts;
+	for (int a = 0; a < l->desc->natts && ok; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(l->desc, a);
+
+		if (a < s->natts)
+			ok = s->cols[a].dropped ? att->attisdropped :
+				(!att->attisdropped && att->atttypid == TupleDescAttr(s->sortdesc, a)->atttypid);
+		else
+		{
+			ok = att->attisdropped || !att->attnotnull;
+			if (!att->attisdropped && strcmp(NameStr(att->attname), "_kappa_w") == 0 &&
+				att->atttypid == INT4OID)
+				l->weight = a;
+		}
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("columns of source table \"%s\" changed", s->label),
+				 errhint("Drop the view with kappa.drop_view and create it again.")));
+	l->bistate = GetBulkInsertState();
+	l->cid = GetCurrentCommandId(true);
+	/* a table emptied by this transaction has no free space worth looking up */
+	l->options = (l->rel->rd_createSubid != InvalidSubTransactionId ||
+				  l->rel->rd_firstRelfilenodeSubid != InvalidSubTransactionId) ?
+		TABLE_INSERT_SKIP_FSM : 0;
+	l->cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay load",
+								   ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < LOAD_BATCH_ROWS; i++)
+		l->slots[i] = MakeSingleTupleTableSlot(l->desc, &TTSOpsHeapTuple);
+	l->values = palloc0(sizeof(Datum) * l->desc->natts);
+	l->nulls = palloc(sizeof(bool) * l->desc->natts);
+}
+
+/* One row of the target, from the first natts values of an entry. */
+static void
+loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(l->cxt);
+	HeapTuple	tup;
+
+	for (int a = 0; a < l->desc->natts; a++)
+	{
+		l->values[a] = a < s->natts ? values[a] : (Datum) 0;
+		l->nulls[a] = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+	}
+	if (l->weight >= 0)
+	{
+		l->values[l->weight] = Int32GetDatum(1);
+		l->nulls[l->weight] = false;
+	}
+	tup = heap_form_tuple(l->desc, l->values, l->nulls);
+	MemoryContextSwitchTo(oldcxt);
+	ExecStoreHeapTuple(tup, l->slots[l->nslots++], true);
+	l->bytes += tup->t_len;
+	s->rows++;
+	if (l->nslots == LOAD_BATCH_ROWS || l->bytes >= LOAD_BATCH_BYTES)
+		loader_flush(l);
+}
+
+/* Close the target; build its indexes, if it has any. */
+static void
+loader_close(Loader *l)
+{
+	Oid			relid = RelationGetRelid(l->rel);
+	bool		indexed;
+
+	loader_flush(l);
+	table_finish_bulk_insert(l->rel, l->options);
+	FreeBulkInsertState(l->bistate);
+	for (int i = 0; i < LOAD_BATCH_ROWS; i++)
+		ExecDropSingleTupleTableSlot(l->slots[i]);
+	MemoryContextDelete(l->cxt);
+	indexed = RelationGetIndexList(l->rel) != NIL;
+	table_close(l->rel, NoLock);
+	if (indexed)
+	{
+		ReindexParams params = {0};
+
+		CommandCounterIncrement();
+		(void) reindex_relation(relid, REINDEX_REL_CHECK_CONSTRAINTS, &params);
+	}
+}
+
+/*
+ * A key (or a row) in the group of entries being folded: its image, a copy
+ * of an entry, in a slot of its own (the slots are kept from group to group)
+ */
+typedef struct FoldMember
+{
+	TupleTableSlot *slot;
+	bool		present;		/* by key: the key holds a row */
+	int64		count;			/* by row: copies */
+} FoldMember;
+
+typedef struct FoldGroup
+{
+	FoldMember *members;
+	int			nmembers;
+	int			size;
+} FoldGroup;
+
+/* Write what the group's entries left to the target, and forget them. */
+static void
+fold_flush(FoldGroup *g, SourceState *s, Loader *l)
+{
+	for (int m = 0; m < g->nmembers; m++)
+	{
+		FoldMember *mb = &g->members[m];
+		Datum	   *values = mb->slot->tts_values;
+		bool	   *nulls = mb->slot->tts_isnull;
+
+		if (s->by_key)
+		{
+			if (mb->present)
+				loader_put(l, s, values, nulls);
+		}
+		else
+		{
+			for (int64 k = 0; k < mb->count; k++)
+				loader_put(l, s, values, nulls);
+		}
+		ExecClearTuple(mb->slot);
+	}
+	g->nmembers = 0;
+}
+
+/*
+ * Make mb hold a copy of the entry in slot (whose values are deformed):
+ * the entry as sorted, or, when its values were changed, as they are now.
+ */
+static void
+member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot, bool changed)
+{
+	MinimalTuple copy;
+
+	/* the slot's values may point into the image this one replaces */
+	if (changed)
+		copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
+	else
+	{
+		bool		shouldfree;
+		MinimalTuple mt = ExecFetchSlotMinimalTuple(slot, &shouldfree);
+
+		copy = shouldfree ? mt : heap_copy_minimal_tuple(mt);
+	}
+	ExecStoreMinimalTuple(copy, mb->slot, true);
+	slot_getallattrs(mb->slot);
+}
+
+/* The member of the group the entry in slot is about, added if new. */
+static FoldMember *
+fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
+{
+	FoldMember *mb;
+
+	for (int m = 0; m < g->nmembers; m++)
+	{
+		mb = &g->members[m];
+		if (same_entry(s, mb->slot->tts_values, mb->slot->tts_isnull,
+					   slot->tts_values, slot->tts_isnull))
+		{
+			*found = true;
+			return mb;
+		}
+	}
+	*found = false;
+	if (g->nmembers == g->size)
+	{
+		int			size = Max(4, g->size * 2);
+
+		g->members = g->members ? repalloc(g->members, sizeof(FoldMember) * size) :
+			palloc(sizeof(FoldMember) * size);
+		for (int m = g->size; m < size; m++)
+			g->members[m].slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+		g->size = size;
+	}
+	mb = &g->members[g->nmembers++];
+	mb->present = false;
+	mb->count = 0;
+	member_set(s, mb, slot, false);
+	return mb;
+}
+
+/*
+ * Fold the sorted entries of source s into its rows, and load them into
+ * its target.
+ */
+static void
+fold_source(LoadState *ls, SourceState *s)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+	Loader		l;
+	FoldGroup	g = {0};
+	bool		have_group = false;
+	int64		group_hash = 0;
+	int			n = s->natts;
+	int64		folded = 0;
+
+	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s",
+						  s->entries, s->label);
+	tuplesort_performsort(s->sort);
+	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
+	loader_open(&l, s);
+	while (tuplesort_gettupleslot(s->sort, true, false, slot, NULL))
+	{
+		int64		hash;
+		int			op;
+		FoldMember *mb;
+		bool		found;
+		bool		same_group = have_group;
+
+		slot_getallattrs(slot);
+		hash = DatumGetInt64(slot->tts_values[n + ENTRY_HASH - 1]);
+		op = DatumGetInt32(slot->tts_values[n + ENTRY_OP - 1]);
+
+		/* a group: the entries of equal keys, or of rows of one hash */
+		if (!same_group)
+			;
+		else if (!s->by_key)
+			same_group = (hash == group_hash);
+		else if (g.nmembers > 0)
+		{
+			for (int k = 0; k < s->nkeys && same_group; k++)
+			{
+				int			a = s->keys[k];
+
+				same_group = ApplySortComparator(g.members[0].slot->tts_values[a],
+												 g.members[0].slot->tts_isnull[a],
+												 slot->tts_values[a], slot->tts_isnull[a],
+												 &s->keysort[k]) == 0;
+			}
+		}
+		if (!same_group)
+		{
+			fold_flush(&g, s, &l);
+			have_group = true;
+			group_hash = hash;
+		}
+		mb = fold_member(&g, s, slot, &found);
+		if (!s->by_key)
+		{
+			/* a multiset that never counts below zero */
+			if (op == ENTRY_ROW)
+				mb->count++;
+			else if (mb->count > 0)
+				mb->count--;
+		}
+		else if (op == ENTRY_GONE)
+			mb->present = false;
+		else
+		{
+			/* the key's image: unchanged TOASTed values from the last one */
+			if (!slot->tts_isnull[n + ENTRY_UNCHANGED - 1])
+			{
+				bytea	   *marks = DatumGetByteaPP(slot->tts_values[n + ENTRY_UNCHANGED - 1]);
+
+				for (int a = 0; a < n && a < VARSIZE_ANY_EXHDR(marks); a++)
+				{
+					if (!((char *) VARDATA_ANY(marks))[a])
+						continue;
+					if (!found || !mb->present)
+						ereport(ERROR,
+								(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+								 errmsg("could not find the value of unchanged TOASTed column \"%s\" of table \"%s\" in the event log",
+										s->cols[a].name, s->label),
+								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row."),
+								 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
+										 s->label)));
+					slot->tts_values[a] = mb->slot->tts_values[a];
+					slot->tts_isnull[a] = mb->slot->tts_isnull[a];
+				}
+				slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
+				member_set(s, mb, slot, true);
+			}
+			else if (found)
+				member_set(s, mb, slot, false);
+			mb->present = true;
+		}
+		if ((++folded % PROGRESS_EVERY) == 0)
+		{
+			kappa_replay_progress(ls->view, "loading the state of table %s: " INT64_FORMAT " of " INT64_FORMAT " entries folded, " INT64_FORMAT " rows",
+								  s->label, folded, s->entries, s->rows);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	fold_flush(&g, s, &l);
+	for (int m = 0; m < g.size; m++)
+		ExecDropSingleTupleTableSlot(g.members[m].slot);
+	ExecDropSingleTupleTableSlot(slot);
+	tuplesort_end(s->sort);
+	s->sort = NULL;
+	kappa_replay_progress(ls->view, "indexing the state of table %s (" INT64_FORMAT " rows)",
+						  s->label, s->rows);
+	loader_close(&l);
+}
+
+/*
+ * Load into targets[i] (empty tables with the columns of sources[i], at
+ * the same attribute numbers, and perhaps _kappa_w) the rows source i held
+ * at upper, from its logged records committed from lowers[i] on.  view
+ * names the replay in messages.  SPI connected, an active snapshot that
+ * sees the log up to upper; runs the columns' input functions as the
+ * current user.  Returns the number of change records read; *rows gets the
+ * number of rows loaded.
+ */
+int64
+kappa_replay_load(const char *view, List *sources, Oid *targets,
+				  XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows)
+{
+	LoadState	ls;
+	MemoryContext oldcxt;
+
+	memset(&ls, 0, sizeof(LoadState));
+	ls.view = view;
+	ls.upper = upper;
+	ls.nsrc = list_length(sources);
+	ls.cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(ls.cxt);
+	ls.reccxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay record",
+									  ALLOCSET_DEFAULT_SIZES);
+	ls.rowcxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay log row",
+									  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&ls.buf);
+	ls.src = palloc0(sizeof(SourceState) * ls.nsrc);
+	for (int i = 0; i < ls.nsrc; i++)
+		init_source(&ls, &ls.src[i], list_nth_oid(sources, i), targets[i], lowers[i]);
+	ls.commit_lsn = InvalidXLogRecPtr;
+
+	kappa_replay_progress(view, "reading the event log");
+	log_rows_open(&ls);
+	report_compacting(&ls);
+	read_log(&ls);
+
+	*rows = 0;
+	for (int i = 0; i < ls.nsrc; i++)
+	{
+		fold_source(&ls, &ls.src[i]);
+		*rows += ls.src[i].rows;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(ls.cxt);
+	return ls.records;
+}
