@@ -217,7 +217,20 @@ SELECT 'capture', c.name, c.state, c.failed_lsn,
        pg_catalog.pg_wal_lsn_diff(cur.lsn, c.failed_lsn)::bigint,
        NULL, NULL, NULL, c.last_error, NULL
 FROM kappa.captures c CROSS JOIN cur
-WHERE c.state <> 'active';
+WHERE c.state <> 'active'
+UNION ALL
+-- a replay in progress: its backend's activity text (replay_state.c) is
+-- "kappa.replay(<view>): <step>"; pg_stat_activity shows it to the same
+-- role and to pg_read_all_stats only
+SELECT 'replay',
+       pg_catalog.substr(a.query, 14, pg_catalog.strpos(a.query, '): ') - 14),
+       pg_catalog.substr(a.query, pg_catalog.strpos(a.query, '): ') + 3),
+       NULL, NULL,
+       pg_catalog.date_part('epoch', pg_catalog.statement_timestamp() - a.query_start),
+       NULL, NULL, NULL, NULL
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = pg_catalog.current_database() AND a.state = 'active'
+  AND a.query LIKE 'kappa.replay(%): %';
 
 -- ======================================================================
 -- BEGIN dump and restore (item 14)
