@@ -331,42 +331,17 @@ json_value(JsonCursor *c)
 }
 
 /*
- * The next member of the object the cursor is in (after its '{'): false at
- * its end.  The member's name as written goes to *key and *keylen, and the
- * cursor to its value.
+ * Step to the next member of the object or array the cursor is in (after
+ * its '{' or '['), whose closing character is close: false at its end.
+ * *first is true until the first member has been stepped to.
  */
 static bool
-json_next_key(JsonCursor *c, bool *first, const char **key, int *keylen)
+json_next_member(JsonCursor *c, bool *first, char close)
 {
 	json_ws(c);
 	if (c->p >= c->end)
 		json_corrupt(c);
-	if (*c->p == '}')
-	{
-		c->p++;
-		return false;
-	}
-	if (!*first)
-	{
-		if (*c->p != ',')
-			json_corrupt(c);
-		c->p++;
-	}
-	*first = false;
-	json_string(c, key, keylen);
-	json_expect(c, ':');
-	json_ws(c);
-	return true;
-}
-
-/* The next element of the array the cursor is in (after its '['). */
-static bool
-json_next_elem(JsonCursor *c, bool *first)
-{
-	json_ws(c);
-	if (c->p >= c->end)
-		json_corrupt(c);
-	if (*c->p == ']')
+	if (*c->p == close)
 	{
 		c->p++;
 		return false;
@@ -380,6 +355,29 @@ json_next_elem(JsonCursor *c, bool *first)
 	}
 	*first = false;
 	return true;
+}
+
+/*
+ * The next member of the object the cursor is in (after its '{'): false at
+ * its end.  The member's name as written goes to *key and *keylen, and the
+ * cursor to its value.
+ */
+static bool
+json_next_key(JsonCursor *c, bool *first, const char **key, int *keylen)
+{
+	if (!json_next_member(c, first, '}'))
+		return false;
+	json_string(c, key, keylen);
+	json_expect(c, ':');
+	json_ws(c);
+	return true;
+}
+
+/* The next element of the array the cursor is in (after its '['). */
+static bool
+json_next_elem(JsonCursor *c, bool *first)
+{
+	return json_next_member(c, first, ']');
 }
 
 #define KEY_IS(key, len, lit) ((len) == sizeof(lit) - 1 && memcmp((key), (lit), sizeof(lit) - 1) == 0)
