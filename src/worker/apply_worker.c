@@ -608,6 +608,34 @@ transient_error(ErrorData *edata)
 }
 
 /*
+ * Did a name in the view's statements stop resolving because a schema or
+ * table was renamed while the batch ran (the statements name relations;
+ * ALTER SCHEMA RENAME does not lock the tables in it), while the derived
+ * table and every source are still there?  Then the view is held and
+ * retried, a few times in a row at most: after that, the error is its own.
+ */
+static bool
+renamed_meanwhile(ErrorData *edata, int id, Oid relid, List *sources)
+{
+	HeldView   *h = find_held(id);
+	ListCell   *lc;
+
+	if (edata->sqlerrcode != ERRCODE_UNDEFINED_TABLE &&
+		edata->sqlerrcode != ERRCODE_UNDEFINED_SCHEMA)
+		return false;
+	if (h != NULL && h->timeouts >= 3)
+		return false;
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return false;
+	foreach(lc, sources)
+	{
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(lc))))
+			return false;
+	}
+	return true;
+}
+
+/*
  * View id timed out: hold it, in the batch's transaction (SPI connected),
  * as a resumed view is held: "initializing", with the reason in
  * last_error, holding the slot at its applied LSN.  Returns false when the
@@ -1235,7 +1263,8 @@ apply_batch(void)
 			CurrentResourceOwner = oldowner;
 
 			kappa_engine_reset();
-			if (transient_error(edata))
+			if (transient_error(edata) ||
+				renamed_meanwhile(edata, id, relid, sources))
 			{
 				/* held: what this batch holds for it is not applied */
 				if (hold_view(id, relid, sources, edata->message) &&
