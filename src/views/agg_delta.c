@@ -506,6 +506,57 @@ output_expr(KappaViewDef *def, AggColumn *col, int j, const char *r)
 }
 
 /*
+ * Append, for the state columns of g, what p's rows sum up to (to sel,
+ * after what sel has), g's row plus that (to set) and when the sum is not
+ * to be trusted (to dirty): what came, less what left, and each extreme of
+ * what came; then the carriers, what left the same way.  With aliased,
+ * each sum is named after its state column or carrier.
+ */
+static void
+append_state_merge(List *state, bool aliased, StringInfo sel, StringInfo set,
+				   StringInfo dirty)
+{
+	ListCell   *lc;
+
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+		const char *n = sc->name;
+		const char *as = aliased ? psprintf(" AS %s", n) : "";
+
+		appendStringInfoString(sel, sel->len > 0 ? ", " : "");
+		appendStringInfoString(set, set->len > 0 ? ", " : "");
+		if (sc->combine == COMBINE_ADD)
+		{
+			appendStringInfo(sel, "pg_catalog.sum(CASE WHEN _kappa_plus THEN %s ELSE -%s END)%s", n, n, as);
+			appendStringInfo(set, "%s = g.%s + excluded.%s", n, n, n);
+		}
+		else
+		{
+			bool		min = sc->combine == COMBINE_MIN;
+
+			appendStringInfo(sel, "pg_catalog.%s(%s) FILTER (WHERE _kappa_plus)%s",
+							 min ? "min" : "max", n, as);
+			appendStringInfo(set, "%s = %s(g.%s, excluded.%s)",
+							 n, min ? "LEAST" : "GREATEST", n, n);
+		}
+	}
+	appendStringInfoString(dirty, "g._kappa_n + excluded._kappa_n = 0");
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+
+		if (sc->carrier == NULL)
+			continue;
+		appendStringInfo(sel, ", pg_catalog.%s(%s) FILTER (WHERE NOT _kappa_plus)%s",
+						 sc->combine == COMBINE_ADD ? "sum" :
+						 sc->combine == COMBINE_MIN ? "min" : "max", sc->name,
+						 aliased ? psprintf(" AS %s", sc->carrier) : "");
+		appendStringInfo(dirty, " OR (excluded.%s IS NOT NULL AND %s)", sc->carrier, sc->dirty);
+	}
+}
+
+/*
  * The statement that merges p into g and upserts the changed groups into
  * the view; see the file header.
  */
@@ -528,44 +579,8 @@ merge_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
 	initStringInfo(&out);
 	initStringInfo(&outset);
 
-	/* what came, less what left; each extreme of what came */
 	appendStringInfoString(&sel, keys);
-	foreach(lc, state)
-	{
-		StateColumn *sc = lfirst(lc);
-		const char *n = sc->name;
-
-		if (set.len > 0)
-			appendStringInfoString(&set, ", ");
-		if (sc->combine == COMBINE_ADD)
-		{
-			appendStringInfo(&sel, ", pg_catalog.sum(CASE WHEN _kappa_plus THEN %s ELSE -%s END)", n, n);
-			appendStringInfo(&set, "%s = g.%s + excluded.%s", n, n, n);
-		}
-		else
-		{
-			bool		min = sc->combine == COMBINE_MIN;
-
-			appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE _kappa_plus)",
-							 min ? "min" : "max", n);
-			appendStringInfo(&set, "%s = %s(g.%s, excluded.%s)",
-							 n, min ? "LEAST" : "GREATEST", n, n);
-		}
-	}
-
-	/* the carriers: what left, the same way; and the dirty tests */
-	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
-	foreach(lc, state)
-	{
-		StateColumn *sc = lfirst(lc);
-
-		if (sc->carrier == NULL)
-			continue;
-		appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE NOT _kappa_plus)",
-						 sc->combine == COMBINE_ADD ? "sum" :
-						 sc->combine == COMBINE_MIN ? "min" : "max", sc->name);
-		appendStringInfo(&dirty, " OR (excluded.%s IS NOT NULL AND %s)", sc->carrier, sc->dirty);
-	}
+	append_state_merge(state, false, &sel, &set, &dirty);
 
 	/*
 	 * A group new to g has no rows that left; should one have some all the
@@ -713,39 +728,7 @@ merge_whole_sql(KappaViewDef *def, AggShape *shape, List *state, const char *sch
 	initStringInfo(&set);
 	initStringInfo(&dirty);
 	initStringInfo(&out);
-	foreach(lc, state)
-	{
-		StateColumn *sc = lfirst(lc);
-		const char *n = sc->name;
-		bool		min = sc->combine == COMBINE_MIN;
-
-		appendStringInfo(&sel, "%s", sel.len > 0 ? ", " : "");
-		appendStringInfo(&set, "%s", set.len > 0 ? ", " : "");
-		if (sc->combine == COMBINE_ADD)
-		{
-			appendStringInfo(&sel, "pg_catalog.sum(CASE WHEN _kappa_plus THEN %s ELSE -%s END) AS %s", n, n, n);
-			appendStringInfo(&set, "%s = g.%s + excluded.%s", n, n, n);
-		}
-		else
-		{
-			appendStringInfo(&sel, "pg_catalog.%s(%s) FILTER (WHERE _kappa_plus) AS %s",
-							 min ? "min" : "max", n, n);
-			appendStringInfo(&set, "%s = %s(g.%s, excluded.%s)",
-							 n, min ? "LEAST" : "GREATEST", n, n);
-		}
-	}
-	appendStringInfoString(&dirty, "g._kappa_n + excluded._kappa_n = 0");
-	foreach(lc, state)
-	{
-		StateColumn *sc = lfirst(lc);
-
-		if (sc->carrier == NULL)
-			continue;
-		appendStringInfo(&sel, ", pg_catalog.%s(%s) FILTER (WHERE NOT _kappa_plus) AS %s",
-						 sc->combine == COMBINE_ADD ? "sum" :
-						 sc->combine == COMBINE_MIN ? "min" : "max", sc->name, sc->carrier);
-		appendStringInfo(&dirty, " OR (excluded.%s IS NOT NULL AND %s)", sc->carrier, sc->dirty);
-	}
+	append_state_merge(state, true, &sel, &set, &dirty);
 	foreach(lc, shape->columns)
 	{
 		AggColumn  *col = lfirst(lc);
