@@ -1,5 +1,5 @@
 # ALTER EXTENSION pg_kappa UPDATE from 0.2: views and captures made by 0.2
-# keep being maintained, verify and replay work on them, and the 0.3
+# keep being maintained, verify and replay work on them, and the 0.3 (and 0.4)
 # catalog (row-level security on kappa.views, status, the renamed replay
 # parameter) is in place.  As pg_stat_statements' oldextversions test does,
 # the old version is installed from its scripts and updated in place.
@@ -33,7 +33,7 @@ is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s')
 
 $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
-	'0.3', 'updated to 0.3');
+	'0.4', 'updated to 0.4');
 
 # the views go on
 $node->safe_psql('postgres', q{INSERT INTO ua.t SELECT i, i % 3, i FROM generate_series(31, 40) i; UPDATE ua.t SET g = 1 WHERE id = 2});
