@@ -1484,6 +1484,13 @@ kappa_apply_main(Datum main_arg)
 					XLogRecord *record;
 					char	   *errm = NULL;
 
+					/*
+					 * The reader pallocs records too big for its buffer in
+					 * the current context and frees them at the next read:
+					 * that must be its own context, whatever decoding the
+					 * last record switched to.
+					 */
+					MemoryContextSwitchTo(ctx->context);
 					record = XLogReadRecord(ctx->reader, &errm);
 					if (errm)
 						elog(ERROR, "could not read WAL: %s", errm);
