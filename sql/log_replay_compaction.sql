@@ -96,7 +96,7 @@ SET pg_kappa.engine = 2;
 CREATE TABLE rc_key (id int PRIMARY KEY, g int, v numeric);
 INSERT INTO rc_key SELECT i, i % 3, i / 4.0 FROM generate_series(1, 30) i;
 SELECT kappa.capture('rc_key') IS NOT NULL AS captured;
-RESET pg_kappa.engine;
+SET pg_kappa.engine = 1;
 SELECT kappa.create_view('rc_key_e1', 'SELECT id, g, v FROM rc_key WHERE v > 1');
 SELECT kappa.create_view('rc_key_e1_sum', 'SELECT g, count(*) AS n, sum(v) AS s, max(v) AS hi FROM rc_key GROUP BY g');
 UPDATE rc_key SET v = v * 3 WHERE id % 4 = 0;
@@ -146,7 +146,7 @@ SELECT kappa.capture('rc_tr') IS NOT NULL AS captured;
 SELECT kappa.create_view('rc_tr_e2', 'SELECT count(*) AS n, sum(v) AS s FROM rc_tr');
 -- a join of two sources, one of them truncated
 SELECT kappa.create_view('rc_tr_join', 'SELECT t.id, t.v, k.g, k.v AS kv FROM rc_tr t JOIN rc_key k ON k.id = t.id + 10');
-RESET pg_kappa.engine;
+SET pg_kappa.engine = 1;
 SELECT kappa.create_view('rc_tr_e1', 'SELECT id, v FROM rc_tr WHERE v % 2 = 0');
 UPDATE rc_tr SET v = v * 10 WHERE id <= 5;
 SELECT kappa.wait('rc_tr_e1') AND kappa.wait('rc_tr_e2') AS caught_up;
@@ -229,7 +229,7 @@ SELECT kappa.wait('rc_toast_k_v');
 SELECT * FROM kappa.verify('rc_toast_k_v');
 -- a key change that leaves the value out, with only the key in the old
 -- image: the log does not say what the value was
-RESET pg_kappa.engine;
+SET pg_kappa.engine = 1;
 CREATE TABLE rc_toast_lost (id int PRIMARY KEY, n int, body text);
 ALTER TABLE rc_toast_lost ALTER COLUMN body SET STORAGE EXTERNAL;
 INSERT INTO rc_toast_lost VALUES (1, 0, rc_big(1, 3000));

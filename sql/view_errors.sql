@@ -48,17 +48,21 @@ SELECT kappa.create_view('x', 'SELECT id, ctid FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, e_src AS whole FROM e_src');
 SELECT kappa.create_view('x', 'SELECT grp, string_agg(v::text, $$,$$) AS s FROM e_src GROUP BY grp');
 SELECT kappa.create_view('x', 'SELECT count(*) AS n FROM e_src TABLESAMPLE SYSTEM (10)');
--- keys and names
+-- keys and names: engine 1 needs each source's key (engine 2 keeps such
+-- views as bags, view_engine2)
+SET pg_kappa.engine = 1;
 SELECT kappa.create_view('x', 'SELECT grp, v FROM e_src');
+SELECT kappa.create_view('x', 'SELECT e_src.id FROM e_src JOIN e_other ON e_other.e_id = e_src.id');
+SELECT kappa.create_view('x', 'SELECT id, v FROM e_nopk');
+SELECT kappa.create_view('x', 'SELECT id, v FROM e_full');
+RESET pg_kappa.engine;
 SELECT kappa.create_view('x', 'SELECT v, count(*) AS n FROM e_src GROUP BY v, grp');
 SELECT kappa.create_view('x', 'SELECT id, v + 1 FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, v AS a, grp AS a FROM e_src');
-
-SELECT kappa.create_view('x', 'SELECT e_src.id FROM e_src JOIN e_other ON e_other.e_id = e_src.id');
--- sources
-SELECT kappa.create_view('x', 'SELECT id, v FROM e_nopk');
-SELECT kappa.create_view('x', 'SELECT id, v FROM e_full');
-SELECT kappa.create_view('x', 'SELECT id, v FROM e_nothing');
+-- sources: REPLICA IDENTITY NOTHING is set to FULL, as the view needs
+SELECT kappa.create_view('x_nothing', 'SELECT id, v FROM e_nothing');
+SELECT relreplident FROM pg_class WHERE oid = 'e_nothing'::regclass;
+SELECT kappa.drop_view('x_nothing');
 SELECT kappa.create_view('x', 'SELECT id FROM e_unlogged');
 SELECT kappa.create_view('x', 'SELECT id FROM e_temp');
 SELECT kappa.create_view('x', 'SELECT id FROM e_view');
@@ -114,7 +118,9 @@ SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e2');
 CREATE TABLE e2 (id int PRIMARY KEY, v int);
 SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e2');
 SELECT kappa.create_view('x', 'SELECT id FROM e2 LIMIT 1');
+SET pg_kappa.engine = 1;
 SELECT kappa.create_view('x', 'SELECT v FROM e2');
+RESET pg_kappa.engine;
 SELECT kappa.create_view('x', 'DELETE FROM e2');
 SELECT kappa.create_view('x', 'SELECT id, v AS id FROM e2');
 SELECT kappa.create_view('e2', 'SELECT id FROM e2');
@@ -129,6 +135,12 @@ GRANT CREATE ON SCHEMA public TO kappa_owner;
 CREATE TABLE sec_src (id int PRIMARY KEY, v int);
 INSERT INTO sec_src VALUES (1, 1), (2, 2);
 GRANT SELECT ON sec_src TO kappa_owner;
+-- (the view needs whole old rows in the WAL; only the table's owner may
+-- say so)
+SET ROLE kappa_owner;
+SELECT kappa.create_view('sec_view', 'SELECT id, v FROM sec_src WHERE v > 1');
+RESET ROLE;
+ALTER TABLE sec_src REPLICA IDENTITY FULL;
 SET ROLE kappa_owner;
 SELECT kappa.create_view('sec_view', 'SELECT id, v FROM sec_src WHERE v > 1');
 SELECT relname, pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'sec_view';

@@ -4,6 +4,8 @@
 -- that a float aggregate within 1e-9 (relative) of the query's is not a
 -- difference (README, "kappa.verify").
 \set VERBOSITY terse
+-- (engine 1: engine 2 recomputes the groups of float aggregates)
+SET pg_kappa.engine = 1;
 CREATE TABLE fl (id int PRIMARY KEY, g int, x float8, r real, n int DEFAULT 0);
 INSERT INTO fl VALUES (1, 1, 0.1, 0.1, 0), (2, 1, 0.2, 0.2, 0), (3, 1, 0.3, 0.3, 0),
                       (4, 2, 1.5, 1.5, 0), (5, 2, 2.25, 2.25, 0);

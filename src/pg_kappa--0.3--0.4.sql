@@ -6,3 +6,35 @@
 -- 0.4: the delta engine v2 by default, replay by compaction and a fast log
 -- reader, scaling out (views on logical replicas, kappa_recv into NATS
 -- JetStream).
+
+-- Engine 2 is the default from 0.4 on.  Views made by engine 1 keep a copy
+-- of every source: build them again with engine 2, which keeps none (only
+-- the state of their aggregates).  Engine 2 needs REPLICA IDENTITY FULL on
+-- every source.  A view that cannot be converted keeps engine 1, with a
+-- WARNING; paused and broken views are left as they are.
+DO $$
+DECLARE
+    v record;
+    src oid;
+BEGIN
+    FOR v IN SELECT id, relid, name, sources FROM kappa.views
+              WHERE engine = 1 AND state IN ('running', 'initializing') ORDER BY id
+    LOOP
+        BEGIN
+            FOREACH src IN ARRAY v.sources
+            LOOP
+                IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = src) <> 'f' THEN
+                    RAISE NOTICE 'set REPLICA IDENTITY FULL on %, a source of derived view %',
+                        src::pg_catalog.regclass, v.name;
+                    EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL',
+                                              src::pg_catalog.regclass);
+                END IF;
+            END LOOP;
+            PERFORM kappa.alter_view(v.relid, engine => 2);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'derived view % keeps delta engine 1: %', v.name, SQLERRM
+                USING HINT = pg_catalog.format('Solve the problem, then run SELECT kappa.alter_view(%L, engine => 2);', v.name);
+        END;
+    END LOOP;
+END
+$$;

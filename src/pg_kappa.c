@@ -24,7 +24,7 @@ PG_MODULE_MAGIC;
 bool		kappa_enabled = true;
 int			kappa_batch_max_changes = 10000;
 int			kappa_batch_max_ms = 200;
-int			kappa_engine = 1;
+int			kappa_engine = 2;
 int			kappa_progress_interval = 10000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
@@ -67,7 +67,7 @@ _PG_init(void)
 							"Delta engine of views created from now on.",
 							"1 keeps a copy of every source; 2 takes signed deltas from the WAL and reads the live sources (needs REPLICA IDENTITY FULL).",
 							&kappa_engine,
-							1, 1, 2,
+							2, 1, 2,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

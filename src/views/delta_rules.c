@@ -18,10 +18,18 @@
  *
  *	   dQ = sum over i of  Q(R1 new, .., R(i-1) new, dRi, R(i+1) old, .., Rk old)
  *
- * with the weights of the rows joined multiplied.  Each term is the view's
- * own query, printed again with entry i reading d_<n> and the later
- * entries reading o_<n> (kappa_deparse_query), so PostgreSQL plans the
- * joins against the live tables (index lookups where indexes exist).  The
+ * with the weights of the rows joined multiplied.  Since old = new - d,
+ * multiplying out gives the same delta over the live sources and the
+ * deltas alone, one term per nonempty set S of entries whose source
+ * changed in the batch:
+ *
+ *	   dQ = sum over S of  (-1)^(|S|+1) Q(dRi for i in S, Rj new for j not in S)
+ *
+ * which is what a batch runs when it changed at most MAX_EXPANDED_ENTRIES
+ * entries (else the linear form, through o_<n>).  Each term is the view's
+ * own query, printed again with the entries of S reading d_<n>
+ * (kappa_deparse_query), so PostgreSQL plans the joins against the live
+ * tables with their statistics (index lookups where indexes exist).  The
  * terms' rows go to dq; they are consolidated by the rows' text (rows that
  * cancel vanish) into dc, and applied: by key where the view has one (the
  * sources' keys, all selected), else as a bag, deleting and inserting as
@@ -70,6 +78,23 @@ typedef struct RuleTerm
 	SPIPlanPtr	plan;			/* INSERT INTO dq (or k) SELECT ... */
 } RuleTerm;
 
+/* A term of the expanded rule: the entries in mask read their deltas. */
+typedef struct SubsetPlan
+{
+	uint64		mask;
+	SPIPlanPtr	plan;
+} SubsetPlan;
+
+/* bit of range table entry r in a SubsetPlan's mask */
+#define RTE_BIT(r)	(UINT64CONST(1) << ((r) - 1))
+
+/*
+ * Batches that change more source entries than this take the linear form
+ * of the rule (one term per entry, later entries read through o_<n>):
+ * the expanded form runs 2^k - 1 terms for k entries changed.
+ */
+#define MAX_EXPANDED_ENTRIES 5
+
 typedef struct RulePlan
 {
 	int			id;				/* hash key */
@@ -82,6 +107,14 @@ typedef struct RulePlan
 	SPIPlanPtr *clear_d;
 	int			nterms;
 	RuleTerm   *terms;
+	/* the expanded rule, its terms prepared as batches need them */
+	int			nrtes;
+	int		   *rte_source;		/* per range table entry: source or -1 */
+	Query	   *base;			/* the query the terms are written from */
+	bool		keys_only;		/* terms give group keys (into k) */
+	char	   *term_head;		/* what a term's SELECT goes into */
+	char	   *term_tail;
+	List	   *subsets;		/* of SubsetPlan */
 	bool		grouped;		/* GROUP BY: recompute the affected groups */
 	bool		whole;			/* aggregates without GROUP BY */
 	/* select-project-join views */
@@ -172,32 +205,16 @@ multiply(Node *a, Node *b)
 }
 
 /*
- * The SQL of term i of the delta rule (see the header) over base, the
- * view's query or its projection (agg_delta.c): entry i reads d_<n>, later
- * source entries read o_<n>, and the product of their weights is output
- * as _kappa_w.  With grouped, the term gives the group keys of its rows
- * instead.
+ * The SQL of one delta term over base, the view's query or its projection
+ * (agg_delta.c): each range table entry r with a valid relids[r] reads that
+ * relation instead of its source, the others read the live source, and
+ * weight is output as _kappa_w.  With grouped, the term gives the group
+ * keys of its rows instead.
  */
 static char *
-term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids,
-		 bool grouped)
+delta_sql(Query *base, Oid *relids, Node *weight, bool grouped)
 {
 	Query	   *query = copyObject(base);
-	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
-	Node	   *weight = NULL;
-
-	for (int r = term_rt; r <= def->nrtes; r++)
-	{
-		int			srcno = def->rte_source[r];
-		Oid			relid;
-
-		if (srcno < 0)
-			continue;
-		relid = r == term_rt ? drelids[srcno] : orelids[srcno];
-		relids[r] = relid;
-		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
-												   -1, InvalidOid, 0));
-	}
 
 	if (grouped)
 	{
@@ -222,6 +239,92 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 												list_length(query->targetList) + 1,
 												pstrdup("_kappa_w"), false));
 	return kappa_deparse_query(query, relids);
+}
+
+/*
+ * Term i of the linear form of the delta rule (see the header): entry i
+ * reads d_<n>, later source entries read o_<n>, earlier ones the live
+ * sources, and the product of the weights read is the row's weight.
+ */
+static char *
+term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids,
+		 bool grouped)
+{
+	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	Node	   *weight = NULL;
+
+	for (int r = term_rt; r <= def->nrtes; r++)
+	{
+		int			srcno = def->rte_source[r];
+		Oid			relid;
+
+		if (srcno < 0)
+			continue;
+		relid = r == term_rt ? drelids[srcno] : orelids[srcno];
+		relids[r] = relid;
+		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
+												   -1, InvalidOid, 0));
+	}
+	return delta_sql(base, relids, weight, grouped);
+}
+
+/*
+ * The term of the expanded delta rule for the set of range table entries
+ * in mask (see the header): those entries read d_<n>, every other entry
+ * the live source, and the row's weight is the product of the weights
+ * read, negated when the set has an even number of entries.
+ */
+static char *
+subset_sql(RulePlan *rp, uint64 mask)
+{
+	Oid		   *relids = palloc0(sizeof(Oid) * (rp->nrtes + 1));
+	Node	   *weight = NULL;
+	int			n = 0;
+
+	for (int r = 1; r <= rp->nrtes; r++)
+	{
+		Oid			relid;
+
+		if ((mask & RTE_BIT(r)) == 0)
+			continue;
+		relid = rp->drelids[rp->rte_source[r]];
+		relids[r] = relid;
+		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
+												   -1, InvalidOid, 0));
+		n++;
+	}
+	if (n % 2 == 0)
+		weight = multiply(weight, (Node *) makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
+													  Int32GetDatum(-1), false, true));
+	return delta_sql(rp->base, relids, weight, rp->keys_only);
+}
+
+/*
+ * The kept plan of the term for mask, prepared the first time a batch
+ * needs it.
+ */
+static SPIPlanPtr
+subset_plan(RulePlan *rp, uint64 mask)
+{
+	ListCell   *lc;
+	SubsetPlan *sp;
+	MemoryContext oldcxt;
+	char	   *sql;
+
+	foreach(lc, rp->subsets)
+	{
+		sp = lfirst(lc);
+		if (sp->mask == mask)
+			return sp->plan;
+	}
+	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
+	sql = subset_sql(rp, mask);
+	sp = palloc(sizeof(SubsetPlan));
+	sp->mask = mask;
+	sp->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, sql, rp->term_tail));
+	rp->subsets = lappend(rp->subsets, sp);
+	MemoryContextSwitchTo(oldcxt);
+	return sp->plan;
 }
 
 /* "t.c1::text = q.c1::text" style matching of every output column */
@@ -286,8 +389,8 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
 						 quote_identifier(lfirst(lc)));
 	rp->consolidate = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM ("
-											 "SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS w"
-											 " FROM %s ORDER BY %s) s WHERE s.w OPERATOR(pg_catalog.<>) 0",
+											 "SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS _kappa_sum"
+											 " FROM %s ORDER BY %s) s WHERE s._kappa_sum OPERATOR(pg_catalog.<>) 0",
 											 dc, grouping.data, kappa_quoted_list(cols, ""),
 											 grouping.data, dq, grouping.data));
 	rp->clear_dq = kappa_keep_plan(psprintf("DELETE FROM %s", dq));
@@ -385,9 +488,9 @@ consolidate_sql(Oid src, const char *d)
 		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
 						 quote_identifier(lfirst(lc)));
 	return kappa_keep_plan(psprintf("WITH gone AS (DELETE FROM %s RETURNING *)"
-									" INSERT INTO %s (%s, _kappa_w) SELECT %s, w::pg_catalog.int4 FROM ("
-									"SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS w"
-									" FROM gone ORDER BY %s) s WHERE s.w OPERATOR(pg_catalog.<>) 0",
+									" INSERT INTO %s (%s, _kappa_w) SELECT %s, _kappa_sum::pg_catalog.int4 FROM ("
+									"SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS _kappa_sum"
+									" FROM gone ORDER BY %s) s WHERE s._kappa_sum OPERATOR(pg_catalog.<>) 0",
 									d, d, cols, cols, grouping.data, cols,
 									grouping.data, grouping.data));
 }
@@ -495,6 +598,22 @@ build_rules(int id)
 		}
 	}
 	rp->algebraic = agg != NULL;
+	rp->keys_only = rp->grouped && !agg;
+	if (agg)
+	{
+		rp->term_head = agg->partial_head;
+		rp->term_tail = agg->partial_tail;
+	}
+	else
+	{
+		rp->term_head = psprintf("INSERT INTO %s.%s SELECT * FROM (", schema,
+								 rp->grouped ? "k" : "dq");
+		rp->term_tail = ") s";
+	}
+	rp->nrtes = def->nrtes;
+	rp->rte_source = palloc(sizeof(int) * (def->nrtes + 1));
+	memcpy(rp->rte_source, def->rte_source, sizeof(int) * (def->nrtes + 1));
+	rp->base = copyObject(base);
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1));
 	for (int r = 1; r <= def->nrtes && (!rp->whole || agg); r++)
 	{
@@ -505,13 +624,9 @@ build_rules(int id)
 			continue;
 		t = &rp->terms[rp->nterms++];
 		t->srcno = def->rte_source[r];
-		term = term_sql(def, base, r, rp->drelids, orelids, rp->grouped && !agg);
 		/* (a whole view without its state has no terms: it is recomputed) */
-		if (agg)
-			t->plan = kappa_keep_plan(psprintf("%s%s%s", agg->partial_head, term, agg->partial_tail));
-		else
-			t->plan = kappa_keep_plan(psprintf("INSERT INTO %s.%s SELECT * FROM (%s) s",
-											   schema, rp->grouped ? "k" : "dq", term));
+		term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
+		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, term, rp->term_tail));
 	}
 	if (rp->grouped)
 		prepare_group_recompute(rp, def, schema, target, canonical);
@@ -688,6 +803,48 @@ recompute_groups(RulePlan *rp)
 }
 
 /*
+ * Run the delta rule's terms for a batch that changed the sources marked
+ * in touched.  Where few range table entries read a changed source, the
+ * rule is expanded over the live sources and the deltas alone
+ *
+ *	   dQ = sum over nonempty S of (-1)^(|S|+1) Q(dRi for i in S, Rj new else)
+ *
+ * (old = new - delta, multiplied out), whose terms PostgreSQL plans with
+ * the live tables' statistics and indexes, and which skips the entries
+ * whose source did not change; otherwise one term per entry, through
+ * o_<n>.
+ */
+static void
+run_terms(RulePlan *rp, bool *touched)
+{
+	uint64		changed = 0;
+	int			nchanged = 0;
+
+	for (int r = 1; r <= rp->nrtes; r++)
+		if (rp->rte_source[r] >= 0 && touched[rp->rte_source[r]])
+		{
+			if (r > 64)
+			{
+				nchanged = MAX_EXPANDED_ENTRIES + 1;
+				break;
+			}
+			changed |= RTE_BIT(r);
+			nchanged++;
+		}
+
+	if (nchanged > MAX_EXPANDED_ENTRIES)
+	{
+		for (int t = 0; t < rp->nterms; t++)
+			if (touched[rp->terms[t].srcno])
+				kappa_run(rp->terms[t].plan);
+		return;
+	}
+	/* every nonempty subset of changed */
+	for (uint64 mask = changed; mask != 0; mask = (mask - 1) & changed)
+		kappa_run(subset_plan(rp, mask));
+}
+
+/*
  * Engine 2's kappa_apply_view: apply the current batch to view viewid,
  * whose applied LSN is applied.  Returns the derived rows deleted and
  * inserted, or -1 when the batch holds nothing for the view; *ntxns is the
@@ -754,9 +911,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	}
 	else
 	{
-		for (int t = 0; t < rp->nterms; t++)
-			if (touched[rp->terms[t].srcno])
-				kappa_run(rp->terms[t].plan);
+		run_terms(rp, touched);
 		if (rp->algebraic)
 		{
 			/* the partials into the state and the view; then the dirty */

@@ -821,6 +821,20 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 					 errmsg("relation \"%s\" already exists", rv->relname)));
 	}
 	target = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
+
+	/*
+	 * The catalog of an extension not yet updated past 0.2 knows only
+	 * engine 1: its views are made by engine 1 until ALTER EXTENSION
+	 * pg_kappa UPDATE.
+	 */
+	if (engine >= 2 && get_attnum(views_relid, "engine") == InvalidAttrNumber)
+	{
+		ereport(NOTICE,
+				(errmsg("creating the view with delta engine 1"),
+				 errdetail("Delta engine 2 needs version 0.3 or later of extension pg_kappa."),
+				 errhint("Run ALTER EXTENSION pg_kappa UPDATE.")));
+		engine = 1;
+	}
 	def = kappa_compile_view(sql, engine);
 	AtEOXact_GUC(true, nestlevel);
 	if (OidIsValid(adopt))
@@ -840,14 +854,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 	/* engine 2 takes whole old rows from the WAL */
 	if (engine >= 2)
-	{
-		if (get_attnum(views_relid, "engine") == InvalidAttrNumber)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("delta engine 2 needs version 0.3 of extension pg_kappa"),
-					 errhint("Run ALTER EXTENSION pg_kappa UPDATE, or SET pg_kappa.engine = 1.")));
 		ensure_identity_full(def->sources);
-	}
 
 	/*
 	 * Block writers to the sources (waiting for those in flight), then take
@@ -896,9 +903,14 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
 					  quote_identifier(GetUserNameFromId(caller, false))),
 			 SPI_OK_UTILITY);
-	/* internal: goes with DROP EXTENSION, and is not dumped */
-	exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
-			 SPI_OK_UTILITY);
+	/*
+	 * internal: goes with DROP EXTENSION, and is not dumped (inside the
+	 * extension's own script, an update converting views, it is a member
+	 * already)
+	 */
+	if (!creating_extension)
+		exec_sql(psprintf("ALTER EXTENSION pg_kappa ADD SCHEMA %s", quote_identifier(schema)),
+				 SPI_OK_UTILITY);
 	kappa_unbecome(&saved);
 
 	if (engine >= 2)

@@ -42,6 +42,7 @@ SET ROLE kr_bob;
 -- restores only at its very end
 CREATE TABLE app.customers (id int PRIMARY KEY, name text, region text);
 GRANT SELECT ON app.customers TO kr_alice;
+ALTER TABLE app.customers REPLICA IDENTITY FULL;  -- a view of alice's reads it
 INSERT INTO app.customers SELECT g, 'customer ' || g, CASE WHEN g % 2 = 0 THEN 'north' ELSE 'south' END
   FROM generate_series(1, 20) g;
 RESET ROLE;

@@ -35,6 +35,16 @@ $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
 	'0.4', 'updated to 0.4');
 
+# 0.4 builds the views of engine 1 again with engine 2: no copies of sources
+is($node->safe_psql('postgres', q{SELECT string_agg(engine::text, ',' ORDER BY name) FROM kappa.views}),
+	'2,2', 'the views were converted to engine 2');
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname LIKE 'kappa\_v%' AND c.relname LIKE 'a\_%'}),
+	'0', 'no copy of a source is left');
+is($node->safe_psql('postgres', q{SELECT relreplident FROM pg_class WHERE oid = 'ua.t'::regclass}),
+	'f', 'the source has REPLICA IDENTITY FULL');
+
 # the views go on
 $node->safe_psql('postgres', q{INSERT INTO ua.t SELECT i, i % 3, i FROM generate_series(31, 40) i; UPDATE ua.t SET g = 1 WHERE id = 2});
 is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s') AND kappa.wait('ua.sums', timeout => '30s')}),

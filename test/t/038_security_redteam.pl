@@ -181,6 +181,7 @@ as_user('alice', q{
 CREATE TABLE alice.shared (id int PRIMARY KEY, v text);
 GRANT USAGE ON SCHEMA alice TO bob;
 GRANT SELECT ON alice.shared TO bob;
+ALTER TABLE alice.shared REPLICA IDENTITY FULL;
 CREATE TABLE alice.trig_src (id int PRIMARY KEY);
 SELECT kappa.create_view('alice.tv', 'SELECT id FROM alice.trig_src');
 CREATE FUNCTION alice.sneak() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -31,6 +31,7 @@ CREATE SCHEMA bob AUTHORIZATION bob;
 -- a ledger the superuser captures for its audit trail; alice may write it
 CREATE TABLE public.ledger (id int PRIMARY KEY, v text);
 GRANT SELECT, INSERT ON public.ledger TO alice, bob;
+ALTER TABLE public.ledger REPLICA IDENTITY FULL;
 SELECT kappa.capture('public.ledger') IS NOT NULL;
 });
 
