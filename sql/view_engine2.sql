@@ -137,6 +137,40 @@ SELECT count(*) AS differences FROM kappa.verify('e2_conv');
 SELECT kappa.alter_view('e2_conv', engine => 3);
 SET pg_kappa.engine = 2;
 
+-- numeric sums of no fixed scale show their widest input's display scale;
+-- engine 2 counts the values of each scale, so values of the widest scale
+-- leave without a recompute of the group, and the scale narrows only when
+-- the last of them has left
+CREATE TABLE e2_sc (id int PRIMARY KEY, g int, v numeric);
+INSERT INTO e2_sc VALUES (1, 1, 1.5), (2, 1, 2.25), (3, 1, 3), (4, 2, 7), (5, 2, NULL), (6, 3, 0.125), (7, 1, 0.75);
+SELECT kappa.create_view('e2_sc_g', 'SELECT g, sum(v) AS s, avg(v) AS a, count(v) AS n FROM e2_sc GROUP BY g');
+SELECT kappa.create_view('e2_sc_all', 'SELECT sum(v) AS s, count(v) AS n FROM e2_sc');
+CREATE FUNCTION e2_sc_check() RETURNS TABLE (g int, s text, same boolean, differences bigint)
+LANGUAGE sql AS $$
+  SELECT v.g, v.s::text, v.s::text = q.s::text AND v.a::text IS NOT DISTINCT FROM q.a::text,
+         (SELECT count(*) FROM kappa.verify('e2_sc_g'))
+    FROM e2_sc_g v JOIN (SELECT g, sum(v) AS s, avg(v) AS a FROM e2_sc GROUP BY g) q USING (g)
+  UNION ALL
+  SELECT NULL, v.s::text, v.s::text = (SELECT sum(v) FROM e2_sc)::text, (SELECT count(*) FROM kappa.verify('e2_sc_all'))
+    FROM e2_sc_all v
+  ORDER BY 1
+$$;
+SELECT * FROM e2_sc_check();
+DELETE FROM e2_sc WHERE id = 2;          -- one of two values of scale 2 leaves
+SELECT kappa.wait('e2_sc_g') AND kappa.wait('e2_sc_all');
+SELECT * FROM e2_sc_check();
+DELETE FROM e2_sc WHERE id = 7;          -- and the last of scale 2: scale 1
+UPDATE e2_sc SET v = 0.5000 WHERE id = 6;
+SELECT kappa.wait('e2_sc_g') AND kappa.wait('e2_sc_all');
+SELECT * FROM e2_sc_check();
+DELETE FROM e2_sc WHERE id = 1;          -- scale 0 left in group 1
+INSERT INTO e2_sc VALUES (8, 2, 1e-20), (9, 4, 0);
+SELECT kappa.wait('e2_sc_g') AND kappa.wait('e2_sc_all');
+SELECT * FROM e2_sc_check();
+SELECT kappa.drop_view('e2_sc_g'), kappa.drop_view('e2_sc_all');
+DROP FUNCTION e2_sc_check();
+DROP TABLE e2_sc;
+
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'public.e2%';
 DROP TABLE e2_customers, e2_orders, e2_events;
 RESET pg_kappa.engine;

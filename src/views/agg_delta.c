@@ -20,6 +20,8 @@
  *		sum(x), avg(x)		_kappa_c<j>, _kappa_s<j> (numeric sum of the
  *							non-null values) and, for numeric of no fixed
  *							scale, _kappa_x<j>: their largest display scale
+ *							(engine 1), or _kappa_t<j>: how many values
+ *							have each display scale (engine 2, below)
  *		min(x), max(x)		_kappa_m<j>  the extreme
  *
  * The delta engine (delta_engine.c) gives us the source rows a batch
@@ -37,7 +39,13 @@
  *	- a numeric sum when a value that left had the group's largest display
  *	  scale (sum's result has the scale of its widest input: 1.5 + 2 shows
  *	  as 3.5, and after the 1.5 leaves, as 2, not 2.0), unless the values
- *	  have a fixed scale (numeric(p,s)) or it is zero;
+ *	  have a fixed scale (numeric(p,s)) or it is zero, or the view is
+ *	  engine 2's, which counts the values of each display scale: the
+ *	  tally _kappa_t<j> is the sum over the values of 10^(12 * scale), an
+ *	  exact numeric whose base-10^12 digits are those counts, so adding
+ *	  and subtracting tallies adds and subtracts counts, and the largest
+ *	  scale with a count above zero is the tally's number of digits less
+ *	  one, divided by 12 (while no group holds 10^12 values);
  *	- a numeric sum when a value that left was NaN or infinite.
  *
  * So the view always equals its query, byte for byte, and for integer and
@@ -54,6 +62,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
@@ -63,6 +72,7 @@
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
@@ -89,6 +99,7 @@ typedef struct AggColumn
 	Oid			argtype;
 	bool		numeric;		/* sum or avg over numeric */
 	int			fixed_scale;	/* its display scale if fixed, else -1 */
+	bool		tally;			/* display scale from _kappa_t<j> */
 } AggColumn;
 
 typedef struct AggShape
@@ -324,7 +335,7 @@ add_state(List **state, const char *what, int j, char *partial,
  * each row stands for abs(_kappa_w) rows.
  */
 static List *
-state_of(KappaViewDef *def, AggShape *shape, bool weighted)
+state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool tally)
 {
 	List	   *state = NIL;
 	StateColumn *rows = palloc0(sizeof(StateColumn));
@@ -369,8 +380,16 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted)
 						  psprintf("NOT (excluded._kappa_sm%d > '-Infinity'::pg_catalog.numeric"
 								   " AND excluded._kappa_sm%d < 'Infinity'::pg_catalog.numeric)", j, j) :
 						  NULL);
-				/* nor does the widest display scale */
-				if (col->numeric && col->fixed_scale < 0)
+				/* nor does the widest display scale: count each scale */
+				if (col->numeric && col->fixed_scale < 0 && tally)
+				{
+					col->tally = true;
+					add_state(&state, "t", j,
+							  psprintf("COALESCE(pg_catalog.sum(pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric, 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s))) OPERATOR(pg_catalog.*) %s), 0)",
+									   arg, w),
+							  COMBINE_ADD, NULL);
+				}
+				else if (col->numeric && col->fixed_scale < 0)
 					add_state(&state, "x", j,
 							  psprintf("pg_catalog.max(pg_catalog.scale(%s))", arg),
 							  COMBINE_MAX,
@@ -491,6 +510,11 @@ output_expr(KappaViewDef *def, AggColumn *col, int j, const char *r)
 				sum = psprintf("%s._kappa_s%d", r, j);
 			else if (col->fixed_scale >= 0)
 				sum = psprintf("pg_catalog.round(%s._kappa_s%d, %d)", r, j, col->fixed_scale);
+			else if (col->tally)
+				sum = psprintf("pg_catalog.round(%s._kappa_s%d, CASE WHEN %s._kappa_t%d OPERATOR(pg_catalog.>) 0"
+							   " THEN (pg_catalog.length(pg_catalog.trunc(%s._kappa_t%d)::pg_catalog.text) OPERATOR(pg_catalog.-) 1)"
+							   " OPERATOR(pg_catalog./) 12 ELSE 0 END)",
+							   r, j, r, j, r, j);
 			else
 				sum = psprintf("pg_catalog.round(%s._kappa_s%d, COALESCE(%s._kappa_x%d, 0))",
 							   r, j, r, j);
@@ -630,7 +654,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, false);
+	state = state_of(def, shape, false, false);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
@@ -747,6 +771,32 @@ merge_whole_sql(KappaViewDef *def, AggShape *shape, List *state, const char *sch
 }
 
 /*
+ * Does the view whose internal schema is schema (quoted) keep the largest
+ * display scale of its sums (_kappa_x<j>), as engine 2 views made by 0.3
+ * do, rather than a tally per scale?
+ */
+static bool
+has_scale_maxima(const char *schema)
+{
+	List	   *names = stringToQualifiedNameList(schema);
+	Oid			nsp = get_namespace_oid(strVal(linitial(names)), true);
+	Oid			g = OidIsValid(nsp) ? get_relname_relid("g", nsp) : InvalidOid;
+	bool		found = false;
+
+	if (!OidIsValid(g))
+		return false;
+	for (AttrNumber a = 1; !found; a++)
+	{
+		char	   *name = get_attname(g, a, true);
+
+		if (name == NULL)
+			break;
+		found = strncmp(name, "_kappa_x", 8) == 0;
+	}
+	return found;
+}
+
+/*
  * The SQL of an engine 2 view maintained algebraically (see
  * kappa_agg_projection): live is its projection over the live sources.
  * partial_head and partial_tail go around a projection over a delta (with
@@ -770,7 +820,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, true);
+	state = state_of(def, shape, true, !has_scale_maxima(schema));
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 
