@@ -51,6 +51,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -668,18 +669,85 @@ get_rules(int id)
 	return (RulePlan *) kappa_cached_plan(&rule_plans, id, build_rules_entry);
 }
 
+/* A hash of a row image's first n values (equal images hash alike). */
+static uint32
+image_hash(TupleDesc desc, int n, Datum *values, bool *nulls)
+{
+	uint32		h = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		uint32		x;
+
+		if (nulls[i])
+			x = 0x9e3779b9;
+		else if (att->attbyval)
+			x = hash_bytes((const unsigned char *) &values[i], sizeof(Datum));
+		else if (att->attlen == -1)
+			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]),
+						   VARSIZE_ANY(DatumGetPointer(values[i])));
+		else if (att->attlen == -2)
+			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]),
+						   strlen(DatumGetCString(values[i])));
+		else
+			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]), att->attlen);
+		h = hash_combine(h, x);
+	}
+	return h;
+}
+
+static int
+uint32_cmp(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Might some new image of hashes plus equal an old image of hashes minus
+ * (a row inserted and deleted in the batch, or updated twice)?  Only then
+ * is a delta worth consolidating: without, its rows join and add up to
+ * the same result.
+ */
+static bool
+images_may_cancel(uint32 *plus, int nplus, uint32 *minus, int nminus)
+{
+	int			i = 0;
+	int			j = 0;
+
+	qsort(plus, nplus, sizeof(uint32), uint32_cmp);
+	qsort(minus, nminus, sizeof(uint32), uint32_cmp);
+	while (i < nplus && j < nminus)
+	{
+		if (plus[i] == minus[j])
+			return true;
+		if (plus[i] < minus[j])
+			i++;
+		else
+			j++;
+	}
+	return false;
+}
+
 /*
  * The batch's row images of source n that the view has not seen (commit
  * LSN after applied) into d_<n>, signed.  A new image's unchanged TOASTed
  * value (not in the WAL) is the old image's, which REPLICA IDENTITY FULL
  * puts in the same change; an update or delete without a whole old image
  * means the table's replica identity is not FULL, and the view cannot be
- * maintained.  Returns how many rows; adds commit LSNs to *lsns.
+ * maintained.  Returns how many rows; adds commit LSNs to *lsns; sets
+ * *may_cancel when rows of opposite signs may be equal.
  */
 static int64
 fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
-				  XLogRecPtr applied, List **lsns)
+				  XLogRecPtr applied, List **lsns, bool *may_cancel)
 {
+	uint32	   *hashes[2] = {NULL, NULL};	/* old images, new images */
+	int			nhashes[2] = {0, 0};
+	int			maxhashes[2] = {0, 0};
 	Relation	drel = table_open(drelid, RowExclusiveLock);
 	TupleDesc	ddesc = RelationGetDescr(drel);
 	int			n = buf->srcnatts;
@@ -758,6 +826,18 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 				nulls[attno] = old_nulls[attno];
 			}
 		}
+		{
+			int			side = is_new ? 1 : 0;
+
+			if (nhashes[side] >= maxhashes[side])
+			{
+				maxhashes[side] = Max(64, maxhashes[side] * 2);
+				hashes[side] = hashes[side] ?
+					repalloc_huge(hashes[side], sizeof(uint32) * maxhashes[side]) :
+					palloc(sizeof(uint32) * maxhashes[side]);
+			}
+			hashes[side][nhashes[side]++] = image_hash(buf->desc, n, values, nulls);
+		}
 		values[n] = Int32GetDatum(is_new ? 1 : -1);
 		nulls[n] = false;
 		tup = heap_form_tuple(ddesc, values, nulls);
@@ -772,6 +852,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(drel, RowExclusiveLock);
+	*may_cancel = nhashes[0] > 0 && nhashes[1] > 0 &&
+		images_may_cancel(hashes[1], nhashes[1], hashes[0], nhashes[0]);
 	return count;
 }
 
@@ -883,11 +965,9 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			truncated = any = true;
 			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
-		if (fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns) > 0)
+		if (fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns,
+							  &consolidate[i]) > 0)
 			touched[i] = any = true;
-		/* only updates and deletes can cancel out */
-		if (touched[i] && buf->modify_lsn > applied)
-			consolidate[i] = true;
 	}
 	if (!any)
 	{
