@@ -128,13 +128,19 @@ sub replica_wait
 }
 
 # After the writers stopped: wait on the subscriber for the publisher's
-# current position, then the view must be exact (kappa.verify finds
-# nothing) and equal, row for row, to its query run on the publisher.
+# current position (once per subscription in $subs when given: a view
+# whose sources come through several), then the view must be exact
+# (kappa.verify finds nothing) and equal, row for row, to its query run on
+# the publisher.
 sub replica_exact
 {
-	my ($primary, $sub, $view, $query, $label) = @_;
+	my ($primary, $sub, $view, $query, $label, $subs) = @_;
 	my $lsn = publisher_lsn($primary);
-	is(replica_wait($sub, $view, $lsn), 't', "$label: $view waited for $lsn");
+	foreach my $s (defined $subs ? @$subs : (undef))
+	{
+		is(replica_wait($sub, $view, $lsn, defined $s ? "subscription => '$s'" : undef),
+			't', "$label: $view waited for $lsn" . (defined $s ? " through $s" : ''));
+	}
 	is($sub->safe_psql('postgres', "SELECT count(*) FROM kappa.verify('$view')"),
 		'0', "$label: kappa.verify finds nothing in $view");
 	my $there = $primary->safe_psql('postgres',
