@@ -128,7 +128,7 @@ kappa_view_subscription(Oid viewid, List *sources, const char *subname)
 				 errmsg("sources of derived view \"%s\" are replicated by more than one subscription",
 						get_rel_name(viewid)),
 				 errdetail("They are replicated by subscriptions %s.", subscription_names(subids)),
-				 errhint("Name the subscription whose publisher origin_lsn belongs to, with subscription => name.")));
+				 errhint("Name one with subscription => name; to wait for sources that come through several, wait through each of them.")));
 	return linitial_oid(subids);
 }
 

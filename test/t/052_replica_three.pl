@@ -52,7 +52,7 @@ $sb->wait_for_subscription_sync;
 # the join's sources come through two subscriptions on the second replica
 my $lsn = publisher_lsn($primary);
 my ($ret, $out, $err) = $sb->psql('postgres', "SELECT kappa.wait('hist_sum', origin_lsn => '$lsn')");
-like($err, qr/ERROR:  sources of derived view "hist_sum" are replicated by more than one subscription\nDETAIL:  They are replicated by subscriptions "sub_\w+" and "sub_\w+"\.\nHINT:  Name the subscription/,
+like($err, qr/ERROR:  sources of derived view "hist_sum" are replicated by more than one subscription\nDETAIL:  They are replicated by subscriptions "sub_\w+" and "sub_\w+"\.\nHINT:  Name one with subscription => name/,
 	'two subscriptions: the wait asks which one');
 is(replica_wait($sb, 'by_branch', $lsn), 't', 'a view of one of them finds its subscription');
 ($ret, $out, $err) = $sb->psql('postgres', "SELECT kappa.wait('by_branch', origin_lsn => '$lsn', subscription => 'sub_hist')");
