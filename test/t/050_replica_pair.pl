@@ -116,6 +116,18 @@ is($bench->result(0), 0, 'pgbench ran');
 
 replica_exact($primary, $sub, $_, $views{$_}, 'after the writers') foreach sort keys %views;
 
+# the same without writers: how long a cross-server read-your-writes takes
+$t0 = time;
+foreach my $i (201 .. 220)
+{
+	my $lsn = $primary->safe_psql('postgres',
+		"INSERT INTO marks VALUES ($i, 'idle $i'); SELECT pg_current_wal_insert_lsn()");
+	replica_wait($sub, 'marked', $lsn);
+}
+is($sub->safe_psql('postgres', 'SELECT count(*) FROM marked WHERE id BETWEEN 201 AND 220'), '20',
+	'idle: every row is in the view after its wait');
+note(sprintf('20 cross-server commit-and-wait rounds without writers: %.1f ms each on average', (time - $t0) * 1000 / 20));
+
 # A position past the last commit the publication sends (a commit to a
 # table it does not publish): the wait still returns, once the
 # subscription has received that far.
