@@ -7,6 +7,25 @@
 -- reader, scaling out (views on logical replicas, kappa_recv into NATS
 -- JetStream).
 
+-- kappa.wait on a logical replica: origin_lsn, a position in the WAL of a
+-- subscription's publisher (its pg_current_wal_insert_lsn() after the
+-- commit to wait for), and the subscription, when more than one
+-- replicates the view's sources.  target defaults to NULL, the current
+-- insert position, so that a target passed with origin_lsn can be told
+-- apart and refused.  The library still takes 0.3's three arguments.
+DROP FUNCTION kappa.wait(regclass, pg_lsn, interval);
+CREATE FUNCTION kappa.wait(view regclass,
+                           target pg_lsn DEFAULT NULL,
+                           timeout interval DEFAULT '10s',
+                           origin_lsn pg_lsn DEFAULT NULL,
+                           subscription name DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'kappa_wait'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION kappa.wait(regclass, pg_lsn, interval, pg_lsn, name) IS
+'block until the derived view includes everything up to target (a local LSN, by default the current insert position), or up to origin_lsn on the publisher of the subscription that replicates its sources; false on timeout';
+
 -- Engine 2 is the default from 0.4 on.  Views made by engine 1 keep a copy
 -- of every source: build them again with engine 2, which keeps none (only
 -- the state of their aggregates).  Engine 2 needs REPLICA IDENTITY FULL on

@@ -514,6 +514,14 @@ extern bool kappa_wait_processed(XLogRecPtr target, int64 timeout_ms);
 extern XLogRecPtr kappa_end_of_records(XLogRecPtr lsn);
 
 /* ----------
+ * replica_wait.c: views on logical replicas, kappa.wait's origin_lsn
+ * ----------
+ */
+extern Oid	kappa_view_subscription(Oid viewid, List *sources, const char *subname);
+extern bool kappa_subscription_applied(Oid subid, const char *subname,
+									   List *sources, XLogRecPtr origin_lsn);
+
+/* ----------
  * replay.c: kappa.events, kappa.replay, kappa.swap
  * ----------
  */

@@ -18,6 +18,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_subscription.h"
 #include "common/int.h"
 #include "common/int128.h"
 #include "executor/spi.h"
@@ -28,6 +29,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
@@ -94,33 +96,108 @@ kappa_end_of_records(XLogRecPtr lsn)
 	return lsn;
 }
 
-Datum
-kappa_wait(PG_FUNCTION_ARGS)
+/*
+ * Read derived view relid's row into *v, in memory of the current context
+ * (the caller's, not SPI's), refusing roles that may not read it and views
+ * that will never catch up.
+ */
+static void
+read_waited_view(Oid relid, KappaViewRow *v)
 {
-	Oid			relid;
-	XLogRecPtr	target;
-	int64		timeout_us = 10 * USECS_PER_SEC;
-	TimestampTz deadline;
-	MemoryContext callercxt;
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext oldcxt;
+	KappaViewRow row;
 
-	kappa_refuse_in_view_code("kappa.wait", true);
-	if (PG_ARGISNULL(0))
+	/* not read-only: a fresh snapshot each time round (READ COMMITTED) */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_read_view(relid, &row);
+
+	/* what the view holds, and why it broke, are for its readers */
+	if (!kappa_may_read_view(relid, NIL))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("view must not be null")));
-	relid = PG_GETARG_OID(0);
-	target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
-	if (!PG_ARGISNULL(2))
-		timeout_us = interval_us(PG_GETARG_INTERVAL_P(2));
-	if (timeout_us < 0)
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for derived view \"%s\"", get_rel_name(relid)),
+				 errhint("Waiting for a view needs SELECT on it.")));
+	if (strcmp(row.state, "broken") == 0 || strcmp(row.state, "stale") == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("The transaction's snapshot would not see the view's progress.")));
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("derived view \"%s\" is %s", get_rel_name(relid), row.state),
+				 row.last_error ? errdetail("%s", row.last_error) : 0,
+				 errhint("Drop the view with kappa.drop_view and create it again.")));
+	/* the row is in SPI's memory, gone after SPI_finish */
+	*v = row;
+	v->canonical = NULL;
+	v->arrangements = NIL;
+	v->last_error = NULL;
+	oldcxt = MemoryContextSwitchTo(cxt);
+	v->state = pstrdup(row.state);
+	v->sources = list_copy(row.sources);
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+}
+
+/* Sleep one poll interval, nudging the database's apply worker first */
+static void
+wait_poll(void)
+{
+	kappa_wake_worker(MyDatabaseId);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 WAIT_POLL_MS, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Wait until subscription subid (named subname) has applied its
+ * publisher's WAL up to origin_lsn to the view's sources, and return the
+ * local WAL position read afterwards: the view includes that commit once
+ * it reaches it.  InvalidXLogRecPtr when the deadline passes first.
+ */
+static XLogRecPtr
+wait_origin(Oid relid, Oid subid, const char *subname, XLogRecPtr origin_lsn,
+			TimestampTz deadline)
+{
+	MemoryContext pollcxt;
+	MemoryContext oldcxt;
+
+	pollcxt = AllocSetContextCreate(CurrentMemoryContext, "kappa.wait poll",
+									ALLOCSET_SMALL_SIZES);
+	for (;;)
+	{
+		KappaViewRow v;
+		bool		applied;
+
+		oldcxt = MemoryContextSwitchTo(pollcxt);
+		read_waited_view(relid, &v);
+		applied = kappa_subscription_applied(subid, subname, v.sources, origin_lsn);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(pollcxt);
+
+		/* its local commits are all before the insert position now */
+		if (applied)
+			break;
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			MemoryContextDelete(pollcxt);
+			return InvalidXLogRecPtr;
+		}
+		wait_poll();
+	}
+	MemoryContextDelete(pollcxt);
+	return GetXLogInsertRecPtr();
+}
+
+/*
+ * Wait until derived view relid includes everything committed before the
+ * local LSN target; false when the deadline passes first.
+ */
+static bool
+wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
+{
+	MemoryContext pollcxt;
+	MemoryContext oldcxt;
+	bool		done = false;
 
 	target = kappa_end_of_records(target);
 
@@ -128,12 +205,11 @@ kappa_wait(PG_FUNCTION_ARGS)
 	if (target <= GetXLogInsertRecPtr())
 		XLogFlush(target);
 
-	deadline = wait_deadline(timeout_us);
-	callercxt = CurrentMemoryContext;
+	pollcxt = AllocSetContextCreate(CurrentMemoryContext, "kappa.wait poll",
+									ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		KappaViewRow v;
-		char	   *state;
 		XLogRecPtr	applied;
 		XLogRecPtr	processed;
 
@@ -142,41 +218,101 @@ kappa_wait(PG_FUNCTION_ARGS)
 		 * progress first: the view's state read next is at least as new.
 		 */
 		processed = kappa_worker_processed_lsn(MyDatabaseId);
+		oldcxt = MemoryContextSwitchTo(pollcxt);
+		read_waited_view(relid, &v);
+		MemoryContextSwitchTo(oldcxt);
 
-		/* not read-only: a fresh snapshot each time round (READ COMMITTED) */
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		kappa_read_view(relid, &v);
-
-		/* what the view holds, and why it broke, are for its readers */
-		if (!kappa_may_read_view(relid, NIL))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for derived view \"%s\"", get_rel_name(relid)),
-					 errhint("Waiting for a view needs SELECT on it.")));
-		state = MemoryContextStrdup(callercxt, v.state);
 		applied = v.applied;
-		if (strcmp(state, "broken") == 0 || strcmp(state, "stale") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("derived view \"%s\" is %s", get_rel_name(relid), state),
-					 v.last_error ? errdetail("%s", v.last_error) : 0,
-					 errhint("Drop the view with kappa.drop_view and create it again.")));
-		SPI_finish();
-
-		if (strcmp(state, "running") == 0 && processed > applied)
+		if (strcmp(v.state, "running") == 0 && processed > applied)
 			applied = processed;
+		MemoryContextReset(pollcxt);
 		if (applied >= target)
-			PG_RETURN_BOOL(true);
+		{
+			done = true;
+			break;
+		}
 		if (GetCurrentTimestamp() >= deadline)
-			PG_RETURN_BOOL(false);
-
-		kappa_wake_worker(MyDatabaseId);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+			break;
+		wait_poll();
 	}
+	MemoryContextDelete(pollcxt);
+	return done;
+}
+
+/*
+ * kappa.wait(view, target, timeout [, origin_lsn, subscription]): true
+ * once the view includes everything committed before the local LSN target
+ * (by default the current insert position), or, with origin_lsn, every
+ * commit before origin_lsn on the publisher of a subscription that
+ * replicates the view's sources; false on timeout.
+ *
+ * Version 0.3's SQL declares the first three arguments only: PG_NARGS()
+ * tells them apart, so that an extension not updated yet keeps working
+ * with this library.
+ */
+Datum
+kappa_wait(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	XLogRecPtr	target;
+	bool		by_origin;
+	XLogRecPtr	origin_lsn = InvalidXLogRecPtr;
+	char	   *subname = NULL;
+	int64		timeout_us = 10 * USECS_PER_SEC;
+	TimestampTz deadline;
+
+	kappa_refuse_in_view_code("kappa.wait", true);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("view must not be null")));
+	relid = PG_GETARG_OID(0);
+	if (!PG_ARGISNULL(2))
+		timeout_us = interval_us(PG_GETARG_INTERVAL_P(2));
+	if (timeout_us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (PG_NARGS() >= 5 && !PG_ARGISNULL(4))
+		subname = pstrdup(NameStr(*PG_GETARG_NAME(4)));
+	by_origin = PG_NARGS() >= 4 && !PG_ARGISNULL(3);
+	if (by_origin)
+		origin_lsn = PG_GETARG_LSN(3);
+	if (by_origin && !PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot wait for both target and origin_lsn"),
+				 errdetail("target is a position in this server's WAL, origin_lsn one in the WAL of a subscription's publisher."),
+				 errhint("Pass only one of them.")));
+	if (subname != NULL && !by_origin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot wait for subscription \"%s\" without origin_lsn", subname),
+				 errhint("Pass origin_lsn, the publisher's pg_current_wal_insert_lsn() read after the commit to wait for.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction's snapshot would not see the view's progress.")));
+
+	deadline = wait_deadline(timeout_us);
+	if (by_origin)
+	{
+		KappaViewRow v;
+		Oid			subid;
+
+		read_waited_view(relid, &v);
+		subid = kappa_view_subscription(relid, v.sources, subname);
+		subname = get_subscription_name(subid, false);
+		target = wait_origin(relid, subid, subname,
+							 kappa_end_of_records(origin_lsn), deadline);
+		if (target == InvalidXLogRecPtr)
+			PG_RETURN_BOOL(false);
+	}
+	else
+		target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
+
+	PG_RETURN_BOOL(wait_view(relid, target, deadline));
 }
 
 /*

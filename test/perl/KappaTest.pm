@@ -15,7 +15,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines view_matches);
+our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines view_matches
+  kappa_publisher publisher_conninfo publisher_lsn replica_wait replica_exact);
 
 # Lines every pg_kappa test cluster needs.  output_plugin_libraries exists
 # from 15.19 on; older minors refuse to start when it is present, so it is
@@ -88,6 +89,66 @@ SELECT (SELECT count(*) FROM (($query) EXCEPT ALL SELECT * FROM $view) a) || ' '
 });
 	# equal as values, and as text (a numeric's display scale, say)
 	is($res, "t\n0 0 0 0", "$label: $view equals its query");
+}
+
+# A plain publisher for the replica tests: logical WAL, no pg_kappa.
+sub kappa_publisher
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf('postgresql.conf', "max_wal_senders = 20\nmax_replication_slots = 20\n");
+	$node->start;
+	return $node;
+}
+
+# The publisher's connection string for CREATE SUBSCRIPTION (no quotes)
+sub publisher_conninfo
+{
+	my ($primary) = @_;
+	return 'host=' . $primary->host . ' port=' . $primary->port . ' dbname=postgres';
+}
+
+# What an application reads on the publisher after its commit, to wait for
+# it on a subscriber: pg_current_wal_insert_lsn().
+sub publisher_lsn
+{
+	my ($primary) = @_;
+	return $primary->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+}
+
+# kappa.wait on a subscriber for origin LSN $lsn; extra arguments as SQL
+# ("subscription => 'sub1'").  Returns 't' or 'f'.
+sub replica_wait
+{
+	my ($sub, $view, $lsn, $extra) = @_;
+	$extra = defined $extra ? ", $extra" : '';
+	return $sub->safe_psql('postgres',
+		"SELECT kappa.wait('$view', origin_lsn => '$lsn', timeout => '120s'$extra)");
+}
+
+# After the writers stopped: wait on the subscriber for the publisher's
+# current position (once per subscription in $subs when given: a view
+# whose sources come through several), then the view must be exact
+# (kappa.verify finds nothing) and equal, row for row, to its query run on
+# the publisher.
+sub replica_exact
+{
+	my ($primary, $sub, $view, $query, $label, $subs) = @_;
+	my $lsn = publisher_lsn($primary);
+	foreach my $s (defined $subs ? @$subs : (undef))
+	{
+		is(replica_wait($sub, $view, $lsn, defined $s ? "subscription => '$s'" : undef),
+			't', "$label: $view waited for $lsn" . (defined $s ? " through $s" : ''));
+	}
+	is($sub->safe_psql('postgres', "SELECT count(*) FROM kappa.verify('$view')"),
+		'0', "$label: kappa.verify finds nothing in $view");
+	my $there = $primary->safe_psql('postgres',
+		"SELECT ROW(q.*)::text FROM ($query) q ORDER BY 1");
+	my $here = $sub->safe_psql('postgres',
+		"SELECT ROW(v.*)::text FROM $view v ORDER BY 1");
+	ok($here eq $there, "$label: $view equals its query on the publisher")
+	  or diag("publisher:\n" . substr($there, 0, 2000) . "\nview:\n" . substr($here, 0, 2000));
 }
 
 1;

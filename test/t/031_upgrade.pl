@@ -45,6 +45,17 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 is($node->safe_psql('postgres', q{SELECT relreplident FROM pg_class WHERE oid = 'ua.t'::regclass}),
 	'f', 'the source has REPLICA IDENTITY FULL');
 
+# 0.4's kappa.wait: origin_lsn and subscription appended, the same
+# settings, comment and privileges as before
+is($node->safe_psql('postgres', q{SELECT pg_get_function_identity_arguments(p.oid) || ' ' || array_to_string(proconfig, ';')
+  || ' ' || (obj_description(p.oid, 'pg_proc') IS NOT NULL) || ' ' || has_function_privilege('public', p.oid, 'EXECUTE')
+  FROM pg_proc p WHERE proname = 'wait' AND pronamespace = 'kappa'::regnamespace}),
+	'view regclass, target pg_lsn, timeout interval, origin_lsn pg_lsn, subscription name search_path=pg_catalog, pg_temp true true',
+	'kappa.wait has its 0.4 parameters, settings, comment and privileges');
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT kappa.wait('ua.rows', origin_lsn => '0/1')});
+like($err, qr/no subscription of this database replicates a source of derived view "rows"/,
+	'and takes origin_lsn');
+
 # the views go on
 $node->safe_psql('postgres', q{INSERT INTO ua.t SELECT i, i % 3, i FROM generate_series(31, 40) i; UPDATE ua.t SET g = 1 WHERE id = 2});
 is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s') AND kappa.wait('ua.sums', timeout => '30s')}),
