@@ -171,6 +171,31 @@ SELECT kappa.drop_view('e2_sc_g'), kappa.drop_view('e2_sc_all');
 DROP FUNCTION e2_sc_check();
 DROP TABLE e2_sc;
 
+-- rows inserted and updated in one batch cancel out in the worker's
+-- memory, or, past 10000 such images, in SQL: both give the query's rows
+CREATE TABLE e2_many (id int PRIMARY KEY, g int, v int);
+SELECT kappa.create_view('e2_many_g', 'SELECT g, count(*) AS n, sum(v) AS s, max(v) AS hi FROM e2_many GROUP BY g');
+SELECT kappa.create_view('e2_many_rows', 'SELECT id, v FROM e2_many WHERE v % 3 = 0');
+BEGIN;
+INSERT INTO e2_many SELECT g, g % 5, g FROM generate_series(1, 300) g;
+UPDATE e2_many SET v = v + 1 WHERE id <= 200;
+UPDATE e2_many SET v = v - 1 WHERE id <= 100;
+DELETE FROM e2_many WHERE id > 290;
+COMMIT;
+SELECT kappa.wait('e2_many_g') AND kappa.wait('e2_many_rows');
+SELECT (SELECT count(*) FROM kappa.verify('e2_many_g')) AS g_differences,
+       (SELECT count(*) FROM kappa.verify('e2_many_rows')) AS rows_differences;
+BEGIN;
+INSERT INTO e2_many SELECT g, g % 5, g FROM generate_series(1001, 13000) g;
+UPDATE e2_many SET v = v + 1 WHERE id > 1000;
+UPDATE e2_many SET g = g + 1 WHERE id > 12000;
+COMMIT;
+SELECT kappa.wait('e2_many_g') AND kappa.wait('e2_many_rows');
+SELECT (SELECT count(*) FROM kappa.verify('e2_many_g')) AS g_differences,
+       (SELECT count(*) FROM kappa.verify('e2_many_rows')) AS rows_differences;
+SELECT kappa.drop_view('e2_many_g'), kappa.drop_view('e2_many_rows');
+DROP TABLE e2_many;
+
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'public.e2%';
 DROP TABLE e2_customers, e2_orders, e2_events;
 RESET pg_kappa.engine;

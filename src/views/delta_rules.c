@@ -61,6 +61,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -707,56 +708,219 @@ uint32_cmp(const void *a, const void *b)
 }
 
 /*
- * Might some new image of hashes plus equal an old image of hashes minus
- * (a row inserted and deleted in the batch, or updated twice)?  Only then
- * is a delta worth consolidating: without, its rows join and add up to
- * the same result.
+ * The hashes found among both new images (plus) and old images (minus),
+ * sorted, without duplicates; the arrays are sorted in place.
  */
-static bool
-images_may_cancel(uint32 *plus, int nplus, uint32 *minus, int nminus)
+static uint32 *
+shared_hashes(uint32 *plus, int nplus, uint32 *minus, int nminus, int *nshared)
 {
+	uint32	   *shared = palloc(sizeof(uint32) * Max(Min(nplus, nminus), 1));
 	int			i = 0;
 	int			j = 0;
 
+	*nshared = 0;
 	qsort(plus, nplus, sizeof(uint32), uint32_cmp);
 	qsort(minus, nminus, sizeof(uint32), uint32_cmp);
 	while (i < nplus && j < nminus)
 	{
-		if (plus[i] == minus[j])
-			return true;
 		if (plus[i] < minus[j])
 			i++;
-		else
+		else if (plus[i] > minus[j])
 			j++;
+		else
+		{
+			if (*nshared == 0 || shared[*nshared - 1] != plus[i])
+				shared[(*nshared)++] = plus[i];
+			i++;
+			j++;
+		}
+	}
+	return shared;
+}
+
+/*
+ * Reads the row images of a source's batch buffer that a view has not
+ * seen, whole: a new image's unchanged TOASTed value (not in the WAL) is
+ * the old image's, which REPLICA IDENTITY FULL puts in the same change.
+ */
+typedef struct ImageReader
+{
+	KappaSourceBuffer *buf;
+	Oid			srcrelid;
+	XLogRecPtr	applied;
+	TupleTableSlot *slot;
+	int			n;				/* the source's attributes */
+	Datum	   *values;			/* the image read, n + 1 for the weight */
+	bool	   *nulls;
+	bool		is_new;
+	XLogRecPtr	lsn;			/* its commit LSN */
+	Datum	   *old_values;		/* the last old image */
+	bool	   *old_nulls;
+	int64		old_seq;
+} ImageReader;
+
+static void
+image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
+				   XLogRecPtr applied)
+{
+	int			n = buf->srcnatts;
+
+	r->buf = buf;
+	r->srcrelid = srcrelid;
+	r->applied = applied;
+	r->n = n;
+	r->slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
+	r->values = palloc(sizeof(Datum) * (n + 1));
+	r->nulls = palloc(sizeof(bool) * (n + 1));
+	r->old_values = palloc(sizeof(Datum) * n);
+	r->old_nulls = palloc(sizeof(bool) * n);
+	r->old_seq = -1;
+	tuplestore_rescan(buf->rows);
+}
+
+/*
+ * The next image into r (values, nulls, is_new, lsn), or false at the end.
+ * An update or delete without a whole old image means the table's replica
+ * identity is not FULL, and the view cannot be maintained.
+ */
+static bool
+image_reader_next(ImageReader *r)
+{
+	TupleTableSlot *slot = r->slot;
+	int			n = r->n;
+
+	while (tuplestore_gettupleslot(r->buf->rows, true, false, slot))
+	{
+		int64		seq;
+
+		slot_getallattrs(slot);
+		r->lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
+		if (r->lsn <= r->applied)
+			continue;
+		seq = DatumGetInt64(slot->tts_values[n]);
+		r->is_new = DatumGetBool(slot->tts_values[n + 1]);
+		memcpy(r->values, slot->tts_values, sizeof(Datum) * n);
+		memcpy(r->nulls, slot->tts_isnull, sizeof(bool) * n);
+
+		if (!r->is_new)
+		{
+			/* an old image with a column left out is not a whole row */
+			if (!slot->tts_isnull[n + 3])
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("old row images of source table \"%s\" are not complete",
+								get_rel_name(r->srcrelid)),
+						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
+								 quote_identifier(get_rel_name(r->srcrelid)))));
+			memcpy(r->old_values, r->values, sizeof(Datum) * n);
+			memcpy(r->old_nulls, r->nulls, sizeof(bool) * n);
+			r->old_seq = seq;
+		}
+		else if (!slot->tts_isnull[n + 3])
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(slot->tts_values[n + 3]);
+			Datum	   *cols;
+			int			ncols;
+
+			if (r->old_seq != seq)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("an update of source table \"%s\" carries no old row image",
+								get_rel_name(r->srcrelid)),
+						 errdetail("Its unchanged TOASTed values cannot be found in the WAL."),
+						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
+								 quote_identifier(get_rel_name(r->srcrelid)))));
+			deconstruct_array(arr, INT2OID, sizeof(int16), true, TYPALIGN_SHORT,
+							  &cols, NULL, &ncols);
+			for (int c = 0; c < ncols; c++)
+			{
+				int			attno = DatumGetInt16(cols[c]) - 1;
+
+				r->values[attno] = r->old_values[attno];
+				r->nulls[attno] = r->old_nulls[attno];
+			}
+		}
+		r->values[n] = Int32GetDatum(r->is_new ? 1 : -1);
+		r->nulls[n] = false;
+		return true;
 	}
 	return false;
 }
 
+/* An image held back because it may cancel out with one of opposite sign. */
+typedef struct HeldImage
+{
+	uint32		hash;
+	int			order;			/* in the batch */
+	HeapTuple	tuple;			/* with the weight, d_<n>'s shape */
+	bool		is_new;
+	bool		cancelled;
+} HeldImage;
+
+/* by hash, then in the batch's order */
+static int
+held_image_cmp(const void *a, const void *b)
+{
+	const HeldImage *x = a;
+	const HeldImage *y = b;
+	int			c = uint32_cmp(&x->hash, &y->hash);
+
+	return c != 0 ? c : x->order - y->order;
+}
+
+/* Are two held images the same row (the same values, byte for byte)? */
+static bool
+same_image(TupleDesc ddesc, int n, HeldImage *a, HeldImage *b)
+{
+	for (int i = 1; i <= n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(ddesc, i - 1);
+		bool		anull;
+		bool		bnull;
+		Datum		av = heap_getattr(a->tuple, i, ddesc, &anull);
+		Datum		bv = heap_getattr(b->tuple, i, ddesc, &bnull);
+
+		if (anull != bnull)
+			return false;
+		if (!anull && !datumIsEqual(av, bv, att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * At most this many images of a batch are held back to cancel out in
+ * memory; past it, they go to d_<n> and the SQL consolidation removes what
+ * cancels.
+ */
+#define MAX_HELD_IMAGES 10000
+
 /*
  * The batch's row images of source n that the view has not seen (commit
- * LSN after applied) into d_<n>, signed.  A new image's unchanged TOASTed
- * value (not in the WAL) is the old image's, which REPLICA IDENTITY FULL
- * puts in the same change; an update or delete without a whole old image
- * means the table's replica identity is not FULL, and the view cannot be
- * maintained.  Returns how many rows; adds commit LSNs to *lsns; sets
- * *may_cancel when rows of opposite signs may be equal.
+ * LSN after applied) into d_<n>, signed, less the pairs that cancel out: a
+ * row inserted and deleted in the batch, or updated twice, leaves only its
+ * first old and its last new image, which keeps the terms' joins in
+ * proportion to the rows changed, not to the number of changes.  A first
+ * pass hashes every image; only images whose hash is among both signs are
+ * held back and compared.  Returns how many images were read; adds commit
+ * LSNs to *lsns; sets *consolidate when too many were held back, and d_<n>
+ * still needs consolidating.
  */
 static int64
 fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
-				  XLogRecPtr applied, List **lsns, bool *may_cancel)
+				  XLogRecPtr applied, List **lsns, bool *consolidate)
 {
-	uint32	   *hashes[2] = {NULL, NULL};	/* old images, new images */
-	int			nhashes[2] = {0, 0};
-	int			maxhashes[2] = {0, 0};
 	Relation	drel = table_open(drelid, RowExclusiveLock);
 	TupleDesc	ddesc = RelationGetDescr(drel);
 	int			n = buf->srcnatts;
-	TupleTableSlot *slot;
-	Datum	   *values;
-	bool	   *nulls;
-	Datum	   *old_values;
-	bool	   *old_nulls;
-	int64		old_seq = -1;
+	ImageReader r;
+	uint32	   *hashes[2] = {NULL, NULL};	/* old images, new images */
+	int			nhashes[2] = {0, 0};
+	int			maxhashes[2] = {0, 0};
+	uint32	   *shared = NULL;
+	int			nshared = 0;
+	HeldImage  *held = NULL;
+	int			nheld = 0;
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 
@@ -765,69 +929,15 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", get_rel_name(srcrelid))));
 	kappa_check_delta_columns(drel, buf->desc, n);
-	slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
-	values = palloc(sizeof(Datum) * (n + 1));
-	nulls = palloc(sizeof(bool) * (n + 1));
-	old_values = palloc(sizeof(Datum) * n);
-	old_nulls = palloc(sizeof(bool) * n);
+	*consolidate = false;
 
-	tuplestore_rescan(buf->rows);
-	while (tuplestore_gettupleslot(buf->rows, true, false, slot))
+	/* only updates and deletes have old images, which may cancel out */
+	if (buf->modify_lsn > applied)
 	{
-		XLogRecPtr	lsn;
-		int64		seq;
-		bool		is_new;
-		HeapTuple	tup;
-
-		slot_getallattrs(slot);
-		lsn = (XLogRecPtr) DatumGetInt64(slot->tts_values[n + 2]);
-		if (lsn <= applied)
-			continue;
-		seq = DatumGetInt64(slot->tts_values[n]);
-		is_new = DatumGetBool(slot->tts_values[n + 1]);
-		memcpy(values, slot->tts_values, sizeof(Datum) * n);
-		memcpy(nulls, slot->tts_isnull, sizeof(bool) * n);
-
-		if (!is_new)
+		image_reader_start(&r, buf, srcrelid, applied);
+		while (image_reader_next(&r))
 		{
-			/* an old image with a column left out is not a whole row */
-			if (!slot->tts_isnull[n + 3])
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("old row images of source table \"%s\" are not complete",
-								get_rel_name(srcrelid)),
-						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
-								 quote_identifier(get_rel_name(srcrelid)))));
-			memcpy(old_values, values, sizeof(Datum) * n);
-			memcpy(old_nulls, nulls, sizeof(bool) * n);
-			old_seq = seq;
-		}
-		else if (!slot->tts_isnull[n + 3])
-		{
-			ArrayType  *arr = DatumGetArrayTypeP(slot->tts_values[n + 3]);
-			Datum	   *cols;
-			int			ncols;
-
-			if (old_seq != seq)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("an update of source table \"%s\" carries no old row image",
-								get_rel_name(srcrelid)),
-						 errdetail("Its unchanged TOASTed values cannot be found in the WAL."),
-						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
-								 quote_identifier(get_rel_name(srcrelid)))));
-			deconstruct_array(arr, INT2OID, sizeof(int16), true, TYPALIGN_SHORT,
-							  &cols, NULL, &ncols);
-			for (int c = 0; c < ncols; c++)
-			{
-				int			attno = DatumGetInt16(cols[c]) - 1;
-
-				values[attno] = old_values[attno];
-				nulls[attno] = old_nulls[attno];
-			}
-		}
-		{
-			int			side = is_new ? 1 : 0;
+			int			side = r.is_new ? 1 : 0;
 
 			if (nhashes[side] >= maxhashes[side])
 			{
@@ -836,24 +946,75 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 					repalloc_huge(hashes[side], sizeof(uint32) * maxhashes[side]) :
 					palloc(sizeof(uint32) * maxhashes[side]);
 			}
-			hashes[side][nhashes[side]++] = image_hash(buf->desc, n, values, nulls);
+			hashes[side][nhashes[side]++] = image_hash(buf->desc, n, r.values, r.nulls);
 		}
-		values[n] = Int32GetDatum(is_new ? 1 : -1);
-		nulls[n] = false;
-		tup = heap_form_tuple(ddesc, values, nulls);
+		ExecDropSingleTupleTableSlot(r.slot);
+		if (nhashes[0] > 0 && nhashes[1] > 0)
+			shared = shared_hashes(hashes[1], nhashes[1], hashes[0], nhashes[0], &nshared);
+	}
+
+	image_reader_start(&r, buf, srcrelid, applied);
+	while (image_reader_next(&r))
+	{
+		HeapTuple	tup = heap_form_tuple(ddesc, r.values, r.nulls);
+		uint32		h = 0;
+
+		count++;
+		if (r.lsn != last_lsn)
+		{
+			*lsns = lappend(*lsns, (void *) (uintptr_t) r.lsn);
+			last_lsn = r.lsn;
+		}
+		if (nshared > 0 && !*consolidate)
+		{
+			h = image_hash(buf->desc, n, r.values, r.nulls);
+			if (bsearch(&h, shared, nshared, sizeof(uint32), uint32_cmp) != NULL)
+			{
+				if (nheld < MAX_HELD_IMAGES)
+				{
+					if (held == NULL)
+						held = palloc(sizeof(HeldImage) * Min(MAX_HELD_IMAGES, nhashes[0] + nhashes[1]));
+					held[nheld].hash = h;
+					held[nheld].order = nheld;
+					held[nheld].tuple = tup;
+					held[nheld].is_new = r.is_new;
+					held[nheld].cancelled = false;
+					nheld++;
+					continue;
+				}
+				*consolidate = true;
+			}
+		}
 		simple_heap_insert(drel, tup);
 		heap_freetuple(tup);
-		count++;
-		if (lsn != last_lsn)
-		{
-			*lsns = lappend(*lsns, (void *) (uintptr_t) lsn);
-			last_lsn = lsn;
-		}
 	}
-	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(r.slot);
+
+	/*
+	 * Cancel pairs of held images of opposite signs that are the same row,
+	 * and write the rest.
+	 */
+	if (nheld > 0)
+	{
+		qsort(held, nheld, sizeof(HeldImage), held_image_cmp);
+		for (int i = 0; i < nheld; i++)
+		{
+			if (held[i].cancelled)
+				continue;
+			for (int j = i + 1; j < nheld && held[j].hash == held[i].hash; j++)
+			{
+				if (held[j].cancelled || held[j].is_new == held[i].is_new ||
+					!same_image(ddesc, n, &held[i], &held[j]))
+					continue;
+				held[i].cancelled = held[j].cancelled = true;
+				break;
+			}
+		}
+		for (int i = 0; i < nheld; i++)
+			if (!held[i].cancelled)
+				simple_heap_insert(drel, held[i].tuple);
+	}
 	table_close(drel, RowExclusiveLock);
-	*may_cancel = nhashes[0] > 0 && nhashes[1] > 0 &&
-		images_may_cancel(hashes[1], nhashes[1], hashes[0], nhashes[0]);
 	return count;
 }
 
