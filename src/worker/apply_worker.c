@@ -835,8 +835,13 @@ start_decoding(void)
  * The scratch tables (d_<n>, w_<n>, k) are emptied after every batch, so
  * they fill with dead rows faster than autovacuum looks at them; vacuum
  * them every few seconds, outside any transaction, as autovacuum would.
+ * Not more often: a vacuum updates the tables' statistics, after which
+ * the statements that read them are planned again.  Only a large table is
+ * truncated (which scans all of shared_buffers for its pages): a small
+ * one keeps its empty pages for the next batches.
  */
-#define SCRATCH_VACUUM_MS 2000
+#define SCRATCH_VACUUM_MS 10000
+#define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
 static void
 vacuum_scratch(void)
@@ -845,7 +850,9 @@ vacuum_scratch(void)
 	static MemoryContext vaccxt = NULL;
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *names = NIL;
+	List	   *truncate = NIL;
 	ListCell   *lc;
+	ListCell   *lt;
 	MemoryContext oldcxt;
 
 	if (!TimestampDifferenceExceeds(last, now, SCRATCH_VACUUM_MS))
@@ -865,14 +872,20 @@ vacuum_scratch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)"
-					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					" WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
+	if (SPI_execute(psprintf("SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname),"
+							 " pg_catalog.pg_relation_size(c.oid) > %d"
+							 " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+							 " WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
+							 SCRATCH_TRUNCATE_BYTES),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list scratch tables");
 	oldcxt = MemoryContextSwitchTo(vaccxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
+	{
 		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		truncate = lappend_int(truncate,
+							   strcmp(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), "t") == 0);
+	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
 	PopActiveSnapshot();
@@ -882,9 +895,10 @@ vacuum_scratch(void)
 	 * One table at a time, and an error (an index expression of its owner's
 	 * that fails, say) costs only that table's vacuum, not the worker.
 	 */
-	foreach(lc, names)
+	forboth(lc, names, lt, truncate)
 	{
-		char	   *sql = psprintf("VACUUM (SKIP_LOCKED) %s", (char *) lfirst(lc));
+		char	   *sql = psprintf("VACUUM (SKIP_LOCKED, TRUNCATE %s) %s",
+								   lfirst_int(lt) ? "true" : "false", (char *) lfirst(lc));
 
 		PG_TRY();
 		{
