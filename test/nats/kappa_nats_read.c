@@ -15,7 +15,8 @@
  *			(empty line)
  *			LEN bytes of body, then a newline
  *	kappa_nats_read URL info STREAM
- *		one line: replicas, retention, max_age (s), max_bytes, msgs, last_seq
+ *		one line: replicas, retention, max_age (s), max_bytes, msgs, last_seq,
+ *		leader (server name, or - when not clustered)
  *	kappa_nats_read URL create STREAM SUBJECT MAX_MSG_SIZE
  *		create a stream (replicas 1, file storage); MAX_MSG_SIZE 0 = none
  *	kappa_nats_read URL publish SUBJECT TEXT
@@ -53,15 +54,23 @@ connect_to(const char *url)
 {
 	natsOptions *opts = NULL;
 	natsStatus	s;
+	char	   *copy = strdup(url);
+	const char *list[16];
+	int			n = 0;
+	char	   *tok;
 
+	/* URL: one or more servers, separated by commas */
+	for (tok = strtok(copy, ","); tok != NULL && n < 16; tok = strtok(NULL, ","))
+		list[n++] = tok;
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(opts, url);
+		s = natsOptions_SetServers(opts, list, n);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(opts, 2000);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, opts);
 	natsOptions_Destroy(opts);
+	free(copy);
 	if (s == NATS_OK)
 		s = natsConnection_JetStream(&js, nc, NULL);
 	return s;
@@ -165,13 +174,14 @@ info(const char *stream)
 	s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
 	if (s != NATS_OK)
 		return fail("stream info", s);
-	printf("replicas %lld retention %s max_age %lld max_bytes %lld msgs %llu last_seq %llu\n",
+	printf("replicas %lld retention %s max_age %lld max_bytes %lld msgs %llu last_seq %llu leader %s\n",
 		   (long long) si->Config->Replicas,
 		   retention[si->Config->Retention],
 		   (long long) (si->Config->MaxAge / 1000000000),
 		   (long long) si->Config->MaxBytes,
 		   (unsigned long long) si->State.Msgs,
-		   (unsigned long long) si->State.LastSeq);
+		   (unsigned long long) si->State.LastSeq,
+		   si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "-");
 	jsStreamInfo_Destroy(si);
 	return 0;
 }

@@ -61,10 +61,15 @@ sink_nats_create(void)
 
 const bool	sink_nats_supported = true;
 
+/* status of the last js_GetLastMsg() */
+static natsStatus last_error = NATS_OK;
+
 /* room left in each message for the headers */
 #define HEADER_RESERVE		1024
 /* first wait before retrying a publish (ms) */
 #define RETRY_FIRST_MS		100
+/* how long open() waits for JetStream to answer (ms) */
+#define OPEN_PATIENCE_MS	60000
 
 typedef struct NatsSink
 {
@@ -99,6 +104,32 @@ nats_error_text(natsStatus s)
 	if (text != NULL && text[0] != '\0')
 		return text;
 	return natsStatus_GetText(s);
+}
+
+/*
+ * Failures that may go away by themselves: no answer in time (a JetStream
+ * leader election, a server that died), the connection being
+ * re-established.
+ */
+static bool
+transient(natsStatus s)
+{
+	return s == NATS_TIMEOUT || s == NATS_CONNECTION_DISCONNECTED ||
+		s == NATS_STALE_CONNECTION || s == NATS_IO_ERROR ||
+		s == NATS_NOT_YET_CONNECTED;
+}
+
+/* Sleep up to ms milliseconds; a stop request cuts it short. */
+static void
+nap(int ms)
+{
+	while (ms > 0 && !kr_stop_requested)
+	{
+		int			step = Min(ms, 100);
+
+		pg_usleep(step * 1000L);
+		ms -= step;
+	}
 }
 
 /* A NATS message header's value, or NULL. */
@@ -143,7 +174,7 @@ msg_id(char *buf, size_t size, const KRUnitInfo *info, int part)
  * part size by the stream's max_msg_size.
  */
 static bool
-check_stream(NatsSink *ns)
+check_stream(NatsSink *ns, bool *again)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode	jerr = 0;
@@ -194,8 +225,10 @@ check_stream(NatsSink *ns)
 	}
 	else if (s != NATS_OK)
 	{
-		pg_log_error("could not look up NATS JetStream stream \"%s\": %s",
-					 kr_opt.nats_stream, nats_error_text(s));
+		*again = transient(s);
+		pg_log_generic(*again ? PG_LOG_WARNING : PG_LOG_ERROR, PG_LOG_PRIMARY,
+					   "could not look up NATS JetStream stream \"%s\": %s",
+					   kr_opt.nats_stream, nats_error_text(s));
 		if (s == NATS_NO_RESPONDERS)
 			pg_log_error_hint("Is JetStream enabled on the NATS server (nats-server -js)?");
 		return false;
@@ -233,6 +266,7 @@ last_message(NatsSink *ns, natsMsg **msg, enum pg_log_level level)
 	jo.Wait = kr_opt.nats_timeout_ms;
 	s = js_GetLastMsg(msg, ns->js, kr_opt.nats_stream, kr_opt.nats_subject,
 					  &jo, &jerr);
+	last_error = s;
 	if (s == NATS_OK)
 		return true;
 	*msg = NULL;
@@ -302,6 +336,32 @@ resume_from(NatsSink *ns, natsMsg *msg, KRState *state)
 	return KR_EXIT_OK;
 }
 
+/*
+ * Give libnats the server list: --nats takes URLs separated by commas, and
+ * natsOptions_SetURL() takes only one.
+ */
+static natsStatus
+set_servers(natsOptions *opts, const char *urls)
+{
+	char	   *copy = pstrdup(urls);
+	const char **list = palloc(sizeof(char *) * (strlen(urls) / 2 + 2));
+	int			n = 0;
+	char	   *save;
+	char	   *tok;
+	natsStatus	s;
+
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+		 tok = strtok_r(NULL, ", ", &save))
+		list[n++] = tok;
+	if (n == 0)
+		s = NATS_INVALID_ARG;
+	else
+		s = natsOptions_SetServers(opts, list, n);
+	pfree(list);
+	pfree(copy);
+	return s;
+}
+
 static int
 nats_open(KRSink *sink, KRState *state)
 {
@@ -311,9 +371,11 @@ nats_open(KRSink *sink, KRState *state)
 	natsMsg    *msg;
 	int64		max_payload;
 	int			rc;
+	int			wait_ms = RETRY_FIRST_MS;
+	int64		started = kr_now_ms();
 
 	if (natsOptions_Create(&opts) != NATS_OK ||
-		natsOptions_SetURL(opts, kr_opt.nats_url) != NATS_OK ||
+		set_servers(opts, kr_opt.nats_url) != NATS_OK ||
 		natsOptions_SetName(opts, "kappa_recv") != NATS_OK ||
 		natsOptions_SetTimeout(opts, kr_opt.nats_timeout_ms) != NATS_OK ||
 		natsOptions_SetAllowReconnect(opts, true) != NATS_OK ||
@@ -346,13 +408,29 @@ nats_open(KRSink *sink, KRState *state)
 					 kr_opt.nats_url, (long long) max_payload);
 		return KR_EXIT_SINK;
 	}
-	ns->part_size = max_payload - HEADER_RESERVE;
-	if (!check_stream(ns))
-		return KR_EXIT_SINK;
-	ns->buf = palloc(ns->part_size);
+	/* the stream and its last message; retry while the cluster settles */
+	for (;;)
+	{
+		bool		again = false;
 
-	if (!last_message(ns, &msg, PG_LOG_ERROR))
-		return KR_EXIT_SINK;
+		ns->part_size = max_payload - HEADER_RESERVE;
+		if (check_stream(ns, &again) &&
+			last_message(ns, &msg, PG_LOG_WARNING))
+			break;
+		if (!again && !transient(last_error))
+			return KR_EXIT_SINK;
+		if (kr_opt.reconnect_max_ms == 0 || kr_stop_requested ||
+			kr_now_ms() - started > OPEN_PATIENCE_MS)
+		{
+			pg_log_error("NATS JetStream does not answer for stream \"%s\"",
+						 kr_opt.nats_stream);
+			return KR_EXIT_SINK;
+		}
+		pg_log_info("trying again in %d ms", wait_ms);
+		nap(wait_ms);
+		wait_ms = Min(wait_ms * 2, Max(kr_opt.reconnect_max_ms, RETRY_FIRST_MS));
+	}
+	ns->buf = palloc(ns->part_size);
 	if (msg == NULL)
 	{
 		/* nothing published yet: the slot's position is the start */
@@ -547,19 +625,6 @@ stream_gone(NatsSink *ns)
 	return false;
 }
 
-/* Sleep up to ms milliseconds; a stop request cuts it short. */
-static void
-nap(int ms)
-{
-	while (ms > 0 && !kr_stop_requested)
-	{
-		int			step = Min(ms, 100);
-
-		pg_usleep(step * 1000L);
-		ms -= step;
-	}
-}
-
 /*
  * Publish one part and wait for its PubAck; retry what may be transient
  * (no answer, connection lost, election), with backoff, until it is stored
@@ -604,7 +669,7 @@ publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
 				return true;
 			continue;
 		}
-		if (jerr != 0)
+		if (jerr != 0 && s != NATS_NO_RESPONDERS && !transient(s))
 		{
 			/* refused: an answer that retrying will not change */
 			pg_log_error("NATS JetStream stream \"%s\" refused part %d of %d (%s): %s",
