@@ -158,12 +158,12 @@ echo "  disk:     $(df -T "$dir" | awk 'NR == 2 { print $2 " on " $1 }') (files,
 echo "  load:     $(uptime | sed 's/.*load average/load average/') (at start)"
 echo "  workload: $txns transactions of $rowsper inserts = $events events"
 
-# name|command (SLOT, OUT, END and R are substituted)
+# name|command (SLOT, OUT, END and RND, the round, are substituted)
 configs="kappa_recv -f, fsync per transaction|$kr -d '$conn' -S SLOT -f OUT -E END
 kappa_recv -f, group fsync (-F 1000)|$kr -d '$conn' -S SLOT -f OUT -F 1000 -E END
 pg_recvlogical -P pg_kappa|$bindir/pg_recvlogical -d '$conn' -S SLOT --start --no-loop -f OUT -E END
-kappa_recv --nats, R=1|$kr -d '$conn' -S SLOT --nats $url1 --nats-stream B1_R --nats-subject bench.events -E END
-kappa_recv --nats, R=3|$kr -d '$conn' -S SLOT --nats $url3 --nats-stream B3_R --nats-subject bench.events -E END"
+kappa_recv --nats, R=1|$kr -d '$conn' -S SLOT --nats $url1 --nats-stream B1_RND --nats-subject bench.r1.RND -E END
+kappa_recv --nats, R=3|$kr -d '$conn' -S SLOT --nats $url3 --nats-stream B3_RND --nats-subject bench.r3.RND -E END"
 
 psql <<SQL
 CREATE TABLE bench (id int PRIMARY KEY, b bigint, n numeric, t text,
@@ -186,10 +186,17 @@ psql -At -c "SELECT 'x' FROM pg_create_logical_replication_slot('warm', 'pg_kapp
 start=$(psql -At -c "SELECT pg_current_wal_lsn()")
 r=1
 while [ $r -le "$rounds" ]; do
-	as "$kr" -d "$conn" -S warm --nats "$url1" --nats-stream "B1_$r" --nats-subject bench.events \
-		--nats-create-stream -E "$start" 2>>"$dir/warm.log"
-	as "$kr" -d "$conn" -S warm --nats "$url3" --nats-stream "B3_$r" --nats-subject bench.events \
-		--nats-create-stream --nats-replicas 3 -E "$start" 2>>"$dir/warm.log"
+	for spec in "$url1 B1_$r 1 bench.r1.$r" "$url3 B3_$r 3 bench.r3.$r"; do
+		set -- $spec
+		tries=0
+		# the cluster may still be electing its JetStream leader
+		until as "$kr" -d "$conn" -S warm --nats "$1" --nats-stream "$2" --nats-subject "$4" \
+			--nats-create-stream --nats-replicas "$3" -E "$start" 2>>"$dir/warm.log"; do
+			tries=$((tries + 1))
+			[ $tries -lt 30 ] || { echo "could not create stream $2:"; cat "$dir/warm.log"; exit 1; }
+			sleep 1
+		done
+	done
 	r=$((r + 1))
 done
 psql -At -c "SELECT pg_drop_replication_slot('warm')" >/dev/null
@@ -222,7 +229,7 @@ while [ $r -le "$rounds" ]; do
 	if [ $((r % 2)) = 1 ]; then order=$(printf '%s\n' "$configs" | nl -w1 -s'|'); else order=$(printf '%s\n' "$configs" | nl -w1 -s'|' | tac); fi
 	printf '%s\n' "$order" | while IFS='|' read -r i name cmd; do
 		out="$dir/out_${r}_$i"
-		c=$(printf '%s' "$cmd" | sed "s|SLOT|s${r}_$i|g; s|OUT|$out|; s|END|$end|; s|_R |_$r |")
+		c=$(printf '%s' "$cmd" | sed "s|SLOT|s${r}_$i|g; s|OUT|$out|; s|END|$end|; s|RND|$r|g")
 		t=$(now)
 		as sh -c "$c" 2>"$dir/err_${r}_$i" || { echo "$name failed:"; cat "$dir/err_${r}_$i"; exit 1; }
 		secs=$(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')

@@ -213,8 +213,10 @@ check_stream(NatsSink *ns, bool *again)
 		s = js_AddStream(&si, ns->js, &cfg, &jo, &jerr);
 		if (s != NATS_OK)
 		{
-			pg_log_error("could not create NATS JetStream stream \"%s\": %s",
-						 kr_opt.nats_stream, nats_error_text(s));
+			*again = transient(s);
+			pg_log_generic(*again ? PG_LOG_WARNING : PG_LOG_ERROR, PG_LOG_PRIMARY,
+						   "could not create NATS JetStream stream \"%s\": %s",
+						   kr_opt.nats_stream, nats_error_text(s));
 			if (jerr == JSStreamReplicasNotSupportedErr || jerr == JSClusterNoPeersErr)
 				pg_log_error_hint("--nats-replicas %d needs a NATS cluster with at least that many JetStream servers.",
 								  kr_opt.nats_replicas);
