@@ -143,6 +143,7 @@ header(natsMsg *msg, const char *key)
 	return val;
 }
 
+/* A header holding a positive integer, as *v; false when absent or bad. */
 static bool
 parse_int_header(natsMsg *msg, const char *key, int *v)
 {
@@ -160,6 +161,7 @@ parse_int_header(natsMsg *msg, const char *key, int *v)
 	return true;
 }
 
+/* Nats-Msg-Id of a part: "<slot>:<commit LSN>:<part>". */
 static void
 msg_id(char *buf, size_t size, const KRUnitInfo *info, int part)
 {
@@ -364,6 +366,10 @@ set_servers(natsOptions *opts, const char *urls)
 	return s;
 }
 
+/*
+ * Connect, check (or create) the stream, and set the resume position from
+ * the subject's last message.
+ */
 static int
 nats_open(KRSink *sink, KRState *state)
 {
@@ -415,6 +421,7 @@ nats_open(KRSink *sink, KRState *state)
 	{
 		bool		again = false;
 
+		last_error = NATS_OK;
 		ns->part_size = max_payload - HEADER_RESERVE;
 		if (check_stream(ns, &again) &&
 			last_message(ns, &msg, PG_LOG_WARNING))
@@ -444,6 +451,7 @@ nats_open(KRSink *sink, KRState *state)
 	return rc;
 }
 
+/* A unit starts: nothing of it is kept yet. */
 static bool
 nats_begin(KRSink *sink)
 {
@@ -483,6 +491,7 @@ spill(NatsSink *ns)
 	return true;
 }
 
+/* Add bytes to the open unit: in memory while it fits in one part. */
 static bool
 append(NatsSink *ns, const char *data, size_t len)
 {
@@ -503,6 +512,7 @@ append(NatsSink *ns, const char *data, size_t len)
 	return true;
 }
 
+/* One record of the open unit, with its newline. */
 static bool
 nats_write(KRSink *sink, const char *line, size_t len)
 {
@@ -511,6 +521,7 @@ nats_write(KRSink *sink, const char *line, size_t len)
 	return append(ns, line, len) && append(ns, "\n", 1);
 }
 
+/* Forget the open unit: nothing of it was published. */
 static bool
 nats_abort(KRSink *sink)
 {
@@ -775,6 +786,7 @@ nats_commit(KRSink *sink, const KRUnitInfo *info)
 	return true;
 }
 
+/* Nothing to do: commit() returns only once JetStream stored the unit. */
 static bool
 nats_sync(KRSink *sink, KRState *state)
 {
@@ -783,6 +795,7 @@ nats_sync(KRSink *sink, KRState *state)
 	return true;
 }
 
+/* No rotation or reopening for a stream. */
 static bool
 nats_maintain(KRSink *sink, KRState *state, bool reopen, bool *changed)
 {
@@ -793,6 +806,7 @@ nats_maintain(KRSink *sink, KRState *state, bool reopen, bool *changed)
 	return true;
 }
 
+/* Close the connection and the spool file. */
 static void
 nats_close(KRSink *sink)
 {
@@ -809,6 +823,7 @@ nats_close(KRSink *sink)
 	ns->spool = NULL;
 }
 
+/* The --nats sink; options come from kr_opt. */
 KRSink *
 sink_nats_create(void)
 {
