@@ -255,6 +255,7 @@ extern void consume_close(void);
 
 /* Small helpers (main.c). */
 extern int64 kr_now_ms(void);
+extern void kr_sleep_ms(int ms);
 extern bool kr_parse_lsn(const char *s, size_t len, XLogRecPtr *lsn);
 
 #endif							/* KAPPA_RECV_H */

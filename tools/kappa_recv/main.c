@@ -288,8 +288,8 @@ kr_test_crash_point(const char *point)
 }
 
 /* Sleep up to ms milliseconds; a stop request cuts it short. */
-static void
-sleep_ms(int ms)
+void
+kr_sleep_ms(int ms)
 {
 	while (ms > 0 && !kr_stop_requested)
 	{
@@ -799,7 +799,7 @@ main(int argc, char **argv)
 			if (kr_opt.reconnect_max_ms == 0)
 				finish(KR_EXIT_SERVER);
 			pg_log_info("trying again in %d ms", backoff_ms);
-			sleep_ms(backoff_ms);
+			kr_sleep_ms(backoff_ms);
 			backoff_ms = Min(backoff_ms * 2, Max(kr_opt.reconnect_max_ms, 500));
 			continue;
 		}
@@ -827,7 +827,7 @@ main(int argc, char **argv)
 		if (kr_now_ms() - started > 10000)
 			backoff_ms = 500;
 		pg_log_info("connection lost; reconnecting in %d ms", backoff_ms);
-		sleep_ms(backoff_ms);
+		kr_sleep_ms(backoff_ms);
 		backoff_ms = Min(backoff_ms * 2, Max(kr_opt.reconnect_max_ms, 500));
 	}
 }

@@ -119,19 +119,6 @@ transient(natsStatus s)
 		s == NATS_NOT_YET_CONNECTED;
 }
 
-/* Sleep up to ms milliseconds; a stop request cuts it short. */
-static void
-nap(int ms)
-{
-	while (ms > 0 && !kr_stop_requested)
-	{
-		int			step = Min(ms, 100);
-
-		pg_usleep(step * 1000L);
-		ms -= step;
-	}
-}
-
 /* A NATS message header's value, or NULL. */
 static const char *
 header(natsMsg *msg, const char *key)
@@ -436,7 +423,7 @@ nats_open(KRSink *sink, KRState *state)
 			return KR_EXIT_SINK;
 		}
 		pg_log_info("trying again in %d ms", wait_ms);
-		nap(wait_ms);
+		kr_sleep_ms(wait_ms);
 		wait_ms = Min(wait_ms * 2, Max(kr_opt.reconnect_max_ms, RETRY_FIRST_MS));
 	}
 	ns->buf = palloc(ns->part_size);
@@ -706,7 +693,7 @@ publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
 		}
 		pg_log_info("retrying in %d ms (publishing for %lld ms so far)", wait_ms,
 					(long long) (kr_now_ms() - started));
-		nap(wait_ms);
+		kr_sleep_ms(wait_ms);
 		wait_ms = Min(wait_ms * 2, Max(kr_opt.reconnect_max_ms, RETRY_FIRST_MS));
 		/* the part may have been stored although no PubAck came back */
 		if (part_was_stored(ns, id, &stored, &other))
