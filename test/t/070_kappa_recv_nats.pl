@@ -102,6 +102,20 @@ like($err, qr/created NATS JetStream stream "KAPPA" for subject "kappa.ev"/, 'st
 IPC::Run::run([ nats_reader(), $url, 'info', 'KAPPA' ], '>', \$out);
 like($out, qr/^replicas 1 retention limits max_age 86400 max_bytes 1073741824 /,
 	'stream has the requested replicas, retention and limits');
+# the other retention policies, on streams of their own
+$node->safe_psql('postgres',
+	"SELECT pg_create_logical_replication_slot('kwq', 'pg_kappa')");
+for my $ret (qw(workqueue interest))
+{
+	($rc, $out, $err) = kr_run($node, [ '-S', 'kwq', '--nats', $url, '--nats-stream', "R_$ret",
+		'--nats-subject', "ret.$ret", '--nats-create-stream', '--nats-retention', $ret,
+		'-E', $node->lsn('insert') ]);
+	is($rc, 0, "stream with $ret retention created");
+	IPC::Run::run([ nats_reader(), $url, 'info', "R_$ret" ], '>', \$out);
+	like($out, qr/^replicas 1 retention $ret max_age 0 max_bytes -1 /, "... and has $ret retention");
+}
+$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('kwq')");
+
 my $u = stream_matches('first run');
 cmp_ok($u->{split}, '>=', 1, 'the large transaction was split into parts');
 cmp_ok($u->{messages}, '>', $u->{units}, 'more messages than transactions');
