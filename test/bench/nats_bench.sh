@@ -19,6 +19,8 @@
 #   pg_recvlogical -P pg_kappa       fsync every 10 s (its default)
 #   kappa_recv --nats, R=1           standalone server, stream of 1 replica
 #   kappa_recv --nats, R=3           three-server cluster, 3 replicas
+#   kappa_recv --nats -F 1000        the same two, publishing ahead of the
+#                                    PubAcks, the slot acknowledged in groups
 #
 # kappa_recv --nats publishes each transaction as one message and waits for
 # its PubAck before acknowledging the slot (JetStream's own default: no
@@ -163,7 +165,9 @@ configs="kappa_recv -f, fsync per transaction|$kr -d '$conn' -S SLOT -f OUT -E E
 kappa_recv -f, group fsync (-F 1000)|$kr -d '$conn' -S SLOT -f OUT -F 1000 -E END
 pg_recvlogical -P pg_kappa|$bindir/pg_recvlogical -d '$conn' -S SLOT --start --no-loop -f OUT -E END
 kappa_recv --nats, R=1|$kr -d '$conn' -S SLOT --nats $url1 --nats-stream B1_RND --nats-subject bench.r1.RND -E END
-kappa_recv --nats, R=3|$kr -d '$conn' -S SLOT --nats $url3 --nats-stream B3_RND --nats-subject bench.r3.RND -E END"
+kappa_recv --nats, R=3|$kr -d '$conn' -S SLOT --nats $url3 --nats-stream B3_RND --nats-subject bench.r3.RND -E END
+kappa_recv --nats -F 1000, R=1|$kr -d '$conn' -S SLOT --nats $url1 --nats-stream B1F_RND --nats-subject bench.r1f.RND -F 1000 -E END
+kappa_recv --nats -F 1000, R=3|$kr -d '$conn' -S SLOT --nats $url3 --nats-stream B3F_RND --nats-subject bench.r3f.RND -F 1000 -E END"
 
 psql <<SQL
 CREATE TABLE bench (id int PRIMARY KEY, b bigint, n numeric, t text,
@@ -186,7 +190,8 @@ psql -At -c "SELECT 'x' FROM pg_create_logical_replication_slot('warm', 'pg_kapp
 start=$(psql -At -c "SELECT pg_current_wal_lsn()")
 r=1
 while [ $r -le "$rounds" ]; do
-	for spec in "$url1 B1_$r 1 bench.r1.$r" "$url3 B3_$r 3 bench.r3.$r"; do
+	for spec in "$url1 B1_$r 1 bench.r1.$r" "$url3 B3_$r 3 bench.r3.$r" \
+		"$url1 B1F_$r 1 bench.r1f.$r" "$url3 B3F_$r 3 bench.r3f.$r"; do
 		set -- $spec
 		tries=0
 		# the cluster may still be electing its JetStream leader
@@ -255,4 +260,5 @@ printf '%s\n' "$configs" | while IFS='|' read -r name cmd; do
 done
 echo "(events/s: change records delivered per second, end to end, best of $rounds rounds;"
 echo " ratios: events/s relative to the named consumer; --nats waits for the PubAck of"
-echo " each transaction's message before acknowledging the slot)"
+echo " each transaction's message before acknowledging the slot; with -F it publishes"
+echo " ahead and acknowledges the slot once every PubAck of the group came back)"

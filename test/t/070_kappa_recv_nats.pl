@@ -4,8 +4,9 @@
 # another publisher), --nats-create-stream with its options, one message
 # per transaction with its headers, transactions above the max payload
 # split into parts, resume from the stream's last message (also with the
-# slot sending everything again), crashes between parts and after a
-# PubAck, and the server killed and restarted under kappa_recv.  The
+# slot sending everything again), -F (units published ahead of their
+# PubAcks), crashes between parts, after a PubAck and with units in flight,
+# and the server killed and restarted under kappa_recv.  The
 # stream is read back with a libnats client (test/nats/kappa_nats_read.c)
 # and must equal the server's own decoding of a reference slot.
 use strict;
@@ -136,6 +137,26 @@ $end = $node->lsn('insert');
 is($rc, 0, 'run that asks for the slot position');
 stream_matches('slot position asked for');
 
+# --- -F: units published ahead of their PubAcks, acknowledged in groups
+
+write_some(30, 1);
+write_some(30, 0);
+$end = $node->lsn('insert');
+($rc, $out, $err) = kr_run($node, [ '-S', 'kn', @nats, '-F', '200', '-E', $end ]);
+is($rc, 0, 'run with -F 200');
+stream_matches('with -F');
+
+write_some(30, 0);
+write_some(30, 1);
+write_some(30, 0);
+$end = $node->lsn('insert');
+($rc, $out, $err) = kr_run($node, [ '-S', 'kn', @nats, '-F', '5000', '-E', $end ],
+	KAPPA_RECV_TEST_CRASH => 'nats-after-publish-ahead:5');
+is($rc, 137, '-F: killed with units published ahead of their PubAcks');
+($rc, $out, $err) = kr_run($node, [ '-S', 'kn', @nats, '-F', '200', '-E', $end ]);
+is($rc, 0, '-F: run after the crash');
+stream_matches('with -F, after a crash with units in flight');
+
 # --- crashes: between the parts of a transaction, and after a PubAck
 
 write_some(2, 1);
@@ -162,7 +183,7 @@ stream_matches('after a crash after a PubAck');
 # --- the NATS server killed and restarted while kappa_recv publishes
 
 my $log = "$dir/kr.log";
-my $h = kr_start($node, [ '-S', 'kn', @nats, '-s', '1', '--nats-timeout', '1000' ], $log);
+my $h = kr_start($node, [ '-S', 'kn', @nats, '-s', '1', '--nats-timeout', '1000', '-F', '100' ], $log);
 write_some(5, 0);
 usleep(300_000);
 ok(nats_kill9($srv), 'nats-server killed while kappa_recv runs');
@@ -175,7 +196,7 @@ $end = $node->lsn('insert');
 ok(wait_for_flush($node, 'kn', $end), 'kappa_recv acknowledges everything after the restart');
 $h->signal('TERM');
 is(kr_wait($h), 0, 'SIGTERM: exit 0');
-like(slurp_file($log), qr/could not publish part .* retrying in/s,
+like(slurp_file($log), qr/(could not publish part|publishing ahead to NATS JetStream stream "KAPPA" stopped)/,
 	'publishing was retried while the server was down');
 stream_matches('after the server was killed');
 

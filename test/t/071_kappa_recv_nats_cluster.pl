@@ -61,7 +61,11 @@ for my $round (1 .. $rounds)
 	# every third round dies inside a transaction's parts
 	$env{KAPPA_RECV_TEST_CRASH} = 'nats-between-parts:' . (1 + int(rand(4)))
 	  if $round % 3 == 0;
-	my $h = kr_start($node, [ '-S', 'kc', @nats, '-s', '1' ], $log, %env);
+	$env{KAPPA_RECV_TEST_CRASH} = 'nats-after-publish-ahead:' . (1 + int(rand(50)))
+	  if $round % 4 == 1;
+	# odd rounds publish ahead of the PubAcks (-F), even ones wait for each
+	my @f = $round % 2 ? ('-F', '50') : ();
+	my $h = kr_start($node, [ '-S', 'kc', @nats, '-s', '1', @f ], $log, %env);
 	usleep(200_000 + int(rand(800_000)));
 	if ($round % 2 == 0)
 	{

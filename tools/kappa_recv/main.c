@@ -114,6 +114,8 @@ usage(void)
 		   "        --nats-timeout=MS  wait for a PubAck or a JetStream reply (default\n"
 		   "                           5000); a publish without answer is retried with\n"
 		   "                           backoff up to --reconnect-max\n"
+		   "    -F MS                  with --nats: publish ahead of the PubAcks and\n"
+		   "                           acknowledge the slot in groups (see -F above)\n"
 		   "\n"
 		   "STREAM\n"
 		   "    -o, --option=NAME[=VALUE]\n"
@@ -417,9 +419,9 @@ check_nats_options(bool stream_options)
 		return false;
 	}
 	if (kr_opt.outfile || kr_opt.exec_cmd || kr_opt.state_file ||
-		kr_opt.drop_slot || kr_opt.rotate_size || kr_opt.fsync_interval_ms)
+		kr_opt.drop_slot || kr_opt.rotate_size)
 	{
-		pg_log_error("--nats cannot be combined with -f, --exec, --state-file, --drop-slot, --rotate-size or --fsync-interval");
+		pg_log_error("--nats cannot be combined with -f, --exec, --state-file, --drop-slot or --rotate-size");
 		pg_log_error_detail("The stream is the state: kappa_recv resumes after the subject's last message.");
 		return false;
 	}
@@ -670,10 +672,10 @@ parse_args(int argc, char **argv)
 		pg_log_error_detail("The state file is what lets kappa_recv resume without repeating or losing a transaction.");
 		bad_usage();
 	}
-	if ((kr_opt.rotate_size || kr_opt.fsync_interval_ms) &&
+	if ((kr_opt.rotate_size || (kr_opt.fsync_interval_ms && !kr_opt.nats_url)) &&
 		(kr_opt.outfile == NULL || strcmp(kr_opt.outfile, "-") == 0))
 	{
-		pg_log_error("--rotate-size and --fsync-interval apply to -f FILE only");
+		pg_log_error("--rotate-size and --fsync-interval apply to -f FILE (and --fsync-interval to --nats) only");
 		bad_usage();
 	}
 	if (kr_opt.outfile && strcmp(kr_opt.outfile, "-") != 0 &&

@@ -56,6 +56,7 @@ sink_nats_create(void)
 #else							/* HAVE_LIBNATS */
 
 #include <limits.h>
+#include <pthread.h>
 
 #include <nats/nats.h>
 
@@ -68,6 +69,9 @@ static natsStatus last_error = NATS_OK;
 #define HEADER_RESERVE		1024
 /* first wait before retrying a publish (ms) */
 #define RETRY_FIRST_MS		100
+/* most messages and bytes published ahead of their PubAcks (-F) */
+#define WINDOW_MSGS			512
+#define WINDOW_BYTES		(8 * 1024 * 1024)
 /* how long open() waits for JetStream to answer (ms) */
 #define OPEN_PATIENCE_MS	60000
 
@@ -92,7 +96,37 @@ typedef struct NatsSink
 	XLogRecPtr	partial_commit_lsn;
 	int			partial_done;
 	int			partial_parts;
+
+	/*
+	 * -F: units published without waiting for their PubAcks, in order.  The
+	 * ack handler (a libnats thread) fills in state and seq under 'lock';
+	 * everything else is the main thread's.
+	 */
+	struct WindowEntry *window;
+	int			nwindow;
+	size_t		window_bytes;
+	pthread_mutex_t lock;
 } NatsSink;
+
+typedef enum WindowState
+{
+	WIN_PENDING,
+	WIN_STORED,
+	WIN_FAILED
+} WindowState;
+
+typedef struct WindowEntry
+{
+	char		id[128];		/* Nats-Msg-Id */
+	KRUnitInfo	info;
+	char	   *body;
+	size_t		len;
+	WindowState state;
+	uint64		seq;			/* WIN_STORED: its stream sequence */
+	natsStatus	err;			/* WIN_FAILED: why */
+	jsErrCode	jerr;
+	char		errtext[256];
+} WindowEntry;
 
 /* The text of a failed call: libnats' last error, or the status' name. */
 static const char *
@@ -354,6 +388,45 @@ set_servers(natsOptions *opts, const char *urls)
 }
 
 /*
+ * PubAck (or failure) of a message published ahead (-F): record it in its
+ * window entry, found by Nats-Msg-Id.  Runs in a libnats thread: no logging
+ * here.  A late answer for an entry no longer in the window is ignored.
+ */
+static void
+on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	NatsSink   *ns = closure;
+	const char *id = header(msg, "Nats-Msg-Id");
+	int			i;
+
+	(void) js;
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; id != NULL && i < ns->nwindow; i++)
+	{
+		WindowEntry *e = &ns->window[i];
+
+		if (strcmp(e->id, id) != 0)
+			continue;
+		if (pa != NULL)
+		{
+			e->state = WIN_STORED;
+			e->seq = pa->Sequence;
+		}
+		else
+		{
+			e->state = WIN_FAILED;
+			e->err = pae ? pae->Err : NATS_ERR;
+			e->jerr = pae ? pae->ErrCode : 0;
+			strlcpy(e->errtext, pae && pae->ErrText ? pae->ErrText :
+					natsStatus_GetText(e->err), sizeof(e->errtext));
+		}
+		break;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	natsMsg_Destroy(msg);
+}
+
+/*
  * Connect, check (or create) the stream, and set the resume position from
  * the subject's last message.
  */
@@ -368,6 +441,7 @@ nats_open(KRSink *sink, KRState *state)
 	int			rc;
 	int			wait_ms = RETRY_FIRST_MS;
 	int64		started = kr_now_ms();
+	jsOptions	jo;
 
 	if (natsOptions_Create(&opts) != NATS_OK ||
 		set_servers(opts, kr_opt.nats_url) != NATS_OK ||
@@ -390,7 +464,11 @@ nats_open(KRSink *sink, KRState *state)
 					 kr_opt.nats_url, nats_error_text(s));
 		return KR_EXIT_SINK;
 	}
-	if (natsConnection_JetStream(&ns->js, ns->nc, NULL) != NATS_OK)
+	jsOptions_Init(&jo);
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.AckHandlerClosure = ns;
+	jo.PublishAsync.MaxPending = 2 * WINDOW_MSGS;
+	if (natsConnection_JetStream(&ns->js, ns->nc, &jo) != NATS_OK)
 	{
 		pg_log_error("could not open a JetStream context: %s",
 					 nats_error_text(NATS_ERR));
@@ -566,16 +644,24 @@ make_part(NatsSink *ns, const KRUnitInfo *info, const char *body,
 
 /*
  * After a publish got no answer, or was refused because the subject's last
- * sequence was not ours: is the part we sent the subject's last message?
- * Returns false when the stream could not be asked; sets *stored, and
- * *other when the last message is neither ours nor what we published
- * before (another publisher on the subject).
+ * sequence was not the expected one: is the part stored?  It is when the
+ * subject's last message is this part, or a later part or unit of this slot
+ * (what is stored is always a prefix of what was published: every publish
+ * names the sequence it must follow).  Returns false when the stream could
+ * not be asked; sets *stored, and *other when the last message is not one
+ * of this slot's (another publisher on the subject).  Brings last_seq up to
+ * date.
  */
 static bool
-part_was_stored(NatsSink *ns, const char *id, bool *stored, bool *other)
+part_was_stored(NatsSink *ns, const char *id, const KRUnitInfo *info,
+				int part, bool *stored, bool *other)
 {
 	natsMsg    *last;
 	const char *lastid;
+	const char *slot;
+	const char *elsn;
+	XLogRecPtr	end_lsn;
+	int			lastpart;
 
 	*stored = *other = false;
 	if (!last_message(ns, &last, PG_LOG_WARNING))
@@ -587,12 +673,11 @@ part_was_stored(NatsSink *ns, const char *id, bool *stored, bool *other)
 		return true;
 	}
 	lastid = header(last, "Nats-Msg-Id");
-	if (lastid != NULL && strcmp(lastid, id) == 0)
-	{
-		*stored = true;
-		ns->last_seq = natsMsg_GetSequence(last);
-	}
-	else if (natsMsg_GetSequence(last) != ns->last_seq)
+	slot = header(last, "Kappa-Slot");
+	elsn = header(last, "Kappa-End-Lsn");
+	if (slot == NULL || strcmp(slot, kr_opt.slot) != 0 || elsn == NULL ||
+		!kr_parse_lsn(elsn, strlen(elsn), &end_lsn) ||
+		!parse_int_header(last, "Kappa-Part", &lastpart))
 	{
 		*other = true;
 		pg_log_error("another publisher wrote to subject \"%s\" of NATS JetStream stream \"%s\" (message %s at sequence %llu)",
@@ -600,6 +685,13 @@ part_was_stored(NatsSink *ns, const char *id, bool *stored, bool *other)
 					 lastid ? lastid : "without Nats-Msg-Id",
 					 (unsigned long long) natsMsg_GetSequence(last));
 		pg_log_error_hint("Each slot needs a subject of its own.");
+	}
+	else
+	{
+		*stored = (lastid != NULL && strcmp(lastid, id) == 0) ||
+			end_lsn > info->position ||
+			(end_lsn == info->position && lastpart >= part);
+		ns->last_seq = natsMsg_GetSequence(last);
 	}
 	natsMsg_Destroy(last);
 	return true;
@@ -631,7 +723,8 @@ stream_gone(NatsSink *ns)
  * or the stream refuses it.
  */
 static bool
-publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
+publish_part(NatsSink *ns, natsMsg *msg, const char *id,
+			 const KRUnitInfo *info, int part, int parts)
 {
 	int			wait_ms = RETRY_FIRST_MS;
 	int64		started = kr_now_ms();
@@ -663,7 +756,7 @@ publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
 		if (jerr == JSStreamWrongLastSequenceErr)
 		{
 			/* an earlier attempt was stored, or someone else publishes */
-			if (!part_was_stored(ns, id, &stored, &other) || other)
+			if (!part_was_stored(ns, id, info, part, &stored, &other) || other)
 				return false;
 			if (stored)
 				return true;
@@ -696,7 +789,7 @@ publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
 		kr_sleep_ms(wait_ms);
 		wait_ms = Min(wait_ms * 2, Max(kr_opt.reconnect_max_ms, RETRY_FIRST_MS));
 		/* the part may have been stored although no PubAck came back */
-		if (part_was_stored(ns, id, &stored, &other))
+		if (part_was_stored(ns, id, info, part, &stored, &other))
 		{
 			if (other)
 				return false;
@@ -707,6 +800,136 @@ publish_part(NatsSink *ns, natsMsg *msg, const char *id, int part, int parts)
 			}
 		}
 	}
+}
+
+/*
+ * Wait for the PubAcks of every unit published ahead, and make sure each is
+ * stored.  Every message of the window named the sequence it must follow,
+ * so what the stream holds of the window is a prefix: after a failure,
+ * the units beyond that prefix are published again one by one, with the
+ * checks of publish_part().
+ */
+static bool
+window_flush(NatsSink *ns)
+{
+	jsPubOptions po;
+	int			first_bad = -1;
+	int			i;
+	bool		ok = true;
+
+	if (ns->nwindow == 0)
+		return true;
+	jsPubOptions_Init(&po);
+	po.MaxWait = 2 * (int64) kr_opt.nats_timeout_ms + 1000;
+	(void) js_PublishAsyncComplete(ns->js, &po);
+
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; i < ns->nwindow; i++)
+	{
+		if (ns->window[i].state != WIN_STORED)
+		{
+			first_bad = i;
+			break;
+		}
+		ns->last_seq = ns->window[i].seq;
+	}
+	pthread_mutex_unlock(&ns->lock);
+
+	for (i = first_bad; ok && i >= 0 && i < ns->nwindow; i++)
+	{
+		WindowEntry *e = &ns->window[i];
+		WindowEntry copy;
+		natsMsg    *msg;
+
+		pthread_mutex_lock(&ns->lock);
+		copy = *e;
+		pthread_mutex_unlock(&ns->lock);
+		/*
+		 * A clustered stream (nats-server 2.9) checks the expected sequence
+		 * against the messages it has applied, not those still being
+		 * replicated, so publishing ahead meets "wrong last sequence" there
+		 * routinely: that is only worth an informational message.
+		 */
+		if (i == first_bad)
+			pg_log_generic(copy.jerr == JSStreamWrongLastSequenceErr ?
+						   PG_LOG_INFO : PG_LOG_WARNING, PG_LOG_PRIMARY,
+						   "publishing ahead to NATS JetStream stream \"%s\" stopped at %s (%s); publishing the rest of %d message(s) one by one",
+						   kr_opt.nats_stream, copy.id,
+						   copy.state == WIN_PENDING ? "no answer" : copy.errtext,
+						   ns->nwindow - i);
+		msg = make_part(ns, &copy.info, copy.body, copy.len, 1, 1);
+		ok = msg != NULL && publish_part(ns, msg, copy.id, &copy.info, 1, 1);
+		if (msg)
+			natsMsg_Destroy(msg);
+	}
+
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; i < ns->nwindow; i++)
+		pfree(ns->window[i].body);
+	ns->nwindow = 0;
+	ns->window_bytes = 0;
+	pthread_mutex_unlock(&ns->lock);
+	return ok;
+}
+
+/*
+ * -F: publish a one-part unit without waiting for its PubAck.  It names
+ * the subject sequence it must follow, the previous unit's predicted one
+ * (the stream's sequences are consecutive when the subject is the only
+ * one written), so that no unit can be stored after one that was not.
+ */
+static bool
+window_add(NatsSink *ns, const KRUnitInfo *info)
+{
+	WindowEntry *e;
+	natsMsg    *msg;
+	jsPubOptions po;
+	natsStatus	s;
+	uint64		expect;
+
+	if (ns->nwindow >= WINDOW_MSGS ||
+		ns->window_bytes + ns->buflen > WINDOW_BYTES)
+	{
+		if (!window_flush(ns))
+			return false;
+	}
+	msg = make_part(ns, info, ns->buf, ns->buflen, 1, 1);
+	if (msg == NULL)
+		return false;
+
+	pthread_mutex_lock(&ns->lock);
+	if (ns->window == NULL)
+		ns->window = palloc0(sizeof(WindowEntry) * WINDOW_MSGS);
+	e = &ns->window[ns->nwindow];
+	memset(e, 0, sizeof(*e));
+	msg_id(e->id, sizeof(e->id), info, 1);
+	e->info = *info;
+	e->body = palloc(ns->buflen);
+	memcpy(e->body, ns->buf, ns->buflen);
+	e->len = ns->buflen;
+	e->state = WIN_PENDING;
+	expect = ns->last_seq + ns->nwindow;
+	ns->nwindow++;
+	ns->window_bytes += ns->buflen;
+	pthread_mutex_unlock(&ns->lock);
+
+	jsPubOptions_Init(&po);
+	po.MsgId = e->id;
+	po.ExpectStream = kr_opt.nats_stream;
+	po.MaxWait = kr_opt.nats_timeout_ms;
+	po.ExpectLastSubjectSeq = expect;
+	s = js_PublishMsgAsync(ns->js, &msg, &po);
+	if (s != NATS_OK)
+	{
+		/* not sent: window_flush() publishes it again */
+		pthread_mutex_lock(&ns->lock);
+		e->state = WIN_FAILED;
+		e->err = s;
+		strlcpy(e->errtext, nats_error_text(s), sizeof(e->errtext));
+		pthread_mutex_unlock(&ns->lock);
+		natsMsg_Destroy(msg);
+	}
+	return true;
 }
 
 /* Publish the complete unit, part by part; return once all are stored. */
@@ -733,6 +956,23 @@ nats_commit(KRSink *sink, const KRUnitInfo *info)
 		first = ns->partial_done + 1;
 	}
 	ns->partial_parts = 0;
+
+	/*
+	 * -F: a one-part unit goes out ahead when the chain of expected
+	 * sequences can protect it (limits retention, a known last sequence);
+	 * anything else waits for the units ahead of it first.
+	 */
+	if (kr_opt.fsync_interval_ms > 0 && parts == 1 && first == 1 &&
+		ns->expect_seq && ns->last_seq > 0)
+	{
+		if (!window_add(ns, info))
+			return false;
+		ns->buflen = 0;
+		kr_test_crash_point("nats-after-publish-ahead");
+		return true;
+	}
+	if (!window_flush(ns))
+		return false;
 
 	if (ns->spooled > 0 && fseeko(ns->spool, (off_t) (first - 1) * part_size, SEEK_SET) != 0)
 	{
@@ -761,7 +1001,7 @@ nats_commit(KRSink *sink, const KRUnitInfo *info)
 		if (msg == NULL)
 			return false;
 		msg_id(id, sizeof(id), info, part);
-		ok = publish_part(ns, msg, id, part, parts);
+		ok = publish_part(ns, msg, id, info, part, parts);
 		natsMsg_Destroy(msg);
 		if (!ok)
 			return false;
@@ -773,13 +1013,15 @@ nats_commit(KRSink *sink, const KRUnitInfo *info)
 	return true;
 }
 
-/* Nothing to do: commit() returns only once JetStream stored the unit. */
+/*
+ * Make sure every unit handed over is stored: without -F, commit() already
+ * waited for each PubAck; with -F, wait for those of the window.
+ */
 static bool
 nats_sync(KRSink *sink, KRState *state)
 {
-	(void) sink;
 	(void) state;
-	return true;
+	return window_flush(sink->private_data);
 }
 
 /* No rotation or reopening for a stream. */
@@ -825,8 +1067,9 @@ sink_nats_create(void)
 	sink->sync = nats_sync;
 	sink->maintain = nats_maintain;
 	sink->close = nats_close;
-	sink->sync_on_commit = true;
+	sink->sync_on_commit = kr_opt.fsync_interval_ms == 0;
 	sink->private_data = ns;
+	pthread_mutex_init(&ns->lock, NULL);
 	return sink;
 }
 
