@@ -31,6 +31,13 @@
  * interleaved.  The duplicate window (Nats-Msg-Id) is a further guard, not
  * the mechanism.
  *
+ * With -F, one-part units are published ahead of their PubAcks (a window of
+ * at most WINDOW_MSGS messages), each naming the subject sequence it must
+ * follow, predicted from the previous one, so the stream holds a prefix of
+ * the window whatever fails; sync() waits for the window's PubAcks (an ack
+ * handler records them) and publishes what is beyond the stored prefix one
+ * by one.  The slot is acknowledged only after sync().
+ *
  * Does not own: verification (verify.c), when units count (consume.c), the
  * exit codes (kappa_recv.h).  Built only when libnats is found; otherwise
  * sink_nats_supported is false and main.c refuses --nats.
