@@ -154,8 +154,10 @@ struct KRSink
 	bool		(*maintain) (KRSink *sink, KRState *state, bool reopen,
 							 bool *changed);
 	void		(*close) (KRSink *sink);
-	/* true when commit() alone makes a unit durable (--exec, stdout, --nats
-	 * without -F) */
+	/*
+	 * true when commit() alone makes a unit durable (--exec, stdout, --nats
+	 * without -F)
+	 */
 	bool		sync_on_commit;
 	void	   *private_data;
 };
