@@ -5,8 +5,9 @@
  *	  the pg_kappa JSON stream.
  *
  * Owns: the exit codes, the option struct filled by main.c, the state record
- * kept by state.c, the sink interface implemented by sink_file.c and
- * sink_spool.c, and the entry points of stream.c, verify.c and consume.c.
+ * kept by state.c, the sink interface implemented by sink_file.c,
+ * sink_spool.c and sink_nats.c, and the entry points of stream.c, verify.c
+ * and consume.c.
  *
  * Does not own any behaviour: each part is described in its own file.
  *
@@ -37,7 +38,17 @@
 								 * wrong */
 #define KR_EXIT_SINK		4	/* write/fsync failed or --exec command
 								 * failed */
-#define KR_EXIT_STATE		5	/* state file unreadable or inconsistent */
+#define KR_EXIT_STATE		5	/* state file unreadable or inconsistent;
+								 * with --nats: the subject's last message
+								 * is not one of this slot's */
+
+/* --nats-retention */
+typedef enum KRNatsRetention
+{
+	KR_NATS_LIMITS,
+	KR_NATS_INTEREST,
+	KR_NATS_WORKQUEUE
+} KRNatsRetention;
 
 /* Command line, as parsed by main.c. */
 typedef struct KROptions
@@ -62,6 +73,16 @@ typedef struct KROptions
 	char	  **option_names;	/* plugin options for START_REPLICATION */
 	char	  **option_values;	/* NULL value = option given without one */
 	bool		verbose;
+	/* --nats sink */
+	const char *nats_url;		/* NULL: not the NATS sink */
+	const char *nats_stream;
+	const char *nats_subject;
+	bool		nats_create_stream;
+	int			nats_replicas;
+	KRNatsRetention nats_retention;
+	int			nats_max_age_s; /* 0 = unlimited */
+	uint64		nats_max_bytes; /* 0 = unlimited */
+	int			nats_timeout_ms;	/* wait for a PubAck or an API reply */
 } KROptions;
 
 extern KROptions kr_opt;
@@ -103,6 +124,8 @@ typedef struct KRUnitInfo
 	XLogRecPtr	commit_lsn;		/* "lsn" of the closing record, if any */
 	char		xid[16];
 	uint64		changes;
+	char		checksum[9];	/* CRC-32C of a transaction's change records,
+								 * 8 hex digits; "" for a stand-alone record */
 } KRUnitInfo;
 
 /* The sink interface.  Every function returns false after logging an error. */
@@ -131,7 +154,10 @@ struct KRSink
 	bool		(*maintain) (KRSink *sink, KRState *state, bool reopen,
 							 bool *changed);
 	void		(*close) (KRSink *sink);
-	/* true when commit() alone makes a unit durable (--exec, stdout) */
+	/*
+	 * true when commit() alone makes a unit durable (--exec, stdout, --nats
+	 * without -F)
+	 */
 	bool		sync_on_commit;
 	void	   *private_data;
 };
@@ -139,6 +165,8 @@ struct KRSink
 extern KRSink *sink_file_create(const char *path, uint64 rotate_size);
 extern KRSink *sink_stdout_create(void);
 extern KRSink *sink_exec_create(const char *command);
+extern KRSink *sink_nats_create(void);
+extern const bool sink_nats_supported;	/* built with libnats */
 
 /* Test hook (main.c): KAPPA_RECV_TEST_CRASH=point[:N] kills us there. */
 extern void kr_test_crash_point(const char *point);
@@ -230,6 +258,7 @@ extern void consume_close(void);
 
 /* Small helpers (main.c). */
 extern int64 kr_now_ms(void);
+extern void kr_sleep_ms(int ms);
 extern bool kr_parse_lsn(const char *s, size_t len, XLogRecPtr *lsn);
 
 #endif							/* KAPPA_RECV_H */

@@ -2,8 +2,8 @@
  *
  * main.c
  *	  kappa_recv: receive pg_kappa's JSON events from a logical replication
- *	  slot and deliver each committed transaction exactly once to a file or
- *	  a command.
+ *	  slot and deliver each committed transaction exactly once to a file, a
+ *	  command or a NATS JetStream stream.
  *
  * Owns: the command line (parsing, checking, the man-page style --help),
  * the signal handlers (SIGINT/SIGTERM ask for a clean stop, SIGHUP for
@@ -12,7 +12,8 @@
  * parsing, complete writes, the crash test hook).
  *
  * Does not own: the protocol (stream.c), delivery rules (consume.c),
- * checks (verify.c), sinks (sink_file.c, sink_spool.c), state (state.c).
+ * checks (verify.c), sinks (sink_file.c, sink_spool.c, sink_nats.c), state
+ * (state.c).
  *
  * tools/kappa_recv/main.c
  *
@@ -37,11 +38,13 @@ static void
 usage(void)
 {
 	printf("NAME\n"
-		   "    kappa_recv - deliver pg_kappa change events exactly once to a file or a command\n"
+		   "    kappa_recv - deliver pg_kappa change events exactly once to a file, a command\n"
+		   "    or NATS JetStream\n"
 		   "\n"
 		   "SYNOPSIS\n"
 		   "    kappa_recv [CONNECTION] -S SLOT [--create-slot [--if-not-exists]]\n"
-		   "               (-f FILE | --exec COMMAND) [OPTION]...\n"
+		   "               (-f FILE | --exec COMMAND | --nats URL --nats-stream NAME\n"
+		   "               --nats-subject SUBJECT) [OPTION]...\n"
 		   "    kappa_recv [CONNECTION] -S SLOT --create-slot [--if-not-exists]\n"
 		   "    kappa_recv [CONNECTION] -S SLOT --drop-slot [--if-not-exists]\n"
 		   "\n"
@@ -88,6 +91,32 @@ usage(void)
 		   "                           transaction; N: group commit, fsync at most N ms\n"
 		   "                           after the first transaction not yet fsynced\n"
 		   "\n"
+		   "NATS JETSTREAM\n"
+		   "        --nats=URL         publish each transaction as one JetStream message\n"
+		   "                           (split into parts above the server's max payload)\n"
+		   "                           to the NATS server(s) URL (nats://host:port, several\n"
+		   "                           separated by commas); acknowledged to PostgreSQL\n"
+		   "                           after JetStream's PubAck of every part.  The stream\n"
+		   "                           is the state: kappa_recv resumes after the subject's\n"
+		   "                           last message.  Headers: Kappa-Slot, Kappa-Xid,\n"
+		   "                           Kappa-Commit-Lsn, Kappa-End-Lsn, Kappa-Changes,\n"
+		   "                           Kappa-Checksum, Kappa-Part, Kappa-Parts,\n"
+		   "                           Kappa-Part-Checksum, Nats-Msg-Id\n"
+		   "        --nats-stream=NAME the JetStream stream (must exist, or see below)\n"
+		   "        --nats-subject=SUBJECT\n"
+		   "                           subject to publish on; one slot per subject\n"
+		   "        --nats-create-stream\n"
+		   "                           create the stream (file storage, SUBJECT only) if\n"
+		   "                           it does not exist, with:\n"
+		   "        --nats-replicas=N  replicas (default 1; needs a cluster above 1)\n"
+		   "        --nats-retention=limits|interest|workqueue   (default limits)\n"
+		   "        --nats-max-age=SECS, --nats-max-bytes=SIZE   limits (default none)\n"
+		   "        --nats-timeout=MS  wait for a PubAck or a JetStream reply (default\n"
+		   "                           5000); a publish without answer is retried with\n"
+		   "                           backoff up to --reconnect-max\n"
+		   "    -F MS                  with --nats: publish ahead of the PubAcks and\n"
+		   "                           acknowledge the slot in groups (see -F above)\n"
+		   "\n"
 		   "STREAM\n"
 		   "    -o, --option=NAME[=VALUE]\n"
 		   "                           pass an option to pg_kappa (include-xids,\n"
@@ -122,8 +151,11 @@ usage(void)
 		   "    3   verification failed: checksum or change count mismatch, or a malformed\n"
 		   "        stream; the transaction was not delivered nor acknowledged\n"
 		   "    4   sink failed: write, fsync or rename error, or COMMAND failed; the\n"
-		   "        transaction was not acknowledged\n"
-		   "    5   state file damaged, or inconsistent with FILE\n"
+		   "        transaction was not acknowledged.  With --nats: NATS server\n"
+		   "        unreachable at startup, stream missing (or could not be created),\n"
+		   "        message refused by the stream\n"
+		   "    5   state file damaged, or inconsistent with FILE; with --nats, the\n"
+		   "        subject's last message is not one of this slot's\n"
 		   "\n"
 		   "ENVIRONMENT\n"
 		   "    PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, ...  as for libpq\n"
@@ -136,6 +168,9 @@ usage(void)
 		   "    kappa_recv -d 'host=db1 dbname=app' -S s1 -o tables='public.orders' \\\n"
 		   "               --exec 'psql -d warehouse -c \"\\\\copy raw_events(line) from stdin\"' \\\n"
 		   "               --state-file /var/lib/kappa/s1.state\n"
+		   "    kappa_recv -d mydb -S s2 --nats nats://10.0.0.1:4222,nats://10.0.0.2:4222 \\\n"
+		   "               --nats-stream KAPPA --nats-subject kappa.mydb --nats-create-stream \\\n"
+		   "               --nats-replicas 3\n"
 		   "\n"
 		   "Report bugs in the pg_kappa issue tracker.\n");
 }
@@ -255,8 +290,8 @@ kr_test_crash_point(const char *point)
 }
 
 /* Sleep up to ms milliseconds; a stop request cuts it short. */
-static void
-sleep_ms(int ms)
+void
+kr_sleep_ms(int ms)
 {
 	while (ms > 0 && !kr_stop_requested)
 	{
@@ -358,6 +393,46 @@ plugin_options_ok(void)
 	return true;
 }
 
+/* --nats and its companions: complete, supported, and alone. */
+static bool
+check_nats_options(bool stream_options)
+{
+	if (kr_opt.nats_url == NULL)
+	{
+		if (kr_opt.nats_stream || kr_opt.nats_subject ||
+			kr_opt.nats_create_stream || stream_options)
+		{
+			pg_log_error("--nats-* options need --nats URL");
+			return false;
+		}
+		return true;
+	}
+	if (!sink_nats_supported)
+	{
+		pg_log_error("this build of kappa_recv has no NATS support");
+		pg_log_error_detail("It was built without libnats (Debian package libnats-dev).");
+		return false;
+	}
+	if (kr_opt.nats_stream == NULL || kr_opt.nats_subject == NULL)
+	{
+		pg_log_error("--nats requires --nats-stream and --nats-subject");
+		return false;
+	}
+	if (kr_opt.outfile || kr_opt.exec_cmd || kr_opt.state_file ||
+		kr_opt.drop_slot || kr_opt.rotate_size)
+	{
+		pg_log_error("--nats cannot be combined with -f, --exec, --state-file, --drop-slot or --rotate-size");
+		pg_log_error_detail("The stream is the state: kappa_recv resumes after the subject's last message.");
+		return false;
+	}
+	if (stream_options && !kr_opt.nats_create_stream)
+	{
+		pg_log_error("--nats-replicas, --nats-retention, --nats-max-age and --nats-max-bytes apply to --nats-create-stream only");
+		return false;
+	}
+	return true;
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -382,13 +457,25 @@ parse_args(int argc, char **argv)
 		{"state-file", required_argument, NULL, 5},
 		{"rotate-size", required_argument, NULL, 6},
 		{"reconnect-max", required_argument, NULL, 7},
+		{"nats", required_argument, NULL, 20},
+		{"nats-stream", required_argument, NULL, 21},
+		{"nats-subject", required_argument, NULL, 22},
+		{"nats-create-stream", no_argument, NULL, 23},
+		{"nats-replicas", required_argument, NULL, 24},
+		{"nats-retention", required_argument, NULL, 25},
+		{"nats-max-age", required_argument, NULL, 26},
+		{"nats-max-bytes", required_argument, NULL, 27},
+		{"nats-timeout", required_argument, NULL, 28},
 		{NULL, 0, NULL, 0}
 	};
 	int			c;
 	int			secs;
+	bool		nats_stream_options = false;
 
 	kr_opt.status_interval_ms = 10 * 1000;
 	kr_opt.reconnect_max_ms = 30 * 1000;
+	kr_opt.nats_replicas = 1;
+	kr_opt.nats_timeout_ms = 5000;
 
 	if (argc > 1)
 	{
@@ -485,6 +572,57 @@ parse_args(int argc, char **argv)
 			case 8:
 				usage();
 				exit(KR_EXIT_OK);
+			case 20:
+				kr_opt.nats_url = optarg;
+				break;
+			case 21:
+				kr_opt.nats_stream = optarg;
+				break;
+			case 22:
+				kr_opt.nats_subject = optarg;
+				break;
+			case 23:
+				kr_opt.nats_create_stream = true;
+				break;
+			case 24:
+				if (!parse_int(optarg, "--nats-replicas", 1, 5, &kr_opt.nats_replicas))
+					bad_usage();
+				nats_stream_options = true;
+				break;
+			case 25:
+				if (strcmp(optarg, "limits") == 0)
+					kr_opt.nats_retention = KR_NATS_LIMITS;
+				else if (strcmp(optarg, "interest") == 0)
+					kr_opt.nats_retention = KR_NATS_INTEREST;
+				else if (strcmp(optarg, "workqueue") == 0)
+					kr_opt.nats_retention = KR_NATS_WORKQUEUE;
+				else
+				{
+					pg_log_error("invalid value \"%s\" for --nats-retention: expected limits, interest or workqueue",
+								 optarg);
+					bad_usage();
+				}
+				nats_stream_options = true;
+				break;
+			case 26:
+				if (!parse_int(optarg, "--nats-max-age", 0, INT_MAX, &kr_opt.nats_max_age_s))
+					bad_usage();
+				nats_stream_options = true;
+				break;
+			case 27:
+				if (!parse_size(optarg, &kr_opt.nats_max_bytes))
+				{
+					pg_log_error("invalid value \"%s\" for --nats-max-bytes: expected a size such as 10GB",
+								 optarg);
+					bad_usage();
+				}
+				nats_stream_options = true;
+				break;
+			case 28:
+				if (!parse_int(optarg, "--nats-timeout", 100, 3600 * 1000,
+							   &kr_opt.nats_timeout_ms))
+					bad_usage();
+				break;
 			case '?':
 				/* "-?" asks for help; anything else is an unknown option */
 				if (optind > 0 && strcmp(argv[optind - 1], "-?") == 0)
@@ -519,10 +657,13 @@ parse_args(int argc, char **argv)
 		pg_log_error("--drop-slot cannot be combined with --create-slot, -f or --exec");
 		bad_usage();
 	}
-	if (!kr_opt.drop_slot && !kr_opt.create_slot && !kr_opt.outfile && !kr_opt.exec_cmd)
+	if (!check_nats_options(nats_stream_options))
+		bad_usage();
+	if (!kr_opt.drop_slot && !kr_opt.create_slot && !kr_opt.outfile &&
+		!kr_opt.exec_cmd && !kr_opt.nats_url)
 	{
 		pg_log_error("no output specified");
-		pg_log_error_hint("Give -f FILE or --exec COMMAND.");
+		pg_log_error_hint("Give -f FILE, --exec COMMAND or --nats URL.");
 		bad_usage();
 	}
 	if (kr_opt.exec_cmd && kr_opt.state_file == NULL)
@@ -531,10 +672,10 @@ parse_args(int argc, char **argv)
 		pg_log_error_detail("The state file is what lets kappa_recv resume without repeating or losing a transaction.");
 		bad_usage();
 	}
-	if ((kr_opt.rotate_size || kr_opt.fsync_interval_ms) &&
+	if ((kr_opt.rotate_size || (kr_opt.fsync_interval_ms && !kr_opt.nats_url)) &&
 		(kr_opt.outfile == NULL || strcmp(kr_opt.outfile, "-") == 0))
 	{
-		pg_log_error("--rotate-size and --fsync-interval apply to -f FILE only");
+		pg_log_error("--rotate-size and --fsync-interval apply to -f FILE (and --fsync-interval to --nats) only");
 		bad_usage();
 	}
 	if (kr_opt.outfile && strcmp(kr_opt.outfile, "-") != 0 &&
@@ -606,14 +747,16 @@ main(int argc, char **argv)
 		PQfinish(conn);
 		exit(code);
 	}
-	if (kr_opt.outfile == NULL && kr_opt.exec_cmd == NULL)
+	if (kr_opt.outfile == NULL && kr_opt.exec_cmd == NULL && kr_opt.nats_url == NULL)
 	{
 		/* --create-slot alone */
 		PQfinish(conn);
 		exit(KR_EXIT_OK);
 	}
 
-	if (kr_opt.exec_cmd)
+	if (kr_opt.nats_url)
+		sink = sink_nats_create();
+	else if (kr_opt.exec_cmd)
 		sink = sink_exec_create(kr_opt.exec_cmd);
 	else if (strcmp(kr_opt.outfile, "-") == 0)
 		sink = sink_stdout_create();
@@ -658,7 +801,7 @@ main(int argc, char **argv)
 			if (kr_opt.reconnect_max_ms == 0)
 				finish(KR_EXIT_SERVER);
 			pg_log_info("trying again in %d ms", backoff_ms);
-			sleep_ms(backoff_ms);
+			kr_sleep_ms(backoff_ms);
 			backoff_ms = Min(backoff_ms * 2, Max(kr_opt.reconnect_max_ms, 500));
 			continue;
 		}
@@ -686,7 +829,7 @@ main(int argc, char **argv)
 		if (kr_now_ms() - started > 10000)
 			backoff_ms = 500;
 		pg_log_info("connection lost; reconnecting in %d ms", backoff_ms);
-		sleep_ms(backoff_ms);
+		kr_sleep_ms(backoff_ms);
 		backoff_ms = Min(backoff_ms * 2, Max(kr_opt.reconnect_max_ms, 500));
 	}
 }

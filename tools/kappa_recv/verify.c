@@ -345,6 +345,7 @@ verifier_line(KRVerifier *v, char *line, size_t *len, XLogRecPtr header_lsn,
 						 (unsigned long long) v->nchanges, sum);
 			return KR_LINE_ERROR;
 		}
+		memcpy(info->checksum, ours, sizeof(info->checksum));
 		v->in_unit = false;
 		return KR_LINE_CLOSE;
 	}
