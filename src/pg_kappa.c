@@ -138,6 +138,8 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("pg_kappa");
 
+	kappa_delta_sizes_init();
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 

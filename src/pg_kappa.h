@@ -420,6 +420,12 @@ extern int64 kappa_count_lsns(List *lsns);
  * ----------
  */
 extern void kappa_rules_forget(void);
+
+/* views/delta_sizes.c */
+extern void kappa_delta_sizes_init(void);
+extern void kappa_delta_sizes_set(Oid relid, double rows);
+extern void kappa_delta_sizes_reset(void);
+extern int	kappa_delta_size_class(double rows);
 extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
 							   XLogRecPtr *new_applied, int64 *ntxns);
 

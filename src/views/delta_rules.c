@@ -84,6 +84,7 @@ typedef struct RuleTerm
 typedef struct SubsetPlan
 {
 	uint64		mask;
+	uint64		sizes;			/* the deltas' size classes it was planned for */
 	SPIPlanPtr	plan;
 } SubsetPlan;
 
@@ -302,11 +303,13 @@ subset_sql(RulePlan *rp, uint64 mask)
 }
 
 /*
- * The kept plan of the term for mask, prepared the first time a batch
- * needs it.
+ * The kept plan of the term for mask, for deltas of the size classes sizes
+ * (kappa_delta_size_class, packed), prepared the first time a batch needs
+ * it: PostgreSQL plans it at its first run, with the deltas' sizes given
+ * by delta_sizes.c.
  */
 static SPIPlanPtr
-subset_plan(RulePlan *rp, uint64 mask)
+subset_plan(RulePlan *rp, uint64 mask, uint64 sizes)
 {
 	ListCell   *lc;
 	SubsetPlan *sp;
@@ -316,13 +319,14 @@ subset_plan(RulePlan *rp, uint64 mask)
 	foreach(lc, rp->subsets)
 	{
 		sp = lfirst(lc);
-		if (sp->mask == mask)
+		if (sp->mask == mask && sp->sizes == sizes)
 			return sp->plan;
 	}
 	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
 	sql = subset_sql(rp, mask);
 	sp = palloc(sizeof(SubsetPlan));
 	sp->mask = mask;
+	sp->sizes = sizes;
 	sp->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, sql, rp->term_tail));
 	rp->subsets = lappend(rp->subsets, sp);
 	MemoryContextSwitchTo(oldcxt);
@@ -1058,7 +1062,7 @@ recompute_groups(RulePlan *rp)
  * o_<n>.
  */
 static void
-run_terms(RulePlan *rp, bool *touched)
+run_terms(RulePlan *rp, bool *touched, int64 *counts)
 {
 	uint64		changed = 0;
 	int			nchanged = 0;
@@ -1082,9 +1086,16 @@ run_terms(RulePlan *rp, bool *touched)
 				kappa_run(rp->terms[t].plan);
 		return;
 	}
-	/* every nonempty subset of changed */
+	/* every nonempty subset of changed, planned for its deltas' sizes */
 	for (uint64 mask = changed; mask != 0; mask = (mask - 1) & changed)
-		kappa_run(subset_plan(rp, mask));
+	{
+		uint64		sizes = 0;
+
+		for (int r = 1; r <= rp->nrtes; r++)
+			if (mask & RTE_BIT(r))
+				sizes = (sizes << 4) | kappa_delta_size_class(counts[rp->rte_source[r]]);
+		kappa_run(subset_plan(rp, mask, sizes));
+	}
 }
 
 /*
@@ -1101,6 +1112,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	RulePlan   *rp = get_rules(viewid);
 	bool	   *touched = palloc0(sizeof(bool) * rp->nsources);
 	bool	   *consolidate = palloc0(sizeof(bool) * rp->nsources);
+	int64	   *counts = palloc0(sizeof(int64) * rp->nsources);
 	bool		truncated = false;
 	bool		any = false;
 	List	   *lsns = NIL;
@@ -1126,8 +1138,9 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			truncated = any = true;
 			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
-		if (fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns,
-							  &consolidate[i]) > 0)
+		counts[i] = fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns,
+									  &consolidate[i]);
+		if (counts[i] > 0)
 			touched[i] = any = true;
 	}
 	if (!any)
@@ -1152,7 +1165,11 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	}
 	else
 	{
-		run_terms(rp, touched);
+		kappa_delta_sizes_reset();
+		for (int i = 0; i < rp->nsources; i++)
+			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
+		run_terms(rp, touched, counts);
+		kappa_delta_sizes_reset();
 		if (rp->algebraic)
 		{
 			/* the partials into the state and the view; then the dirty */
