@@ -25,6 +25,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/relcache.h"
+#include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "executor/spi.h"
 
@@ -60,6 +61,12 @@ extern void kappa_json_time(StringInfo buf, TimestampTz t);
 extern void kappa_json_value(StringInfo buf, KappaValueKind kind,
 							 FmgrInfo *outfunc, Datum value);
 extern KappaValueKind kappa_value_kind(Oid basetypid);
+
+/* ----------
+ * json_read.c: the log's JSON lines back as jsonb
+ * ----------
+ */
+extern Jsonb *kappa_jsonb_from_line(const char *line, int len);
 
 /* ----------
  * relinfo.c: per-relation output metadata, cached per decoding session

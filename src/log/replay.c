@@ -80,6 +80,9 @@ typedef struct LogCursor
 	Datum	   *tables;
 	char	  **names;			/* quoted qualified names of tables */
 	char	   *pos;			/* next line in the row's events */
+	char	   *last_schema;	/* the table the last record named */
+	char	   *last_table;
+	Oid			last_relid;
 	/* the transaction being read */
 	XLogRecPtr	commit_lsn;
 } LogCursor;
@@ -179,15 +182,27 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	char	   *table = field_string(obj, "table");
 	char	   *name;
 
+	Oid			relid = InvalidOid;
+
 	if (schema == NULL || table == NULL)
 		return InvalidOid;
+	/* a row's records are mostly of one table */
+	if (c->last_schema != NULL && strcmp(c->last_schema, schema) == 0 &&
+		strcmp(c->last_table, table) == 0)
+		return c->last_relid;
 	name = quote_qualified_identifier(schema, table);
 	for (int i = 0; i < c->ntables; i++)
 	{
 		if (strcmp(c->names[i], name) == 0)
-			return DatumGetObjectId(c->tables[i]);
+		{
+			relid = DatumGetObjectId(c->tables[i]);
+			break;
+		}
 	}
-	return InvalidOid;
+	c->last_schema = MemoryContextStrdup(c->rowcxt, schema);
+	c->last_table = MemoryContextStrdup(c->rowcxt, table);
+	c->last_relid = relid;
+	return relid;
 }
 
 /*
@@ -217,6 +232,7 @@ log_next(LogCursor *c, LogRecord *r)
 				return false;
 		}
 		MemoryContextReset(c->rowcxt);
+		c->last_schema = c->last_table = NULL;
 		oldcxt = MemoryContextSwitchTo(c->rowcxt);
 		tup = c->rows->vals[c->next];
 		desc = c->rows->tupdesc;
@@ -247,7 +263,7 @@ log_next(LogCursor *c, LogRecord *r)
 	r->line = pnstrdup(c->pos, r->len);
 	c->pos = (*end == '\n') ? end + 1 : end;
 
-	r->json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->line)));
+	r->json = kappa_jsonb_from_line(r->line, r->len);
 	r->kind = field_string(&r->json->root, "kind");
 	if (r->kind == NULL)
 		ereport(ERROR,
@@ -557,8 +573,11 @@ kappa_events(PG_FUNCTION_ARGS)
 				bool		isnull = false;
 
 				if (filtered)
-					value = DirectFunctionCall1(jsonb_in,
-												CStringGetDatum(recount_commit(r.line, nchanges, crc)));
+				{
+					char	   *line = recount_commit(r.line, nchanges, crc);
+
+					value = JsonbPGetDatum(kappa_jsonb_from_line(line, strlen(line)));
+				}
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 			}
 			have_begin = begun = false;
