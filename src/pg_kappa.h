@@ -534,7 +534,8 @@ extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
  * ----------
  */
 extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
-							   XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows);
+							   XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
+							   bool *changed, int64 *rows);
 extern void kappa_replay_progress_begin(void);
 extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attribute_printf(2, 3);
 

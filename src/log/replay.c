@@ -752,6 +752,8 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	int64		rows = 0;
 	StringInfoData list;
 	Oid			state;
+	bool		merge;
+	bool	   *changed;
 
 	kappa_read_view(relid, &v);
 	label = kappa_qualified_name(relid);
@@ -761,6 +763,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	if (!equal(sources, v.sources) || list_length(v.arrangements) != nsrc)
 		elog(ERROR, "sources of derived view \"%s\" do not match its catalog row", label);
 	scratch = palloc(sizeof(Oid) * nsrc);
+	changed = palloc(sizeof(bool) * nsrc);
 	initStringInfo(&list);
 	for (int i = 0; i < nsrc; i++)
 	{
@@ -781,8 +784,15 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		char	   *query;
 		KappaAggSql *agg = NULL;
 
-		/* nobody else reads them: a new file each, no dead rows */
-		replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
+		/*
+		 * Engine 1's copies stay as the worker's copies of the sources:
+		 * changed into the state by a merge (replay_state.c), which keeps
+		 * their rows and indexes where they are right.  Else nobody else
+		 * reads them: a new file each, no dead rows.
+		 */
+		merge = keep_state && v.engine < 2;
+		if (!merge)
+			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 		if (OidIsValid(state))
 			replay_exec(psprintf("TRUNCATE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
 		if (!keep_state)
@@ -802,7 +812,8 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		}
 
 		/* the sources at upper, into the internal tables */
-		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, &rows);
+		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, merge,
+									changed, &rows);
 		CommandCounterIncrement();
 
 		/*
@@ -816,7 +827,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 			kappa_replay_progress(label, "analyzing the state of the sources");
 			for (int i = 0; i < nsrc; i++)
 			{
-				if (pg_class_ownercheck(scratch[i], GetUserId()))
+				if (changed[i] && pg_class_ownercheck(scratch[i], GetUserId()))
 					replay_exec(psprintf("ANALYZE %s", kappa_qualified_name(scratch[i])), SPI_OK_UTILITY);
 			}
 		}

@@ -55,7 +55,10 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/relscan.h"
 #include "catalog/index.h"
+#include "catalog/pg_am_d.h"
+#include "executor/executor.h"
 #include "catalog/pg_operator_d.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -71,6 +74,8 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "storage/bufmgr.h"
+#include "utils/snapmgr.h"
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 #include "utils/tuplesort.h"
@@ -135,6 +140,9 @@ typedef struct SourceState
 	int			workmem;		/* kB */
 	int64		entries;
 	int64		rows;			/* rows loaded into target */
+	bool		merge;			/* change target's rows into the state */
+	Oid			mergeindex;		/* target's index in the key's order */
+	int64		changed;		/* rows of target deleted or inserted */
 	/* the record being read */
 	Datum	   *oldv;
 	bool	   *oldn;
@@ -1536,7 +1544,22 @@ typedef struct Loader
 	Datum	   *values;
 	bool	   *nulls;
 	int			weight;			/* attribute index of _kappa_w, or -1 */
+	/* merging into the rows target holds (merge_*) */
+	bool		merging;
+	bool		bulk;			/* too many changes: indexes rebuilt after */
+	int64		bulk_after;		/* changes past which it goes bulk */
+	IndexScanDesc scan;			/* target in key order */
+	Relation	irel;
+	Snapshot	snapshot;
+	TupleTableSlot *old;		/* target's current row, or empty */
+	TupleTableSlot *new;		/* a row inserted with its index entries */
+	EState	   *estate;
+	ResultRelInfo *rri;
 } Loader;
+
+static void merge_begin(Loader *l, SourceState *s);
+static bool merge_put(Loader *l, SourceState *s, Datum *values, bool *nulls);
+static bool merge_end(Loader *l, SourceState *s);
 
 /* Insert the rows waiting, and forget them. */
 static void
@@ -1563,7 +1586,8 @@ loader_open(Loader *l, SourceState *s)
 	bool		ok;
 
 	memset(l, 0, sizeof(Loader));
-	l->rel = table_open(s->target, RowExclusiveLock);
+	/* a merge reads the target's rows as they stay: nobody else writes it */
+	l->rel = table_open(s->target, s->merge ? ExclusiveLock : RowExclusiveLock);
 	l->desc = RelationGetDescr(l->rel);
 	l->weight = -1;
 	ok = l->desc->natts >= s->natts;
@@ -1599,14 +1623,223 @@ loader_open(Loader *l, SourceState *s)
 		l->slots[i] = MakeSingleTupleTableSlot(l->desc, &TTSOpsHeapTuple);
 	l->values = palloc0(sizeof(Datum) * l->desc->natts);
 	l->nulls = palloc(sizeof(bool) * l->desc->natts);
+	if (s->merge)
+		merge_begin(l, s);
+}
+
+/* ----------
+ * Merging into rows the target holds
+ *
+ * An in-place replay of an engine 1 view finds its copies of the sources
+ * (a_<n>) holding rows already, normally those of the state it rebuilds.
+ * Instead of emptying them, loading every row and building their indexes
+ * again, the rows folded from the log (in key order) are compared with the
+ * target's (read in the same order, through its index on the key): a row
+ * of the target that the state does not have, or has with other values,
+ * is deleted, and a row of the state that the target lacks is inserted
+ * with its index entries.  The target ends up with the same rows as a
+ * reload would give it.  Past bulk_after changes that is no longer cheaper
+ * than a reload: the rest is inserted without index entries, and the
+ * indexes are built again at the end.
+ * ----------
+ */
+
+/*
+ * The index of target that returns its rows in the order of the key of
+ * source s (a unique btree on the same columns, operator families and
+ * collations), or InvalidOid.
+ */
+static Oid
+merge_index(SourceState *s, Relation target)
+{
+	List	   *indexes = RelationGetIndexList(target);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	if (!s->by_key)
+		return InvalidOid;
+	foreach(lc, indexes)
+	{
+		Relation	irel = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ind = irel->rd_index;
+		bool		ok = ind->indisunique && ind->indisvalid &&
+			ind->indnkeyatts == s->nkeys && irel->rd_rel->relam == BTREE_AM_OID &&
+			RelationGetIndexExpressions(irel) == NIL &&
+			RelationGetIndexPredicate(irel) == NIL;
+
+		for (int k = 0; k < s->nkeys && ok; k++)
+		{
+			Oid			type = irel->rd_opcintype[k];
+
+			ok = ind->indkey.values[k] == s->keys[k] + 1 &&
+				irel->rd_indcollation[k] == s->keycolls[k] &&
+				(irel->rd_indoption[k] & (INDOPTION_DESC | INDOPTION_NULLS_FIRST)) == 0 &&
+				get_opfamily_member(irel->rd_opfamily[k], type, type,
+									BTLessStrategyNumber) == s->keyops[k];
+		}
+		index_close(irel, AccessShareLock);
+		if (ok)
+		{
+			result = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	return result;
+}
+
+/* Read the target's next row, in key order, into l->old (empty at its end). */
+static void
+merge_next(Loader *l)
+{
+	if (!index_getnext_slot(l->scan, ForwardScanDirection, l->old))
+		ExecClearTuple(l->old);
+	else
+		slot_getallattrs(l->old);
+}
+
+/* Start merging into the rows target holds: read them in key order. */
+static void
+merge_begin(Loader *l, SourceState *s)
+{
+	l->merging = true;
+	l->bulk = false;
+	l->bulk_after = Max(10000, s->entries / 16);
+	l->irel = index_open(s->mergeindex, AccessShareLock);
+	l->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	l->scan = index_beginscan(l->rel, l->irel, l->snapshot, 0, 0);
+	index_rescan(l->scan, NULL, 0, NULL, 0);
+	l->old = table_slot_create(l->rel, NULL);
+	l->new = MakeSingleTupleTableSlot(l->desc, &TTSOpsVirtual);
+	l->estate = CreateExecutorState();
+	l->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(l->rri, l->rel, 1, NULL, 0);
+	ExecOpenIndices(l->rri, false);
+	merge_next(l);
+}
+
+/* Delete the target's current row, and read the next. */
+static void
+merge_delete(Loader *l, SourceState *s)
+{
+	simple_heap_delete(l->rel, &l->old->tts_tid);
+	s->changed++;
+	merge_next(l);
+}
+
+/* Compare the key of the target's current row with that of values. */
+static int
+merge_compare(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		int			a = s->keys[k];
+		int			cmp = ApplySortComparator(l->old->tts_values[a], l->old->tts_isnull[a],
+											  values[a], nulls[a], &s->keysort[k]);
+
+		if (cmp != 0)
+			return cmp;
+	}
+	return 0;
+}
+
+/* Is the target's current row the same row as values, nulls? */
+static bool
+merge_same_row(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	for (int a = 0; a < l->desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(l->desc, a);
+		bool		isnull = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+
+		if (att->attisdropped)
+			continue;
+		if (l->old->tts_isnull[a] != isnull)
+			return false;
+		if (!isnull && !datum_image_eq(l->old->tts_values[a], values[a],
+									   att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Merge one row of the state into the target: true when it is done, false
+ * when the caller is to load it (without index entries, past bulk_after).
+ */
+static bool
+merge_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	int			cmp = -1;
+
+	/* the target's rows before this key are not in the state */
+	while (!TTS_EMPTY(l->old) && (cmp = merge_compare(l, s, values, nulls)) < 0)
+		merge_delete(l, s);
+	if (!TTS_EMPTY(l->old) && cmp == 0)
+	{
+		if (merge_same_row(l, s, values, nulls))
+		{
+			s->rows++;
+			merge_next(l);
+			return true;
+		}
+		merge_delete(l, s);
+	}
+
+	/* a row the target lacks */
+	s->changed++;
+	if (!l->bulk && s->changed > l->bulk_after)
+	{
+		elog(DEBUG1, "pg_kappa replay: more than " INT64_FORMAT " rows of \"%s\" differ from the state, rebuilding its indexes",
+			 l->bulk_after, RelationGetRelationName(l->rel));
+		l->bulk = true;
+	}
+	if (l->bulk)
+		return false;
+	ExecClearTuple(l->new);
+	for (int a = 0; a < l->desc->natts; a++)
+	{
+		l->new->tts_values[a] = a < s->natts ? values[a] : (Datum) 0;
+		l->new->tts_isnull[a] = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+	}
+	ExecStoreVirtualTuple(l->new);
+	table_tuple_insert(l->rel, l->new, l->cid, 0, NULL);
+	(void) ExecInsertIndexTuples(l->rri, l->new, l->estate, false, false, NULL, NIL);
+	ResetPerTupleExprContext(l->estate);
+	s->rows++;
+	return true;
+}
+
+/*
+ * End the merge: the target's rows after the last key of the state go.
+ * Returns whether the indexes are to be built again.
+ */
+static bool
+merge_end(Loader *l, SourceState *s)
+{
+	while (!TTS_EMPTY(l->old))
+		merge_delete(l, s);
+	index_endscan(l->scan);
+	index_close(l->irel, NoLock);
+	UnregisterSnapshot(l->snapshot);
+	ExecDropSingleTupleTableSlot(l->old);
+	ExecDropSingleTupleTableSlot(l->new);
+	ExecCloseIndices(l->rri);
+	FreeExecutorState(l->estate);
+	l->merging = false;
+	return l->bulk;
 }
 
 /* One row of the target, from the first natts values of an entry. */
 static void
 loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(l->cxt);
+	MemoryContext oldcxt;
 	HeapTuple	tup;
+
+	if (l->merging && merge_put(l, s, values, nulls))
+		return;
+	oldcxt = MemoryContextSwitchTo(l->cxt);
 
 	for (int a = 0; a < l->desc->natts; a++)
 	{
@@ -1627,20 +1860,27 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 		loader_flush(l);
 }
 
-/* Close the target; build its indexes, if it has any. */
+/*
+ * Close the target; build its indexes, if it has any (and they were not
+ * kept up to date by a merge).
+ */
 static void
-loader_close(Loader *l)
+loader_close(Loader *l, SourceState *s)
 {
 	Oid			relid = RelationGetRelid(l->rel);
 	bool		indexed;
 
+	bool		rebuild = true;
+
 	loader_flush(l);
+	if (l->merging)
+		rebuild = merge_end(l, s);
 	table_finish_bulk_insert(l->rel, l->options);
 	FreeBulkInsertState(l->bistate);
 	for (int i = 0; i < LOAD_BATCH_ROWS; i++)
 		ExecDropSingleTupleTableSlot(l->slots[i]);
 	MemoryContextDelete(l->cxt);
-	indexed = RelationGetIndexList(l->rel) != NIL;
+	indexed = rebuild && RelationGetIndexList(l->rel) != NIL;
 	table_close(l->rel, NoLock);
 	if (indexed)
 	{
@@ -1861,13 +2101,18 @@ fold_source(LoadState *ls, SourceState *s)
 	s->sort = NULL;
 	kappa_replay_progress(ls->view, "indexing the state of table %s (" INT64_FORMAT " rows)",
 						  s->label, s->rows);
-	loader_close(&l);
+	loader_close(&l, s);
 }
 
 /*
  * Load into targets[i] (empty tables with the columns of sources[i], at
  * the same attribute numbers, and perhaps _kappa_w) the rows source i held
- * at upper, from its logged records committed from lowers[i] on.  view
+ * at upper, from its logged records committed from lowers[i] on.  With
+ * merge, the targets are not empty but hold rows of their source (engine
+ * 1's copies a_<n>): they are changed into those rows instead, deleting
+ * and inserting only the rows that differ (or, without an index on the
+ * source's key, emptied and loaded).  changed[i] tells whether target i
+ * was loaded or much changed (its statistics are out of date).  view
  * names the replay in messages.  SPI connected, an active snapshot that
  * sees the log up to upper; runs the columns' input functions as the
  * current user.  Returns the number of change records read; *rows gets the
@@ -1875,7 +2120,8 @@ fold_source(LoadState *ls, SourceState *s)
  */
 int64
 kappa_replay_load(const char *view, List *sources, Oid *targets,
-				  XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows)
+				  XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
+				  bool *changed, int64 *rows)
 {
 	LoadState	ls;
 	MemoryContext oldcxt;
@@ -1894,7 +2140,26 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	initStringInfo(&ls.buf);
 	ls.src = palloc0(sizeof(SourceState) * ls.nsrc);
 	for (int i = 0; i < ls.nsrc; i++)
-		init_source(&ls, &ls.src[i], list_nth_oid(sources, i), targets[i], lowers[i]);
+	{
+		SourceState *s = &ls.src[i];
+
+		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i]);
+		if (merge)
+		{
+			Relation	rel = table_open(s->target, ExclusiveLock);
+			bool		empty = RelationGetNumberOfBlocks(rel) == 0;
+
+			/* a table made by this replay has nothing to merge into */
+			s->mergeindex = empty ? InvalidOid : merge_index(s, rel);
+			s->merge = OidIsValid(s->mergeindex);
+			table_close(rel, NoLock);
+			/* no index to merge by: loaded again */
+			if (!s->merge && !empty &&
+				SPI_execute(psprintf("TRUNCATE %s", kappa_qualified_name(s->target)),
+							false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "could not empty the state of table %s", s->label);
+		}
+	}
 	ls.commit_lsn = InvalidXLogRecPtr;
 
 	kappa_replay_progress(view, "reading the event log");
@@ -1907,6 +2172,8 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	{
 		fold_source(&ls, &ls.src[i]);
 		*rows += ls.src[i].rows;
+		/* statistics are worth making again for a table loaded or much changed */
+		changed[i] = !ls.src[i].merge || ls.src[i].changed > ls.src[i].rows / 10;
 	}
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(ls.cxt);
