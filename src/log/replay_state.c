@@ -39,8 +39,12 @@
  *
  * The rows left are written to the target table with table_multi_insert
  * (as COPY does, no executor and no per-row SQL), and the target's indexes
- * are built afterwards, in bulk.  The caller (replay.c) empties the target
- * first, runs the view's query over the targets, and owns the transaction.
+ * are built afterwards, in bulk.  A target that already holds rows of its
+ * source (engine 1's copy, in an in-place replay) is merged into instead:
+ * read in key order beside the folded rows, only the rows that differ are
+ * deleted or inserted, and its indexes are kept (see "Merging" below).
+ * The caller (replay.c) empties the other targets first, runs the view's
+ * query over the targets, and owns the transaction.
  *
  * Progress: the backend's activity text (pg_stat_activity.query) says
  * "kappa.replay(<view>): compacting N of M records" and then what follows,
@@ -772,12 +776,38 @@ find_column(LoadState *ls, JsonCursor *c, SourceState *s, const char *key, int k
 	return -1;
 }
 
+/*
+ * The integer a JSON number v .. end stands for, when it is written as
+ * PostgreSQL prints integers (an optional minus, at most 18 digits): false
+ * for anything else, which the type's own parser then reads.
+ */
+static inline bool
+plain_int64(const char *v, const char *end, int64 *out)
+{
+	bool		neg = (v < end && *v == '-');
+	uint64		n = 0;
+
+	if (neg)
+		v++;
+	if (v >= end || end - v > 18)
+		return false;
+	for (; v < end; v++)
+	{
+		if (*v < '0' || *v > '9')
+			return false;
+		n = n * 10 + (*v - '0');
+	}
+	*out = neg ? -(int64) n : (int64) n;
+	return true;
+}
+
 /* The value of column col that the JSON value v .. end stands for. */
 static Datum
 column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 			 const char *end, bool *isnull)
 {
 	int			len = end - v;
+	int64		n;
 
 	*isnull = false;
 	if (len == 4 && memcmp(v, "null", 4) == 0)
@@ -785,6 +815,15 @@ column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 		*isnull = true;
 		return (Datum) 0;
 	}
+	/* integers in range, without a copy and the input function */
+	if (col->direct == INT4OID && plain_int64(v, end, &n) &&
+		n >= PG_INT32_MIN && n <= PG_INT32_MAX)
+		return Int32GetDatum((int32) n);
+	if (col->direct == INT8OID && plain_int64(v, end, &n))
+		return Int64GetDatum(n);
+	if (col->direct == INT2OID && plain_int64(v, end, &n) &&
+		n >= PG_INT16_MIN && n <= PG_INT16_MAX)
+		return Int16GetDatum((int16) n);
 	if (*v == '"' && !col->raw)
 		json_unescape(c, &ls->buf, v + 1, len - 2);
 	else
@@ -1935,33 +1974,39 @@ fold_flush(FoldGroup *g, SourceState *s, Loader *l)
 }
 
 /*
- * Make mb hold a copy of the entry in slot (whose values are deformed):
- * the entry as sorted, or, when its values were changed, as they are now.
+ * Make mb hold a copy of the entry in slot (whose values are deformed) as
+ * its values are now, changed since it was sorted.
  */
 static void
-member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot, bool changed)
+member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot)
 {
-	MinimalTuple copy;
-
 	/* the slot's values may point into the image this one replaces */
-	if (changed)
-		copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
-	else
-	{
-		bool		shouldfree;
-		MinimalTuple mt = ExecFetchSlotMinimalTuple(slot, &shouldfree);
+	MinimalTuple copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
 
-		copy = shouldfree ? mt : heap_copy_minimal_tuple(mt);
-	}
 	ExecStoreMinimalTuple(copy, mb->slot, true);
 	slot_getallattrs(mb->slot);
 }
 
-/* The member of the group the entry in slot is about, added if new. */
+/*
+ * Make mb hold the entry in *slotp as sorted (a copy the slot owns, its
+ * values deformed): the slots are exchanged, without copying the entry
+ * again; *slotp gets the member's former slot, for the next entry.
+ */
+static void
+member_take(FoldMember *mb, TupleTableSlot **slotp)
+{
+	TupleTableSlot *tmp = mb->slot;
+
+	mb->slot = *slotp;
+	*slotp = tmp;
+}
+
+/* The member of the group the entry in *slotp is about, added if new. */
 static FoldMember *
-fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
+fold_member(FoldGroup *g, SourceState *s, TupleTableSlot **slotp, bool *found)
 {
 	FoldMember *mb;
+	TupleTableSlot *slot = *slotp;
 
 	for (int m = 0; m < g->nmembers; m++)
 	{
@@ -1987,7 +2032,7 @@ fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
 	mb = &g->members[g->nmembers++];
 	mb->present = false;
 	mb->count = 0;
-	member_set(s, mb, slot, false);
+	member_take(mb, slotp);
 	return mb;
 }
 
@@ -2011,7 +2056,8 @@ fold_source(LoadState *ls, SourceState *s)
 	tuplesort_performsort(s->sort);
 	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
 	loader_open(&l, s);
-	while (tuplesort_gettupleslot(s->sort, true, false, slot, NULL))
+	/* copies, which a member may keep (member_take) */
+	while (tuplesort_gettupleslot(s->sort, true, true, slot, NULL))
 	{
 		int64		hash;
 		int			op;
@@ -2046,7 +2092,7 @@ fold_source(LoadState *ls, SourceState *s)
 			have_group = true;
 			group_hash = hash;
 		}
-		mb = fold_member(&g, s, slot, &found);
+		mb = fold_member(&g, s, &slot, &found);
 		if (!s->by_key)
 		{
 			/* a multiset that never counts below zero */
@@ -2059,10 +2105,13 @@ fold_source(LoadState *ls, SourceState *s)
 			mb->present = false;
 		else
 		{
+			/* a new member took the entry's slot */
+			TupleTableSlot *entry = found ? slot : mb->slot;
+
 			/* the key's image: unchanged TOASTed values from the last one */
-			if (!slot->tts_isnull[n + ENTRY_UNCHANGED - 1])
+			if (!entry->tts_isnull[n + ENTRY_UNCHANGED - 1])
 			{
-				bytea	   *marks = DatumGetByteaPP(slot->tts_values[n + ENTRY_UNCHANGED - 1]);
+				bytea	   *marks = DatumGetByteaPP(entry->tts_values[n + ENTRY_UNCHANGED - 1]);
 
 				for (int a = 0; a < n && a < VARSIZE_ANY_EXHDR(marks); a++)
 				{
@@ -2076,14 +2125,14 @@ fold_source(LoadState *ls, SourceState *s)
 								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row."),
 								 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
 										 s->label)));
-					slot->tts_values[a] = mb->slot->tts_values[a];
-					slot->tts_isnull[a] = mb->slot->tts_isnull[a];
+					entry->tts_values[a] = mb->slot->tts_values[a];
+					entry->tts_isnull[a] = mb->slot->tts_isnull[a];
 				}
-				slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
-				member_set(s, mb, slot, true);
+				entry->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
+				member_set(s, mb, entry);
 			}
 			else if (found)
-				member_set(s, mb, slot, false);
+				member_take(mb, &slot);
 			mb->present = true;
 		}
 		if ((++folded % PROGRESS_EVERY) == 0)

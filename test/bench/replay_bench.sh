@@ -260,7 +260,7 @@ replay()
 # (the jsonb kappa.events() returns, kept in a plain table) and of the
 # source's final rows; best of RUNS each, alternating, records per second
 nev=$(q "SELECT count(*) FROM kappa.events()")
-q "CREATE TABLE ev AS SELECT e FROM kappa.events() e; VACUUM ANALYZE ev" >/dev/null
+q "CREATE TABLE ev AS SELECT e FROM kappa.events() e" >/dev/null; q "VACUUM ANALYZE ev" >/dev/null
 evs= evc= cpe= cps=
 for i in $(seq "$runs"); do
 	evs="$evs $(wall "$(timed "SELECT count(*) FROM kappa.events()")")"
