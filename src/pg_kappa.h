@@ -357,6 +357,7 @@ typedef struct KappaAggSql
 	char	   *partial_old;	/* p from w_0, before the batch */
 	char	   *partial_new;	/* p from w_0, after it */
 	char	   *merge;			/* p into g, changed groups into the view */
+	char	   *fill_view;		/* every group of g into the view, or NULL */
 	char	   *take_dirty;		/* dirty groups out of g, their keys to k */
 	char	   *clear_partials;
 	char	   *partial_head;	/* engine 2: "INSERT INTO p ... FROM (" */

@@ -726,7 +726,9 @@ replay_exec(const char *sql, int expected)
  * where source i's log is read from) held at upper are loaded into the
  * view's internal per-source tables (engine 1's copies a_<n>, engine 2's
  * d_<n>, which have the source's columns; replay_state.c), and the view's
- * query runs once over them.  The derived table must be empty; the
+ * query runs once over them (for a view maintained algebraically, the
+ * state table g is filled from them and the view's rows come from g, as the
+ * worker writes them).  The derived table must be empty; the
  * internal tables are emptied here, except engine 1's copies, which a
  * replay that keeps the state changes into the rows at upper by a merge
  * (only the rows that differ).  For engine 1 the copies stay, as the
@@ -834,11 +836,6 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 			}
 		}
 
-		/* the view's query, once, over them */
-		kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
-		query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
-		replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
-
 		/* the state of a view maintained algebraically (agg_delta.c) */
 		if (OidIsValid(state) && keep_state)
 		{
@@ -859,6 +856,23 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 				kappa_replay_progress(label, "filling the state of the view");
 				replay_exec(agg->fill_state, SPI_OK_INSERT);
 			}
+		}
+
+		/*
+		 * The view: from that state, as the worker writes the groups it
+		 * changes (one row per group, without reading the sources again),
+		 * else by its query, once, over them.
+		 */
+		if (agg && agg->fill_view)
+		{
+			kappa_replay_progress(label, "computing the view from its state");
+			replay_exec(agg->fill_view, SPI_OK_INSERT);
+		}
+		else
+		{
+			kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
+			query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
+			replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 		}
 
 		/* engine 2's d_<n> hold a batch's deltas: empty between batches */

@@ -613,6 +613,33 @@ merge_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
 }
 
 /*
+ * The view's rows from g's, for every group: what the merge writes for the
+ * groups a batch changed (merge_sql), for a g just filled from whole
+ * sources, where no group is dirty.  A replay fills the view so instead of
+ * running its query over the sources again.
+ */
+static char *
+fill_view_sql(KappaViewDef *def, AggShape *shape, const char *schema,
+			  const char *target)
+{
+	StringInfoData out;
+	ListCell   *lc;
+	int			j = 0;
+
+	initStringInfo(&out);
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		appendStringInfo(&out, "%s%s", out.len > 0 ? ", " : "", output_expr(def, col, j, "g"));
+	}
+	return psprintf("INSERT INTO %s SELECT %s FROM %s.g g"
+					" WHERE g._kappa_n OPERATOR(pg_catalog.>) 0 AND NOT g._kappa_dirty",
+					target, out.data, schema);
+}
+
+/*
  * The SQL that maintains view def (internal schema schema, derived table
  * target, both quoted) algebraically, or NULL when it cannot be.
  */
@@ -657,6 +684,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
 	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
 	sql->merge = merge_sql(def, shape, state, schema, target);
+	sql->fill_view = fill_view_sql(def, shape, schema, target);
 	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 							   " INSERT INTO %s.k SELECT * FROM dirty",
 							   schema, keys, schema);
@@ -817,6 +845,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	else
 	{
 		sql->merge = merge_sql(def, shape, state, schema, target);
+		sql->fill_view = fill_view_sql(def, shape, schema, target);
 		sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 								   " INSERT INTO %s.k SELECT * FROM dirty",
 								   schema, keys, schema);
