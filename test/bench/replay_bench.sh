@@ -281,19 +281,18 @@ r4=$(replay "new view, engine 2" "SET pg_kappa.engine = 2; SELECT kappa.replay('
 psql -c "SET pg_kappa.engine = 2" -c "SELECT kappa.replay('agg', new_name => 'agg_e2')" >/dev/null
 r5=$(replay "in place, engine 2" "SELECT kappa.replay('agg_e2')" "bad agg_e2" "")
 
-echo "1. replay by compaction vs COPY + recompute (target: replay <= 2x baseline)"
-echo "  baseline: COPY of the final rows into a fresh table + the query over it, wall and CPU s:"
-echo "            ${bases#; }"
-echo "            (and once before every replay, below: the best of those is the baseline of that line)"
-echo "  reading the log alone (count(*) FROM kappa.events()): $ev s"
-echo
-echo "0. kappa.events() throughput against COPY ... TO (best of$evs | ...)"
+echo "0. kappa.events() throughput against COPY ... TO, best of $runs (s: events()$evs; COPY of events()$evc; COPY ev$cpe; COPY src$cps)"
 echo "  SELECT count(*) FROM kappa.events():            $nev records in $ev s = $(per_s "$nev" "$ev") records/s"
 echo "  COPY (SELECT e FROM kappa.events() e) TO file:  $nev records in $evc1 s = $(per_s "$nev" "$evc1") records/s"
 echo "  COPY ev TO file (the same records as jsonb):    $nev rows in $cpe1 s = $(per_s "$nev" "$cpe1") rows/s"
 echo "  COPY src TO file (the final rows of the table): $rows rows in $cps1 s = $(per_s "$rows" "$cps1") rows/s"
 echo "  ratio events()/COPY of the same records: $(ratio "$(per_s "$nev" "$ev")" "$(per_s "$nev" "$cpe1")") (count), $(ratio "$(per_s "$nev" "$evc1")" "$(per_s "$nev" "$cpe1")") (COPY of events()); events() records/s per COPY src rows/s: $(ratio "$(per_s "$nev" "$ev")" "$(per_s "$rows" "$cps1")")"
 echo
+echo "1. replay by compaction vs COPY + recompute (target: replay <= 2x baseline)"
+echo "  baseline: COPY of the final rows into a fresh table + the query over it, wall and CPU s:"
+echo "            ${bases#; }"
+echo "            (and once before every replay, below: the best of those is the baseline of that line)"
+echo "  reading the log alone (count(*) FROM kappa.events()): $ev s"
 echo "  kappa.replay('agg'), in place: $r1"
 echo "      progress seen in pg_stat_activity.query: $prog"
 echo "  kappa.replay('agg', new_name => ...), a new view: $r2"
