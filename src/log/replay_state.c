@@ -1743,7 +1743,7 @@ merge_begin(Loader *l, SourceState *s)
 {
 	l->merging = true;
 	l->bulk = false;
-	l->bulk_after = Max(10000, s->entries / 16);
+	l->bulk_after = Max(1000, s->entries / 16);
 	l->irel = index_open(s->mergeindex, AccessShareLock);
 	l->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	l->scan = index_beginscan(l->rel, l->irel, l->snapshot, 0, 0);
