@@ -88,7 +88,7 @@
 #include "pg_kappa.h"
 
 /* The columns of a sort entry after the source's own */
-#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, 0) */
+#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, null) */
 #define ENTRY_SEQ		2		/* int8: position in the log */
 #define ENTRY_OP		3		/* int4: ENTRY_ROW or ENTRY_GONE */
 #define ENTRY_UNCHANGED 4		/* bytea: per column, 1 = unchanged TOAST */
@@ -1013,9 +1013,10 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 			slot->tts_isnull[a] = true;
 		}
 	}
+	/* by key, no hash: null, which takes no room in the sort */
 	slot->tts_values[n + ENTRY_HASH - 1] =
 		Int64GetDatum(s->by_key ? 0 : (int64) row_hash(s, values, nulls));
-	slot->tts_isnull[n + ENTRY_HASH - 1] = false;
+	slot->tts_isnull[n + ENTRY_HASH - 1] = s->by_key;
 	slot->tts_values[n + ENTRY_SEQ - 1] = Int64GetDatum(seq);
 	slot->tts_isnull[n + ENTRY_SEQ - 1] = false;
 	slot->tts_values[n + ENTRY_OP - 1] = Int32GetDatum(op);
