@@ -83,6 +83,7 @@
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 #include "utils/tuplesort.h"
+#include "utils/tuplestore.h"
 #include "utils/varlena.h"
 
 #include "pg_kappa.h"
@@ -140,6 +141,16 @@ typedef struct SourceState
 	SortSupport keysort;		/* by key: to compare keys in the fold */
 	TupleDesc	sortdesc;		/* the source's columns, then ENTRY_* */
 	Tuplesortstate *sort;
+	/*
+	 * The run: the source's first entries, while they come in key order
+	 * (a snapshot of a table read in key order), kept aside in the order
+	 * they came instead of sorted; the fold merges them with the sort.
+	 */
+	Tuplestorestate *run;
+	bool		run_open;		/* entries may still join the run */
+	bool		run_byval;		/* every key column is passed by value */
+	Datum	   *run_last;		/* the key of the run's last entry */
+	int64		run_entries;
 	TupleTableSlot *putslot;
 	int			workmem;		/* kB */
 	int64		entries;
@@ -663,8 +674,24 @@ begin_sort(SourceState *s)
 	}
 	attnums[n - 1] = s->natts + ENTRY_SEQ;
 	ops[n - 1] = Int8LessOperator;
+
+	/*
+	 * The run gets an eighth of the memory (it is written and read in
+	 * order, so it spills cheaply), and only from the first entry on: after
+	 * a truncate, everything is sorted.
+	 */
+	if (s->run != NULL)
+	{
+		tuplestore_end(s->run);
+		s->run = NULL;
+	}
+	s->run_open = s->entries == 0 && s->by_key && s->run_byval;
+	s->run_entries = 0;
+	if (s->run_open)
+		s->run = tuplestore_begin_heap(false, false, Max(64, s->workmem / 8));
 	s->sort = tuplesort_begin_heap(s->sortdesc, n, attnums, ops, colls, nullsfirst,
-								   s->workmem, NULL, TUPLESORT_NONE);
+								   s->run_open ? Max(64, s->workmem - s->workmem / 8) : s->workmem,
+								   NULL, TUPLESORT_NONE);
 	s->entries = 0;
 }
 
@@ -723,6 +750,10 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_UNCHANGED, "_kappa_unchanged", BYTEAOID, -1, 0);
 	s->putslot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsVirtual);
 	s->workmem = Max(1024, maintenance_work_mem / ls->nsrc);
+	s->run_byval = s->by_key;
+	for (int k = 0; k < s->nkeys; k++)
+		s->run_byval &= TupleDescAttr(desc, s->keys[k])->attbyval;
+	s->run_last = palloc0(sizeof(Datum) * Max(s->nkeys, 1));
 	begin_sort(s);
 
 	s->oldv = palloc(sizeof(Datum) * s->natts);
@@ -994,7 +1025,37 @@ same_entry(SourceState *s, Datum *v1, bool *n1, Datum *v2, bool *n2)
 	return true;
 }
 
-/* Add an entry for source s to its sort. */
+/*
+ * May this entry join the run of source s: an image of a key past the
+ * run's last one, nothing to fill from an earlier image?  Keys passed by
+ * value only, so that the last one is kept without a copy.
+ */
+static bool
+run_takes(SourceState *s, int op, Datum *values, bool *nulls, bool *unchanged)
+{
+	int			cmp = 0;
+
+	if (op != ENTRY_ROW || unchanged != NULL)
+		return false;
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		if (nulls[s->keys[k]])
+			return false;
+	}
+	if (s->run_entries > 0)
+	{
+		for (int k = 0; k < s->nkeys && cmp == 0; k++)
+			cmp = ApplySortComparator(s->run_last[k], false, values[s->keys[k]], false,
+									  &s->keysort[k]);
+		if (cmp >= 0)
+			return false;
+	}
+	for (int k = 0; k < s->nkeys; k++)
+		s->run_last[k] = values[s->keys[k]];
+	return true;
+}
+
+/* Add an entry for source s to its sort, or to its run. */
 static void
 put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		  bool *unchanged)
@@ -1033,8 +1094,15 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-	tuplesort_puttupleslot(s->sort, slot);
 	s->entries++;
+	if (s->run_open && run_takes(s, op, values, nulls, unchanged))
+	{
+		tuplestore_puttupleslot(s->run, slot);
+		s->run_entries++;
+		return;
+	}
+	s->run_open = false;
+	tuplesort_puttupleslot(s->sort, slot);
 }
 
 /* Does an image have every column of the table (REPLICA IDENTITY FULL)? */
@@ -1272,6 +1340,7 @@ read_truncate(LoadState *ls, JsonCursor *c)
 
 				/* what came before no longer matters */
 				tuplesort_end(ls->src[i].sort);
+				ls->src[i].entries = 1;	/* no run after a truncate */
 				begin_sort(&ls->src[i]);
 				MemoryContextSwitchTo(oldcxt);
 				ls->seq++;
@@ -2037,6 +2106,106 @@ fold_member(FoldGroup *g, SourceState *s, TupleTableSlot **slotp, bool *found)
 	return mb;
 }
 
+/* The entries of a source in (key, position) order: its run and its sort */
+typedef struct EntryStream
+{
+	SourceState *s;
+	TupleTableSlot *run;		/* the run's next entry, or empty */
+	TupleTableSlot *sorted;		/* the sort's next entry, or empty */
+} EntryStream;
+
+/* Read the next entry of the run into st->run. */
+static void
+stream_run_next(EntryStream *st)
+{
+	if (st->s->run == NULL ||
+		!tuplestore_gettupleslot(st->s->run, true, true, st->run))
+		ExecClearTuple(st->run);
+	else
+		slot_getallattrs(st->run);
+}
+
+/* Read the next entry of the sort into st->sorted. */
+static void
+stream_sorted_next(EntryStream *st)
+{
+	if (!tuplesort_gettupleslot(st->s->sort, true, true, st->sorted, NULL))
+		ExecClearTuple(st->sorted);
+	else
+		slot_getallattrs(st->sorted);
+}
+
+static void
+stream_begin(EntryStream *st, SourceState *s)
+{
+	st->s = s;
+	st->run = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+	st->sorted = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+	stream_run_next(st);
+	stream_sorted_next(st);
+}
+
+/*
+ * The next entry, exchanged into *slotp (a copy it owns, deformed): of the
+ * run's and the sort's next entries the one of the lower key, on equal
+ * keys the run's (every entry of the run came before every sorted one).
+ * False at the end.
+ */
+static bool
+stream_next(EntryStream *st, TupleTableSlot **slotp)
+{
+	SourceState *s = st->s;
+	bool		from_run;
+	TupleTableSlot *tmp = *slotp;
+
+	if (TTS_EMPTY(st->run) && TTS_EMPTY(st->sorted))
+		return false;
+	if (TTS_EMPTY(st->sorted))
+		from_run = true;
+	else if (TTS_EMPTY(st->run))
+		from_run = false;
+	else
+	{
+		int			cmp = 0;
+
+		for (int k = 0; k < s->nkeys && cmp == 0; k++)
+		{
+			int			a = s->keys[k];
+
+			cmp = ApplySortComparator(st->run->tts_values[a], st->run->tts_isnull[a],
+									  st->sorted->tts_values[a], st->sorted->tts_isnull[a],
+									  &s->keysort[k]);
+		}
+		from_run = cmp <= 0;
+	}
+	ExecClearTuple(tmp);
+	if (from_run)
+	{
+		*slotp = st->run;
+		st->run = tmp;
+		stream_run_next(st);
+	}
+	else
+	{
+		*slotp = st->sorted;
+		st->sorted = tmp;
+		stream_sorted_next(st);
+	}
+	return true;
+}
+
+static void
+stream_end(EntryStream *st)
+{
+	ExecDropSingleTupleTableSlot(st->run);
+	ExecDropSingleTupleTableSlot(st->sorted);
+	if (st->s->run != NULL)
+	{
+		tuplestore_end(st->s->run);
+		st->s->run = NULL;
+	}
+}
+
 /*
  * Fold the sorted entries of source s into its rows, and load them into
  * its target.
@@ -2046,19 +2215,21 @@ fold_source(LoadState *ls, SourceState *s)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
 	Loader		l;
+	EntryStream st;
 	FoldGroup	g = {0};
 	bool		have_group = false;
 	int64		group_hash = 0;
 	int			n = s->natts;
 	int64		folded = 0;
 
-	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s",
-						  s->entries, s->label);
+	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s (" INT64_FORMAT " in order already)",
+						  s->entries, s->label, s->run_entries);
 	tuplesort_performsort(s->sort);
 	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
 	loader_open(&l, s);
 	/* copies, which a member may keep (member_take) */
-	while (tuplesort_gettupleslot(s->sort, true, true, slot, NULL))
+	stream_begin(&st, s);
+	while (stream_next(&st, &slot))
 	{
 		int64		hash;
 		int			op;
@@ -2144,6 +2315,7 @@ fold_source(LoadState *ls, SourceState *s)
 		}
 	}
 	fold_flush(&g, s, &l);
+	stream_end(&st);
 	for (int m = 0; m < g.size; m++)
 		ExecDropSingleTupleTableSlot(g.members[m].slot);
 	ExecDropSingleTupleTableSlot(slot);
