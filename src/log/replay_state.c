@@ -29,7 +29,10 @@
  * image becomes an entry (the row's columns and its position in the log)
  * in a tuplesort per source, which spills to disk past maintenance_work_mem
  * (shared among the sources): so no table is ever held in memory, whatever
- * the size of the log.  Sorted by key (in its index's order) and position,
+ * the size of the log.  A source's first entries, as long as they come in
+ * key order (a snapshot of a table read in key order, as a table filled in
+ * key order is), skip the sort: they are kept in a tuplestore (an eighth of
+ * the memory, spilling in order) and merged with the sorted rest.  Sorted by key (in its index's order) and position,
  * or for a table without a key by a hash of the whole row and position,
  * the entries of one key (or one row) come together in log order and are
  * folded into what is left of them.  Keys equal by their type but not in
