@@ -59,6 +59,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/hio.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -1723,7 +1724,14 @@ loader_open(Loader *l, SourceState *s)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", s->label),
 				 errhint("Drop the view with kappa.drop_view and create it again.")));
+	/*
+	 * Not through a ring of a few buffers, as COPY loads: the rows are read
+	 * right after (the view's query, the state, index builds), which would
+	 * read back from the kernel what the ring had written out.
+	 */
 	l->bistate = GetBulkInsertState();
+	FreeAccessStrategy(l->bistate->strategy);
+	l->bistate->strategy = NULL;
 	l->cid = GetCurrentCommandId(true);
 	/* a table emptied by this transaction has no free space worth looking up */
 	l->options = (l->rel->rd_createSubid != InvalidSubTransactionId ||

@@ -321,20 +321,24 @@ add_state(List **state, const char *what, int j, char *partial,
  * g's columns beside the group key, in order; see the file header.  With
  * weighted, the partials are over the rows of a projection (projection_sql)
  * whose column _kappa_a<j> is the argument of the view's aggregate j, and
- * each row stands for abs(_kappa_w) rows.
+ * each row stands for abs(_kappa_w) rows; with unit as well, every row of
+ * the projection stands for one (the live rows, in groups): the partials
+ * weights of 1 would give, of the same types, without converting each
+ * value to numeric and multiplying it by its weight.
  */
 static List *
-state_of(KappaViewDef *def, AggShape *shape, bool weighted)
+state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit)
 {
 	List	   *state = NIL;
 	StateColumn *rows = palloc0(sizeof(StateColumn));
 	ListCell   *lc;
 	int			j = 0;
 	const char *w = "pg_catalog.abs(t._kappa_w)";
+	bool		by_weight = weighted && !unit;
 
 	/* the row count; a group whose count reaches 0 is dirty (merge_sql) */
 	rows->name = "_kappa_n";
-	rows->partial = weighted ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
+	rows->partial = by_weight ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
 	rows->combine = COMBINE_ADD;
 	state = lappend(state, rows);
 
@@ -353,7 +357,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted)
 			case AGG_SUM:
 			case AGG_AVG:
 				add_state(&state, "c", j,
-						  weighted ?
+						  by_weight ?
 						  psprintf("COALESCE(pg_catalog.sum(%s) FILTER (WHERE %s IS NOT NULL), 0)", w, arg) :
 						  psprintf("pg_catalog.count(%s)", arg),
 						  COMBINE_ADD, NULL);
@@ -361,7 +365,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted)
 					break;
 				/* NaN and infinities do not subtract */
 				add_state(&state, "s", j,
-						  weighted ?
+						  by_weight ?
 						  psprintf("COALESCE(pg_catalog.sum(%s::pg_catalog.numeric OPERATOR(pg_catalog.*) %s), 0)", arg, w) :
 						  psprintf("COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0)", arg),
 						  COMBINE_ADD,
@@ -657,7 +661,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, false);
+	state = state_of(def, shape, false, false);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
@@ -790,6 +794,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	char	   *keys;
 	char	   *cols;
 	char	   *partials;
+	char	   *live_partials;
 	char	   *state_live;
 	bool		whole;
 	StringInfoData buf;
@@ -798,7 +803,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, true);
+	state = state_of(def, shape, true, false);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 
@@ -809,9 +814,23 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 						 ((StateColumn *) lfirst(lc))->partial,
 						 ((StateColumn *) lfirst(lc))->name);
 	partials = buf.data;
-	/* the live rows each stand for one */
+
+	/*
+	 * The live rows each stand for one: in groups, their partials without
+	 * weights (the same values and types, faster); a whole-table aggregate
+	 * keeps the weighted ones, whose sums over no rows are null, not 0.
+	 */
+	live_partials = partials;
+	if (!whole)
+	{
+		initStringInfo(&buf);
+		foreach(lc, state_of(def, shape, true, true))
+			appendStringInfo(&buf, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
+							 ((StateColumn *) lfirst(lc))->name);
+		live_partials = buf.data;
+	}
 	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t%s%s",
-						  kappa_quoted_list(def->key_columns, "t."), partials, live,
+						  kappa_quoted_list(def->key_columns, "t."), live_partials, live,
 						  whole ? "" : " GROUP BY ", kappa_quoted_list(def->key_columns, "t."));
 
 	sql->create = list_make3(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
