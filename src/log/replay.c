@@ -181,7 +181,6 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	char	   *schema = field_string(obj, "schema");
 	char	   *table = field_string(obj, "table");
 	char	   *name;
-
 	Oid			relid = InvalidOid;
 
 	if (schema == NULL || table == NULL)
@@ -727,11 +726,11 @@ replay_exec(const char *sql, int expected)
  * view's internal per-source tables (engine 1's copies a_<n>, engine 2's
  * d_<n>, which have the source's columns; replay_state.c), and the view's
  * query runs once over them (for a view maintained algebraically, the
- * state table g is filled from them and the view's rows come from g, as the
- * worker writes them).  The derived table must be empty; the
- * internal tables are emptied here, except engine 1's copies, which a
- * replay that keeps the state changes into the rows at upper by a merge
- * (only the rows that differ).  For engine 1 the copies stay, as the
+ * state table g is filled from them and the view's rows come from g, as
+ * the worker writes them).  The derived table must be empty; the internal
+ * tables are emptied here, except engine 1's copies, which a replay that
+ * keeps the state changes into the rows at upper by a merge (only the rows
+ * that differ).  For engine 1 the copies stay, as the
  * worker's copies of the sources at upper, and the state table g of a view
  * maintained algebraically is filled from them; for engine 2, g is filled
  * from the same projection as over the live sources, and d_<n> is emptied
