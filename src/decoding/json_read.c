@@ -30,8 +30,8 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "pg_kappa.h"
@@ -41,7 +41,7 @@ typedef struct LineReader
 {
 	const char *p;
 	const char *end;
-	bool		utf8;			/* database encoding */
+	bool		utf8;			/* the database encoding is UTF-8 */
 } LineReader;
 
 static bool read_value(LineReader *r, JsonbValue *v);
