@@ -275,11 +275,63 @@ SELECT j::text FROM rc_types_v ORDER BY id;
 -- 6. what cannot be replayed
 SELECT kappa.replay('rc_bag_v', from_lsn => '0/1');
 
+-- 7. in place, engine 1's copy of the source is merged into, not reloaded:
+-- rows it lacks, has too many of, or has with other values are put right,
+-- and its indexes stay usable
+SET pg_kappa.engine = 1;
+CREATE TABLE rc_merge (id int PRIMARY KEY, g int NOT NULL, v bigint NOT NULL);
+INSERT INTO rc_merge SELECT i, i % 10, i FROM generate_series(1, 2000) i;
+SELECT kappa.capture('rc_merge') IS NOT NULL AS captured;
+SELECT kappa.create_view('rc_merge_v', 'SELECT g, count(*) AS n, sum(v) AS s FROM rc_merge GROUP BY g');
+UPDATE rc_merge SET v = v + 1 WHERE id % 3 = 0;
+DELETE FROM rc_merge WHERE id % 7 = 0;
+UPDATE rc_merge SET g = g + 1 WHERE id BETWEEN 100 AND 150;
+SELECT kappa.wait('rc_merge_v');
+SELECT arrangements[1]::regclass AS rc_copy FROM kappa.views WHERE relid = 'rc_merge_v'::regclass \gset
+-- as it is: nothing to change
+SELECT kappa.replay('rc_merge_v');
+SELECT count(*) AS differences FROM kappa.verify('rc_merge_v');
+-- behind the worker's back: the copy loses rows, gains some, and others change
+SET session_replication_role = replica;
+DELETE FROM :rc_copy WHERE id % 11 = 0;
+UPDATE :rc_copy SET v = v * 2 WHERE id % 13 = 0;
+UPDATE :rc_copy SET g = g + 5 WHERE id BETWEEN 500 AND 520;
+INSERT INTO :rc_copy VALUES (-1, 1, 1), (5000, 2, 2);
+RESET session_replication_role;
+SELECT kappa.replay('rc_merge_v');
+SELECT count(*) AS copy_differences FROM (
+  (SELECT * FROM :rc_copy EXCEPT ALL SELECT * FROM rc_merge)
+  UNION ALL (SELECT * FROM rc_merge EXCEPT ALL SELECT * FROM :rc_copy)) d;
+SELECT count(*) AS differences FROM kappa.verify('rc_merge_v');
+-- through its indexes too
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) = (SELECT count(*) FROM rc_merge WHERE g = 3) AS by_g_index FROM :rc_copy WHERE g = 3;
+SELECT count(*) = (SELECT count(*) FROM rc_merge WHERE id BETWEEN 400 AND 600) AS by_id_index
+  FROM :rc_copy WHERE id BETWEEN 400 AND 600;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+-- a copy that differs everywhere: loaded in bulk past a share of its rows,
+-- its indexes rebuilt
+SET session_replication_role = replica;
+UPDATE :rc_copy SET v = -v;
+RESET session_replication_role;
+SELECT kappa.replay('rc_merge_v');
+SELECT count(*) AS copy_differences FROM (
+  (SELECT * FROM :rc_copy EXCEPT ALL SELECT * FROM rc_merge)
+  UNION ALL (SELECT * FROM rc_merge EXCEPT ALL SELECT * FROM :rc_copy)) d;
+SELECT count(*) AS differences FROM kappa.verify('rc_merge_v');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) = (SELECT count(*) FROM rc_merge WHERE g = 3) AS by_g_index FROM :rc_copy WHERE g = 3;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
 RESET client_min_messages;
 RESET pg_kappa.engine;
 SELECT count(kappa.drop_view(relid)) AS dropped FROM kappa.views WHERE name LIKE 'public.rc\_%';
-SELECT kappa.uncapture(t) FROM unnest('{rc_bag,rc_key,rc_tr,rc_toast_k,rc_toast_f,rc_toast_b,rc_toast_lost,rc_types}'::regclass[]) t;
+SELECT kappa.uncapture(t) FROM unnest('{rc_bag,rc_key,rc_tr,rc_toast_k,rc_toast_f,rc_toast_b,rc_toast_lost,rc_types,rc_merge}'::regclass[]) t;
 DROP TABLE rc_bag, rc_bag_then, rc_bag_sum_then, rc_bag_now, rc_bag_sum_now, rc_bag_at, rc_bag_sum_at, rc_bag_at2,
   rc_key, rc_key_now, rc_key_e1_now, rc_key_e1_sum_now, rc_key_e2_now, rc_tr, rc_tr_before, rc_tr_e1_now, rc_tr_e2_now, rc_tr_join_now,
-  rc_tr_at, rc_toast_k, rc_toast_f, rc_toast_b, rc_toast_k_now, rc_toast_f_now, rc_toast_b_now, rc_toast_lost, rc_types;
+  rc_tr_at, rc_toast_k, rc_toast_f, rc_toast_b, rc_toast_k_now, rc_toast_f_now, rc_toast_b_now, rc_toast_lost, rc_types, rc_merge;
 DROP FUNCTION rc_diff(regclass, regclass), rc_heap(regclass), rc_big(int, int);

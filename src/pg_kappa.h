@@ -25,6 +25,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/relcache.h"
+#include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "executor/spi.h"
 
@@ -60,6 +61,12 @@ extern void kappa_json_time(StringInfo buf, TimestampTz t);
 extern void kappa_json_value(StringInfo buf, KappaValueKind kind,
 							 FmgrInfo *outfunc, Datum value);
 extern KappaValueKind kappa_value_kind(Oid basetypid);
+
+/* ----------
+ * json_read.c: the log's JSON lines back as jsonb
+ * ----------
+ */
+extern Jsonb *kappa_jsonb_from_line(const char *line, int len);
 
 /* ----------
  * relinfo.c: per-relation output metadata, cached per decoding session
@@ -350,6 +357,7 @@ typedef struct KappaAggSql
 	char	   *partial_old;	/* p from w_0, before the batch */
 	char	   *partial_new;	/* p from w_0, after it */
 	char	   *merge;			/* p into g, changed groups into the view */
+	char	   *fill_view;		/* every group of g into the view, or NULL */
 	char	   *take_dirty;		/* dirty groups out of g, their keys to k */
 	char	   *clear_partials;
 	char	   *partial_head;	/* engine 2: "INSERT INTO p ... FROM (" */
@@ -541,7 +549,8 @@ extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
  * ----------
  */
 extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
-							   XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows);
+							   XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
+							   bool *changed, int64 *rows);
 extern void kappa_replay_progress_begin(void);
 extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attribute_printf(2, 3);
 

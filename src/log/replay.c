@@ -80,6 +80,9 @@ typedef struct LogCursor
 	Datum	   *tables;
 	char	  **names;			/* quoted qualified names of tables */
 	char	   *pos;			/* next line in the row's events */
+	char	   *last_schema;	/* the table the last record named */
+	char	   *last_table;
+	Oid			last_relid;
 	/* the transaction being read */
 	XLogRecPtr	commit_lsn;
 } LogCursor;
@@ -178,16 +181,27 @@ record_relid(LogCursor *c, JsonbContainer *obj)
 	char	   *schema = field_string(obj, "schema");
 	char	   *table = field_string(obj, "table");
 	char	   *name;
+	Oid			relid = InvalidOid;
 
 	if (schema == NULL || table == NULL)
 		return InvalidOid;
+	/* a row's records are mostly of one table */
+	if (c->last_schema != NULL && strcmp(c->last_schema, schema) == 0 &&
+		strcmp(c->last_table, table) == 0)
+		return c->last_relid;
 	name = quote_qualified_identifier(schema, table);
 	for (int i = 0; i < c->ntables; i++)
 	{
 		if (strcmp(c->names[i], name) == 0)
-			return DatumGetObjectId(c->tables[i]);
+		{
+			relid = DatumGetObjectId(c->tables[i]);
+			break;
+		}
 	}
-	return InvalidOid;
+	c->last_schema = MemoryContextStrdup(c->rowcxt, schema);
+	c->last_table = MemoryContextStrdup(c->rowcxt, table);
+	c->last_relid = relid;
+	return relid;
 }
 
 /*
@@ -217,6 +231,7 @@ log_next(LogCursor *c, LogRecord *r)
 				return false;
 		}
 		MemoryContextReset(c->rowcxt);
+		c->last_schema = c->last_table = NULL;
 		oldcxt = MemoryContextSwitchTo(c->rowcxt);
 		tup = c->rows->vals[c->next];
 		desc = c->rows->tupdesc;
@@ -247,7 +262,7 @@ log_next(LogCursor *c, LogRecord *r)
 	r->line = pnstrdup(c->pos, r->len);
 	c->pos = (*end == '\n') ? end + 1 : end;
 
-	r->json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->line)));
+	r->json = kappa_jsonb_from_line(r->line, r->len);
 	r->kind = field_string(&r->json->root, "kind");
 	if (r->kind == NULL)
 		ereport(ERROR,
@@ -557,8 +572,11 @@ kappa_events(PG_FUNCTION_ARGS)
 				bool		isnull = false;
 
 				if (filtered)
-					value = DirectFunctionCall1(jsonb_in,
-												CStringGetDatum(recount_commit(r.line, nchanges, crc)));
+				{
+					char	   *line = recount_commit(r.line, nchanges, crc);
+
+					value = JsonbPGetDatum(kappa_jsonb_from_line(line, strlen(line)));
+				}
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 			}
 			have_begin = begun = false;
@@ -707,8 +725,12 @@ replay_exec(const char *sql, int expected)
  * where source i's log is read from) held at upper are loaded into the
  * view's internal per-source tables (engine 1's copies a_<n>, engine 2's
  * d_<n>, which have the source's columns; replay_state.c), and the view's
- * query runs once over them.  The derived table must be empty; the
- * internal tables are emptied here.  For engine 1 the copies stay, as the
+ * query runs once over them (for a view maintained algebraically, the
+ * state table g is filled from them and the view's rows come from g, as
+ * the worker writes them).  The derived table must be empty; the internal
+ * tables are emptied here, except engine 1's copies, which a replay that
+ * keeps the state changes into the rows at upper by a merge (only the rows
+ * that differ).  For engine 1 the copies stay, as the
  * worker's copies of the sources at upper, and the state table g of a view
  * maintained algebraically is filled from them; for engine 2, g is filled
  * from the same projection as over the live sources, and d_<n> is emptied
@@ -733,6 +755,8 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	int64		rows = 0;
 	StringInfoData list;
 	Oid			state;
+	bool		merge;
+	bool	   *changed;
 
 	kappa_read_view(relid, &v);
 	label = kappa_qualified_name(relid);
@@ -742,6 +766,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	if (!equal(sources, v.sources) || list_length(v.arrangements) != nsrc)
 		elog(ERROR, "sources of derived view \"%s\" do not match its catalog row", label);
 	scratch = palloc(sizeof(Oid) * nsrc);
+	changed = palloc(sizeof(bool) * nsrc);
 	initStringInfo(&list);
 	for (int i = 0; i < nsrc; i++)
 	{
@@ -762,8 +787,15 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		char	   *query;
 		KappaAggSql *agg = NULL;
 
-		/* nobody else reads them: a new file each, no dead rows */
-		replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
+		/*
+		 * Engine 1's copies stay as the worker's copies of the sources:
+		 * changed into the state by a merge (replay_state.c), which keeps
+		 * their rows and indexes where they are right.  Else nobody else
+		 * reads them: a new file each, no dead rows.
+		 */
+		merge = keep_state && v.engine < 2;
+		if (!merge)
+			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 		if (OidIsValid(state))
 			replay_exec(psprintf("TRUNCATE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
 		if (!keep_state)
@@ -783,7 +815,8 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		}
 
 		/* the sources at upper, into the internal tables */
-		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, &rows);
+		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, merge,
+									changed, &rows);
 		CommandCounterIncrement();
 
 		/*
@@ -797,15 +830,10 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 			kappa_replay_progress(label, "analyzing the state of the sources");
 			for (int i = 0; i < nsrc; i++)
 			{
-				if (pg_class_ownercheck(scratch[i], GetUserId()))
+				if (changed[i] && pg_class_ownercheck(scratch[i], GetUserId()))
 					replay_exec(psprintf("ANALYZE %s", kappa_qualified_name(scratch[i])), SPI_OK_UTILITY);
 			}
 		}
-
-		/* the view's query, once, over them */
-		kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
-		query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
-		replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 
 		/* the state of a view maintained algebraically (agg_delta.c) */
 		if (OidIsValid(state) && keep_state)
@@ -827,6 +855,23 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 				kappa_replay_progress(label, "filling the state of the view");
 				replay_exec(agg->fill_state, SPI_OK_INSERT);
 			}
+		}
+
+		/*
+		 * The view: from that state, as the worker writes the groups it
+		 * changes (one row per group, without reading the sources again),
+		 * else by its query, once, over them.
+		 */
+		if (agg && agg->fill_view)
+		{
+			kappa_replay_progress(label, "computing the view from its state");
+			replay_exec(agg->fill_view, SPI_OK_INSERT);
+		}
+		else
+		{
+			kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
+			query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
+			replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 		}
 
 		/* engine 2's d_<n> hold a batch's deltas: empty between batches */

@@ -29,7 +29,10 @@
  * image becomes an entry (the row's columns and its position in the log)
  * in a tuplesort per source, which spills to disk past maintenance_work_mem
  * (shared among the sources): so no table is ever held in memory, whatever
- * the size of the log.  Sorted by key (in its index's order) and position,
+ * the size of the log.  A source's first entries, as long as they come in
+ * key order (a snapshot of a table read in key order, as a table filled in
+ * key order is), skip the sort: they are kept in a tuplestore (an eighth of
+ * the memory, spilling in order) and merged with the sorted rest.  Sorted by key (in its index's order) and position,
  * or for a table without a key by a hash of the whole row and position,
  * the entries of one key (or one row) come together in log order and are
  * folded into what is left of them.  Keys equal by their type but not in
@@ -39,8 +42,12 @@
  *
  * The rows left are written to the target table with table_multi_insert
  * (as COPY does, no executor and no per-row SQL), and the target's indexes
- * are built afterwards, in bulk.  The caller (replay.c) empties the target
- * first, runs the view's query over the targets, and owns the transaction.
+ * are built afterwards, in bulk.  A target that already holds rows of its
+ * source (engine 1's copy, in an in-place replay) is merged into instead:
+ * read in key order beside the folded rows, only the rows that differ are
+ * deleted or inserted, and its indexes are kept (see "Merging" below).
+ * The caller (replay.c) empties the other targets first, runs the view's
+ * query over the targets, and owns the transaction.
  *
  * Progress: the backend's activity text (pg_stat_activity.query) says
  * "kappa.replay(<view>): compacting N of M records" and then what follows,
@@ -52,10 +59,14 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/hio.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/relscan.h"
 #include "catalog/index.h"
+#include "catalog/pg_am_d.h"
+#include "executor/executor.h"
 #include "catalog/pg_operator_d.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -71,15 +82,18 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "storage/bufmgr.h"
+#include "utils/snapmgr.h"
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 #include "utils/tuplesort.h"
+#include "utils/tuplestore.h"
 #include "utils/varlena.h"
 
 #include "pg_kappa.h"
 
 /* The columns of a sort entry after the source's own */
-#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, 0) */
+#define ENTRY_HASH		1		/* int8: by row, the row's hash (by key, null) */
 #define ENTRY_SEQ		2		/* int8: position in the log */
 #define ENTRY_OP		3		/* int4: ENTRY_ROW or ENTRY_GONE */
 #define ENTRY_UNCHANGED 4		/* bytea: per column, 1 = unchanged TOAST */
@@ -131,10 +145,23 @@ typedef struct SourceState
 	SortSupport keysort;		/* by key: to compare keys in the fold */
 	TupleDesc	sortdesc;		/* the source's columns, then ENTRY_* */
 	Tuplesortstate *sort;
+	/*
+	 * The run: the source's first entries, while they come in key order
+	 * (a snapshot of a table read in key order), kept aside in the order
+	 * they came instead of sorted; the fold merges them with the sort.
+	 */
+	Tuplestorestate *run;
+	bool		run_open;		/* entries may still join the run */
+	bool		run_byval;		/* every key column is passed by value */
+	Datum	   *run_last;		/* the key of the run's last entry */
+	int64		run_entries;
 	TupleTableSlot *putslot;
 	int			workmem;		/* kB */
 	int64		entries;
 	int64		rows;			/* rows loaded into target */
+	bool		merge;			/* change target's rows into the state */
+	Oid			mergeindex;		/* target's index in the key's order */
+	int64		changed;		/* rows of target deleted or inserted */
 	/* the record being read */
 	Datum	   *oldv;
 	bool	   *oldn;
@@ -651,8 +678,24 @@ begin_sort(SourceState *s)
 	}
 	attnums[n - 1] = s->natts + ENTRY_SEQ;
 	ops[n - 1] = Int8LessOperator;
+
+	/*
+	 * The run gets an eighth of the memory (it is written and read in
+	 * order, so it spills cheaply), and only from the first entry on: after
+	 * a truncate, everything is sorted.
+	 */
+	if (s->run != NULL)
+	{
+		tuplestore_end(s->run);
+		s->run = NULL;
+	}
+	s->run_open = s->entries == 0 && s->by_key && s->run_byval;
+	s->run_entries = 0;
+	if (s->run_open)
+		s->run = tuplestore_begin_heap(false, false, Max(64, s->workmem / 8));
 	s->sort = tuplesort_begin_heap(s->sortdesc, n, attnums, ops, colls, nullsfirst,
-								   s->workmem, NULL, TUPLESORT_NONE);
+								   s->run_open ? Max(64, s->workmem - s->workmem / 8) : s->workmem,
+								   NULL, TUPLESORT_NONE);
 	s->entries = 0;
 }
 
@@ -711,6 +754,10 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	TupleDescInitEntry(s->sortdesc, s->natts + ENTRY_UNCHANGED, "_kappa_unchanged", BYTEAOID, -1, 0);
 	s->putslot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsVirtual);
 	s->workmem = Max(1024, maintenance_work_mem / ls->nsrc);
+	s->run_byval = s->by_key;
+	for (int k = 0; k < s->nkeys; k++)
+		s->run_byval &= TupleDescAttr(desc, s->keys[k])->attbyval;
+	s->run_last = palloc0(sizeof(Datum) * Max(s->nkeys, 1));
 	begin_sort(s);
 
 	s->oldv = palloc(sizeof(Datum) * s->natts);
@@ -764,12 +811,38 @@ find_column(LoadState *ls, JsonCursor *c, SourceState *s, const char *key, int k
 	return -1;
 }
 
+/*
+ * The integer a JSON number v .. end stands for, when it is written as
+ * PostgreSQL prints integers (an optional minus, at most 18 digits): false
+ * for anything else, which the type's own parser then reads.
+ */
+static inline bool
+plain_int64(const char *v, const char *end, int64 *out)
+{
+	bool		neg = (v < end && *v == '-');
+	uint64		n = 0;
+
+	if (neg)
+		v++;
+	if (v >= end || end - v > 18)
+		return false;
+	for (; v < end; v++)
+	{
+		if (*v < '0' || *v > '9')
+			return false;
+		n = n * 10 + (*v - '0');
+	}
+	*out = neg ? -(int64) n : (int64) n;
+	return true;
+}
+
 /* The value of column col that the JSON value v .. end stands for. */
 static Datum
 column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 			 const char *end, bool *isnull)
 {
 	int			len = end - v;
+	int64		n;
 
 	*isnull = false;
 	if (len == 4 && memcmp(v, "null", 4) == 0)
@@ -777,6 +850,15 @@ column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 		*isnull = true;
 		return (Datum) 0;
 	}
+	/* integers in range, without a copy and the input function */
+	if (col->direct == INT4OID && plain_int64(v, end, &n) &&
+		n >= PG_INT32_MIN && n <= PG_INT32_MAX)
+		return Int32GetDatum((int32) n);
+	if (col->direct == INT8OID && plain_int64(v, end, &n))
+		return Int64GetDatum(n);
+	if (col->direct == INT2OID && plain_int64(v, end, &n) &&
+		n >= PG_INT16_MIN && n <= PG_INT16_MAX)
+		return Int16GetDatum((int16) n);
 	if (*v == '"' && !col->raw)
 		json_unescape(c, &ls->buf, v + 1, len - 2);
 	else
@@ -947,7 +1029,37 @@ same_entry(SourceState *s, Datum *v1, bool *n1, Datum *v2, bool *n2)
 	return true;
 }
 
-/* Add an entry for source s to its sort. */
+/*
+ * May this entry join the run of source s: an image of a key past the
+ * run's last one, nothing to fill from an earlier image?  Keys passed by
+ * value only, so that the last one is kept without a copy.
+ */
+static bool
+run_takes(SourceState *s, int op, Datum *values, bool *nulls, bool *unchanged)
+{
+	int			cmp = 0;
+
+	if (op != ENTRY_ROW || unchanged != NULL)
+		return false;
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		if (nulls[s->keys[k]])
+			return false;
+	}
+	if (s->run_entries > 0)
+	{
+		for (int k = 0; k < s->nkeys && cmp == 0; k++)
+			cmp = ApplySortComparator(s->run_last[k], false, values[s->keys[k]], false,
+									  &s->keysort[k]);
+		if (cmp >= 0)
+			return false;
+	}
+	for (int k = 0; k < s->nkeys; k++)
+		s->run_last[k] = values[s->keys[k]];
+	return true;
+}
+
+/* Add an entry for source s to its sort, or to its run. */
 static void
 put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		  bool *unchanged)
@@ -966,9 +1078,10 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 			slot->tts_isnull[a] = true;
 		}
 	}
+	/* by key, no hash: null, which takes no room in the sort */
 	slot->tts_values[n + ENTRY_HASH - 1] =
 		Int64GetDatum(s->by_key ? 0 : (int64) row_hash(s, values, nulls));
-	slot->tts_isnull[n + ENTRY_HASH - 1] = false;
+	slot->tts_isnull[n + ENTRY_HASH - 1] = s->by_key;
 	slot->tts_values[n + ENTRY_SEQ - 1] = Int64GetDatum(seq);
 	slot->tts_isnull[n + ENTRY_SEQ - 1] = false;
 	slot->tts_values[n + ENTRY_OP - 1] = Int32GetDatum(op);
@@ -985,8 +1098,15 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-	tuplesort_puttupleslot(s->sort, slot);
 	s->entries++;
+	if (s->run_open && run_takes(s, op, values, nulls, unchanged))
+	{
+		tuplestore_puttupleslot(s->run, slot);
+		s->run_entries++;
+		return;
+	}
+	s->run_open = false;
+	tuplesort_puttupleslot(s->sort, slot);
 }
 
 /* Does an image have every column of the table (REPLICA IDENTITY FULL)? */
@@ -1224,6 +1344,7 @@ read_truncate(LoadState *ls, JsonCursor *c)
 
 				/* what came before no longer matters */
 				tuplesort_end(ls->src[i].sort);
+				ls->src[i].entries = 1;	/* no run after a truncate */
 				begin_sort(&ls->src[i]);
 				MemoryContextSwitchTo(oldcxt);
 				ls->seq++;
@@ -1536,7 +1657,22 @@ typedef struct Loader
 	Datum	   *values;
 	bool	   *nulls;
 	int			weight;			/* attribute index of _kappa_w, or -1 */
+	/* merging into the rows target holds (merge_*) */
+	bool		merging;
+	bool		bulk;			/* too many changes: indexes rebuilt after */
+	int64		bulk_after;		/* changes past which it goes bulk */
+	IndexScanDesc scan;			/* target in key order */
+	Relation	irel;
+	Snapshot	snapshot;
+	TupleTableSlot *old;		/* target's current row, or empty */
+	TupleTableSlot *new;		/* a row inserted with its index entries */
+	EState	   *estate;
+	ResultRelInfo *rri;
 } Loader;
+
+static void merge_begin(Loader *l, SourceState *s);
+static bool merge_put(Loader *l, SourceState *s, Datum *values, bool *nulls);
+static bool merge_end(Loader *l, SourceState *s);
 
 /* Insert the rows waiting, and forget them. */
 static void
@@ -1563,7 +1699,8 @@ loader_open(Loader *l, SourceState *s)
 	bool		ok;
 
 	memset(l, 0, sizeof(Loader));
-	l->rel = table_open(s->target, RowExclusiveLock);
+	/* a merge reads the target's rows as they stay: nobody else writes it */
+	l->rel = table_open(s->target, s->merge ? ExclusiveLock : RowExclusiveLock);
 	l->desc = RelationGetDescr(l->rel);
 	l->weight = -1;
 	ok = l->desc->natts >= s->natts;
@@ -1587,7 +1724,14 @@ loader_open(Loader *l, SourceState *s)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", s->label),
 				 errhint("Drop the view with kappa.drop_view and create it again.")));
+	/*
+	 * Not through a ring of a few buffers, as COPY loads: the rows are read
+	 * right after (the view's query, the state, index builds), which would
+	 * read back from the kernel what the ring had written out.
+	 */
 	l->bistate = GetBulkInsertState();
+	FreeAccessStrategy(l->bistate->strategy);
+	l->bistate->strategy = NULL;
 	l->cid = GetCurrentCommandId(true);
 	/* a table emptied by this transaction has no free space worth looking up */
 	l->options = (l->rel->rd_createSubid != InvalidSubTransactionId ||
@@ -1599,14 +1743,223 @@ loader_open(Loader *l, SourceState *s)
 		l->slots[i] = MakeSingleTupleTableSlot(l->desc, &TTSOpsHeapTuple);
 	l->values = palloc0(sizeof(Datum) * l->desc->natts);
 	l->nulls = palloc(sizeof(bool) * l->desc->natts);
+	if (s->merge)
+		merge_begin(l, s);
+}
+
+/* ----------
+ * Merging into rows the target holds
+ *
+ * An in-place replay of an engine 1 view finds its copies of the sources
+ * (a_<n>) holding rows already, normally those of the state it rebuilds.
+ * Instead of emptying them, loading every row and building their indexes
+ * again, the rows folded from the log (in key order) are compared with the
+ * target's (read in the same order, through its index on the key): a row
+ * of the target that the state does not have, or has with other values,
+ * is deleted, and a row of the state that the target lacks is inserted
+ * with its index entries.  The target ends up with the same rows as a
+ * reload would give it.  Past bulk_after changes that is no longer cheaper
+ * than a reload: the rest is inserted without index entries, and the
+ * indexes are built again at the end.
+ * ----------
+ */
+
+/*
+ * The index of target that returns its rows in the order of the key of
+ * source s (a unique btree on the same columns, operator families and
+ * collations), or InvalidOid.
+ */
+static Oid
+merge_index(SourceState *s, Relation target)
+{
+	List	   *indexes = RelationGetIndexList(target);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	if (!s->by_key)
+		return InvalidOid;
+	foreach(lc, indexes)
+	{
+		Relation	irel = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ind = irel->rd_index;
+		bool		ok = ind->indisunique && ind->indisvalid &&
+			ind->indnkeyatts == s->nkeys && irel->rd_rel->relam == BTREE_AM_OID &&
+			RelationGetIndexExpressions(irel) == NIL &&
+			RelationGetIndexPredicate(irel) == NIL;
+
+		for (int k = 0; k < s->nkeys && ok; k++)
+		{
+			Oid			type = irel->rd_opcintype[k];
+
+			ok = ind->indkey.values[k] == s->keys[k] + 1 &&
+				irel->rd_indcollation[k] == s->keycolls[k] &&
+				(irel->rd_indoption[k] & (INDOPTION_DESC | INDOPTION_NULLS_FIRST)) == 0 &&
+				get_opfamily_member(irel->rd_opfamily[k], type, type,
+									BTLessStrategyNumber) == s->keyops[k];
+		}
+		index_close(irel, AccessShareLock);
+		if (ok)
+		{
+			result = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	return result;
+}
+
+/* Read the target's next row, in key order, into l->old (empty at its end). */
+static void
+merge_next(Loader *l)
+{
+	if (!index_getnext_slot(l->scan, ForwardScanDirection, l->old))
+		ExecClearTuple(l->old);
+	else
+		slot_getallattrs(l->old);
+}
+
+/* Start merging into the rows target holds: read them in key order. */
+static void
+merge_begin(Loader *l, SourceState *s)
+{
+	l->merging = true;
+	l->bulk = false;
+	l->bulk_after = Max(1000, s->entries / 16);
+	l->irel = index_open(s->mergeindex, AccessShareLock);
+	l->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	l->scan = index_beginscan(l->rel, l->irel, l->snapshot, 0, 0);
+	index_rescan(l->scan, NULL, 0, NULL, 0);
+	l->old = table_slot_create(l->rel, NULL);
+	l->new = MakeSingleTupleTableSlot(l->desc, &TTSOpsVirtual);
+	l->estate = CreateExecutorState();
+	l->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(l->rri, l->rel, 1, NULL, 0);
+	ExecOpenIndices(l->rri, false);
+	merge_next(l);
+}
+
+/* Delete the target's current row, and read the next. */
+static void
+merge_delete(Loader *l, SourceState *s)
+{
+	simple_heap_delete(l->rel, &l->old->tts_tid);
+	s->changed++;
+	merge_next(l);
+}
+
+/* Compare the key of the target's current row with that of values. */
+static int
+merge_compare(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		int			a = s->keys[k];
+		int			cmp = ApplySortComparator(l->old->tts_values[a], l->old->tts_isnull[a],
+											  values[a], nulls[a], &s->keysort[k]);
+
+		if (cmp != 0)
+			return cmp;
+	}
+	return 0;
+}
+
+/* Is the target's current row the same row as values, nulls? */
+static bool
+merge_same_row(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	for (int a = 0; a < l->desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(l->desc, a);
+		bool		isnull = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+
+		if (att->attisdropped)
+			continue;
+		if (l->old->tts_isnull[a] != isnull)
+			return false;
+		if (!isnull && !datum_image_eq(l->old->tts_values[a], values[a],
+									   att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Merge one row of the state into the target: true when it is done, false
+ * when the caller is to load it (without index entries, past bulk_after).
+ */
+static bool
+merge_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
+{
+	int			cmp = -1;
+
+	/* the target's rows before this key are not in the state */
+	while (!TTS_EMPTY(l->old) && (cmp = merge_compare(l, s, values, nulls)) < 0)
+		merge_delete(l, s);
+	if (!TTS_EMPTY(l->old) && cmp == 0)
+	{
+		if (merge_same_row(l, s, values, nulls))
+		{
+			s->rows++;
+			merge_next(l);
+			return true;
+		}
+		merge_delete(l, s);
+	}
+
+	/* a row the target lacks */
+	s->changed++;
+	if (!l->bulk && s->changed > l->bulk_after)
+	{
+		elog(DEBUG1, "pg_kappa replay: more than " INT64_FORMAT " rows of \"%s\" differ from the state, rebuilding its indexes",
+			 l->bulk_after, RelationGetRelationName(l->rel));
+		l->bulk = true;
+	}
+	if (l->bulk)
+		return false;
+	ExecClearTuple(l->new);
+	for (int a = 0; a < l->desc->natts; a++)
+	{
+		l->new->tts_values[a] = a < s->natts ? values[a] : (Datum) 0;
+		l->new->tts_isnull[a] = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+	}
+	ExecStoreVirtualTuple(l->new);
+	table_tuple_insert(l->rel, l->new, l->cid, 0, NULL);
+	(void) ExecInsertIndexTuples(l->rri, l->new, l->estate, false, false, NULL, NIL);
+	ResetPerTupleExprContext(l->estate);
+	s->rows++;
+	return true;
+}
+
+/*
+ * End the merge: the target's rows after the last key of the state go.
+ * Returns whether the indexes are to be built again.
+ */
+static bool
+merge_end(Loader *l, SourceState *s)
+{
+	while (!TTS_EMPTY(l->old))
+		merge_delete(l, s);
+	index_endscan(l->scan);
+	index_close(l->irel, NoLock);
+	UnregisterSnapshot(l->snapshot);
+	ExecDropSingleTupleTableSlot(l->old);
+	ExecDropSingleTupleTableSlot(l->new);
+	ExecCloseIndices(l->rri);
+	FreeExecutorState(l->estate);
+	l->merging = false;
+	return l->bulk;
 }
 
 /* One row of the target, from the first natts values of an entry. */
 static void
 loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(l->cxt);
+	MemoryContext oldcxt;
 	HeapTuple	tup;
+
+	if (l->merging && merge_put(l, s, values, nulls))
+		return;
+	oldcxt = MemoryContextSwitchTo(l->cxt);
 
 	for (int a = 0; a < l->desc->natts; a++)
 	{
@@ -1627,20 +1980,27 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 		loader_flush(l);
 }
 
-/* Close the target; build its indexes, if it has any. */
+/*
+ * Close the target; build its indexes, if it has any (and they were not
+ * kept up to date by a merge).
+ */
 static void
-loader_close(Loader *l)
+loader_close(Loader *l, SourceState *s)
 {
 	Oid			relid = RelationGetRelid(l->rel);
 	bool		indexed;
 
+	bool		rebuild = true;
+
 	loader_flush(l);
+	if (l->merging)
+		rebuild = merge_end(l, s);
 	table_finish_bulk_insert(l->rel, l->options);
 	FreeBulkInsertState(l->bistate);
 	for (int i = 0; i < LOAD_BATCH_ROWS; i++)
 		ExecDropSingleTupleTableSlot(l->slots[i]);
 	MemoryContextDelete(l->cxt);
-	indexed = RelationGetIndexList(l->rel) != NIL;
+	indexed = rebuild && RelationGetIndexList(l->rel) != NIL;
 	table_close(l->rel, NoLock);
 	if (indexed)
 	{
@@ -1695,33 +2055,39 @@ fold_flush(FoldGroup *g, SourceState *s, Loader *l)
 }
 
 /*
- * Make mb hold a copy of the entry in slot (whose values are deformed):
- * the entry as sorted, or, when its values were changed, as they are now.
+ * Make mb hold a copy of the entry in slot (whose values are deformed) as
+ * its values are now, changed since it was sorted.
  */
 static void
-member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot, bool changed)
+member_set(SourceState *s, FoldMember *mb, TupleTableSlot *slot)
 {
-	MinimalTuple copy;
-
 	/* the slot's values may point into the image this one replaces */
-	if (changed)
-		copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
-	else
-	{
-		bool		shouldfree;
-		MinimalTuple mt = ExecFetchSlotMinimalTuple(slot, &shouldfree);
+	MinimalTuple copy = heap_form_minimal_tuple(s->sortdesc, slot->tts_values, slot->tts_isnull);
 
-		copy = shouldfree ? mt : heap_copy_minimal_tuple(mt);
-	}
 	ExecStoreMinimalTuple(copy, mb->slot, true);
 	slot_getallattrs(mb->slot);
 }
 
-/* The member of the group the entry in slot is about, added if new. */
+/*
+ * Make mb hold the entry in *slotp as sorted (a copy the slot owns, its
+ * values deformed): the slots are exchanged, without copying the entry
+ * again; *slotp gets the member's former slot, for the next entry.
+ */
+static void
+member_take(FoldMember *mb, TupleTableSlot **slotp)
+{
+	TupleTableSlot *tmp = mb->slot;
+
+	mb->slot = *slotp;
+	*slotp = tmp;
+}
+
+/* The member of the group the entry in *slotp is about, added if new. */
 static FoldMember *
-fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
+fold_member(FoldGroup *g, SourceState *s, TupleTableSlot **slotp, bool *found)
 {
 	FoldMember *mb;
+	TupleTableSlot *slot = *slotp;
 
 	for (int m = 0; m < g->nmembers; m++)
 	{
@@ -1747,8 +2113,108 @@ fold_member(FoldGroup *g, SourceState *s, TupleTableSlot *slot, bool *found)
 	mb = &g->members[g->nmembers++];
 	mb->present = false;
 	mb->count = 0;
-	member_set(s, mb, slot, false);
+	member_take(mb, slotp);
 	return mb;
+}
+
+/* The entries of a source in (key, position) order: its run and its sort */
+typedef struct EntryStream
+{
+	SourceState *s;
+	TupleTableSlot *run;		/* the run's next entry, or empty */
+	TupleTableSlot *sorted;		/* the sort's next entry, or empty */
+} EntryStream;
+
+/* Read the next entry of the run into st->run. */
+static void
+stream_run_next(EntryStream *st)
+{
+	if (st->s->run == NULL ||
+		!tuplestore_gettupleslot(st->s->run, true, true, st->run))
+		ExecClearTuple(st->run);
+	else
+		slot_getallattrs(st->run);
+}
+
+/* Read the next entry of the sort into st->sorted. */
+static void
+stream_sorted_next(EntryStream *st)
+{
+	if (!tuplesort_gettupleslot(st->s->sort, true, true, st->sorted, NULL))
+		ExecClearTuple(st->sorted);
+	else
+		slot_getallattrs(st->sorted);
+}
+
+static void
+stream_begin(EntryStream *st, SourceState *s)
+{
+	st->s = s;
+	st->run = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+	st->sorted = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+	stream_run_next(st);
+	stream_sorted_next(st);
+}
+
+/*
+ * The next entry, exchanged into *slotp (a copy it owns, deformed): of the
+ * run's and the sort's next entries the one of the lower key, on equal
+ * keys the run's (every entry of the run came before every sorted one).
+ * False at the end.
+ */
+static bool
+stream_next(EntryStream *st, TupleTableSlot **slotp)
+{
+	SourceState *s = st->s;
+	bool		from_run;
+	TupleTableSlot *tmp = *slotp;
+
+	if (TTS_EMPTY(st->run) && TTS_EMPTY(st->sorted))
+		return false;
+	if (TTS_EMPTY(st->sorted))
+		from_run = true;
+	else if (TTS_EMPTY(st->run))
+		from_run = false;
+	else
+	{
+		int			cmp = 0;
+
+		for (int k = 0; k < s->nkeys && cmp == 0; k++)
+		{
+			int			a = s->keys[k];
+
+			cmp = ApplySortComparator(st->run->tts_values[a], st->run->tts_isnull[a],
+									  st->sorted->tts_values[a], st->sorted->tts_isnull[a],
+									  &s->keysort[k]);
+		}
+		from_run = cmp <= 0;
+	}
+	ExecClearTuple(tmp);
+	if (from_run)
+	{
+		*slotp = st->run;
+		st->run = tmp;
+		stream_run_next(st);
+	}
+	else
+	{
+		*slotp = st->sorted;
+		st->sorted = tmp;
+		stream_sorted_next(st);
+	}
+	return true;
+}
+
+static void
+stream_end(EntryStream *st)
+{
+	ExecDropSingleTupleTableSlot(st->run);
+	ExecDropSingleTupleTableSlot(st->sorted);
+	if (st->s->run != NULL)
+	{
+		tuplestore_end(st->s->run);
+		st->s->run = NULL;
+	}
 }
 
 /*
@@ -1760,18 +2226,21 @@ fold_source(LoadState *ls, SourceState *s)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
 	Loader		l;
+	EntryStream st;
 	FoldGroup	g = {0};
 	bool		have_group = false;
 	int64		group_hash = 0;
 	int			n = s->natts;
 	int64		folded = 0;
 
-	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s",
-						  s->entries, s->label);
+	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s (" INT64_FORMAT " in order already)",
+						  s->entries, s->label, s->run_entries);
 	tuplesort_performsort(s->sort);
 	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
 	loader_open(&l, s);
-	while (tuplesort_gettupleslot(s->sort, true, false, slot, NULL))
+	/* copies, which a member may keep (member_take) */
+	stream_begin(&st, s);
+	while (stream_next(&st, &slot))
 	{
 		int64		hash;
 		int			op;
@@ -1806,7 +2275,7 @@ fold_source(LoadState *ls, SourceState *s)
 			have_group = true;
 			group_hash = hash;
 		}
-		mb = fold_member(&g, s, slot, &found);
+		mb = fold_member(&g, s, &slot, &found);
 		if (!s->by_key)
 		{
 			/* a multiset that never counts below zero */
@@ -1819,10 +2288,13 @@ fold_source(LoadState *ls, SourceState *s)
 			mb->present = false;
 		else
 		{
+			/* a new member took the entry's slot */
+			TupleTableSlot *entry = found ? slot : mb->slot;
+
 			/* the key's image: unchanged TOASTed values from the last one */
-			if (!slot->tts_isnull[n + ENTRY_UNCHANGED - 1])
+			if (!entry->tts_isnull[n + ENTRY_UNCHANGED - 1])
 			{
-				bytea	   *marks = DatumGetByteaPP(slot->tts_values[n + ENTRY_UNCHANGED - 1]);
+				bytea	   *marks = DatumGetByteaPP(entry->tts_values[n + ENTRY_UNCHANGED - 1]);
 
 				for (int a = 0; a < n && a < VARSIZE_ANY_EXHDR(marks); a++)
 				{
@@ -1836,14 +2308,14 @@ fold_source(LoadState *ls, SourceState *s)
 								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row."),
 								 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
 										 s->label)));
-					slot->tts_values[a] = mb->slot->tts_values[a];
-					slot->tts_isnull[a] = mb->slot->tts_isnull[a];
+					entry->tts_values[a] = mb->slot->tts_values[a];
+					entry->tts_isnull[a] = mb->slot->tts_isnull[a];
 				}
-				slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
-				member_set(s, mb, slot, true);
+				entry->tts_isnull[n + ENTRY_UNCHANGED - 1] = true;
+				member_set(s, mb, entry);
 			}
 			else if (found)
-				member_set(s, mb, slot, false);
+				member_take(mb, &slot);
 			mb->present = true;
 		}
 		if ((++folded % PROGRESS_EVERY) == 0)
@@ -1854,6 +2326,7 @@ fold_source(LoadState *ls, SourceState *s)
 		}
 	}
 	fold_flush(&g, s, &l);
+	stream_end(&st);
 	for (int m = 0; m < g.size; m++)
 		ExecDropSingleTupleTableSlot(g.members[m].slot);
 	ExecDropSingleTupleTableSlot(slot);
@@ -1861,13 +2334,18 @@ fold_source(LoadState *ls, SourceState *s)
 	s->sort = NULL;
 	kappa_replay_progress(ls->view, "indexing the state of table %s (" INT64_FORMAT " rows)",
 						  s->label, s->rows);
-	loader_close(&l);
+	loader_close(&l, s);
 }
 
 /*
  * Load into targets[i] (empty tables with the columns of sources[i], at
  * the same attribute numbers, and perhaps _kappa_w) the rows source i held
- * at upper, from its logged records committed from lowers[i] on.  view
+ * at upper, from its logged records committed from lowers[i] on.  With
+ * merge, the targets are not empty but hold rows of their source (engine
+ * 1's copies a_<n>): they are changed into those rows instead, deleting
+ * and inserting only the rows that differ (or, without an index on the
+ * source's key, emptied and loaded).  changed[i] tells whether target i
+ * was loaded or much changed (its statistics are out of date).  view
  * names the replay in messages.  SPI connected, an active snapshot that
  * sees the log up to upper; runs the columns' input functions as the
  * current user.  Returns the number of change records read; *rows gets the
@@ -1875,7 +2353,8 @@ fold_source(LoadState *ls, SourceState *s)
  */
 int64
 kappa_replay_load(const char *view, List *sources, Oid *targets,
-				  XLogRecPtr *lowers, XLogRecPtr upper, int64 *rows)
+				  XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
+				  bool *changed, int64 *rows)
 {
 	LoadState	ls;
 	MemoryContext oldcxt;
@@ -1894,7 +2373,26 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	initStringInfo(&ls.buf);
 	ls.src = palloc0(sizeof(SourceState) * ls.nsrc);
 	for (int i = 0; i < ls.nsrc; i++)
-		init_source(&ls, &ls.src[i], list_nth_oid(sources, i), targets[i], lowers[i]);
+	{
+		SourceState *s = &ls.src[i];
+
+		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i]);
+		if (merge)
+		{
+			Relation	rel = table_open(s->target, ExclusiveLock);
+			bool		empty = RelationGetNumberOfBlocks(rel) == 0;
+
+			/* a table made by this replay has nothing to merge into */
+			s->mergeindex = empty ? InvalidOid : merge_index(s, rel);
+			s->merge = OidIsValid(s->mergeindex);
+			table_close(rel, NoLock);
+			/* no index to merge by: loaded again */
+			if (!s->merge && !empty &&
+				SPI_execute(psprintf("TRUNCATE %s", kappa_qualified_name(s->target)),
+							false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "could not empty the state of table %s", s->label);
+		}
+	}
 	ls.commit_lsn = InvalidXLogRecPtr;
 
 	kappa_replay_progress(view, "reading the event log");
@@ -1907,6 +2405,8 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	{
 		fold_source(&ls, &ls.src[i]);
 		*rows += ls.src[i].rows;
+		/* statistics are worth making again for a table loaded or much changed */
+		changed[i] = !ls.src[i].merge || ls.src[i].changed > ls.src[i].rows / 10;
 	}
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(ls.cxt);

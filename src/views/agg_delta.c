@@ -332,20 +332,26 @@ add_state(List **state, const char *what, int j, char *partial,
  * g's columns beside the group key, in order; see the file header.  With
  * weighted, the partials are over the rows of a projection (projection_sql)
  * whose column _kappa_a<j> is the argument of the view's aggregate j, and
- * each row stands for abs(_kappa_w) rows.
+ * each row stands for abs(_kappa_w) rows; with unit as well, every row of
+ * the projection stands for one (the live rows, in groups): the partials
+ * weights of 1 would give, of the same types, without converting each
+ * value to numeric and multiplying it by its weight.  With tally, numeric
+ * sums of no fixed scale count their values per display scale (engine 2),
+ * else keep their largest scale.
  */
 static List *
-state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool tally)
+state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit, bool tally)
 {
 	List	   *state = NIL;
 	StateColumn *rows = palloc0(sizeof(StateColumn));
 	ListCell   *lc;
 	int			j = 0;
 	const char *w = "pg_catalog.abs(t._kappa_w)";
+	bool		by_weight = weighted && !unit;
 
 	/* the row count; a group whose count reaches 0 is dirty (merge_sql) */
 	rows->name = "_kappa_n";
-	rows->partial = weighted ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
+	rows->partial = by_weight ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
 	rows->combine = COMBINE_ADD;
 	state = lappend(state, rows);
 
@@ -364,7 +370,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool tally)
 			case AGG_SUM:
 			case AGG_AVG:
 				add_state(&state, "c", j,
-						  weighted ?
+						  by_weight ?
 						  psprintf("COALESCE(pg_catalog.sum(%s) FILTER (WHERE %s IS NOT NULL), 0)", w, arg) :
 						  psprintf("pg_catalog.count(%s)", arg),
 						  COMBINE_ADD, NULL);
@@ -372,7 +378,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool tally)
 					break;
 				/* NaN and infinities do not subtract */
 				add_state(&state, "s", j,
-						  weighted ?
+						  by_weight ?
 						  psprintf("COALESCE(pg_catalog.sum(%s::pg_catalog.numeric OPERATOR(pg_catalog.*) %s), 0)", arg, w) :
 						  psprintf("COALESCE(pg_catalog.sum(%s)::pg_catalog.numeric, 0)", arg),
 						  COMBINE_ADD,
@@ -385,8 +391,11 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool tally)
 				{
 					col->tally = true;
 					add_state(&state, "t", j,
+							  by_weight ?
 							  psprintf("COALESCE(pg_catalog.sum(pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric, 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s))) OPERATOR(pg_catalog.*) %s), 0)",
-									   arg, w),
+									   arg, w) :
+							  psprintf("COALESCE(pg_catalog.sum(pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric, 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s)))), 0)",
+									   arg),
 							  COMBINE_ADD, NULL);
 				}
 				else if (col->numeric && col->fixed_scale < 0)
@@ -637,6 +646,33 @@ merge_sql(KappaViewDef *def, AggShape *shape, List *state, const char *schema,
 }
 
 /*
+ * The view's rows from g's, for every group: what the merge writes for the
+ * groups a batch changed (merge_sql), for a g just filled from whole
+ * sources, where no group is dirty.  A replay fills the view so instead of
+ * running its query over the sources again.
+ */
+static char *
+fill_view_sql(KappaViewDef *def, AggShape *shape, const char *schema,
+			  const char *target)
+{
+	StringInfoData out;
+	ListCell   *lc;
+	int			j = 0;
+
+	initStringInfo(&out);
+	foreach(lc, shape->columns)
+	{
+		AggColumn  *col = lfirst(lc);
+
+		j++;
+		appendStringInfo(&out, "%s%s", out.len > 0 ? ", " : "", output_expr(def, col, j, "g"));
+	}
+	return psprintf("INSERT INTO %s SELECT %s FROM %s.g g"
+					" WHERE g._kappa_n OPERATOR(pg_catalog.>) 0 AND NOT g._kappa_dirty",
+					target, out.data, schema);
+}
+
+/*
  * The SQL that maintains view def (internal schema schema, derived table
  * target, both quoted) algebraically, or NULL when it cannot be.
  */
@@ -654,7 +690,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, false, false);
+	state = state_of(def, shape, false, false, false);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
@@ -681,6 +717,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
 	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
 	sql->merge = merge_sql(def, shape, state, schema, target);
+	sql->fill_view = fill_view_sql(def, shape, schema, target);
 	sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 							   " INSERT INTO %s.k SELECT * FROM dirty",
 							   schema, keys, schema);
@@ -812,15 +849,18 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	char	   *keys;
 	char	   *cols;
 	char	   *partials;
+	char	   *live_partials;
 	char	   *state_live;
 	bool		whole;
+	bool		tally;
 	StringInfoData buf;
 	ListCell   *lc;
 
 	if (shape == NULL)
 		return NULL;
 	sql = palloc0(sizeof(KappaAggSql));
-	state = state_of(def, shape, true, !has_scale_maxima(schema));
+	tally = !has_scale_maxima(schema);
+	state = state_of(def, shape, true, false, tally);
 	keys = kappa_quoted_list(def->key_columns, "");
 	cols = state_columns(def, state);
 
@@ -831,9 +871,23 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 						 ((StateColumn *) lfirst(lc))->partial,
 						 ((StateColumn *) lfirst(lc))->name);
 	partials = buf.data;
-	/* the live rows each stand for one */
+
+	/*
+	 * The live rows each stand for one: in groups, their partials without
+	 * weights (the same values and types, faster); a whole-table aggregate
+	 * keeps the weighted ones, whose sums over no rows are null, not 0.
+	 */
+	live_partials = partials;
+	if (!whole)
+	{
+		initStringInfo(&buf);
+		foreach(lc, state_of(def, shape, true, true, tally))
+			appendStringInfo(&buf, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
+							 ((StateColumn *) lfirst(lc))->name);
+		live_partials = buf.data;
+	}
 	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t%s%s",
-						  kappa_quoted_list(def->key_columns, "t."), partials, live,
+						  kappa_quoted_list(def->key_columns, "t."), live_partials, live,
 						  whole ? "" : " GROUP BY ", kappa_quoted_list(def->key_columns, "t."));
 
 	sql->create = list_make3(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
@@ -867,6 +921,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	else
 	{
 		sql->merge = merge_sql(def, shape, state, schema, target);
+		sql->fill_view = fill_view_sql(def, shape, schema, target);
 		sql->take_dirty = psprintf("WITH dirty AS (DELETE FROM %s.g WHERE _kappa_dirty RETURNING %s)"
 								   " INSERT INTO %s.k SELECT * FROM dirty",
 								   schema, keys, schema);

@@ -34,7 +34,11 @@
 # 5. SELECT count(*) FROM kappa.verify('agg') against
 #    (q EXCEPT ALL agg) UNION ALL (agg EXCEPT ALL q)  (best of 3 each,
 #    alternating).  Target: <= 1.5x.
-# Also: reading the log alone (count(*) FROM kappa.events()), the log's size.
+# Also: the log's size, and reading it (issue 11): SELECT count(*) FROM
+# kappa.events() and COPY (SELECT e FROM kappa.events() e) TO '/dev/null'
+# against COPY ... TO '/dev/null' of the same records kept as jsonb in a
+# plain table (ev), and of src's final rows, in records (rows) per second,
+# best of RUNS each, alternating, ratios printed.
 # Run:  sh test/bench/replay_bench.sh  (ROWS=2000000 CHANGES=1000000; quick:
 #       ROWS=20000 CHANGES=10000); RUNS=3; BENCH_KEEP=1 keeps the cluster;
 #       PG_CONFIG.
@@ -252,7 +256,22 @@ replay()
 	rr=$(ratio "$rw" "$bw")
 	echo "$(verdict "$rw <= 2 * $bw")  $rw s = ${rr}x baseline $bw s (CPU: $rc s = $(ratio "$rc" "$bc")x baseline $bc s); $detail"
 }
-ev=$(wall "$(timed "SELECT count(*) FROM kappa.events()")")
+# reading the log: kappa.events() against COPY ... TO of the same records
+# (the jsonb kappa.events() returns, kept in a plain table) and of the
+# source's final rows; best of RUNS each, alternating, records per second
+nev=$(q "SELECT count(*) FROM kappa.events()")
+q "CREATE TABLE ev AS SELECT e FROM kappa.events() e" >/dev/null; q "VACUUM ANALYZE ev" >/dev/null
+evs= evc= cpe= cps=
+for i in $(seq "$runs"); do
+	evs="$evs $(wall "$(timed "SELECT count(*) FROM kappa.events()")")"
+	evc="$evc $(wall "$(timed "COPY (SELECT e FROM kappa.events() e) TO '/dev/null'")")"
+	cpe="$cpe $(wall "$(timed "COPY ev TO '/dev/null'")")"
+	cps="$cps $(wall "$(timed "COPY src TO '/dev/null'")")"
+done
+q "DROP TABLE ev" >/dev/null
+# shellcheck disable=SC2086
+ev=$(min $evs); evc1=$(min $evc); cpe1=$(min $cpe); cps1=$(min $cps)
+per_s() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.0f", n / t; else printf "-" }'; }
 r1=$(replay "in place" "SELECT kappa.replay('agg')" "bad agg" "")
 prog=$(sort -u "$dir/progress.last" 2>/dev/null | head -3 | tr '\n' '|' || true)
 r2=$(replay "new view" "SELECT kappa.replay('agg', new_name => 'agg_green')" "bad agg_green" "SELECT kappa.drop_view('agg_green')")
@@ -262,6 +281,13 @@ r4=$(replay "new view, engine 2" "SET pg_kappa.engine = 2; SELECT kappa.replay('
 psql -c "SET pg_kappa.engine = 2" -c "SELECT kappa.replay('agg', new_name => 'agg_e2')" >/dev/null
 r5=$(replay "in place, engine 2" "SELECT kappa.replay('agg_e2')" "bad agg_e2" "")
 
+echo "0. kappa.events() throughput against COPY ... TO, best of $runs (s: events()$evs; COPY of events()$evc; COPY ev$cpe; COPY src$cps)"
+echo "  SELECT count(*) FROM kappa.events():            $nev records in $ev s = $(per_s "$nev" "$ev") records/s"
+echo "  COPY (SELECT e FROM kappa.events() e) TO file:  $nev records in $evc1 s = $(per_s "$nev" "$evc1") records/s"
+echo "  COPY ev TO file (the same records as jsonb):    $nev rows in $cpe1 s = $(per_s "$nev" "$cpe1") rows/s"
+echo "  COPY src TO file (the final rows of the table): $rows rows in $cps1 s = $(per_s "$rows" "$cps1") rows/s"
+echo "  ratio events()/COPY of the same records: $(ratio "$(per_s "$nev" "$ev")" "$(per_s "$nev" "$cpe1")") (count), $(ratio "$(per_s "$nev" "$evc1")" "$(per_s "$nev" "$cpe1")") (COPY of events()); events() records/s per COPY src rows/s: $(ratio "$(per_s "$nev" "$ev")" "$(per_s "$rows" "$cps1")")"
+echo
 echo "1. replay by compaction vs COPY + recompute (target: replay <= 2x baseline)"
 echo "  baseline: COPY of the final rows into a fresh table + the query over it, wall and CPU s:"
 echo "            ${bases#; }"
