@@ -5,7 +5,7 @@
 #
 # In a throwaway cluster under /tmp: src(id int primary key, g int, v bigint),
 # ROWS rows, g = id % 1000; kappa.capture('src') (a snapshot in the log); view
-#   agg = SELECT g, count(*) AS n, sum(v) AS s FROM src GROUP BY g   (engine 1)
+#   agg = SELECT g, count(*) AS n, sum(v) AS s FROM src GROUP BY g   (default engine)
 # CHANGES logged changes (UPDATE src SET v = v + 1 over id ranges, 10000 rows
 # per transaction), the first half, then "mid" (the LSN, and src copied to a
 # file), then the second half; kappa.wait('agg', pg_current_wal_insert_lsn()).
@@ -17,7 +17,7 @@
 #      rows' file  +  CREATE TEMP TABLE r AS <the query over fresh>; run
 #      once before every replay, so that each ratio compares runs made
 #      under the same load (the machine may be shared);
-#   1. SELECT kappa.replay('agg')                       (in place, engine 1)
+#   1. SELECT kappa.replay('agg')                       (in place)
 #   2. SELECT kappa.replay('agg', new_name => 'agg_green')   (a new view,
 #      engine 1), then dropped;
 #   3. SELECT kappa.replay('agg', until_lsn => mid, new_name => 'agg_mid')

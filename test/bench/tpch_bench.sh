@@ -494,6 +494,15 @@ if [ -n "$plotdir" ]; then
 		cat "$dir/ratio.dat"
 	} > "$plotdir/tpch_ratio.dat"
 	if command -v gnuplot >/dev/null 2>&1; then
+		# the engines that ran (a column of NaN only makes gnuplot fail)
+		plots=""
+		for e in $engines; do
+			case $e in
+			1) p='using 2:xtic(1) title "engine 1" lc rgb "#7f7f7f"' ;;
+			*) p='using 3:xtic(1) title "engine 2" lc rgb "#1f77b4"' ;;
+			esac
+			plots="${plots:+$plots, }\"$plotdir/tpch_ratio.dat\" $p"
+		done
 		gnuplot <<GP
 set terminal pngcairo size 900,520 font "sans,10"
 set output "$plotdir/tpch_ratio.png"
@@ -510,8 +519,7 @@ set key top left
 set arrow from graph 0, first 0.1 to graph 1, first 0.1 nohead dt 2 lw 2 lc rgb "red"
 set label "target 0.1" at graph 0.99, first 0.125 right tc rgb "red"
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 3 lc rgb "black"
-plot "$plotdir/tpch_ratio.dat" using 2:xtic(1) title "engine 1" lc rgb "#7f7f7f", \
-     "" using 3 title "engine 2" lc rgb "#1f77b4"
+plot $plots
 GP
 		echo "plot: $plotdir/tpch_ratio.png (data $plotdir/tpch_ratio.dat)"
 	else
