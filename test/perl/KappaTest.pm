@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(kappa_node kappa_plugin_conf decode_lines view_matches
+our @EXPORT = qw(kappa_node acct_writes_script kappa_plugin_conf decode_lines view_matches
   kappa_publisher publisher_conninfo publisher_lsn replica_wait replica_exact);
 
 # Lines every pg_kappa test cluster needs.  output_plugin_libraries exists
@@ -92,6 +92,34 @@ SELECT (SELECT count(*) FROM (($query) EXCEPT ALL SELECT * FROM $view) a) || ' '
 }
 
 # A plain publisher for the replica tests: logical WAL, no pg_kappa.
+# A pgbench script of the acct/hist workload (021_views_pgbench, the
+# replica tests): account aid in 1..$accounts gets a balance change and a
+# history row in one transaction, then moves to another branch; then the
+# lines of @more.  $KappaTest::hist_trim deletes an account's last history
+# row now and then.
+our $hist_trim =
+  'DELETE FROM hist WHERE id = (SELECT max(id) FROM hist WHERE acct_id = :aid) AND :delta < -15;';
+
+sub acct_writes_script
+{
+	my ($accounts, @more) = @_;
+	my $script = PostgreSQL::Test::Utils::tempdir() . '/writes.sql';
+
+	open(my $fh, '>', $script) or die "could not write $script: $!";
+	print $fh join("\n",
+		"\\set aid random(1, $accounts)",
+		'\set delta random(-20, 40)',
+		'\set branch random(0, 12)',
+		'BEGIN;',
+		'UPDATE acct SET balance = balance + :delta WHERE id = :aid;',
+		'INSERT INTO hist (acct_id, delta) VALUES (:aid, :delta);',
+		'END;',
+		'UPDATE acct SET branch = :branch WHERE id = :aid;',
+		@more), "\n";
+	close($fh);
+	return $script;
+}
+
 sub kappa_publisher
 {
 	my ($name) = @_;

@@ -23,19 +23,7 @@ my %views = (
 	hist_sum => 'SELECT a.branch, count(*) AS n, sum(h.delta) AS total FROM hist h JOIN acct a ON a.id = h.acct_id GROUP BY a.branch',
 );
 
-my $script = PostgreSQL::Test::Utils::tempdir() . '/writes.sql';
-open(my $fh, '>', $script) or die;
-print $fh q{\set aid random(1, 1000)
-\set delta random(-20, 40)
-\set branch random(0, 12)
-BEGIN;
-UPDATE acct SET balance = balance + :delta WHERE id = :aid;
-INSERT INTO hist (acct_id, delta) VALUES (:aid, :delta);
-END;
-UPDATE acct SET branch = :branch WHERE id = :aid;
-DELETE FROM hist WHERE id = (SELECT max(id) FROM hist WHERE acct_id = :aid) AND :delta < -15;
-};
-close($fh);
+my $script = acct_writes_script(1000, $KappaTest::hist_trim);
 
 # writers for 12 seconds; views are created while they run
 my $bench = IPC::Run::start(

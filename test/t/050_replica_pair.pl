@@ -58,20 +58,8 @@ sub create_view
 create_view('by_branch');
 create_view('marked');
 
-my $script = PostgreSQL::Test::Utils::tempdir() . '/writes.sql';
-open(my $fh, '>', $script) or die;
-print $fh q{\set aid random(1, 20000)
-\set delta random(-20, 40)
-\set branch random(0, 12)
-BEGIN;
-UPDATE acct SET balance = balance + :delta WHERE id = :aid;
-INSERT INTO hist (acct_id, delta) VALUES (:aid, :delta);
-END;
-UPDATE acct SET branch = :branch WHERE id = :aid;
-DELETE FROM hist WHERE id = (SELECT max(id) FROM hist WHERE acct_id = :aid) AND :delta < -15;
-INSERT INTO local_only (t) VALUES ('not published');
-};
-close($fh);
+my $script = acct_writes_script(20000, $KappaTest::hist_trim,
+	q{INSERT INTO local_only (t) VALUES ('not published');});
 
 sub start_writers
 {

@@ -40,19 +40,7 @@ $sub->safe_psql('postgres', "CREATE SUBSCRIPTION sub1 CONNECTION '" . publisher_
 	. "' PUBLICATION pub");
 $sub->wait_for_subscription_sync;
 
-my $script = PostgreSQL::Test::Utils::tempdir() . '/writes.sql';
-open(my $fh, '>', $script) or die;
-print $fh q{\set aid random(1, 2000)
-\set delta random(-20, 40)
-\set branch random(0, 12)
-BEGIN;
-UPDATE acct SET balance = balance + :delta WHERE id = :aid;
-INSERT INTO hist (acct_id, delta) VALUES (:aid, :delta);
-END;
-UPDATE acct SET branch = :branch WHERE id = :aid;
-DELETE FROM hist WHERE id = (SELECT max(id) FROM hist WHERE acct_id = :aid) AND :delta < -15;
-};
-close($fh);
+my $script = acct_writes_script(2000, $KappaTest::hist_trim);
 
 sub start_writers
 {

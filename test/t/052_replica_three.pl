@@ -59,18 +59,7 @@ is(replica_wait($sb, 'by_branch', $lsn), 't', 'a view of one of them finds its s
 like($err, qr/ERROR:  subscription "sub_hist" does not replicate any source of derived view "by_branch"\nHINT:  The view's sources are replicated by subscription "sub_acct"\./,
 	'a subscription that does not feed the view is refused');
 
-my $script = PostgreSQL::Test::Utils::tempdir() . '/writes.sql';
-open(my $fh, '>', $script) or die;
-print $fh q{\set aid random(1, 2000)
-\set delta random(-20, 40)
-\set branch random(0, 12)
-BEGIN;
-UPDATE acct SET balance = balance + :delta WHERE id = :aid;
-INSERT INTO hist (acct_id, delta) VALUES (:aid, :delta);
-END;
-UPDATE acct SET branch = :branch WHERE id = :aid;
-};
-close($fh);
+my $script = acct_writes_script(2000);
 my $bench = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '10', '-f', $script,
 	  '-h', $primary->host, '-p', $primary->port, 'postgres' ],
