@@ -30,19 +30,27 @@ COMMENT ON FUNCTION kappa.wait(regclass, pg_lsn, interval, pg_lsn, name) IS
 -- of every source: build them again with engine 2, which keeps none (only
 -- the state of their aggregates).  Engine 2 needs REPLICA IDENTITY FULL on
 -- every source.  A view that cannot be converted keeps engine 1, with a
--- WARNING; paused and broken views are left as they are.
+-- WARNING; paused and broken views are left as they are.  The update runs
+-- as a superuser, but sets REPLICA IDENTITY FULL only on the sources that
+-- the view's owner owns, as kappa.create_view and kappa.alter_view do: a
+-- view over another role's table (SELECT is enough for engine 1) must not
+-- make the update change that table (its WAL, its old rows in the log).
+-- The view keeps engine 1 until the table's owner sets it.
 DO $$
 DECLARE
     v record;
     src oid;
 BEGIN
-    FOR v IN SELECT id, relid, name, sources FROM kappa.views
-              WHERE engine = 1 AND state IN ('running', 'initializing') ORDER BY id
+    FOR v IN SELECT kv.id, kv.relid, kv.name, kv.sources, c.relowner AS owner
+               FROM kappa.views kv JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) kv.relid
+              WHERE kv.engine OPERATOR(pg_catalog.=) 1 AND kv.state IN ('running', 'initializing')
+              ORDER BY kv.id
     LOOP
         BEGIN
             FOREACH src IN ARRAY v.sources
             LOOP
-                IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = src) <> 'f' THEN
+                IF (SELECT relreplident OPERATOR(pg_catalog.<>) 'f' AND relowner OPERATOR(pg_catalog.=) v.owner
+                      FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) src) THEN
                     RAISE NOTICE 'set REPLICA IDENTITY FULL on %, a source of derived view %',
                         src::pg_catalog.regclass, v.name;
                     EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL',

@@ -67,6 +67,9 @@ extern KappaValueKind kappa_value_kind(Oid basetypid);
  * ----------
  */
 extern Jsonb *kappa_jsonb_from_line(const char *line, int len);
+extern Jsonb *kappa_jsonb_read_line(const char *line, int len);
+extern bool kappa_line_header(const char *line, int len, char **kind,
+							  char **schema, char **table);
 
 /* ----------
  * relinfo.c: per-relation output metadata, cached per decoding session

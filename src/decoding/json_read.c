@@ -262,15 +262,28 @@ read_number(LineReader *r, JsonbValue *v)
 	}
 	if (q < r->end && (*q == 'e' || *q == 'E'))
 	{
+		const char *e;
+
 		integer = false;
 		q++;
 		if (q < r->end && (*q == '+' || *q == '-'))
 			q++;
 		if (q >= r->end || !IS_DIGIT(*q))
 			return false;
+		e = q;
 		while (q < r->end && IS_DIGIT(*q))
 			q++;
+		/* numeric_in refuses exponents past 1000: leave those to jsonb_in */
+		if (q - e > 3)
+			return false;
 	}
+	/*
+	 * Nor may numeric_in fail here, on a number of the user's (a json
+	 * column's value): past 1000 characters, the number might overflow
+	 * numeric, and jsonb_in raises that error if the line is returned.
+	 */
+	if (q - s > 1000)
+		return false;
 	/* a number ends at a delimiter */
 	if (q < r->end && *q != ',' && *q != '}' && *q != ']' &&
 		*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
@@ -329,13 +342,28 @@ pair_cmp(const JsonbPair *a, const JsonbPair *b)
 	res = memcmp(a->key.val.string.val, b->key.val.string.val, la);
 	if (res != 0)
 		return res;
+	if (a->order == b->order)
+		return 0;				/* qsort may compare a pair with itself */
 	return a->order > b->order ? -1 : 1;
 }
+
+static int
+pair_qsort_cmp(const void *a, const void *b)
+{
+	return pair_cmp((const JsonbPair *) a, (const JsonbPair *) b);
+}
+
+/* Past this many pairs, an object is sorted by qsort */
+#define INSERTION_SORT_MAX 16
 
 /*
  * Put the pairs of an object into jsonb's order and drop the earlier of
  * equal keys, as pushJsonbValue does at the end of an object
- * (uniqueifyJsonbObject).  Objects are small: an insertion sort.
+ * (uniqueifyJsonbObject).  Most objects are small and take an insertion
+ * sort; a large one (a json column's value is the user's: it may have a
+ * million keys) takes qsort, as an insertion sort would take quadratic
+ * time.  pair_cmp orders every two pairs, so qsort's instability does not
+ * matter.
  */
 static void
 order_pairs(JsonbValue *obj)
@@ -345,17 +373,22 @@ order_pairs(JsonbValue *obj)
 	bool		dups = false;
 	int			kept;
 
-	for (int i = 1; i < n; i++)
+	if (n > INSERTION_SORT_MAX)
+		qsort(pairs, n, sizeof(JsonbPair), pair_qsort_cmp);
+	else
 	{
-		JsonbPair	tmp = pairs[i];
-		int			j = i - 1;
-
-		while (j >= 0 && pair_cmp(&pairs[j], &tmp) > 0)
+		for (int i = 1; i < n; i++)
 		{
-			pairs[j + 1] = pairs[j];
-			j--;
+			JsonbPair	tmp = pairs[i];
+			int			j = i - 1;
+
+			while (j >= 0 && pair_cmp(&pairs[j], &tmp) > 0)
+			{
+				pairs[j + 1] = pairs[j];
+				j--;
+			}
+			pairs[j + 1] = tmp;
 		}
-		pairs[j + 1] = tmp;
 	}
 	for (int i = 1; i < n && !dups; i++)
 		dups = (pairs[i].key.val.string.len == pairs[i - 1].key.val.string.len &&
@@ -504,11 +537,12 @@ read_value(LineReader *r, JsonbValue *v)
 
 /*
  * The jsonb that jsonb_in makes of the JSON text line .. line + len (one
- * record of the log: an object), in the current memory context.  line
- * need not end in NUL.
+ * record of the log: an object), in the current memory context, or NULL
+ * when the line is not read here (kappa_jsonb_from_line then gives it to
+ * jsonb_in).  line need not end in NUL.
  */
 Jsonb *
-kappa_jsonb_from_line(const char *line, int len)
+kappa_jsonb_read_line(const char *line, int len)
 {
 	LineReader	r;
 	JsonbValue	root;
@@ -535,8 +569,83 @@ kappa_jsonb_from_line(const char *line, int len)
 			return jb;
 		}
 	}
+	return NULL;
+}
+
+/*
+ * The jsonb that jsonb_in makes of the JSON text line .. line + len (one
+ * record of the log: an object), in the current memory context.  line
+ * need not end in NUL.
+ */
+Jsonb *
+kappa_jsonb_from_line(const char *line, int len)
+{
+	Jsonb	   *jb = kappa_jsonb_read_line(line, len);
+
+	if (jb != NULL)
+		return jb;
 
 	/* not read here: as jsonb_in reads it, errors and all */
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											  CStringGetDatum(pnstrdup(line, len))));
+}
+
+/*
+ * The "kind", "schema" and "table" fields of a record's line (palloc'd;
+ * NULL for those not found), read from the string fields that open it up
+ * to the first field that is not a string (json_write.c writes them
+ * first).  For a line that kappa_jsonb_read_line cannot read (a captured
+ * json value that jsonb_in refuses, such as "\u0000" or 1e1000000): the
+ * caller learns whose record it is without making it jsonb, so that one
+ * table's values cannot make kappa.events fail for readers of other
+ * tables.  False when the line does not open as an object of strings.
+ */
+bool
+kappa_line_header(const char *line, int len, char **kind, char **schema,
+				  char **table)
+{
+	LineReader	r;
+
+	*kind = *schema = *table = NULL;
+	r.p = line;
+	r.end = line + len;
+	r.utf8 = (GetDatabaseEncoding() == PG_UTF8);
+	skip_ws(&r);
+	if (r.p >= r.end || *r.p != '{')
+		return false;
+	r.p++;
+	for (int n = 0;; n++)
+	{
+		JsonbValue	key;
+		JsonbValue	value;
+		char	  **field = NULL;
+
+		skip_ws(&r);
+		if (n > 0)
+		{
+			if (r.p >= r.end || *r.p != ',')
+				break;
+			r.p++;
+			skip_ws(&r);
+		}
+		if (r.p >= r.end || *r.p != '"' || !read_string(&r, &key))
+			break;
+		skip_ws(&r);
+		if (r.p >= r.end || *r.p != ':')
+			break;
+		r.p++;
+		skip_ws(&r);
+		if (r.p >= r.end || *r.p != '"' || !read_string(&r, &value))
+			break;
+		if (key.val.string.len == 4 && memcmp(key.val.string.val, "kind", 4) == 0)
+			field = kind;
+		else if (key.val.string.len == 6 && memcmp(key.val.string.val, "schema", 6) == 0)
+			field = schema;
+		else if (key.val.string.len == 5 && memcmp(key.val.string.val, "table", 5) == 0)
+			field = table;
+		/* of a key written twice, the last counts, as in jsonb */
+		if (field != NULL)
+			*field = pnstrdup(value.val.string.val, value.val.string.len);
+	}
+	return *kind != NULL;
 }

@@ -882,9 +882,17 @@ vacuum_scratch(void)
 	oldcxt = MemoryContextSwitchTo(vaccxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		char	   *big = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		/*
+		 * pg_relation_size is NULL for a table dropped since the catalog
+		 * was read (a view dropped meanwhile, by any role): nothing to
+		 * vacuum.
+		 */
+		if (big == NULL)
+			continue;
 		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		truncate = lappend_int(truncate,
-							   strcmp(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), "t") == 0);
+		truncate = lappend_int(truncate, strcmp(big, "t") == 0);
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();

@@ -19,7 +19,15 @@ CREATE SCHEMA ua AUTHORIZATION regress_upg_alice;
 CREATE TABLE ua.t (id int PRIMARY KEY, g int, v numeric);
 ALTER TABLE ua.t OWNER TO regress_upg_alice;
 INSERT INTO ua.t SELECT i, i % 3, i * 1.5 FROM generate_series(1, 30) i;
+CREATE ROLE regress_upg_bob;
+CREATE SCHEMA ub AUTHORIZATION regress_upg_bob;
+CREATE TABLE ub.o (id int PRIMARY KEY, w int);
+ALTER TABLE ub.o OWNER TO regress_upg_bob;
+GRANT USAGE ON SCHEMA ub TO regress_upg_alice;
+GRANT SELECT ON ub.o TO regress_upg_alice;
+INSERT INTO ub.o VALUES (1, 1);
 SET ROLE regress_upg_alice;
+SELECT kappa.create_view('ua.bobs', 'SELECT id, w FROM ub.o');
 SELECT kappa.create_view('ua.rows', 'SELECT id, v FROM ua.t WHERE g = 1');
 SELECT kappa.create_view('ua.sums', 'SELECT g, count(*) AS n, sum(v) AS s FROM ua.t GROUP BY g');
 RESET ROLE;
@@ -34,6 +42,14 @@ is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s')
 $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
 	'0.4', 'updated to 0.4');
+
+# The update, run by a superuser, does not change a table that the view's
+# owner does not own: alice's view over bob's table keeps engine 1
+is($node->safe_psql('postgres', q{SELECT relreplident FROM pg_class WHERE oid = 'ub.o'::regclass}),
+	'd', 'another role\'s table keeps its replica identity');
+is($node->safe_psql('postgres', q{SELECT engine FROM kappa.views WHERE relid = 'ua.bobs'::regclass}),
+	'1', 'the view over it keeps engine 1');
+$node->safe_psql('postgres', q{SELECT kappa.drop_view('ua.bobs')});
 
 # 0.4 builds the views of engine 1 again with engine 2: no copies of sources
 is($node->safe_psql('postgres', q{SELECT string_agg(engine::text, ',' ORDER BY name) FROM kappa.views}),
