@@ -1386,6 +1386,14 @@ kappa_apply_main(Datum main_arg)
 	 * saves.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A deadlock between a batch and a user's DDL (REASSIGN OWNED locks a
+	 * view's tables in its own order) is broken by the process that checks
+	 * first: let that be the worker, which holds the view and retries it
+	 * (transient_error), rather than the user's statement.
+	 */
+	SetConfigOption("deadlock_timeout", "50ms", PGC_SUSET, PGC_S_OVERRIDE);
 	kappa_pin_search_path();
 	kappa_view_writes_init();
 
