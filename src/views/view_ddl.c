@@ -852,17 +852,21 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	LockRelationOid(views_relid, RowExclusiveLock);
 	kappa_ensure_slot();
 
-	/* engine 2 takes whole old rows from the WAL */
-	if (engine >= 2)
-		ensure_identity_full(def->sources);
-
 	/*
 	 * Block writers to the sources (waiting for those in flight), then take
 	 * the LSN: every transaction that changed a source either committed
 	 * before it, and is in the snapshot the view is filled from, or commits
 	 * after this transaction, and reaches the view through the stream.
+	 * All sources are locked at once, in OID order, before any of them is
+	 * altered below: altering one first would hold it against writers that
+	 * hold another source and wait for it (a deadlock with every writer of
+	 * two sources).
 	 */
 	kappa_lock_sources(def->sources);
+
+	/* engine 2 takes whole old rows from the WAL */
+	if (engine >= 2)
+		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))
 		LockRelationOid(adopt, AccessExclusiveLock);
 	created_lsn = GetXLogInsertRecPtr();

@@ -158,8 +158,18 @@ sub nats_dump
 {
 	my ($url, $stream) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ nats_reader(), $url, 'dump', $stream ], '>', \$out, '2>', \$err);
-	die "kappa_nats_read dump failed: $err" if $? != 0;
+
+	# a cluster whose node was just restarted may answer "JetStream system
+	# temporarily unavailable" until it has a meta leader again: retry that
+	for (my $try = 0;; $try++)
+	{
+		($out, $err) = ('', '');
+		IPC::Run::run([ nats_reader(), $url, 'dump', $stream ], '>', \$out, '2>', \$err);
+		last if $? == 0;
+		die "kappa_nats_read dump failed: $err"
+		  unless $err =~ /temporarily unavailable/ && $try < 30;
+		sleep(1);
+	}
 	my @msgs;
 	my $pos = 0;
 	while ($pos < length($out))

@@ -91,7 +91,20 @@ $writer->query_until(qr/started/, q{
 DO $$ BEGIN FOR i IN 1..400 LOOP UPDATE t SET v = v + 1 WHERE id = 1 + (i * 37) % 60000; COMMIT; END LOOP; END $$;
 \echo done
 });
-$node->safe_psql('postgres', "SET client_min_messages = warning; SELECT kappa.replay('agg')");
+my ($replay_rc, $replay_out, $replay_err) = $node->psql('postgres',
+	"SET client_min_messages = warning; SELECT kappa.replay('agg')",
+	timeout => 120, timed_out => \my $replay_timed_out);
+$replay_rc = 1 if $replay_timed_out;
+if ($replay_rc != 0)
+{
+	# what the replay waited for: every backend and every lock not granted
+	diag($node->safe_psql('postgres', q{
+SELECT pid, backend_type, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity;
+SELECT locktype, relation::regclass, transactionid, mode, granted, pid FROM pg_locks
+ WHERE pid IN (SELECT pid FROM pg_locks WHERE NOT granted) OR NOT granted ORDER BY pid;
+}));
+}
+is($replay_rc, 0, "replay in place while a writer runs") or diag("stderr: " . ($replay_err // ""));
 $writer->query_until(qr/done/, '');
 $writer->quit;
 $txns += 400;
