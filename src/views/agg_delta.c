@@ -389,13 +389,15 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit, bool tall
 				/* nor does the widest display scale: count each scale */
 				if (col->numeric && col->fixed_scale < 0 && tally)
 				{
+					/* 10^(12 * scale): a count of one in the scale's digits */
+					char	   *one = psprintf("pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric,"
+											   " 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s)))", arg);
+
 					col->tally = true;
 					add_state(&state, "t", j,
-							  by_weight ?
-							  psprintf("COALESCE(pg_catalog.sum(pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric, 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s))) OPERATOR(pg_catalog.*) %s), 0)",
-									   arg, w) :
-							  psprintf("COALESCE(pg_catalog.sum(pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric, 12 OPERATOR(pg_catalog.*) pg_catalog.scale(%s)))), 0)",
-									   arg),
+							  psprintf("COALESCE(pg_catalog.sum(%s%s%s), 0)", one,
+									   by_weight ? " OPERATOR(pg_catalog.*) " : "",
+									   by_weight ? w : ""),
 							  COMBINE_ADD, NULL);
 				}
 				else if (col->numeric && col->fixed_scale < 0)
@@ -673,6 +675,36 @@ fill_view_sql(KappaViewDef *def, AggShape *shape, const char *schema,
 }
 
 /*
+ * The state table g (state, carriers and the dirty flag; unique on the
+ * group key keys, unless NULL: one row for a view without GROUP BY) and
+ * the partials table p (marked), both shaped by state_query, which gives
+ * g's rows; and the statements that fill and empty g.
+ */
+static void
+state_tables_sql(KappaAggSql *sql, List *state, const char *schema, const char *cols,
+				 const char *keys, const char *state_query)
+{
+	sql->create = list_make3(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
+									  " FROM (%s) q WITH NO DATA",
+									  schema, carrier_columns(state, "q"), state_query),
+							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
+									  " ALTER _kappa_dirty SET NOT NULL", schema),
+							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
+									  schema));
+	if (keys)
+		sql->create = lappend(sql->create,
+							  psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
+									   schema, keys));
+	sql->create = lappend(sql->create,
+						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
+								   " FROM (%s) q WITH NO DATA", schema, state_query));
+	sql->state_columns = pstrdup(cols);
+	sql->state_query = pstrdup(state_query);
+	sql->fill_state = psprintf("INSERT INTO %s.g (%s) SELECT * FROM (%s) q", schema, cols, state_query);
+	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
+}
+
+/*
  * The SQL that maintains view def (internal schema schema, derived table
  * target, both quoted) algebraically, or NULL when it cannot be.
  */
@@ -696,24 +728,7 @@ kappa_agg_sql(KappaViewDef *def, const char *schema, const char *target)
 	p_a = partial_query(def, shape, state, psprintf("%s.a_0", schema));
 	p_w = partial_query(def, shape, state, psprintf("%s.w_0", schema));
 
-	/* g: state, carriers and the dirty flag; p: partials, marked */
-	sql->create = list_make4(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
-									  " FROM (%s) q WITH NO DATA",
-									  schema, carrier_columns(state, "q"), p_a),
-							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
-									  " ALTER _kappa_dirty SET NOT NULL", schema),
-							 psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
-									  schema, keys),
-							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
-									  schema));
-	sql->create = lappend(sql->create,
-						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
-								   " FROM (%s) q WITH NO DATA", schema, p_a));
-
-	sql->state_columns = cols;
-	sql->state_query = p_a;
-	sql->fill_state = psprintf("INSERT INTO %s.g (%s) SELECT * FROM (%s) q", schema, cols, p_a);
-	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
+	state_tables_sql(sql, state, schema, cols, keys, p_a);
 	sql->partial_old = psprintf("INSERT INTO %s.p SELECT false, q.* FROM (%s) q", schema, p_w);
 	sql->partial_new = psprintf("INSERT INTO %s.p SELECT true, q.* FROM (%s) q", schema, p_w);
 	sql->merge = merge_sql(def, shape, state, schema, target);
@@ -890,24 +905,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 						  kappa_quoted_list(def->key_columns, "t."), live_partials, live,
 						  whole ? "" : " GROUP BY ", kappa_quoted_list(def->key_columns, "t."));
 
-	sql->create = list_make3(psprintf("CREATE TABLE %s.g AS SELECT q.*%s, false AS _kappa_dirty"
-									  " FROM (%s) q WITH NO DATA",
-									  schema, carrier_columns(state, "q"), state_live),
-							 psprintf("ALTER TABLE %s.g ALTER _kappa_dirty SET DEFAULT false,"
-									  " ALTER _kappa_dirty SET NOT NULL", schema),
-							 psprintf("CREATE INDEX ON %s.g (_kappa_dirty) WHERE _kappa_dirty",
-									  schema));
-	if (!whole)
-		sql->create = lappend(sql->create,
-							  psprintf("CREATE UNIQUE INDEX ON %s.g (%s) NULLS NOT DISTINCT",
-									   schema, keys));
-	sql->create = lappend(sql->create,
-						  psprintf("CREATE UNLOGGED TABLE %s.p AS SELECT true AS _kappa_plus, q.*"
-								   " FROM (%s) q WITH NO DATA", schema, state_live));
-	sql->state_columns = cols;
-	sql->state_query = state_live;
-	sql->fill_state = psprintf("INSERT INTO %s.g (%s) SELECT * FROM (%s) q", schema, cols, state_live);
-	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
+	state_tables_sql(sql, state, schema, cols, whole ? NULL : keys, state_live);
 	sql->partial_head = psprintf("INSERT INTO %s.p SELECT t._kappa_w OPERATOR(pg_catalog.>) 0, %s%s FROM (",
 								 schema, kappa_quoted_list(def->key_columns, "t."), partials);
 	sql->partial_tail = whole ? ") t GROUP BY 1" :
