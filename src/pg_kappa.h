@@ -258,6 +258,10 @@ typedef struct KappaBatch
 	List	   *log_txns;		/* KappaLogTxn *, transactions with lines */
 	int64		log_txn_lines;	/* lines of the transaction being decoded */
 	List	   *log_failures;	/* KappaLogFailure *, in commit order */
+
+	/* for the DEBUG1 line of each batch: time in the decoding callbacks */
+	TimestampTz txn_started;	/* begin callback of the transaction */
+	int64		replay_us;		/* begin to commit callbacks, summed */
 } KappaBatch;
 
 typedef struct KappaLogTxn

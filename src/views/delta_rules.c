@@ -69,6 +69,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "pg_kappa.h"
@@ -1118,6 +1119,10 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	List	   *lsns = NIL;
 	int64		rows = 0;
 	KappaOwnerScope scope;
+	TimestampTz t_start = GetCurrentTimestamp();
+	TimestampTz t_filled;
+	TimestampTz t_terms = 0;
+	TimestampTz t_applied;
 
 	kappa_owner_enter(rp->owner, &scope);
 	for (int i = 0; i < rp->nsources; i++)
@@ -1152,6 +1157,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	for (int i = 0; i < rp->nsources; i++)
 		if (consolidate[i])
 			kappa_run(rp->consolidate_d[i]);
+	t_filled = GetCurrentTimestamp();
 
 	if (truncated || (rp->whole && !rp->algebraic))
 	{
@@ -1170,6 +1176,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
 		run_terms(rp, touched, counts);
 		kappa_delta_sizes_reset();
+		t_terms = GetCurrentTimestamp();
 		if (rp->algebraic)
 		{
 			/* the partials into the state and the view; then the dirty */
@@ -1199,10 +1206,23 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			kappa_run(rp->clear_dc);
 		}
 	}
+	t_applied = GetCurrentTimestamp();
 	for (int i = 0; i < rp->nsources; i++)
 		if (touched[i])
 			kappa_run(rp->clear_d[i]);
 	kappa_owner_leave(&scope);
+	if (message_level_is_interesting(DEBUG1))
+	{
+		int64		images = 0;
+
+		for (int i = 0; i < rp->nsources; i++)
+			images += counts[i];
+		elog(DEBUG1, "derived view %d: " INT64_FORMAT " row images; deltas filled in %.1f ms, terms %.1f ms, applied in %.1f ms, deltas cleared in %.1f ms",
+			 viewid, images, (t_filled - t_start) / 1000.0,
+			 t_terms ? (t_terms - t_filled) / 1000.0 : 0.0,
+			 (t_applied - (t_terms ? t_terms : t_filled)) / 1000.0,
+			 (GetCurrentTimestamp() - t_applied) / 1000.0);
+	}
 
 	*new_applied = kappa_batch->last_commit_lsn;
 	*ntxns = kappa_count_lsns(lsns);

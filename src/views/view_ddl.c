@@ -451,22 +451,69 @@ ensure_identity_full(List *sources)
 				 errdetail("Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.")));
 }
 
-/* Is column attnum of source i in the view's join or WHERE conditions? */
+/* The conditions of a join tree, as a list of ANDed clauses. */
+static List *
+join_conditions(Node *node)
+{
+	List	   *clauses = NIL;
+
+	if (node == NULL)
+		return NIL;
+	if (IsA(node, FromExpr))
+	{
+		FromExpr   *f = (FromExpr *) node;
+		ListCell   *lc;
+
+		clauses = make_ands_implicit((Expr *) f->quals);
+		foreach(lc, f->fromlist)
+			clauses = list_concat(clauses, join_conditions(lfirst(lc)));
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		clauses = make_ands_implicit((Expr *) j->quals);
+		clauses = list_concat(clauses, join_conditions(j->larg));
+		clauses = list_concat(clauses, join_conditions(j->rarg));
+	}
+	return clauses;
+}
+
+/*
+ * Does the view join source i to another table by column attnum: is the
+ * column in a condition that reads another range table entry too?  A
+ * condition on one table alone (a filter such as x = 'BUILDING') never
+ * looks rows up by the column: the lookups go by the join columns.
+ */
 static bool
 column_joins(KappaViewDef *def, int i, AttrNumber attnum)
 {
-	List	   *vars = pull_var_clause(def->query->jointree->quals, 0);
 	ListCell   *lc;
 
-	foreach(lc, def->query->jointree->fromlist)
-		vars = list_concat(vars, pull_var_clause(lfirst(lc), 0));
-	foreach(lc, vars)
+	foreach(lc, join_conditions((Node *) def->query->jointree))
 	{
-		Var		   *var = lfirst(lc);
+		List	   *vars = pull_var_clause(lfirst(lc), PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS);
+		int			own = 0;
+		ListCell   *lv;
 
-		if (IsA(var, Var) && var->varno > 0 && var->varno <= def->nrtes &&
-			def->rte_source[var->varno] == i && var->varattno == attnum)
-			return true;
+		foreach(lv, vars)
+		{
+			Var		   *var = lfirst(lv);
+
+			if (IsA(var, Var) && var->varlevelsup == 0 &&
+				var->varno > 0 && var->varno <= def->nrtes &&
+				def->rte_source[var->varno] == i && var->varattno == attnum)
+				own = var->varno;
+		}
+		if (own == 0)
+			continue;
+		foreach(lv, vars)
+		{
+			Var		   *var = lfirst(lv);
+
+			if (IsA(var, Var) && var->varlevelsup == 0 && var->varno != own)
+				return true;
+		}
 	}
 	return false;
 }
@@ -515,7 +562,8 @@ advise_indexes(KappaViewDef *def)
 				grouped_by |= IsA(var, Var) && var->varno > 0 && var->varno <= def->nrtes &&
 					def->rte_source[var->varno] == i && var->varattno == attnum;
 			}
-			if (grouped_by && !by_group && !column_joins(def, i, attnum))
+			/* filter columns are never looked up by */
+			if (!(grouped_by && by_group) && !column_joins(def, i, attnum))
 				continue;
 
 			foreach(li, indexes)

@@ -179,6 +179,7 @@ kappa_batch_reset(void)
 
 	kappa_batch->ntxns = 0;
 	kappa_batch->nchanges = 0;
+	kappa_batch->replay_us = 0;
 	kappa_batch->first_commit_lsn = InvalidXLogRecPtr;
 	kappa_batch->last_commit_lsn = InvalidXLogRecPtr;
 	kappa_batch->last_end_lsn = InvalidXLogRecPtr;
@@ -730,6 +731,7 @@ static void
 sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
 	kappa_batch->log_txn_lines = 0;
+	kappa_batch->txn_started = GetCurrentTimestamp();
 
 	/*
 	 * An aligned batch is exactly the transactions its snapshot sees: one
@@ -829,6 +831,7 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	kappa_batch_commit(commit_lsn, txn->xact_time.commit_time);
 	b->last_end_lsn = txn->end_lsn;
+	b->replay_us += GetCurrentTimestamp() - b->txn_started;
 	if (b->log_txn_lines > 0)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(b->mcxt);
