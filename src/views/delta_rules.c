@@ -107,6 +107,9 @@ typedef struct RulePlan
 	int			nsources;
 	Oid		   *sources;
 	Oid		   *drelids;		/* d_<n> */
+	bool	  **read;			/* per source: the columns the view reads,
+								 * or NULL for all */
+	int		   *read_natts;		/* per source: the length of read[i] */
 	SPIPlanPtr *consolidate_d;	/* rows that cancel out leave d_<n> */
 	SPIPlanPtr *clear_d;
 	int			nterms;
@@ -503,6 +506,53 @@ consolidate_sql(Oid src, const char *d)
 }
 
 /* Build view id's statements from its catalog row (SPI connected). */
+/*
+ * The columns of source srcno (natts attributes) that the view's query
+ * reads anywhere: output, join and WHERE conditions, GROUP BY, HAVING.  A
+ * delta carries only those (the others are left null in d_<n>), so an
+ * update that changes only columns the view does not read cancels out
+ * with its old image and costs the terms nothing.  NULL when the query
+ * reads the whole row, or has parts this does not look into (sublinks):
+ * then every column is kept.
+ */
+static bool *
+columns_read(KappaViewDef *def, int srcno, int natts)
+{
+	Query	   *query = def->query;
+	bool	   *read;
+	List	   *vars;
+	ListCell   *lc;
+
+	if (query->hasSubLinks || query->cteList != NIL || query->setOperations != NULL)
+		return NULL;
+	vars = pull_var_clause(flatten_join_alias_vars(query, (Node *) query->targetList),
+						   PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS |
+						   PVC_RECURSE_PLACEHOLDERS);
+	vars = list_concat(vars,
+					   pull_var_clause(flatten_join_alias_vars(query, (Node *) query->jointree),
+									   PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS));
+	vars = list_concat(vars,
+					   pull_var_clause(flatten_join_alias_vars(query, query->havingQual),
+									   PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS));
+	read = palloc0(sizeof(bool) * natts);
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		if (!IsA(var, Var) || var->varno < 1 || var->varno > def->nrtes ||
+			def->rte_source[var->varno] != srcno)
+			continue;
+		if (var->varattno == InvalidAttrNumber || var->varattno > natts)
+		{
+			pfree(read);
+			return NULL;		/* the whole row */
+		}
+		if (var->varattno > 0)
+			read[var->varattno - 1] = true;
+	}
+	return read;
+}
+
 static RulePlan *
 build_rules(int id)
 {
@@ -576,12 +626,21 @@ build_rules(int id)
 	rp->nsources = list_length(def->sources);
 	rp->sources = palloc(sizeof(Oid) * rp->nsources);
 	rp->drelids = palloc(sizeof(Oid) * rp->nsources);
+	rp->read = palloc(sizeof(bool *) * rp->nsources);
+	rp->read_natts = palloc(sizeof(int) * rp->nsources);
 	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	rp->consolidate_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	orelids = palloc(sizeof(Oid) * rp->nsources);
 	for (int i = 0; i < rp->nsources; i++)
 	{
 		rp->sources[i] = list_nth_oid(def->sources, i);
+		{
+			Relation	rel = table_open(rp->sources[i], AccessShareLock);
+
+			rp->read_natts[i] = RelationGetNumberOfAttributes(rel);
+			table_close(rel, AccessShareLock);
+		}
+		rp->read[i] = columns_read(def, i, rp->read_natts[i]);
 		rp->drelids[i] = get_relname_relid(psprintf("d_%d", i), nsp);
 		orelids[i] = get_relname_relid(psprintf("o_%d", i), nsp);
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
@@ -762,11 +821,13 @@ typedef struct ImageReader
 	Datum	   *old_values;		/* the last old image */
 	bool	   *old_nulls;
 	int64		old_seq;
+	const bool *read;			/* columns kept (NULL: all); others null */
+	int			read_natts;		/* the length of read: later ones null */
 } ImageReader;
 
 static void
 image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
-				   XLogRecPtr applied)
+				   XLogRecPtr applied, const bool *read, int read_natts)
 {
 	int			n = buf->srcnatts;
 
@@ -780,6 +841,8 @@ image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
 	r->old_values = palloc(sizeof(Datum) * n);
 	r->old_nulls = palloc(sizeof(bool) * n);
 	r->old_seq = -1;
+	r->read = read;
+	r->read_natts = read_natts;
 	tuplestore_rescan(buf->rows);
 }
 
@@ -845,6 +908,12 @@ image_reader_next(ImageReader *r)
 				r->nulls[attno] = r->old_nulls[attno];
 			}
 		}
+		if (r->read)
+		{
+			for (int i = 0; i < n; i++)
+				if (i >= r->read_natts || !r->read[i])
+					r->nulls[i] = true;
+		}
 		r->values[n] = Int32GetDatum(r->is_new ? 1 : -1);
 		r->nulls[n] = false;
 		return true;
@@ -907,13 +976,15 @@ same_image(TupleDesc ddesc, int n, HeldImage *a, HeldImage *b)
  * first old and its last new image, which keeps the terms' joins in
  * proportion to the rows changed, not to the number of changes.  A first
  * pass hashes every image; only images whose hash is among both signs are
- * held back and compared.  Returns how many images were read; adds commit
+ * held back and compared.  Returns how many images were read, and sets
+ * *written to how many went into d_<n>; adds commit
  * LSNs to *lsns; sets *consolidate when too many were held back, and d_<n>
  * still needs consolidating.
  */
 static int64
-fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
-				  XLogRecPtr applied, List **lsns, bool *consolidate)
+fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
+				  KappaSourceBuffer *buf,
+				  XLogRecPtr applied, List **lsns, bool *consolidate, int64 *written)
 {
 	Relation	drel = table_open(drelid, RowExclusiveLock);
 	TupleDesc	ddesc = RelationGetDescr(drel);
@@ -929,6 +1000,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 
+	*written = 0;
+
 	if (ddesc->natts != n + 1 || TupleDescAttr(ddesc, n)->atttypid != INT4OID)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -939,7 +1012,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 	/* only updates and deletes have old images, which may cancel out */
 	if (buf->modify_lsn > applied)
 	{
-		image_reader_start(&r, buf, srcrelid, applied);
+		image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
 		while (image_reader_next(&r))
 		{
 			int			side = r.is_new ? 1 : 0;
@@ -958,7 +1031,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 			shared = shared_hashes(hashes[1], nhashes[1], hashes[0], nhashes[0], &nshared);
 	}
 
-	image_reader_start(&r, buf, srcrelid, applied);
+	image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
 	while (image_reader_next(&r))
 	{
 		HeapTuple	tup = heap_form_tuple(ddesc, r.values, r.nulls);
@@ -992,6 +1065,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 		}
 		simple_heap_insert(drel, tup);
 		heap_freetuple(tup);
+		(*written)++;
 	}
 	ExecDropSingleTupleTableSlot(r.slot);
 
@@ -1017,7 +1091,10 @@ fill_signed_delta(Oid drelid, Oid srcrelid, KappaSourceBuffer *buf,
 		}
 		for (int i = 0; i < nheld; i++)
 			if (!held[i].cancelled)
+			{
 				simple_heap_insert(drel, held[i].tuple);
+				(*written)++;
+			}
 	}
 	table_close(drel, RowExclusiveLock);
 	return count;
@@ -1116,6 +1193,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	int64	   *counts = palloc0(sizeof(int64) * rp->nsources);
 	bool		truncated = false;
 	bool		any = false;
+	bool		changed = false;
 	List	   *lsns = NIL;
 	int64		rows = 0;
 	KappaOwnerScope scope;
@@ -1143,10 +1221,12 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			truncated = any = true;
 			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
-		counts[i] = fill_signed_delta(rp->drelids[i], rp->sources[i], buf, applied, &lsns,
-									  &consolidate[i]);
+		/* images that cancel out (read: counted, not written) touch nothing */
+		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
+							  buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
+			any = true;
 		if (counts[i] > 0)
-			touched[i] = any = true;
+			touched[i] = true;
 	}
 	if (!any)
 	{
@@ -1159,7 +1239,13 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			kappa_run(rp->consolidate_d[i]);
 	t_filled = GetCurrentTimestamp();
 
-	if (truncated || (rp->whole && !rp->algebraic))
+	for (int i = 0; i < rp->nsources && !changed; i++)
+		changed = touched[i];
+	if (!changed && !truncated)
+	{
+		/* every image cancelled out: nothing the view reads changed */
+	}
+	else if (truncated || (rp->whole && !rp->algebraic))
 	{
 		rows += kappa_run(rp->delete_all);
 		rows += kappa_run(rp->insert_all);
@@ -1217,7 +1303,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 
 		for (int i = 0; i < rp->nsources; i++)
 			images += counts[i];
-		elog(DEBUG1, "derived view %d: " INT64_FORMAT " row images; deltas filled in %.1f ms, terms %.1f ms, applied in %.1f ms, deltas cleared in %.1f ms",
+		elog(DEBUG1, "derived view %d: " INT64_FORMAT " row images in the deltas, filled in %.1f ms, terms %.1f ms, applied in %.1f ms, deltas cleared in %.1f ms",
 			 viewid, images, (t_filled - t_start) / 1000.0,
 			 t_terms ? (t_terms - t_filled) / 1000.0 : 0.0,
 			 (t_applied - (t_terms ? t_terms : t_filled)) / 1000.0,

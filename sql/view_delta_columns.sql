@@ -1,0 +1,50 @@
+-- Engine 2's deltas carry only the columns a view reads: an update that
+-- changes only other columns cancels out with its old image, and the view
+-- does no work for it.  Every place a column can be read (output, WHERE,
+-- JOIN ... ON and USING, GROUP BY, HAVING, an aggregate's argument and
+-- FILTER) keeps that column.
+\set VERBOSITY terse
+SET pg_kappa.engine = 2;
+CREATE TABLE dc_t (id int PRIMARY KEY, g int, v int, note text, big text, spare int);
+CREATE TABLE dc_dim (id int PRIMARY KEY, name text, extra int, spare int);
+INSERT INTO dc_t SELECT i, i % 3, i, 'n' || i, repeat('b', i % 7), 0 FROM generate_series(1, 30) i;
+INSERT INTO dc_dim SELECT i, 'd' || i, i % 4, 0 FROM generate_series(1, 30) i;
+
+CREATE TABLE dc_queries (v text, q text);
+INSERT INTO dc_queries VALUES
+ ('dc_groups', $$SELECT g, bool_and(note > 'n2') AS past, count(*) AS n FROM dc_t GROUP BY g$$),
+ ('dc_having', $$SELECT g, sum(v) AS s FROM dc_t GROUP BY g HAVING max(big) > 'bbb'$$),
+ ('dc_filter', $$SELECT g, count(*) FILTER (WHERE big = 'bb') AS n FROM dc_t GROUP BY g$$),
+ ('dc_minf', $$SELECT g, min(v) FILTER (WHERE note > 'n2') AS lo FROM dc_t GROUP BY g$$),
+ ('dc_using', $$SELECT id, name, v FROM dc_t JOIN dc_dim USING (id)$$),
+ ('dc_on', $$SELECT t.id, d.name FROM dc_t t JOIN dc_dim d ON d.id = t.v AND d.extra < 3$$),
+ ('dc_where', $$SELECT id, g FROM dc_t WHERE big <> 'bbbb'$$);
+SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM dc_queries ORDER BY v;
+SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM dc_queries;
+SELECT v.name, v.rows_applied FROM kappa.views v WHERE v.name LIKE 'public.dc_%' ORDER BY 1;
+
+-- only columns no view reads: every image cancels out, no view changes a row
+UPDATE dc_t SET spare = spare + 1;
+UPDATE dc_dim SET spare = spare + 1;
+SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM dc_queries;
+SELECT v.name, v.rows_applied FROM kappa.views v WHERE v.name LIKE 'public.dc_%' ORDER BY 1;
+
+-- columns some views read, each alone and in one transaction with the rest
+UPDATE dc_t SET big = 'bb' WHERE id IN (1, 2, 3);
+UPDATE dc_t SET note = 'z' || id WHERE id % 5 = 0;
+BEGIN;
+UPDATE dc_t SET spare = 7, big = repeat('b', 4) WHERE id BETWEEN 10 AND 14;
+UPDATE dc_dim SET extra = 0, spare = 9 WHERE id % 2 = 0;
+UPDATE dc_t SET v = v + 1, spare = 8 WHERE id > 25;
+UPDATE dc_dim SET name = 'renamed' WHERE id = 4;
+COMMIT;
+-- back and forth in one transaction: the images cancel out
+BEGIN;
+UPDATE dc_t SET note = 'tmp' WHERE id = 7;
+UPDATE dc_t SET note = 'n7' WHERE id = 7;
+COMMIT;
+SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM dc_queries;
+SELECT q.v, (SELECT count(*) FROM kappa.verify(q.v::regclass)) AS differences FROM dc_queries q ORDER BY 1;
+
+SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM dc_queries ORDER BY v;
+DROP TABLE dc_t, dc_dim, dc_queries;
