@@ -37,7 +37,7 @@ SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE id IN (SELECT id FROM 
 SELECT kappa.create_view('x', 'WITH c AS (SELECT id FROM e_src) SELECT id FROM c');
 SELECT kappa.create_view('x', 'SELECT s.id FROM (SELECT id FROM e_src) s');
 SELECT kappa.create_view('x', 'SELECT g AS id FROM generate_series(1, 3) g');
-SELECT kappa.create_view('x', 'SELECT DISTINCT grp FROM e_src');
+SELECT kappa.create_view('x', 'SELECT DISTINCT grp, count(*) AS n FROM e_src GROUP BY grp');
 SELECT kappa.create_view('x', 'SELECT DISTINCT ON (grp) id, grp FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src UNION SELECT id FROM e_other');
 SELECT kappa.create_view('x', 'SELECT grp, count(*) AS n FROM e_src GROUP BY ROLLUP (grp)');

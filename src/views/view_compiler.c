@@ -434,7 +434,19 @@ kappa_compile_view(const char *sql, int engine)
 	if (query->setOperations)
 		not_supported("UNION, INTERSECT or EXCEPT");
 	if (query->distinctClause)
-		not_supported(query->hasDistinctOn ? "DISTINCT ON" : "DISTINCT");
+	{
+		/*
+		 * SELECT DISTINCT without GROUP BY or aggregates has the rows of
+		 * GROUP BY every output column: maintained as that, a group per
+		 * distinct row, which exists while it counts at least one row.
+		 */
+		if (query->hasDistinctOn)
+			not_supported("DISTINCT ON");
+		if (query->groupClause != NIL || query->hasAggs || query->havingQual)
+			not_supported("DISTINCT together with GROUP BY or aggregates");
+		query->groupClause = query->distinctClause;
+		query->distinctClause = NIL;
+	}
 	if (query->hasWindowFuncs)
 		not_supported("window functions");
 	if (query->hasTargetSRFs)
