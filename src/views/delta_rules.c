@@ -48,6 +48,7 @@
 #include "postgres.h"
 
 #include "access/heapam.h"
+#include "access/hio.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
@@ -59,6 +60,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
+#include "storage/bufmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -970,6 +972,64 @@ same_image(TupleDesc ddesc, int n, HeldImage *a, HeldImage *b)
 #define MAX_HELD_IMAGES 10000
 
 /*
+ * Rows on their way into d_<n>, inserted in groups (heap_multi_insert, as
+ * COPY does: a page is locked once for many rows), without the ring of a
+ * bulk load, since the terms read them right after.
+ */
+#define DELTA_INSERT_ROWS 256
+
+typedef struct DeltaWriter
+{
+	Relation	rel;
+	BulkInsertState bistate;
+	CommandId	cid;
+	TupleTableSlot *slots[DELTA_INSERT_ROWS];
+	int			nslots;
+} DeltaWriter;
+
+static void
+delta_writer_flush(DeltaWriter *w)
+{
+	if (w->nslots == 0)
+		return;
+	heap_multi_insert(w->rel, w->slots, w->nslots, w->cid, 0, w->bistate);
+	for (int i = 0; i < w->nslots; i++)
+		ExecClearTuple(w->slots[i]);
+	w->nslots = 0;
+}
+
+static void
+delta_writer_start(DeltaWriter *w, Relation rel)
+{
+	w->rel = rel;
+	w->bistate = GetBulkInsertState();
+	FreeAccessStrategy(w->bistate->strategy);
+	w->bistate->strategy = NULL;
+	w->cid = GetCurrentCommandId(true);
+	for (int i = 0; i < DELTA_INSERT_ROWS; i++)
+		w->slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	w->nslots = 0;
+}
+
+/* Queue tup (the writer frees it once inserted, if should_free). */
+static void
+delta_writer_put(DeltaWriter *w, HeapTuple tup, bool should_free)
+{
+	ExecStoreHeapTuple(tup, w->slots[w->nslots++], should_free);
+	if (w->nslots == DELTA_INSERT_ROWS)
+		delta_writer_flush(w);
+}
+
+static void
+delta_writer_end(DeltaWriter *w)
+{
+	delta_writer_flush(w);
+	FreeBulkInsertState(w->bistate);
+	for (int i = 0; i < DELTA_INSERT_ROWS; i++)
+		ExecDropSingleTupleTableSlot(w->slots[i]);
+}
+
+/*
  * The batch's row images of source n that the view has not seen (commit
  * LSN after applied) into d_<n>, signed, less the pairs that cancel out: a
  * row inserted and deleted in the batch, or updated twice, leaves only its
@@ -999,6 +1059,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	int			nheld = 0;
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
+	DeltaWriter writer;
 
 	*written = 0;
 
@@ -1031,6 +1092,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			shared = shared_hashes(hashes[1], nhashes[1], hashes[0], nhashes[0], &nshared);
 	}
 
+	delta_writer_start(&writer, drel);
 	image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
 	while (image_reader_next(&r))
 	{
@@ -1063,8 +1125,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				*consolidate = true;
 			}
 		}
-		simple_heap_insert(drel, tup);
-		heap_freetuple(tup);
+		delta_writer_put(&writer, tup, true);
 		(*written)++;
 	}
 	ExecDropSingleTupleTableSlot(r.slot);
@@ -1092,10 +1153,11 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		for (int i = 0; i < nheld; i++)
 			if (!held[i].cancelled)
 			{
-				simple_heap_insert(drel, held[i].tuple);
+				delta_writer_put(&writer, held[i].tuple, false);
 				(*written)++;
 			}
 	}
+	delta_writer_end(&writer);
 	table_close(drel, RowExclusiveLock);
 	return count;
 }
