@@ -172,7 +172,8 @@ DROP FUNCTION e2_sc_check();
 DROP TABLE e2_sc;
 
 -- rows inserted and updated in one batch cancel out in the worker's
--- memory, or, past 10000 such images, in SQL: both give the query's rows
+-- memory, or, past work_mem (4MB here) of such images, in SQL: both give
+-- the query's rows
 CREATE TABLE e2_many (id int PRIMARY KEY, g int, v int);
 SELECT kappa.create_view('e2_many_g', 'SELECT g, count(*) AS n, sum(v) AS s, max(v) AS hi FROM e2_many GROUP BY g');
 SELECT kappa.create_view('e2_many_rows', 'SELECT id, v FROM e2_many WHERE v % 3 = 0');
@@ -186,9 +187,9 @@ SELECT kappa.wait('e2_many_g') AND kappa.wait('e2_many_rows');
 SELECT (SELECT count(*) FROM kappa.verify('e2_many_g')) AS g_differences,
        (SELECT count(*) FROM kappa.verify('e2_many_rows')) AS rows_differences;
 BEGIN;
-INSERT INTO e2_many SELECT g, g % 5, g FROM generate_series(1001, 13000) g;
+INSERT INTO e2_many SELECT g, g % 5, g FROM generate_series(1001, 60000) g;
 UPDATE e2_many SET v = v + 1 WHERE id > 1000;
-UPDATE e2_many SET g = g + 1 WHERE id > 12000;
+UPDATE e2_many SET g = g + 1 WHERE id > 59000;
 COMMIT;
 SELECT kappa.wait('e2_many_g') AND kappa.wait('e2_many_rows');
 SELECT (SELECT count(*) FROM kappa.verify('e2_many_g')) AS g_differences,

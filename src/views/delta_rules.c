@@ -965,11 +965,11 @@ same_image(TupleDesc ddesc, int n, HeldImage *a, HeldImage *b)
 }
 
 /*
- * At most this many images of a batch are held back to cancel out in
- * memory; past it, they go to d_<n> and the SQL consolidation removes what
- * cancels.
+ * Images of a batch are held back to cancel out in memory up to work_mem
+ * (their tuples and entries); past it, they go to d_<n> and the SQL
+ * consolidation removes what cancels.
  */
-#define MAX_HELD_IMAGES 10000
+#define HELD_IMAGE_BYTES(tup) (sizeof(HeldImage) + HEAPTUPLESIZE + (tup)->t_len)
 
 /*
  * Rows on their way into d_<n>, inserted in groups (heap_multi_insert, as
@@ -1057,6 +1057,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	int			nshared = 0;
 	HeldImage  *held = NULL;
 	int			nheld = 0;
+	int			maxheld = 0;
+	Size		held_bytes = 0;
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	DeltaWriter writer;
@@ -1110,10 +1112,15 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			h = image_hash(buf->desc, n, r.values, r.nulls);
 			if (bsearch(&h, shared, nshared, sizeof(uint32), uint32_cmp) != NULL)
 			{
-				if (nheld < MAX_HELD_IMAGES)
+				if (held_bytes + HELD_IMAGE_BYTES(tup) <= (Size) work_mem * 1024)
 				{
-					if (held == NULL)
-						held = palloc(sizeof(HeldImage) * Min(MAX_HELD_IMAGES, nhashes[0] + nhashes[1]));
+					if (nheld >= maxheld)
+					{
+						maxheld = Max(256, maxheld * 2);
+						held = held ? repalloc_huge(held, sizeof(HeldImage) * maxheld) :
+							palloc(sizeof(HeldImage) * maxheld);
+					}
+					held_bytes += HELD_IMAGE_BYTES(tup);
 					held[nheld].hash = h;
 					held[nheld].order = nheld;
 					held[nheld].tuple = tup;
