@@ -223,6 +223,9 @@ typedef struct KappaSourceBuffer
 	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
 	XLogRecPtr	modify_lsn;		/* latest UPDATE or DELETE in the batch, or 0 */
 	XLogRecPtr	oversize_lsn;	/* first row image too large to buffer, or 0 */
+	Datum	   *values;			/* an image being buffered (buffer_row) */
+	bool	   *nulls;
+	Datum	   *unchanged;
 } KappaSourceBuffer;
 
 /* A change of a captured table that could not be logged (event_log.c) */

@@ -107,6 +107,9 @@ static XLogRecPtr failed_commit_lsn = InvalidXLogRecPtr;
  */
 #define MAX_ROW_IMAGE_BYTES ((Size) MaxAllocSize - 1024 * 1024)
 
+/* decoded tuples up to this size without TOASTed values are taken as they are */
+#define SMALL_TUPLE_BYTES (64 * 1024)
+
 /*
  * The bytes a value takes once detoasted (an unchanged TOASTed value, which
  * is not in the WAL, takes none).
@@ -554,6 +557,9 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->schema_change_lsn = InvalidXLogRecPtr;
 		buf->modify_lsn = InvalidXLogRecPtr;
 		buf->oversize_lsn = InvalidXLogRecPtr;
+		buf->values = palloc(sizeof(Datum) * (n + 4));
+		buf->nulls = palloc(sizeof(bool) * (n + 4));
+		buf->unchanged = palloc(sizeof(Datum) * (n + 1));
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr &&
 			 !same_columns(reldesc, buf))
@@ -591,9 +597,9 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	if (buf->schema_change_lsn != InvalidXLogRecPtr)
 		return;					/* the view will be marked broken */
 
-	values = palloc(sizeof(Datum) * (n + 4));
-	nulls = palloc(sizeof(bool) * (n + 4));
-	unchanged = palloc(sizeof(Datum) * (n + 1));
+	values = buf->values;
+	nulls = buf->nulls;
+	unchanged = buf->unchanged;
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
 
@@ -601,37 +607,40 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	 * An image no tuplestore can hold is left out, and the views that need
 	 * it are marked broken (kappa_check_row_sizes).  Commits arrive in
 	 * order: a view applied up to the latest such image needs none of them.
+	 * Only a large tuple, or one with TOASTed values, can be such an image
+	 * or need its values copied: the others (nearly all) skip the checks.
 	 */
-	if (row_image_bytes(reldesc, n, values, nulls) > MAX_ROW_IMAGE_BYTES)
+	if (HeapTupleHasExternal(tuple) || tuple->t_len > SMALL_TUPLE_BYTES)
 	{
-		buf->oversize_lsn = commit_lsn;
-		pfree(values);
-		pfree(nulls);
-		pfree(unchanged);
-		return;
-	}
-	for (int i = 0; i < n; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(buf->desc, i);
-
-		if (nulls[i] || att->attlen != -1 ||
-			!VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
-			continue;
-
-		/*
-		 * An unchanged TOASTed value is not in the WAL, and the source's
-		 * TOAST table is ahead of the batch: leave it out and say so; the
-		 * delta engine takes it from the row's previous image.
-		 */
-		if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+		if (row_image_bytes(reldesc, n, values, nulls) > MAX_ROW_IMAGE_BYTES)
 		{
-			nulls[i] = true;
-			unchanged[nunchanged++] = Int16GetDatum(i + 1);
+			buf->oversize_lsn = commit_lsn;
+			return;
 		}
-		/* in-memory TOAST pointers die with the reorder buffer: copy */
-		else
-			values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
-															  DatumGetPointer(values[i])));
+		for (int i = 0; i < n; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(buf->desc, i);
+
+			if (nulls[i] || att->attlen != -1 ||
+				!VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
+				continue;
+
+			/*
+			 * An unchanged TOASTed value is not in the WAL, and the
+			 * source's TOAST table is ahead of the batch: leave it out and
+			 * say so; the delta engine takes it from the row's previous
+			 * image.
+			 */
+			if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+			{
+				nulls[i] = true;
+				unchanged[nunchanged++] = Int16GetDatum(i + 1);
+			}
+			/* in-memory TOAST pointers die with the reorder buffer: copy */
+			else
+				values[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+																  DatumGetPointer(values[i])));
+		}
 	}
 	values[n] = Int64GetDatum(seq);
 	nulls[n] = false;
