@@ -21,6 +21,11 @@ SELECT v.name, v.engine, string_agg(c.relname || ':' || c.relkind::text, ' ' ORD
   FROM kappa.views v JOIN pg_class c ON c.relnamespace = ('kappa_v' || v.id)::regnamespace
  WHERE v.name LIKE 'public.e2%' AND c.relkind IN ('r', 'v') GROUP BY v.name, v.engine ORDER BY v.name;
 SELECT relname, relreplident FROM pg_class WHERE relname IN ('e2_customers', 'e2_orders', 'e2_events') ORDER BY 1;
+-- statistics of a view just filled and of its state, for the worker's plans
+SELECT v.name, count(DISTINCT s.tablename) AS tables_analyzed
+  FROM kappa.views v JOIN pg_stats s
+    ON (s.schemaname, s.tablename) IN ((split_part(v.name, '.', 1), split_part(v.name, '.', 2)), ('kappa_v' || v.id, 'g'))
+ WHERE v.name IN ('public.e2_regions', 'public.e2_star') GROUP BY v.name ORDER BY 1;
 -- no unique index on the bags
 SELECT c.relname, i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
  WHERE c.relname IN ('e2_star', 'e2_ev', 'e2_big') ORDER BY 1, 2;

@@ -516,6 +516,7 @@ extern void kappa_ensure_slot(void);
 extern Datum kappa_create_view_replay(PG_FUNCTION_ARGS);
 extern int64 kappa_adopt_view(Oid relid, int64 id, const char *canonical,
 							   int engine);
+extern void kappa_analyze_view(Oid derived, int id);
 
 /* ----------
  * capture.c

@@ -917,6 +917,10 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		/* engine 2's d_<n> hold a batch's deltas: empty between batches */
 		if (v.engine >= 2 && keep_state)
 			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
+
+		/* statistics for the worker's statements over a view it goes on with */
+		if (keep_state)
+			kappa_analyze_view(relid, v.id);
 	}
 	PG_FINALLY();
 	{

@@ -769,6 +769,8 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 					 SPI_OK_INSERT);
 		if (fill && agg)
 			exec_sql(agg->fill_state, SPI_OK_INSERT);
+		if (fill)
+			kappa_analyze_view(derived, (int) id);
 	}
 	PG_FINALLY();
 	{
@@ -777,6 +779,25 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	PG_END_TRY();
 	advise_indexes(def);
 	return derived;
+}
+
+/*
+ * Statistics of a view just filled: its derived table and, for a view
+ * maintained algebraically, its state table g, which the worker's
+ * statements look groups and rows up in (without them the planner guesses,
+ * and scans).  Only what the current user owns (the view's owner owns
+ * both).  SPI connected.
+ */
+void
+kappa_analyze_view(Oid derived, int id)
+{
+	Oid			nsp = get_namespace_oid(psprintf("kappa_v%d", id), true);
+	Oid			state = OidIsValid(nsp) ? get_relname_relid("g", nsp) : InvalidOid;
+
+	if (pg_class_ownercheck(derived, GetUserId()))
+		exec_sql(psprintf("ANALYZE %s", kappa_qualified_name(derived)), SPI_OK_UTILITY);
+	if (OidIsValid(state) && pg_class_ownercheck(state, GetUserId()))
+		exec_sql(psprintf("ANALYZE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
 }
 
 /*
@@ -1085,6 +1106,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 						 SPI_OK_INSERT);
 			if (!replay && agg)
 				exec_sql(agg->fill_state, SPI_OK_INSERT);
+			if (!replay)
+				kappa_analyze_view(derived, (int) id);
 		}
 		PG_FINALLY();
 		{
