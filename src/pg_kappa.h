@@ -345,6 +345,9 @@ typedef struct KappaViewDef
 	List	   *index_columns;	/* per source: List of attnums worth an index */
 	bool		bag;			/* engine 2: no unique key, rows are a
 								 * multiset */
+	int			preserved_rt;	/* LEFT JOIN views: the preserved table's
+								 * range table index, else 0 */
+	List	   *preserved_key;	/* its key's output column names */
 } KappaViewDef;
 
 extern KappaViewDef *kappa_compile_view(const char *sql, int engine);

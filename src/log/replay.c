@@ -1054,6 +1054,21 @@ kappa_replay(PG_FUNCTION_ARGS)
 
 	/* as the view's owner again (kappa_replay_fill) */
 	changes = kappa_replay_fill(relid, v.sources, lowers, upper, true);
+
+	/*
+	 * The view's catalog row is written by this transaction too: the
+	 * worker holds a view whose row its batch's snapshot does not see, as
+	 * that snapshot does not see the rebuilt rows either (apply_worker.c).
+	 */
+	{
+		SavedUser	saved;
+
+		kappa_become(kappa_extension_owner(), &saved);
+		if (SPI_execute(psprintf("UPDATE kappa.views SET applied_lsn = applied_lsn WHERE id = %d", v.id),
+						false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update kappa.views");
+		kappa_unbecome(&saved);
+	}
 	SPI_finish();
 	ereport(NOTICE,
 			(errmsg("derived view \"%s\" rebuilt from " INT64_FORMAT " logged changes up to %X/%X",

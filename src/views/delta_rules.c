@@ -35,6 +35,12 @@
  * sources' keys, all selected), else as a bag, deleting and inserting as
  * many copies as the weight says.
  *
+ * A view with LEFT JOINs (view_compiler.c, check_left_joins) is kept by
+ * the key of its first table instead: one term per entry gives the keys of
+ * the kept rows the batch changed, or joined to a row it changed, and
+ * those rows' part of the view is computed again from the live sources,
+ * as groups are.
+ *
  * A GROUP BY view takes the group keys of the terms' rows (both signs) and
  * recomputes those groups from the live sources; a view with aggregates
  * and no GROUP BY, and any batch with a TRUNCATE of a source, recomputes
@@ -125,6 +131,8 @@ typedef struct RulePlan
 	char	   *term_tail;
 	List	   *subsets;		/* of SubsetPlan */
 	bool		grouped;		/* GROUP BY: recompute the affected groups */
+	bool		outer;			/* LEFT JOIN: recompute the kept rows
+								 * affected, by their key */
 	bool		whole;			/* aggregates without GROUP BY */
 	/* select-project-join views */
 	SPIPlanPtr	consolidate;	/* dq -> dc */
@@ -275,6 +283,58 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 												   -1, InvalidOid, 0));
 	}
 	return delta_sql(base, relids, weight, grouped);
+}
+
+/*
+ * The term of a LEFT JOIN view (view_compiler.c, check_left_joins) for
+ * range table entry term_rt: the keys of the kept table's rows whose part
+ * of the view the batch may have changed.  Entry term_rt reads its delta:
+ * for the kept table, those are the rows it changed; for a joined table,
+ * its LEFT JOIN becomes an inner join, which gives the kept rows joined to
+ * a changed row (old or new).  The WHERE clause is left out: more keys
+ * than needed only recompute rows that stay the same.
+ */
+static char *
+outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
+{
+	Query	   *query = copyObject(def->query);
+	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	List	   *tlist = NIL;
+	ListCell   *lc;
+	Node	   *node;
+
+	foreach(lc, def->preserved_key)
+	{
+		const char *name = lfirst(lc);
+		ListCell   *lt;
+
+		foreach(lt, query->targetList)
+		{
+			TargetEntry *tle = lfirst(lt);
+
+			if (!tle->resjunk && strcmp(tle->resname, name) == 0)
+			{
+				tlist = lappend(tlist, makeTargetEntry(tle->expr, list_length(tlist) + 1,
+													   pstrdup(name), false));
+				break;
+			}
+		}
+	}
+	query->targetList = tlist;
+	query->jointree->quals = NULL;
+	for (node = linitial(query->jointree->fromlist); IsA(node, JoinExpr);
+		 node = ((JoinExpr *) node)->larg)
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		if (((RangeTblRef *) j->rarg)->rtindex == term_rt)
+		{
+			j->jointype = JOIN_INNER;
+			rt_fetch(j->rtindex, query->rtable)->jointype = JOIN_INNER;
+		}
+	}
+	relids[term_rt] = drelids[def->rte_source[term_rt]];
+	return psprintf("SELECT DISTINCT * FROM (%s) s", kappa_deparse_query(query, relids));
 }
 
 /*
@@ -450,7 +510,7 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 
 /* The statements that recompute the groups whose keys are in k. */
 static void
-prepare_group_recompute(RulePlan *rp, KappaViewDef *def, const char *schema,
+prepare_group_recompute(RulePlan *rp, List *keys, const char *schema,
 						const char *target, const char *canonical)
 {
 	char	   *k = psprintf("%s.k", schema);
@@ -461,17 +521,17 @@ prepare_group_recompute(RulePlan *rp, KappaViewDef *def, const char *schema,
 
 	if (!OidIsValid(krelid))
 		elog(ERROR, "internal tables of derived view %d are missing", rp->id);
-	foreach(lc, def->key_columns)
+	foreach(lc, keys)
 		keytypes = lappend_oid(keytypes, get_atttype(krelid, get_attnum(krelid, lfirst(lc))));
 	rp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
-										  "t", def->key_columns, keytypes, k);
-	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, def->key_columns, k);
+										  "t", keys, keytypes, k);
+	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, keys, k);
 	rp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
-											   k, kappa_any_null(def->key_columns, "n")));
+											   k, kappa_any_null(keys, "n")));
 	rp->delete_null_keys = kappa_keep_plan(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
-												  target, k, kappa_any_null(def->key_columns, "n"),
-												  kappa_match_keys(def->key_columns, "t", "IS NOT DISTINCT FROM", "n")));
-	rp->insert_null_keys = kappa_prepare_insert_null_keys(target, canonical, def->key_columns, k);
+												  target, k, kappa_any_null(keys, "n"),
+												  kappa_match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
+	rp->insert_null_keys = kappa_prepare_insert_null_keys(target, canonical, keys, k);
 	rp->clear_k = kappa_keep_plan(psprintf("DELETE FROM %s", k));
 }
 
@@ -666,7 +726,8 @@ build_rules(int id)
 		}
 	}
 	rp->algebraic = agg != NULL;
-	rp->keys_only = rp->grouped && !agg;
+	rp->outer = def->preserved_rt > 0;
+	rp->keys_only = (rp->grouped && !agg) || rp->outer;
 	if (agg)
 	{
 		rp->term_head = agg->partial_head;
@@ -675,7 +736,7 @@ build_rules(int id)
 	else
 	{
 		rp->term_head = psprintf("INSERT INTO %s.%s SELECT * FROM (", schema,
-								 rp->grouped ? "k" : "dq");
+								 rp->keys_only ? "k" : "dq");
 		rp->term_tail = ") s";
 	}
 	rp->nrtes = def->nrtes;
@@ -693,11 +754,16 @@ build_rules(int id)
 		t = &rp->terms[rp->nterms++];
 		t->srcno = def->rte_source[r];
 		/* (a whole view without its state has no terms: it is recomputed) */
-		term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
+		if (rp->outer)
+			term = outer_key_sql(def, r, rp->drelids);
+		else
+			term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
 		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, term, rp->term_tail));
 	}
 	if (rp->grouped)
-		prepare_group_recompute(rp, def, schema, target, canonical);
+		prepare_group_recompute(rp, def->key_columns, schema, target, canonical);
+	else if (rp->outer)
+		prepare_group_recompute(rp, def->preserved_key, schema, target, canonical);
 	if (agg)
 	{
 		char	   *into = psprintf("%s.g (%s)", schema, agg->state_columns);
@@ -715,7 +781,7 @@ build_rules(int id)
 		rp->clear_state = kappa_keep_plan(agg->clear_state);
 		rp->fill_state = kappa_keep_plan(agg->fill_state);
 	}
-	if (!rp->grouped && !rp->whole)
+	if (!rp->grouped && !rp->whole && !rp->outer)
 		prepare_row_apply(rp, def, schema, target);
 	rp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
 	rp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical));
@@ -1329,7 +1395,15 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		kappa_delta_sizes_reset();
 		for (int i = 0; i < rp->nsources; i++)
 			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
-		run_terms(rp, touched, counts);
+		if (rp->outer)
+		{
+			/* the keys of the kept rows affected */
+			for (int t = 0; t < rp->nterms; t++)
+				if (touched[rp->terms[t].srcno])
+					kappa_run(rp->terms[t].plan);
+		}
+		else
+			run_terms(rp, touched, counts);
 		kappa_delta_sizes_reset();
 		t_terms = GetCurrentTimestamp();
 		if (rp->algebraic)
@@ -1350,7 +1424,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			}
 			kappa_run(rp->clear_partials);
 		}
-		else if (rp->grouped)
+		else if (rp->grouped || rp->outer)
 			rows += recompute_groups(rp);
 		else
 		{

@@ -346,6 +346,103 @@ collect_index_columns(Node *node, int rtindex, List **cols, Query *query)
 }
 
 /*
+ * Views with LEFT JOIN: a table whose rows are all kept, then LEFT JOINs
+ * of one table each, on conditions over that table and the kept one
+ *
+ *	   SELECT ... FROM a LEFT JOIN b ON b.x = a.y LEFT JOIN c ON c.z = a.w
+ *	   WHERE ...
+ *
+ * and no GROUP BY or aggregates.  They are maintained by the kept table's
+ * key, which the view must select: a batch finds the keys of the kept
+ * rows it changed or whose partners it changed, and those rows' part of
+ * the view is computed again (delta_rules.c).  Anything else with an
+ * outer join is refused.
+ */
+static void
+check_left_joins(KappaViewDef *def)
+{
+	Query	   *query = def->query;
+	Node	   *node;
+	int			preserved;
+	List	   *key;
+	ListCell   *lc;
+
+	if (query->groupClause != NIL || query->hasAggs)
+		not_supported("LEFT JOIN together with GROUP BY or aggregates");
+	if (list_length(query->jointree->fromlist) != 1)
+		not_supported("LEFT JOIN together with other tables in FROM");
+
+	/* down the left-deep chain of joins to the kept table */
+	node = linitial(query->jointree->fromlist);
+	while (IsA(node, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		if (j->jointype != JOIN_LEFT)
+			not_supported("LEFT JOIN together with inner joins");
+		if (!IsA(j->rarg, RangeTblRef))
+			not_supported("a LEFT JOIN of a parenthesized join");
+		node = j->larg;
+	}
+	if (!IsA(node, RangeTblRef))
+		not_supported("this kind of FROM item");
+	preserved = ((RangeTblRef *) node)->rtindex;
+
+	/* each condition reads the kept table and the joined one only */
+	node = linitial(query->jointree->fromlist);
+	while (IsA(node, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+		int			joined = ((RangeTblRef *) j->rarg)->rtindex;
+		List	   *vars = pull_var_clause(flatten_join_alias_vars(query, j->quals), 0);
+
+		foreach(lc, vars)
+		{
+			Var		   *var = lfirst(lc);
+
+			if (IsA(var, Var) && var->varno != preserved && var->varno != joined)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("the condition of a LEFT JOIN in a derived view may read only the joined table and %s",
+								get_rel_name(rt_fetch(preserved, query->rtable)->relid)),
+						 errdetail("Column \"%s\" of %s is read in the condition that joins %s.",
+								   get_attname(rt_fetch(var->varno, query->rtable)->relid, var->varattno, false),
+								   get_rel_name(rt_fetch(var->varno, query->rtable)->relid),
+								   get_rel_name(rt_fetch(joined, query->rtable)->relid))));
+		}
+		node = j->larg;
+	}
+
+	/* the kept table's key, selected: rows are recomputed by it */
+	key = (List *) list_nth(def->source_keys, def->rte_source[preserved]);
+	if (key == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the first table of a LEFT JOIN in a derived view must have a primary key"),
+				 errdetail("Table \"%s\" has no primary key or replica identity index.",
+						   get_rel_name(rt_fetch(preserved, query->rtable)->relid))));
+	foreach(lc, key)
+	{
+		AttrNumber	attnum = lfirst_int(lc);
+		TargetEntry *tle = find_output_var(query, preserved, attnum);
+		Oid			relid = rt_fetch(preserved, query->rtable)->relid;
+
+		if (tle == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a derived view with LEFT JOIN must select the key of %s",
+							get_rel_name(relid)),
+					 errdetail("Column \"%s\" of \"%s\" is missing from the select list.",
+							   get_attname(relid, attnum, false), get_rel_name(relid)),
+					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps.")));
+		def->preserved_key = lappend(def->preserved_key, tle->resname);
+	}
+	def->preserved_rt = preserved;
+	def->bag = true;
+	def->key_columns = NIL;
+}
+
+/*
  * Error context callback around the parse and analysis of a view's query:
  * an error position there counts characters of the query, not of the
  * statement that passed it (kappa.create_view's call), so it is turned into
@@ -400,6 +497,7 @@ kappa_compile_view(const char *sql, int engine)
 	int			rtindex;
 	int			nrelations = 0;
 	bool		aggregate;
+	bool		has_left_join = false;
 	ErrorContextCallback errcallback;
 
 	errcallback.callback = view_query_error_callback;
@@ -444,6 +542,12 @@ kappa_compile_view(const char *sql, int engine)
 			not_supported("DISTINCT ON");
 		if (query->groupClause != NIL || query->hasAggs || query->havingQual)
 			not_supported("DISTINCT together with GROUP BY or aggregates");
+		foreach(lc, query->rtable)
+		{
+			if (((RangeTblEntry *) lfirst(lc))->rtekind == RTE_JOIN &&
+				((RangeTblEntry *) lfirst(lc))->jointype != JOIN_INNER)
+				not_supported("DISTINCT together with outer joins");
+		}
 		query->groupClause = query->distinctClause;
 		query->distinctClause = NIL;
 	}
@@ -482,8 +586,15 @@ kappa_compile_view(const char *sql, int engine)
 			case RTE_RELATION:
 				break;
 			case RTE_JOIN:
-				if (rte->jointype != JOIN_INNER)
-					not_supported("outer joins");
+				if (rte->jointype == JOIN_LEFT && engine >= 2)
+					has_left_join = true;
+				else if (rte->jointype == JOIN_LEFT)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("derived views with LEFT JOIN need delta engine 2"),
+							 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
+				else if (rte->jointype != JOIN_INNER)
+					not_supported("RIGHT or FULL outer joins");
 				continue;
 			case RTE_SUBQUERY:
 				not_supported("subqueries in FROM");
@@ -616,6 +727,9 @@ kappa_compile_view(const char *sql, int engine)
 			}
 		}
 	}
+
+	if (has_left_join)
+		check_left_joins(def);
 
 	/* columns of each source worth an index in the worker's copy */
 	for (rtindex = 1; rtindex <= def->nrtes; rtindex++)

@@ -698,6 +698,12 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		exec_sql(psprintf("CREATE UNIQUE INDEX ON %s (%s)%s", target,
 						  kappa_quoted_list(def->key_columns, ""),
 						  grouped ? " NULLS NOT DISTINCT" : ""), SPI_OK_UTILITY);
+	else if (def->preserved_rt > 0)
+	{
+		/* LEFT JOIN: rows are recomputed by the kept table's key */
+		exec_sql(psprintf("CREATE INDEX ON %s (%s)", target,
+						  kappa_quoted_list(def->preserved_key, "")), SPI_OK_UTILITY);
+	}
 	else
 	{
 		/* a bag: rows to delete are found by their first column */
@@ -709,7 +715,14 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	}
 	exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
 
-	if (grouped)
+	if (def->preserved_rt > 0)
+	{
+		/* the keys of the kept table's rows a batch changed or joined */
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
+						  schema, kappa_quoted_list(def->preserved_key, ""), canonical),
+				 SPI_OK_UTILITY);
+	}
+	else if (grouped)
 	{
 		Query	   *proj = kappa_agg_projection(def);
 

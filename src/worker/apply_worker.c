@@ -604,7 +604,8 @@ transient_error(ErrorData *edata)
 {
 	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
 		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
 }
 
 /*
@@ -1017,6 +1018,36 @@ aligned_snapshot(XLogRecPtr *end)
 }
 
 /*
+ * The batch's statements read the derived table and the view's internal
+ * tables with the batch's snapshot too.  Whatever rewrites them (an
+ * in-place kappa.replay, which holds a lock the worker waits for) also
+ * writes the view's catalog row: if the batch's snapshot does not see that
+ * row's last writer, it would not see the rewritten rows either, and the
+ * view is held, to be retried with a newer snapshot.
+ */
+static void
+check_view_unchanged(int id)
+{
+	bool		isnull;
+	TransactionId xmin;
+
+	if (kappa_batch->snapshot == NULL)
+		return;
+	/* a snapshot of its own: newer than any lock waited for */
+	if (SPI_execute(psprintf("SELECT xmin FROM kappa.views WHERE id = %d", id), false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed != 1)
+		return;
+	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!isnull && TransactionIdIsNormal(xmin) &&
+		XidInMVCCSnapshot(xmin, kappa_batch->snapshot))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("derived view %d was changed after the batch's snapshot", id),
+				 errdetail("It is retried with a newer snapshot.")));
+}
+
+/*
  * Error context while a batch is applied to a view, as PostgreSQL's own
  * apply worker names the relation and the remote transaction: arg is the
  * text apply_error_text wrote beforehand (no catalog access while an error
@@ -1247,6 +1278,7 @@ apply_batch(void)
 
 				kappa_check_row_sizes(sources, applied);
 				check_derived_triggers(relid);
+				check_view_unchanged(id);
 				kappa_view_writes_begin(id, relid);
 				if (engine >= 2)
 					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
