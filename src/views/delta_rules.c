@@ -886,7 +886,9 @@ typedef struct ImageReader
 	bool	   *nulls;
 	bool		is_new;
 	XLogRecPtr	lsn;			/* its commit LSN */
-	Datum	   *old_values;		/* the last old image */
+	TupleTableSlot *old_slot;	/* a copy of the last old image: the buffer
+								 * may reuse its memory at the next read */
+	Datum	   *old_values;		/* its values */
 	bool	   *old_nulls;
 	int64		old_seq;
 	const bool *read;			/* columns kept (NULL: all); others null */
@@ -904,6 +906,7 @@ image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
 	r->applied = applied;
 	r->n = n;
 	r->slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
+	r->old_slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
 	r->values = palloc(sizeof(Datum) * (n + 1));
 	r->nulls = palloc(sizeof(bool) * (n + 1));
 	r->old_values = palloc(sizeof(Datum) * n);
@@ -912,6 +915,13 @@ image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
 	r->read = read;
 	r->read_natts = read_natts;
 	tuplestore_rescan(buf->rows);
+}
+
+static void
+image_reader_end(ImageReader *r)
+{
+	ExecDropSingleTupleTableSlot(r->slot);
+	ExecDropSingleTupleTableSlot(r->old_slot);
 }
 
 /*
@@ -948,8 +958,10 @@ image_reader_next(ImageReader *r)
 								get_rel_name(r->srcrelid)),
 						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
 								 quote_identifier(get_rel_name(r->srcrelid)))));
-			memcpy(r->old_values, r->values, sizeof(Datum) * n);
-			memcpy(r->old_nulls, r->nulls, sizeof(bool) * n);
+			ExecCopySlot(r->old_slot, slot);
+			slot_getallattrs(r->old_slot);
+			memcpy(r->old_values, r->old_slot->tts_values, sizeof(Datum) * n);
+			memcpy(r->old_nulls, r->old_slot->tts_isnull, sizeof(bool) * n);
 			r->old_seq = seq;
 		}
 		else if (!slot->tts_isnull[n + 3])
@@ -1155,7 +1167,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			}
 			hashes[side][nhashes[side]++] = image_hash(buf->desc, n, r.values, r.nulls);
 		}
-		ExecDropSingleTupleTableSlot(r.slot);
+		image_reader_end(&r);
 		if (nhashes[0] > 0 && nhashes[1] > 0)
 			shared = shared_hashes(hashes[1], nhashes[1], hashes[0], nhashes[0], &nshared);
 	}
@@ -1201,7 +1213,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		delta_writer_put(&writer, tup, true);
 		(*written)++;
 	}
-	ExecDropSingleTupleTableSlot(r.slot);
+	image_reader_end(&r);
 
 	/*
 	 * Cancel pairs of held images of opposite signs that are the same row,
