@@ -60,5 +60,17 @@ SELECT count(*) AS rows, min(lb) AS lb, bool_and(k = 1) AS updated FROM dc_toast
 SELECT kappa.drop_view('dc_toast_v') IS NOT NULL AS dropped;
 DROP TABLE dc_toast;
 
+-- a source with a dropped column of a type other than integer
+CREATE TABLE dc_dropped (id int PRIMARY KEY, a int, dropme text, b int);
+ALTER TABLE dc_dropped DROP COLUMN dropme;
+INSERT INTO dc_dropped VALUES (1, 1, 1), (2, 2, 2);
+SELECT kappa.create_view('dc_dropped_v', 'SELECT id, a FROM dc_dropped');
+UPDATE dc_dropped SET a = a + 10;
+SELECT kappa.wait('dc_dropped_v');
+SELECT state, (SELECT count(*) FROM kappa.verify('dc_dropped_v')) AS differences
+  FROM kappa.views WHERE name = 'public.dc_dropped_v';
+SELECT kappa.drop_view('dc_dropped_v') IS NOT NULL AS dropped;
+DROP TABLE dc_dropped;
+
 SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM dc_queries ORDER BY v;
 DROP TABLE dc_t, dc_dim, dc_queries;

@@ -608,6 +608,9 @@ kappa_check_delta_columns(Relation drel, TupleDesc desc, int n)
 		Form_pg_attribute a = TupleDescAttr(ddesc, i);
 		Form_pg_attribute b = TupleDescAttr(desc, i);
 
+		/* a dropped column is null in both, whatever type it had */
+		if (a->attisdropped && b->attisdropped)
+			continue;
 		if (a->atttypid != b->atttypid || a->attlen != b->attlen ||
 			a->attbyval != b->attbyval || a->attalign != b->attalign ||
 			(a->attisdropped != b->attisdropped))
