@@ -72,5 +72,26 @@ SELECT state, (SELECT count(*) FROM kappa.verify('dc_dropped_v')) AS differences
 SELECT kappa.drop_view('dc_dropped_v') IS NOT NULL AS dropped;
 DROP TABLE dc_dropped;
 
+-- a nondeterministic collation: 'a' and 'A' are equal but not the same
+-- row, and an update from one to the other must reach the view
+CREATE COLLATION dc_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE dc_ci_t (id int PRIMARY KEY, x text COLLATE dc_ci);
+CREATE TABLE dc_ci_bag (x text COLLATE dc_ci, n int);
+INSERT INTO dc_ci_t VALUES (1, 'a'), (2, 'b');
+INSERT INTO dc_ci_bag VALUES ('A', 1), ('a', 1);
+SELECT kappa.create_view('dc_ci_keyed', 'SELECT id, x FROM dc_ci_t');
+SELECT kappa.create_view('dc_ci_rows', 'SELECT x FROM dc_ci_t');
+SELECT kappa.create_view('dc_ci_bagv', 'SELECT x, n FROM dc_ci_bag');
+UPDATE dc_ci_t SET x = 'A' WHERE id = 1;
+DELETE FROM dc_ci_bag WHERE x = 'a' COLLATE "C";
+SELECT kappa.wait('dc_ci_keyed') AND kappa.wait('dc_ci_rows') AND kappa.wait('dc_ci_bagv') AS waited;
+SELECT string_agg(x COLLATE "C", ',' ORDER BY x COLLATE "C") AS keyed FROM dc_ci_keyed;
+SELECT string_agg(x COLLATE "C", ',' ORDER BY x COLLATE "C") AS rows FROM dc_ci_rows;
+SELECT string_agg(x COLLATE "C", ',' ORDER BY x COLLATE "C") AS bag FROM dc_ci_bagv;
+SELECT kappa.drop_view('dc_ci_keyed') IS NOT NULL, kappa.drop_view('dc_ci_rows') IS NOT NULL,
+       kappa.drop_view('dc_ci_bagv') IS NOT NULL;
+DROP TABLE dc_ci_t, dc_ci_bag;
+DROP COLLATION dc_ci;
+
 SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM dc_queries ORDER BY v;
 DROP TABLE dc_t, dc_dim, dc_queries;

@@ -413,7 +413,7 @@ match_rows(List *cols, const char *t, const char *q)
 
 		if (buf.len > 0)
 			appendStringInfoString(&buf, " AND ");
-		appendStringInfo(&buf, "%s.%s::pg_catalog.text IS NOT DISTINCT FROM %s.%s::pg_catalog.text",
+		appendStringInfo(&buf, "%s.%s::pg_catalog.text COLLATE pg_catalog.\"C\" IS NOT DISTINCT FROM %s.%s::pg_catalog.text COLLATE pg_catalog.\"C\"",
 						 t, c, q, c);
 	}
 	return buf.data;
@@ -458,7 +458,7 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 	 */
 	initStringInfo(&grouping);
 	foreach(lc, cols)
-		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
+		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"", grouping.len > 0 ? ", " : "",
 						 quote_identifier(lfirst(lc)));
 	rp->consolidate = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM ("
 											 "SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS _kappa_sum"
@@ -557,7 +557,7 @@ consolidate_sql(Oid src, const char *d)
 	table_close(rel, AccessShareLock);
 	initStringInfo(&grouping);
 	foreach(lc, names)
-		appendStringInfo(&grouping, "%s%s::pg_catalog.text", grouping.len > 0 ? ", " : "",
+		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"", grouping.len > 0 ? ", " : "",
 						 quote_identifier(lfirst(lc)));
 	return kappa_keep_plan(psprintf("WITH gone AS (DELETE FROM %s RETURNING *)"
 									" INSERT INTO %s (%s, _kappa_w) SELECT %s, _kappa_sum::pg_catalog.int4 FROM ("
