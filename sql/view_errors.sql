@@ -43,6 +43,9 @@ SELECT kappa.create_view('x', 'SELECT id FROM e_src UNION SELECT id FROM e_other
 SELECT kappa.create_view('x', 'SELECT grp, count(*) AS n FROM e_src GROUP BY ROLLUP (grp)');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src FOR UPDATE');
 SELECT kappa.create_view('x', 'SELECT e_src.id, e_other.id AS oid FROM e_src FULL JOIN e_other ON e_other.e_id = e_src.id');
+SELECT kappa.create_view('x', 'SELECT j.id FROM (e_src JOIN e_other USING (id)) j');
+SELECT kappa.create_view('x', 'SELECT DISTINCT grp::text::xid AS x FROM e_src');
+SELECT kappa.create_view('x', 'SELECT grp::text::xid AS x, count(*) AS n FROM e_src GROUP BY 1');
 SELECT kappa.create_view('x', 'SELECT 1 AS one');
 SELECT kappa.create_view('x', 'SELECT id, ctid FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, e_src AS whole FROM e_src');

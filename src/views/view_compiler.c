@@ -26,10 +26,12 @@
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
+#include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -586,6 +588,12 @@ kappa_compile_view(const char *sql, int engine)
 			case RTE_RELATION:
 				break;
 			case RTE_JOIN:
+				if (rte->alias != NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("derived views cannot use an alias for a join"),
+							 errdetail("The join is named \"%s\".", rte->alias->aliasname),
+							 errhint("Refer to the joined tables by their own names or aliases.")));
 				if (rte->jointype == JOIN_LEFT && engine >= 2)
 					has_left_join = true;
 				else if (rte->jointype == JOIN_LEFT)
@@ -687,6 +695,12 @@ kappa_compile_view(const char *sql, int engine)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("every GROUP BY expression of a derived view must be in its select list"),
 						 errdetail("The group key is the derived table's unique key.")));
+			if (!OidIsValid(GetDefaultOpClass(getBaseType(exprType((Node *) tle->expr)), BTREE_AM_OID)))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("derived views cannot group by column \"%s\" of type %s",
+								tle->resname, format_type_be(exprType((Node *) tle->expr))),
+						 errdetail("The group key is the derived table's unique key, and the type has no default btree operator class.")));
 			def->key_columns = lappend(def->key_columns, tle->resname);
 		}
 	}
