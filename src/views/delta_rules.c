@@ -1084,8 +1084,7 @@ delta_writer_start(DeltaWriter *w, Relation rel)
 	FreeAccessStrategy(w->bistate->strategy);
 	w->bistate->strategy = NULL;
 	w->cid = GetCurrentCommandId(true);
-	for (int i = 0; i < DELTA_INSERT_ROWS; i++)
-		w->slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	memset(w->slots, 0, sizeof(w->slots));	/* made as rows come */
 	w->nslots = 0;
 }
 
@@ -1093,6 +1092,9 @@ delta_writer_start(DeltaWriter *w, Relation rel)
 static void
 delta_writer_put(DeltaWriter *w, HeapTuple tup, bool should_free)
 {
+	if (w->slots[w->nslots] == NULL)
+		w->slots[w->nslots] = MakeSingleTupleTableSlot(RelationGetDescr(w->rel),
+													   &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(tup, w->slots[w->nslots++], should_free);
 	if (w->nslots == DELTA_INSERT_ROWS)
 		delta_writer_flush(w);
@@ -1103,7 +1105,7 @@ delta_writer_end(DeltaWriter *w)
 {
 	delta_writer_flush(w);
 	FreeBulkInsertState(w->bistate);
-	for (int i = 0; i < DELTA_INSERT_ROWS; i++)
+	for (int i = 0; i < DELTA_INSERT_ROWS && w->slots[i] != NULL; i++)
 		ExecDropSingleTupleTableSlot(w->slots[i]);
 }
 

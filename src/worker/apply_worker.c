@@ -1028,13 +1028,24 @@ aligned_snapshot(XLogRecPtr *end)
 static void
 check_view_unchanged(int id)
 {
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = Int32GetDatum(id);
 	bool		isnull;
 	TransactionId xmin;
 
 	if (kappa_batch->snapshot == NULL)
 		return;
+	if (plan == NULL)
+	{
+		Oid			argtype = INT4OID;
+
+		plan = SPI_prepare("SELECT xmin FROM kappa.views WHERE id OPERATOR(pg_catalog.=) $1",
+						   1, &argtype);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare a statement over kappa.views");
+	}
 	/* a snapshot of its own: newer than any lock waited for */
-	if (SPI_execute(psprintf("SELECT xmin FROM kappa.views WHERE id = %d", id), false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed != 1)
 		return;
