@@ -353,6 +353,7 @@ typedef struct KappaViewDef
 extern KappaViewDef *kappa_compile_view(const char *sql, int engine);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
+extern char *kappa_deparse_query_enr(Query *query, const char **rte_enrnames);
 extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
 extern char *kappa_deparse_expr(KappaViewDef *def, Node *expr);
 
@@ -563,6 +564,7 @@ extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
  * ----------
  */
 extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
+							   struct Tuplestorestate **stores, TupleDesc *storedescs,
 							   XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
 							   bool *changed, int64 *rows);
 extern void kappa_replay_progress_begin(void);

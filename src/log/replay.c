@@ -759,13 +759,78 @@ replay_exec(const char *sql, int expected)
 			 SPI_result_code_string(rc), sql);
 }
 
+/* The name of source i's rows in a replay (an ephemeral named relation). */
+static char *
+replay_enr_name(int i)
+{
+	return psprintf("kappa_replay_source_%d", i);
+}
+
+/*
+ * Tuplestores for the rows of each source at the replay's LSN, with the
+ * source's columns (dropped ones too, at their positions), and per range
+ * table entry of def the name its query reads them by.
+ */
+static void
+replay_enr_begin(KappaViewDef *def, List *sources, Tuplestorestate ***stores,
+				 TupleDesc **descs, const char ***names)
+{
+	int			n = list_length(sources);
+
+	*stores = palloc(sizeof(Tuplestorestate *) * n);
+	*descs = palloc(sizeof(TupleDesc) * n);
+	for (int i = 0; i < n; i++)
+	{
+		Relation	rel = table_open(list_nth_oid(sources, i), AccessShareLock);
+
+		(*descs)[i] = CreateTupleDescCopy(RelationGetDescr(rel));
+		table_close(rel, AccessShareLock);
+		/* spills to disk past maintenance_work_mem, as the compaction does */
+		(*stores)[i] = tuplestore_begin_heap(false, false, maintenance_work_mem);
+	}
+	*names = palloc0(sizeof(char *) * (def->nrtes + 1));
+	for (int r = 1; r <= def->nrtes; r++)
+		if (def->rte_source[r] >= 0)
+			(*names)[r] = replay_enr_name(def->rte_source[r]);
+}
+
+/* Make the loaded tuplestores readable by the SQL the replay runs next. */
+static void
+replay_enr_register(List *sources, Tuplestorestate **stores, TupleDesc *descs)
+{
+	for (int i = 0; i < list_length(sources); i++)
+	{
+		EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+
+		enr->md.name = replay_enr_name(i);
+		enr->md.reliddesc = InvalidOid;
+		enr->md.tupdesc = descs[i];
+		enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+		enr->md.enrtuples = tuplestore_tuple_count(stores[i]);
+		enr->reldata = stores[i];
+		if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
+			elog(ERROR, "could not register the rows of a source for the replay");
+	}
+}
+
+static void
+replay_enr_end(List *sources, Tuplestorestate **stores)
+{
+	for (int i = 0; i < list_length(sources); i++)
+	{
+		if (SPI_unregister_relation(replay_enr_name(i)) != SPI_OK_REL_UNREGISTER)
+			elog(ERROR, "could not unregister the rows of a source of the replay");
+		tuplestore_end(stores[i]);
+	}
+}
+
 /*
  * Fill derived view relid with its contents as of upper, by compaction:
  * the rows each of its sources (list of OIDs, the view's, with lowers[i]
- * where source i's log is read from) held at upper are loaded into the
- * view's internal per-source tables (engine 1's copies a_<n>, engine 2's
- * d_<n>, which have the source's columns; replay_state.c), and the view's
- * query runs once over them (for a view maintained algebraically, the
+ * where source i's log is read from) held at upper are loaded into engine
+ * 1's copies a_<n>, or, for engine 2, into tuplestores read as ephemeral
+ * named relations (replay_state.c), and the view's query runs once over
+ * them (for a view maintained algebraically, the
  * state table g is filled from them and the view's rows come from g, as
  * the worker writes them).  The derived table must be empty; the internal
  * tables are emptied here, except engine 1's copies, which a replay that
@@ -773,9 +838,9 @@ replay_exec(const char *sql, int expected)
  * that differ).  For engine 1 the copies stay, as the
  * worker's copies of the sources at upper, and the state table g of a view
  * maintained algebraically is filled from them; for engine 2, g is filled
- * from the same projection as over the live sources, and d_<n> is emptied
- * again.  Unless keep_state: the view is dropped after (time travel), so
- * its internal tables lose their indexes instead and g stays empty.
+ * from the same projection as over the live sources (its d_<n> are not
+ * used).  Unless keep_state: the view is dropped after (time travel), so
+ * engine 1's copies lose their indexes instead and g stays empty.
  * Everything the view's code runs, runs as its owner.  SPI connected; the
  * caller commits.  Returns the number of logged records read.
  */
@@ -797,6 +862,10 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	Oid			state;
 	bool		merge;
 	bool	   *changed;
+	bool		enr;
+	Tuplestorestate **stores = NULL;
+	TupleDesc  *storedescs = NULL;
+	const char **enrnames = NULL;
 
 	kappa_read_view(relid, &v);
 	label = kappa_qualified_name(relid);
@@ -821,6 +890,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	kappa_owner_enter(v.owner, &scope);
 	def = kappa_compile_view(v.canonical, v.engine);
 	kappa_check_sources_unchanged(def, v.sources, get_rel_name(relid));
+	enr = v.engine >= 2;
 	kappa_guard_bypass = true;
 	PG_TRY();
 	{
@@ -834,11 +904,11 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		 * reads them: a new file each, no dead rows.
 		 */
 		merge = keep_state && v.engine < 2;
-		if (!merge)
+		if (!merge && !enr)
 			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
 		if (OidIsValid(state))
 			replay_exec(psprintf("TRUNCATE %s", kappa_qualified_name(state)), SPI_OK_UTILITY);
-		if (!keep_state)
+		if (!keep_state && !enr)
 		{
 			/* thrown away after: not worth indexing */
 			for (int i = 0; i < nsrc; i++)
@@ -854,9 +924,18 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 			}
 		}
 
-		/* the sources at upper, into the internal tables */
-		changes = kappa_replay_load(label, v.sources, scratch, lowers, upper, merge,
-									changed, &rows);
+		/*
+		 * The sources at upper: into engine 1's copies, or, for engine 2,
+		 * into tuplestores its query reads as ephemeral named relations
+		 * (as AFTER triggers read their transition tables): read once,
+		 * they are not worth a table.
+		 */
+		if (enr)
+			replay_enr_begin(def, v.sources, &stores, &storedescs, &enrnames);
+		changes = kappa_replay_load(label, v.sources, scratch, stores, storedescs,
+									lowers, upper, merge, changed, &rows);
+		if (enr)
+			replay_enr_register(v.sources, stores, storedescs);
 		CommandCounterIncrement();
 
 		/*
@@ -886,7 +965,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 
 				if (proj)
 					agg = kappa_agg_sql_weighted(def, qschema, target,
-												 kappa_deparse_query(proj, kappa_rte_relids(def, scratch)));
+												 kappa_deparse_query_enr(copyObject(proj), enrnames));
 			}
 			else
 				agg = kappa_agg_sql(def, qschema, target);
@@ -910,13 +989,14 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		else
 		{
 			kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
-			query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
+			if (enr)
+				query = kappa_deparse_query_enr(copyObject(def->query), enrnames);
+			else
+				query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
 			replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);
 		}
-
-		/* engine 2's d_<n> hold a batch's deltas: empty between batches */
-		if (v.engine >= 2 && keep_state)
-			replay_exec(psprintf("TRUNCATE %s", list.data), SPI_OK_UTILITY);
+		if (enr)
+			replay_enr_end(v.sources, stores);
 
 		/* statistics for the worker's statements over a view it goes on with */
 		if (keep_state)

@@ -42,7 +42,8 @@
  *
  * The rows left are written to the target table with table_multi_insert
  * (as COPY does, no executor and no per-row SQL), and the target's indexes
- * are built afterwards, in bulk.  A target that already holds rows of its
+ * are built afterwards, in bulk; or, when the caller passes tuplestores
+ * (engine 2, whose view query reads them once), into those.  A target that already holds rows of its
  * source (engine 1's copy, in an in-place replay) is merged into instead:
  * read in key order beside the folded rows, only the rows that differ are
  * deleted or inserted, and its indexes are kept (see "Merging" below).
@@ -137,6 +138,8 @@ typedef struct SourceState
 	XLogRecPtr	lower;			/* records committed from here on count */
 	int			natts;
 	ColumnIn   *cols;
+	Tuplestorestate *store;		/* rows go here instead of a table, or NULL */
+	TupleDesc	storedesc;		/* their columns: the source's */
 	bool		by_key;
 	int			nkeys;
 	int		   *keys;			/* attribute indexes (0-based) of the key */
@@ -1645,7 +1648,8 @@ read_log(LoadState *ls)
 /* Rows waiting for table_multi_insert */
 typedef struct Loader
 {
-	Relation	rel;
+	Relation	rel;			/* the target, or NULL for a tuplestore */
+	Tuplestorestate *store;
 	TupleDesc	desc;
 	BulkInsertState bistate;
 	CommandId	cid;
@@ -1678,7 +1682,7 @@ static bool merge_end(Loader *l, SourceState *s);
 static void
 loader_flush(Loader *l)
 {
-	if (l->nslots == 0)
+	if (l->nslots == 0 || l->store != NULL)
 		return;
 	table_multi_insert(l->rel, l->slots, l->nslots, l->cid, l->options, l->bistate);
 	for (int i = 0; i < l->nslots; i++)
@@ -1699,6 +1703,16 @@ loader_open(Loader *l, SourceState *s)
 	bool		ok;
 
 	memset(l, 0, sizeof(Loader));
+	if (s->store != NULL)
+	{
+		/* rows with the source's columns, at its attribute numbers */
+		l->store = s->store;
+		l->desc = s->storedesc;
+		l->weight = -1;
+		l->values = palloc0(sizeof(Datum) * l->desc->natts);
+		l->nulls = palloc(sizeof(bool) * l->desc->natts);
+		return;
+	}
 	/* a merge reads the target's rows as they stay: nobody else writes it */
 	l->rel = table_open(s->target, s->merge ? ExclusiveLock : RowExclusiveLock);
 	l->desc = RelationGetDescr(l->rel);
@@ -1959,18 +1973,23 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 
 	if (l->merging && merge_put(l, s, values, nulls))
 		return;
-	oldcxt = MemoryContextSwitchTo(l->cxt);
-
 	for (int a = 0; a < l->desc->natts; a++)
 	{
 		l->values[a] = a < s->natts ? values[a] : (Datum) 0;
 		l->nulls[a] = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
+	}
+	if (l->store != NULL)
+	{
+		tuplestore_putvalues(l->store, l->desc, l->values, l->nulls);
+		s->rows++;
+		return;
 	}
 	if (l->weight >= 0)
 	{
 		l->values[l->weight] = Int32GetDatum(1);
 		l->nulls[l->weight] = false;
 	}
+	oldcxt = MemoryContextSwitchTo(l->cxt);
 	tup = heap_form_tuple(l->desc, l->values, l->nulls);
 	MemoryContextSwitchTo(oldcxt);
 	ExecStoreHeapTuple(tup, l->slots[l->nslots++], true);
@@ -1987,10 +2006,14 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 static void
 loader_close(Loader *l, SourceState *s)
 {
-	Oid			relid = RelationGetRelid(l->rel);
+	Oid			relid;
 	bool		indexed;
 
 	bool		rebuild = true;
+
+	if (l->store != NULL)
+		return;
+	relid = RelationGetRelid(l->rel);
 
 	loader_flush(l);
 	if (l->merging)
@@ -2353,6 +2376,7 @@ fold_source(LoadState *ls, SourceState *s)
  */
 int64
 kappa_replay_load(const char *view, List *sources, Oid *targets,
+				  Tuplestorestate **stores, TupleDesc *storedescs,
 				  XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
 				  bool *changed, int64 *rows)
 {
@@ -2377,7 +2401,12 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 		SourceState *s = &ls.src[i];
 
 		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i]);
-		if (merge)
+		if (stores != NULL)
+		{
+			s->store = stores[i];
+			s->storedesc = storedescs[i];
+		}
+		else if (merge)
 		{
 			Relation	rel = table_open(s->target, ExclusiveLock);
 			bool		empty = RelationGetNumberOfBlocks(rel) == 0;

@@ -794,6 +794,60 @@ kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 
 /*
  * SQL text of query (which is changed), with each range table entry r for
+ * which rte_enrnames[r] is set reading the ephemeral named relation of that
+ * name (SPI_register_relation) instead, under the same alias.  The relation
+ * must have the entry's columns, at the same positions, and the query no
+ * WITH item of that name.
+ */
+char *
+kappa_deparse_query_enr(Query *query, const char **rte_enrnames)
+{
+	int			rtindex = 0;
+	ListCell   *lc;
+
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		rtindex++;
+		if (rte_enrnames[rtindex] == NULL)
+			continue;
+		if (rte->alias == NULL)
+			rte->alias = makeAlias(rte->eref->aliasname, NIL);
+		/* the columns' types, as a named tuplestore's entry keeps them */
+		{
+			Relation	rel = relation_open(rte->relid, AccessShareLock);
+			TupleDesc	desc = RelationGetDescr(rel);
+
+			rte->coltypes = rte->coltypmods = rte->colcollations = NIL;
+			for (int a = 0; a < desc->natts; a++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, a);
+
+				rte->coltypes = lappend_oid(rte->coltypes, att->attisdropped ? InvalidOid : att->atttypid);
+				rte->coltypmods = lappend_int(rte->coltypmods, att->attisdropped ? -1 : att->atttypmod);
+				rte->colcollations = lappend_oid(rte->colcollations,
+												 att->attisdropped ? InvalidOid : att->attcollation);
+			}
+			relation_close(rel, AccessShareLock);
+		}
+		/*
+		 * Printed by name, as ruleutils prints a CTE's (it prints no named
+		 * tuplestores); the parser finds the ephemeral relation by it.
+		 */
+		rte->rtekind = RTE_CTE;
+		rte->ctename = pstrdup(rte_enrnames[rtindex]);
+		rte->ctelevelsup = 0;
+		rte->self_reference = false;
+		rte->relid = InvalidOid;
+		rte->relkind = 0;
+		rte->inh = false;
+	}
+	return kappa_deparse_query(query, NULL);
+}
+
+/*
+ * SQL text of query (which is changed), with each range table entry r for
  * which rte_relids[r] is valid reading that relation instead, under the
  * same alias; names fully qualified.  A view put in place of a table is
  * read without ONLY.
