@@ -33,6 +33,18 @@ SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_customers c JO
 SET pg_kappa.engine = 1;
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount, o.id AS oid FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
 RESET pg_kappa.engine;
+-- a kept table keyed by a replica identity index only: the view would make
+-- its replica identity FULL and lose the key
+CREATE TABLE lj_ri (id int NOT NULL, y int);
+CREATE UNIQUE INDEX lj_ri_id ON lj_ri (id);
+ALTER TABLE lj_ri REPLICA IDENTITY USING INDEX lj_ri_id;
+SELECT kappa.create_view('lj_bad', 'SELECT r.id, o.amount FROM lj_ri r LEFT JOIN lj_orders o ON o.customer_id = r.y');
+DROP TABLE lj_ri;
+-- in the transaction that changed a source: its changes would count twice
+BEGIN;
+INSERT INTO lj_orders VALUES (999, 1, 1);
+SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
+ROLLBACK;
 
 CREATE FUNCTION lj_check() RETURNS TABLE (view text, differences bigint) LANGUAGE sql AS $$
   SELECT v, (SELECT count(*) FROM kappa.verify(v::regclass)) FROM lj_queries ORDER BY 1

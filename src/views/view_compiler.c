@@ -405,24 +405,33 @@ check_left_joins(KappaViewDef *def)
 			if (IsA(var, Var) && var->varno != preserved && var->varno != joined)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("the condition of a LEFT JOIN in a derived view may read only the joined table and %s",
-								get_rel_name(rt_fetch(preserved, query->rtable)->relid)),
-						 errdetail("Column \"%s\" of %s is read in the condition that joins %s.",
+						 errmsg("the condition of a LEFT JOIN in a derived view may read only the joined table and \"%s\"",
+								rt_fetch(preserved, query->rtable)->eref->aliasname),
+						 errdetail("Column \"%s\" of \"%s\" is read in the condition that joins \"%s\".",
 								   get_attname(rt_fetch(var->varno, query->rtable)->relid, var->varattno, false),
-								   get_rel_name(rt_fetch(var->varno, query->rtable)->relid),
-								   get_rel_name(rt_fetch(joined, query->rtable)->relid))));
+								   rt_fetch(var->varno, query->rtable)->eref->aliasname,
+								   rt_fetch(joined, query->rtable)->eref->aliasname)));
 		}
 		node = j->larg;
 	}
 
-	/* the kept table's key, selected: rows are recomputed by it */
+	/*
+	 * The kept table's primary key, selected: rows are recomputed by it.
+	 * (Not a replica identity index: the view makes the table's replica
+	 * identity FULL.)
+	 */
+	{
+		Relation	rel = table_open(rt_fetch(preserved, query->rtable)->relid, AccessShareLock);
+
+		RelationGetIndexList(rel);
+		if (!OidIsValid(rel->rd_pkindex))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("the first table of a LEFT JOIN in a derived view must have a primary key"),
+					 errdetail("Table \"%s\" has no primary key.", RelationGetRelationName(rel))));
+		table_close(rel, AccessShareLock);
+	}
 	key = (List *) list_nth(def->source_keys, def->rte_source[preserved]);
-	if (key == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the first table of a LEFT JOIN in a derived view must have a primary key"),
-				 errdetail("Table \"%s\" has no primary key or replica identity index.",
-						   get_rel_name(rt_fetch(preserved, query->rtable)->relid))));
 	foreach(lc, key)
 	{
 		AttrNumber	attnum = lfirst_int(lc);

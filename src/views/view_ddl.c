@@ -52,6 +52,7 @@
 #include "nodes/nodeFuncs.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
@@ -814,6 +815,39 @@ kappa_analyze_view(Oid derived, int id)
 }
 
 /*
+ * The view is filled with what this transaction sees of its sources, and
+ * then gets every transaction committed after its creation LSN from the
+ * WAL, this one included: a change this transaction made to a source
+ * before creating the view would count twice.  Refuse it (the counts of
+ * the current transaction's changes are the statistics collector's).
+ */
+static void
+check_sources_untouched(List *sources)
+{
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		Oid			relid = lfirst_oid(lc);
+		PgStat_TableStatus *tabstat = find_tabstat_entry(relid);
+		PgStat_TableXactStatus *trans;
+		bool		changed = false;
+
+		/* (a TRUNCATE alone is harmless: it makes the worker recompute) */
+		for (trans = tabstat ? tabstat->trans : NULL; trans != NULL; trans = trans->upper)
+			changed |= trans->tuples_inserted > 0 || trans->tuples_updated > 0 ||
+				trans->tuples_deleted > 0;
+		if (changed)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot create a derived view over table %s in the transaction that changed it",
+							kappa_qualified_name(relid)),
+					 errdetail("The view would take this transaction's changes of the table both from its first contents and from the WAL."),
+					 errhint("Commit the changes first, or create the view before making them.")));
+	}
+}
+
+/*
  * Create a derived view.  Unless replay, it is filled from its sources;
  * with replay, from the event log: the records committed from replay_from
  * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
@@ -945,6 +979,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * two sources).
 	 */
 	kappa_lock_sources(def->sources);
+	check_sources_untouched(def->sources);
 
 	/* engine 2 takes whole old rows from the WAL */
 	if (engine >= 2)
