@@ -96,6 +96,16 @@ is($nats_killed, int($rounds / 2), 'a NATS server was running when each of its k
 ok($writers->finish, 'writers finished without errors');
 ok($bigw->finish, 'large-transaction writer finished') or diag($be);
 my $end = $node->lsn('insert');
+# the cluster elects its leaders again after the last restart: until then
+# JetStream answers "temporarily unavailable", and kappa_recv gives up at
+# start (exit 4), as it should; wait for the stream to have a leader
+for (my $i = 0; $i < 120; $i++)
+{
+	my ($o, $e) = ('', '');
+	IPC::Run::run([ nats_reader(), $url, 'info', 'KAPPA' ], '>', \$o, '2>', \$e);
+	last if $o =~ /leader \S+/;
+	usleep(500_000);
+}
 ($rc, $out, $err) = kr_run($node, [ '-S', 'kc', @nats, '-E', $end ]);
 is($rc, 0, 'final run reaches the end of the stream');
 

@@ -160,6 +160,13 @@ transient(natsStatus s)
 		s == NATS_NOT_YET_CONNECTED;
 }
 
+/* ... or JetStream's own answer while a cluster elects its leaders */
+static bool
+transient_js(natsStatus s, jsErrCode jerr)
+{
+	return transient(s) || jerr == JSClusterNotAvailErr;
+}
+
 /* A NATS message header's value, or NULL. */
 static const char *
 header(natsMsg *msg, const char *key)
@@ -243,7 +250,7 @@ check_stream(NatsSink *ns, bool *again)
 		s = js_AddStream(&si, ns->js, &cfg, &jo, &jerr);
 		if (s != NATS_OK)
 		{
-			*again = transient(s);
+			*again = transient_js(s, jerr);
 			pg_log_generic(*again ? PG_LOG_WARNING : PG_LOG_ERROR, PG_LOG_PRIMARY,
 						   "could not create NATS JetStream stream \"%s\": %s",
 						   kr_opt.nats_stream, nats_error_text(s));
@@ -257,7 +264,7 @@ check_stream(NatsSink *ns, bool *again)
 	}
 	else if (s != NATS_OK)
 	{
-		*again = transient(s);
+		*again = transient_js(s, jerr);
 		pg_log_generic(*again ? PG_LOG_WARNING : PG_LOG_ERROR, PG_LOG_PRIMARY,
 					   "could not look up NATS JetStream stream \"%s\": %s",
 					   kr_opt.nats_stream, nats_error_text(s));
@@ -304,6 +311,8 @@ last_message(NatsSink *ns, natsMsg **msg, enum pg_log_level level)
 	*msg = NULL;
 	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return true;
+	if (jerr == JSClusterNotAvailErr)
+		last_error = NATS_TIMEOUT;	/* as good as no answer: ask again */
 	pg_log_generic(level, PG_LOG_PRIMARY,
 				   "could not read the last message of subject \"%s\" from NATS JetStream stream \"%s\": %s",
 				   kr_opt.nats_subject, kr_opt.nats_stream, nats_error_text(s));
