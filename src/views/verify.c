@@ -61,7 +61,11 @@ check_verify_privileges(Oid relid, KappaViewRow *v)
 				 errmsg("cannot verify derived view \"%s\" because it is %s",
 						get_rel_name(relid), v->state),
 				 errdetail("Only a running view is kept up to date with its sources."),
-				 errhint("Resume a paused view with kappa.alter_view(view, paused => false).")));
+				 strcmp(v->state, "paused") == 0 ?
+				 errhint("Resume it with kappa.alter_view(view, paused => false).") :
+				 strcmp(v->state, "initializing") == 0 ?
+				 errhint("Wait for it with kappa.wait(view), then verify it.") :
+				 errhint("kappa.status shows why in last_error; kappa.replay(view) rebuilds it from the event log if its sources are captured, else drop it with kappa.drop_view and create it again.")));
 }
 
 /*

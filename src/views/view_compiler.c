@@ -443,7 +443,7 @@ check_left_joins(KappaViewDef *def)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("a derived view with LEFT JOIN must select the key of %s",
 							get_rel_name(relid)),
-					 errdetail("Column \"%s\" of \"%s\" is missing from the select list.",
+					 errdetail("Column \"%s\" of \"%s\" is not in the select list as a column of its own (an expression over it does not count).",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
 					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps.")));
 		def->preserved_key = lappend(def->preserved_key, tle->resname);
