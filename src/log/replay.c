@@ -767,9 +767,10 @@ replay_enr_name(int i)
 }
 
 /*
- * Tuplestores for the rows of each source at the replay's LSN, with the
- * source's columns (dropped ones too, at their positions), and per range
- * table entry of def the name its query reads them by.
+ * Tuplestores for the rows of each source at the replay's LSN (their
+ * descriptors come from kappa_replay_load: the source's columns at their
+ * positions, then hidden ones), and per range table entry of def the name
+ * its query reads them by.
  */
 static void
 replay_enr_begin(KappaViewDef *def, List *sources, Tuplestorestate ***stores,
@@ -778,13 +779,9 @@ replay_enr_begin(KappaViewDef *def, List *sources, Tuplestorestate ***stores,
 	int			n = list_length(sources);
 
 	*stores = palloc(sizeof(Tuplestorestate *) * n);
-	*descs = palloc(sizeof(TupleDesc) * n);
+	*descs = palloc0(sizeof(TupleDesc) * n);	/* kappa_replay_load's */
 	for (int i = 0; i < n; i++)
 	{
-		Relation	rel = table_open(list_nth_oid(sources, i), AccessShareLock);
-
-		(*descs)[i] = CreateTupleDescCopy(RelationGetDescr(rel));
-		table_close(rel, AccessShareLock);
 		/* spills to disk past maintenance_work_mem, as the compaction does */
 		(*stores)[i] = tuplestore_begin_heap(false, false, maintenance_work_mem);
 	}

@@ -2000,6 +2000,23 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 }
 
 /*
+ * Write the folded entry in slot (whose values are deformed): into a
+ * tuplestore as it is, its extra columns hidden by the store's descriptor
+ * (no tuple formed again), else as a row of the target.
+ */
+static void
+loader_put_entry(Loader *l, SourceState *s, TupleTableSlot *slot)
+{
+	if (l->store != NULL)
+	{
+		tuplestore_puttupleslot(l->store, slot);
+		s->rows++;
+		return;
+	}
+	loader_put(l, s, slot->tts_values, slot->tts_isnull);
+}
+
+/*
  * Close the target; build its indexes, if it has any (and they were not
  * kept up to date by a merge).
  */
@@ -2059,18 +2076,16 @@ fold_flush(FoldGroup *g, SourceState *s, Loader *l)
 	for (int m = 0; m < g->nmembers; m++)
 	{
 		FoldMember *mb = &g->members[m];
-		Datum	   *values = mb->slot->tts_values;
-		bool	   *nulls = mb->slot->tts_isnull;
 
 		if (s->by_key)
 		{
 			if (mb->present)
-				loader_put(l, s, values, nulls);
+				loader_put_entry(l, s, mb->slot);
 		}
 		else
 		{
 			for (int64 k = 0; k < mb->count; k++)
-				loader_put(l, s, values, nulls);
+				loader_put_entry(l, s, mb->slot);
 		}
 		ExecClearTuple(mb->slot);
 	}
@@ -2403,6 +2418,21 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i]);
 		if (stores != NULL)
 		{
+			/*
+			 * The rows are the fold's entries as they are, their extra
+			 * columns dropped from the relation's view of them: the query
+			 * reads the source's columns only.
+			 */
+			MemoryContextSwitchTo(oldcxt);
+			storedescs[i] = CreateTupleDescCopy(s->sortdesc);
+			for (int a = s->natts; a < storedescs[i]->natts; a++)
+			{
+				Form_pg_attribute att = TupleDescAttr(storedescs[i], a);
+
+				att->attisdropped = true;
+				NameStr(att->attname)[0] = '\0';
+			}
+			MemoryContextSwitchTo(ls.cxt);
 			s->store = stores[i];
 			s->storedesc = storedescs[i];
 		}
