@@ -89,6 +89,24 @@ SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM lj_queries;
 SELECT * FROM lj_check();
 SELECT count(*) AS rows, count(order_id) AS with_orders FROM lj_orders_of;
 
+-- replayed from the event log, in place and into a new view: the sources'
+-- rows as of then, read by the view's own query
+SELECT kappa.capture('lj_customers') IS NOT NULL, kappa.capture('lj_orders') IS NOT NULL;
+INSERT INTO lj_orders VALUES (201, 1, 5), (202, 13, 7);
+UPDATE lj_customers SET name = 'renamed' WHERE id = 1;
+DELETE FROM lj_customers WHERE id = 2;
+SELECT kappa.wait('lj_orders_of');
+SET client_min_messages = warning;     -- the NOTICE names an LSN
+SELECT kappa.replay('lj_orders_of') IS NOT NULL AS replayed;
+SELECT kappa.replay('lj_orders_of', new_name => 'lj_orders_of_green') IS NOT NULL AS replayed;
+RESET client_min_messages;
+SELECT kappa.wait('lj_orders_of') AND kappa.wait('lj_orders_of_green') AS waited;
+SELECT (SELECT count(*) FROM kappa.verify('lj_orders_of')) AS in_place_differences,
+       (SELECT count(*) FROM kappa.verify('lj_orders_of_green')) AS green_differences,
+       (SELECT count(*) FROM lj_orders_of_green) AS rows;
+SELECT kappa.drop_view('lj_orders_of_green') IS NOT NULL AS dropped;
+SELECT kappa.uncapture('lj_customers') IS NOT NULL, kappa.uncapture('lj_orders') IS NOT NULL;
+
 SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM lj_queries ORDER BY v;
 DROP FUNCTION lj_check();
 DROP TABLE lj_customers, lj_regions, lj_orders, lj_notes, lj_queries;
