@@ -329,6 +329,33 @@ RESET enable_bitmapscan;
 
 RESET client_min_messages;
 RESET pg_kappa.engine;
+-- a column added with a default after the capture: the rows logged before
+-- it hold the default, as the table's rows do
+CREATE TABLE rc_added (id int PRIMARY KEY, v int);
+INSERT INTO rc_added VALUES (1, 1), (2, 2);
+SELECT kappa.capture('rc_added') IS NOT NULL AS captured;
+UPDATE rc_added SET v = 10 WHERE id = 1;
+ALTER TABLE rc_added ADD COLUMN c int NOT NULL DEFAULT 5;
+INSERT INTO rc_added VALUES (3, 3, 7);
+SET client_min_messages = warning;
+SELECT kappa.create_view('rc_added_v', 'SELECT id, v, c FROM rc_added', replay_from => '0/0') IS NOT NULL AS created;
+RESET client_min_messages;
+SELECT * FROM rc_added_v ORDER BY id;
+SELECT count(*) AS differences FROM kappa.verify('rc_added_v');
+-- a view column named d (verify's own alias once shadowed the row)
+SELECT kappa.create_view('rc_d', 'SELECT id, v AS d FROM rc_added') IS NOT NULL AS created;
+SELECT kappa.wait('rc_d');
+SELECT count(*) AS differences FROM kappa.verify('rc_d');
+SET session_replication_role = replica;   -- past the guard, to make a difference
+UPDATE rc_d SET d = 99 WHERE id = 2;
+RESET session_replication_role;
+SELECT * FROM kappa.verify('rc_d') ORDER BY 1;
+-- until_lsn 0/0 is not "now"
+SELECT kappa.replay('rc_added_v', until_lsn => '0/0', new_name => 'rc_added_then');
+SELECT kappa.drop_view('rc_d') IS NOT NULL, kappa.drop_view('rc_added_v') IS NOT NULL,
+       kappa.uncapture('rc_added') IS NOT NULL;
+DROP TABLE rc_added;
+
 SELECT count(kappa.drop_view(relid)) AS dropped FROM kappa.views WHERE name LIKE 'public.rc\_%';
 SELECT kappa.uncapture(t) FROM unnest('{rc_bag,rc_key,rc_tr,rc_toast_k,rc_toast_f,rc_toast_b,rc_toast_lost,rc_types,rc_merge}'::regclass[]) t;
 DROP TABLE rc_bag, rc_bag_then, rc_bag_sum_then, rc_bag_now, rc_bag_sum_now, rc_bag_at, rc_bag_sum_at, rc_bag_at2,

@@ -1045,6 +1045,12 @@ kappa_replay(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("view must not be null")));
 	relid = PG_GETARG_OID(0);
+	/* 0/0 stands for "not given" inside: refuse it as an LSN */
+	if (!PG_ARGISNULL(2) && PG_GETARG_LSN(2) == InvalidXLogRecPtr)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("until_lsn 0/0 is before every event log"),
+				 errhint("Pass an LSN the log covers, or NULL for the view as it is now.")));
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),

@@ -127,6 +127,8 @@ typedef struct ColumnIn
 	int32		typmod;
 	int16		typlen;
 	bool		typbyval;
+	bool		has_missing;	/* added with a default after rows existed: */
+	Datum		missing;		/* what rows written before it hold */
 } ColumnIn;
 
 /* One source: how its records are read, and its entries */
@@ -727,6 +729,15 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 		col->dropped = att->attisdropped;
 		if (col->dropped)
 			continue;
+		if (att->atthasmissing)
+		{
+			bool		isnull;
+			Datum		d = getmissingattr(desc, a + 1, &isnull);
+
+			col->has_missing = !isnull;
+			if (!isnull)
+				col->missing = datumCopy(d, att->attbyval, att->attlen);
+		}
 		col->name = pstrdup(NameStr(att->attname));
 		resetStringInfo(&key);
 		kappa_json_cstring(&key, col->name);
@@ -1518,6 +1529,21 @@ read_record(LoadState *ls, const char *line, const char *end)
 			c.p = newunch;
 			read_columns(ls, &c, s, s->unch);
 			any_unchanged = true;
+		}
+	}
+	/*
+	 * A column added (with a default) after the image was logged is not in
+	 * it: the row holds the default PostgreSQL keeps for such rows.
+	 */
+	if (new != NULL)
+	{
+		for (int a = 0; a < s->natts; a++)
+		{
+			if (!s->newp[a] && !s->unch[a] && s->cols[a].has_missing)
+			{
+				s->newv[a] = s->cols[a].missing;
+				s->newn[a] = false;
+			}
 		}
 	}
 	record_entries(ls, s, kind[0] == 'i' ? "insert" : kind[0] == 'u' ? "update" : "delete",

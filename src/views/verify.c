@@ -152,9 +152,9 @@ compare_view(ReturnSetInfo *rsinfo, Oid relid, KappaViewDef *def,
 		elog(ERROR, "SPI_connect failed");
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "WITH m AS (SELECT pg_catalog.to_jsonb(d) AS j, pg_catalog.count(*) AS c"
+					 "WITH m AS (SELECT pg_catalog.to_jsonb(d.*) AS j, pg_catalog.count(*) AS c"
 					 " FROM ((%s) EXCEPT ALL SELECT * FROM %s) d GROUP BY 1),"
-					 " e AS (SELECT pg_catalog.to_jsonb(d) AS j, pg_catalog.count(*) AS c"
+					 " e AS (SELECT pg_catalog.to_jsonb(d.*) AS j, pg_catalog.count(*) AS c"
 					 " FROM (SELECT * FROM %s EXCEPT ALL (%s)) d GROUP BY 1),"
 					 " p AS (SELECT m.j AS mj, e.j AS ej FROM m, e WHERE %s)"
 					 " SELECT 'missing'::text, m.j, m.c FROM m"
