@@ -1099,6 +1099,8 @@ kappa_replay(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot replay derived view \"%s\" in place because it is %s", name, v.state),
+				 strcmp(v.state, "initializing") == 0 ?
+				 errhint("Wait for it with kappa.wait(view) and replay it then.") :
 				 errhint("Replay it into a new view with new_name => 'name', or drop it and create it again.")));
 
 	/*
