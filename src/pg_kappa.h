@@ -351,6 +351,8 @@ typedef struct KappaViewDef
 } KappaViewDef;
 
 extern KappaViewDef *kappa_compile_view(const char *sql, int engine);
+extern List *kappa_recompute_key(KappaViewDef *def);
+extern bool kappa_has_btree_opclass(Oid typid);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
 extern char *kappa_deparse_query_enr(Query *query, const char **rte_enrnames);

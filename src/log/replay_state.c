@@ -43,7 +43,8 @@
  * The rows left are written to the target table with table_multi_insert
  * (as COPY does, no executor and no per-row SQL), and the target's indexes
  * are built afterwards, in bulk; or, when the caller passes tuplestores
- * (engine 2, whose view query reads them once), into those.  A target that already holds rows of its
+ * (engine 2, whose view query reads them once), the folded entries go into
+ * those as they are.  A target that already holds rows of its
  * source (engine 1's copy, in an in-place replay) is merged into instead:
  * read in key order beside the folded rows, only the rows that differ are
  * deleted or inserted, and its indexes are kept (see "Merging" below).
@@ -140,8 +141,8 @@ typedef struct SourceState
 	XLogRecPtr	lower;			/* records committed from here on count */
 	int			natts;
 	ColumnIn   *cols;
-	Tuplestorestate *store;		/* rows go here instead of a table, or NULL */
-	TupleDesc	storedesc;		/* their columns: the source's */
+	Tuplestorestate *store;		/* folded entries go here instead of rows
+								 * of a table, or NULL */
 	bool		by_key;
 	int			nkeys;
 	int		   *keys;			/* attribute indexes (0-based) of the key */
@@ -1708,7 +1709,7 @@ static bool merge_end(Loader *l, SourceState *s);
 static void
 loader_flush(Loader *l)
 {
-	if (l->nslots == 0 || l->store != NULL)
+	if (l->nslots == 0)
 		return;
 	table_multi_insert(l->rel, l->slots, l->nslots, l->cid, l->options, l->bistate);
 	for (int i = 0; i < l->nslots; i++)
@@ -1731,12 +1732,8 @@ loader_open(Loader *l, SourceState *s)
 	memset(l, 0, sizeof(Loader));
 	if (s->store != NULL)
 	{
-		/* rows with the source's columns, at its attribute numbers */
+		/* the folded entries as they are (loader_put_entry) */
 		l->store = s->store;
-		l->desc = s->storedesc;
-		l->weight = -1;
-		l->values = palloc0(sizeof(Datum) * l->desc->natts);
-		l->nulls = palloc(sizeof(bool) * l->desc->natts);
 		return;
 	}
 	/* a merge reads the target's rows as they stay: nobody else writes it */
@@ -1999,23 +1996,18 @@ loader_put(Loader *l, SourceState *s, Datum *values, bool *nulls)
 
 	if (l->merging && merge_put(l, s, values, nulls))
 		return;
+	oldcxt = MemoryContextSwitchTo(l->cxt);
+
 	for (int a = 0; a < l->desc->natts; a++)
 	{
 		l->values[a] = a < s->natts ? values[a] : (Datum) 0;
 		l->nulls[a] = a < s->natts ? (nulls[a] || s->cols[a].dropped) : true;
-	}
-	if (l->store != NULL)
-	{
-		tuplestore_putvalues(l->store, l->desc, l->values, l->nulls);
-		s->rows++;
-		return;
 	}
 	if (l->weight >= 0)
 	{
 		l->values[l->weight] = Int32GetDatum(1);
 		l->nulls[l->weight] = false;
 	}
-	oldcxt = MemoryContextSwitchTo(l->cxt);
 	tup = heap_form_tuple(l->desc, l->values, l->nulls);
 	MemoryContextSwitchTo(oldcxt);
 	ExecStoreHeapTuple(tup, l->slots[l->nslots++], true);
@@ -2460,7 +2452,6 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 			}
 			MemoryContextSwitchTo(ls.cxt);
 			s->store = stores[i];
-			s->storedesc = storedescs[i];
 		}
 		else if (merge)
 		{

@@ -567,7 +567,6 @@ consolidate_sql(Oid src, const char *d)
 									grouping.data, grouping.data));
 }
 
-/* Build view id's statements from its catalog row (SPI connected). */
 /*
  * The columns of source srcno (natts attributes) that the view's query
  * reads anywhere: output, join and WHERE conditions, GROUP BY, HAVING.  A
@@ -615,6 +614,7 @@ columns_read(KappaViewDef *def, int srcno, int natts)
 	return read;
 }
 
+/* Build view id's statements from its catalog row (SPI connected). */
 static RulePlan *
 build_rules(int id)
 {
@@ -760,10 +760,8 @@ build_rules(int id)
 			term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
 		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, term, rp->term_tail));
 	}
-	if (rp->grouped)
-		prepare_group_recompute(rp, def->key_columns, schema, target, canonical);
-	else if (rp->outer)
-		prepare_group_recompute(rp, def->preserved_key, schema, target, canonical);
+	if (rp->grouped || rp->outer)
+		prepare_group_recompute(rp, kappa_recompute_key(def), schema, target, canonical);
 	if (agg)
 	{
 		char	   *into = psprintf("%s.g (%s)", schema, agg->state_columns);
@@ -1286,7 +1284,8 @@ recompute_groups(RulePlan *rp)
  * (old = new - delta, multiplied out), whose terms PostgreSQL plans with
  * the live tables' statistics and indexes, and which skips the entries
  * whose source did not change; otherwise one term per entry, through
- * o_<n>.
+ * o_<n>.  A LEFT JOIN view's terms (outer_key_sql), which give keys, are
+ * always one per entry whose source changed.
  */
 static void
 run_terms(RulePlan *rp, bool *touched, int64 *counts)
@@ -1306,7 +1305,8 @@ run_terms(RulePlan *rp, bool *touched, int64 *counts)
 			nchanged++;
 		}
 
-	if (nchanged > MAX_EXPANDED_ENTRIES)
+	/* a LEFT JOIN view's terms give keys: one per entry is the rule */
+	if (nchanged > MAX_EXPANDED_ENTRIES || rp->outer)
 	{
 		for (int t = 0; t < rp->nterms; t++)
 			if (touched[rp->terms[t].srcno])
@@ -1375,7 +1375,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 							  buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
 			any = true;
 		if (counts[i] > 0)
-			touched[i] = true;
+			touched[i] = changed = true;
 	}
 	if (!any)
 	{
@@ -1388,8 +1388,6 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			kappa_run(rp->consolidate_d[i]);
 	t_filled = GetCurrentTimestamp();
 
-	for (int i = 0; i < rp->nsources && !changed; i++)
-		changed = touched[i];
 	if (!changed && !truncated)
 	{
 		/* every image cancelled out: nothing the view reads changed */
@@ -1409,15 +1407,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		kappa_delta_sizes_reset();
 		for (int i = 0; i < rp->nsources; i++)
 			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
-		if (rp->outer)
-		{
-			/* the keys of the kept rows affected */
-			for (int t = 0; t < rp->nterms; t++)
-				if (touched[rp->terms[t].srcno])
-					kappa_run(rp->terms[t].plan);
-		}
-		else
-			run_terms(rp, touched, counts);
+		run_terms(rp, touched, counts);
 		kappa_delta_sizes_reset();
 		t_terms = GetCurrentTimestamp();
 		if (rp->algebraic)

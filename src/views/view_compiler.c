@@ -704,7 +704,7 @@ kappa_compile_view(const char *sql, int engine)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("every GROUP BY expression of a derived view must be in its select list"),
 						 errdetail("The group key is the derived table's unique key.")));
-			if (!OidIsValid(GetDefaultOpClass(getBaseType(exprType((Node *) tle->expr)), BTREE_AM_OID)))
+			if (!kappa_has_btree_opclass(exprType((Node *) tle->expr)))
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("derived views cannot group by column \"%s\" of type %s",
@@ -801,6 +801,26 @@ kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having)
 	return kappa_deparse_query(query, rte_relids);
 }
 
+/* Can values of type typid (or its base type) be indexed by a B-tree? */
+bool
+kappa_has_btree_opclass(Oid typid)
+{
+	return OidIsValid(GetDefaultOpClass(getBaseType(typid), BTREE_AM_OID));
+}
+
+/*
+ * The output columns a view's rows are computed again by, when a batch
+ * changed them: the group key of a GROUP BY view, the kept table's key of
+ * a LEFT JOIN view; NIL for the others.
+ */
+List *
+kappa_recompute_key(KappaViewDef *def)
+{
+	if (def->query->groupClause != NIL)
+		return def->key_columns;
+	return def->preserved_key;
+}
+
 /*
  * SQL text of query (which is changed), with each range table entry r for
  * which rte_enrnames[r] is set reading the ephemeral named relation of that
@@ -823,23 +843,6 @@ kappa_deparse_query_enr(Query *query, const char **rte_enrnames)
 			continue;
 		if (rte->alias == NULL)
 			rte->alias = makeAlias(rte->eref->aliasname, NIL);
-		/* the columns' types, as a named tuplestore's entry keeps them */
-		{
-			Relation	rel = relation_open(rte->relid, AccessShareLock);
-			TupleDesc	desc = RelationGetDescr(rel);
-
-			rte->coltypes = rte->coltypmods = rte->colcollations = NIL;
-			for (int a = 0; a < desc->natts; a++)
-			{
-				Form_pg_attribute att = TupleDescAttr(desc, a);
-
-				rte->coltypes = lappend_oid(rte->coltypes, att->attisdropped ? InvalidOid : att->atttypid);
-				rte->coltypmods = lappend_int(rte->coltypmods, att->attisdropped ? -1 : att->atttypmod);
-				rte->colcollations = lappend_oid(rte->colcollations,
-												 att->attisdropped ? InvalidOid : att->attcollation);
-			}
-			relation_close(rel, AccessShareLock);
-		}
 		/*
 		 * Printed by name, as ruleutils prints a CTE's (it prints no named
 		 * tuplestores); the parser finds the ephemeral relation by it.

@@ -195,12 +195,6 @@ create_mirror(Oid relid, const char *qualname, bool unlogged,
 		exec_sql(drops.data, SPI_OK_UTILITY);
 }
 
-static bool
-has_btree_opclass(Oid typid)
-{
-	return OidIsValid(GetDefaultOpClass(getBaseType(typid), BTREE_AM_OID));
-}
-
 /* The guard trigger of an internal table. */
 static const char *
 guard_trigger_sql(const char *qualname)
@@ -710,26 +704,21 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		/* a bag: rows to delete are found by their first column */
 		char	   *first = get_attname(derived, 1, false);
 
-		if (has_btree_opclass(get_atttype(derived, 1)))
+		if (kappa_has_btree_opclass(get_atttype(derived, 1)))
 			exec_sql(psprintf("CREATE INDEX ON %s (%s)", target, quote_identifier(first)),
 					 SPI_OK_UTILITY);
 	}
 	exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
 
-	if (def->preserved_rt > 0)
-	{
-		/* the keys of the kept table's rows a batch changed or joined */
+	/* k: the keys of the groups (or a LEFT JOIN's kept rows) to recompute */
+	if (kappa_recompute_key(def) != NIL)
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
-						  schema, kappa_quoted_list(def->preserved_key, ""), canonical),
+						  schema, kappa_quoted_list(kappa_recompute_key(def), ""), canonical),
 				 SPI_OK_UTILITY);
-	}
-	else if (grouped)
+	if (grouped)
 	{
 		Query	   *proj = kappa_agg_projection(def);
 
-		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.k AS SELECT %s FROM (%s) q WITH NO DATA",
-						  schema, kappa_quoted_list(def->key_columns, ""), canonical),
-				 SPI_OK_UTILITY);
 		/* the state of a view maintained algebraically (agg_delta.c) */
 		if (proj)
 		{
@@ -752,7 +741,7 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 			exec_sql(lfirst(lc), SPI_OK_UTILITY);
 		exec_sql(guard_trigger_sql(psprintf("%s.g", schema)), SPI_OK_UTILITY);
 	}
-	else if (!whole)
+	else if (!whole && def->preserved_rt == 0)
 	{
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.dq AS SELECT *, 0::pg_catalog.int4 AS _kappa_w FROM (%s) q WITH NO DATA",
 						  schema, canonical), SPI_OK_UTILITY);
@@ -1063,7 +1052,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 				if (list_length(key) >= 1 && linitial_int(key) == attnum)
 					continue;
-				if (!has_btree_opclass(get_atttype(src, attnum)))
+				if (!kappa_has_btree_opclass(get_atttype(src, attnum)))
 					continue;
 				exec_sql(psprintf("CREATE INDEX ON %s (%s)", a,
 								  quote_identifier(get_attname(src, attnum, false))),

@@ -837,10 +837,11 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			XLogRecPtr commit_lsn)
 {
 	KappaBatch *b = kappa_batch;
+	TimestampTz now = GetCurrentTimestamp();
 
 	kappa_batch_commit(commit_lsn, txn->xact_time.commit_time);
 	b->last_end_lsn = txn->end_lsn;
-	b->replay_us += GetCurrentTimestamp() - b->txn_started;
+	b->replay_us += now - b->txn_started;
 	if (b->log_txn_lines > 0)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(b->mcxt);
@@ -855,8 +856,7 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		b->log_txn_lines = 0;
 		MemoryContextSwitchTo(oldcxt);
 	}
-	if (b->nchanges >= kappa_batch_max_changes ||
-		GetCurrentTimestamp() >= b->deadline)
+	if (b->nchanges >= kappa_batch_max_changes || now >= b->deadline)
 		b->full = true;
 }
 
