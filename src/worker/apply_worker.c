@@ -110,6 +110,12 @@ typedef struct HeldView
 
 static List *held_views = NIL;	/* HeldView *, in TopMemoryContext */
 
+/*
+ * The last batch held a view that stays "running" (rewritten after the
+ * batch's snapshot): waiters must not take the batch's end as its position.
+ */
+static bool held_running = false;
+
 /* retried views have caught up once decoding is past this */
 static XLogRecPtr catch_up_lsn = InvalidXLogRecPtr;
 
@@ -229,14 +235,15 @@ views_invalidated(Datum arg, Oid relid)
 }
 
 /*
- * For tests: when pg_kappa.test_crash_point names this point and the file
- * pg_kappa_crash exists in the data directory, remove the file (so the
- * crash happens once) and die as if killed.
+ * For tests: when pg_kappa.test_crash_point names this point, the batch
+ * carries transactions (an empty batch is not the one the test waits for)
+ * and the file pg_kappa_crash exists in the data directory, remove the file
+ * (so the crash happens once) and die as if killed.
  */
 static void
 crash_point(const char *point)
 {
-	if (kappa_test_crash_point == NULL ||
+	if (kappa_test_crash_point == NULL || kappa_batch->ntxns == 0 ||
 		strcmp(kappa_test_crash_point, point) != 0)
 		return;
 	if (unlink("pg_kappa_crash") != 0)
@@ -382,7 +389,7 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		sources = list_append_unique_oid(sources, src);
 		if (DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull)) >= 2)
 			views_aligned = true;
-		if (strcmp(state, "running") != 0)
+		if (strcmp(state, "running") != 0 || is_held(id))
 		{
 			now_paused = list_append_unique_int(now_paused, id);
 			if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
@@ -637,6 +644,33 @@ renamed_meanwhile(ErrorData *edata, int id, Oid relid, List *sources)
 }
 
 /*
+ * Hold view id in this worker: what this batch holds for it is not applied
+ * (the caller keeps the slot at its applied LSN), and it is retried, with
+ * decoding started over from the slot, once retry_at has come.
+ */
+static HeldView *
+hold_in_worker(int id, Oid relid, List *sources)
+{
+	HeldView   *h;
+	MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+	h = find_held(id);
+	if (h == NULL)
+	{
+		h = palloc0(sizeof(HeldView));
+		h->id = id;
+		held_views = lappend(held_views, h);
+	}
+	list_free(h->sources);
+	h->relid = relid;
+	h->sources = list_copy(sources);
+	h->held = true;
+	paused_ids = list_append_unique_int(paused_ids, id);
+	MemoryContextSwitchTo(oldcxt);
+	return h;
+}
+
+/*
  * View id timed out: hold it, in the batch's transaction (SPI connected),
  * as a resumed view is held: "initializing", with the reason in
  * last_error, holding the slot at its applied LSN.  Returns false when the
@@ -646,7 +680,6 @@ static bool
 hold_view(int id, Oid relid, List *sources, const char *reason)
 {
 	HeldView   *h;
-	MemoryContext oldcxt;
 	int			delay;
 
 	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'initializing', last_error = %s"
@@ -659,22 +692,10 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 	if (SPI_processed == 0)
 		return false;
 
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	h = find_held(id);
-	if (h == NULL)
-	{
-		h = palloc0(sizeof(HeldView));
-		h->id = id;
-		held_views = lappend(held_views, h);
-	}
-	list_free(h->sources);
-	h->relid = relid;
-	h->sources = list_copy(sources);
+	h = hold_in_worker(id, relid, sources);
 	h->timeouts++;
-	h->held = true;
 	delay = Min(RETRY_BASE_MS << Min(h->timeouts - 1, 16), RETRY_MAX_MS);
 	h->retry_at = GetCurrentTimestamp() + (TimestampTz) delay * 1000;
-	MemoryContextSwitchTo(oldcxt);
 
 	ereport(WARNING,
 			(errmsg("derived view %d is behind: %s", id, reason),
@@ -1022,11 +1043,12 @@ aligned_snapshot(XLogRecPtr *end)
  * tables with the batch's snapshot too.  Whatever rewrites them (an
  * in-place kappa.replay, which holds a lock the worker waits for) also
  * writes the view's catalog row: if the batch's snapshot does not see that
- * row's last writer, it would not see the rewritten rows either, and the
- * view is held, to be retried with a newer snapshot.
+ * row's last writer, it would not see the rewritten rows either: false
+ * then, and the caller holds the view, to be retried at once with a newer
+ * snapshot.  It stays "running": nothing is wrong with it.
  */
-static void
-check_view_unchanged(int id)
+static bool
+view_unchanged(int id)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		arg = Int32GetDatum(id);
@@ -1034,7 +1056,7 @@ check_view_unchanged(int id)
 	TransactionId xmin;
 
 	if (kappa_batch->snapshot == NULL)
-		return;
+		return true;
 	if (plan == NULL)
 	{
 		Oid			argtype = INT4OID;
@@ -1048,14 +1070,10 @@ check_view_unchanged(int id)
 	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed != 1)
-		return;
+		return true;
 	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!isnull && TransactionIdIsNormal(xmin) &&
-		XidInMVCCSnapshot(xmin, kappa_batch->snapshot))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("derived view %d was changed after the batch's snapshot", id),
-				 errdetail("It is retried with a newer snapshot.")));
+	return isnull || !TransactionIdIsNormal(xmin) ||
+		!XidInMVCCSnapshot(xmin, kappa_batch->snapshot);
 }
 
 /*
@@ -1206,6 +1224,7 @@ apply_batch(void)
 	 * reload, until the worker has restarted to decode its changes again.
 	 */
 	paused_floor = InvalidXLogRecPtr;
+	held_running = false;
 	kappa_read_snapshot = b->snapshot;
 	for (uint64 i = 0; i < nviews; i++)
 	{
@@ -1230,6 +1249,7 @@ apply_batch(void)
 		MemoryContext oldcxt = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
 		List	   *sources = NIL;
+		bool		rewritten = false;
 
 		if (paused || list_member_int(paused_ids, id) ||
 			applied >= b->last_commit_lsn)
@@ -1289,13 +1309,17 @@ apply_batch(void)
 
 				kappa_check_row_sizes(sources, applied);
 				check_derived_triggers(relid);
-				check_view_unchanged(id);
-				kappa_view_writes_begin(id, relid);
-				if (engine >= 2)
-					rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
-				else
-					rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
-				kappa_view_writes_begin(0, InvalidOid);
+				rewritten = !view_unchanged(id);
+				rows = -1;
+				if (!rewritten)
+				{
+					kappa_view_writes_begin(id, relid);
+					if (engine >= 2)
+						rows = kappa_apply_rules(id, applied, &new_applied, &ntxns);
+					else
+						rows = kappa_apply_view(id, applied, &new_applied, &ntxns);
+					kappa_view_writes_begin(0, InvalidOid);
+				}
 				error_context_stack = errcallback.previous;
 				if (rows >= 0)
 				{
@@ -1315,6 +1339,14 @@ apply_batch(void)
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
+			if (rewritten)
+			{
+				/* held, and retried with a newer snapshot at once */
+				hold_in_worker(id, relid, sources)->retry_at = GetCurrentTimestamp();
+				held_running = true;
+				if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
+					paused_floor = applied;
+			}
 		}
 		PG_CATCH();
 		{
@@ -1618,7 +1650,7 @@ kappa_apply_main(Datum main_arg)
 				confirm = paused_floor;
 			confirm_durable(confirm);
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-			MySlot->processed_lsn = ctx->reader->EndRecPtr;
+			MySlot->processed_lsn = held_running ? confirm : ctx->reader->EndRecPtr;
 			if (kappa_batch->ntxns > 0)
 			{
 				MySlot->last_batch_at = GetCurrentTimestamp();

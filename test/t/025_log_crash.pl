@@ -28,7 +28,9 @@ my $next_id = 100000;
 sub write_one
 {
 	my $id = $next_id++;
-	my ($ret) = $node->psql('postgres', "INSERT INTO t VALUES ($id, $id % 10, $id)");
+	# the server may be restarting after a crash: psql then fails, or dies
+	# writing its input (IPC::Run raises on the broken pipe)
+	my $ret = eval { ($node->psql('postgres', "INSERT INTO t VALUES ($id, $id % 10, $id)"))[0] } // 1;
 	if ($ret != 0)
 	{
 		$node->poll_query_until('postgres', 'SELECT true') or die "server did not come back";
