@@ -60,6 +60,7 @@
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -118,6 +119,8 @@ typedef struct RulePlan
 	bool	  **read;			/* per source: the columns the view reads,
 								 * or NULL for all */
 	int		   *read_natts;		/* per source: the length of read[i] */
+	List	  **filters;		/* per source: the conditions on it alone
+								 * (planned), that its delta rows must meet */
 	SPIPlanPtr *consolidate_d;	/* rows that cancel out leave d_<n> */
 	SPIPlanPtr *clear_d;
 	int			nterms;
@@ -614,6 +617,99 @@ columns_read(KappaViewDef *def, int srcno, int natts)
 	return read;
 }
 
+/* Add the conjuncts of the AND tree qual to *conds. */
+static void
+add_conjuncts(List **conds, Node *qual)
+{
+	ListCell   *lc;
+
+	if (qual == NULL)
+		return;
+	if (is_andclause(qual))
+	{
+		foreach(lc, ((BoolExpr *) qual)->args)
+			add_conjuncts(conds, lfirst(lc));
+	}
+	else
+		*conds = lappend(*conds, qual);
+}
+
+/* The conditions of the WHERE clause and the inner joins under node. */
+static void
+join_conditions(List **conds, Node *node)
+{
+	ListCell   *lc;
+
+	if (IsA(node, FromExpr))
+	{
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			join_conditions(conds, lfirst(lc));
+		add_conjuncts(conds, ((FromExpr *) node)->quals);
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		join_conditions(conds, ((JoinExpr *) node)->larg);
+		join_conditions(conds, ((JoinExpr *) node)->rarg);
+		add_conjuncts(conds, ((JoinExpr *) node)->quals);
+	}
+}
+
+/*
+ * The conditions of the view's query on source srcno alone (WHERE and
+ * inner join conditions that read no other entry, call no volatile
+ * function and read no system column), planned, to be checked in memory
+ * against the rows of its delta: every term applies them to those rows,
+ * so a row that fails one adds nothing to any term (a selective filter
+ * then keeps the delta, and the terms' joins, small).  The source's rows
+ * as they were before the batch (o_<n>, the live rows with the delta
+ * undone) then differ from the truth only in rows that fail them too.  NIL
+ * when the source is read by several entries, or the view keeps a LEFT
+ * JOIN's rows by key (whose terms leave the WHERE clause out).
+ */
+static List *
+source_filters(KappaViewDef *def, int srcno)
+{
+	Query	   *query = def->query;
+	List	   *conds = NIL;
+	List	   *filters = NIL;
+	int			rt = 0;
+	ListCell   *lc;
+
+	if (def->preserved_rt > 0 || query->hasSubLinks || query->cteList != NIL ||
+		query->setOperations != NULL)
+		return NIL;
+	for (int r = 1; r <= def->nrtes; r++)
+	{
+		if (def->rte_source[r] != srcno)
+			continue;
+		if (rt > 0)
+			return NIL;
+		rt = r;
+	}
+	if (rt == 0)
+		return NIL;
+	join_conditions(&conds, flatten_join_alias_vars(query, (Node *) query->jointree));
+	foreach(lc, conds)
+	{
+		Node	   *cond = lfirst(lc);
+		List	   *vars = pull_var_clause(cond, 0);
+		bool		alone = vars != NIL;
+		ListCell   *lc2;
+
+		foreach(lc2, vars)
+		{
+			Var		   *var = lfirst(lc2);
+
+			if (!IsA(var, Var) || var->varno != rt || var->varlevelsup != 0 ||
+				var->varattno <= 0)
+				alone = false;
+		}
+		if (alone && !contain_volatile_functions(cond))
+			filters = lappend(filters, expression_planner((Expr *) copyObject(cond)));
+	}
+	return filters;
+}
+
 /* Build view id's statements from its catalog row (SPI connected). */
 static RulePlan *
 build_rules(int id)
@@ -690,6 +786,7 @@ build_rules(int id)
 	rp->drelids = palloc(sizeof(Oid) * rp->nsources);
 	rp->read = palloc(sizeof(bool *) * rp->nsources);
 	rp->read_natts = palloc(sizeof(int) * rp->nsources);
+	rp->filters = palloc(sizeof(List *) * rp->nsources);
 	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	rp->consolidate_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	orelids = palloc(sizeof(Oid) * rp->nsources);
@@ -703,6 +800,9 @@ build_rules(int id)
 			table_close(rel, AccessShareLock);
 		}
 		rp->read[i] = columns_read(def, i, rp->read_natts[i]);
+		kappa_owner_enter(rp->owner, &scope);
+		rp->filters[i] = source_filters(def, i);
+		kappa_owner_leave(&scope);
 		rp->drelids[i] = get_relname_relid(psprintf("d_%d", i), nsp);
 		orelids[i] = get_relname_relid(psprintf("o_%d", i), nsp);
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
@@ -1107,6 +1207,56 @@ delta_writer_end(DeltaWriter *w)
 		ExecDropSingleTupleTableSlot(w->slots[i]);
 }
 
+/* The source's filters (source_filters), checked against rows of d_<n> */
+typedef struct DeltaFilter
+{
+	ExprState  *qual;			/* NULL: every row passes */
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+} DeltaFilter;
+
+static void
+delta_filter_start(DeltaFilter *f, List *filters, TupleDesc ddesc)
+{
+	f->qual = NULL;
+	if (filters == NIL)
+		return;
+	f->qual = ExecInitQual(filters, NULL);
+	f->econtext = CreateStandaloneExprContext();
+	f->slot = MakeSingleTupleTableSlot(ddesc, &TTSOpsVirtual);
+	f->econtext->ecxt_scantuple = f->slot;
+}
+
+/* Does the row of d_<n> (values and nulls, or tup) meet the filters? */
+static bool
+delta_filter_passes(DeltaFilter *f, Datum *values, bool *nulls, HeapTuple tup)
+{
+	TupleTableSlot *slot = f->slot;
+
+	if (f->qual == NULL)
+		return true;
+	ExecClearTuple(slot);
+	if (tup != NULL)
+		heap_deform_tuple(tup, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
+	else
+	{
+		memcpy(slot->tts_values, values, sizeof(Datum) * slot->tts_tupleDescriptor->natts);
+		memcpy(slot->tts_isnull, nulls, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	}
+	ExecStoreVirtualTuple(slot);
+	ResetExprContext(f->econtext);
+	return ExecQual(f->qual, f->econtext);
+}
+
+static void
+delta_filter_end(DeltaFilter *f)
+{
+	if (f->qual == NULL)
+		return;
+	FreeExprContext(f->econtext, true);
+	ExecDropSingleTupleTableSlot(f->slot);
+}
+
 /*
  * The batch's row images of source n that the view has not seen (commit
  * LSN after applied) into d_<n>, signed, less the pairs that cancel out: a
@@ -1114,14 +1264,15 @@ delta_writer_end(DeltaWriter *w)
  * first old and its last new image, which keeps the terms' joins in
  * proportion to the rows changed, not to the number of changes.  A first
  * pass hashes every image; only images whose hash is among both signs are
- * held back and compared.  Returns how many images were read, and sets
- * *written to how many went into d_<n>; adds commit
+ * held back and compared.  Rows that fail the source's filters (which
+ * every term applies to them) are left out after that.  Returns how many
+ * images were read, and sets *written to how many went into d_<n>; adds commit
  * LSNs to *lsns; sets *consolidate when too many were held back, and d_<n>
  * still needs consolidating.
  */
 static int64
 fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
-				  KappaSourceBuffer *buf,
+				  List *filters, KappaSourceBuffer *buf,
 				  XLogRecPtr applied, List **lsns, bool *consolidate, int64 *written)
 {
 	Relation	drel = table_open(drelid, RowExclusiveLock);
@@ -1140,6 +1291,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	int64		count = 0;
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	DeltaWriter writer;
+	DeltaFilter filter;
 
 	*written = 0;
 
@@ -1173,10 +1325,11 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	}
 
 	delta_writer_start(&writer, drel);
+	delta_filter_start(&filter, filters, ddesc);
 	image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
 	while (image_reader_next(&r))
 	{
-		HeapTuple	tup = heap_form_tuple(ddesc, r.values, r.nulls);
+		HeapTuple	tup;
 		uint32		h = 0;
 
 		count++;
@@ -1190,6 +1343,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			h = image_hash(buf->desc, n, r.values, r.nulls);
 			if (bsearch(&h, shared, nshared, sizeof(uint32), uint32_cmp) != NULL)
 			{
+				tup = heap_form_tuple(ddesc, r.values, r.nulls);
 				if (held_bytes + HELD_IMAGE_BYTES(tup) <= (Size) work_mem * 1024)
 				{
 					if (nheld >= maxheld)
@@ -1208,9 +1362,12 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 					continue;
 				}
 				*consolidate = true;
+				heap_freetuple(tup);
 			}
 		}
-		delta_writer_put(&writer, tup, true);
+		if (!delta_filter_passes(&filter, r.values, r.nulls, NULL))
+			continue;
+		delta_writer_put(&writer, heap_form_tuple(ddesc, r.values, r.nulls), true);
 		(*written)++;
 	}
 	image_reader_end(&r);
@@ -1236,12 +1393,14 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			}
 		}
 		for (int i = 0; i < nheld; i++)
-			if (!held[i].cancelled)
+			if (!held[i].cancelled &&
+				delta_filter_passes(&filter, NULL, NULL, held[i].tuple))
 			{
 				delta_writer_put(&writer, held[i].tuple, false);
 				(*written)++;
 			}
 	}
+	delta_filter_end(&filter);
 	delta_writer_end(&writer);
 	table_close(drel, RowExclusiveLock);
 	return count;
@@ -1372,7 +1531,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		}
 		/* images that cancel out (read: counted, not written) touch nothing */
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
-							  buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
+							  rp->filters[i], buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
 			any = true;
 		if (counts[i] > 0)
 			touched[i] = changed = true;

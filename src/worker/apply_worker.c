@@ -1663,6 +1663,9 @@ kappa_apply_main(Datum main_arg)
 			vacuum_scratch();
 			kappa_log_prune();
 			kappa_audit_schedule();
+			/* table statistics (autovacuum's counts of dead rows) */
+			if (!IsTransactionOrTransactionBlock())
+				pgstat_report_stat(false);
 
 			if (caught_up)
 			{
