@@ -50,6 +50,8 @@
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -77,6 +79,7 @@ PG_FUNCTION_INFO_V1(kappa_create_view_replay);
 PG_FUNCTION_INFO_V1(kappa_drop_view);
 PG_FUNCTION_INFO_V1(kappa_alter_view);
 PG_FUNCTION_INFO_V1(kappa_guard);
+PG_FUNCTION_INFO_V1(kappa_derived_columns_problem);
 
 /* set while pg_kappa itself writes derived tables and arrangements */
 bool		kappa_guard_bypass = false;
@@ -1435,4 +1438,88 @@ kappa_guard(PG_FUNCTION_ARGS)
 			 errdetail("Derived tables and their internal copies are written only by pg_kappa's apply worker."),
 			 errhint("Change the source tables instead, or drop the view with kappa.drop_view.")));
 	PG_RETURN_NULL();
+}
+
+/*
+ * kappa.derived_columns_problem(view regclass): NULL while the derived
+ * table's columns are its query's (names and types, in order), else what
+ * differs, as a sentence.  The view's statements write its rows by
+ * position: kappa.on_ddl_end refuses an ALTER TABLE that leaves them
+ * different (adding, dropping, renaming a column or changing its type).
+ */
+Datum
+kappa_derived_columns_problem(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			argtype = OIDOID;
+	Datum		arg = ObjectIdGetDatum(relid);
+	char	   *canonical = NULL;
+	List	   *raw;
+	Query	   *query;
+	Relation	rel;
+	TupleDesc	desc;
+	int			att = 0;
+	char	   *problem = NULL;
+	ListCell   *lc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT canonical FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed == 1)
+		canonical = MemoryContextStrdup(TopTransactionContext,
+										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	if (canonical == NULL)
+		PG_RETURN_NULL();
+
+	/* the canonical text names every relation with its schema */
+	raw = raw_parser(canonical, RAW_PARSE_DEFAULT);
+	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		Form_pg_attribute a;
+		Oid			type = exprType((Node *) tle->expr);
+		int32		typmod = exprTypmod((Node *) tle->expr);
+
+		if (tle->resjunk)
+			continue;
+		while (att < desc->natts && TupleDescAttr(desc, att)->attisdropped)
+			att++;
+		if (att >= desc->natts)
+		{
+			problem = psprintf("Column \"%s\" of the view's query is not in the table.", tle->resname);
+			break;
+		}
+		a = TupleDescAttr(desc, att++);
+		if (strcmp(NameStr(a->attname), tle->resname) != 0)
+		{
+			problem = psprintf("Column %d of the table is \"%s\"; the view's query calls it \"%s\".",
+							   att, NameStr(a->attname), tle->resname);
+			break;
+		}
+		if (a->atttypid != type || (typmod >= 0 && a->atttypmod != typmod))
+		{
+			problem = psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
+							   tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
+							   format_type_with_typemod(type, typmod));
+			break;
+		}
+	}
+	while (problem == NULL && att < desc->natts)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, att++);
+
+		if (!a->attisdropped)
+			problem = psprintf("Column \"%s\" of the table is not in the view's query.",
+							   NameStr(a->attname));
+	}
+	table_close(rel, AccessShareLock);
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(problem));
 }

@@ -41,7 +41,7 @@ is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s')
 
 $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
-	'0.4', 'updated to 0.4');
+	'0.5', 'updated to 0.5');
 
 # The update, run by a superuser, does not change a table that the view's
 # owner does not own: alice's view over bob's table keeps engine 1
@@ -95,6 +95,12 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM (SELECT * FROM ua.sums EX
 	'0', 'the replayed view equals the live one');
 is($node->safe_psql('postgres', q{SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ua.sums_green'::regclass}),
 	'regress_upg_alice', 'the new view belongs to the replayed view\'s owner');
+
+# 0.5: a view made by 0.2 keeps its derived table's columns
+my ($alter_rc, $alter_out, $alter_err) = $node->psql('postgres', q{ALTER TABLE ua.sums ADD COLUMN note text});
+like($alter_err, qr/cannot change the columns of derived table ua\.sums/,
+	'adding a column to a derived table made by 0.2 is refused');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.sums')}), '0', 'the view is still exact');
 
 # the event log's chain is intact across the update
 is($node->safe_psql('postgres', q{SELECT bool_and(ok) FROM kappa.audit_chain()}), 't',

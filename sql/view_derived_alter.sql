@@ -1,0 +1,57 @@
+-- A derived table's columns are its query's: ALTER TABLE that adds, drops
+-- or renames a column of it, or changes a column's type, is refused (the
+-- view would break at its next change); other ALTER TABLE (storage
+-- parameters, constraints, indexes) goes through, for every kind of view.
+\set VERBOSITY default
+CREATE TABLE da_orders (id int PRIMARY KEY, customer_id int, amount numeric(10,2));
+CREATE TABLE da_customers (id int PRIMARY KEY, name text);
+CREATE TABLE da_events (kind text, n int);                        -- no key
+INSERT INTO da_customers VALUES (1, 'ann'), (2, 'bob');
+INSERT INTO da_orders VALUES (1, 1, 10), (2, 2, 20), (3, 1, 5);
+INSERT INTO da_events VALUES ('a', 1), ('a', 1), ('b', 2);
+
+CREATE TABLE da_queries (v text, q text);
+INSERT INTO da_queries VALUES
+ ('da_totals', $$SELECT c.name, sum(o.amount) AS total, count(*) AS n FROM da_orders o JOIN da_customers c ON c.id = o.customer_id GROUP BY c.name$$),
+ ('da_rows', $$SELECT o.id, c.name, o.amount FROM da_orders o JOIN da_customers c ON c.id = o.customer_id$$),
+ ('da_bag', $$SELECT kind, n FROM da_events$$),
+ ('da_kinds', $$SELECT DISTINCT kind FROM da_events$$),
+ ('da_left', $$SELECT c.id, c.name, o.amount FROM da_customers c LEFT JOIN da_orders o ON o.customer_id = c.id$$);
+SET client_min_messages = warning;
+SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM da_queries ORDER BY v;
+RESET client_min_messages;
+
+-- what goes through
+ALTER TABLE da_totals SET (fillfactor = 90);
+ALTER TABLE da_rows ADD CONSTRAINT da_rows_amount CHECK (amount >= 0);
+ALTER TABLE da_bag ALTER COLUMN kind SET STATISTICS 200;
+ALTER TABLE da_kinds SET (autovacuum_enabled = off);
+ALTER TABLE da_left ALTER COLUMN name SET STORAGE EXTERNAL;
+CREATE INDEX ON da_rows (name);
+
+-- what is refused, with what differs
+ALTER TABLE da_totals ADD COLUMN note text;
+ALTER TABLE da_totals DROP COLUMN n;
+ALTER TABLE da_rows RENAME COLUMN amount TO price;
+ALTER TABLE da_rows ALTER COLUMN amount TYPE numeric;
+ALTER TABLE da_bag ALTER COLUMN n TYPE bigint;
+ALTER TABLE da_kinds ADD COLUMN extra int DEFAULT 0;
+ALTER TABLE da_left DROP COLUMN amount;
+
+-- the views go on, exact
+INSERT INTO da_orders VALUES (4, 2, 7), (5, 3, 1);
+INSERT INTO da_customers VALUES (3, 'cyd');
+UPDATE da_orders SET amount = amount + 1 WHERE id = 1;
+INSERT INTO da_events VALUES ('c', 3), ('a', 1);
+DELETE FROM da_events WHERE kind = 'b';
+SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM da_queries;
+SELECT q.v, v.state, (SELECT count(*) FROM kappa.verify(q.v::regclass)) AS differences
+  FROM da_queries q JOIN kappa.views v ON v.relid = q.v::regclass ORDER BY 1;
+
+-- an ordinary table is not concerned
+CREATE TABLE da_plain (a int);
+ALTER TABLE da_plain ADD COLUMN b int;
+DROP TABLE da_plain;
+
+SELECT kappa.drop_view(v::regclass) FROM da_queries ORDER BY v;
+DROP TABLE da_orders, da_customers, da_events, da_queries;
