@@ -1,7 +1,7 @@
 -- LEFT JOIN views (engine 2): the first table's rows are all kept; the
--- view is maintained by that table's key, which it must select.  A batch
--- finds the kept rows it changed or whose partners it changed, and
--- computes their rows again.
+-- view is maintained by that table's key, which it must select (and group
+-- by, with GROUP BY).  A batch finds the kept rows it changed or whose
+-- partners it changed, and computes their rows (or groups) again.
 \set VERBOSITY terse
 CREATE TABLE lj_customers (id int PRIMARY KEY, name text, region_id int);
 CREATE TABLE lj_regions (id int PRIMARY KEY, label text);
@@ -17,14 +17,21 @@ INSERT INTO lj_queries VALUES
  ('lj_orders_of', $$SELECT c.id, c.name, o.id AS order_id, o.amount FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id$$),
  ('lj_star', $$SELECT c.id, c.name, r.label, o.amount FROM lj_customers c LEFT JOIN lj_regions r ON r.id = c.region_id LEFT JOIN lj_orders o ON o.customer_id = c.id AND o.amount > 50$$),
  ('lj_where', $$SELECT c.id, r.label FROM lj_customers c LEFT JOIN lj_regions r ON r.id = c.region_id WHERE r.label IS DISTINCT FROM 'west'$$),
- ('lj_bagside', $$SELECT c.id, n.note FROM lj_customers c LEFT JOIN lj_notes n ON n.customer_id = c.id$$);
+ ('lj_bagside', $$SELECT c.id, n.note FROM lj_customers c LEFT JOIN lj_notes n ON n.customer_id = c.id$$),
+ ('lj_counts', $$SELECT c.id, c.name, count(o.id) AS orders, coalesce(sum(o.amount), 0) AS total
+                 FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id GROUP BY c.id, c.name$$),
+ ('lj_by_label', $$SELECT c.id, r.label, count(*) AS n, max(o.amount) AS top
+                   FROM lj_customers c LEFT JOIN lj_regions r ON r.id = c.region_id LEFT JOIN lj_orders o ON o.customer_id = c.id
+                   WHERE c.id < 40 GROUP BY c.id, r.label HAVING count(*) < 4$$),
+ ('lj_note_count', $$SELECT c.id, count(n.note) AS notes FROM lj_customers c LEFT JOIN lj_notes n ON n.customer_id = c.id GROUP BY c.id$$);
 SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM lj_queries ORDER BY v;
 SELECT name, kind, engine FROM kappa.views WHERE name LIKE 'public.lj_%' ORDER BY 1;
 
 -- what is refused
 SELECT kappa.create_view('lj_bad', 'SELECT c.name, o.amount FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
 SELECT kappa.create_view('lj_bad', 'SELECT n.note, c.id FROM lj_notes n LEFT JOIN lj_customers c ON c.id = n.customer_id');
-SELECT kappa.create_view('lj_bad', 'SELECT c.id, count(o.id) AS n FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id GROUP BY c.id');
+SELECT kappa.create_view('lj_bad', 'SELECT count(o.id) AS n FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
+SELECT kappa.create_view('lj_bad', 'SELECT c.name, count(o.id) AS n FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id GROUP BY c.name');
 SELECT kappa.create_view('lj_bad', 'SELECT DISTINCT c.id, o.amount FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_orders o RIGHT JOIN lj_customers c ON o.customer_id = c.id');
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_customers c FULL JOIN lj_orders o ON o.customer_id = c.id');
@@ -68,6 +75,7 @@ SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM lj_queries;
 SELECT * FROM lj_check();
 SELECT * FROM lj_orders_of WHERE id IN (1, 2, 9, 10, 11) ORDER BY id, order_id;
 SELECT * FROM lj_bagside WHERE id IN (1, 2, 13) ORDER BY id, note;
+SELECT * FROM lj_counts WHERE id IN (1, 2, 10, 11, 13, 14, 40) ORDER BY id;
 
 -- in one transaction, with a savepoint rolled back, and back and forth
 BEGIN;
@@ -99,12 +107,19 @@ SELECT kappa.wait('lj_orders_of');
 SET client_min_messages = warning;     -- the NOTICE names an LSN
 SELECT kappa.replay('lj_orders_of') IS NOT NULL AS replayed;
 SELECT kappa.replay('lj_orders_of', new_name => 'lj_orders_of_green') IS NOT NULL AS replayed;
+SELECT kappa.replay('lj_counts') IS NOT NULL AS replayed;
+SELECT kappa.replay('lj_counts', new_name => 'lj_counts_green') IS NOT NULL AS replayed;
 RESET client_min_messages;
-SELECT kappa.wait('lj_orders_of') AND kappa.wait('lj_orders_of_green') AS waited;
+SELECT kappa.wait('lj_orders_of') AND kappa.wait('lj_orders_of_green') AND kappa.wait('lj_counts')
+   AND kappa.wait('lj_counts_green') AS waited;
 SELECT (SELECT count(*) FROM kappa.verify('lj_orders_of')) AS in_place_differences,
        (SELECT count(*) FROM kappa.verify('lj_orders_of_green')) AS green_differences,
        (SELECT count(*) FROM lj_orders_of_green) AS rows;
+SELECT (SELECT count(*) FROM kappa.verify('lj_counts')) AS in_place_differences,
+       (SELECT count(*) FROM kappa.verify('lj_counts_green')) AS green_differences,
+       (SELECT count(*) FROM lj_counts_green) AS rows;
 SELECT kappa.drop_view('lj_orders_of_green') IS NOT NULL AS dropped;
+SELECT kappa.drop_view('lj_counts_green') IS NOT NULL AS dropped;
 SELECT kappa.uncapture('lj_customers') IS NOT NULL, kappa.uncapture('lj_orders') IS NOT NULL;
 
 SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM lj_queries ORDER BY v;

@@ -240,7 +240,9 @@ analyse_view(KappaViewDef *def, bool weighted)
 	AggShape   *shape;
 	ListCell   *lc;
 
+	/* LEFT JOIN views are recomputed by their kept rows (check_left_joins) */
 	if ((!weighted && (strcmp(def->kind, "aggregate") != 0 || def->nrtes != 1)) ||
+		def->preserved_rt > 0 ||
 		(query->groupClause == NIL && !(weighted && query->hasAggs)) ||
 		query->havingQual != NULL || query->groupingSets != NIL)
 		return NULL;

@@ -325,6 +325,9 @@ outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
 	}
 	query->targetList = tlist;
 	query->jointree->quals = NULL;
+	query->groupClause = NIL;
+	query->havingQual = NULL;
+	query->hasAggs = false;
 	for (node = linitial(query->jointree->fromlist); IsA(node, JoinExpr);
 		 node = ((JoinExpr *) node)->larg)
 	{

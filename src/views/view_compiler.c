@@ -352,13 +352,13 @@ collect_index_columns(Node *node, int rtindex, List **cols, Query *query)
  * of one table each, on conditions over that table and the kept one
  *
  *	   SELECT ... FROM a LEFT JOIN b ON b.x = a.y LEFT JOIN c ON c.z = a.w
- *	   WHERE ...
+ *	   WHERE ... [GROUP BY a.id, ... [HAVING ...]]
  *
- * and no GROUP BY or aggregates.  They are maintained by the kept table's
- * key, which the view must select: a batch finds the keys of the kept
- * rows it changed or whose partners it changed, and those rows' part of
- * the view is computed again (delta_rules.c).  Anything else with an
- * outer join is refused.
+ * They are maintained by the kept table's key, which the view must select
+ * (and group by, when it has GROUP BY: each group then belongs to one kept
+ * row): a batch finds the keys of the kept rows it changed or whose
+ * partners it changed, and those rows' part of the view is computed again
+ * (delta_rules.c).  Anything else with an outer join is refused.
  */
 static void
 check_left_joins(KappaViewDef *def)
@@ -369,8 +369,10 @@ check_left_joins(KappaViewDef *def)
 	List	   *key;
 	ListCell   *lc;
 
-	if (query->groupClause != NIL || query->hasAggs)
-		not_supported("LEFT JOIN together with GROUP BY or aggregates");
+	if (query->groupClause == NIL && query->hasAggs)
+		not_supported("LEFT JOIN together with aggregates without GROUP BY");
+	if (query->groupingSets != NIL)
+		not_supported("LEFT JOIN together with GROUPING SETS");
 	if (list_length(query->jointree->fromlist) != 1)
 		not_supported("LEFT JOIN together with other tables in FROM");
 
@@ -446,11 +448,25 @@ check_left_joins(KappaViewDef *def)
 					 errdetail("Column \"%s\" of \"%s\" is not in the select list as a column of its own (an expression over it does not count).",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
 					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps.")));
+		if (query->groupClause != NIL &&
+			(tle->ressortgroupref == 0 ||
+			 get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) == NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a derived view with LEFT JOIN and GROUP BY must group by the key of %s",
+							get_rel_name(relid)),
+					 errdetail("Column \"%s\" of \"%s\" is not in the GROUP BY clause.",
+							   get_attname(relid, attnum, false), get_rel_name(relid)),
+					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps: each group must belong to one of its rows.")));
 		def->preserved_key = lappend(def->preserved_key, tle->resname);
 	}
 	def->preserved_rt = preserved;
-	def->bag = true;
-	def->key_columns = NIL;
+	/* without GROUP BY a bag; with it, keyed by the group key */
+	if (query->groupClause == NIL)
+	{
+		def->bag = true;
+		def->key_columns = NIL;
+	}
 }
 
 /*
@@ -816,9 +832,9 @@ kappa_has_btree_opclass(Oid typid)
 List *
 kappa_recompute_key(KappaViewDef *def)
 {
-	if (def->query->groupClause != NIL)
-		return def->key_columns;
-	return def->preserved_key;
+	if (def->preserved_rt > 0)
+		return def->preserved_key;
+	return def->query->groupClause != NIL ? def->key_columns : NIL;
 }
 
 /*

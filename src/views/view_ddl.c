@@ -516,6 +516,23 @@ column_joins(KappaViewDef *def, int i, AttrNumber attnum)
 	return false;
 }
 
+/* Are the names in prefix the first ones of names, in order? */
+static bool
+key_prefix(List *prefix, List *names)
+{
+	ListCell   *lp;
+	ListCell   *ln;
+
+	if (list_length(prefix) > list_length(names))
+		return false;
+	forboth(lp, prefix, ln, names)
+	{
+		if (strcmp(lfirst(lp), lfirst(ln)) != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Name in a NOTICE each column a view over several tables (or with GROUP
  * BY) looks rows up by in a source without an index that starts with it,
@@ -525,8 +542,11 @@ column_joins(KappaViewDef *def, int i, AttrNumber attnum)
 static void
 advise_indexes(KappaViewDef *def)
 {
-	/* groups maintained algebraically are looked up only when dirty */
-	bool		by_group = def->query->groupClause != NIL &&
+	/*
+	 * Groups maintained algebraically are looked up only when dirty; a
+	 * LEFT JOIN view's, by the kept table's primary key.
+	 */
+	bool		by_group = def->query->groupClause != NIL && def->preserved_rt == 0 &&
 		kappa_agg_projection(def) == NULL;
 	List	   *group_vars = NIL;
 	ListCell   *lg;
@@ -710,6 +730,13 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		if (kappa_has_btree_opclass(get_atttype(derived, 1)))
 			exec_sql(psprintf("CREATE INDEX ON %s (%s)", target, quote_identifier(first)),
 					 SPI_OK_UTILITY);
+	}
+	if (def->preserved_rt > 0 && def->key_columns != NIL && !OidIsValid(adopt) &&
+		!key_prefix(def->preserved_key, def->key_columns))
+	{
+		/* LEFT JOIN with GROUP BY: groups are recomputed by the kept key */
+		exec_sql(psprintf("CREATE INDEX ON %s (%s)", target,
+						  kappa_quoted_list(def->preserved_key, "")), SPI_OK_UTILITY);
 	}
 	exec_sql(derived_guard_trigger_sql(target, id), SPI_OK_UTILITY);
 
