@@ -11,8 +11,9 @@ INSERT INTO rp SELECT i, i % 4, i FROM generate_series(1, 40) i;
 INSERT INTO rq SELECT g, 'group ' || g FROM generate_series(0, 3) g;
 SELECT kappa.create_view('rp_sum', 'SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi FROM rp GROUP BY g');
 SELECT kappa.create_view('rp_join', 'SELECT rp.id, rq.g, rp.v, rq.label FROM rp JOIN rq ON rp.g = rq.g WHERE rp.v % 2 = 0');
--- not captured yet
+-- not captured yet (a replay into a new view names the view replayed)
 SELECT kappa.replay('rp_sum');
+SELECT kappa.replay('rp_sum', new_name => 'rp_sum_green');
 SELECT kappa.capture('rp') IS NOT NULL AS captured;
 SELECT kappa.wait('rp_sum');
 SELECT kappa.replay('rp_join');

@@ -1078,6 +1078,11 @@ kappa_replay(PG_FUNCTION_ARGS)
 												   strVal(linitial(into)));
 		else
 			qualified = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+		/* a source the log does not cover is named with this view */
+		lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
+		kappa_replay_bounds(name, v.sources, from,
+							PG_ARGISNULL(2) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(2), lowers);
 		SPI_finish();
 		result = DirectFunctionCall5(kappa_create_view_replay,
 									 CStringGetTextDatum(qualified),
