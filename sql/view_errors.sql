@@ -33,7 +33,7 @@ SELECT kappa.create_view('x', 'SELECT id FROM e_src OFFSET 1');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src ORDER BY id');
 SELECT kappa.create_view('x', 'SELECT id, row_number() OVER () AS r FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, generate_series(1, 2) AS g FROM e_src');
-SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE id IN (SELECT id FROM e_other)');
+SELECT kappa.create_view('x', 'SELECT id, (SELECT max(id) FROM e_other) AS m FROM e_src');
 SELECT kappa.create_view('x', 'WITH c AS (SELECT id FROM e_src) SELECT id FROM c');
 SELECT kappa.create_view('x', 'SELECT s.id FROM (SELECT id FROM e_src) s');
 SELECT kappa.create_view('x', 'SELECT g AS id FROM generate_series(1, 3) g');

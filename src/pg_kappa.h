@@ -332,6 +332,20 @@ extern XLogRecPtr kappa_log_restore_marker(void);
  * view_compiler.c: analysis and validation of a view's query
  * ----------
  */
+/*
+ * A condition EXISTS (SELECT ... FROM t WHERE ...), its NOT, or x IN
+ * (SELECT y FROM t WHERE ...) of a view's WHERE clause, on the table whose
+ * rows the view keeps by key (view_compiler.c, check_sublinks).
+ */
+typedef struct KappaSemiJoin
+{
+	int			srcno;			/* the subquery's table, a source */
+	RangeTblEntry *rte;			/* its range table entry */
+	Node	   *cond;			/* the subquery's condition (with x = y for
+								 * IN), as a condition of the outer query
+								 * with rte appended to its range table */
+} KappaSemiJoin;
+
 typedef struct KappaViewDef
 {
 	Query	   *query;			/* analyzed */
@@ -348,6 +362,7 @@ typedef struct KappaViewDef
 	int			preserved_rt;	/* LEFT JOIN views: the preserved table's
 								 * range table index, else 0 */
 	List	   *preserved_key;	/* its key's output column names */
+	List	   *semijoins;		/* of KappaSemiJoin: subqueries in WHERE */
 } KappaViewDef;
 
 extern KappaViewDef *kappa_compile_view(const char *sql, int engine);
@@ -355,7 +370,7 @@ extern List *kappa_recompute_key(KappaViewDef *def);
 extern bool kappa_has_btree_opclass(Oid typid);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
-extern char *kappa_deparse_query_enr(Query *query, const char **rte_enrnames);
+extern char *kappa_deparse_query_enr(Query *query, List *sources, const char **enrnames);
 extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
 extern char *kappa_deparse_expr(KappaViewDef *def, Node *expr);
 

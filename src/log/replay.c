@@ -769,11 +769,11 @@ replay_enr_name(int i)
 /*
  * Tuplestores for the rows of each source at the replay's LSN (their
  * descriptors come from kappa_replay_load: the source's columns at their
- * positions, then hidden ones), and per range table entry of def the name
- * its query reads them by.
+ * positions, then hidden ones), and per source the name the view's query
+ * reads them by (kappa_deparse_query_enr).
  */
 static void
-replay_enr_begin(KappaViewDef *def, List *sources, Tuplestorestate ***stores,
+replay_enr_begin(List *sources, Tuplestorestate ***stores,
 				 TupleDesc **descs, const char ***names)
 {
 	int			n = list_length(sources);
@@ -785,10 +785,9 @@ replay_enr_begin(KappaViewDef *def, List *sources, Tuplestorestate ***stores,
 		/* spills to disk past maintenance_work_mem, as the compaction does */
 		(*stores)[i] = tuplestore_begin_heap(false, false, maintenance_work_mem);
 	}
-	*names = palloc0(sizeof(char *) * (def->nrtes + 1));
-	for (int r = 1; r <= def->nrtes; r++)
-		if (def->rte_source[r] >= 0)
-			(*names)[r] = replay_enr_name(def->rte_source[r]);
+	*names = palloc0(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		(*names)[i] = replay_enr_name(i);
 }
 
 /* Make the loaded tuplestores readable by the SQL the replay runs next. */
@@ -928,7 +927,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		 * they are not worth a table.
 		 */
 		if (enr)
-			replay_enr_begin(def, v.sources, &stores, &storedescs, &enrnames);
+			replay_enr_begin(v.sources, &stores, &storedescs, &enrnames);
 		changes = kappa_replay_load(label, v.sources, scratch, stores, storedescs,
 									lowers, upper, merge, changed, &rows);
 		if (enr)
@@ -962,7 +961,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 
 				if (proj)
 					agg = kappa_agg_sql_weighted(def, qschema, target,
-												 kappa_deparse_query_enr(copyObject(proj), enrnames));
+												 kappa_deparse_query_enr(copyObject(proj), v.sources, enrnames));
 			}
 			else
 				agg = kappa_agg_sql(def, qschema, target);
@@ -987,7 +986,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		{
 			kappa_replay_progress(label, "computing the view over " INT64_FORMAT " rows", rows);
 			if (enr)
-				query = kappa_deparse_query_enr(copyObject(def->query), enrnames);
+				query = kappa_deparse_query_enr(copyObject(def->query), v.sources, enrnames);
 			else
 				query = kappa_deparse(def, kappa_rte_relids(def, scratch), true);
 			replay_exec(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, query), SPI_OK_INSERT);

@@ -344,6 +344,49 @@ outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
 }
 
 /*
+ * The term of a view's subquery over t (view_compiler.c, check_sublinks)
+ * for t's delta: the keys of the kept rows its condition matches with a
+ * row t changed (old or new), whose EXISTS or IN may have changed.  The
+ * subquery becomes a join of the view's FROM items with d_<n> on its
+ * condition; the view's WHERE clause is left out, as in outer_key_sql.
+ */
+static char *
+semi_key_sql(KappaViewDef *def, KappaSemiJoin *semi, Oid *drelids)
+{
+	Query	   *query = copyObject(def->query);
+	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 2));
+	List	   *tlist = NIL;
+	ListCell   *lc;
+
+	foreach(lc, def->preserved_key)
+	{
+		TargetEntry *tle = NULL;
+		ListCell   *lt;
+
+		foreach(lt, query->targetList)
+		{
+			tle = lfirst(lt);
+			if (!tle->resjunk && strcmp(tle->resname, lfirst(lc)) == 0)
+				break;
+		}
+		tlist = lappend(tlist, makeTargetEntry(tle->expr, list_length(tlist) + 1,
+											   pstrdup(tle->resname), false));
+	}
+	query->targetList = tlist;
+	query->groupClause = NIL;
+	query->havingQual = NULL;
+	query->hasAggs = false;
+	query->hasSubLinks = false;
+	query->rtable = lappend(query->rtable, copyObject(semi->rte));
+	query->jointree->fromlist = lappend(query->jointree->fromlist,
+										makeNode(RangeTblRef));
+	((RangeTblRef *) llast(query->jointree->fromlist))->rtindex = def->nrtes + 1;
+	query->jointree->quals = copyObject(semi->cond);
+	relids[def->nrtes + 1] = drelids[semi->srcno];
+	return psprintf("SELECT DISTINCT * FROM (%s) s", kappa_deparse_query(query, relids));
+}
+
+/*
  * The term of the expanded delta rule for the set of range table entries
  * in mask (see the header): those entries read d_<n>, every other entry
  * the live source, and the row's weight is the product of the weights
@@ -846,7 +889,7 @@ build_rules(int id)
 	rp->rte_source = palloc(sizeof(int) * (def->nrtes + 1));
 	memcpy(rp->rte_source, def->rte_source, sizeof(int) * (def->nrtes + 1));
 	rp->base = copyObject(base);
-	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1));
+	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1 + list_length(def->semijoins)));
 	for (int r = 1; r <= def->nrtes && (!rp->whole || agg); r++)
 	{
 		RuleTerm   *t;
@@ -862,6 +905,16 @@ build_rules(int id)
 		else
 			term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
 		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, term, rp->term_tail));
+	}
+	for (int j = 0; j < list_length(def->semijoins); j++)
+	{
+		KappaSemiJoin *semi = list_nth(def->semijoins, j);
+		RuleTerm   *t = &rp->terms[rp->nterms++];
+
+		t->srcno = semi->srcno;
+		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head,
+										   semi_key_sql(def, semi, rp->drelids),
+										   rp->term_tail));
 	}
 	if (rp->grouped || rp->outer)
 		prepare_group_recompute(rp, kappa_recompute_key(def), schema, target, canonical);

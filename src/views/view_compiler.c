@@ -41,6 +41,7 @@
 #include "parser/analyze.h"
 #include "parser/parser.h"
 #include "parser/parsetree.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -59,6 +60,8 @@ not_supported(const char *construct)
 			 errmsg("derived views cannot use %s", construct)));
 }
 
+static int	add_source(KappaViewDef *def, RangeTblEntry *rte, int engine);
+
 /* ----------
  * Expression checks
  * ----------
@@ -68,6 +71,7 @@ typedef struct CheckContext
 {
 	Query	   *query;
 	Oid			bad_func;
+	bool		subqueries;		/* check_sublinks accepted the query's */
 } CheckContext;
 
 static bool
@@ -130,7 +134,7 @@ check_expression_walker(Node *node, CheckContext *cxt)
 	}
 	if (IsA(node, NextValueExpr))
 		not_supported("sequence functions");
-	if (IsA(node, Param))
+	if (IsA(node, Param) && (!cxt->subqueries || ((Param *) node)->paramkind != PARAM_SUBLINK))
 		not_supported("parameters");
 	if (check_functions_in_node(node, mutable_checker, cxt))
 		ereport(ERROR,
@@ -139,7 +143,17 @@ check_expression_walker(Node *node, CheckContext *cxt)
 						format_procedure(cxt->bad_func)),
 				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows.")));
 	if (IsA(node, Query))
-		not_supported("subqueries");
+	{
+		Query	   *outer = cxt->query;
+		bool		result;
+
+		if (!cxt->subqueries)
+			not_supported("subqueries");
+		cxt->query = (Query *) node;
+		result = query_tree_walker((Query *) node, check_expression_walker, cxt, 0);
+		cxt->query = outer;
+		return result;
+	}
 	return expression_tree_walker(node, check_expression_walker, cxt);
 }
 
@@ -348,6 +362,244 @@ collect_index_columns(Node *node, int rtindex, List **cols, Query *query)
 }
 
 /*
+ * The table of range table entry rte as a source of the view: checked, and
+ * added to def->sources unless it is there already.  Returns its number.
+ */
+static int
+add_source(KappaViewDef *def, RangeTblEntry *rte, int engine)
+{
+	Relation	rel = table_open(rte->relid, AccessShareLock);
+	int			srcno = -1;
+
+	check_source(rel);
+	check_inheritance(rte, rel);
+	if (is_derived_table(rte->relid))
+		not_supported(psprintf("derived view \"%s\" as a source",
+							   RelationGetRelationName(rel)));
+	for (int i = 0; i < list_length(def->sources); i++)
+	{
+		if (list_nth_oid(def->sources, i) == rte->relid)
+			srcno = i;
+	}
+	if (srcno < 0)
+	{
+		def->sources = lappend_oid(def->sources, rte->relid);
+		def->source_keys = lappend(def->source_keys, source_key(rel, engine));
+		def->index_columns = lappend(def->index_columns, NIL);
+		srcno = list_length(def->sources) - 1;
+	}
+	table_close(rel, AccessShareLock);
+	return srcno;
+}
+
+/* ... in the conditions of the joins under a FROM item? */
+static bool
+from_has_sublink(Node *node)
+{
+	if (IsA(node, JoinExpr))
+		return checkExprHasSubLink(((JoinExpr *) node)->quals) ||
+			from_has_sublink(((JoinExpr *) node)->larg) ||
+			from_has_sublink(((JoinExpr *) node)->rarg);
+	return false;
+}
+
+/* The PARAM_SUBLINK parameters of an IN's test: the subquery's output. */
+static Node *
+sublink_params_mutator(Node *node, List *tlist)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_SUBLINK)
+	{
+		TargetEntry *tle = list_nth(tlist, ((Param *) node)->paramid - 1);
+
+		return copyObject((Node *) tle->expr);
+	}
+	return expression_tree_mutator(node, sublink_params_mutator, tlist);
+}
+
+typedef struct SemiVarsContext
+{
+	Query	   *outer;
+	int			outer_rt;		/* the kept table's entry */
+	const char *table;			/* the subquery's table, for messages */
+} SemiVarsContext;
+
+/* The variables of a subquery's condition read its table and the kept one. */
+static bool
+semi_vars_walker(Node *node, SemiVarsContext *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 1 &&
+		((Var *) node)->varno != cxt->outer_rt)
+	{
+		Var		   *var = (Var *) node;
+		RangeTblEntry *rte = rt_fetch(var->varno, cxt->outer->rtable);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the subquery of a derived view may read only its own table and \"%s\"",
+						rt_fetch(cxt->outer_rt, cxt->outer->rtable)->eref->aliasname),
+				 errdetail("The subquery over \"%s\" reads \"%s\" of \"%s\".",
+						   cxt->table,
+						   rte->rtekind == RTE_RELATION ?
+						   get_attname(rte->relid, var->varattno, false) : "?",
+						   rte->eref->aliasname)));
+	}
+	return expression_tree_walker(node, semi_vars_walker, cxt);
+}
+
+/*
+ * Subqueries (engine 2): only as conditions the WHERE clause ANDs together,
+ *
+ *	   EXISTS (SELECT ... FROM t WHERE ...), NOT EXISTS (...), x IN (SELECT y FROM t WHERE ...)
+ *
+ * over one table t each, reading t and the table whose rows the view keeps
+ * by key (the first one, as with LEFT JOIN: check_left_joins).  Whether a
+ * kept row passes depends on its own values and on the rows of t its
+ * condition matches: a batch recomputes the kept rows it changed and those
+ * matched by a row of t it changed, before or after (delta_rules.c).  NOT
+ * IN is refused: one NULL added to t changes every kept row.  Each t
+ * becomes a source; def->semijoins gets what the terms need.
+ */
+static void
+check_sublinks(KappaViewDef *def, int engine)
+{
+	Query	   *query = def->query;
+	List	   *conds = NIL;
+	ListCell   *lc;
+
+	if (engine < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views with subqueries need delta engine 2"),
+				 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
+	if (checkExprHasSubLink((Node *) query->targetList) || checkExprHasSubLink(query->havingQual))
+		not_supported("subqueries outside the WHERE clause");
+	foreach(lc, query->jointree->fromlist)
+	{
+		if (from_has_sublink(lfirst(lc)))
+			not_supported("subqueries in join conditions");
+	}
+	conds = make_ands_implicit((Expr *) query->jointree->quals);
+	foreach(lc, conds)
+	{
+		Node	   *cond = lfirst(lc);
+		bool		negated = false;
+		SubLink    *sublink;
+		Query	   *sub;
+		RangeTblEntry *rte;
+		KappaSemiJoin *semi;
+
+		if (is_notclause(cond))
+		{
+			cond = (Node *) get_notclausearg((Expr *) cond);
+			negated = true;
+		}
+		if (!IsA(cond, SubLink))
+		{
+			if (checkExprHasSubLink(cond))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("derived views cannot use a subquery inside another condition"),
+						 errhint("A subquery must be one of the conditions the WHERE clause ANDs together: EXISTS (...), NOT EXISTS (...) or ... IN (...).")));
+			continue;
+		}
+		sublink = (SubLink *) cond;
+		if (sublink->subLinkType == ANY_SUBLINK && negated)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot use NOT IN (subquery)"),
+					 errdetail("One NULL in the subquery's rows makes NOT IN false for every row."),
+					 errhint("Write NOT EXISTS (SELECT ... WHERE ...) instead.")));
+		if (sublink->subLinkType != EXISTS_SUBLINK && sublink->subLinkType != ANY_SUBLINK)
+			not_supported("subqueries other than EXISTS (...), NOT EXISTS (...) and ... IN (...)");
+
+		sub = (Query *) sublink->subselect;
+		if (sub->cteList || sub->setOperations || sub->groupClause || sub->hasAggs ||
+			sub->havingQual || sub->hasWindowFuncs || sub->hasTargetSRFs ||
+			sub->hasSubLinks || sub->groupingSets || sub->sortClause ||
+			sub->limitCount || sub->limitOffset || sub->distinctClause || sub->rowMarks)
+			not_supported("subqueries other than a SELECT from one table with a WHERE clause");
+		if (list_length(sub->rtable) != 1 || list_length(sub->jointree->fromlist) != 1 ||
+			!IsA(linitial(sub->jointree->fromlist), RangeTblRef))
+			not_supported("subqueries over more than one table");
+		rte = linitial(sub->rtable);
+		if (rte->rtekind != RTE_RELATION)
+			not_supported("subqueries over anything but a table");
+		if (rte->tablesample)
+			not_supported("TABLESAMPLE");
+
+		semi = palloc0(sizeof(KappaSemiJoin));
+		semi->srcno = add_source(def, rte, engine);
+		semi->rte = copyObject(rte);
+		semi->cond = copyObject(sub->jointree->quals);
+		if (sublink->subLinkType == ANY_SUBLINK)
+		{
+			/* x IN (SELECT y ...): the subquery's rows with x = y */
+			Node	   *test = copyObject(sublink->testexpr);
+
+			IncrementVarSublevelsUp(test, 1, 0);
+			test = sublink_params_mutator(test, sub->targetList);
+			semi->cond = (Node *) make_and_qual(semi->cond, test);
+		}
+		def->semijoins = lappend(def->semijoins, semi);
+	}
+}
+
+/*
+ * The subqueries' conditions, checked against the kept table (def's
+ * preserved_rt) and rewritten as conditions of the outer query with the
+ * subquery's table appended to its range table (delta_rules.c's terms):
+ * its columns at the new entry, the kept table's at level 0.  Columns
+ * they compare for equality are worth an index.
+ */
+static void
+finish_semijoins(KappaViewDef *def)
+{
+	ListCell   *lc;
+
+	foreach(lc, def->semijoins)
+	{
+		KappaSemiJoin *semi = lfirst(lc);
+		SemiVarsContext cxt = {def->query, def->preserved_rt, semi->rte->eref->aliasname};
+		ListCell   *lq;
+		List	   *cols;
+
+		(void) semi_vars_walker(semi->cond, &cxt);
+
+		/* t.a = k.b: t is looked up by a (recomputing), k by b (the terms) */
+		cols = list_nth(def->index_columns, semi->srcno);
+		foreach(lq, make_ands_implicit((Expr *) semi->cond))
+		{
+			OpExpr	   *op = lfirst(lq);
+			Var		   *inner;
+			Var		   *outer;
+
+			if (!IsA(op, OpExpr) || list_length(op->args) != 2)
+				continue;
+			inner = (Var *) strip_implicit_coercions(linitial(op->args));
+			outer = (Var *) strip_implicit_coercions(lsecond(op->args));
+			if (IsA(inner, Var) && IsA(outer, Var) && inner->varlevelsup == 1)
+			{
+				Var		   *swap = inner;
+
+				inner = outer;
+				outer = swap;
+			}
+			if (IsA(inner, Var) && IsA(outer, Var) && inner->varlevelsup == 0 &&
+				outer->varlevelsup == 1 && inner->varattno > 0)
+				cols = list_append_unique_int(cols, inner->varattno);
+		}
+		list_nth_cell(def->index_columns, semi->srcno)->ptr_value = cols;
+
+		OffsetVarNodes(semi->cond, def->nrtes, 0);
+		IncrementVarSublevelsUp(semi->cond, -1, 1);
+	}
+}
+
+/*
  * Views with LEFT JOIN: a table whose rows are all kept, then LEFT JOINs
  * of one table each, on conditions over that table and the kept one
  *
@@ -368,22 +620,26 @@ check_left_joins(KappaViewDef *def)
 	int			preserved;
 	List	   *key;
 	ListCell   *lc;
+	const char *what;
 
+	/* what the messages call the construct: the LEFT JOIN, or a subquery */
+	node = linitial(query->jointree->fromlist);
+	what = IsA(node, JoinExpr) && ((JoinExpr *) node)->jointype == JOIN_LEFT ?
+		"LEFT JOIN" : "a subquery";
 	if (query->groupClause == NIL && query->hasAggs)
-		not_supported("LEFT JOIN together with aggregates without GROUP BY");
+		not_supported(psprintf("%s together with aggregates without GROUP BY", what));
 	if (query->groupingSets != NIL)
-		not_supported("LEFT JOIN together with GROUPING SETS");
+		not_supported(psprintf("%s together with GROUPING SETS", what));
 	if (list_length(query->jointree->fromlist) != 1)
-		not_supported("LEFT JOIN together with other tables in FROM");
+		not_supported(psprintf("%s together with other tables in FROM", what));
 
 	/* down the left-deep chain of joins to the kept table */
-	node = linitial(query->jointree->fromlist);
 	while (IsA(node, JoinExpr))
 	{
 		JoinExpr   *j = (JoinExpr *) node;
 
 		if (j->jointype != JOIN_LEFT)
-			not_supported("LEFT JOIN together with inner joins");
+			not_supported(psprintf("%s together with inner joins", what));
 		if (!IsA(j->rarg, RangeTblRef))
 			not_supported("a LEFT JOIN of a parenthesized join");
 		node = j->larg;
@@ -429,7 +685,7 @@ check_left_joins(KappaViewDef *def)
 		if (!OidIsValid(rel->rd_pkindex))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("the first table of a LEFT JOIN in a derived view must have a primary key"),
+					 errmsg("the first table of a derived view with %s must have a primary key", what),
 					 errdetail("Table \"%s\" has no primary key.", RelationGetRelationName(rel))));
 		table_close(rel, AccessShareLock);
 	}
@@ -443,21 +699,21 @@ check_left_joins(KappaViewDef *def)
 		if (tle == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a derived view with LEFT JOIN must select the key of %s",
-							get_rel_name(relid)),
+					 errmsg("a derived view with %s must select the key of %s",
+							what, get_rel_name(relid)),
 					 errdetail("Column \"%s\" of \"%s\" is not in the select list as a column of its own (an expression over it does not count).",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
-					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps.")));
+					 errhint("The view is maintained by the key of its first table.")));
 		if (query->groupClause != NIL &&
 			(tle->ressortgroupref == 0 ||
 			 get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) == NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a derived view with LEFT JOIN and GROUP BY must group by the key of %s",
-							get_rel_name(relid)),
+					 errmsg("a derived view with %s and GROUP BY must group by the key of %s",
+							what, get_rel_name(relid)),
 					 errdetail("Column \"%s\" of \"%s\" is not in the GROUP BY clause.",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
-					 errhint("The view is maintained by the key of the table whose rows a LEFT JOIN keeps: each group must belong to one of its rows.")));
+					 errhint("The view is maintained by the key of its first table: each group must belong to one of its rows.")));
 		def->preserved_key = lappend(def->preserved_key, tle->resname);
 	}
 	def->preserved_rt = preserved;
@@ -582,8 +838,6 @@ kappa_compile_view(const char *sql, int engine)
 		not_supported("window functions");
 	if (query->hasTargetSRFs)
 		not_supported("set-returning functions");
-	if (query->hasSubLinks)
-		not_supported("subqueries");
 	if (query->groupingSets)
 		not_supported("GROUPING SETS, ROLLUP or CUBE");
 	if (query->sortClause)
@@ -603,7 +857,6 @@ kappa_compile_view(const char *sql, int engine)
 	foreach(lc, query->rtable)
 	{
 		RangeTblEntry *rte = lfirst(lc);
-		Relation	rel;
 		int			srcno;
 
 		rtindex++;
@@ -645,37 +898,21 @@ kappa_compile_view(const char *sql, int engine)
 		if (rte->tablesample)
 			not_supported("TABLESAMPLE");
 
-		rel = table_open(rte->relid, AccessShareLock);
-		check_source(rel);
-		check_inheritance(rte, rel);
-		if (is_derived_table(rte->relid))
-			not_supported(psprintf("derived view \"%s\" as a source",
-								   RelationGetRelationName(rel)));
-		srcno = -1;
-		for (int i = 0; i < list_length(def->sources); i++)
-		{
-			if (list_nth_oid(def->sources, i) == rte->relid)
-				srcno = i;
-		}
-		if (srcno < 0)
-		{
-			def->sources = lappend_oid(def->sources, rte->relid);
-			def->source_keys = lappend(def->source_keys, source_key(rel, engine));
-			def->index_columns = lappend(def->index_columns, NIL);
-			srcno = list_length(def->sources) - 1;
-		}
+		srcno = add_source(def, rte, engine);
 		def->rte_source[rtindex] = srcno;
 		nrelations++;
-		table_close(rel, AccessShareLock);
 	}
 	if (nrelations == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("a derived view must read at least one table")));
+	if (query->hasSubLinks)
+		check_sublinks(def, engine);
 
 	/* expressions */
 	cxt.query = query;
 	cxt.bad_func = InvalidOid;
+	cxt.subqueries = query->hasSubLinks;
 	(void) query_tree_walker(query, check_expression_walker, &cxt, 0);
 
 	/* output columns: named, and each name once */
@@ -767,8 +1004,11 @@ kappa_compile_view(const char *sql, int engine)
 		}
 	}
 
-	if (has_left_join)
+	if (has_left_join || def->semijoins != NIL)
+	{
 		check_left_joins(def);
+		finish_semijoins(def);
+	}
 
 	/* columns of each source worth an index in the worker's copy */
 	for (rtindex = 1; rtindex <= def->nrtes; rtindex++)
@@ -837,40 +1077,68 @@ kappa_recompute_key(KappaViewDef *def)
 	return def->query->groupClause != NIL ? def->key_columns : NIL;
 }
 
-/*
- * SQL text of query (which is changed), with each range table entry r for
- * which rte_enrnames[r] is set reading the ephemeral named relation of that
- * name (SPI_register_relation) instead, under the same alias.  The relation
- * must have the entry's columns, at the same positions, and the query no
- * WITH item of that name.
- */
-char *
-kappa_deparse_query_enr(Query *query, const char **rte_enrnames)
+typedef struct EnrNames
 {
-	int			rtindex = 0;
-	ListCell   *lc;
+	List	   *sources;
+	const char **names;
+} EnrNames;
 
-	foreach(lc, query->rtable)
+/* Rename every entry (subqueries' too) that reads a source, to its ENR. */
+static bool
+enr_names_walker(Node *node, EnrNames *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
 	{
-		RangeTblEntry *rte = lfirst(lc);
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+		int			i = -1;
+		ListCell   *lc;
 
-		rtindex++;
-		if (rte_enrnames[rtindex] == NULL)
-			continue;
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		foreach(lc, cxt->sources)
+		{
+			if (lfirst_oid(lc) == rte->relid)
+				i = foreach_current_index(lc);
+		}
+		if (i < 0)
+			return false;
 		if (rte->alias == NULL)
 			rte->alias = makeAlias(rte->eref->aliasname, NIL);
+
 		/*
 		 * Printed by name, as ruleutils prints a CTE's (it prints no named
 		 * tuplestores); the parser finds the ephemeral relation by it.
 		 */
 		rte->rtekind = RTE_CTE;
-		rte->ctename = pstrdup(rte_enrnames[rtindex]);
+		rte->ctename = pstrdup(cxt->names[i]);
 		rte->ctelevelsup = 0;
 		rte->self_reference = false;
 		rte->relid = InvalidOid;
 		rte->relkind = 0;
 		rte->inh = false;
+		return false;
 	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, enr_names_walker, cxt,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, enr_names_walker, cxt);
+}
+
+/*
+ * SQL text of query (which is changed), with each range table entry that
+ * reads source i (of sources, OIDs), in subqueries too, reading the
+ * ephemeral named relation enrnames[i] (SPI_register_relation) instead,
+ * under the same alias.  The relation must have the source's columns, at
+ * the same positions, and the query no WITH item of that name.
+ */
+char *
+kappa_deparse_query_enr(Query *query, List *sources, const char **enrnames)
+{
+	EnrNames	cxt = {sources, enrnames};
+
+	(void) query_tree_walker(query, enr_names_walker, &cxt, QTW_EXAMINE_RTES_BEFORE);
 	return kappa_deparse_query(query, NULL);
 }
 

@@ -58,6 +58,7 @@
 #include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
+#include "rewrite/rewriteManip.h"
 #include "rewrite/rewriteSupport.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -486,14 +487,37 @@ join_conditions(Node *node)
 static bool
 column_joins(KappaViewDef *def, int i, AttrNumber attnum)
 {
+	List	   *conds = join_conditions((Node *) def->query->jointree);
 	ListCell   *lc;
 
-	foreach(lc, join_conditions((Node *) def->query->jointree))
+	/* a subquery's condition: its table is entry nrtes + 1 there */
+	foreach(lc, def->semijoins)
 	{
-		List	   *vars = pull_var_clause(lfirst(lc), PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS);
+		KappaSemiJoin *semi = lfirst(lc);
+		ListCell   *lv;
+
+		conds = lappend(conds, semi->cond);
+		if (semi->srcno != i)
+			continue;
+		foreach(lv, pull_var_clause(semi->cond, 0))
+		{
+			Var		   *var = lfirst(lv);
+
+			if (var->varno == def->nrtes + 1 && var->varattno == attnum)
+				return true;
+		}
+	}
+
+	foreach(lc, conds)
+	{
+		List	   *vars;
 		int			own = 0;
 		ListCell   *lv;
 
+		/* the subqueries themselves: as their conditions, above */
+		if (checkExprHasSubLink(lfirst(lc)))
+			continue;
+		vars = pull_var_clause(lfirst(lc), PVC_RECURSE_AGGREGATES | PVC_RECURSE_PLACEHOLDERS);
 		foreach(lv, vars)
 		{
 			Var		   *var = lfirst(lv);
@@ -551,7 +575,7 @@ advise_indexes(KappaViewDef *def)
 	List	   *group_vars = NIL;
 	ListCell   *lg;
 
-	if (def->nrtes < 2 && !by_group)
+	if (def->nrtes < 2 && !by_group && def->semijoins == NIL)
 		return;
 	foreach(lg, def->query->groupClause)
 		group_vars = list_concat(group_vars,

@@ -6,7 +6,7 @@
 # sources) and by engine 2 (signed deltas, live sources), and engine 2 also
 # keeps bags: a join that does not select every key, and a table without a
 # key that holds duplicate rows, LEFT JOIN views (with and without GROUP
-# BY) and a SELECT DISTINCT view.
+# BY), EXISTS, NOT EXISTS and IN subqueries, and a SELECT DISTINCT view.
 # KAPPA_SOAK=1 runs many more rounds;
 # KAPPA_SEED picks the seed.
 use strict;
@@ -65,6 +65,8 @@ $views{v_bag3_e2} = q{SELECT c.region, p.category, i.qty FROM items i JOIN custo
 $views{v_left_e2} = q{SELECT c.id, c.region, i.id AS item_id, i.qty, p.category FROM customers c LEFT JOIN items i ON i.customer_id = c.id AND i.qty > 2 LEFT JOIN products p ON p.id = c.id AND c.vip IS NOT TRUE};
 $views{v_distinct_e2} = q{SELECT DISTINCT c.region, i.qty FROM items i JOIN customers c ON c.id = i.customer_id};
 $views{v_left_groups_e2} = q{SELECT c.id, c.region, count(i.id) AS n, sum(i.qty) AS q, max(i.qty) AS top FROM customers c LEFT JOIN items i ON i.customer_id = c.id GROUP BY c.id, c.region};
+$views{v_exists_e2} = q{SELECT c.id, c.region FROM customers c WHERE EXISTS (SELECT 1 FROM items i WHERE i.customer_id = c.id AND i.qty > 4) AND NOT EXISTS (SELECT 1 FROM events e WHERE e.n = c.id % 3 AND e.kind = 'k1')};
+$views{v_in_e2} = q{SELECT p.id, p.category FROM products p WHERE p.id IN (SELECT i.product_id FROM items i WHERE i.price > 10)};
 foreach my $v (sort grep { /_e2$/ } keys %views)
 {
 	$node->safe_psql('postgres', "SET client_min_messages = warning; SET pg_kappa.engine = 2; SELECT kappa.create_view('$v', \$\$$views{$v}\$\$)");
