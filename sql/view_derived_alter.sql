@@ -3,6 +3,7 @@
 -- view would break at its next change); other ALTER TABLE (storage
 -- parameters, constraints, indexes) goes through, for every kind of view.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 CREATE TABLE da_orders (id int PRIMARY KEY, customer_id int, amount numeric(10,2));
 CREATE TABLE da_customers (id int PRIMARY KEY, name text);
 CREATE TABLE da_events (kind text, n int);                        -- no key
@@ -37,6 +38,16 @@ ALTER TABLE da_rows ALTER COLUMN amount TYPE numeric;
 ALTER TABLE da_bag ALTER COLUMN n TYPE bigint;
 ALTER TABLE da_kinds ADD COLUMN extra int DEFAULT 0;
 ALTER TABLE da_left DROP COLUMN amount;
+-- a typmod the query does not give, a collation
+ALTER TABLE da_totals ALTER COLUMN total TYPE numeric(6,1);
+ALTER TABLE da_totals ALTER COLUMN name TYPE text COLLATE "C";
+-- through a parent the derived table was made to inherit from
+CREATE TABLE da_parent (name text, total numeric, n bigint);
+ALTER TABLE da_totals INHERIT da_parent;
+ALTER TABLE da_parent ADD COLUMN extra int DEFAULT 42;
+ALTER TABLE da_parent RENAME COLUMN total TO tot;
+ALTER TABLE da_totals NO INHERIT da_parent;
+DROP TABLE da_parent;
 
 -- the views go on, exact
 INSERT INTO da_orders VALUES (4, 2, 7), (5, 3, 1);
@@ -47,6 +58,12 @@ DELETE FROM da_events WHERE kind = 'b';
 SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM da_queries;
 SELECT q.v, v.state, (SELECT count(*) FROM kappa.verify(q.v::regclass)) AS differences
   FROM da_queries q JOIN kappa.views v ON v.relid = q.v::regclass ORDER BY 1;
+
+-- while a source is renamed the view's query cannot be read: other DDL
+-- on the derived table still goes through
+ALTER TABLE da_events RENAME TO da_events_moved;
+ALTER TABLE da_bag SET (fillfactor = 80);
+ALTER TABLE da_events_moved RENAME TO da_events;
 
 -- an ordinary table is not concerned
 CREATE TABLE da_plain (a int);

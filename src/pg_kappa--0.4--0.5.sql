@@ -15,11 +15,14 @@ SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION kappa.derived_columns_problem(regclass) FROM PUBLIC;
 
 -- An ALTER TABLE that changes a derived table's columns (adds, drops,
--- renames one, or changes its type) is refused: the view's statements
--- write its rows by position, and it would break at its next change.
--- Other DDL on a derived table (storage parameters, constraints, the
--- owner) goes through.  The rest is 0.3's: DDL that can make a view's
--- sources unfit for it, or alters its internal tables, marks it broken.
+-- renames one, changes its type or collation), also through a parent it
+-- was made to inherit from or a partitioned table it was attached to, is
+-- refused: the view's statements write its rows by position, and it would
+-- break at its next change.  Other DDL on a derived table (storage
+-- parameters, constraints, the owner) goes through; so does anything while
+-- the view's query cannot be read (a source renamed: the view breaks or is
+-- held by itself).  The rest is 0.3's: DDL that can make a view's sources
+-- unfit for it, or alters its internal tables, marks it broken.
 CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -30,12 +33,19 @@ DECLARE
     problem text;
     cmd record;
 BEGIN
-    FOR v IN SELECT w.* FROM kappa.views w
-              WHERE w.state <> 'broken'
-                AND w.relid IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c
-                                 WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+    FOR v IN WITH RECURSIVE altered(relid) AS (
+                 SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                  WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 UNION
+                 SELECT i.inhrelid FROM pg_inherits i JOIN altered a ON i.inhparent = a.relid)
+             SELECT w.* FROM kappa.views w
+              WHERE w.state <> 'broken' AND w.relid IN (SELECT relid FROM altered)
               ORDER BY w.id LOOP
-        problem := kappa.derived_columns_problem(v.relid);
+        BEGIN
+            problem := kappa.derived_columns_problem(v.relid);
+        EXCEPTION WHEN OTHERS THEN
+            problem := NULL;        -- the query cannot be read now
+        END;
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'cannot change the columns of derived table %', v.relid::regclass
                 USING ERRCODE = 'wrong_object_type',

@@ -65,6 +65,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "storage/bufmgr.h"
@@ -702,8 +703,10 @@ join_conditions(List **conds, Node *node)
 
 /*
  * The conditions of the view's query on source srcno alone (WHERE and
- * inner join conditions that read no other entry, call no volatile
- * function and read no system column), planned, to be checked in memory
+ * inner join conditions that read no other entry, read no system column
+ * and call only leakproof functions: those raise no error, whatever the
+ * row, where the view's own plan might test another condition first),
+ * planned, to be checked in memory
  * against the rows of its delta: every term applies them to those rows,
  * so a row that fails one adds nothing to any term (a selective filter
  * then keeps the delta, and the terms' joins, small).  The source's rows
@@ -750,7 +753,7 @@ source_filters(KappaViewDef *def, int srcno)
 				var->varattno <= 0)
 				alone = false;
 		}
-		if (alone && !contain_volatile_functions(cond))
+		if (alone && !contain_volatile_functions(cond) && !contain_leaked_vars(cond))
 			filters = lappend(filters, expression_planner((Expr *) copyObject(cond)));
 	}
 	return filters;

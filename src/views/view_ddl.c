@@ -1493,7 +1493,8 @@ kappa_guard(PG_FUNCTION_ARGS)
 
 /*
  * kappa.derived_columns_problem(view regclass): NULL while the derived
- * table's columns are its query's (names and types, in order), else what
+ * table's columns are its query's (names, types, typmods and collations,
+ * in order), else what
  * differs, as a sentence.  The view's statements write its rows by
  * position: kappa.on_ddl_end refuses an ALTER TABLE that leaves them
  * different (adding, dropping, renaming a column or changing its type).
@@ -1536,6 +1537,7 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 		Form_pg_attribute a;
 		Oid			type = exprType((Node *) tle->expr);
 		int32		typmod = exprTypmod((Node *) tle->expr);
+		Oid			collation = exprCollation((Node *) tle->expr);
 
 		if (tle->resjunk)
 			continue;
@@ -1553,11 +1555,20 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 							   att, NameStr(a->attname), tle->resname);
 			break;
 		}
-		if (a->atttypid != type || (typmod >= 0 && a->atttypmod != typmod))
+		/* CREATE TABLE AS gave it the query's type, typmod and collation */
+		if (a->atttypid != type || a->atttypmod != typmod)
 		{
 			problem = psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
 							   tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
 							   format_type_with_typemod(type, typmod));
+			break;
+		}
+		if (a->attcollation != collation)
+		{
+			problem = psprintf("Column \"%s\" of the table has collation %s; the view's query gives %s.",
+							   tle->resname,
+							   OidIsValid(a->attcollation) ? generate_collation_name(a->attcollation) : "none",
+							   OidIsValid(collation) ? generate_collation_name(collation) : "none");
 			break;
 		}
 	}

@@ -105,16 +105,13 @@ typedef struct HeldView
 	List	   *sources;		/* OIDs */
 	int			timeouts;		/* in a row */
 	bool		held;			/* not retried yet */
+	bool		running;		/* held while "running" (rewritten after a
+								 * batch's snapshot): waiters must not take
+								 * the worker's position as its */
 	TimestampTz retry_at;
 } HeldView;
 
 static List *held_views = NIL;	/* HeldView *, in TopMemoryContext */
-
-/*
- * The last batch held a view that stays "running" (rewritten after the
- * batch's snapshot): waiters must not take the batch's end as its position.
- */
-static bool held_running = false;
 
 /* retried views have caught up once decoding is past this */
 static XLogRecPtr catch_up_lsn = InvalidXLogRecPtr;
@@ -317,6 +314,27 @@ is_held(int id)
 	HeldView   *h = find_held(id);
 
 	return h != NULL && h->held;
+}
+
+/*
+ * Is a view held that stays "running" (rewritten after a batch's snapshot,
+ * and not retried yet: its retry may wait for a lock)?  Waiters take the
+ * worker's position as a running view's; until then it must be the slot's
+ * confirmed position, which such a view holds back.
+ */
+static bool
+held_running(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, held_views)
+	{
+		HeldView   *h = lfirst(lc);
+
+		if (h->held && h->running)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -693,6 +711,7 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 		return false;
 
 	h = hold_in_worker(id, relid, sources);
+	h->running = false;
 	h->timeouts++;
 	delay = Min(RETRY_BASE_MS << Min(h->timeouts - 1, 16), RETRY_MAX_MS);
 	h->retry_at = GetCurrentTimestamp() + (TimestampTz) delay * 1000;
@@ -1224,7 +1243,6 @@ apply_batch(void)
 	 * reload, until the worker has restarted to decode its changes again.
 	 */
 	paused_floor = InvalidXLogRecPtr;
-	held_running = false;
 	kappa_read_snapshot = b->snapshot;
 	for (uint64 i = 0; i < nviews; i++)
 	{
@@ -1342,8 +1360,10 @@ apply_batch(void)
 			if (rewritten)
 			{
 				/* held, and retried with a newer snapshot at once */
-				hold_in_worker(id, relid, sources)->retry_at = GetCurrentTimestamp();
-				held_running = true;
+				HeldView   *h = hold_in_worker(id, relid, sources);
+
+				h->retry_at = GetCurrentTimestamp();
+				h->running = true;
 				if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
 					paused_floor = applied;
 			}
@@ -1650,7 +1670,7 @@ kappa_apply_main(Datum main_arg)
 				confirm = paused_floor;
 			confirm_durable(confirm);
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-			MySlot->processed_lsn = held_running ? confirm : ctx->reader->EndRecPtr;
+			MySlot->processed_lsn = held_running() ? confirm : ctx->reader->EndRecPtr;
 			if (kappa_batch->ntxns > 0)
 			{
 				MySlot->last_batch_at = GetCurrentTimestamp();
