@@ -1,9 +1,11 @@
 #!/bin/sh
 # test/demo.sh start|stop — the throwaway cluster behind "make demo".
 #
-# The cluster lives in a directory under /tmp that the server's account
-# owns (a root user's clone may sit where the postgres account cannot
-# enter); ./tmp/demo.env records where, for "make demo-stop".
+# The cluster lives in ./tmp/demo when the server's account can reach it,
+# else (a root user's clone may sit where the postgres account cannot
+# enter, as under /root) in a directory under /tmp that it owns, which
+# ./tmp/demo then links to; ./tmp/demo.env records where, for "make
+# demo-stop".
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,15 +32,22 @@ stop()
 start()
 {
 	[ ! -f "$state" ] || stop
-	dir=$(mktemp -d /tmp/pg_kappa_demo.XXXXXX)
-	chmod 755 "$dir"
-	[ "$(id -u)" != 0 ] || chown postgres: "$dir"
+	mkdir -p "$top/tmp/demo"
+	[ "$(id -u)" != 0 ] || chown postgres: "$top/tmp/demo"
+	if as test -w "$top/tmp/demo" 2>/dev/null; then
+		dir="$top/tmp/demo"
+	else
+		rmdir "$top/tmp/demo"
+		dir=$(mktemp -d /tmp/pg_kappa_demo.XXXXXX)
+		chmod 755 "$dir"
+		[ "$(id -u)" != 0 ] || chown postgres: "$dir"
+		ln -s "$dir" "$top/tmp/demo"
+	fi
 	port=5499
 	while as "$bindir/pg_isready" -q -h "$dir" -p $port 2>/dev/null ||
 		ss -ltn 2>/dev/null | grep -q ":$port "; do
 		port=$((port + 1))
 	done
-	mkdir -p "$top/tmp"
 	printf 'dir=%s\nport=%s\n' "$dir" "$port" > "$state"
 
 	as "$bindir/initdb" -D "$dir/data" -A trust -U "$dbuser" >/dev/null
@@ -67,6 +76,20 @@ SQL
 	as $psql -c "INSERT INTO orders (id, customer, amount) VALUES (3, 'grace', 40), (4, 'alan', 7.25); UPDATE orders SET amount = 20 WHERE id = 1;"
 	as $psql -c "SELECT kappa.wait('sales_by_customer')" >/dev/null
 	as $psql -c "TABLE sales_by_customer ORDER BY customer"
+	echo "== a LEFT JOIN view: every customer, with their orders or none:"
+	as $psql -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE TABLE customers (name text PRIMARY KEY, city text);
+INSERT INTO customers VALUES ('ada', 'London'), ('grace', 'Arlington'), ('alan', 'Wilmslow'), ('edsger', 'Austin');
+SET client_min_messages = warning;
+SELECT kappa.create_view('orders_per_customer',
+  $$SELECT c.name, c.city, count(o.id) AS orders, coalesce(sum(o.amount), 0) AS total
+      FROM customers c LEFT JOIN orders o ON o.customer = c.name GROUP BY c.name, c.city$$);
+SQL
+	as $psql -c "TABLE orders_per_customer ORDER BY name"
+	echo "== after edsger's first order (id 5, 3.00):"
+	as $psql -c "INSERT INTO orders (id, customer, amount) VALUES (5, 'edsger', 3)"
+	as $psql -c "SELECT kappa.wait('orders_per_customer')" >/dev/null
+	as $psql -c "TABLE orders_per_customer ORDER BY name"
 	as $psql -c "SELECT kind, name, state, applied_lsn, lag_bytes, txns_applied FROM kappa.status"
 	echo "The demo cluster is running. Connect with:"
 	echo "    $( [ "$(id -u)" = 0 ] && echo 'runuser -u postgres -- ')psql -h $dir -p $port -U $dbuser postgres"
