@@ -27,7 +27,9 @@ INSERT INTO sj_queries VALUES
                  AND NOT EXISTS (SELECT 1 FROM sj_flags f WHERE f.customer_id = c.id)$$),
  ('sj_counts', $$SELECT c.id, count(*) AS n FROM sj_customers c
                  WHERE EXISTS (SELECT 1 FROM sj_flags f WHERE f.customer_id = c.id) GROUP BY c.id$$),
- ('sj_self', $$SELECT c.id FROM sj_customers c WHERE EXISTS (SELECT 1 FROM sj_customers d WHERE d.id = c.id + 1 AND d.region = c.region)$$);
+ ('sj_self', $$SELECT c.id FROM sj_customers c WHERE EXISTS (SELECT 1 FROM sj_customers d WHERE d.id = c.id + 1 AND d.region = c.region)$$),
+ ('sj_nested', $$SELECT c.id FROM sj_customers c
+                 WHERE (c.id > 1 AND (c.name <> 'c9' AND EXISTS (SELECT 1 FROM sj_orders o WHERE o.customer_id = c.id)))$$);
 SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM sj_queries ORDER BY v;
 
 -- what is refused

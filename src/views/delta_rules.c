@@ -65,7 +65,6 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "storage/bufmgr.h"
@@ -664,6 +663,69 @@ columns_read(KappaViewDef *def, int srcno, int natts)
 	return read;
 }
 
+/*
+ * Can the function raise an error for some input, or say something of its
+ * arguments other than by its result?  PostgreSQL's leakproof marking,
+ * and numeric's comparisons, which are not marked but raise no error for
+ * any numeric (NaN and the infinities compare as values).
+ */
+static bool
+leaky_function(Oid funcid, void *context)
+{
+	switch (funcid)
+	{
+		case F_NUMERIC_EQ:
+		case F_NUMERIC_NE:
+		case F_NUMERIC_LT:
+		case F_NUMERIC_LE:
+		case F_NUMERIC_GT:
+		case F_NUMERIC_GE:
+			return false;
+		default:
+			return !get_func_leakproof(funcid);
+	}
+}
+
+/*
+ * Could the condition raise an error on some row?  Only plain expression
+ * nodes whose functions are not leaky (leaky_function) are taken as safe,
+ * as contain_leaked_vars takes them.
+ */
+static bool
+may_raise_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_BoolExpr:
+		case T_NullTest:
+		case T_BooleanTest:
+		case T_RelabelType:
+		case T_CollateExpr:
+		case T_ArrayExpr:
+		case T_CaseExpr:
+		case T_CaseWhen:
+		case T_CaseTestExpr:
+		case T_CoalesceExpr:
+		case T_List:
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+		case T_ScalarArrayOpExpr:
+		case T_FuncExpr:
+			if (check_functions_in_node(node, leaky_function, context))
+				return true;
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, may_raise_walker, context);
+}
+
 /* Add the conjuncts of the AND tree qual to *conds. */
 static void
 add_conjuncts(List **conds, Node *qual)
@@ -704,8 +766,8 @@ join_conditions(List **conds, Node *node)
 /*
  * The conditions of the view's query on source srcno alone (WHERE and
  * inner join conditions that read no other entry, read no system column
- * and call only leakproof functions: those raise no error, whatever the
- * row, where the view's own plan might test another condition first),
+ * and call only functions that raise no error, whatever the row, where
+ * the view's own plan might test another condition first: may_raise_walker),
  * planned, to be checked in memory
  * against the rows of its delta: every term applies them to those rows,
  * so a row that fails one adds nothing to any term (a selective filter
@@ -753,7 +815,7 @@ source_filters(KappaViewDef *def, int srcno)
 				var->varattno <= 0)
 				alone = false;
 		}
-		if (alone && !contain_volatile_functions(cond) && !contain_leaked_vars(cond))
+		if (alone && !contain_volatile_functions(cond) && !may_raise_walker(cond, NULL))
 			filters = lappend(filters, expression_planner((Expr *) copyObject(cond)));
 	}
 	return filters;

@@ -403,6 +403,23 @@ from_has_sublink(Node *node)
 	return false;
 }
 
+/* Add the conditions the AND tree qual joins, nested ANDs flattened. */
+static void
+add_and_conditions(List **conds, Node *qual)
+{
+	ListCell   *lc;
+
+	if (qual == NULL)
+		return;
+	if (is_andclause(qual))
+	{
+		foreach(lc, ((BoolExpr *) qual)->args)
+			add_and_conditions(conds, lfirst(lc));
+	}
+	else
+		*conds = lappend(*conds, qual);
+}
+
 /* The PARAM_SUBLINK parameters of an IN's test: the subquery's output. */
 static Node *
 sublink_params_mutator(Node *node, List *tlist)
@@ -439,9 +456,9 @@ semi_vars_walker(Node *node, SemiVarsContext *cxt)
 
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the subquery of a derived view may read only its own table and \"%s\"",
+				 errmsg("a subquery of a derived view may be matched only with \"%s\"",
 						rt_fetch(cxt->outer_rt, cxt->outer->rtable)->eref->aliasname),
-				 errdetail("The subquery over \"%s\" reads \"%s\" of \"%s\".",
+				 errdetail("The subquery over \"%s\" (its condition, or the left side of its IN) reads column \"%s\" of \"%s\".",
 						   cxt->table,
 						   rte->rtekind == RTE_RELATION ?
 						   get_attname(rte->relid, var->varattno, false) : "?",
@@ -476,13 +493,16 @@ check_sublinks(KappaViewDef *def, int engine)
 				 errmsg("derived views with subqueries need delta engine 2"),
 				 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
 	if (checkExprHasSubLink((Node *) query->targetList) || checkExprHasSubLink(query->havingQual))
-		not_supported("subqueries outside the WHERE clause");
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use subqueries outside the WHERE clause"),
+				 errhint("A subquery can be a condition of the WHERE clause: EXISTS (...), NOT EXISTS (...) or ... IN (...).")));
 	foreach(lc, query->jointree->fromlist)
 	{
 		if (from_has_sublink(lfirst(lc)))
 			not_supported("subqueries in join conditions");
 	}
-	conds = make_ands_implicit((Expr *) query->jointree->quals);
+	add_and_conditions(&conds, query->jointree->quals);
 	foreach(lc, conds)
 	{
 		Node	   *cond = lfirst(lc);
@@ -517,11 +537,24 @@ check_sublinks(KappaViewDef *def, int engine)
 			not_supported("subqueries other than EXISTS (...), NOT EXISTS (...) and ... IN (...)");
 
 		sub = (Query *) sublink->subselect;
-		if (sub->cteList || sub->setOperations || sub->groupClause || sub->hasAggs ||
-			sub->havingQual || sub->hasWindowFuncs || sub->hasTargetSRFs ||
-			sub->hasSubLinks || sub->groupingSets || sub->sortClause ||
-			sub->limitCount || sub->limitOffset || sub->distinctClause || sub->rowMarks)
-			not_supported("subqueries other than a SELECT from one table with a WHERE clause");
+		if (sub->cteList)
+			not_supported("WITH in a subquery");
+		if (sub->setOperations)
+			not_supported("UNION, INTERSECT or EXCEPT in a subquery");
+		if (sub->groupClause || sub->hasAggs || sub->havingQual || sub->groupingSets)
+			not_supported("GROUP BY, HAVING or aggregates in a subquery");
+		if (sub->hasWindowFuncs)
+			not_supported("window functions in a subquery");
+		if (sub->hasTargetSRFs)
+			not_supported("set-returning functions in a subquery");
+		if (sub->hasSubLinks)
+			not_supported("a subquery inside a subquery");
+		if (sub->sortClause || sub->limitCount || sub->limitOffset)
+			not_supported("ORDER BY, LIMIT or OFFSET in a subquery");
+		if (sub->distinctClause)
+			not_supported("DISTINCT in a subquery");
+		if (sub->rowMarks)
+			not_supported("FOR UPDATE or FOR SHARE in a subquery");
 		if (list_length(sub->rtable) != 1 || list_length(sub->jointree->fromlist) != 1 ||
 			!IsA(linitial(sub->jointree->fromlist), RangeTblRef))
 			not_supported("subqueries over more than one table");
