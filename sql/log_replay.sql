@@ -86,7 +86,10 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT kappa.replay('rp_sum');
 ROLLBACK;
 -- a replay from a later LSN replays only what came after, onto an empty view
+-- (with a WARNING that names the LSN: its SQLSTATE only, here)
+\set VERBOSITY sqlstate
 SELECT kappa.replay('rp_join', from_lsn => :'then_lsn', new_name => 'rp_join_since');
+\set VERBOSITY terse
 SELECT count(*) <= (SELECT count(*) FROM rp WHERE id > 40 AND v % 2 = 0) AS only_newer FROM rp_join_since;
 -- longer replays: a snapshot of 25000 rows, transactions of 12500 and
 -- 5000 changes

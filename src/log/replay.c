@@ -1020,6 +1020,25 @@ qualified_name(Oid relid)
 									  get_rel_name(relid));
 }
 
+/* Was one of sources captured (its snapshot logged) before lsn?  SPI connected. */
+static bool
+captured_before(List *sources, XLogRecPtr lsn)
+{
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		if (SPI_execute(psprintf("SELECT 1 FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) %u"
+								 " AND start_lsn OPERATOR(pg_catalog.<) '%X/%X'",
+								 lfirst_oid(lc), LSN_FORMAT_ARGS(lsn)),
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read kappa.captures");
+		if (SPI_processed > 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * kappa.replay(view, from_lsn, until_lsn, new_name): with new_name, a new
  * view (or with until_lsn, a plain table) filled from the log by
@@ -1062,6 +1081,12 @@ kappa_replay(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	kappa_read_view(relid, &v);
 	name = pstrdup(get_rel_name(relid));
+	if (from != InvalidXLogRecPtr && captured_before(v.sources, from))
+		ereport(WARNING,
+				(errmsg("replay of derived view \"%s\" starts from empty sources at %X/%X",
+						name, LSN_FORMAT_ARGS(from)),
+				 errdetail("A source was captured before that LSN: only the changes committed from then on are replayed, the rows it held before are not in the result, and kappa.verify reports them missing."),
+				 errhint("Replay without from_lsn to start from each source's snapshot.")));
 
 	/* beside the live view: a new view, or the view as it was then */
 	if (!PG_ARGISNULL(3))
