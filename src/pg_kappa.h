@@ -371,6 +371,8 @@ extern bool kappa_has_btree_opclass(Oid typid);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
 extern char *kappa_deparse_query_enr(Query *query, List *sources, const char **enrnames);
+extern void kappa_add_and_conditions(List **conds, Node *qual);
+extern List *kappa_join_conditions(Node *node);
 extern Oid *kappa_rte_relids(KappaViewDef *def, Oid *relids);
 extern char *kappa_deparse_expr(KappaViewDef *def, Node *expr);
 

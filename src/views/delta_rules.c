@@ -726,43 +726,6 @@ may_raise_walker(Node *node, void *context)
 	return expression_tree_walker(node, may_raise_walker, context);
 }
 
-/* Add the conjuncts of the AND tree qual to *conds. */
-static void
-add_conjuncts(List **conds, Node *qual)
-{
-	ListCell   *lc;
-
-	if (qual == NULL)
-		return;
-	if (is_andclause(qual))
-	{
-		foreach(lc, ((BoolExpr *) qual)->args)
-			add_conjuncts(conds, lfirst(lc));
-	}
-	else
-		*conds = lappend(*conds, qual);
-}
-
-/* The conditions of the WHERE clause and the inner joins under node. */
-static void
-join_conditions(List **conds, Node *node)
-{
-	ListCell   *lc;
-
-	if (IsA(node, FromExpr))
-	{
-		foreach(lc, ((FromExpr *) node)->fromlist)
-			join_conditions(conds, lfirst(lc));
-		add_conjuncts(conds, ((FromExpr *) node)->quals);
-	}
-	else if (IsA(node, JoinExpr))
-	{
-		join_conditions(conds, ((JoinExpr *) node)->larg);
-		join_conditions(conds, ((JoinExpr *) node)->rarg);
-		add_conjuncts(conds, ((JoinExpr *) node)->quals);
-	}
-}
-
 /*
  * The conditions of the view's query on source srcno alone (WHERE and
  * inner join conditions that read no other entry, read no system column
@@ -799,7 +762,7 @@ source_filters(KappaViewDef *def, int srcno)
 	}
 	if (rt == 0)
 		return NIL;
-	join_conditions(&conds, flatten_join_alias_vars(query, (Node *) query->jointree));
+	conds = kappa_join_conditions(flatten_join_alias_vars(query, (Node *) query->jointree));
 	foreach(lc, conds)
 	{
 		Node	   *cond = lfirst(lc);

@@ -404,8 +404,8 @@ from_has_sublink(Node *node)
 }
 
 /* Add the conditions the AND tree qual joins, nested ANDs flattened. */
-static void
-add_and_conditions(List **conds, Node *qual)
+void
+kappa_add_and_conditions(List **conds, Node *qual)
 {
 	ListCell   *lc;
 
@@ -414,10 +414,35 @@ add_and_conditions(List **conds, Node *qual)
 	if (is_andclause(qual))
 	{
 		foreach(lc, ((BoolExpr *) qual)->args)
-			add_and_conditions(conds, lfirst(lc));
+			kappa_add_and_conditions(conds, lfirst(lc));
 	}
 	else
 		*conds = lappend(*conds, qual);
+}
+
+/*
+ * The conditions of a join tree (a FromExpr or a JoinExpr): its WHERE
+ * clause's and its joins' ON conditions, nested ANDs flattened.
+ */
+List *
+kappa_join_conditions(Node *node)
+{
+	List	   *conds = NIL;
+	ListCell   *lc;
+
+	if (IsA(node, FromExpr))
+	{
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			conds = list_concat(conds, kappa_join_conditions(lfirst(lc)));
+		kappa_add_and_conditions(&conds, ((FromExpr *) node)->quals);
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		conds = kappa_join_conditions(((JoinExpr *) node)->larg);
+		conds = list_concat(conds, kappa_join_conditions(((JoinExpr *) node)->rarg));
+		kappa_add_and_conditions(&conds, ((JoinExpr *) node)->quals);
+	}
+	return conds;
 }
 
 /* The PARAM_SUBLINK parameters of an IN's test: the subquery's output. */
@@ -502,7 +527,7 @@ check_sublinks(KappaViewDef *def, int engine)
 		if (from_has_sublink(lfirst(lc)))
 			not_supported("subqueries in join conditions");
 	}
-	add_and_conditions(&conds, query->jointree->quals);
+	kappa_add_and_conditions(&conds, query->jointree->quals);
 	foreach(lc, conds)
 	{
 		Node	   *cond = lfirst(lc);

@@ -450,34 +450,6 @@ ensure_identity_full(List *sources)
 				 errdetail("Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.")));
 }
 
-/* The conditions of a join tree, as a list of ANDed clauses. */
-static List *
-join_conditions(Node *node)
-{
-	List	   *clauses = NIL;
-
-	if (node == NULL)
-		return NIL;
-	if (IsA(node, FromExpr))
-	{
-		FromExpr   *f = (FromExpr *) node;
-		ListCell   *lc;
-
-		clauses = make_ands_implicit((Expr *) f->quals);
-		foreach(lc, f->fromlist)
-			clauses = list_concat(clauses, join_conditions(lfirst(lc)));
-	}
-	else if (IsA(node, JoinExpr))
-	{
-		JoinExpr   *j = (JoinExpr *) node;
-
-		clauses = make_ands_implicit((Expr *) j->quals);
-		clauses = list_concat(clauses, join_conditions(j->larg));
-		clauses = list_concat(clauses, join_conditions(j->rarg));
-	}
-	return clauses;
-}
-
 /*
  * Does the view join source i to another table by column attnum: is the
  * column in a condition that reads another range table entry too?  A
@@ -487,7 +459,7 @@ join_conditions(Node *node)
 static bool
 column_joins(KappaViewDef *def, int i, AttrNumber attnum)
 {
-	List	   *conds = join_conditions((Node *) def->query->jointree);
+	List	   *conds = kappa_join_conditions((Node *) def->query->jointree);
 	ListCell   *lc;
 
 	/* a subquery's condition: its table is entry nrtes + 1 there */
