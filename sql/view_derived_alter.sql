@@ -65,6 +65,23 @@ ALTER TABLE da_events RENAME TO da_events_moved;
 ALTER TABLE da_bag SET (fillfactor = 80);
 ALTER TABLE da_events_moved RENAME TO da_events;
 
+-- a source gains a column: the views over it break; rebuild => true builds
+-- each again around its table (contents, internal tables), keeping the
+-- table's grants and the indexes its owner made
+GRANT SELECT ON da_rows TO PUBLIC;
+ALTER TABLE da_orders ADD COLUMN note text;
+SELECT name, state FROM kappa.views WHERE name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
+SELECT kappa.wait('da_rows');
+SELECT kappa.alter_view('da_rows', rebuild => true);
+SELECT kappa.alter_view(view => 'da_totals', rebuild => true);
+INSERT INTO da_orders VALUES (6, 1, 2, 'six'), (7, 3, 4, NULL);
+UPDATE da_orders SET note = 'one', amount = amount + 1 WHERE id = 1;
+SELECT kappa.wait('da_rows') AND kappa.wait('da_totals') AS waited;
+SELECT v.name, v.state, (SELECT count(*) FROM kappa.verify(v.relid)) AS differences
+  FROM kappa.views v WHERE v.name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
+SELECT has_table_privilege('public', 'da_rows', 'SELECT') AS granted,
+       (SELECT count(*) FROM pg_indexes WHERE tablename = 'da_rows' AND indexdef LIKE '%(name)%') AS owner_index;
+
 -- an ordinary table is not concerned
 CREATE TABLE da_plain (a int);
 ALTER TABLE da_plain ADD COLUMN b int;

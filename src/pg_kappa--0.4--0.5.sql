@@ -69,3 +69,21 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- kappa.alter_view(view, rebuild => true): the view built again around its
+-- table, as kappa.create_view builds it (its contents computed again, its
+-- internal tables made again for its sources as they are now), the way
+-- back for a view broken by a change of its sources' columns (ALTER TABLE
+-- ... ADD COLUMN), or stale: its table, grants, indexes and dependent
+-- objects stay.
+DROP FUNCTION kappa.alter_view(regclass, boolean, interval, integer);
+CREATE FUNCTION kappa.alter_view(view regclass, paused boolean DEFAULT NULL,
+                                 audit_every interval DEFAULT NULL,
+                                 engine integer DEFAULT NULL,
+                                 rebuild boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'kappa_alter_view'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION kappa.alter_view(regclass, boolean, interval, integer, boolean) IS
+'pause or resume a derived view, schedule its audits, or build it again (with another delta engine, or after its sources changed)';

@@ -65,7 +65,7 @@ check_verify_privileges(Oid relid, KappaViewRow *v)
 				 errhint("Resume it with kappa.alter_view(view, paused => false).") :
 				 strcmp(v->state, "initializing") == 0 ?
 				 errhint("Wait for it with kappa.wait(view), then verify it.") :
-				 errhint("kappa.status shows why in last_error; kappa.replay(view, new_name => 'name') builds it again beside it from the event log if its sources are captured, else drop it with kappa.drop_view and create it again.")));
+				 errhint("kappa.status shows why in last_error; kappa.alter_view(view, rebuild => true) builds it again from its sources as they are, and kappa.replay(view, new_name => 'name') beside it from the event log if its sources are captured.")));
 }
 
 /*

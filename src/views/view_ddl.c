@@ -1374,7 +1374,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot %s derived view \"%s\" because it is %s",
 							paused ? "pause" : "resume", get_rel_name(relid), state),
-					 errhint("Drop the view with kappa.drop_view and create it again.")));
+					 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again.")));
 		/*
 		 * A resumed view is "initializing" until the worker has started
 		 * decoding again from the view's applied LSN.
@@ -1409,10 +1409,16 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		kappa_unbecome(&saved);
 	}
 
-	/* another delta engine: the view is built again around its table */
-	if (PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine)
+	/*
+	 * Another delta engine, or rebuild => true (0.5): the view is built
+	 * again around its table (its contents computed again, its internal
+	 * tables made again for its sources as they are now), as create_view
+	 * builds it; whatever its state was, it is running after.
+	 */
+	if ((PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine) ||
+		(PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4)))
 	{
-		int			engine = PG_GETARG_INT32(3);
+		int			engine = PG_ARGISNULL(3) ? v.engine : PG_GETARG_INT32(3);
 		char	   *canonical = pstrdup(v.canonical);
 		char	   *audit_every;
 

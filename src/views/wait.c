@@ -124,7 +124,7 @@ read_waited_view(Oid relid, KappaViewRow *v)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("derived view \"%s\" is %s", get_rel_name(relid), row.state),
 				 row.last_error ? errdetail("%s", row.last_error) : 0,
-				 errhint("Drop the view with kappa.drop_view and create it again.")));
+				 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again.")));
 	/* the row is in SPI's memory, gone after SPI_finish */
 	*v = row;
 	v->canonical = NULL;

@@ -82,5 +82,11 @@ $node->safe_psql('postgres', q{SELECT kappa.create_view('fresh', 'SELECT id, v F
 $node->safe_psql('postgres', 'INSERT INTO src VALUES (14, 14)');
 is($node->safe_psql('postgres', q{SELECT kappa.wait('fresh'); SELECT count(*) FROM fresh}),
 	"t\n14", 'a new view is maintained');
+
+# the stale view, built again around its table, is maintained again
+$node->safe_psql('postgres', q{SELECT kappa.alter_view('keep', rebuild => true)});
+$node->safe_psql('postgres', 'INSERT INTO src VALUES (15, 15)');
+is($node->safe_psql('postgres', q{SELECT kappa.wait('keep'); SELECT state FROM kappa.views WHERE name = 'public.keep'; SELECT count(*) FROM kappa.verify('keep')}),
+	"t\nrunning\n0", 'a stale view rebuilt is running and exact');
 $node->stop;
 done_testing();
