@@ -118,3 +118,25 @@ SELECT kappa.drop_view('rp_sum_green');
 SELECT kappa.drop_view('rp_join_since');
 SELECT kappa.uncapture('rp'), kappa.uncapture('rq');
 DROP TABLE rp, rq, rp_sum_then, rp_join_then, rp_sum_now, rp_sum_at, rp_join_at, rp_sum_at2, rp_sum_at3;
+
+-- the view as it was at an LSN is a plain table that nothing maintains:
+-- building it leaves the sources' replica identity as it is
+SET pg_kappa.engine = 1;
+CREATE TABLE rp_tt (id int PRIMARY KEY, v int);
+INSERT INTO rp_tt VALUES (1, 1);
+SELECT kappa.capture('rp_tt') IS NOT NULL AS captured;
+SELECT kappa.create_view('rp_tt_v', 'SELECT id, v FROM rp_tt') IS NOT NULL AS created;
+RESET pg_kappa.engine;
+INSERT INTO rp_tt VALUES (2, 2);
+SELECT kappa.wait('rp_tt_v');
+SELECT pg_current_wal_insert_lsn() AS tt_lsn \gset
+INSERT INTO rp_tt VALUES (3, 3);
+SET client_min_messages = warning;     -- the NOTICE names an LSN
+SELECT kappa.replay('rp_tt_v', until_lsn => :'tt_lsn', new_name => 'rp_tt_then') IS NOT NULL AS replayed;
+RESET client_min_messages;
+SELECT relreplident FROM pg_class WHERE oid = 'rp_tt'::regclass;
+SELECT * FROM rp_tt_then ORDER BY id;
+DROP TABLE rp_tt_then;
+SELECT kappa.drop_view('rp_tt_v');
+SELECT kappa.uncapture('rp_tt');
+DROP TABLE rp_tt;

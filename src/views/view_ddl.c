@@ -806,7 +806,6 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		kappa_guard_bypass = false;
 	}
 	PG_END_TRY();
-	advise_indexes(def);
 	return derived;
 }
 
@@ -996,8 +995,12 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	kappa_lock_sources(def->sources);
 	check_sources_untouched(def->sources);
 
-	/* engine 2 takes whole old rows from the WAL */
-	if (engine >= 2)
+	/*
+	 * Engine 2 takes whole old rows from the WAL; the view as it was at
+	 * until is a plain table, which nothing maintains: it needs neither
+	 * that nor indexes for lookups.
+	 */
+	if (engine >= 2 && !(replay && until != InvalidXLogRecPtr))
 		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))
 		LockRelationOid(adopt, AccessExclusiveLock);
@@ -1050,9 +1053,13 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	kappa_unbecome(&saved);
 
 	if (engine >= 2)
+	{
 		derived = create_engine2_view(def, id, schema, target, canonical,
 									  get_namespace_name(nspid), rv->relname,
 									  adopt, &arrangements, !replay);
+		if (!(replay && until != InvalidXLogRecPtr))
+			advise_indexes(def);
+	}
 	else
 	{
 		/* as the caller: the worker's copies of the sources and scratch tables */
