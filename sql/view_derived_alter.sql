@@ -82,6 +82,26 @@ SELECT v.name, v.state, (SELECT count(*) FROM kappa.verify(v.relid)) AS differen
 SELECT has_table_privilege('public', 'da_rows', 'SELECT') AS granted,
        (SELECT count(*) FROM pg_indexes WHERE tablename = 'da_rows' AND indexdef LIKE '%(name)%') AS owner_index;
 
+-- a paused view rebuilt stays paused (and resumes when asked to)
+SELECT kappa.alter_view('da_rows', paused => true);
+SELECT kappa.alter_view('da_rows', rebuild => true);
+SELECT state FROM kappa.views WHERE name = 'public.da_rows';
+SELECT kappa.alter_view('da_rows', paused => false, rebuild => true);
+SELECT state FROM kappa.views WHERE name = 'public.da_rows';
+
+-- a column the view reads changed its type: the stored query would now
+-- read it through a cast it did not have, and mean something else after
+-- another change; the rebuild is refused
+CREATE TABLE da_typed (id int PRIMARY KEY, a int, b text);
+INSERT INTO da_typed VALUES (1, 1, 'b1'), (2, 1, 'b22');
+SELECT kappa.create_view('da_typed_max', 'SELECT a, count(*) AS n, max(b) AS top FROM da_typed GROUP BY a') IS NOT NULL AS created;
+ALTER TABLE da_typed ALTER COLUMN b TYPE varchar(20);
+SELECT state FROM kappa.views WHERE name = 'public.da_typed_max';
+SELECT kappa.alter_view('da_typed_max', rebuild => true);
+SELECT state FROM kappa.views WHERE name = 'public.da_typed_max';
+SELECT kappa.drop_view('da_typed_max');
+DROP TABLE da_typed;
+
 -- an ordinary table is not concerned
 CREATE TABLE da_plain (a int);
 ALTER TABLE da_plain ADD COLUMN b int;

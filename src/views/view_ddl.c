@@ -353,7 +353,7 @@ check_adopted_columns(Oid relid, KappaViewDef *def)
 				 errmsg("table \"%s\" does not match the query of its derived view",
 						RelationGetRelationName(rel)),
 				 errdetail("%s", problem),
-				 errhint("Drop the table and create the view again with kappa.create_view.")));
+				 errhint("Drop the view (kappa.drop_view, or DROP TABLE when it is not registered yet) and create it again with kappa.create_view.")));
 	table_close(rel, AccessShareLock);
 }
 
@@ -854,7 +854,7 @@ check_sources_untouched(List *sources)
 		if (changed)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot create a derived view over table %s in the transaction that changed it",
+					 errmsg("cannot build a derived view over table %s in the transaction that changed it",
 							kappa_qualified_name(relid)),
 					 errdetail("The view would take this transaction's changes of the table both from its first contents and from the WAL."),
 					 errhint("Commit the changes first, or create the view before making them.")));
@@ -1347,6 +1347,35 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Before a view is built again from its stored query: does that query
+ * still read its sources as it did?  The stored text is printed from the
+ * analyzed query, with its sources' column types then; a column whose
+ * type changed since is read through a cast it did not have (max(b) of a
+ * text column that became varchar reads max((b)::text)), and after a
+ * second change the view would mean something else than the query it was
+ * created from.  Printed again now, the text must be the same.
+ */
+static void
+check_query_unchanged(Oid relid, const char *canonical, int engine)
+{
+	KappaOwnerScope scope;
+	KappaViewDef *def;
+	char	   *again;
+
+	kappa_owner_enter(kappa_view_owner(relid), &scope);
+	def = kappa_compile_view(canonical, engine);
+	again = kappa_deparse(def, NULL, true);
+	kappa_owner_leave(&scope);
+	if (strcmp(again, canonical) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the query of derived view \"%s\" reads its sources differently now",
+						get_rel_name(relid)),
+				 errdetail("A column it reads has another type than when the view was created: its query would now be %s", again),
+				 errhint("Drop the view with kappa.drop_view and create it again with the query you mean.")));
+}
+
 Datum
 kappa_alter_view(PG_FUNCTION_ARGS)
 {
@@ -1428,11 +1457,14 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		int			engine = PG_ARGISNULL(3) ? v.engine : PG_GETARG_INT32(3);
 		char	   *canonical = pstrdup(v.canonical);
 		char	   *audit_every;
+		bool		was_paused = PG_ARGISNULL(1) ? strcmp(state, "paused") == 0 :
+			PG_GETARG_BOOL(1);
 
 		if (engine != 1 && engine != 2)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("engine must be 1 or 2")));
+		check_query_unchanged(relid, canonical, engine);
 		LockRelationOid(relid, AccessExclusiveLock);
 		kappa_become(extowner, &saved);
 		if (SPI_execute(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT
@@ -1448,6 +1480,14 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 			kappa_become(extowner, &saved);
 			exec_sql(psprintf("UPDATE kappa.views SET audit_every = %s WHERE id = " INT64_FORMAT,
 							  quote_literal_cstr(audit_every), id), SPI_OK_UPDATE);
+			kappa_unbecome(&saved);
+		}
+		/* built again from now on: a paused view stays paused from there */
+		if (was_paused)
+		{
+			kappa_become(extowner, &saved);
+			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused' WHERE id = " INT64_FORMAT, id),
+					 SPI_OK_UPDATE);
 			kappa_unbecome(&saved);
 		}
 	}
