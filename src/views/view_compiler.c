@@ -60,8 +60,6 @@ not_supported(const char *construct)
 			 errmsg("derived views cannot use %s", construct)));
 }
 
-static int	add_source(KappaViewDef *def, RangeTblEntry *rte, int engine);
-
 /* ----------
  * Expression checks
  * ----------
