@@ -573,7 +573,7 @@ extern bool kappa_subscription_applied(Oid subid, const char *subname,
  * replay.c: kappa.events, kappa.replay, kappa.swap
  * ----------
  */
-extern void kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
+extern bool kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 								XLogRecPtr upper, XLogRecPtr *lowers);
 extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
 							   XLogRecPtr upper, bool keep_state);

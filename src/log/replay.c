@@ -673,12 +673,15 @@ kappa_events(PG_FUNCTION_ARGS)
  * Where each source's log may be read from, for a replay of view (its
  * name, for messages) from from (InvalidXLogRecPtr: from the start) up to
  * upper.  Errors, naming the first available LSN, when the log does not
- * cover that.  SPI connected.
+ * cover that.  Returns whether from is after a source's snapshot (the
+ * replay then starts from an empty source).  SPI connected.
  */
-void
+bool
 kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 					XLogRecPtr upper, XLogRecPtr *lowers)
 {
+	bool		after_snapshot = false;
+
 	if (from != InvalidXLogRecPtr && from > upper)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -743,7 +746,9 @@ kappa_replay_bounds(const char *view, List *sources, XLogRecPtr from,
 							srcname, LSN_FORMAT_ARGS(upper)),
 					 errdetail("The first available LSN of its log is %X/%X.", LSN_FORMAT_ARGS(first))));
 		lowers[i] = from != InvalidXLogRecPtr ? from : start;
+		after_snapshot |= from != InvalidXLogRecPtr && from > start;
 	}
+	return after_snapshot;
 }
 
 /*
@@ -1020,23 +1025,15 @@ qualified_name(Oid relid)
 									  get_rel_name(relid));
 }
 
-/* Was one of sources captured (its snapshot logged) before lsn?  SPI connected. */
-static bool
-captured_before(List *sources, XLogRecPtr lsn)
+/* A replay whose from_lsn is after a source's snapshot (kappa_replay_bounds). */
+static void
+warn_after_snapshot(const char *view, XLogRecPtr from)
 {
-	ListCell   *lc;
-
-	foreach(lc, sources)
-	{
-		if (SPI_execute(psprintf("SELECT 1 FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) %u"
-								 " AND start_lsn OPERATOR(pg_catalog.<) '%X/%X'",
-								 lfirst_oid(lc), LSN_FORMAT_ARGS(lsn)),
-						true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read kappa.captures");
-		if (SPI_processed > 0)
-			return true;
-	}
-	return false;
+	ereport(WARNING,
+			(errmsg("replay of derived view \"%s\" starts from empty sources at %X/%X",
+					view, LSN_FORMAT_ARGS(from)),
+			 errdetail("A source was captured before that LSN: only the changes committed from then on are replayed, the rows it held before are not in the result, and kappa.verify reports them missing."),
+			 errhint("Replay without from_lsn to start from each source's snapshot.")));
 }
 
 /*
@@ -1081,12 +1078,6 @@ kappa_replay(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	kappa_read_view(relid, &v);
 	name = pstrdup(get_rel_name(relid));
-	if (from != InvalidXLogRecPtr && captured_before(v.sources, from))
-		ereport(WARNING,
-				(errmsg("replay of derived view \"%s\" starts from empty sources at %X/%X",
-						name, LSN_FORMAT_ARGS(from)),
-				 errdetail("A source was captured before that LSN: only the changes committed from then on are replayed, the rows it held before are not in the result, and kappa.verify reports them missing."),
-				 errhint("Replay without from_lsn to start from each source's snapshot.")));
 
 	/* beside the live view: a new view, or the view as it was then */
 	if (!PG_ARGISNULL(3))
@@ -1105,8 +1096,9 @@ kappa_replay(PG_FUNCTION_ARGS)
 
 		/* a source the log does not cover is named with this view */
 		lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
-		kappa_replay_bounds(name, v.sources, from,
-							PG_ARGISNULL(2) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(2), lowers);
+		if (kappa_replay_bounds(name, v.sources, from,
+								PG_ARGISNULL(2) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(2), lowers))
+			warn_after_snapshot(name, from);
 		SPI_finish();
 		result = DirectFunctionCall5(kappa_create_view_replay,
 									 CStringGetTextDatum(qualified),
@@ -1148,7 +1140,8 @@ kappa_replay(PG_FUNCTION_ARGS)
 	if (strcmp(v.state, "running") == 0)
 		upper = Max(upper, kappa_worker_processed_lsn(MyDatabaseId));
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
-	kappa_replay_bounds(name, v.sources, from, upper, lowers);
+	if (kappa_replay_bounds(name, v.sources, from, upper, lowers))
+		warn_after_snapshot(name, from);
 
 	/* the derived table, as its owner (triggers on it are the view's code) */
 	kappa_owner_enter(v.owner, &scope);

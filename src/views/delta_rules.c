@@ -289,22 +289,19 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 }
 
 /*
- * The term of a LEFT JOIN view (view_compiler.c, check_left_joins) for
- * range table entry term_rt: the keys of the kept table's rows whose part
- * of the view the batch may have changed.  Entry term_rt reads its delta:
- * for the kept table, those are the rows it changed; for a joined table,
- * its LEFT JOIN becomes an inner join, which gives the kept rows joined to
- * a changed row (old or new).  The WHERE clause is left out: more keys
- * than needed only recompute rows that stay the same.
+ * The view's query giving the keys of the kept table's rows (a LEFT JOIN
+ * view's, or one with subqueries: view_compiler.c, check_left_joins), the
+ * terms' starting point: its output only those keys, without GROUP BY,
+ * HAVING and the WHERE clause (where its subqueries are).  Leaving WHERE
+ * out gives more keys than needed, which only recomputes rows that stay
+ * the same.
  */
-static char *
-outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
+static Query *
+kept_key_query(KappaViewDef *def)
 {
 	Query	   *query = copyObject(def->query);
-	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
 	List	   *tlist = NIL;
 	ListCell   *lc;
-	Node	   *node;
 
 	foreach(lc, def->preserved_key)
 	{
@@ -325,9 +322,27 @@ outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
 	}
 	query->targetList = tlist;
 	query->jointree->quals = NULL;
+	query->hasSubLinks = false;
 	query->groupClause = NIL;
 	query->havingQual = NULL;
 	query->hasAggs = false;
+	return query;
+}
+
+/*
+ * The term of a LEFT JOIN view for range table entry term_rt: the keys of
+ * the kept table's rows whose part of the view the batch may have
+ * changed.  Entry term_rt reads its delta: for the kept table, those are
+ * the rows it changed; for a joined table, its LEFT JOIN becomes an inner
+ * join, which gives the kept rows joined to a changed row (old or new).
+ */
+static char *
+outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
+{
+	Query	   *query = kept_key_query(def);
+	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	Node	   *node;
+
 	for (node = linitial(query->jointree->fromlist); IsA(node, JoinExpr);
 		 node = ((JoinExpr *) node)->larg)
 	{
@@ -348,39 +363,18 @@ outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)
  * for t's delta: the keys of the kept rows its condition matches with a
  * row t changed (old or new), whose EXISTS or IN may have changed.  The
  * subquery becomes a join of the view's FROM items with d_<n> on its
- * condition; the view's WHERE clause is left out, as in outer_key_sql.
+ * condition.
  */
 static char *
 semi_key_sql(KappaViewDef *def, KappaSemiJoin *semi, Oid *drelids)
 {
-	Query	   *query = copyObject(def->query);
+	Query	   *query = kept_key_query(def);
 	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 2));
-	List	   *tlist = NIL;
-	ListCell   *lc;
+	RangeTblRef *rtr = makeNode(RangeTblRef);
 
-	foreach(lc, def->preserved_key)
-	{
-		TargetEntry *tle = NULL;
-		ListCell   *lt;
-
-		foreach(lt, query->targetList)
-		{
-			tle = lfirst(lt);
-			if (!tle->resjunk && strcmp(tle->resname, lfirst(lc)) == 0)
-				break;
-		}
-		tlist = lappend(tlist, makeTargetEntry(tle->expr, list_length(tlist) + 1,
-											   pstrdup(tle->resname), false));
-	}
-	query->targetList = tlist;
-	query->groupClause = NIL;
-	query->havingQual = NULL;
-	query->hasAggs = false;
-	query->hasSubLinks = false;
 	query->rtable = lappend(query->rtable, copyObject(semi->rte));
-	query->jointree->fromlist = lappend(query->jointree->fromlist,
-										makeNode(RangeTblRef));
-	((RangeTblRef *) llast(query->jointree->fromlist))->rtindex = def->nrtes + 1;
+	rtr->rtindex = def->nrtes + 1;
+	query->jointree->fromlist = lappend(query->jointree->fromlist, rtr);
 	query->jointree->quals = copyObject(semi->cond);
 	relids[def->nrtes + 1] = drelids[semi->srcno];
 	return psprintf("SELECT DISTINCT * FROM (%s) s", kappa_deparse_query(query, relids));

@@ -625,7 +625,7 @@ finish_semijoins(KappaViewDef *def)
 
 		(void) semi_vars_walker(semi->cond, &cxt);
 
-		/* t.a = k.b: t is looked up by a (recomputing), k by b (the terms) */
+		/* t.a = k.b: a kept row recomputed looks t up by a */
 		cols = list_nth(def->index_columns, semi->srcno);
 		foreach(lq, make_ands_implicit((Expr *) semi->cond))
 		{

@@ -294,59 +294,64 @@ view_id_taken(int64 id)
 }
 
 /*
+ * How the columns of table rel differ from the output of query, which
+ * CREATE TABLE AS gave them (names, types, typmods and collations, in
+ * order), as a sentence; NULL when they do not.
+ */
+static char *
+columns_problem(Relation rel, Query *query)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			att = 0;
+	ListCell   *lc;
+
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		Form_pg_attribute a;
+		Oid			type = exprType((Node *) tle->expr);
+		int32		typmod = exprTypmod((Node *) tle->expr);
+		Oid			collation = exprCollation((Node *) tle->expr);
+
+		if (tle->resjunk)
+			continue;
+		while (att < desc->natts && TupleDescAttr(desc, att)->attisdropped)
+			att++;
+		if (att >= desc->natts)
+			return psprintf("Column \"%s\" of the view's query is not in the table.", tle->resname);
+		a = TupleDescAttr(desc, att++);
+		if (strcmp(NameStr(a->attname), tle->resname) != 0)
+			return psprintf("Column %d of the table is \"%s\"; the view's query calls it \"%s\".",
+							att, NameStr(a->attname), tle->resname);
+		if (a->atttypid != type || a->atttypmod != typmod)
+			return psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
+							tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
+							format_type_with_typemod(type, typmod));
+		if (a->attcollation != collation)
+			return psprintf("Column \"%s\" of the table has collation %s; the view's query gives %s.",
+							tle->resname,
+							OidIsValid(a->attcollation) ? generate_collation_name(a->attcollation) : "none",
+							OidIsValid(collation) ? generate_collation_name(collation) : "none");
+	}
+	for (; att < desc->natts; att++)
+	{
+		if (!TupleDescAttr(desc, att)->attisdropped)
+			return psprintf("Column \"%s\" of the table is not in the view's query.",
+							NameStr(TupleDescAttr(desc, att)->attname));
+	}
+	return NULL;
+}
+
+/*
  * An existing table adopted as a view's derived table (kappa.restore) must
- * have exactly the columns the view's query produces, in order, with the
- * same names, types, typmods and collations, as CREATE TABLE AS gave it.
+ * have exactly the columns the view's query produces.
  */
 static void
 check_adopted_columns(Oid relid, KappaViewDef *def)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			attno = 0;
-	ListCell   *lc;
-	const char *problem = NULL;
+	char	   *problem = columns_problem(rel, def->query);
 
-	foreach(lc, def->query->targetList)
-	{
-		TargetEntry *tle = lfirst(lc);
-		Node	   *expr = (Node *) tle->expr;
-		Form_pg_attribute att;
-
-		if (tle->resjunk)
-			continue;
-		while (attno < desc->natts && TupleDescAttr(desc, attno)->attisdropped)
-			attno++;
-		if (attno >= desc->natts)
-		{
-			problem = psprintf("The table has no column for the query's column \"%s\".",
-							   tle->resname);
-			break;
-		}
-		att = TupleDescAttr(desc, attno++);
-		if (strcmp(NameStr(att->attname), tle->resname) != 0)
-		{
-			problem = psprintf("Column %d of the table is \"%s\" where the query has \"%s\".",
-							   attno, NameStr(att->attname), tle->resname);
-			break;
-		}
-		if (att->atttypid != exprType(expr) || att->atttypmod != exprTypmod(expr) ||
-			att->attcollation != exprCollation(expr))
-		{
-			problem = psprintf("Column \"%s\" of the table is of type %s where the query gives %s.",
-							   tle->resname,
-							   format_type_with_typemod(att->atttypid, att->atttypmod),
-							   format_type_with_typemod(exprType(expr), exprTypmod(expr)));
-			break;
-		}
-	}
-	while (problem == NULL && attno < desc->natts)
-	{
-		if (!TupleDescAttr(desc, attno)->attisdropped)
-			problem = psprintf("The table has a column \"%s\" that the query does not produce.",
-							   NameStr(TupleDescAttr(desc, attno)->attname));
-		attno++;
-	}
 	if (problem)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -1022,8 +1027,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 					 errmsg("until_lsn %X/%X is in the future", LSN_FORMAT_ARGS(until)),
 					 errdetail("The current WAL position is %X/%X.", LSN_FORMAT_ARGS(created_lsn))));
 		lowers = palloc(sizeof(XLogRecPtr) * list_length(def->sources));
-		kappa_replay_bounds(rv->relname, def->sources, replay_from,
-							until != InvalidXLogRecPtr ? until : created_lsn, lowers);
+		(void) kappa_replay_bounds(rv->relname, def->sources, replay_from,
+								   until != InvalidXLogRecPtr ? until : created_lsn, lowers);
 		if (!kappa_wait_processed(created_lsn, 60000))
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
@@ -1518,9 +1523,8 @@ kappa_guard(PG_FUNCTION_ARGS)
 
 /*
  * kappa.derived_columns_problem(view regclass): NULL while the derived
- * table's columns are its query's (names, types, typmods and collations,
- * in order), else what
- * differs, as a sentence.  The view's statements write its rows by
+ * table's columns are its query's (columns_problem), else what differs,
+ * as a sentence.  The view's statements write its rows by
  * position: kappa.on_ddl_end refuses an ALTER TABLE that leaves them
  * different (adding, dropping, renaming a column or changing its type).
  */
@@ -1534,10 +1538,7 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	List	   *raw;
 	Query	   *query;
 	Relation	rel;
-	TupleDesc	desc;
-	int			att = 0;
-	char	   *problem = NULL;
-	ListCell   *lc;
+	char	   *problem;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1555,56 +1556,7 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	raw = raw_parser(canonical, RAW_PARSE_DEFAULT);
 	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
 	rel = table_open(relid, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	foreach(lc, query->targetList)
-	{
-		TargetEntry *tle = lfirst(lc);
-		Form_pg_attribute a;
-		Oid			type = exprType((Node *) tle->expr);
-		int32		typmod = exprTypmod((Node *) tle->expr);
-		Oid			collation = exprCollation((Node *) tle->expr);
-
-		if (tle->resjunk)
-			continue;
-		while (att < desc->natts && TupleDescAttr(desc, att)->attisdropped)
-			att++;
-		if (att >= desc->natts)
-		{
-			problem = psprintf("Column \"%s\" of the view's query is not in the table.", tle->resname);
-			break;
-		}
-		a = TupleDescAttr(desc, att++);
-		if (strcmp(NameStr(a->attname), tle->resname) != 0)
-		{
-			problem = psprintf("Column %d of the table is \"%s\"; the view's query calls it \"%s\".",
-							   att, NameStr(a->attname), tle->resname);
-			break;
-		}
-		/* CREATE TABLE AS gave it the query's type, typmod and collation */
-		if (a->atttypid != type || a->atttypmod != typmod)
-		{
-			problem = psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
-							   tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
-							   format_type_with_typemod(type, typmod));
-			break;
-		}
-		if (a->attcollation != collation)
-		{
-			problem = psprintf("Column \"%s\" of the table has collation %s; the view's query gives %s.",
-							   tle->resname,
-							   OidIsValid(a->attcollation) ? generate_collation_name(a->attcollation) : "none",
-							   OidIsValid(collation) ? generate_collation_name(collation) : "none");
-			break;
-		}
-	}
-	while (problem == NULL && att < desc->natts)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, att++);
-
-		if (!a->attisdropped)
-			problem = psprintf("Column \"%s\" of the table is not in the view's query.",
-							   NameStr(a->attname));
-	}
+	problem = columns_problem(rel, query);
 	table_close(rel, AccessShareLock);
 	if (problem == NULL)
 		PG_RETURN_NULL();

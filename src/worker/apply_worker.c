@@ -316,6 +316,14 @@ is_held(int id)
 	return h != NULL && h->held;
 }
 
+/* A view waiting at its applied LSN holds the slot back there. */
+static void
+hold_slot_at(XLogRecPtr applied)
+{
+	if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
+		paused_floor = applied;
+}
+
 /*
  * Is a view held that stays "running" (rewritten after a batch's snapshot,
  * and not retried yet: its retry may wait for a lock)?  Waiters take the
@@ -410,8 +418,7 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		if (strcmp(state, "running") != 0 || is_held(id))
 		{
 			now_paused = list_append_unique_int(now_paused, id);
-			if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
-				paused_floor = applied;
+			hold_slot_at(applied);
 			if (strcmp(state, "initializing") == 0 && !is_held(id))
 				resumed = true;
 		}
@@ -1250,10 +1257,9 @@ apply_batch(void)
 		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
 
-		if ((DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
-			 list_member_int(paused_ids, id)) &&
-			(paused_floor == InvalidXLogRecPtr || applied < paused_floor))
-			paused_floor = applied;
+		if (DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
+			list_member_int(paused_ids, id))
+			hold_slot_at(applied);
 	}
 
 	for (uint64 i = 0; i < nviews; i++)
@@ -1364,8 +1370,7 @@ apply_batch(void)
 
 				h->retry_at = GetCurrentTimestamp();
 				h->running = true;
-				if (paused_floor == InvalidXLogRecPtr || applied < paused_floor)
-					paused_floor = applied;
+				hold_slot_at(applied);
 			}
 		}
 		PG_CATCH();
@@ -1386,9 +1391,8 @@ apply_batch(void)
 				renamed_meanwhile(edata, id, relid, sources))
 			{
 				/* held: what this batch holds for it is not applied */
-				if (hold_view(id, relid, sources, edata->message) &&
-					(paused_floor == InvalidXLogRecPtr || applied < paused_floor))
-					paused_floor = applied;
+				if (hold_view(id, relid, sources, edata->message))
+					hold_slot_at(applied);
 			}
 			else
 			{
