@@ -65,20 +65,71 @@ ALTER TABLE da_events RENAME TO da_events_moved;
 ALTER TABLE da_bag SET (fillfactor = 80);
 ALTER TABLE da_events_moved RENAME TO da_events;
 
--- a source gains a column: the views over it break; rebuild => true builds
--- each again around its table (contents, internal tables), keeping the
--- table's grants and the indexes its owner made
+-- a source gains a column: engine 2's views go on (no view made before
+-- reads it), also when the worker meets it in the middle of a batch, with
+-- changes before it, after it and in its transaction, and when a column
+-- added is dropped again; an engine 1 view breaks (its copy of the source
+-- must have every column), and rebuild => true builds it again around its
+-- table (contents, internal tables), keeping the table's grants and the
+-- indexes its owner made, as it does for a running view
+SET pg_kappa.engine = 1;
+SELECT kappa.create_view('da_amounts', 'SELECT id, amount FROM da_orders') IS NOT NULL AS created;
+RESET pg_kappa.engine;
 GRANT SELECT ON da_rows TO PUBLIC;
+SELECT kappa.alter_view('da_rows', paused => true);
+SELECT kappa.alter_view('da_totals', paused => true);
+INSERT INTO da_orders VALUES (8, 2, 3);
+BEGIN;
+UPDATE da_orders SET amount = amount + 2 WHERE id = 2;
 ALTER TABLE da_orders ADD COLUMN note text;
-SELECT name, state FROM kappa.views WHERE name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
-SELECT kappa.wait('da_rows');
+INSERT INTO da_orders VALUES (9, 1, 4, 'nine');
+COMMIT;
+UPDATE da_orders SET note = 'three', amount = amount + 1 WHERE id = 3;
+ALTER TABLE da_orders ADD COLUMN tag int DEFAULT 7;
+DELETE FROM da_orders WHERE id = 8;
+UPDATE da_orders SET customer_id = 2 WHERE tag = 7 AND id = 9;
+ALTER TABLE da_orders DROP COLUMN tag;
+INSERT INTO da_orders VALUES (10, 2, 6, 'ten');
+SELECT kappa.alter_view('da_rows', paused => false);
+SELECT kappa.alter_view('da_totals', paused => false);
+SELECT name, state = 'broken' AS broken, last_error FROM kappa.views
+ WHERE name IN ('public.da_rows', 'public.da_totals', 'public.da_amounts') ORDER BY 1;
+SELECT kappa.wait('da_rows') AND kappa.wait('da_totals') AS waited;
+SELECT v.name, (SELECT count(*) FROM kappa.verify(v.relid)) AS differences
+  FROM kappa.views v WHERE v.name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
+SELECT * FROM da_rows ORDER BY id;
+-- a batch that starts after the column was added
+INSERT INTO da_orders VALUES (11, 1, 2, 'eleven');
+UPDATE da_orders SET note = NULL, amount = 1 WHERE id = 9;
+SELECT kappa.wait('da_rows') AND kappa.wait('da_totals') AS waited;
+SELECT v.name, (SELECT count(*) FROM kappa.verify(v.relid)) AS differences
+  FROM kappa.views v WHERE v.name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
+-- replay from the log, in place and into a new view, after the column
+-- was added (the log's images name their columns)
+SELECT kappa.capture('da_orders') IS NOT NULL AND kappa.capture('da_customers') IS NOT NULL AS captured;
+UPDATE da_orders SET amount = amount + 3, note = 'r' WHERE id IN (2, 10);
+SELECT kappa.wait('da_totals') AS waited;
+SET client_min_messages = warning;
+SELECT kappa.replay('da_totals');
+SELECT kappa.replay('da_rows', new_name => 'da_rows_green');
+RESET client_min_messages;
+SELECT count(*) AS differences FROM (
+  (SELECT * FROM da_rows EXCEPT ALL SELECT * FROM da_rows_green)
+  UNION ALL (SELECT * FROM da_rows_green EXCEPT ALL SELECT * FROM da_rows)) d;
+SELECT count(*) AS differences FROM kappa.verify('da_totals');
+SELECT kappa.drop_view('da_rows_green');
+SELECT kappa.uncapture('da_orders'), kappa.uncapture('da_customers');
+-- engine 1: broken, then rebuilt
+SELECT kappa.wait('da_amounts');
+SELECT kappa.alter_view('da_amounts', rebuild => true);
 SELECT kappa.alter_view('da_rows', rebuild => true);
 SELECT kappa.alter_view(view => 'da_totals', rebuild => true);
 INSERT INTO da_orders VALUES (6, 1, 2, 'six'), (7, 3, 4, NULL);
 UPDATE da_orders SET note = 'one', amount = amount + 1 WHERE id = 1;
-SELECT kappa.wait('da_rows') AND kappa.wait('da_totals') AS waited;
+SELECT kappa.wait('da_rows') AND kappa.wait('da_totals') AND kappa.wait('da_amounts') AS waited;
 SELECT v.name, v.state, (SELECT count(*) FROM kappa.verify(v.relid)) AS differences
-  FROM kappa.views v WHERE v.name IN ('public.da_rows', 'public.da_totals') ORDER BY 1;
+  FROM kappa.views v WHERE v.name IN ('public.da_rows', 'public.da_totals', 'public.da_amounts') ORDER BY 1;
+SELECT kappa.drop_view('da_amounts');
 SELECT has_table_privilege('public', 'da_rows', 'SELECT') AS granted,
        (SELECT count(*) FROM pg_indexes WHERE tablename = 'da_rows' AND indexdef LIKE '%(name)%') AS owner_index;
 

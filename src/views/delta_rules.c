@@ -585,28 +585,32 @@ prepare_group_recompute(RulePlan *rp, List *keys, const char *schema,
  * number of changes.  Rows are the same when their text is.
  */
 static SPIPlanPtr
-consolidate_sql(Oid src, const char *d)
+consolidate_sql(Oid drelid, const char *d)
 {
-	char	   *cols = kappa_source_columns(src, "");
+	StringInfoData cols;
 	StringInfoData grouping;
-	List	   *names = NIL;
-	Relation	rel = table_open(src, AccessShareLock);
+	Relation	rel = table_open(drelid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	ListCell   *lc;
 
-	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			names = lappend(names, pstrdup(NameStr(TupleDescAttr(desc, i)->attname)));
-	table_close(rel, AccessShareLock);
+	/* d_<n>'s source columns (a source may have gained others since) */
+	initStringInfo(&cols);
 	initStringInfo(&grouping);
-	foreach(lc, names)
-		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"", grouping.len > 0 ? ", " : "",
-						 quote_identifier(lfirst(lc)));
+	for (int i = 0; i < desc->natts - 1; i++)
+	{
+		const char *name = quote_identifier(NameStr(TupleDescAttr(desc, i)->attname));
+
+		if (TupleDescAttr(desc, i)->attisdropped)
+			continue;
+		appendStringInfo(&cols, "%s%s", cols.len > 0 ? ", " : "", name);
+		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"",
+						 grouping.len > 0 ? ", " : "", name);
+	}
+	table_close(rel, AccessShareLock);
 	return kappa_keep_plan(psprintf("WITH gone AS (DELETE FROM %s RETURNING *)"
 									" INSERT INTO %s (%s, _kappa_w) SELECT %s, _kappa_sum::pg_catalog.int4 FROM ("
 									"SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS _kappa_sum"
 									" FROM gone ORDER BY %s) s WHERE s._kappa_sum OPERATOR(pg_catalog.<>) 0",
-									d, d, cols, cols, grouping.data, cols,
+									d, d, cols.data, cols.data, grouping.data, cols.data,
 									grouping.data, grouping.data));
 }
 
@@ -876,7 +880,7 @@ build_rules(int id)
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
 			elog(ERROR, "internal tables of derived view %d are missing", id);
 		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
-		rp->consolidate_d[i] = consolidate_sql(rp->sources[i], psprintf("%s.d_%d", schema, i));
+		rp->consolidate_d[i] = consolidate_sql(rp->drelids[i], psprintf("%s.d_%d", schema, i));
 	}
 
 	rp->grouped = def->query->groupClause != NIL;
@@ -1050,6 +1054,9 @@ shared_hashes(uint32 *plus, int nplus, uint32 *minus, int nminus, int *nshared)
  * Reads the row images of a source's batch buffer that a view has not
  * seen, whole: a new image's unchanged TOASTed value (not in the WAL) is
  * the old image's, which REPLICA IDENTITY FULL puts in the same change.
+ * Images are laid out as d_<n> is: its columns, which a column added to
+ * the source after the view was made is not among (and which the view does
+ * not read), then the weight.
  */
 typedef struct ImageReader
 {
@@ -1057,8 +1064,9 @@ typedef struct ImageReader
 	Oid			srcrelid;
 	XLogRecPtr	applied;
 	TupleTableSlot *slot;
-	int			n;				/* the source's attributes */
-	Datum	   *values;			/* the image read, n + 1 for the weight */
+	int			n;				/* the buffer's source attributes */
+	int			out;			/* d_<n>'s, before its weight */
+	Datum	   *values;			/* the image read, out + 1 for the weight */
 	bool	   *nulls;
 	bool		is_new;
 	XLogRecPtr	lsn;			/* its commit LSN */
@@ -1067,29 +1075,34 @@ typedef struct ImageReader
 	Datum	   *old_values;		/* its values */
 	bool	   *old_nulls;
 	int64		old_seq;
-	const bool *read;			/* columns kept (NULL: all); others null */
-	int			read_natts;		/* the length of read: later ones null */
+	bool	   *kept;			/* per column of d_<n>: read by the view (the
+								 * others are null) */
 } ImageReader;
 
 static void
 image_reader_start(ImageReader *r, KappaSourceBuffer *buf, Oid srcrelid,
-				   XLogRecPtr applied, const bool *read, int read_natts)
+				   XLogRecPtr applied, const bool *read, int read_natts,
+				   TupleDesc ddesc)
 {
 	int			n = buf->srcnatts;
+	int			out = ddesc->natts - 1;
 
 	r->buf = buf;
 	r->srcrelid = srcrelid;
 	r->applied = applied;
 	r->n = n;
+	r->out = out;
 	r->slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
 	r->old_slot = MakeSingleTupleTableSlot(buf->desc, &TTSOpsMinimalTuple);
-	r->values = palloc(sizeof(Datum) * (n + 1));
-	r->nulls = palloc(sizeof(bool) * (n + 1));
+	r->values = palloc(sizeof(Datum) * (Max(n, out) + 1));
+	r->nulls = palloc(sizeof(bool) * (Max(n, out) + 1));
+	r->kept = palloc(sizeof(bool) * Max(out, 1));
+	for (int i = 0; i < out; i++)
+		r->kept[i] = !TupleDescAttr(ddesc, i)->attisdropped &&
+			(read == NULL || (i < read_natts && read[i]));
 	r->old_values = palloc(sizeof(Datum) * n);
 	r->old_nulls = palloc(sizeof(bool) * n);
 	r->old_seq = -1;
-	r->read = read;
-	r->read_natts = read_natts;
 	tuplestore_rescan(buf->rows);
 }
 
@@ -1110,6 +1123,7 @@ image_reader_next(ImageReader *r)
 {
 	TupleTableSlot *slot = r->slot;
 	int			n = r->n;
+	int			out = r->out;
 
 	while (tuplestore_gettupleslot(r->buf->rows, true, false, slot))
 	{
@@ -1164,14 +1178,14 @@ image_reader_next(ImageReader *r)
 				r->nulls[attno] = r->old_nulls[attno];
 			}
 		}
-		if (r->read)
-		{
-			for (int i = 0; i < n; i++)
-				if (i >= r->read_natts || !r->read[i])
-					r->nulls[i] = true;
-		}
-		r->values[n] = Int32GetDatum(r->is_new ? 1 : -1);
-		r->nulls[n] = false;
+		for (int i = 0; i < out; i++)
+			if (!r->kept[i] || i >= n)
+			{
+				r->values[i] = (Datum) 0;
+				r->nulls[i] = true;
+			}
+		r->values[out] = Int32GetDatum(r->is_new ? 1 : -1);
+		r->nulls[out] = false;
 		return true;
 	}
 	return false;
@@ -1336,6 +1350,47 @@ delta_filter_end(DeltaFilter *f)
 }
 
 /*
+ * The columns of d_<n> the view reads must be the buffer's, as the source
+ * had them when the view was made; the others are written null, so a
+ * column added to the source since (ALTER TABLE ... ADD COLUMN), which no
+ * view made before reads, changes nothing.  Anything else (a column the
+ * view reads that changed type: the source's o_<n> view keeps that from
+ * happening, as it keeps such a column from being dropped) means the view
+ * must be built again.
+ */
+static void
+check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,
+				  const bool *read, int read_natts)
+{
+	TupleDesc	ddesc = RelationGetDescr(drel);
+	int			n = ddesc->natts - 1;
+
+	if (n < 0 || TupleDescAttr(ddesc, n)->atttypid != INT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("internal table \"%s\" of the derived view was altered",
+						RelationGetRelationName(drel)),
+				 errhint("Rebuild the view with kappa.alter_view(view, rebuild => true).")));
+	for (int i = 0; i < n; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(ddesc, i);
+		Form_pg_attribute b;
+
+		if (a->attisdropped || (read != NULL && (i >= read_natts || !read[i])))
+			continue;
+		b = i < buf->srcnatts ? TupleDescAttr(buf->desc, i) : NULL;
+		if (b == NULL || b->attisdropped || a->atttypid != b->atttypid ||
+			a->attlen != b->attlen || a->attbyval != b->attbyval ||
+			a->attalign != b->attalign)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("columns of source table \"%s\" changed", get_rel_name(srcrelid)),
+					 errdetail("Column %d, which the view reads, no longer has the type it had when the view was made.", i + 1),
+					 errhint("Rebuild the view with kappa.alter_view(view, rebuild => true).")));
+	}
+}
+
+/*
  * The batch's row images of source n that the view has not seen (commit
  * LSN after applied) into d_<n>, signed, less the pairs that cancel out: a
  * row inserted and deleted in the batch, or updated twice, leaves only its
@@ -1355,7 +1410,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 {
 	Relation	drel = table_open(drelid, RowExclusiveLock);
 	TupleDesc	ddesc = RelationGetDescr(drel);
-	int			n = buf->srcnatts;
+	int			n = ddesc->natts - 1;	/* d_<n>'s columns, before the weight */
 	ImageReader r;
 	uint32	   *hashes[2] = {NULL, NULL};	/* old images, new images */
 	int			nhashes[2] = {0, 0};
@@ -1373,17 +1428,13 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 
 	*written = 0;
 
-	if (ddesc->natts != n + 1 || TupleDescAttr(ddesc, n)->atttypid != INT4OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("columns of source table \"%s\" changed", get_rel_name(srcrelid))));
-	kappa_check_delta_columns(drel, buf->desc, n);
+	check_delta_reads(drel, srcrelid, buf, read, read_natts);
 	*consolidate = false;
 
 	/* only updates and deletes have old images, which may cancel out */
 	if (buf->modify_lsn > applied)
 	{
-		image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
+		image_reader_start(&r, buf, srcrelid, applied, read, read_natts, ddesc);
 		while (image_reader_next(&r))
 		{
 			int			side = r.is_new ? 1 : 0;
@@ -1395,7 +1446,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 					repalloc_huge(hashes[side], sizeof(uint32) * maxhashes[side]) :
 					palloc(sizeof(uint32) * maxhashes[side]);
 			}
-			hashes[side][nhashes[side]++] = image_hash(buf->desc, n, r.values, r.nulls);
+			hashes[side][nhashes[side]++] = image_hash(ddesc, n, r.values, r.nulls);
 		}
 		image_reader_end(&r);
 		if (nhashes[0] > 0 && nhashes[1] > 0)
@@ -1404,7 +1455,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 
 	delta_writer_start(&writer, drel);
 	delta_filter_start(&filter, filters, ddesc);
-	image_reader_start(&r, buf, srcrelid, applied, read, read_natts);
+	image_reader_start(&r, buf, srcrelid, applied, read, read_natts, ddesc);
 	while (image_reader_next(&r))
 	{
 		HeapTuple	tup;
@@ -1418,7 +1469,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		}
 		if (nshared > 0 && !*consolidate)
 		{
-			h = image_hash(buf->desc, n, r.values, r.nulls);
+			h = image_hash(ddesc, n, r.values, r.nulls);
 			if (bsearch(&h, shared, nshared, sizeof(uint32), uint32_cmp) != NULL)
 			{
 				tup = heap_form_tuple(ddesc, r.values, r.nulls);

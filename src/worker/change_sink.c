@@ -50,6 +50,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "utils/array.h"
 #include "miscadmin.h"
 #include "replication/logical.h"
@@ -509,22 +510,110 @@ is_source(Oid relid)
 	return hash_search(source_set, &relid, HASH_FIND, NULL) != NULL;
 }
 
-/* Do the relation's columns still match the buffer's? */
-static bool
-same_columns(TupleDesc reldesc, KappaSourceBuffer *buf)
+/*
+ * How a relation's columns stand against its buffer's, when a change of
+ * the relation comes after others in the batch.
+ */
+typedef enum ColumnsFit
 {
-	if (reldesc->natts != buf->srcnatts)
-		return false;
-	for (int i = 0; i < reldesc->natts; i++)
+	COLUMNS_SAME,				/* as the buffer's (columns dropped since
+								 * read as null) */
+	COLUMNS_ADDED,				/* those, and columns added after them */
+	COLUMNS_CHANGED				/* anything else: views must be rebuilt */
+} ColumnsFit;
+
+static ColumnsFit
+columns_fit(TupleDesc reldesc, KappaSourceBuffer *buf)
+{
+	if (reldesc->natts < buf->srcnatts)
+		return COLUMNS_CHANGED;
+	for (int i = 0; i < buf->srcnatts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(reldesc, i);
 		Form_pg_attribute b = TupleDescAttr(buf->desc, i);
 
-		if (a->atttypid != b->atttypid || a->atttypmod != b->atttypmod ||
-			a->attisdropped != b->attisdropped)
-			return false;
+		/* a dropped column's images hold null, which the buffer can keep */
+		if (a->attisdropped)
+			continue;
+		if (b->attisdropped || a->atttypid != b->atttypid ||
+			a->atttypmod != b->atttypmod)
+			return COLUMNS_CHANGED;
 	}
-	return true;
+	return reldesc->natts > buf->srcnatts ? COLUMNS_ADDED : COLUMNS_SAME;
+}
+
+/*
+ * The buffer's descriptor for a source whose columns are reldesc's: the
+ * source's columns, then the four of the batch (sequence number, new or
+ * old, commit LSN, unchanged TOASTed columns).  The first keep columns
+ * are taken from old, the buffer's descriptor so far, if given: a column
+ * dropped since keeps the type its images were buffered with.
+ */
+static void
+buffer_layout(KappaSourceBuffer *buf, TupleDesc reldesc, TupleDesc old, int keep)
+{
+	int			n = reldesc->natts;
+
+	buf->srcnatts = n;
+	buf->desc = CreateTemplateTupleDesc(n + 4);
+	for (int i = 0; i < n; i++)
+		TupleDescCopyEntry(buf->desc, i + 1, i < keep ? old : reldesc, i + 1);
+	TupleDescInitEntry(buf->desc, n + 1, "_kappa_seq", INT8OID, -1, 0);
+	TupleDescInitEntry(buf->desc, n + 2, "_kappa_new", BOOLOID, -1, 0);
+	TupleDescInitEntry(buf->desc, n + 3, "_kappa_lsn", INT8OID, -1, 0);
+	TupleDescInitEntry(buf->desc, n + 4, "_kappa_unchanged", INT2ARRAYOID, -1, 0);
+	buf->values = palloc(sizeof(Datum) * (n + 4));
+	buf->nulls = palloc(sizeof(bool) * (n + 4));
+	buf->unchanged = palloc(sizeof(Datum) * (n + 1));
+}
+
+static Tuplestorestate *
+buffer_store(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	Tuplestorestate *rows;
+
+	CurrentResourceOwner = batch_owner;
+	rows = tuplestore_begin_heap(false, true, work_mem);
+	CurrentResourceOwner = save;
+	return rows;
+}
+
+/*
+ * Columns were added to a source (ALTER TABLE ... ADD COLUMN) after some
+ * of its changes in the batch: lay the buffer out with them, the images
+ * buffered so far null in the added columns (no view that reads those
+ * columns can have been applied to a point before they were added).
+ */
+static void
+widen_buffer(KappaSourceBuffer *buf, TupleDesc reldesc)
+{
+	TupleDesc	old = buf->desc;
+	int			oldn = buf->srcnatts;
+	Tuplestorestate *oldrows = buf->rows;
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(old, &TTSOpsMinimalTuple);
+	ResourceOwner save = CurrentResourceOwner;
+	int			n;
+
+	buffer_layout(buf, reldesc, old, oldn);
+	n = buf->srcnatts;
+	buf->rows = buffer_store();
+	CurrentResourceOwner = batch_owner;
+	tuplestore_rescan(oldrows);
+	while (tuplestore_gettupleslot(oldrows, true, false, slot))
+	{
+		slot_getallattrs(slot);
+		memcpy(buf->values, slot->tts_values, sizeof(Datum) * oldn);
+		memcpy(buf->nulls, slot->tts_isnull, sizeof(bool) * oldn);
+		for (int i = oldn; i < n; i++)
+			buf->nulls[i] = true;
+		memcpy(buf->values + n, slot->tts_values + oldn, sizeof(Datum) * 4);
+		memcpy(buf->nulls + n, slot->tts_isnull + oldn, sizeof(bool) * 4);
+		tuplestore_putvalues(buf->rows, buf->desc, buf->values, buf->nulls);
+	}
+	tuplestore_end(oldrows);
+	CurrentResourceOwner = save;
+	ExecDropSingleTupleTableSlot(slot);
 }
 
 static KappaSourceBuffer *
@@ -538,32 +627,28 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 	buf = hash_search(kappa_batch->sources, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
-		ResourceOwner save = CurrentResourceOwner;
-		int			n = reldesc->natts;
-
-		buf->srcnatts = n;
-		buf->desc = CreateTemplateTupleDesc(n + 4);
-		for (int i = 0; i < n; i++)
-			TupleDescCopyEntry(buf->desc, i + 1, reldesc, i + 1);
-		TupleDescInitEntry(buf->desc, n + 1, "_kappa_seq", INT8OID, -1, 0);
-		TupleDescInitEntry(buf->desc, n + 2, "_kappa_new", BOOLOID, -1, 0);
-		TupleDescInitEntry(buf->desc, n + 3, "_kappa_lsn", INT8OID, -1, 0);
-		TupleDescInitEntry(buf->desc, n + 4, "_kappa_unchanged", INT2ARRAYOID, -1, 0);
-		CurrentResourceOwner = batch_owner;
-		buf->rows = tuplestore_begin_heap(false, true, work_mem);
-		CurrentResourceOwner = save;
+		buffer_layout(buf, reldesc, NULL, 0);
+		buf->rows = buffer_store();
 		buf->nrows = 0;
 		buf->truncate_lsn = InvalidXLogRecPtr;
 		buf->schema_change_lsn = InvalidXLogRecPtr;
 		buf->modify_lsn = InvalidXLogRecPtr;
 		buf->oversize_lsn = InvalidXLogRecPtr;
-		buf->values = palloc(sizeof(Datum) * (n + 4));
-		buf->nulls = palloc(sizeof(bool) * (n + 4));
-		buf->unchanged = palloc(sizeof(Datum) * (n + 1));
 	}
-	else if (buf->schema_change_lsn == InvalidXLogRecPtr &&
-			 !same_columns(reldesc, buf))
-		buf->schema_change_lsn = commit_lsn;
+	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
+	{
+		switch (columns_fit(reldesc, buf))
+		{
+			case COLUMNS_SAME:
+				break;
+			case COLUMNS_ADDED:
+				widen_buffer(buf, reldesc);
+				break;
+			case COLUMNS_CHANGED:
+				buf->schema_change_lsn = commit_lsn;
+				break;
+		}
+	}
 	return buf;
 }
 

@@ -41,7 +41,7 @@ is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s')
 
 $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
-	'0.5', 'updated to 0.5');
+	'0.6', 'updated to 0.6');
 
 # The update, run by a superuser, does not change a table that the view's
 # owner does not own: alice's view over bob's table keeps engine 1
@@ -101,6 +101,15 @@ my ($alter_rc, $alter_out, $alter_err) = $node->psql('postgres', q{ALTER TABLE u
 like($alter_err, qr/cannot change the columns of derived table ua\.sums/,
 	'adding a column to a derived table made by 0.2 is refused');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.sums')}), '0', 'the view is still exact');
+
+# 0.6: a column added to the source of views made by 0.2 (now of engine
+# 2) leaves them running and exact
+$node->safe_psql('postgres', q{ALTER TABLE ua.t ADD COLUMN note text DEFAULT 'n'});
+$node->safe_psql('postgres', q{INSERT INTO ua.t VALUES (41, 1, 41, 'x'); UPDATE ua.t SET v = v + 1, note = 'y' WHERE id <= 5; DELETE FROM ua.t WHERE id = 6});
+is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s') AND kappa.wait('ua.sums', timeout => '30s')}),
+	't', 'views maintained after a column was added to their source');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.rows')}) + $node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('ua.sums')}),
+	0, 'and exact');
 
 # the event log's chain is intact across the update
 is($node->safe_psql('postgres', q{SELECT bool_and(ok) FROM kappa.audit_chain()}), 't',
