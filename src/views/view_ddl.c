@@ -1389,6 +1389,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	KappaViewRow v;
 	int64		id;
 	char	   *state;
+	bool		rebuild;
 	SavedUser	saved;
 
 	kappa_refuse_in_view_code("kappa.alter_view", false);
@@ -1404,8 +1405,22 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	id = v.id;
 	state = v.state;
 	check_owner(relid);
+	rebuild = (PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine) ||
+		(PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4));
 
-	if (!PG_ARGISNULL(1))
+	/*
+	 * A view built again needs the database's slot, which the worker drops
+	 * once no view is left running (every view broken, say): make it
+	 * again before this transaction writes, as create_view does.
+	 */
+	if (rebuild)
+	{
+		LockRelationOid(kappa_views_relid(), RowExclusiveLock);
+		kappa_ensure_slot();
+	}
+
+	/* paused: the rebuild below leaves the view paused or running */
+	if (!PG_ARGISNULL(1) && !rebuild)
 	{
 		bool		paused = PG_GETARG_BOOL(1);
 
@@ -1456,8 +1471,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	 * tables made again for its sources as they are now), as create_view
 	 * builds it; whatever its state was, it is running after.
 	 */
-	if ((PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine) ||
-		(PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4)))
+	if (rebuild)
 	{
 		int			engine = PG_ARGISNULL(3) ? v.engine : PG_GETARG_INT32(3);
 		char	   *canonical = pstrdup(v.canonical);

@@ -1,0 +1,44 @@
+# kappa.alter_view(view, rebuild => true) of a database's only view, once
+# it is broken: the worker has dropped the database's slot (no view left
+# running, after a restart), so the rebuild makes it again, before its
+# transaction writes, as create_view does.  Also: paused => false with
+# rebuild => true on a broken view (the rebuild sets the state; it is not
+# a "resume").
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use KappaTest;
+
+my $node = kappa_node('rebuild_last_view');
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_kappa;
+CREATE TABLE o (id int PRIMARY KEY, c int, amount numeric, legacy text);
+INSERT INTO o SELECT i, i % 3, i, 'x' FROM generate_series(1, 30) i;
+SET client_min_messages = warning;
+SELECT kappa.create_view('tot', 'SELECT c, sum(amount) AS s, count(*) AS n FROM o GROUP BY c');
+SELECT kappa.wait('tot');
+});
+
+# a column the view does not read dropped: the view is broken (its
+# internal tables have the column); after a restart the worker finds no
+# running view and lets the slot go
+$node->safe_psql('postgres', q{ALTER TABLE o DROP COLUMN legacy});
+is($node->safe_psql('postgres', q{SELECT state FROM kappa.views}), 'broken', 'the view is broken');
+$node->restart;
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
+	'the worker dropped the slot of a database without a running view');
+
+$node->safe_psql('postgres', q{UPDATE o SET amount = amount + 1 WHERE id <= 10});
+my ($rc, $out, $err) = $node->psql('postgres',
+	q{SET client_min_messages = warning; SELECT kappa.alter_view('tot', paused => false, rebuild => true)});
+is($rc, 0, 'the only view is rebuilt') or diag($err);
+is($node->safe_psql('postgres', q{SELECT state FROM kappa.views}), 'running', 'and runs');
+$node->safe_psql('postgres', q{INSERT INTO o VALUES (31, 1, 31); DELETE FROM o WHERE id = 2});
+is($node->safe_psql('postgres', q{SELECT kappa.wait('tot', timeout => '60s')}), 't', 'it takes changes again');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('tot')}), '0', 'exact');
+
+$node->stop('fast');
+done_testing();
