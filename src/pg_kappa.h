@@ -465,6 +465,7 @@ extern void kappa_rules_forget(void);
 /* views/delta_sizes.c */
 extern void kappa_delta_sizes_init(void);
 extern void kappa_delta_sizes_set(Oid relid, double rows);
+extern void kappa_delta_distinct_set(Oid relid, AttrNumber attnum, double fraction);
 extern void kappa_delta_sizes_reset(void);
 extern int	kappa_delta_size_class(double rows);
 extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,

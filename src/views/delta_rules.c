@@ -62,6 +62,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "lib/hyperloglog.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -121,6 +122,8 @@ typedef struct RulePlan
 	int		   *read_natts;		/* per source: the length of read[i] */
 	List	  **filters;		/* per source: the conditions on it alone
 								 * (planned), that its delta rows must meet */
+	bool	  **joined;			/* per source: the columns it is joined on
+								 * by equality (read_natts[i] long), or NULL */
 	SPIPlanPtr *consolidate_d;	/* rows that cancel out leave d_<n> */
 	SPIPlanPtr *clear_d;
 	int			nterms;
@@ -661,6 +664,132 @@ columns_read(KappaViewDef *def, int srcno, int natts)
 	return read;
 }
 
+/* join_columns' walker: marks the columns of source srcno in context */
+typedef struct JoinColumns
+{
+	KappaViewDef *def;
+	int			srcno;
+	int			natts;
+	bool	   *joined;
+	bool		any;
+} JoinColumns;
+
+static void
+mark_join_var(JoinColumns *jc, Node *node)
+{
+	Var		   *var;
+
+	while (IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	if (!IsA(node, Var))
+		return;
+	var = (Var *) node;
+	if (var->varlevelsup == 0 && var->varno >= 1 && var->varno <= jc->def->nrtes &&
+		jc->def->rte_source[var->varno] == jc->srcno &&
+		var->varattno > 0 && var->varattno <= jc->natts)
+		jc->joined[var->varattno - 1] = jc->any = true;
+}
+
+static bool
+join_columns_walker(Node *node, JoinColumns *jc)
+{
+	if (node == NULL || IsA(node, Query))
+		return false;
+	if (IsA(node, OpExpr) && list_length(((OpExpr *) node)->args) == 2)
+	{
+		OpExpr	   *op = (OpExpr *) node;
+		Node	   *l = linitial(op->args);
+		Node	   *r = lsecond(op->args);
+
+		while (IsA(l, RelabelType))
+			l = (Node *) ((RelabelType *) l)->arg;
+		while (IsA(r, RelabelType))
+			r = (Node *) ((RelabelType *) r)->arg;
+		if (IsA(l, Var) && IsA(r, Var) && ((Var *) l)->varno != ((Var *) r)->varno &&
+			op_hashjoinable(op->opno, exprType(l)))
+		{
+			mark_join_var(jc, l);
+			mark_join_var(jc, r);
+		}
+		return false;
+	}
+	return expression_tree_walker(node, join_columns_walker, jc);
+}
+
+/*
+ * The columns of source srcno that its entries are joined on by equality
+ * with another entry (WHERE and ON), whose distinct values in a delta the
+ * worker counts for the planner (delta_sizes.c); NULL when there are none.
+ */
+static bool *
+join_columns(KappaViewDef *def, int srcno, int natts)
+{
+	JoinColumns jc;
+
+	jc.def = def;
+	jc.srcno = srcno;
+	jc.natts = natts;
+	jc.joined = palloc0(sizeof(bool) * Max(natts, 1));
+	jc.any = false;
+	join_columns_walker(flatten_join_alias_vars(def->query, (Node *) def->query->jointree), &jc);
+	if (!jc.any)
+	{
+		pfree(jc.joined);
+		return NULL;
+	}
+	return jc.joined;
+}
+
+/*
+ * A query with JOIN ... ON lists, in its join's range table entry, every
+ * column its tables had when it was parsed, now: a column added to a
+ * source since its delta table was made is one the delta table does not
+ * have, and the terms, which read the delta table in the source's place,
+ * cannot be printed.  Such a view is built again (a view without JOIN
+ * syntax, or of one table, reads only the columns its query names).
+ */
+static void
+check_join_columns(KappaViewDef *def, Oid *drelids, List *sources)
+{
+	ListCell   *lc;
+
+	foreach(lc, def->query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+		ListCell   *lv;
+
+		if (rte->rtekind != RTE_JOIN)
+			continue;
+		foreach(lv, rte->joinaliasvars)
+		{
+			Node	   *node = lfirst(lv);
+			Var		   *var;
+			int			srcno;
+			Relation	drel;
+			int			dnatts;
+
+			while (node && IsA(node, RelabelType))
+				node = (Node *) ((RelabelType *) node)->arg;
+			if (node == NULL || !IsA(node, Var))
+				continue;
+			var = (Var *) node;
+			if (var->varlevelsup != 0 || var->varno < 1 || var->varno > def->nrtes ||
+				(srcno = def->rte_source[var->varno]) < 0)
+				continue;
+			drel = table_open(drelids[srcno], AccessShareLock);
+			dnatts = RelationGetNumberOfAttributes(drel) - 1;	/* less the weight */
+			table_close(drel, AccessShareLock);
+			if (var->varattno > dnatts)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("columns of source table \"%s\" changed",
+								get_rel_name(list_nth_oid(sources, srcno))),
+						 errdetail("A column was added to it since the view was made, and the view's query joins its tables with JOIN syntax."),
+						 errhint("Rebuild the view with kappa.alter_view(view, rebuild => true).")));
+		}
+	}
+}
+
 /*
  * Can the function raise an error for some input, or say something of its
  * arguments other than by its result?  PostgreSQL's leakproof marking,
@@ -859,6 +988,7 @@ build_rules(int id)
 	rp->read = palloc(sizeof(bool *) * rp->nsources);
 	rp->read_natts = palloc(sizeof(int) * rp->nsources);
 	rp->filters = palloc(sizeof(List *) * rp->nsources);
+	rp->joined = palloc(sizeof(bool *) * rp->nsources);
 	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	rp->consolidate_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	orelids = palloc(sizeof(Oid) * rp->nsources);
@@ -872,6 +1002,7 @@ build_rules(int id)
 			table_close(rel, AccessShareLock);
 		}
 		rp->read[i] = columns_read(def, i, rp->read_natts[i]);
+		rp->joined[i] = join_columns(def, i, rp->read_natts[i]);
 		kappa_owner_enter(rp->owner, &scope);
 		rp->filters[i] = source_filters(def, i);
 		kappa_owner_leave(&scope);
@@ -882,6 +1013,7 @@ build_rules(int id)
 		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
 		rp->consolidate_d[i] = consolidate_sql(rp->drelids[i], psprintf("%s.d_%d", schema, i));
 	}
+	check_join_columns(def, rp->drelids, def->sources);
 
 	rp->grouped = def->query->groupClause != NIL;
 	rp->whole = !rp->grouped && def->query->hasAggs;
@@ -982,6 +1114,21 @@ get_rules(int id)
 	return (RulePlan *) kappa_cached_plan(&rule_plans, id, build_rules_entry);
 }
 
+/* A hash of a value's bytes (values equal byte for byte hash alike). */
+static inline uint32
+value_hash(Form_pg_attribute att, Datum value)
+{
+	if (att->attbyval)
+		return hash_bytes((const unsigned char *) &value, sizeof(Datum));
+	if (att->attlen == -1)
+		return hash_bytes((const unsigned char *) DatumGetPointer(value),
+						  VARSIZE_ANY(DatumGetPointer(value)));
+	if (att->attlen == -2)
+		return hash_bytes((const unsigned char *) DatumGetPointer(value),
+						  strlen(DatumGetCString(value)));
+	return hash_bytes((const unsigned char *) DatumGetPointer(value), att->attlen);
+}
+
 /* A hash of a row image's first n values (equal images hash alike). */
 static uint32
 image_hash(TupleDesc desc, int n, Datum *values, bool *nulls)
@@ -989,24 +1136,8 @@ image_hash(TupleDesc desc, int n, Datum *values, bool *nulls)
 	uint32		h = 0;
 
 	for (int i = 0; i < n; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		uint32		x;
-
-		if (nulls[i])
-			x = 0x9e3779b9;
-		else if (att->attbyval)
-			x = hash_bytes((const unsigned char *) &values[i], sizeof(Datum));
-		else if (att->attlen == -1)
-			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]),
-						   VARSIZE_ANY(DatumGetPointer(values[i])));
-		else if (att->attlen == -2)
-			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]),
-						   strlen(DatumGetCString(values[i])));
-		else
-			x = hash_bytes((const unsigned char *) DatumGetPointer(values[i]), att->attlen);
-		h = hash_combine(h, x);
-	}
+		h = hash_combine(h, nulls[i] ? 0x9e3779b9 :
+						 value_hash(TupleDescAttr(desc, i), values[i]));
 	return h;
 }
 
@@ -1405,7 +1536,7 @@ check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,
  */
 static int64
 fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
-				  List *filters, KappaSourceBuffer *buf,
+				  const bool *joined, List *filters, KappaSourceBuffer *buf,
 				  XLogRecPtr applied, List **lsns, bool *consolidate, int64 *written)
 {
 	Relation	drel = table_open(drelid, RowExclusiveLock);
@@ -1425,6 +1556,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	XLogRecPtr	last_lsn = InvalidXLogRecPtr;
 	DeltaWriter writer;
 	DeltaFilter filter;
+	hyperLogLogState *distinct = NULL;	/* per join column, or NULL */
 
 	*written = 0;
 
@@ -1455,6 +1587,13 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 
 	delta_writer_start(&writer, drel);
 	delta_filter_start(&filter, filters, ddesc);
+	if (joined != NULL)
+	{
+		distinct = palloc0(sizeof(hyperLogLogState) * n);
+		for (int i = 0; i < n && i < read_natts; i++)
+			if (joined[i])
+				initHyperLogLog(&distinct[i], 10);
+	}
 	image_reader_start(&r, buf, srcrelid, applied, read, read_natts, ddesc);
 	while (image_reader_next(&r))
 	{
@@ -1462,6 +1601,12 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		uint32		h = 0;
 
 		count++;
+		if (distinct != NULL)
+		{
+			for (int i = 0; i < n && i < read_natts; i++)
+				if (joined[i] && !r.nulls[i])
+					addHyperLogLog(&distinct[i], value_hash(TupleDescAttr(ddesc, i), r.values[i]));
+		}
 		if (r.lsn != last_lsn)
 		{
 			*lsns = lappend(*lsns, (void *) (uintptr_t) r.lsn);
@@ -1531,6 +1676,20 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	}
 	delta_filter_end(&filter);
 	delta_writer_end(&writer);
+
+	/* the planner's idea of how often a partner is looked up again */
+	if (distinct != NULL)
+	{
+		for (int i = 0; i < n && i < read_natts; i++)
+			if (joined[i])
+			{
+				if (count > 0)
+					kappa_delta_distinct_set(drelid, i + 1,
+											 estimateHyperLogLog(&distinct[i]) / count);
+				freeHyperLogLog(&distinct[i]);
+			}
+		pfree(distinct);
+	}
 	table_close(drel, RowExclusiveLock);
 	return count;
 }
@@ -1640,6 +1799,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	TimestampTz t_applied;
 
 	kappa_owner_enter(rp->owner, &scope);
+	kappa_delta_sizes_reset();
 	for (int i = 0; i < rp->nsources; i++)
 	{
 		KappaSourceBuffer *buf;
@@ -1660,13 +1820,14 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		}
 		/* images that cancel out (read: counted, not written) touch nothing */
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
-							  rp->filters[i], buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
+							  rp->joined[i], rp->filters[i], buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
 			any = true;
 		if (counts[i] > 0)
 			touched[i] = changed = true;
 	}
 	if (!any)
 	{
+		kappa_delta_sizes_reset();
 		kappa_owner_leave(&scope);
 		return -1;
 	}
@@ -1692,7 +1853,6 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	}
 	else
 	{
-		kappa_delta_sizes_reset();
 		for (int i = 0; i < rp->nsources; i++)
 			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
 		run_terms(rp, touched, counts);
