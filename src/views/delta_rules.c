@@ -741,56 +741,6 @@ join_columns(KappaViewDef *def, int srcno, int natts)
 }
 
 /*
- * A query with JOIN ... ON lists, in its join's range table entry, every
- * column its tables had when it was parsed, now: a column added to a
- * source since its delta table was made is one the delta table does not
- * have, and the terms, which read the delta table in the source's place,
- * cannot be printed.  Such a view is built again (a view without JOIN
- * syntax, or of one table, reads only the columns its query names).
- */
-static void
-check_join_columns(KappaViewDef *def, Oid *drelids, List *sources)
-{
-	ListCell   *lc;
-
-	foreach(lc, def->query->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
-		ListCell   *lv;
-
-		if (rte->rtekind != RTE_JOIN)
-			continue;
-		foreach(lv, rte->joinaliasvars)
-		{
-			Node	   *node = lfirst(lv);
-			Var		   *var;
-			int			srcno;
-			Relation	drel;
-			int			dnatts;
-
-			while (node && IsA(node, RelabelType))
-				node = (Node *) ((RelabelType *) node)->arg;
-			if (node == NULL || !IsA(node, Var))
-				continue;
-			var = (Var *) node;
-			if (var->varlevelsup != 0 || var->varno < 1 || var->varno > def->nrtes ||
-				(srcno = def->rte_source[var->varno]) < 0)
-				continue;
-			drel = table_open(drelids[srcno], AccessShareLock);
-			dnatts = RelationGetNumberOfAttributes(drel) - 1;	/* less the weight */
-			table_close(drel, AccessShareLock);
-			if (var->varattno > dnatts)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("columns of source table \"%s\" changed",
-								get_rel_name(list_nth_oid(sources, srcno))),
-						 errdetail("A column was added to it since the view was made, and the view's query joins its tables with JOIN syntax."),
-						 errhint("Rebuild the view with kappa.alter_view(view, rebuild => true).")));
-		}
-	}
-}
-
-/*
  * Can the function raise an error for some input, or say something of its
  * arguments other than by its result?  PostgreSQL's leakproof marking,
  * and numeric's comparisons, which are not marked but raise no error for
@@ -1013,7 +963,6 @@ build_rules(int id)
 		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
 		rp->consolidate_d[i] = consolidate_sql(rp->drelids[i], psprintf("%s.d_%d", schema, i));
 	}
-	check_join_columns(def, rp->drelids, def->sources);
 
 	rp->grouped = def->query->groupClause != NIL;
 	rp->whole = !rp->grouped && def->query->hasAggs;

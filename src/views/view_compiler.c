@@ -1199,10 +1199,167 @@ kappa_deparse_query_enr(Query *query, List *sources, const char **enrnames)
 }
 
 /*
+ * Column renumbering of the entries of a query whose join entries lose
+ * columns (trim_join_columns): per range table entry, NULL (unchanged) or
+ * the new position of each old column (0: gone), 1-based.
+ */
+typedef struct ColumnMaps
+{
+	int		  **maps;
+	int			nrtes;
+	int			levels;			/* subqueries walked into */
+} ColumnMaps;
+
+static bool
+remap_join_vars_walker(Node *node, ColumnMaps *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+
+		if (var->varlevelsup == cxt->levels && var->varno >= 1 &&
+			var->varno <= cxt->nrtes && cxt->maps[var->varno] != NULL &&
+			var->varattno > 0)
+			var->varattno = cxt->maps[var->varno][var->varattno];
+		return false;
+	}
+	if (IsA(node, Query))
+	{
+		bool		result;
+
+		cxt->levels++;
+		result = query_tree_walker((Query *) node, remap_join_vars_walker, cxt,
+								   QTW_IGNORE_JOINALIASES);
+		cxt->levels--;
+		return result;
+	}
+	return expression_tree_walker(node, remap_join_vars_walker, cxt);
+}
+
+/* the range table entries of the two inputs of each join entry */
+static void
+join_inputs(Node *node, int *left, int *right)
+{
+	if (node == NULL)
+		return;
+	if (IsA(node, FromExpr))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			join_inputs(lfirst(lc), left, right);
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		join_inputs(j->larg, left, right);
+		join_inputs(j->rarg, left, right);
+		left[j->rtindex] = IsA(j->larg, RangeTblRef) ?
+			((RangeTblRef *) j->larg)->rtindex : ((JoinExpr *) j->larg)->rtindex;
+		right[j->rtindex] = IsA(j->rarg, RangeTblRef) ?
+			((RangeTblRef *) j->rarg)->rtindex : ((JoinExpr *) j->rarg)->rtindex;
+	}
+}
+
+/*
+ * The entries in ncols (1-based, -1 for the others) read a relation with
+ * only their first ncols[r] columns now (a delta table, made before
+ * columns were added to its source).  A join entry lists every column of
+ * its inputs as they were when the query was parsed: leave out the
+ * columns those entries no longer have, renumbering the join's columns,
+ * and the Vars that name them by position (those of USING columns, which
+ * come first and are never left out, and of joins above).
+ */
+static void
+trim_join_columns(Query *query, const int *ncols)
+{
+	int			nrtes = list_length(query->rtable);
+	int		   *left = palloc0(sizeof(int) * (nrtes + 1));
+	int		   *right = palloc0(sizeof(int) * (nrtes + 1));
+	ColumnMaps	cxt;
+	bool		any = false;
+
+	cxt.maps = palloc0(sizeof(int *) * (nrtes + 1));
+	cxt.nrtes = nrtes;
+	cxt.levels = 0;
+	join_inputs((Node *) query->jointree, left, right);
+
+	for (int r = 1; r <= nrtes; r++)
+	{
+		RangeTblEntry *rte = rt_fetch(r, query->rtable);
+		int			old = list_length(rte->eref->colnames);
+
+		if (rte->rtekind == RTE_RELATION && ncols[r] >= 0 && ncols[r] < old)
+		{
+			cxt.maps[r] = palloc0(sizeof(int) * (old + 1));
+			for (int a = 1; a <= ncols[r]; a++)
+				cxt.maps[r][a] = a;
+			rte->eref->colnames = list_truncate(rte->eref->colnames, ncols[r]);
+			any = true;
+		}
+		else if (rte->rtekind == RTE_JOIN && (cxt.maps[left[r]] || cxt.maps[right[r]]))
+		{
+			int		   *lmap = cxt.maps[left[r]];
+			int		   *rmap = cxt.maps[right[r]];
+			int			merged = rte->joinmergedcols;
+			int			nleft = list_length(rte->joinleftcols);
+			List	   *lcols = NIL;
+			List	   *rcols = NIL;
+			List	   *vars = NIL;
+			List	   *names = NIL;
+			int			kept = 0;
+
+			cxt.maps[r] = palloc0(sizeof(int) * (old + 1));
+			for (int k = 0; k < old; k++)
+			{
+				int			l = k < nleft ? list_nth_int(rte->joinleftcols, k) : 0;
+				int			rr = k < merged ? list_nth_int(rte->joinrightcols, k) :
+					k >= nleft ? list_nth_int(rte->joinrightcols, merged + k - nleft) : 0;
+				int			nl = (l > 0 && lmap) ? lmap[l] : l;
+				int			nr = (rr > 0 && rmap) ? rmap[rr] : rr;
+
+				if ((l > 0 && nl == 0) || (rr > 0 && nr == 0))
+					continue;
+				if (l > 0)
+					lcols = lappend_int(lcols, nl);
+				if (k < merged || k >= nleft)
+					rcols = lappend_int(rcols, nr);
+				vars = lappend(vars, list_nth(rte->joinaliasvars, k));
+				names = lappend(names, list_nth(rte->eref->colnames, k));
+				cxt.maps[r][k + 1] = ++kept;
+			}
+			rte->joinleftcols = lcols;
+			rte->joinrightcols = rcols;
+			rte->joinaliasvars = vars;
+			rte->eref->colnames = names;
+			if (rte->alias && rte->alias->colnames)
+				rte->alias->colnames = list_truncate(rte->alias->colnames,
+													 Min(kept, list_length(rte->alias->colnames)));
+			/* the join's own alias Vars name its inputs' columns */
+			cxt.levels = 0;
+			(void) expression_tree_walker((Node *) rte->joinaliasvars,
+										  remap_join_vars_walker, &cxt);
+			any = true;
+		}
+	}
+	if (any)
+	{
+		cxt.levels = 0;
+		(void) query_tree_walker(query, remap_join_vars_walker, &cxt,
+								 QTW_IGNORE_JOINALIASES);
+	}
+}
+
+/*
  * SQL text of query (which is changed), with each range table entry r for
  * which rte_relids[r] is valid reading that relation instead, under the
  * same alias; names fully qualified.  A view put in place of a table is
- * read without ONLY.
+ * read without ONLY.  The relation has the table's columns as they were
+ * when it was made (and then, in engine 2, the weight): columns added to
+ * the table since are left out of the query's joins (trim_join_columns).
  */
 char *
 kappa_deparse_query(Query *query, Oid *rte_relids)
@@ -1210,13 +1367,16 @@ kappa_deparse_query(Query *query, Oid *rte_relids)
 	int			nestlevel;
 	char	   *result;
 	int			rtindex = 0;
+	int		   *ncols = palloc(sizeof(int) * (list_length(query->rtable) + 1));
 	ListCell   *lc;
 
 	foreach(lc, query->rtable)
 	{
 		RangeTblEntry *rte = lfirst(lc);
+		Relation	rel;
 
 		rtindex++;
+		ncols[rtindex] = -1;
 		if (rte_relids == NULL || !OidIsValid(rte_relids[rtindex]))
 			continue;
 		/* keep the name columns are qualified with */
@@ -1225,7 +1385,17 @@ kappa_deparse_query(Query *query, Oid *rte_relids)
 		rte->relid = rte_relids[rtindex];
 		if (get_rel_relkind(rte->relid) == RELKIND_VIEW)
 			rte->inh = true;
+		/* the source's columns (engine 2's tables then have the weight) */
+		rel = relation_open(rte->relid, AccessShareLock);
+		ncols[rtindex] = RelationGetNumberOfAttributes(rel);
+		if (ncols[rtindex] > 0 &&
+			strcmp(NameStr(TupleDescAttr(RelationGetDescr(rel), ncols[rtindex] - 1)->attname),
+				   "_kappa_w") == 0)
+			ncols[rtindex]--;
+		relation_close(rel, AccessShareLock);
 	}
+	if (rte_relids != NULL)
+		trim_join_columns(query, ncols);
 
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog",
