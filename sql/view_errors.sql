@@ -161,3 +161,9 @@ SELECT count(*) FROM kappa.views WHERE name = 'public.sec_view';
 DROP TABLE sec_src;
 REVOKE CREATE ON SCHEMA public FROM kappa_owner;
 DROP ROLE kappa_owner;
+
+-- a source column whose name pg_kappa reserves for its own tables' columns
+CREATE TABLE e_reserved (id int PRIMARY KEY, _kappa_w int);
+SELECT kappa.create_view('e_reserved_v', 'SELECT id FROM e_reserved');
+SELECT count(*) FROM kappa.views WHERE name = 'public.e_reserved_v';
+DROP TABLE e_reserved;

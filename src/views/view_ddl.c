@@ -151,6 +151,36 @@ kappa_ensure_slot(void)
 }
 
 /*
+ * The tables a view keeps for a source have its columns and columns of
+ * pg_kappa's own, named "_kappa_..."; a source may have no such name.
+ */
+static void
+refuse_reserved_columns(List *sources)
+{
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strncmp(NameStr(att->attname), "_kappa_", 7) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_RESERVED_NAME),
+						 errmsg("column \"%s\" of source table \"%s\" has a name pg_kappa reserves",
+								NameStr(att->attname), RelationGetRelationName(rel)),
+						 errdetail("Names that begin with \"_kappa_\" are those of the columns pg_kappa adds to the tables it keeps for a view."),
+						 errhint("Rename the column, then create the view.")));
+		}
+		table_close(rel, AccessShareLock);
+	}
+}
+
+/*
  * CREATE TABLE text for a table with the same columns as relid, at the same
  * attribute numbers: a dropped column is created and dropped again.
  */
@@ -1005,6 +1035,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * until is a plain table, which nothing maintains: it needs neither
 	 * that nor indexes for lookups.
 	 */
+	if (!(replay && until != InvalidXLogRecPtr))
+		refuse_reserved_columns(def->sources);
 	if (engine >= 2 && !(replay && until != InvalidXLogRecPtr))
 		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))

@@ -286,7 +286,7 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	LWLockRelease(KappaShmem->lock);
 	CommitTransactionCommand();
 	ereport(LOG,
-			(errmsg("pg_kappa apply worker for database %u exiting: no derived views or captured tables",
+			(errmsg("pg_kappa apply worker for database %u exiting: no derived view to maintain (none, or every one broken) and no captured table",
 					MyDatabaseId)));
 	proc_exit(0);
 }
