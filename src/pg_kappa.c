@@ -25,6 +25,7 @@ bool		kappa_enabled = true;
 int			kappa_batch_max_changes = 10000;
 int			kappa_batch_max_ms = 200;
 int			kappa_engine = 2;
+bool		kappa_delta_statistics = true;
 int			kappa_progress_interval = 10000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
@@ -43,6 +44,14 @@ _PG_init(void)
 							 "Runs the apply workers that maintain derived views.",
 							 "When off, the launcher stops the workers; changes are kept in the slots' WAL until it is turned on again.",
 							 &kappa_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pg_kappa.delta_statistics",
+							 "Tells the planner how many distinct values the join columns of engine 2's deltas hold.",
+							 "Counted as each delta is filled; with them, lookups of one join partner by many delta rows are memoized.",
+							 &kappa_delta_statistics,
 							 true,
 							 PGC_SIGHUP,
 							 0,

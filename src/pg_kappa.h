@@ -134,6 +134,7 @@ extern bool kappa_enabled;
 extern int	kappa_batch_max_changes;
 extern int	kappa_batch_max_ms;
 extern int	kappa_engine;
+extern bool kappa_delta_statistics;
 extern int	kappa_naptime;
 extern int	kappa_progress_interval;
 extern int	kappa_max_retained_wal;

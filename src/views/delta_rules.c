@@ -227,17 +227,103 @@ multiply(Node *a, Node *b)
 								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 }
 
+static bool may_raise_walker(Node *node, void *context);
+
+/*
+ * May cond, a condition of the query's joins, be left out of a term where
+ * range table entry rt reads its delta?  When it reads rt's columns alone
+ * and raises no error: then it is one of the source's filters
+ * (source_filters), which every row of the delta met as it was written.
+ */
+static bool
+met_by_delta(Node *cond, int rt)
+{
+	List	   *vars = pull_var_clause(cond, 0);
+	ListCell   *lc;
+
+	if (vars == NIL)
+		return false;
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		if (!IsA(var, Var) || var->varno != rt || var->varlevelsup != 0 ||
+			var->varattno <= 0)
+			return false;
+	}
+	return !contain_volatile_functions(cond) && !may_raise_walker(cond, NULL);
+}
+
+/* qual less the conjuncts met_by_delta for rt (NULL when none is left) */
+static Node *
+drop_met_conditions(Node *qual, int rt)
+{
+	if (qual == NULL)
+		return NULL;
+	if (is_andclause(qual))
+	{
+		List	   *kept = NIL;
+		ListCell   *lc;
+
+		foreach(lc, ((BoolExpr *) qual)->args)
+		{
+			Node	   *arg = drop_met_conditions(lfirst(lc), rt);
+
+			if (arg != NULL)
+				kept = lappend(kept, arg);
+		}
+		if (kept == NIL)
+			return NULL;
+		return list_length(kept) == 1 ? linitial(kept) : (Node *) makeBoolExpr(AND_EXPR, kept, -1);
+	}
+	return met_by_delta(qual, rt) ? NULL : qual;
+}
+
+/* The same, in every qual of the join tree (inner joins only: see below). */
+static void
+drop_met_in_jointree(Node *node, int rt)
+{
+	if (node == NULL)
+		return;
+	if (IsA(node, FromExpr))
+	{
+		FromExpr   *f = (FromExpr *) node;
+		ListCell   *lc;
+
+		foreach(lc, f->fromlist)
+			drop_met_in_jointree(lfirst(lc), rt);
+		f->quals = drop_met_conditions(f->quals, rt);
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		drop_met_in_jointree(j->larg, rt);
+		drop_met_in_jointree(j->rarg, rt);
+		if (j->jointype == JOIN_INNER)
+			j->quals = drop_met_conditions(j->quals, rt);
+	}
+}
+
 /*
  * The SQL of one delta term over base, the view's query or its projection
  * (agg_delta.c): each range table entry r with a valid relids[r] reads that
  * relation instead of its source, the others read the live source, and
  * weight is output as _kappa_w.  With grouped, the term gives the group
- * keys of its rows instead.
+ * keys of its rows instead.  An entry that reads a delta whose rows were
+ * checked against the source's filters as it was filled (filtered[r]) is
+ * read without those conditions: the planner, which has no statistics of
+ * a delta's values, would take them for selective and plan the term for a
+ * delta of one row.
  */
 static char *
-delta_sql(Query *base, Oid *relids, Node *weight, bool grouped)
+delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool grouped)
 {
 	Query	   *query = copyObject(base);
+
+	for (int r = 1; r <= list_length(query->rtable); r++)
+		if (filtered != NULL && filtered[r] && OidIsValid(relids[r]))
+			drop_met_in_jointree((Node *) query->jointree, r);
 
 	if (grouped)
 	{
@@ -271,9 +357,10 @@ delta_sql(Query *base, Oid *relids, Node *weight, bool grouped)
  */
 static char *
 term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids,
-		 bool grouped)
+		 List **filters, bool grouped)
 {
 	Oid		   *relids = palloc0(sizeof(Oid) * (def->nrtes + 1));
+	bool	   *filtered = palloc0(sizeof(bool) * (def->nrtes + 1));
 	Node	   *weight = NULL;
 
 	for (int r = term_rt; r <= def->nrtes; r++)
@@ -285,10 +372,11 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 			continue;
 		relid = r == term_rt ? drelids[srcno] : orelids[srcno];
 		relids[r] = relid;
+		filtered[r] = r == term_rt && filters[srcno] != NIL;
 		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
 												   -1, InvalidOid, 0));
 	}
-	return delta_sql(base, relids, weight, grouped);
+	return delta_sql(base, relids, filtered, weight, grouped);
 }
 
 /*
@@ -393,6 +481,7 @@ static char *
 subset_sql(RulePlan *rp, uint64 mask)
 {
 	Oid		   *relids = palloc0(sizeof(Oid) * (rp->nrtes + 1));
+	bool	   *filtered = palloc0(sizeof(bool) * (rp->nrtes + 1));
 	Node	   *weight = NULL;
 	int			n = 0;
 
@@ -404,6 +493,7 @@ subset_sql(RulePlan *rp, uint64 mask)
 			continue;
 		relid = rp->drelids[rp->rte_source[r]];
 		relids[r] = relid;
+		filtered[r] = rp->filters[rp->rte_source[r]] != NIL;
 		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
 												   -1, InvalidOid, 0));
 		n++;
@@ -411,7 +501,7 @@ subset_sql(RulePlan *rp, uint64 mask)
 	if (n % 2 == 0)
 		weight = multiply(weight, (Node *) makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
 													  Int32GetDatum(-1), false, true));
-	return delta_sql(rp->base, relids, weight, rp->keys_only);
+	return delta_sql(rp->base, relids, filtered, weight, rp->keys_only);
 }
 
 /*
@@ -1010,7 +1100,7 @@ build_rules(int id)
 		if (rp->outer)
 			term = outer_key_sql(def, r, rp->drelids);
 		else
-			term = term_sql(def, base, r, rp->drelids, orelids, rp->keys_only);
+			term = term_sql(def, base, r, rp->drelids, orelids, rp->filters, rp->keys_only);
 		t->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, term, rp->term_tail));
 	}
 	for (int j = 0; j < list_length(def->semijoins); j++)
@@ -1536,7 +1626,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 
 	delta_writer_start(&writer, drel);
 	delta_filter_start(&filter, filters, ddesc);
-	if (joined != NULL)
+	if (joined != NULL && kappa_delta_statistics)
 	{
 		distinct = palloc0(sizeof(hyperLogLogState) * n);
 		for (int i = 0; i < n && i < read_natts; i++)
@@ -1626,15 +1716,22 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	delta_filter_end(&filter);
 	delta_writer_end(&writer);
 
-	/* the planner's idea of how often a partner is looked up again */
+	/*
+	 * The planner's idea of how often a partner is looked up again: said
+	 * only of a column whose values repeat (a column of distinct values is
+	 * what the planner assumes without statistics, and a fraction of about
+	 * one would have it take the column for unique).
+	 */
 	if (distinct != NULL)
 	{
 		for (int i = 0; i < n && i < read_natts; i++)
 			if (joined[i])
 			{
-				if (count > 0)
-					kappa_delta_distinct_set(drelid, i + 1,
-											 estimateHyperLogLog(&distinct[i]) / count);
+				double		fraction = count > 0 ?
+					estimateHyperLogLog(&distinct[i]) / count : 1.0;
+
+				if (fraction < 0.5)
+					kappa_delta_distinct_set(drelid, i + 1, fraction);
 				freeHyperLogLog(&distinct[i]);
 			}
 		pfree(distinct);

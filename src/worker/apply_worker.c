@@ -67,6 +67,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "optimizer/optimizer.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -1491,6 +1492,17 @@ kappa_apply_main(Datum main_arg)
 	 * saves.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A batch's terms look its rows' partners up by index, in pages the
+	 * batch's own transactions have just written or read: cached, not the
+	 * random reads random_page_cost prices (4 by default), at which the
+	 * planner hashes a whole partner table for a delta of a few thousand
+	 * rows.  The worker prices them as pages in memory, unless the server
+	 * is set lower still.
+	 */
+	if (random_page_cost > 1.1)
+		SetConfigOption("random_page_cost", "1.1", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * A deadlock between a batch and a user's DDL (REASSIGN OWNED locks a
