@@ -454,7 +454,6 @@ extern int64 kappa_apply_view(int viewid, XLogRecPtr applied_lsn,
 							  XLogRecPtr *new_applied, int64 *ntxns);
 extern void kappa_engine_truncate_scratch(int viewid);
 extern void kappa_check_source_access(Oid relid, Oid owner);
-extern void kappa_check_delta_columns(Relation drel, TupleDesc desc, int n);
 extern int64 kappa_count_lsns(List *lsns);
 
 /* ----------

@@ -438,6 +438,37 @@ get_plan(int id)
 }
 
 /*
+ * Rows are written to a delta table drel with the layout of the batch's
+ * buffer (desc), whose first n columns are the source's: the table must
+ * still have exactly those columns, whatever its owner did to it (its
+ * owner owns it; a column of another type would be read as garbage).
+ */
+static void
+check_delta_columns(Relation drel, TupleDesc desc, int n)
+{
+	TupleDesc	ddesc = RelationGetDescr(drel);
+
+	for (int i = 0; i < n; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(ddesc, i);
+		Form_pg_attribute b = TupleDescAttr(desc, i);
+
+		/* a dropped column is null in both, whatever type it had */
+		if (a->attisdropped && b->attisdropped)
+			continue;
+		if (a->atttypid != b->atttypid || a->attlen != b->attlen ||
+			a->attbyval != b->attbyval || a->attalign != b->attalign ||
+			(a->attisdropped != b->attisdropped))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("internal table \"%s\" of the derived view was altered",
+							RelationGetRelationName(drel)),
+					 errdetail("Column %d no longer has the type of the source's column.", i + 1),
+					 errhint("Drop the view with kappa.drop_view and create it again.")));
+	}
+}
+
+/*
  * Copy the batch's row images of one source that the view has not seen
  * (commit LSN after applied) into d_<n>.  Returns how many; adds the commit
  * LSNs seen to *lsns.
@@ -459,7 +490,7 @@ fill_delta(SourcePlan *sp, KappaSourceBuffer *buf, XLogRecPtr applied,
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("columns of source table \"%s\" changed", get_rel_name(sp->relid))));
-	kappa_check_delta_columns(drel, buf->desc, n);
+	check_delta_columns(drel, buf->desc, n);
 	if (TupleDescAttr(ddesc, n)->atttypid != INT8OID ||
 		TupleDescAttr(ddesc, n + 1)->atttypid != BOOLOID ||
 		TupleDescAttr(ddesc, n + 2)->atttypid != INT2ARRAYOID)
@@ -590,37 +621,6 @@ kappa_engine_truncate_scratch(int viewid)
 	kappa_owner_enter(vp->owner, &scope);
 	kappa_run(vp->truncate_scratch);
 	kappa_owner_leave(&scope);
-}
-
-/*
- * Rows are written to a delta table drel with the layout of the batch's
- * buffer (desc), whose first n columns are the source's: the table must
- * still have exactly those columns, whatever its owner did to it (its
- * owner owns it; a column of another type would be read as garbage).
- */
-void
-kappa_check_delta_columns(Relation drel, TupleDesc desc, int n)
-{
-	TupleDesc	ddesc = RelationGetDescr(drel);
-
-	for (int i = 0; i < n; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(ddesc, i);
-		Form_pg_attribute b = TupleDescAttr(desc, i);
-
-		/* a dropped column is null in both, whatever type it had */
-		if (a->attisdropped && b->attisdropped)
-			continue;
-		if (a->atttypid != b->atttypid || a->attlen != b->attlen ||
-			a->attbyval != b->attbyval || a->attalign != b->attalign ||
-			(a->attisdropped != b->attisdropped))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("internal table \"%s\" of the derived view was altered",
-							RelationGetRelationName(drel)),
-					 errdetail("Column %d no longer has the type of the source's column.", i + 1),
-					 errhint("Drop the view with kappa.drop_view and create it again.")));
-	}
 }
 
 /*

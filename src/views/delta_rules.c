@@ -230,13 +230,14 @@ multiply(Node *a, Node *b)
 static bool may_raise_walker(Node *node, void *context);
 
 /*
- * May cond, a condition of the query's joins, be left out of a term where
- * range table entry rt reads its delta?  When it reads rt's columns alone
- * and raises no error: then it is one of the source's filters
- * (source_filters), which every row of the delta met as it was written.
+ * Does cond, a condition of the query's joins, read the columns of range
+ * table entry rt alone, and raise no error whatever the row?  Such are the
+ * source's filters (source_filters), which the worker checks in memory as
+ * it fills the delta, and which a term may therefore leave out where rt
+ * reads the delta.
  */
 static bool
-met_by_delta(Node *cond, int rt)
+condition_on_entry(Node *cond, int rt)
 {
 	List	   *vars = pull_var_clause(cond, 0);
 	ListCell   *lc;
@@ -254,7 +255,7 @@ met_by_delta(Node *cond, int rt)
 	return !contain_volatile_functions(cond) && !may_raise_walker(cond, NULL);
 }
 
-/* qual less the conjuncts met_by_delta for rt (NULL when none is left) */
+/* qual less its conjuncts condition_on_entry(rt) (NULL when none is left) */
 static Node *
 drop_met_conditions(Node *qual, int rt)
 {
@@ -276,7 +277,7 @@ drop_met_conditions(Node *qual, int rt)
 			return NULL;
 		return list_length(kept) == 1 ? linitial(kept) : (Node *) makeBoolExpr(AND_EXPR, kept, -1);
 	}
-	return met_by_delta(qual, rt) ? NULL : qual;
+	return condition_on_entry(qual, rt) ? NULL : qual;
 }
 
 /* The same, in every qual of the join tree (inner joins only: see below). */
@@ -765,15 +766,8 @@ typedef struct JoinColumns
 } JoinColumns;
 
 static void
-mark_join_var(JoinColumns *jc, Node *node)
+mark_join_var(JoinColumns *jc, Var *var)
 {
-	Var		   *var;
-
-	while (IsA(node, RelabelType))
-		node = (Node *) ((RelabelType *) node)->arg;
-	if (!IsA(node, Var))
-		return;
-	var = (Var *) node;
 	if (var->varlevelsup == 0 && var->varno >= 1 && var->varno <= jc->def->nrtes &&
 		jc->def->rte_source[var->varno] == jc->srcno &&
 		var->varattno > 0 && var->varattno <= jc->natts)
@@ -798,8 +792,8 @@ join_columns_walker(Node *node, JoinColumns *jc)
 		if (IsA(l, Var) && IsA(r, Var) && ((Var *) l)->varno != ((Var *) r)->varno &&
 			op_hashjoinable(op->opno, exprType(l)))
 		{
-			mark_join_var(jc, l);
-			mark_join_var(jc, r);
+			mark_join_var(jc, (Var *) l);
+			mark_join_var(jc, (Var *) r);
 		}
 		return false;
 	}
@@ -933,19 +927,8 @@ source_filters(KappaViewDef *def, int srcno)
 	foreach(lc, conds)
 	{
 		Node	   *cond = lfirst(lc);
-		List	   *vars = pull_var_clause(cond, 0);
-		bool		alone = vars != NIL;
-		ListCell   *lc2;
 
-		foreach(lc2, vars)
-		{
-			Var		   *var = lfirst(lc2);
-
-			if (!IsA(var, Var) || var->varno != rt || var->varlevelsup != 0 ||
-				var->varattno <= 0)
-				alone = false;
-		}
-		if (alone && !contain_volatile_functions(cond) && !may_raise_walker(cond, NULL))
+		if (condition_on_entry(cond, rt))
 			filters = lappend(filters, expression_planner((Expr *) copyObject(cond)));
 	}
 	return filters;
@@ -1524,9 +1507,9 @@ delta_filter_end(DeltaFilter *f)
  * had them when the view was made; the others are written null, so a
  * column added to the source since (ALTER TABLE ... ADD COLUMN), which no
  * view made before reads, changes nothing.  Anything else (a column the
- * view reads that changed type: the source's o_<n> view keeps that from
- * happening, as it keeps such a column from being dropped) means the view
- * must be built again.
+ * view reads that was dropped or changed type, which kappa.source_problem
+ * also marks the view broken for at the DDL) means the view must be built
+ * again.
  */
 static void
 check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,

@@ -937,6 +937,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	SavedUser	saved;
 	Oid			derived;
 	bool		aggregate;
+	bool		time_travel = replay && until != InvalidXLogRecPtr;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -1032,12 +1033,12 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 
 	/*
 	 * Engine 2 takes whole old rows from the WAL; the view as it was at
-	 * until is a plain table, which nothing maintains: it needs neither
-	 * that nor indexes for lookups.
+	 * until (time travel) is a plain table, which nothing maintains: it
+	 * needs neither that, nor internal tables, nor indexes for lookups.
 	 */
-	if (!(replay && until != InvalidXLogRecPtr))
+	if (!time_travel)
 		refuse_reserved_columns(def->sources);
-	if (engine >= 2 && !(replay && until != InvalidXLogRecPtr))
+	if (engine >= 2 && !time_travel)
 		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))
 		LockRelationOid(adopt, AccessExclusiveLock);
@@ -1094,7 +1095,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 		derived = create_engine2_view(def, id, schema, target, canonical,
 									  get_namespace_name(nspid), rv->relname,
 									  adopt, &arrangements, !replay);
-		if (!(replay && until != InvalidXLogRecPtr))
+		if (!time_travel)
 			advise_indexes(def);
 	}
 	else
@@ -1250,7 +1251,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 								 until == InvalidXLogRecPtr);
 
 	/* the view as it was at until: a plain table, not maintained */
-	if (replay && until != InvalidXLogRecPtr)
+	if (time_travel)
 	{
 		nestlevel = NewGUCNestLevel();
 		(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
