@@ -422,6 +422,20 @@ typedef struct KappaKeyedPlan
 	int			nkeys;
 } KappaKeyedPlan;
 
+/*
+ * The rows of a query for the keys held in a scratch table, one key at a
+ * time or all at once, whichever the planner prices lower for the keys at
+ * hand (see kappa_prepare_insert_keys).
+ */
+typedef struct KappaKeysInsert
+{
+	SPIPlanPtr	per_key;		/* INSERT ... LATERAL, one key at a time */
+	SPIPlanPtr	at_once;		/* INSERT ... WHERE (keys) IN (...) */
+	SPIPlanPtr	price_one;		/* the query for one key: priced only */
+	SPIPlanPtr	price_all;		/* the whole query: priced only */
+	SPIPlanPtr	count_keys;		/* the number of distinct keys, up to $1 */
+} KappaKeysInsert;
+
 extern Snapshot kappa_read_snapshot;
 extern MemoryContext kappa_plans_context(void);
 extern void kappa_plans_reset(void);
@@ -431,8 +445,9 @@ extern SPIPlanPtr kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes
 extern KappaKeyedPlan kappa_prepare_keyed(const char *stmt, const char *prefix,
 										  List *names, List *typids,
 										  const char *scratch);
-extern SPIPlanPtr kappa_prepare_insert_keys(const char *into, const char *query,
-											List *keys, const char *k);
+extern KappaKeysInsert kappa_prepare_insert_keys(const char *into, const char *query,
+												 List *keys, List *keytypes,
+												 const char *k);
 extern SPIPlanPtr kappa_prepare_insert_null_keys(const char *into, const char *query,
 												 List *keys, const char *k);
 extern char *kappa_quoted_list(List *names, const char *prefix);
@@ -442,6 +457,7 @@ extern List *kappa_attnames(Oid relid, List *attnums);
 extern char *kappa_source_columns(Oid relid, const char *prefix);
 extern uint64 kappa_run(SPIPlanPtr plan);
 extern uint64 kappa_run_keyed(KappaKeyedPlan *kp);
+extern uint64 kappa_run_insert_keys(KappaKeysInsert *ki);
 extern bool kappa_run_bool(SPIPlanPtr plan);
 
 /* ----------

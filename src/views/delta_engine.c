@@ -92,7 +92,7 @@ typedef struct AggPlan
 	SPIPlanPtr	partial_new;
 	SPIPlanPtr	merge;
 	SPIPlanPtr	take_dirty;
-	SPIPlanPtr	state_keys;
+	KappaKeysInsert state_keys;
 	SPIPlanPtr	state_null_keys;
 	SPIPlanPtr	clear_state;
 	SPIPlanPtr	fill_state;
@@ -108,7 +108,7 @@ typedef struct ViewPlan
 	SourcePlan *sources;
 	bool		has_keys;
 	KappaKeyedPlan	delete_keys;
-	SPIPlanPtr	insert_keys;
+	KappaKeysInsert insert_keys;
 	SPIPlanPtr	has_null_keys;	/* NULL when keys cannot be NULL */
 	SPIPlanPtr	delete_null_keys;
 	SPIPlanPtr	insert_null_keys;
@@ -377,7 +377,7 @@ build_plan(int id)
 								   get_atttype(krelid, get_attnum(krelid, lfirst(lk))));
 		vp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
 										"t", keys, keytypes, k);
-		vp->insert_keys = kappa_prepare_insert_keys(target, q_arr, keys, k);
+		vp->insert_keys = kappa_prepare_insert_keys(target, q_arr, keys, keytypes, k);
 		if (strcmp(def->kind, "aggregate") == 0 || strcmp(def->kind, "join_aggregate") == 0)
 		{
 			vp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
@@ -398,7 +398,8 @@ build_plan(int id)
 			vp->agg->partial_new = kappa_keep_plan(agg->partial_new);
 			vp->agg->merge = kappa_keep_plan(agg->merge);
 			vp->agg->take_dirty = kappa_keep_plan(agg->take_dirty);
-			vp->agg->state_keys = kappa_prepare_insert_keys(into, agg->state_query, keys, k);
+			vp->agg->state_keys = kappa_prepare_insert_keys(into, agg->state_query, keys,
+															  keytypes, k);
 			vp->agg->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query, keys, k);
 			vp->agg->clear_state = kappa_keep_plan(agg->clear_state);
 			vp->agg->fill_state = kappa_keep_plan(agg->fill_state);
@@ -588,7 +589,7 @@ recompute_keys(ViewPlan *vp)
 	bool		null_keys;
 
 	rows += kappa_run_keyed(&vp->delete_keys);
-	rows += kappa_run(vp->insert_keys);
+	rows += kappa_run_insert_keys(&vp->insert_keys);
 	null_keys = vp->has_null_keys && kappa_run_bool(vp->has_null_keys);
 	if (null_keys)
 	{
@@ -598,7 +599,7 @@ recompute_keys(ViewPlan *vp)
 	if (vp->agg)
 	{
 		/* their state too: take_dirty has deleted it */
-		kappa_run(vp->agg->state_keys);
+		kappa_run_insert_keys(&vp->agg->state_keys);
 		if (null_keys)
 			kappa_run(vp->agg->state_null_keys);
 	}

@@ -148,7 +148,7 @@ typedef struct RulePlan
 	SPIPlanPtr	clear_dc;
 	/* GROUP BY views */
 	KappaKeyedPlan delete_keys;
-	SPIPlanPtr	insert_keys;
+	KappaKeysInsert insert_keys;
 	SPIPlanPtr	has_null_keys;
 	SPIPlanPtr	delete_null_keys;
 	SPIPlanPtr	insert_null_keys;
@@ -157,8 +157,10 @@ typedef struct RulePlan
 	bool		algebraic;
 	SPIPlanPtr	merge;
 	SPIPlanPtr	take_dirty;
-	SPIPlanPtr	state_keys;
+	KappaKeysInsert state_keys;
 	SPIPlanPtr	state_null_keys;
+	SPIPlanPtr	view_keys;		/* the view's rows of groups in k, from g */
+	SPIPlanPtr	view_null_keys;
 	SPIPlanPtr	clear_partials;
 	SPIPlanPtr	clear_state;
 	SPIPlanPtr	fill_state;
@@ -645,24 +647,33 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 	}
 }
 
+/* The types of view id's scratch table k's columns keys. */
+static List *
+key_types(int id, List *keys)
+{
+	Oid			krelid = get_relname_relid("k", get_namespace_oid(psprintf("kappa_v%d", id),
+																   false));
+	List	   *keytypes = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(krelid))
+		elog(ERROR, "internal tables of derived view %d are missing", id);
+	foreach(lc, keys)
+		keytypes = lappend_oid(keytypes, get_atttype(krelid, get_attnum(krelid, lfirst(lc))));
+	return keytypes;
+}
+
 /* The statements that recompute the groups whose keys are in k. */
 static void
 prepare_group_recompute(RulePlan *rp, List *keys, const char *schema,
 						const char *target, const char *canonical)
 {
 	char	   *k = psprintf("%s.k", schema);
-	Oid			krelid = get_relname_relid("k", get_namespace_oid(psprintf("kappa_v%d", rp->id),
-																   false));
-	List	   *keytypes = NIL;
-	ListCell   *lc;
+	List	   *keytypes = key_types(rp->id, keys);
 
-	if (!OidIsValid(krelid))
-		elog(ERROR, "internal tables of derived view %d are missing", rp->id);
-	foreach(lc, keys)
-		keytypes = lappend_oid(keytypes, get_atttype(krelid, get_attnum(krelid, lfirst(lc))));
 	rp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
 										  "t", keys, keytypes, k);
-	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, keys, k);
+	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, keys, keytypes, k);
 	rp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
 											   k, kappa_any_null(keys, "n")));
 	rp->delete_null_keys = kappa_keep_plan(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
@@ -1107,9 +1118,20 @@ build_rules(int id)
 		rp->take_dirty = kappa_keep_plan(agg->take_dirty);
 		if (rp->grouped)
 		{
-			rp->state_keys = kappa_prepare_insert_keys(into, agg->state_query, def->key_columns, k);
+			rp->state_keys = kappa_prepare_insert_keys(into, agg->state_query, def->key_columns,
+													   key_types(rp->id, def->key_columns), k);
 			rp->state_null_keys = kappa_prepare_insert_null_keys(into, agg->state_query,
 																 def->key_columns, k);
+			rp->view_keys = kappa_keep_plan(psprintf("%s AND (%s) IN (SELECT %s FROM %s n WHERE NOT (%s))",
+													 agg->fill_view,
+													 kappa_quoted_list(def->key_columns, "g."),
+													 kappa_quoted_list(def->key_columns, "n."),
+													 k, kappa_any_null(def->key_columns, "n")));
+			rp->view_null_keys = kappa_keep_plan(psprintf("%s AND EXISTS (SELECT 1 FROM %s n WHERE (%s) AND %s)",
+														  agg->fill_view, k,
+														  kappa_any_null(def->key_columns, "n"),
+														  kappa_match_keys(def->key_columns, "g",
+																		   "IS NOT DISTINCT FROM", "n")));
 		}
 		rp->clear_partials = kappa_keep_plan(agg->clear_partials);
 		rp->clear_state = kappa_keep_plan(agg->clear_state);
@@ -1724,8 +1746,9 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 }
 
 /*
- * Recompute the groups whose keys are in k from the live sources (and,
- * for a view maintained algebraically, their state).
+ * Recompute the groups whose keys are in k from the live sources: their
+ * rows, or for a view maintained algebraically their state, and their
+ * rows from it (as the merge writes them: one pass over the sources).
  */
 static uint64
 recompute_groups(RulePlan *rp)
@@ -1734,17 +1757,24 @@ recompute_groups(RulePlan *rp)
 	bool		null_keys = kappa_run_bool(rp->has_null_keys);
 
 	rows += kappa_run_keyed(&rp->delete_keys);
-	rows += kappa_run(rp->insert_keys);
 	if (null_keys)
-	{
 		rows += kappa_run(rp->delete_null_keys);
-		rows += kappa_run(rp->insert_null_keys);
-	}
 	if (rp->algebraic)
 	{
-		kappa_run(rp->state_keys);
+		/* the groups' state from the sources, their rows from the state */
+		kappa_run_insert_keys(&rp->state_keys);
+		rows += kappa_run(rp->view_keys);
 		if (null_keys)
+		{
 			kappa_run(rp->state_null_keys);
+			rows += kappa_run(rp->view_null_keys);
+		}
+	}
+	else
+	{
+		rows += kappa_run_insert_keys(&rp->insert_keys);
+		if (null_keys)
+			rows += kappa_run(rp->insert_null_keys);
 	}
 	kappa_run(rp->clear_k);
 	return rows;

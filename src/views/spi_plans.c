@@ -19,12 +19,16 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/table.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -258,22 +262,127 @@ kappa_any_null(List *names, const char *p)
 
 /*
  * "INSERT INTO into" the rows of query whose keys (output columns named
- * keys) are in scratch table k and not NULL, one key at a time: the key's
- * equality goes into the query (below GROUP BY, into the joins), so each is
- * a few index lookups, whatever the planner believes about k.  OFFSET 0
- * keeps the subquery from being flattened into a join it would plan from
- * guesses.
+ * keys, of types keytypes) are in scratch table k and not NULL.  Two
+ * statements say it, and kappa_run_insert_keys picks one per run:
+ *
+ * - one key at a time: the key's equality goes into the query (below GROUP
+ *	 BY, into the joins), so each key is a few index lookups, whatever the
+ *	 planner believes about k.  OFFSET 0 keeps the subquery from being
+ *	 flattened into a join it would plan from guesses.
+ * - all keys at once: the whole query, then its rows whose keys are in k.
+ *	 One scan of the sources; better when each key's rows cannot be found
+ *	 by an index (a group key that is an attribute of a dimension table
+ *	 makes every key read all of the fact table).
+ *
+ * Two more statements are only priced, never run: the query for one key
+ * ($1..$n) and the whole query.
  */
-SPIPlanPtr
+KappaKeysInsert
 kappa_prepare_insert_keys(const char *into, const char *query, List *keys,
-					const char *k)
+						  List *keytypes, const char *k)
 {
-	return kappa_keep_plan(psprintf("INSERT INTO %s SELECT q.* FROM"
-							" (SELECT DISTINCT %s FROM %s n WHERE NOT (%s)) kk,"
-							" LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
-							into, kappa_quoted_list(keys, "n."), k,
-							kappa_any_null(keys, "n"), query,
-							kappa_match_keys(keys, "q0", "=", "kk")));
+	KappaKeysInsert ki;
+	const char *distinct_keys = psprintf("SELECT DISTINCT %s FROM %s n WHERE NOT (%s)",
+										 kappa_quoted_list(keys, "n."), k,
+										 kappa_any_null(keys, "n"));
+	StringInfoData one;
+	Oid		   *argtypes = palloc(sizeof(Oid) * list_length(keytypes));
+	ListCell   *ln,
+			   *lt;
+	int			n = 0;
+
+	ki.per_key = kappa_keep_plan(psprintf("INSERT INTO %s SELECT q.* FROM (%s) kk,"
+										  " LATERAL (SELECT * FROM (%s) q0 WHERE %s OFFSET 0) q",
+										  into, distinct_keys, query,
+										  kappa_match_keys(keys, "q0", "=", "kk")));
+	ki.at_once = kappa_keep_plan(psprintf("INSERT INTO %s SELECT q.* FROM (%s) q"
+										  " WHERE (%s) IN (%s)",
+										  into, query, kappa_quoted_list(keys, "q."),
+										  distinct_keys));
+	initStringInfo(&one);
+	forboth(ln, keys, lt, keytypes)
+	{
+		appendStringInfo(&one, "%sq0.%s = $%d", n > 0 ? " AND " : "",
+						 quote_identifier(lfirst(ln)), n + 1);
+		argtypes[n++] = lfirst_oid(lt);
+	}
+	ki.price_one = kappa_keep_plan_args(psprintf("SELECT * FROM (%s) q0 WHERE %s",
+												 query, one.data),
+										n, argtypes);
+	ki.price_all = kappa_keep_plan(psprintf("SELECT * FROM (%s) q0", query));
+	argtypes[0] = INT8OID;
+	ki.count_keys = kappa_keep_plan_args(psprintf("SELECT pg_catalog.count(*) FROM (%s LIMIT $1) s",
+												  distinct_keys),
+										 1, argtypes);
+	return ki;
+}
+
+/*
+ * The planner's estimate of a kept plan's total cost, for any values of
+ * its parameters (its generic plan, which stays cached until what it was
+ * built from changes).
+ */
+static Cost
+generic_cost(SPIPlanPtr plan)
+{
+	CachedPlan *cplan;
+	Cost		cost = 0;
+	bool		pushed = false;
+	ListCell   *lc;
+
+	if (kappa_read_snapshot != NULL)
+	{
+		PushActiveSnapshot(kappa_read_snapshot);
+		pushed = true;
+	}
+	else if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
+	cplan = SPI_plan_get_cached_plan(plan);
+	if (cplan == NULL)
+		elog(ERROR, "could not plan pg_kappa statement: %s",
+			 SPI_result_code_string(SPI_result));
+	foreach(lc, cplan->stmt_list)
+	{
+		PlannedStmt *stmt = lfirst_node(PlannedStmt, lc);
+
+		if (stmt->planTree)
+			cost += stmt->planTree->total_cost;
+	}
+	ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	if (pushed)
+		PopActiveSnapshot();
+	return cost;
+}
+
+/*
+ * Run kappa_prepare_insert_keys' statement: one key at a time while the
+ * keys are fewer than the whole query costs in units of one key's rows,
+ * all at once from there on.
+ */
+uint64
+kappa_run_insert_keys(KappaKeysInsert *ki)
+{
+	Cost		one = generic_cost(ki->price_one);
+	Cost		all = generic_cost(ki->price_all);
+	double		limit = one > 0 ? Min(all / one, 1e9) : 1e9;
+	Datum		arg;
+	bool		isnull;
+	int64		nkeys;
+
+	/* count the keys only as far as the choice needs */
+	arg = Int64GetDatum((int64) floor(limit) + 1);
+	if (execute(ki->count_keys, &arg, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_kappa could not count keys");
+	nkeys = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										&isnull));
+	if (nkeys == 0)
+		return 0;
+	elog(DEBUG2, "pg_kappa: " INT64_FORMAT " keys at cost %.0f each, the whole query %.0f: %s",
+		 nkeys, one, all, nkeys <= limit ? "one key at a time" : "all keys at once");
+	return kappa_run(nkeys <= limit ? ki->per_key : ki->at_once);
 }
 
 /* The same for the keys in k that have a NULL. */
