@@ -23,7 +23,14 @@ CREATE INDEX ON gr_sales (store_id);
 -- a time)
 CREATE TABLE gr_lines (order_id int, line int, qty int, price numeric, PRIMARY KEY (order_id, line));
 INSERT INTO gr_lines SELECT i / 4, i % 4, 1 + i % 13, (i % 31) * 1.5 FROM generate_series(0, 7999) i;
-ANALYZE gr_stores, gr_sales, gr_lines;
+-- numeric of no fixed scale: the sums show their widest display scale,
+-- which the state counts per scale (two sums, NULLs, a NULL group)
+CREATE TABLE gr_measures (id int PRIMARY KEY, grp int, a numeric, b numeric);
+INSERT INTO gr_measures SELECT i, CASE WHEN i % 11 = 0 THEN NULL ELSE i % 5 END,
+  CASE i % 4 WHEN 0 THEN 1 WHEN 1 THEN 1.5 WHEN 2 THEN 2.25 ELSE NULL END,
+  CASE WHEN i % 3 = 0 THEN (i % 10)::numeric / 1000 ELSE i % 7 END
+  FROM generate_series(1, 3000) i;
+ANALYZE gr_stores, gr_sales, gr_lines, gr_measures;
 
 CREATE TABLE gr_queries (v text, q text);
 INSERT INTO gr_queries VALUES
@@ -35,7 +42,9 @@ INSERT INTO gr_queries VALUES
  ('gr_orders', $$SELECT order_id, count(*) AS lines, sum(qty) AS qty, max(price) AS top, min(qty) AS least
                    FROM gr_lines GROUP BY order_id$$),
  ('gr_orders_distinct', $$SELECT order_id, count(DISTINCT qty) AS qtys, max(price) AS top
-                   FROM gr_lines GROUP BY order_id$$);
+                   FROM gr_lines GROUP BY order_id$$),
+ ('gr_scales', $$SELECT grp, count(*) AS n, count(a) AS na, sum(a) AS sa, avg(a) AS aa, sum(b) AS sb,
+                        max(b) AS mb FROM gr_measures GROUP BY grp$$);
 SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM gr_queries ORDER BY v;
 
 -- the extremes of a few groups leave (and of the NULL region)
@@ -47,12 +56,16 @@ DELETE FROM gr_sales WHERE sold_at = date '2026-01-01';
 DELETE FROM gr_lines WHERE (order_id, line) IN (SELECT order_id, line FROM gr_lines
                                                 WHERE order_id IN (17, 500, 1999) AND price = (SELECT max(price) FROM gr_lines l WHERE l.order_id = gr_lines.order_id));
 UPDATE gr_lines SET qty = 100 WHERE order_id = 3;
+DELETE FROM gr_measures WHERE a = 2.25 AND grp IN (1, 2);      -- scale 2 leaves
+UPDATE gr_measures SET b = 1 WHERE b < 1 AND grp IS NULL;      -- scale 3 leaves
 SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM gr_queries;
 
 -- the extremes of nearly every group leave in one batch
 UPDATE gr_sales SET amount = amount / 2 WHERE amount >= 20;
 UPDATE gr_stores SET region = 'r1' WHERE id IN (3, 4);
 UPDATE gr_lines SET price = price - 1 WHERE line = 0;
+UPDATE gr_measures SET a = 7.125 WHERE id = 4;                  -- scale 3 comes
+UPDATE gr_measures SET a = NULL, b = NULL WHERE grp = 3;
 SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM gr_queries;
 
 SELECT q.v, v.state, (SELECT count(*) FROM kappa.verify(q.v::regclass)) AS differences
@@ -62,6 +75,7 @@ SELECT region, n, total, mean, top, first FROM gr_region ORDER BY region;
 SELECT count(*) AS orders, sum(lines) AS lines, sum(qty) AS qty, sum(top) AS tops, sum(least) AS least
   FROM gr_orders;
 SELECT order_id, lines, qty, top, least FROM gr_orders WHERE order_id IN (3, 17, 500, 1999) ORDER BY 1;
+SELECT grp, n, na, sa, aa, sb, mb FROM gr_scales ORDER BY grp;
 
 SELECT kappa.drop_view(v::regclass) FROM gr_queries ORDER BY v;
-DROP TABLE gr_queries, gr_lines, gr_sales, gr_stores;
+DROP TABLE gr_queries, gr_lines, gr_sales, gr_stores, gr_measures;

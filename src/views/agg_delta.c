@@ -311,6 +311,8 @@ typedef struct StateColumn
 	char	   *carrier;		/* _kappa_<what>m<j>: what left, or NULL */
 	char	   *dirty;			/* with a carrier: when the group is dirty,
 								 * over excluded.<carrier> and g.<name> */
+	bool		counts;			/* partial is a count (bigint) */
+	char	   *tallied;		/* a tally: the values whose scales it counts */
 } StateColumn;
 
 static void
@@ -355,6 +357,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit, bool tall
 	rows->name = "_kappa_n";
 	rows->partial = by_weight ? psprintf("pg_catalog.sum(%s)", w) : "pg_catalog.count(*)";
 	rows->combine = COMBINE_ADD;
+	rows->counts = !by_weight;
 	state = lappend(state, rows);
 
 	foreach(lc, shape->columns)
@@ -376,6 +379,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit, bool tall
 						  psprintf("COALESCE(pg_catalog.sum(%s) FILTER (WHERE %s IS NOT NULL), 0)", w, arg) :
 						  psprintf("pg_catalog.count(%s)", arg),
 						  COMBINE_ADD, NULL);
+				((StateColumn *) llast(state))->counts = !by_weight;
 				if (col->kind == AGG_COUNT)
 					break;
 				/* NaN and infinities do not subtract */
@@ -401,6 +405,7 @@ state_of(KappaViewDef *def, AggShape *shape, bool weighted, bool unit, bool tall
 									   by_weight ? " OPERATOR(pg_catalog.*) " : "",
 									   by_weight ? w : ""),
 							  COMBINE_ADD, NULL);
+					((StateColumn *) llast(state))->tallied = arg;
 				}
 				else if (col->numeric && col->fixed_scale < 0)
 					add_state(&state, "x", j,
@@ -706,6 +711,84 @@ state_tables_sql(KappaAggSql *sql, List *state, const char *schema, const char *
 	sql->clear_state = psprintf("DELETE FROM %s.g", schema);
 }
 
+/* "1, 2, ..., n" */
+static char *
+ordinals(int n)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 1; i <= n; i++)
+		appendStringInfo(&buf, "%s%d", i > 1 ? ", " : "", i);
+	return buf.data;
+}
+
+/*
+ * The partials state (state_of with unit) of the rows t of query rows,
+ * grouped by the view's keys.  A tally's term, 10^(12 * scale) as a
+ * numeric, costs more than all the other aggregates of a row together:
+ * with tallies, the rows are aggregated per group and display scale first
+ * (each tally then a count), and each count multiplied by its scale's
+ * power once per group and scale.  Both give the same values and types.
+ */
+static char *
+live_state_sql(KappaViewDef *def, List *state, const char *rows)
+{
+	StringInfoData inner;
+	StringInfoData outer;
+	StringInfoData scales;
+	const char *keys = kappa_quoted_list(def->key_columns, "t.");
+	ListCell   *lc;
+	int			nkeys = list_length(def->key_columns);
+	int			nscales = 0;
+
+	initStringInfo(&inner);
+	initStringInfo(&outer);
+	initStringInfo(&scales);
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+
+		if (sc->tallied == NULL)
+			continue;
+		appendStringInfo(&scales, ", pg_catalog.scale(%s) AS _kappa_sc%d",
+						 sc->tallied, ++nscales);
+	}
+	if (nscales == 0)
+	{
+		foreach(lc, state)
+			appendStringInfo(&inner, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
+							 ((StateColumn *) lfirst(lc))->name);
+		return psprintf("SELECT %s%s FROM %s t GROUP BY %s", keys, inner.data, rows, keys);
+	}
+
+	nscales = 0;
+	foreach(lc, state)
+	{
+		StateColumn *sc = lfirst(lc);
+		const char *n = sc->name;
+
+		appendStringInfo(&inner, ", %s AS %s",
+						 sc->tallied ? psprintf("pg_catalog.count(%s)", sc->tallied) : sc->partial,
+						 n);
+		if (sc->tallied)
+			appendStringInfo(&outer, ", COALESCE(pg_catalog.sum(s.%s OPERATOR(pg_catalog.*)"
+							 " pg_catalog.trunc(pg_catalog.power(10::pg_catalog.numeric,"
+							 " 12 OPERATOR(pg_catalog.*) s._kappa_sc%d))), 0) AS %s",
+							 n, ++nscales, n);
+		else if (sc->combine == COMBINE_ADD)
+			appendStringInfo(&outer, ", pg_catalog.sum(s.%s)%s AS %s", n,
+							 sc->counts ? "::pg_catalog.int8" : "", n);
+		else
+			appendStringInfo(&outer, ", pg_catalog.%s(s.%s) AS %s",
+							 sc->combine == COMBINE_MIN ? "min" : "max", n, n);
+	}
+	return psprintf("SELECT %s%s FROM (SELECT %s%s%s FROM %s t GROUP BY %s) s GROUP BY %s",
+					kappa_quoted_list(def->key_columns, "s."), outer.data,
+					keys, scales.data, inner.data, rows, ordinals(nkeys + nscales),
+					ordinals(nkeys));
+}
+
 /*
  * The SQL that maintains view def (internal schema schema, derived table
  * target, both quoted) algebraically, or NULL when it cannot be.
@@ -866,7 +949,7 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	char	   *keys;
 	char	   *cols;
 	char	   *partials;
-	char	   *live_partials;
+	char	   *live_rows;
 	char	   *state_live;
 	bool		whole;
 	bool		tally;
@@ -894,18 +977,11 @@ kappa_agg_sql_weighted(KappaViewDef *def, const char *schema, const char *target
 	 * weights (the same values and types, faster); a whole-table aggregate
 	 * keeps the weighted ones, whose sums over no rows are null, not 0.
 	 */
-	live_partials = partials;
-	if (!whole)
-	{
-		initStringInfo(&buf);
-		foreach(lc, state_of(def, shape, true, true, tally))
-			appendStringInfo(&buf, ", %s AS %s", ((StateColumn *) lfirst(lc))->partial,
-							 ((StateColumn *) lfirst(lc))->name);
-		live_partials = buf.data;
-	}
-	state_live = psprintf("SELECT %s%s FROM (SELECT *, 1 AS _kappa_w FROM (%s) l) t%s%s",
-						  kappa_quoted_list(def->key_columns, "t."), live_partials, live,
-						  whole ? "" : " GROUP BY ", kappa_quoted_list(def->key_columns, "t."));
+	live_rows = psprintf("(SELECT *, 1 AS _kappa_w FROM (%s) l)", live);
+	if (whole)
+		state_live = psprintf("SELECT %s FROM %s t", partials, live_rows);
+	else
+		state_live = live_state_sql(def, state_of(def, shape, true, true, tally), live_rows);
 
 	state_tables_sql(sql, state, schema, cols, whole ? NULL : keys, state_live);
 	sql->partial_head = psprintf("INSERT INTO %s.p SELECT t._kappa_w OPERATOR(pg_catalog.>) 0, %s%s FROM (",
