@@ -207,6 +207,31 @@ SELECT view, ok FROM kappa.verify_all() WHERE view::text <> 'ka.v' ORDER BY 1;
 SELECT count(*) FROM kappa.audit() WHERE object = 'gone.v';
 DELETE FROM kappa.views WHERE id = -1;
 
+-- 9. code that runs while a statement is only parsed: a literal of an array
+-- of carol's domain checks each element with her function.  The worker
+-- prepares the view's statements (both engines) as carol, as it runs them
+SET ROLE regress_kappa_carol;
+CREATE FUNCTION kc.ok(int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.kappa_probe('regress_kappa_carol');
+    RETURN true;
+END
+$$;
+CREATE DOMAIN kc.d AS int CHECK (kc.ok(VALUE));
+CREATE TABLE kc.f (id int PRIMARY KEY, g int, x int);
+INSERT INTO kc.f SELECT i, i % 5, i FROM generate_series(1, 50) i;
+SELECT kappa.create_view('kc.v2', $q$SELECT g, max(x) AS mx, '{7}'::kc.d[] AS c FROM kc.f GROUP BY g$q$) IS NOT NULL AS created;
+SET pg_kappa.engine = 1;
+SELECT kappa.create_view('kc.v1', $q$SELECT g, max(x) AS mx, '{7}'::kc.d[] AS c FROM kc.f GROUP BY g$q$) IS NOT NULL AS created;
+RESET pg_kappa.engine;
+INSERT INTO kc.f VALUES (1000, 1, 1000);
+DELETE FROM kc.f WHERE x = 49;
+SELECT kappa.wait('kc.v2') AND kappa.wait('kc.v1') AS waited;
+RESET ROLE;
+SELECT name, state FROM kappa.views WHERE name LIKE 'kc.v_' ORDER BY name;
+SELECT count(*) FROM kappa.verify('kc.v2');
+SELECT count(*) FROM kappa.verify('kc.v1');
+
 SELECT public.supers();
 
 -- clean up

@@ -229,10 +229,13 @@ build_plan(int id)
 	vp->owner = kappa_view_owner(relid);
 	canonical = SPI_getvalue(tup, tupdesc, 3);
 
-	/* compile as the owner: its privileges are checked again */
+	/*
+	 * Compile and prepare as the owner, security-restricted: its privileges
+	 * are checked again, and parsing alone can run functions of the
+	 * owner's (a domain's CHECK on a literal of the domain's array type).
+	 */
 	kappa_owner_enter(vp->owner, &scope);
 	def = kappa_compile_view(canonical, 1);
-	kappa_owner_leave(&scope);
 	{
 		Datum	   *elems;
 		int			n;
@@ -421,6 +424,7 @@ build_plan(int id)
 	}
 	vp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
 	vp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, q_arr));
+	kappa_owner_leave(&scope);
 	MemoryContextSwitchTo(oldcxt);
 	return vp;
 }

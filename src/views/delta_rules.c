@@ -1007,9 +1007,14 @@ build_rules(int id)
 	rp->relid = relid;
 	rp->owner = kappa_view_owner(relid);
 
+	/*
+	 * Everything from here parses the view's code (its query, the
+	 * statements around it): as its owner, security-restricted, since
+	 * parsing alone can run functions of the owner's (a domain's CHECK on
+	 * a literal of the domain's array type).
+	 */
 	kappa_owner_enter(rp->owner, &scope);
 	def = kappa_compile_view(canonical, 2);
-	kappa_owner_leave(&scope);
 	kappa_check_sources_unchanged(def, sources, kappa_rel_label(relid));
 	target = kappa_qualified_name(relid);
 	nsp = get_namespace_oid(schemaname, false);
@@ -1037,9 +1042,7 @@ build_rules(int id)
 		}
 		rp->read[i] = columns_read(def, i, rp->read_natts[i]);
 		rp->joined[i] = join_columns(def, i, rp->read_natts[i]);
-		kappa_owner_enter(rp->owner, &scope);
 		rp->filters[i] = source_filters(def, i);
-		kappa_owner_leave(&scope);
 		rp->drelids[i] = get_relname_relid(psprintf("d_%d", i), nsp);
 		orelids[i] = get_relname_relid(psprintf("o_%d", i), nsp);
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
@@ -1141,6 +1144,7 @@ build_rules(int id)
 		prepare_row_apply(rp, def, schema, target);
 	rp->delete_all = kappa_keep_plan(psprintf("DELETE FROM %s", target));
 	rp->insert_all = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM (%s) q", target, canonical));
+	kappa_owner_leave(&scope);
 	MemoryContextSwitchTo(oldcxt);
 	return rp;
 }
