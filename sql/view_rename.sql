@@ -1,0 +1,93 @@
+-- Derived views follow renames of their sources (a table renamed, moved to
+-- another schema, its schema renamed), as PostgreSQL's views do: the
+-- query kept in kappa.views is printed again with the new names, and the
+-- view goes on, exact.  A column renamed is not followed (the view breaks,
+-- as before).
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+CREATE SCHEMA rn_s;
+CREATE TABLE rn_s.orders (id int PRIMARY KEY, customer_id int, amount numeric(10,2));
+CREATE TABLE rn_s.customers (id int PRIMARY KEY, name text);
+INSERT INTO rn_s.customers VALUES (1, 'ann'), (2, 'bob');
+INSERT INTO rn_s.orders VALUES (1, 1, 10), (2, 2, 20), (3, 1, 5);
+SELECT kappa.create_view('rn_totals', $$SELECT c.name, sum(o.amount) AS total, count(*) AS n
+  FROM rn_s.orders o JOIN rn_s.customers c ON c.id = o.customer_id GROUP BY c.name$$) IS NOT NULL AS created;
+SELECT kappa.create_view('rn_rows', 'SELECT id, amount FROM rn_s.orders') IS NOT NULL AS created;
+CREATE VIEW rn_check AS
+  SELECT v.relid::regclass AS view, v.state, v.canonical,
+         CASE WHEN v.state = 'running'
+              THEN (SELECT count(*) FROM kappa.verify(v.relid)) END AS differences
+    FROM kappa.views v WHERE v.name LIKE 'public.rn_%' ORDER BY v.id;
+
+ALTER TABLE rn_s.orders RENAME TO purchases;
+INSERT INTO rn_s.purchases VALUES (4, 2, 7);
+SELECT kappa.wait('rn_totals') AND kappa.wait('rn_rows') AS waited;
+SELECT view, state, differences, canonical LIKE '%rn_s.purchases%' AS new_name FROM rn_check;
+
+ALTER SCHEMA rn_s RENAME TO rn_shop;
+CREATE SCHEMA rn_other;
+ALTER TABLE rn_shop.customers SET SCHEMA rn_other;
+INSERT INTO rn_other.customers VALUES (3, 'cyd');
+INSERT INTO rn_shop.purchases VALUES (5, 3, 30);
+UPDATE rn_shop.purchases SET amount = amount + 1 WHERE id = 1;
+SELECT kappa.wait('rn_totals') AND kappa.wait('rn_rows') AS waited;
+SELECT view, state, differences FROM rn_check;
+SELECT canonical FROM kappa.views WHERE relid = 'rn_totals'::regclass;
+
+-- the derived table renamed: kappa.status shows its new name
+ALTER TABLE rn_totals RENAME TO rn_sums;
+INSERT INTO rn_shop.purchases VALUES (6, 1, 100);
+SELECT kappa.wait('rn_sums') AS waited;
+SELECT view, state, differences FROM rn_check;
+SELECT * FROM rn_sums ORDER BY name;
+SELECT name, state FROM kappa.status WHERE kind = 'view' AND name LIKE 'public.rn_%' ORDER BY name;
+
+-- a rename rolled back leaves the query as it was; one in a savepoint
+-- rolled back, followed by another DDL, too
+BEGIN;
+ALTER TABLE rn_shop.purchases RENAME TO gone;
+ROLLBACK;
+BEGIN;
+SAVEPOINT a;
+ALTER TABLE rn_shop.purchases RENAME TO gone;
+ROLLBACK TO a;
+ALTER TABLE rn_shop.purchases ALTER COLUMN amount SET STATISTICS 500;
+COMMIT;
+SELECT count(*) AS naming_purchases FROM kappa.views
+ WHERE name LIKE 'public.rn_%' AND canonical LIKE '%rn_shop.purchases%';
+INSERT INTO rn_shop.purchases VALUES (7, 2, 1);
+SELECT kappa.wait('rn_sums') AND kappa.wait('rn_rows') AS waited;
+SELECT view, state, differences FROM rn_check;
+
+-- renamed by its owner, who does not own the view
+CREATE ROLE rn_alice;
+CREATE ROLE rn_bob;
+CREATE TABLE rn_other.bobs (id int PRIMARY KEY, v int);
+ALTER TABLE rn_other.bobs REPLICA IDENTITY FULL;
+ALTER TABLE rn_other.bobs OWNER TO rn_bob;
+GRANT USAGE ON SCHEMA rn_other TO rn_alice;
+GRANT SELECT ON rn_other.bobs TO rn_alice;
+GRANT CREATE ON SCHEMA public TO rn_alice;
+SET ROLE rn_alice;
+SELECT kappa.create_view('rn_alices', 'SELECT id, v FROM rn_other.bobs') IS NOT NULL AS created;
+RESET ROLE;
+GRANT USAGE, CREATE ON SCHEMA rn_other TO rn_bob;
+SET ROLE rn_bob;
+ALTER TABLE rn_other.bobs RENAME TO bobs2;
+INSERT INTO rn_other.bobs2 VALUES (1, 1);
+RESET ROLE;
+SELECT kappa.wait('rn_alices') AS waited;
+SELECT view, state, differences FROM rn_check WHERE view = 'rn_alices'::regclass;
+
+-- a column the view reads, renamed: not followed, the view breaks
+ALTER TABLE rn_shop.purchases RENAME COLUMN amount TO price;
+SELECT view, state FROM rn_check WHERE view = 'rn_rows'::regclass;
+SELECT last_error FROM kappa.views WHERE relid = 'rn_rows'::regclass;
+
+DROP VIEW rn_check;
+SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
+DROP SCHEMA rn_shop, rn_other CASCADE;
+REVOKE CREATE ON SCHEMA public FROM rn_alice;
+DROP ROLE rn_alice;
+DROP ROLE rn_bob;

@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * view_rename.c
+ *	  Derived views follow renames of their sources, as PostgreSQL's own
+ *	  views do.
+ *
+ * A view's query is kept as text (kappa.views.canonical, every name
+ * schema-qualified), which the worker and verify parse again.  After
+ *
+ *		ALTER TABLE src RENAME TO ...
+ *		ALTER TABLE src SET SCHEMA ...
+ *		ALTER SCHEMA s RENAME TO ...
+ *
+ * that text would name a table that no longer exists, and the view would
+ * stop at its next batch.  So before such a command (ddl_command_start,
+ * kappa_on_ddl_start) the query of each view that reads a table it
+ * touches is parsed while the old names still resolve, and after it
+ * (ddl_command_end, kappa_on_ddl_renamed) printed again from the parse
+ * tree, which refers to tables by OID: the text then has the new names.
+ *
+ * The name kappa.views keeps of a derived table renamed (or moved) is
+ * brought up to date after such a command too.
+ *
+ * Renaming a column a view reads is not followed: the view's internal
+ * tables keep their columns' names, and such a view is marked broken by
+ * kappa.on_ddl_end as before (kappa.alter_view(rebuild => true) after
+ * naming the column back, or a new view).
+ *
+ * A parse tree printed again gives the current names whatever happened
+ * in between, so one left over from a command that failed (in a
+ * subtransaction) does no harm when a later command prints it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_on_ddl_start);
+PG_FUNCTION_INFO_V1(kappa_on_ddl_renamed);
+
+/* a view's query, parsed before a rename, to be printed after it */
+typedef struct ParsedView
+{
+	int			id;
+	Oid			owner;
+	KappaViewDef *def;
+} ParsedView;
+
+static List *parsed_views = NIL;	/* in TopTransactionContext */
+static bool renamed = false;	/* a rename began in transaction parsed_lxid */
+static LocalTransactionId parsed_lxid = InvalidLocalTransactionId;
+
+/*
+ * The table a command renames or moves to another schema, or the schema
+ * it renames; both invalid for any other command.
+ */
+static void
+renamed_object(Node *stmt, Oid *relid, Oid *nspid)
+{
+	*relid = InvalidOid;
+	*nspid = InvalidOid;
+	if (IsA(stmt, RenameStmt))
+	{
+		RenameStmt *rs = (RenameStmt *) stmt;
+
+		if (rs->renameType == OBJECT_TABLE && rs->relation)
+			*relid = RangeVarGetRelid(rs->relation, NoLock, true);
+		else if (rs->renameType == OBJECT_SCHEMA)
+			*nspid = get_namespace_oid(rs->subname, true);
+	}
+	else if (IsA(stmt, AlterObjectSchemaStmt))
+	{
+		AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
+
+		if (as->objectType == OBJECT_TABLE && as->relation)
+			*relid = RangeVarGetRelid(as->relation, NoLock, true);
+	}
+}
+
+/*
+ * View id's query, parsed as its owner, or NULL when it cannot be parsed
+ * now (a view broken by an earlier change): the command goes on, and the
+ * view is no worse off than before.  The parse tree is in cxt.
+ */
+static KappaViewDef *
+parse_view(int id, Oid owner, const char *canonical, int engine, MemoryContext cxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	KappaViewDef *def = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		KappaOwnerScope scope;
+
+		kappa_owner_enter(owner, &scope);
+		def = kappa_compile_view(canonical, engine);
+		kappa_owner_leave(&scope);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		def = NULL;
+		elog(DEBUG1, "derived view %d: query not parsed before a rename", id);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return def;
+}
+
+/*
+ * ddl_command_start: parse the query of every view that reads the table
+ * the command renames (or a table in the schema it renames).
+ */
+Datum
+kappa_on_ddl_start(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	Oid			relid;
+	Oid			nspid;
+	Oid			argtypes[2] = {OIDOID, OIDOID};
+	Datum		args[2];
+	int			nviews;
+	ParsedView *views;
+	char	  **texts;
+	int		   *engines;
+	SavedUser	saved;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "kappa_on_ddl_start: not fired by an event trigger");
+	trigdata = (EventTriggerData *) fcinfo->context;
+	renamed_object(trigdata->parsetree, &relid, &nspid);
+	if (!OidIsValid(relid) && !OidIsValid(nspid))
+		PG_RETURN_NULL();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = ObjectIdGetDatum(nspid);
+	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, v.engine FROM kappa.views v"
+							  " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
+							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+							  " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
+							  " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
+							  " ORDER BY v.id",
+							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+
+	/* copied out of SPI's memory before any subtransaction */
+	nviews = (int) SPI_processed;
+	views = palloc(sizeof(ParsedView) * (nviews + 1));
+	texts = palloc(sizeof(char *) * (nviews + 1));
+	engines = palloc(sizeof(int) * (nviews + 1));
+	for (int i = 0; i < nviews; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		views[i].id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		views[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		texts[i] = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		engines[i] = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	kappa_unbecome(&saved);
+
+	if (parsed_lxid != MyProc->lxid)
+		parsed_views = NIL;		/* the last transaction's, freed with it */
+	parsed_lxid = MyProc->lxid;
+	renamed = true;
+	for (int i = 0; i < nviews; i++)
+	{
+		views[i].def = parse_view(views[i].id, views[i].owner, texts[i], engines[i],
+								  TopTransactionContext);
+		if (views[i].def != NULL)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+			ParsedView *pv = palloc(sizeof(ParsedView));
+
+			*pv = views[i];
+			parsed_views = lappend(parsed_views, pv);
+			MemoryContextSwitchTo(oldcxt);
+		}
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
+}
+
+/*
+ * ddl_command_end: print the queries parsed before the command again,
+ * with the names they have now.
+ */
+Datum
+kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
+{
+	ListCell   *lc;
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	SavedUser	saved;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "kappa_on_ddl_renamed: not fired by an event trigger");
+	if (parsed_lxid != MyProc->lxid || !renamed)
+		PG_RETURN_NULL();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	/* the derived tables' names, as kappa.status shows them */
+	if (SPI_execute("UPDATE kappa.views v SET name = s.name"
+					" FROM (SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
+					" OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) AS name"
+					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+					" ON n.oid OPERATOR(pg_catalog.=) c.relnamespace) s"
+					" WHERE s.oid OPERATOR(pg_catalog.=) v.relid"
+					" AND v.name OPERATOR(pg_catalog.<>) s.name",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.views");
+	foreach(lc, parsed_views)
+	{
+		ParsedView *pv = lfirst(lc);
+		KappaOwnerScope scope;
+		Datum		args[2];
+		char	   *text;
+
+		kappa_owner_enter(pv->owner, &scope);
+		text = kappa_deparse(pv->def, NULL, true);
+		kappa_owner_leave(&scope);
+		args[0] = CStringGetTextDatum(text);
+		args[1] = Int32GetDatum(pv->id);
+		if (SPI_execute_with_args("UPDATE kappa.views SET canonical = $1"
+								  " WHERE id OPERATOR(pg_catalog.=) $2"
+								  " AND canonical OPERATOR(pg_catalog.<>) $1",
+								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update kappa.views");
+	}
+	kappa_unbecome(&saved);
+	SPI_finish();
+	parsed_views = NIL;
+	renamed = false;
+	PG_RETURN_NULL();
+}
