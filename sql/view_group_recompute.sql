@@ -30,7 +30,11 @@ INSERT INTO gr_measures SELECT i, CASE WHEN i % 11 = 0 THEN NULL ELSE i % 5 END,
   CASE i % 4 WHEN 0 THEN 1 WHEN 1 THEN 1.5 WHEN 2 THEN 2.25 ELSE NULL END,
   CASE WHEN i % 3 = 0 THEN (i % 10)::numeric / 1000 ELSE i % 7 END
   FROM generate_series(1, 3000) i;
-ANALYZE gr_stores, gr_sales, gr_lines, gr_measures;
+-- an array as the first group key (there are no arrays of arrays to
+-- gather the keys in)
+CREATE TABLE gr_tagged (id int PRIMARY KEY, tags int[], grp int, x int);
+INSERT INTO gr_tagged SELECT i, ARRAY[i % 3, i % 2], i % 4, i FROM generate_series(1, 600) i;
+ANALYZE gr_stores, gr_sales, gr_lines, gr_measures, gr_tagged;
 
 CREATE TABLE gr_queries (v text, q text);
 INSERT INTO gr_queries VALUES
@@ -43,6 +47,7 @@ INSERT INTO gr_queries VALUES
                    FROM gr_lines GROUP BY order_id$$),
  ('gr_orders_distinct', $$SELECT order_id, count(DISTINCT qty) AS qtys, max(price) AS top
                    FROM gr_lines GROUP BY order_id$$),
+ ('gr_tags', $$SELECT tags, grp, count(*) AS n, max(x) AS top FROM gr_tagged GROUP BY tags, grp$$),
  ('gr_scales', $$SELECT grp, count(*) AS n, count(a) AS na, sum(a) AS sa, avg(a) AS aa, sum(b) AS sb,
                         max(b) AS mb FROM gr_measures GROUP BY grp$$);
 SELECT v, kappa.create_view(v, q) IS NOT NULL AS created FROM gr_queries ORDER BY v;
@@ -58,6 +63,7 @@ DELETE FROM gr_lines WHERE (order_id, line) IN (SELECT order_id, line FROM gr_li
 UPDATE gr_lines SET qty = 100 WHERE order_id = 3;
 DELETE FROM gr_measures WHERE a = 2.25 AND grp IN (1, 2);      -- scale 2 leaves
 UPDATE gr_measures SET b = 1 WHERE b < 1 AND grp IS NULL;      -- scale 3 leaves
+DELETE FROM gr_tagged WHERE x > 590;                            -- maxima leave
 SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM gr_queries;
 
 -- the extremes of nearly every group leave in one batch
@@ -66,6 +72,7 @@ UPDATE gr_stores SET region = 'r1' WHERE id IN (3, 4);
 UPDATE gr_lines SET price = price - 1 WHERE line = 0;
 UPDATE gr_measures SET a = 7.125 WHERE id = 4;                  -- scale 3 comes
 UPDATE gr_measures SET a = NULL, b = NULL WHERE grp = 3;
+UPDATE gr_tagged SET tags = NULL WHERE id % 50 = 0;
 SELECT bool_and(kappa.wait(v::regclass)) AS waited FROM gr_queries;
 
 SELECT q.v, v.state, (SELECT count(*) FROM kappa.verify(q.v::regclass)) AS differences
@@ -78,4 +85,4 @@ SELECT order_id, lines, qty, top, least FROM gr_orders WHERE order_id IN (3, 17,
 SELECT grp, n, na, sa, aa, sb, mb FROM gr_scales ORDER BY grp;
 
 SELECT kappa.drop_view(v::regclass) FROM gr_queries ORDER BY v;
-DROP TABLE gr_queries, gr_lines, gr_sales, gr_stores, gr_measures;
+DROP TABLE gr_queries, gr_lines, gr_sales, gr_stores, gr_measures, gr_tagged;

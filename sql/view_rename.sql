@@ -84,6 +84,11 @@ SELECT view, state, differences FROM rn_check WHERE view = 'rn_alices'::regclass
 ALTER TABLE rn_shop.purchases RENAME COLUMN amount TO price;
 SELECT view, state FROM rn_check WHERE view = 'rn_rows'::regclass;
 SELECT last_error FROM kappa.views WHERE relid = 'rn_rows'::regclass;
+-- the queries of the views over it no longer parse (no column amount):
+-- a rename of the table still goes through, and leaves their text as it was
+ALTER TABLE rn_shop.purchases RENAME TO orders;
+SELECT relid::regclass AS view, canonical LIKE '%rn_shop.orders%' AS new_name
+  FROM kappa.views WHERE name LIKE 'public.rn_%' ORDER BY id;
 
 DROP VIEW rn_check;
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);

@@ -182,7 +182,15 @@ kappa_prepare_keyed(const char *stmt, const char *prefix, List *names, List *typ
 		Oid			arraytype = get_array_type(lfirst_oid(lt));
 
 		if (!OidIsValid(arraytype))
-			elog(ERROR, "type %s has no array type", format_type_be(lfirst_oid(lt)));
+		{
+			/* no arrays of it (an array itself): the keys from scratch alone */
+			kp.nkeys = 0;
+			kp.gather = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s)", scratch));
+			kp.plan = kappa_keep_plan(psprintf("%s WHERE (%s) IN (SELECT %s FROM %s)", stmt,
+											   kappa_quoted_list(names, psprintf("%s.", prefix)),
+											   kappa_quoted_list(names, ""), scratch));
+			return kp;
+		}
 		argtypes[n] = arraytype;
 		appendStringInfo(&gather, "pg_catalog.array_agg(DISTINCT %s)", col);
 		appendStringInfo(&where, "%s.%s = ANY ($1)", prefix, col);

@@ -90,16 +90,19 @@ renamed_object(Node *stmt, Oid *relid, Oid *nspid)
 }
 
 /*
- * View id's query, parsed as its owner, or NULL when it cannot be parsed
- * now (a view broken by an earlier change): the command goes on, and the
- * view is no worse off than before.  The parse tree is in cxt.
+ * As the view's owner, security-restricted: with def NULL, parse view
+ * id's query canonical into a KappaViewDef (in cxt); else print def again
+ * as text.  NULL when that fails (a view broken by an earlier change, a
+ * function of the owner's that errors): the command goes on, and the view
+ * is no worse off than it would have been without this file.
  */
-static KappaViewDef *
-parse_view(int id, Oid owner, const char *canonical, int engine, MemoryContext cxt)
+static void *
+view_step(int id, Oid owner, const char *canonical, int engine, KappaViewDef *def,
+		  MemoryContext cxt)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	KappaViewDef *def = NULL;
+	void	   *result = NULL;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -108,7 +111,10 @@ parse_view(int id, Oid owner, const char *canonical, int engine, MemoryContext c
 		KappaOwnerScope scope;
 
 		kappa_owner_enter(owner, &scope);
-		def = kappa_compile_view(canonical, engine);
+		if (def == NULL)
+			result = kappa_compile_view(canonical, engine);
+		else
+			result = kappa_deparse(def, NULL, true);
 		kappa_owner_leave(&scope);
 		ReleaseCurrentSubTransaction();
 	}
@@ -117,13 +123,14 @@ parse_view(int id, Oid owner, const char *canonical, int engine, MemoryContext c
 		MemoryContextSwitchTo(oldcxt);
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		def = NULL;
-		elog(DEBUG1, "derived view %d: query not parsed before a rename", id);
+		result = NULL;
+		elog(DEBUG1, "derived view %d: query not %s around a rename", id,
+			 def == NULL ? "parsed" : "printed");
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
-	return def;
+	return result;
 }
 
 /*
@@ -189,8 +196,8 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	renamed = true;
 	for (int i = 0; i < nviews; i++)
 	{
-		views[i].def = parse_view(views[i].id, views[i].owner, texts[i], engines[i],
-								  TopTransactionContext);
+		views[i].def = view_step(views[i].id, views[i].owner, texts[i], engines[i], NULL,
+								 TopTransactionContext);
 		if (views[i].def != NULL)
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
@@ -237,13 +244,12 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 	foreach(lc, parsed_views)
 	{
 		ParsedView *pv = lfirst(lc);
-		KappaOwnerScope scope;
 		Datum		args[2];
 		char	   *text;
 
-		kappa_owner_enter(pv->owner, &scope);
-		text = kappa_deparse(pv->def, NULL, true);
-		kappa_owner_leave(&scope);
+		text = view_step(pv->id, pv->owner, NULL, 0, pv->def, CurrentMemoryContext);
+		if (text == NULL)
+			continue;
 		args[0] = CStringGetTextDatum(text);
 		args[1] = Int32GetDatum(pv->id);
 		if (SPI_execute_with_args("UPDATE kappa.views SET canonical = $1"
