@@ -663,7 +663,11 @@ key_types(int id, List *keys)
 	return keytypes;
 }
 
-/* The statements that recompute the groups whose keys are in k. */
+/*
+ * The statements that recompute the groups whose keys are in k.  A view
+ * maintained algebraically writes their rows from its state instead
+ * (build_rules prepares those statements), and needs no query for them.
+ */
 static void
 prepare_group_recompute(RulePlan *rp, List *keys, const char *schema,
 						const char *target, const char *canonical)
@@ -673,13 +677,16 @@ prepare_group_recompute(RulePlan *rp, List *keys, const char *schema,
 
 	rp->delete_keys = kappa_prepare_keyed(psprintf("DELETE FROM %s t", target),
 										  "t", keys, keytypes, k);
-	rp->insert_keys = kappa_prepare_insert_keys(target, canonical, keys, keytypes, k);
+	if (!rp->algebraic)
+	{
+		rp->insert_keys = kappa_prepare_insert_keys(target, canonical, keys, keytypes, k);
+		rp->insert_null_keys = kappa_prepare_insert_null_keys(target, canonical, keys, k);
+	}
 	rp->has_null_keys = kappa_keep_plan(psprintf("SELECT EXISTS (SELECT 1 FROM %s n WHERE %s)",
 											   k, kappa_any_null(keys, "n")));
 	rp->delete_null_keys = kappa_keep_plan(psprintf("DELETE FROM %s t USING (SELECT DISTINCT * FROM %s n WHERE %s) n WHERE %s",
 												  target, k, kappa_any_null(keys, "n"),
 												  kappa_match_keys(keys, "t", "IS NOT DISTINCT FROM", "n")));
-	rp->insert_null_keys = kappa_prepare_insert_null_keys(target, canonical, keys, k);
 	rp->clear_k = kappa_keep_plan(psprintf("DELETE FROM %s", k));
 }
 

@@ -820,46 +820,21 @@ keys_selected(Query *query, int rtindex, List *key)
  */
 
 /*
- * The worker finds a view's groups by their keys (names, output columns of
- * query) with statements that say "=", read with search_path pg_catalog: a
- * group key's type must have its default equality there, or "=" would
- * mean another operator (citext's falls back to text's, case-sensitive
- * where GROUP BY is not) or none.  (Rows of a view without GROUP BY are
- * found by their sources' keys, whose values the view copies exactly:
- * any equality that holds for a value and itself finds them.)
+ * Is typid's default equality one of PostgreSQL's own?  The worker finds a
+ * view's groups with statements that say "=", read with search_path
+ * pg_catalog: for any other type "=" would mean another operator (citext's
+ * falls back to text's, case-sensitive where GROUP BY is not) or none.
+ * (Rows of a view without GROUP BY are found by their sources' keys, whose
+ * values the view copies exactly: any equality that holds for a value and
+ * itself finds them.)
  */
-static void
-check_key_equality(Query *query, List *names)
+static bool
+has_builtin_equality(Oid typid)
 {
-	ListCell   *lc;
+	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
 
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-		ListCell   *lt;
-
-		foreach(lt, query->targetList)
-		{
-			TargetEntry *tle = lfirst(lt);
-			Oid			typid;
-			TypeCacheEntry *tc;
-
-			if (tle->resjunk || tle->resname == NULL || strcmp(tle->resname, name) != 0)
-				continue;
-			typid = exprType((Node *) tle->expr);
-			tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
-			if (!OidIsValid(tc->eq_opr) ||
-				get_func_namespace(get_opcode(tc->eq_opr)) != PG_CATALOG_NAMESPACE)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("derived views cannot group by column \"%s\" of type %s",
-								name, format_type_be(typid)),
-						 errdetail("The worker finds a view's groups with the equality of PostgreSQL's built-in types, and the default equality of type %s is not one of them.",
-								   format_type_be(typid)),
-						 errhint("Cast the column to a built-in type in the query, for example to text, if that equality is the one meant.")));
-			break;
-		}
-	}
+	return OidIsValid(tc->eq_opr) &&
+		get_func_namespace(get_opcode(tc->eq_opr)) == PG_CATALOG_NAMESPACE;
 }
 
 /*
@@ -1063,6 +1038,14 @@ kappa_compile_view(const char *sql, int engine)
 						 errmsg("derived views cannot group by column \"%s\" of type %s",
 								tle->resname, format_type_be(exprType((Node *) tle->expr))),
 						 errdetail("The group key is the derived table's unique key, and the type has no default btree operator class.")));
+			if (!has_builtin_equality(exprType((Node *) tle->expr)))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("derived views cannot group by column \"%s\" of type %s",
+								tle->resname, format_type_be(exprType((Node *) tle->expr))),
+						 errdetail("The worker finds a view's groups with the equality of PostgreSQL's built-in types, and the default equality of type %s is not one of them.",
+								   format_type_be(exprType((Node *) tle->expr))),
+						 errhint("Cast the column to a built-in type in the query, for example to text, if that equality is the one meant.")));
 			def->key_columns = lappend(def->key_columns, tle->resname);
 		}
 	}
@@ -1109,8 +1092,6 @@ kappa_compile_view(const char *sql, int engine)
 		check_left_joins(def);
 		finish_semijoins(def);
 	}
-	if (query->groupClause != NIL)
-		check_key_equality(query, def->key_columns);
 
 	/* columns of each source worth an index in the worker's copy */
 	for (rtindex = 1; rtindex <= def->nrtes; rtindex++)
