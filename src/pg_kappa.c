@@ -27,6 +27,7 @@ int			kappa_batch_max_ms = 200;
 int			kappa_engine = 2;
 bool		kappa_delta_statistics = true;
 int			kappa_progress_interval = 10000;
+int			kappa_min_parallel_replay_records = 100000;
 int			kappa_naptime = 50;
 int			kappa_max_retained_wal = 1024;
 int			kappa_max_databases = 32;
@@ -95,6 +96,14 @@ _PG_init(void)
 							10000, 0, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.min_parallel_replay_records",
+							"Change records of the event log from which kappa.replay reads the log in a parallel worker.",
+							"The worker parses the log while the replaying backend sorts what it reads.  -1 never uses one; max_parallel_maintenance_workers = 0 neither.",
+							&kappa_min_parallel_replay_records,
+							100000, -1, INT_MAX,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.max_retained_wal",
 							"WAL a paused view may hold back in its slot before it is marked stale.",

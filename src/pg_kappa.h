@@ -137,6 +137,7 @@ extern int	kappa_engine;
 extern bool kappa_delta_statistics;
 extern int	kappa_naptime;
 extern int	kappa_progress_interval;
+extern int	kappa_min_parallel_replay_records;
 extern int	kappa_max_retained_wal;
 extern int	kappa_max_databases;
 extern int	kappa_max_event_bytes;
@@ -605,5 +606,23 @@ extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
 							   bool *changed, int64 *rows);
 extern void kappa_replay_progress_begin(void);
 extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attribute_printf(2, 3);
+struct shm_mq_handle;
+extern void kappa_replay_read_log(const char *view, int nsrc, Oid *relids,
+								  XLogRecPtr *lowers, XLogRecPtr upper, int64 split,
+								  int64 first_row, struct shm_mq_handle *mq);
+
+/* ----------
+ * replay_reader.c: a parallel worker that reads the event log for a replay
+ * ----------
+ */
+typedef struct KappaReplayReader KappaReplayReader;
+
+extern KappaReplayReader *kappa_replay_reader_begin(const char *view, int nsrc,
+													Oid *relids, XLogRecPtr *lowers,
+													XLogRecPtr upper, int64 split,
+													int64 first_row);
+extern int	kappa_replay_reader_next(KappaReplayReader *reader, Size *nbytes, void **data,
+									 bool nowait);
+extern void kappa_replay_reader_end(KappaReplayReader *reader);
 
 #endif							/* PG_KAPPA_H */

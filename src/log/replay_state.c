@@ -26,13 +26,26 @@
  * tables and begin and commit records are passed over without converting
  * anything, and each value of an image goes through its column type's input
  * function, or, for json and jsonb, is read as the JSON text it is.  Every
- * image becomes an entry (the row's columns and its position in the log)
- * in a tuplesort per source, which spills to disk past maintenance_work_mem
- * (shared among the sources): so no table is ever held in memory, whatever
- * the size of the log.  A source's first entries, as long as they come in
- * key order (a snapshot of a table read in key order, as a table filled in
- * key order is), skip the sort: they are kept in a tuplestore (an eighth of
- * the memory, spilling in order) and merged with the sorted rest.  Sorted by key (in its index's order) and position,
+ * image becomes an entry (the row's columns and its position in the log:
+ * the log row's ordinal and the record's in it) in a tuplesort per source,
+ * which spills to disk past maintenance_work_mem (shared among the
+ * sources): so no table is ever held in memory, whatever the size of the
+ * log.  A source's first entries, as long as they come in key order (a
+ * snapshot of a table read in key order, as a table filled in key order
+ * is), skip the sort: they are kept in a tuplestore, the run (an eighth of
+ * the memory, spilling in order), and merged with the sorted rest.
+ *
+ * A long log is read in two parts at once (read_log_in_parts): the rows of
+ * its first half of the records by a reader, a parallel worker
+ * (replay_reader.c) that runs this same code but sends each entry, in
+ * order, to the replaying backend, and the rest by the backend itself,
+ * which takes the reader's entries as they come (receive_log).  Each part
+ * has its run; entries are merged by key and position, so the order in
+ * which they were taken does not matter.  A truncate record is a position
+ * before which the source's entries are passed over by the fold: entries
+ * from before it may still arrive from the reader.
+ *
+ * Sorted by key (in its index's order) and position,
  * or for a table without a key by a hash of the whole row and position,
  * the entries of one key (or one row) come together in log order and are
  * folded into what is left of them.  Keys equal by their type but not in
@@ -70,6 +83,7 @@
 #include "catalog/pg_am_d.h"
 #include "executor/executor.h"
 #include "catalog/pg_operator_d.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -85,7 +99,9 @@
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
 #include "storage/bufmgr.h"
+#include "storage/shm_mq.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/sortsupport.h"
 #include "utils/timestamp.h"
 #include "utils/tuplesort.h"
@@ -132,9 +148,22 @@ typedef struct ColumnIn
 	Datum		missing;		/* what rows written before it hold */
 } ColumnIn;
 
+/* A run of entries in key order, and whether it may take more */
+typedef struct EntryRun
+{
+	Tuplestorestate *store;
+	bool		open;
+	Datum	   *last;			/* the key of its last entry */
+	int64		entries;
+} EntryRun;
+
+/* The parts of the log: the reader's, then this backend's */
+#define LOG_PARTS 2
+
 /* One source: how its records are read, and its entries */
 typedef struct SourceState
 {
+	int			index;			/* in LoadState.src */
 	Oid			relid;
 	char	   *label;			/* its name, for messages */
 	Oid			target;
@@ -152,18 +181,22 @@ typedef struct SourceState
 	TupleDesc	sortdesc;		/* the source's columns, then ENTRY_* */
 	Tuplesortstate *sort;
 	/*
-	 * The run: the source's first entries, while they come in key order
-	 * (a snapshot of a table read in key order), kept aside in the order
-	 * they came instead of sorted; the fold merges them with the sort.
+	 * The runs: the source's first entries of each part of the log (all of
+	 * it, or the reader's part and this backend's), while they come in key
+	 * order (a snapshot of a table read in key order), kept aside in the
+	 * order they came instead of sorted; the fold merges them with the
+	 * sort.
 	 */
-	Tuplestorestate *run;
-	bool		run_open;		/* entries may still join the run */
+	EntryRun	runs[LOG_PARTS];
 	bool		run_byval;		/* every key column is passed by value */
-	Datum	   *run_last;		/* the key of the run's last entry */
-	int64		run_entries;
 	TupleTableSlot *putslot;
+	TupleTableSlot *recvslot;	/* an entry the reader sent */
+	shm_mq_handle *mq;			/* in the reader: entries go there */
+	bool		upper_part;		/* its entries are of the log's second part */
+	bool		parallel_safe;	/* its columns can be read in a reader */
 	int			workmem;		/* kB */
 	int64		entries;
+	int64		truncated;		/* entries before this position are gone */
 	int64		rows;			/* rows loaded into target */
 	bool		merge;			/* change target's rows into the state */
 	Oid			mergeindex;		/* target's index in the key's order */
@@ -202,6 +235,7 @@ typedef struct LoadState
 	MemoryContext reccxt;		/* the record being read */
 	StringInfoData buf;			/* a value's text */
 	/* reading the log */
+	shm_mq_handle *mq;			/* in the reader: where entries go */
 	Portal		portal;
 	SPITupleTable *rows;
 	uint64		nrows;
@@ -218,7 +252,21 @@ typedef struct LoadState
 	/* progress */
 	int64		records;		/* change and truncate records read */
 	int64		total;			/* in the log rows read */
-	int64		seq;
+	/* position in the log: row (its ordinal), record in it */
+	int64		rowno;
+	int64		recno;
+	/*
+	 * Reading the log in two parts: the rows before the batch split in a
+	 * reader (a parallel worker), and from it on, from row first_row, in
+	 * this backend.
+	 */
+	int64		split;			/* batch_id, or 0: the whole log */
+	bool		upper_part;		/* reading from split on */
+	int64		first_row;
+	KappaReplayReader *reader;	/* in the backend: the reader of the rest */
+	int64		reader_records; /* records it read so far */
+	bool		reader_done;	/* it read every record */
+	XLogRecPtr	reader_lsn;
 } LoadState;
 
 /* The line being parsed, and where */
@@ -228,6 +276,53 @@ typedef struct JsonCursor
 	const char *end;
 	const char *line;
 } JsonCursor;
+
+/*
+ * What a reader (a parallel worker reading the log for the replaying
+ * backend, replay_reader.c) sends, in the order it reads the log: each
+ * entry, followed by its minimal tuple; each truncate of a source; its
+ * progress; and, last, that it read every record.  The replaying backend
+ * does with them what it does with the entries it reads itself.
+ */
+typedef struct ReaderMessage
+{
+	char		kind;			/* READER_* */
+	bool		pending;		/* an entry: unchanged TOASTed values to find */
+	int16		source;			/* an entry or a truncate: which source */
+	int32		op;				/* an entry: ENTRY_ROW or ENTRY_GONE */
+	int64		records;		/* progress and done: records read */
+	XLogRecPtr	lsn;			/* progress: the commit LSN reached */
+	int64		position;		/* a truncate: entries before it are gone */
+} ReaderMessage;
+
+#define READER_ENTRY	'e'
+#define READER_TRUNCATE 't'
+#define READER_PROGRESS 'p'
+#define READER_DONE		'd'
+
+/* Send msg, and tuple after it if not NULL, to the replaying backend. */
+static void
+reader_send(shm_mq_handle *mq, ReaderMessage *msg, MinimalTuple tuple)
+{
+	shm_mq_iovec iov[2];
+	int			n = 1;
+
+	/* the tuple follows the header aligned, as the queue aligns messages */
+	StaticAssertStmt(sizeof(ReaderMessage) == MAXALIGN(sizeof(ReaderMessage)),
+					 "ReaderMessage must be MAXALIGN'd");
+	iov[0].data = (const char *) msg;
+	iov[0].len = sizeof(ReaderMessage);
+	if (tuple != NULL)
+	{
+		iov[1].data = (const char *) tuple;
+		iov[1].len = tuple->t_len;
+		n = 2;
+	}
+	if (shm_mq_sendv(mq, iov, n, false, msg->kind == READER_DONE) != SHM_MQ_SUCCESS)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("the replaying backend stopped reading the event log")));
+}
 
 /* Refuse the line being parsed: it is not what the log writes. */
 static void
@@ -594,9 +689,20 @@ kappa_replay_progress(const char *view, const char *fmt,...)
 static void
 report_compacting(LoadState *ls)
 {
+	XLogRecPtr	lsn = Max(ls->commit_lsn, ls->reader_lsn);
+
+	if (ls->mq != NULL)
+	{
+		ReaderMessage msg = {READER_PROGRESS};
+
+		msg.records = ls->records;
+		msg.lsn = ls->commit_lsn;
+		reader_send(ls->mq, &msg, NULL);
+		return;
+	}
 	kappa_replay_progress(ls->view, "compacting " INT64_FORMAT " of " INT64_FORMAT " records, up to %X/%X of %X/%X",
-						  ls->records, ls->total,
-						  LSN_FORMAT_ARGS(ls->commit_lsn), LSN_FORMAT_ARGS(ls->upper));
+						  ls->records + ls->reader_records, ls->total,
+						  LSN_FORMAT_ARGS(lsn), LSN_FORMAT_ARGS(ls->upper));
 }
 
 /* ----------
@@ -656,8 +762,8 @@ source_key(SourceState *s, Relation rel)
 }
 
 /*
- * Start the sort of source s's entries (again, after a truncate): by key
- * and position in the log, or by the hash of the row and position.
+ * Start the sort of source s's entries, by key and position in the log, or
+ * by the hash of the row and position; and its runs.
  */
 static void
 begin_sort(SourceState *s)
@@ -686,23 +792,49 @@ begin_sort(SourceState *s)
 	ops[n - 1] = Int8LessOperator;
 
 	/*
-	 * The run gets an eighth of the memory (it is written and read in
-	 * order, so it spills cheaply), and only from the first entry on: after
-	 * a truncate, everything is sorted.
+	 * The runs get an eighth of the memory (they are written and read in
+	 * order, so they spill cheaply).
 	 */
-	if (s->run != NULL)
+	for (int r = 0; r < LOG_PARTS; r++)
 	{
-		tuplestore_end(s->run);
-		s->run = NULL;
+		EntryRun   *run = &s->runs[r];
+
+		run->open = s->by_key && s->run_byval;
+		run->entries = 0;
+		run->last = palloc0(sizeof(Datum) * Max(s->nkeys, 1));
+		if (run->open)
+			run->store = tuplestore_begin_heap(false, false,
+											   Max(64, s->workmem / 8 / LOG_PARTS));
 	}
-	s->run_open = s->entries == 0 && s->by_key && s->run_byval;
-	s->run_entries = 0;
-	if (s->run_open)
-		s->run = tuplestore_begin_heap(false, false, Max(64, s->workmem / 8));
 	s->sort = tuplesort_begin_heap(s->sortdesc, n, attnums, ops, colls, nullsfirst,
-								   s->run_open ? Max(64, s->workmem - s->workmem / 8) : s->workmem,
+								   s->by_key && s->run_byval ?
+								   Max(64, s->workmem - s->workmem / 8) : s->workmem,
 								   NULL, TUPLESORT_NONE);
 	s->entries = 0;
+}
+
+/*
+ * Can values of type typid be read in a parallel worker: is its input
+ * function, and its elements', parallel safe?  A domain's checks, or a
+ * composite's or range's other types, are not looked into: read by the
+ * replaying backend itself.
+ */
+static bool
+input_parallel_safe(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Form_pg_type typ;
+	bool		safe;
+	Oid			elem;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	typ = (Form_pg_type) GETSTRUCT(tup);
+	safe = (typ->typtype == TYPTYPE_BASE || typ->typtype == TYPTYPE_ENUM) &&
+		func_parallel(typ->typinput) == PROPARALLEL_SAFE;
+	elem = typ->typelem;
+	ReleaseSysCache(tup);
+	return safe && (!OidIsValid(elem) || input_parallel_safe(elem));
 }
 
 /* Everything needed to read the records of source relid into entries. */
@@ -713,6 +845,9 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData key;
 
+	s->index = s - ls->src;
+	s->mq = ls->mq;
+	s->parallel_safe = true;
 	s->relid = relid;
 	s->target = target;
 	s->lower = lower;
@@ -754,6 +889,7 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 			col->direct = att->atttypid;
 		getTypeInputInfo(att->atttypid, &func, &col->ioparam);
 		fmgr_info(func, &col->input);
+		s->parallel_safe &= input_parallel_safe(att->atttypid);
 		col->typmod = att->atttypmod;
 		col->typlen = att->attlen;
 		col->typbyval = att->attbyval;
@@ -772,8 +908,12 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	s->run_byval = s->by_key;
 	for (int k = 0; k < s->nkeys; k++)
 		s->run_byval &= TupleDescAttr(desc, s->keys[k])->attbyval;
-	s->run_last = palloc0(sizeof(Datum) * Max(s->nkeys, 1));
-	begin_sort(s);
+	/* a reader sends its entries: the replaying backend sorts them */
+	if (s->mq == NULL)
+	{
+		s->recvslot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+		begin_sort(s);
+	}
 
 	s->oldv = palloc(sizeof(Datum) * s->natts);
 	s->oldn = palloc(sizeof(bool) * s->natts);
@@ -1050,31 +1190,57 @@ same_entry(SourceState *s, Datum *v1, bool *n1, Datum *v2, bool *n2)
  * value only, so that the last one is kept without a copy.
  */
 static bool
-run_takes(SourceState *s, int op, Datum *values, bool *nulls, bool *unchanged)
+run_takes(SourceState *s, EntryRun *run, int op, bool pending, Datum *values,
+		  bool *nulls)
 {
 	int			cmp = 0;
 
-	if (op != ENTRY_ROW || unchanged != NULL)
+	if (op != ENTRY_ROW || pending)
 		return false;
 	for (int k = 0; k < s->nkeys; k++)
 	{
 		if (nulls[s->keys[k]])
 			return false;
 	}
-	if (s->run_entries > 0)
+	if (run->entries > 0)
 	{
 		for (int k = 0; k < s->nkeys && cmp == 0; k++)
-			cmp = ApplySortComparator(s->run_last[k], false, values[s->keys[k]], false,
+			cmp = ApplySortComparator(run->last[k], false, values[s->keys[k]], false,
 									  &s->keysort[k]);
 		if (cmp >= 0)
 			return false;
 	}
 	for (int k = 0; k < s->nkeys; k++)
-		s->run_last[k] = values[s->keys[k]];
+		run->last[k] = values[s->keys[k]];
 	return true;
 }
 
-/* Add an entry for source s to its sort, or to its run. */
+/*
+ * Add the entry in slot (of s->sortdesc), of part part of the log, to the
+ * sort of source s, or to the part's run.  pending: the entry has
+ * unchanged TOASTed values to find.
+ */
+static void
+take_entry(SourceState *s, TupleTableSlot *slot, int op, bool pending, int part)
+{
+	EntryRun   *run = &s->runs[part];
+
+	s->entries++;
+	if (run->open)
+	{
+		slot_getallattrs(slot);
+		if (run_takes(s, run, op, pending, slot->tts_values, slot->tts_isnull))
+		{
+			tuplestore_puttupleslot(run->store, slot);
+			run->entries++;
+			return;
+		}
+		run->open = false;
+	}
+	tuplesort_puttupleslot(s->sort, slot);
+}
+
+/* An entry for source s: taken, or in a reader sent. */
 static void
 put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		  bool *unchanged)
@@ -1113,15 +1279,20 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-	s->entries++;
-	if (s->run_open && run_takes(s, op, values, nulls, unchanged))
+	if (s->mq != NULL)
 	{
-		tuplestore_puttupleslot(s->run, slot);
-		s->run_entries++;
+		ReaderMessage msg = {READER_ENTRY};
+		MinimalTuple tuple = heap_form_minimal_tuple(s->sortdesc, slot->tts_values,
+													 slot->tts_isnull);
+
+		msg.pending = (unchanged != NULL);
+		msg.source = s->index;
+		msg.op = op;
+		reader_send(s->mq, &msg, tuple);
+		pfree(tuple);
 		return;
 	}
-	s->run_open = false;
-	tuplesort_puttupleslot(s->sort, slot);
+	take_entry(s, slot, op, unchanged != NULL, s->upper_part ? 1 : 0);
 }
 
 /* Does an image have every column of the table (REPLICA IDENTITY FULL)? */
@@ -1171,7 +1342,7 @@ static void
 record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 			   bool has_new, bool any_unchanged)
 {
-	int64		seq = ++ls->seq;
+	int64		seq = (ls->rowno << 32) + ++ls->recno;
 	bool		is_delete = (kind[0] == 'd');
 	bool		is_update = (kind[0] == 'u');
 
@@ -1306,6 +1477,17 @@ record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
 	return result;
 }
 
+/*
+ * A truncate at position: the entries of s before it no longer matter,
+ * and the fold passes them over (stream_next).  They may be still to come:
+ * the reader's part of the log is taken as it arrives.
+ */
+static void
+truncate_source(SourceState *s, int64 position)
+{
+	s->truncated = Max(s->truncated, position);
+}
+
 /* Is a record of source i committed at the current commit LSN wanted? */
 static inline bool
 in_range(LoadState *ls, int i)
@@ -1355,14 +1537,19 @@ read_truncate(LoadState *ls, JsonCursor *c)
 			i = record_source(ls, c, schema, schemalen, table, tablelen);
 			if (in_range(ls, i))
 			{
-				MemoryContext oldcxt = MemoryContextSwitchTo(ls->cxt);
+				/* entries are at 2 * seq, 2 * seq + 1 (record_entries) */
+				int64		position = ((ls->rowno << 32) + ++ls->recno) * 2;
 
-				/* what came before no longer matters */
-				tuplesort_end(ls->src[i].sort);
-				ls->src[i].entries = 1;	/* no run after a truncate */
-				begin_sort(&ls->src[i]);
-				MemoryContextSwitchTo(oldcxt);
-				ls->seq++;
+				if (ls->mq != NULL)
+				{
+					ReaderMessage msg = {READER_TRUNCATE};
+
+					msg.source = i;
+					msg.position = position;
+					reader_send(ls->mq, &msg, NULL);
+				}
+				else
+					truncate_source(&ls->src[i], position);
 			}
 		}
 	}
@@ -1572,7 +1759,47 @@ log_rows_where(LoadState *ls)
 	for (int i = 0; i < ls->nsrc; i++)
 		appendStringInfo(&sql, "%s%u", i > 0 ? "," : "", ls->src[i].relid);
 	appendStringInfoString(&sql, "}'::pg_catalog.oid[]");
+	if (ls->split > 0)
+		appendStringInfo(&sql, " AND batch_id OPERATOR(pg_catalog.%s) " INT64_FORMAT,
+						 ls->upper_part ? ">=" : "<", ls->split);
 	return sql.data;
+}
+
+/*
+ * Run sql, a query of two int8 columns over the log rows, as the extension
+ * owner: false if it returns no row, else its values in *a and *b.
+ */
+static bool
+log_rows_select(const char *sql, int64 *a, int64 *b)
+{
+	SavedUser	saved;
+	bool		found;
+	bool		isnull;
+
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log");
+	found = SPI_processed == 1;
+	if (found)
+	{
+		*a = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*b = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	kappa_unbecome(&saved);
+	return found;
+}
+
+/* Count the change records of the log rows. */
+static void
+log_rows_count(LoadState *ls)
+{
+	int64		rows;
+
+	if (!log_rows_select(psprintf("SELECT COALESCE(pg_catalog.sum(change_count), 0)::pg_catalog.int8,"
+								  " pg_catalog.count(*) FROM kappa.event_log%s", log_rows_where(ls)),
+						 &ls->total, &rows))
+		elog(ERROR, "could not read kappa.event_log");
 }
 
 /* Open the cursor over the log rows, as the extension owner. */
@@ -1580,22 +1807,17 @@ static void
 log_rows_open(LoadState *ls)
 {
 	SavedUser	saved;
-	char	   *where = log_rows_where(ls);
-	bool		isnull;
 
 	kappa_become(kappa_extension_owner(), &saved);
-	if (SPI_execute(psprintf("SELECT COALESCE(pg_catalog.sum(change_count), 0)::pg_catalog.int8"
-							 " FROM kappa.event_log%s", where), true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read kappa.event_log");
-	ls->total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	ls->portal = SPI_cursor_open_with_args(NULL,
 										   psprintf("SELECT kind, first_lsn, tables, table_names, events"
-													" FROM kappa.event_log%s ORDER BY batch_id", where),
+													" FROM kappa.event_log%s ORDER BY batch_id",
+													log_rows_where(ls)),
 										   0, NULL, NULL, NULL, true, 0);
 	kappa_unbecome(&saved);
 }
+
+static void receive_log(LoadState *ls, bool wait);
 
 /* Read every record of the log rows. */
 static void
@@ -1643,6 +1865,18 @@ read_log(LoadState *ls)
 		events = DatumGetTextPP(SPI_getbinval(tup, desc, 5, &isnull));
 		if (ls->snapshot)
 			ls->commit_lsn = ls->row_lsn;
+		else if (ls->upper_part && ls->rowno < ls->first_row)
+		{
+			/*
+			 * The reader's first row may begin inside a transaction whose
+			 * begin record is in the row before: the row's first LSN is
+			 * that transaction's commit LSN (the log lists transactions in
+			 * commit order, and a row's first LSN is its lowest).
+			 */
+			ls->commit_lsn = ls->row_lsn;
+		}
+		ls->rowno = ls->upper_part ? Max(ls->rowno + 1, ls->first_row) : ls->rowno + 1;
+		ls->recno = 0;
 		MemoryContextSwitchTo(oldcxt);
 
 		p = VARDATA_ANY(events);
@@ -1661,10 +1895,205 @@ read_log(LoadState *ls)
 				MemoryContextReset(ls->reccxt);
 			}
 			p = eol + 1;
+			/* take what the reader sent meanwhile, so that it goes on */
+			if (ls->reader != NULL && (ls->recno & 1023) == 0)
+				receive_log(ls, false);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
 	SPI_cursor_close(ls->portal);
+}
+
+/* The reader stopped before the end of its part: raise its error. */
+static void
+reader_failed(LoadState *ls)
+{
+	KappaReplayReader *reader = ls->reader;
+
+	ls->reader = NULL;
+	kappa_replay_reader_end(reader);
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("the parallel worker reading the event log for the replay of \"%s\" stopped before the end of the log",
+					ls->view)));
+}
+
+/*
+ * Take the entries the reader sends, as read_log takes those it reads:
+ * with wait, until it says it read every record; else those it has sent
+ * so far.
+ */
+static void
+receive_log(LoadState *ls, bool wait)
+{
+	Size		nbytes;
+	void	   *data;
+
+	while (!ls->reader_done)
+	{
+		ReaderMessage msg;
+		int			res = kappa_replay_reader_next(ls->reader, &nbytes, &data, !wait);
+
+		if (res == SHM_MQ_WOULD_BLOCK)
+			return;
+		if (res != SHM_MQ_SUCCESS)
+			reader_failed(ls);
+
+		if (nbytes < sizeof(ReaderMessage))
+			elog(ERROR, "unexpected message of %zu bytes from the event log reader", nbytes);
+		memcpy(&msg, data, sizeof(ReaderMessage));
+		if ((msg.kind == READER_ENTRY || msg.kind == READER_TRUNCATE) &&
+			(msg.source < 0 || msg.source >= ls->nsrc))
+			elog(ERROR, "event log reader sent an entry of source %d of %d", msg.source, ls->nsrc);
+		switch (msg.kind)
+		{
+			case READER_ENTRY:
+				{
+					SourceState *s = &ls->src[msg.source];
+
+					ExecStoreMinimalTuple((MinimalTuple) ((char *) data + sizeof(ReaderMessage)),
+										  s->recvslot, false);
+					take_entry(s, s->recvslot, msg.op, msg.pending, 0);
+					ExecClearTuple(s->recvslot);
+					break;
+				}
+			case READER_TRUNCATE:
+				truncate_source(&ls->src[msg.source], msg.position);
+				break;
+			case READER_PROGRESS:
+				ls->reader_records = msg.records;
+				ls->reader_lsn = msg.lsn;
+				report_compacting(ls);
+				break;
+			case READER_DONE:
+				ls->reader_records = msg.records;
+				ls->reader_done = true;
+				break;
+			default:
+				elog(ERROR, "unexpected message \"%c\" from the event log reader", msg.kind);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The batch from which this backend reads the log, and the ordinal of its
+ * row, into ls->split and ls->first_row: the first log row past the first
+ * READER_SHARE of the records, which the reader reads.  This backend also
+ * sorts every entry: it reads less.
+ */
+#define READER_SHARE	0.5
+
+static void
+split_log(LoadState *ls)
+{
+	(void) log_rows_select(psprintf("SELECT batch_id, n FROM ("
+									"SELECT batch_id, pg_catalog.row_number() OVER w - 1 AS n,"
+									" pg_catalog.sum(change_count) OVER w AS upto"
+									" FROM kappa.event_log%s WINDOW w AS (ORDER BY batch_id)) r"
+									" WHERE upto OPERATOR(pg_catalog.>) " INT64_FORMAT
+									" ORDER BY batch_id LIMIT 1",
+									log_rows_where(ls), (int64) (ls->total * READER_SHARE)),
+						   &ls->split, &ls->first_row);
+}
+
+/*
+ * Read the log in two parts, the first in a reader, a parallel worker
+ * (replay_reader.c), whose entries this backend sorts with its own, and
+ * the rest here: parsing the records is most of a replay's work.  False, to
+ * read the whole log here, for a log of fewer than
+ * pg_kappa.min_parallel_replay_records change records, a source with a
+ * column whose input function is not parallel safe, or when no worker can
+ * be had.
+ */
+static bool
+read_log_in_parts(LoadState *ls)
+{
+	Oid		   *relids = palloc(sizeof(Oid) * ls->nsrc);
+	XLogRecPtr *lowers = palloc(sizeof(XLogRecPtr) * ls->nsrc);
+
+	if (kappa_min_parallel_replay_records < 0 ||
+		ls->total < kappa_min_parallel_replay_records)
+		return false;
+	for (int i = 0; i < ls->nsrc; i++)
+	{
+		if (!ls->src[i].parallel_safe)
+			return false;
+		relids[i] = ls->src[i].relid;
+		lowers[i] = ls->src[i].lower;
+	}
+	split_log(ls);
+	if (ls->first_row > 0)
+		ls->reader = kappa_replay_reader_begin(ls->view, ls->nsrc, relids, lowers, ls->upper,
+											   ls->split, ls->first_row);
+	if (ls->reader == NULL)
+	{
+		if (ls->first_row > 0)
+			elog(DEBUG1, "kappa.replay(%s): no parallel worker to read the event log", ls->view);
+		/* the whole log here, after all */
+		ls->split = 0;
+		ls->first_row = 0;
+		return false;
+	}
+	elog(DEBUG1, "kappa.replay(%s): the event log is read up to batch " INT64_FORMAT " by a parallel worker",
+		 ls->view, ls->split);
+	ls->upper_part = true;
+	for (int i = 0; i < ls->nsrc; i++)
+		ls->src[i].upper_part = true;
+
+	log_rows_open(ls);
+	read_log(ls);
+	receive_log(ls, true);
+	kappa_replay_reader_end(ls->reader);
+	ls->reader = NULL;
+	ls->records += ls->reader_records;
+	return true;
+}
+
+/*
+ * The reader: read the log rows before batch split for sources relids,
+ * their records committed from lowers[i] to upper, as kappa_replay_load
+ * reads them, and send their entries to mq, in log order.  Run by a parallel worker of the replaying
+ * backend (replay_reader.c), SPI connected, under that backend's snapshot
+ * and as its user.
+ */
+void
+kappa_replay_read_log(const char *view, int nsrc, Oid *relids,
+					  XLogRecPtr *lowers, XLogRecPtr upper, int64 split,
+					  int64 first_row, shm_mq_handle *mq)
+{
+	LoadState	ls;
+	MemoryContext oldcxt;
+	ReaderMessage msg = {READER_DONE};
+
+	memset(&ls, 0, sizeof(LoadState));
+	ls.view = view;
+	ls.upper = upper;
+	ls.nsrc = nsrc;
+	ls.mq = mq;
+	ls.split = split;
+	ls.first_row = first_row;
+	ls.rowno = -1;
+	ls.cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay reader",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(ls.cxt);
+	ls.reccxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay record",
+									  ALLOCSET_DEFAULT_SIZES);
+	ls.rowcxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay log row",
+									  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&ls.buf);
+	ls.src = palloc0(sizeof(SourceState) * nsrc);
+	for (int i = 0; i < nsrc; i++)
+		init_source(&ls, &ls.src[i], relids[i], InvalidOid, lowers[i]);
+	ls.commit_lsn = InvalidXLogRecPtr;
+
+	log_rows_open(&ls);
+	read_log(&ls);
+	msg.records = ls.records;
+	reader_send(mq, &msg, NULL);
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(ls.cxt);
 }
 
 /* ----------
@@ -2173,103 +2602,130 @@ fold_member(FoldGroup *g, SourceState *s, TupleTableSlot **slotp, bool *found)
 	return mb;
 }
 
-/* The entries of a source in (key, position) order: its run and its sort */
+/* The entries of a source in (key, position) order: its runs and its sort */
 typedef struct EntryStream
 {
 	SourceState *s;
-	TupleTableSlot *run;		/* the run's next entry, or empty */
-	TupleTableSlot *sorted;		/* the sort's next entry, or empty */
+	TupleTableSlot *next[LOG_PARTS + 1];	/* each run's next entry, then
+											 * the sort's, or empty */
 } EntryStream;
 
-/* Read the next entry of the run into st->run. */
-static void
-stream_run_next(EntryStream *st)
+#define STREAM_SORTED LOG_PARTS
+
+/* Is the entry in slot before a truncate of its source? */
+static inline bool
+entry_truncated(SourceState *s, TupleTableSlot *slot)
 {
-	if (st->s->run == NULL ||
-		!tuplestore_gettupleslot(st->s->run, true, true, st->run))
-		ExecClearTuple(st->run);
-	else
-		slot_getallattrs(st->run);
+	return s->truncated > 0 &&
+		DatumGetInt64(slot->tts_values[s->natts + ENTRY_SEQ - 1]) < s->truncated;
 }
 
-/* Read the next entry of the sort into st->sorted. */
+/* Read the next entry of run i, or of the sort, into st->next[i]. */
 static void
-stream_sorted_next(EntryStream *st)
+stream_read(EntryStream *st, int i)
 {
-	if (!tuplesort_gettupleslot(st->s->sort, true, true, st->sorted, NULL))
-		ExecClearTuple(st->sorted);
-	else
-		slot_getallattrs(st->sorted);
+	SourceState *s = st->s;
+	TupleTableSlot *slot = st->next[i];
+
+	do
+	{
+		bool		found;
+
+		if (i == STREAM_SORTED)
+			found = tuplesort_gettupleslot(s->sort, true, true, slot, NULL);
+		else
+			found = s->runs[i].store != NULL &&
+				tuplestore_gettupleslot(s->runs[i].store, true, true, slot);
+		if (!found)
+		{
+			ExecClearTuple(slot);
+			return;
+		}
+		slot_getallattrs(slot);
+	} while (entry_truncated(s, slot));
 }
 
 static void
 stream_begin(EntryStream *st, SourceState *s)
 {
 	st->s = s;
-	st->run = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
-	st->sorted = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
-	stream_run_next(st);
-	stream_sorted_next(st);
+	for (int i = 0; i <= STREAM_SORTED; i++)
+	{
+		st->next[i] = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
+		stream_read(st, i);
+	}
+}
+
+/* Does entry a come before entry b: by key, then position in the log? */
+static bool
+entry_before(SourceState *s, TupleTableSlot *a, TupleTableSlot *b)
+{
+	int			cmp = 0;
+	int64		seqa;
+	int64		seqb;
+
+	if (!s->by_key)
+	{
+		/* by row: by the row's hash (runs are by key only, but still) */
+		int64		ha = DatumGetInt64(a->tts_values[s->natts + ENTRY_HASH - 1]);
+		int64		hb = DatumGetInt64(b->tts_values[s->natts + ENTRY_HASH - 1]);
+
+		cmp = ha < hb ? -1 : ha > hb ? 1 : 0;
+	}
+	for (int k = 0; k < s->nkeys && cmp == 0; k++)
+	{
+		int			att = s->keys[k];
+
+		cmp = ApplySortComparator(a->tts_values[att], a->tts_isnull[att],
+								  b->tts_values[att], b->tts_isnull[att],
+								  &s->keysort[k]);
+	}
+	if (cmp != 0)
+		return cmp < 0;
+	seqa = DatumGetInt64(a->tts_values[s->natts + ENTRY_SEQ - 1]);
+	seqb = DatumGetInt64(b->tts_values[s->natts + ENTRY_SEQ - 1]);
+	return seqa < seqb;
 }
 
 /*
  * The next entry, exchanged into *slotp (a copy it owns, deformed): of the
- * run's and the sort's next entries the one of the lower key, on equal
- * keys the run's (every entry of the run came before every sorted one).
- * False at the end.
+ * runs' and the sort's next entries the one of the lowest key, and on
+ * equal keys the first in the log.  False at the end.
  */
 static bool
 stream_next(EntryStream *st, TupleTableSlot **slotp)
 {
 	SourceState *s = st->s;
-	bool		from_run;
+	int			best = -1;
 	TupleTableSlot *tmp = *slotp;
 
-	if (TTS_EMPTY(st->run) && TTS_EMPTY(st->sorted))
+	for (int i = 0; i <= STREAM_SORTED; i++)
+	{
+		if (!TTS_EMPTY(st->next[i]) &&
+			(best < 0 || entry_before(s, st->next[i], st->next[best])))
+			best = i;
+	}
+	if (best < 0)
 		return false;
-	if (TTS_EMPTY(st->sorted))
-		from_run = true;
-	else if (TTS_EMPTY(st->run))
-		from_run = false;
-	else
-	{
-		int			cmp = 0;
-
-		for (int k = 0; k < s->nkeys && cmp == 0; k++)
-		{
-			int			a = s->keys[k];
-
-			cmp = ApplySortComparator(st->run->tts_values[a], st->run->tts_isnull[a],
-									  st->sorted->tts_values[a], st->sorted->tts_isnull[a],
-									  &s->keysort[k]);
-		}
-		from_run = cmp <= 0;
-	}
 	ExecClearTuple(tmp);
-	if (from_run)
-	{
-		*slotp = st->run;
-		st->run = tmp;
-		stream_run_next(st);
-	}
-	else
-	{
-		*slotp = st->sorted;
-		st->sorted = tmp;
-		stream_sorted_next(st);
-	}
+	*slotp = st->next[best];
+	st->next[best] = tmp;
+	stream_read(st, best);
 	return true;
 }
 
 static void
 stream_end(EntryStream *st)
 {
-	ExecDropSingleTupleTableSlot(st->run);
-	ExecDropSingleTupleTableSlot(st->sorted);
-	if (st->s->run != NULL)
+	for (int i = 0; i <= STREAM_SORTED; i++)
+		ExecDropSingleTupleTableSlot(st->next[i]);
+	for (int r = 0; r < LOG_PARTS; r++)
 	{
-		tuplestore_end(st->s->run);
-		st->s->run = NULL;
+		if (st->s->runs[r].store != NULL)
+		{
+			tuplestore_end(st->s->runs[r].store);
+			st->s->runs[r].store = NULL;
+		}
 	}
 }
 
@@ -2290,7 +2746,7 @@ fold_source(LoadState *ls, SourceState *s)
 	int64		folded = 0;
 
 	kappa_replay_progress(ls->view, "sorting " INT64_FORMAT " entries of table %s (" INT64_FORMAT " in order already)",
-						  s->entries, s->label, s->run_entries);
+						  s->entries, s->label, s->runs[0].entries + s->runs[1].entries);
 	tuplesort_performsort(s->sort);
 	kappa_replay_progress(ls->view, "loading the state of table %s", s->label);
 	loader_open(&l, s);
@@ -2472,9 +2928,14 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	ls.commit_lsn = InvalidXLogRecPtr;
 
 	kappa_replay_progress(view, "reading the event log");
-	log_rows_open(&ls);
+	log_rows_count(&ls);
 	report_compacting(&ls);
-	read_log(&ls);
+	ls.rowno = -1;
+	if (!read_log_in_parts(&ls))
+	{
+		log_rows_open(&ls);
+		read_log(&ls);
+	}
 
 	*rows = 0;
 	for (int i = 0; i < ls.nsrc; i++)

@@ -43,9 +43,12 @@
 #       ROWS=20000 CHANGES=10000); RUNS=3; BENCH_KEEP=1 keeps the cluster;
 #       PG_CONFIG.
 # Server: fsync=off, shared_buffers=512MB, work_mem=16MB,
-# maintenance_work_mem=256MB (replay sorts within it), no parallel workers
-# (for the baseline's query and replay's index builds alike), autovacuum
-# on, ulimit -v BENCH_MEM_GB (see below).
+# maintenance_work_mem=256MB (replay sorts within it), no parallel query
+# (for the baseline's query and replay's view query alike), autovacuum
+# on, ulimit -v BENCH_MEM_GB (see below).  max_parallel_maintenance_workers
+# is BENCH_READER (1): replay reads the log in a parallel worker while its
+# backend sorts (replay_reader.c); it also lets an index build of engine 1's
+# copies take a worker.  The CPU column counts the replaying backend only.
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,8 +79,9 @@ as "$bindir/initdb" -D "$dir/data" -A trust -U "$dbuser" >/dev/null
 	printf '%s\n' "# benchmark settings (later lines win over test/conf.sh's)" \
 		"logical_decoding_work_mem = 64MB" "max_wal_size = 50GB" "checkpoint_timeout = 1h" \
 		"fsync = off" "shared_buffers = 512MB" "work_mem = 16MB" "maintenance_work_mem = 256MB" \
-		"# one process per statement, the baseline's and replay's alike" \
-		"max_parallel_workers_per_gather = 0" "max_parallel_maintenance_workers = 0"
+		"# one process per query, the baseline's and replay's alike; replay's" \
+		"# log reader is a parallel worker (BENCH_READER=0: none)" \
+		"max_parallel_workers_per_gather = 0" "max_parallel_maintenance_workers = ${BENCH_READER:-1}"
 } > "$dir/bench.conf"
 as sh -c "cat '$dir/bench.conf' >> '$dir/data/postgresql.conf'"
 # a backstop: past BENCH_MEM_GB (default 3/4 of RAM) a backend fails, not
