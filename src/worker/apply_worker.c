@@ -292,6 +292,73 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	proc_exit(0);
 }
 
+/*
+ * Drop the replication origins of pg_kappa workers of databases that are
+ * gone.  A worker drops its own when it retires (DROP EXTENSION, the last
+ * view dropped); a database dropped otherwise (its slot dropped by hand
+ * first) leaves it behind, and each origin keeps a replication state slot:
+ * max_replication_slots of them and no worker can start.  In a transaction.
+ */
+static void
+drop_orphaned_origins(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT o.roname FROM pg_catalog.pg_replication_origin o"
+					" WHERE o.roname OPERATOR(pg_catalog.~) '^pg_kappa_[0-9]+$'"
+					" AND NOT EXISTS (SELECT FROM pg_catalog.pg_database d"
+					" WHERE d.oid OPERATOR(pg_catalog.=) pg_catalog.substr(o.roname, 10)::pg_catalog.oid)",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_replication_origin");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(oldcxt);
+
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+
+	/* each in a subtransaction: one in use by somebody stays, and logs why */
+	foreach(lc, names)
+	{
+		char	   *name = lfirst(lc);
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			replorigin_drop_by_name(name, true, true);
+			ReleaseCurrentSubTransaction();
+			ereport(LOG,
+					(errmsg("pg_kappa apply worker dropped replication origin \"%s\" of a database that no longer exists",
+							name)));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			ereport(WARNING,
+					(errmsg("could not drop replication origin \"%s\" of a database that no longer exists: %s",
+							name, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = owner;
+	}
+}
+
 /* The held view id, or NULL. */
 static HeldView *
 find_held(int id)
@@ -1531,6 +1598,7 @@ kappa_apply_main(Datum main_arg)
 
 	/* our writes carry this origin, and are not decoded back */
 	StartTransactionCommand();
+	drop_orphaned_origins();
 	origin = replorigin_by_name(slot_name, true);
 	if (origin == InvalidRepOriginId)
 		origin = replorigin_create(slot_name);
