@@ -1480,12 +1480,29 @@ record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
 /*
  * A truncate at position: the entries of s before it no longer matter,
  * and the fold passes them over (stream_next).  They may be still to come:
- * the reader's part of the log is taken as it arrives.
+ * the reader's part of the log is taken as it arrives.  With restart, no
+ * entry taken so far is after it (a truncate in this backend's own part,
+ * which is the later one): the sort and runs are started again, so that
+ * they hold no more than the entries after the last truncate.
  */
 static void
-truncate_source(SourceState *s, int64 position)
+truncate_source(LoadState *ls, SourceState *s, int64 position, bool restart)
 {
 	s->truncated = Max(s->truncated, position);
+	if (restart)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(ls->cxt);
+
+		tuplesort_end(s->sort);
+		for (int r = 0; r < LOG_PARTS; r++)
+		{
+			if (s->runs[r].store != NULL)
+				tuplestore_end(s->runs[r].store);
+			s->runs[r].store = NULL;
+		}
+		begin_sort(s);
+		MemoryContextSwitchTo(oldcxt);
+	}
 }
 
 /* Is a record of source i committed at the current commit LSN wanted? */
@@ -1549,7 +1566,7 @@ read_truncate(LoadState *ls, JsonCursor *c)
 					reader_send(ls->mq, &msg, NULL);
 				}
 				else
-					truncate_source(&ls->src[i], position);
+					truncate_source(ls, &ls->src[i], position, true);
 			}
 		}
 	}
@@ -1958,7 +1975,7 @@ receive_log(LoadState *ls, bool wait)
 					break;
 				}
 			case READER_TRUNCATE:
-				truncate_source(&ls->src[msg.source], msg.position);
+				truncate_source(ls, &ls->src[msg.source], msg.position, false);
 				break;
 			case READER_PROGRESS:
 				ls->reader_records = msg.records;
