@@ -420,6 +420,37 @@ DROP TABLE rc_par, rc_pardom;
 DROP DOMAIN rc_posint;
 DROP FUNCTION rc_positive(int);
 
+-- 9. a transaction over two log rows (a batch over 8 MB), the first of
+-- which holds none of the view's tables: the second row's records are the
+-- transaction's, committed at its commit LSN (the row's first LSN), and
+-- from_lsn at that LSN takes them, read by one process or in two parts
+CREATE TABLE rc_filler (id int PRIMARY KEY, pad text);
+CREATE TABLE rc_late (id int PRIMARY KEY, v int);
+INSERT INTO rc_late SELECT i, 0 FROM generate_series(1, 100) i;
+SELECT kappa.capture('rc_filler') IS NOT NULL AS captured, kappa.capture('rc_late') IS NOT NULL AS captured;
+SET client_min_messages = warning;
+SELECT kappa.create_view('rc_late_v', 'SELECT id, v FROM rc_late') IS NOT NULL AS created;
+RESET client_min_messages;
+BEGIN;
+INSERT INTO rc_filler SELECT i, repeat(md5(i::text), 30) FROM generate_series(1, 9000) i;
+UPDATE rc_late SET v = 3 WHERE id <= 10;
+COMMIT;
+SELECT kappa.wait('rc_late_v');
+SELECT max(first_lsn) AS late_commit FROM kappa.event_log \gset
+SELECT count(*) AS log_rows, count(*) FILTER (WHERE 'public.rc_late' = ANY (table_names)) AS with_rc_late
+  FROM kappa.event_log WHERE first_lsn = :'late_commit';
+SET client_min_messages = error;   -- not the warning naming the LSN
+SET pg_kappa.min_parallel_replay_records = -1;
+SELECT kappa.replay('rc_late_v', from_lsn => :'late_commit', new_name => 'rc_late_one');
+SET pg_kappa.min_parallel_replay_records = 0;
+SELECT kappa.replay('rc_late_v', from_lsn => :'late_commit', new_name => 'rc_late_two');
+RESET client_min_messages;
+SELECT (SELECT count(*) FROM rc_late_one WHERE v = 3) AS one_process,
+       (SELECT count(*) FROM rc_late_two WHERE v = 3) AS two_parts;
+SELECT kappa.drop_view(v) IS NOT NULL AS dropped FROM unnest('{rc_late_one,rc_late_two,rc_late_v}'::regclass[]) v;
+SELECT kappa.uncapture('rc_filler') IS NOT NULL AS uncaptured, kappa.uncapture('rc_late') IS NOT NULL AS uncaptured;
+DROP TABLE rc_filler, rc_late;
+
 SELECT count(kappa.drop_view(relid)) AS dropped FROM kappa.views WHERE name LIKE 'public.rc\_%';
 SELECT kappa.uncapture(t) FROM unnest('{rc_bag,rc_key,rc_tr,rc_toast_k,rc_toast_f,rc_toast_b,rc_toast_lost,rc_types,rc_merge}'::regclass[]) t;
 DROP TABLE rc_bag, rc_bag_then, rc_bag_sum_then, rc_bag_now, rc_bag_sum_now, rc_bag_at, rc_bag_sum_at, rc_bag_at2,

@@ -1880,18 +1880,15 @@ read_log(LoadState *ls)
 		for (int i = 0; i < ls->ntables; i++)
 			ls->names[i] = TextDatumGetCString(names[i]);
 		events = DatumGetTextPP(SPI_getbinval(tup, desc, 5, &isnull));
-		if (ls->snapshot)
-			ls->commit_lsn = ls->row_lsn;
-		else if (ls->upper_part && ls->rowno < ls->first_row)
-		{
-			/*
-			 * The reader's first row may begin inside a transaction whose
-			 * begin record is in the row before: the row's first LSN is
-			 * that transaction's commit LSN (the log lists transactions in
-			 * commit order, and a row's first LSN is its lowest).
-			 */
-			ls->commit_lsn = ls->row_lsn;
-		}
+		/*
+		 * A snapshot's records are committed at its LSN.  A batch's row may
+		 * begin inside a transaction whose begin record is in a row before,
+		 * one not read (it holds none of the sources' tables) or in the
+		 * other part of the log: the row's first LSN is that transaction's
+		 * commit LSN (the log lists transactions in commit order, and a
+		 * row's first LSN is the lowest of its records' commit LSNs).
+		 */
+		ls->commit_lsn = ls->row_lsn;
 		ls->rowno = ls->upper_part ? Max(ls->rowno + 1, ls->first_row) : ls->rowno + 1;
 		ls->recno = 0;
 		MemoryContextSwitchTo(oldcxt);
