@@ -609,7 +609,7 @@ extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attr
 struct shm_mq_handle;
 extern void kappa_replay_read_log(const char *view, int nsrc, Oid *relids,
 								  XLogRecPtr *lowers, XLogRecPtr upper, int64 split,
-								  int64 first_row, struct shm_mq_handle *mq);
+								  struct shm_mq_handle *mq);
 
 /* ----------
  * replay_reader.c: a parallel worker that reads the event log for a replay
@@ -619,8 +619,7 @@ typedef struct KappaReplayReader KappaReplayReader;
 
 extern KappaReplayReader *kappa_replay_reader_begin(const char *view, int nsrc,
 													Oid *relids, XLogRecPtr *lowers,
-													XLogRecPtr upper, int64 split,
-													int64 first_row);
+													XLogRecPtr upper, int64 split);
 extern int	kappa_replay_reader_next(KappaReplayReader *reader, Size *nbytes, void **data,
 									 bool nowait);
 extern void kappa_replay_reader_end(KappaReplayReader *reader);

@@ -49,8 +49,7 @@ typedef struct ReaderFixed
 {
 	int			nsrc;
 	XLogRecPtr	upper;
-	int64		split;			/* the first batch of the worker's part */
-	int64		first_row;		/* its ordinal among the log rows read */
+	int64		split;			/* the first batch after the worker's part */
 	Oid			relids[FLEXIBLE_ARRAY_MEMBER];
 	/* then XLogRecPtr lowers[nsrc], at READER_LOWERS(nsrc) */
 } ReaderFixed;
@@ -78,8 +77,7 @@ extern PGDLLEXPORT void kappa_replay_reader_main(dsm_segment *seg, shm_toc *toc)
  */
 KappaReplayReader *
 kappa_replay_reader_begin(const char *view, int nsrc, Oid *relids,
-						  XLogRecPtr *lowers, XLogRecPtr upper, int64 split,
-						  int64 first_row)
+						  XLogRecPtr *lowers, XLogRecPtr upper, int64 split)
 {
 	ParallelContext *pcxt;
 	ReaderFixed *fixed;
@@ -111,7 +109,6 @@ kappa_replay_reader_begin(const char *view, int nsrc, Oid *relids,
 	fixed->nsrc = nsrc;
 	fixed->upper = upper;
 	fixed->split = split;
-	fixed->first_row = first_row;
 	memcpy(fixed->relids, relids, sizeof(Oid) * nsrc);
 	memcpy(READER_LOWERS(fixed), lowers, sizeof(XLogRecPtr) * nsrc);
 	shm_toc_insert(pcxt->toc, READER_KEY_FIXED, fixed);
@@ -177,7 +174,7 @@ kappa_replay_reader_main(dsm_segment *seg, shm_toc *toc)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_replay_read_log(view, fixed->nsrc, fixed->relids, READER_LOWERS(fixed),
-						  fixed->upper, fixed->split, fixed->first_row, mqh);
+						  fixed->upper, fixed->split, mqh);
 	SPI_finish();
 	shm_mq_detach(mqh);
 }

@@ -163,7 +163,6 @@ typedef struct EntryRun
 /* One source: how its records are read, and its entries */
 typedef struct SourceState
 {
-	int			index;			/* in LoadState.src */
 	Oid			relid;
 	char	   *label;			/* its name, for messages */
 	Oid			target;
@@ -191,8 +190,6 @@ typedef struct SourceState
 	bool		run_byval;		/* every key column is passed by value */
 	TupleTableSlot *putslot;
 	TupleTableSlot *recvslot;	/* an entry the reader sent */
-	shm_mq_handle *mq;			/* in the reader: entries go there */
-	bool		upper_part;		/* its entries are of the log's second part */
 	bool		parallel_safe;	/* its columns can be read in a reader */
 	int			workmem;		/* kB */
 	int64		entries;
@@ -845,8 +842,6 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData key;
 
-	s->index = s - ls->src;
-	s->mq = ls->mq;
 	s->parallel_safe = true;
 	s->relid = relid;
 	s->target = target;
@@ -909,7 +904,7 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 	for (int k = 0; k < s->nkeys; k++)
 		s->run_byval &= TupleDescAttr(desc, s->keys[k])->attbyval;
 	/* a reader sends its entries: the replaying backend sorts them */
-	if (s->mq == NULL)
+	if (ls->mq == NULL)
 	{
 		s->recvslot = MakeSingleTupleTableSlot(s->sortdesc, &TTSOpsMinimalTuple);
 		begin_sort(s);
@@ -1242,7 +1237,7 @@ take_entry(SourceState *s, TupleTableSlot *slot, int op, bool pending, int part)
 
 /* An entry for source s: taken, or in a reader sent. */
 static void
-put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
+put_entry(LoadState *ls, SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		  bool *unchanged)
 {
 	TupleTableSlot *slot = s->putslot;
@@ -1279,20 +1274,20 @@ put_entry(SourceState *s, int op, int64 seq, Datum *values, bool *nulls,
 		slot->tts_isnull[n + ENTRY_UNCHANGED - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-	if (s->mq != NULL)
+	if (ls->mq != NULL)
 	{
 		ReaderMessage msg = {READER_ENTRY};
 		MinimalTuple tuple = heap_form_minimal_tuple(s->sortdesc, slot->tts_values,
 													 slot->tts_isnull);
 
 		msg.pending = (unchanged != NULL);
-		msg.source = s->index;
+		msg.source = s - ls->src;
 		msg.op = op;
-		reader_send(s->mq, &msg, tuple);
+		reader_send(ls->mq, &msg, tuple);
 		pfree(tuple);
 		return;
 	}
-	take_entry(s, slot, op, unchanged != NULL, s->upper_part ? 1 : 0);
+	take_entry(s, slot, op, unchanged != NULL, ls->upper_part ? 1 : 0);
 }
 
 /* Does an image have every column of the table (REPLICA IDENTITY FULL)? */
@@ -1360,7 +1355,7 @@ record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 		{
 			if (!has_old || !image_whole(s, s->oldp))
 				old_image_missing(s, kind);
-			put_entry(s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
+			put_entry(ls, s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
 		}
 		if (has_new)
 		{
@@ -1372,7 +1367,7 @@ record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 					s->newn[a] = s->oldn[a];
 				}
 			}
-			put_entry(s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, NULL);
+			put_entry(ls, s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, NULL);
 		}
 		return;
 	}
@@ -1389,7 +1384,7 @@ record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 			moved = is_delete || !image_has_key(s, s->newp) ||
 				!same_entry(s, s->oldv, s->oldn, s->newv, s->newn);
 			if (moved)
-				put_entry(s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
+				put_entry(ls, s, ENTRY_GONE, seq * 2, s->oldv, s->oldn, NULL);
 		}
 		if (is_delete)
 			return;
@@ -1423,7 +1418,7 @@ record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 					pending = true;
 			}
 		}
-		put_entry(s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, pending ? s->unch : NULL);
+		put_entry(ls, s, ENTRY_ROW, seq * 2 + 1, s->newv, s->newn, pending ? s->unch : NULL);
 	}
 }
 
@@ -1783,11 +1778,12 @@ log_rows_where(LoadState *ls)
 }
 
 /*
- * Run sql, a query of two int8 columns over the log rows, as the extension
- * owner: false if it returns no row, else its values in *a and *b.
+ * Run sql, a query of n int8 columns over the log rows, as the extension
+ * owner: false if it returns no row, else its first row's values in
+ * values.
  */
 static bool
-log_rows_select(const char *sql, int64 *a, int64 *b)
+log_rows_select(const char *sql, int64 *values, int n)
 {
 	SavedUser	saved;
 	bool		found;
@@ -1797,11 +1793,9 @@ log_rows_select(const char *sql, int64 *a, int64 *b)
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.event_log");
 	found = SPI_processed == 1;
-	if (found)
-	{
-		*a = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		*b = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	}
+	for (int i = 0; found && i < n; i++)
+		values[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												i + 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	kappa_unbecome(&saved);
 	return found;
@@ -1811,11 +1805,9 @@ log_rows_select(const char *sql, int64 *a, int64 *b)
 static void
 log_rows_count(LoadState *ls)
 {
-	int64		rows;
-
-	if (!log_rows_select(psprintf("SELECT COALESCE(pg_catalog.sum(change_count), 0)::pg_catalog.int8,"
-								  " pg_catalog.count(*) FROM kappa.event_log%s", log_rows_where(ls)),
-						 &ls->total, &rows))
+	if (!log_rows_select(psprintf("SELECT COALESCE(pg_catalog.sum(change_count), 0)::pg_catalog.int8"
+								  " FROM kappa.event_log%s", log_rows_where(ls)),
+						 &ls->total, 1))
 		elog(ERROR, "could not read kappa.event_log");
 }
 
@@ -2001,14 +1993,20 @@ receive_log(LoadState *ls, bool wait)
 static void
 split_log(LoadState *ls)
 {
-	(void) log_rows_select(psprintf("SELECT batch_id, n FROM ("
+	int64		found[2];
+
+	if (log_rows_select(psprintf("SELECT batch_id, n FROM ("
 									"SELECT batch_id, pg_catalog.row_number() OVER w - 1 AS n,"
 									" pg_catalog.sum(change_count) OVER w AS upto"
 									" FROM kappa.event_log%s WINDOW w AS (ORDER BY batch_id)) r"
 									" WHERE upto OPERATOR(pg_catalog.>) " INT64_FORMAT
 									" ORDER BY batch_id LIMIT 1",
 									log_rows_where(ls), (int64) (ls->total * READER_SHARE)),
-						   &ls->split, &ls->first_row);
+						found, 2))
+	{
+		ls->split = found[0];
+		ls->first_row = found[1];
+	}
 }
 
 /*
@@ -2039,7 +2037,7 @@ read_log_in_parts(LoadState *ls)
 	split_log(ls);
 	if (ls->first_row > 0)
 		ls->reader = kappa_replay_reader_begin(ls->view, ls->nsrc, relids, lowers, ls->upper,
-											   ls->split, ls->first_row);
+											   ls->split);
 	if (ls->reader == NULL)
 	{
 		if (ls->first_row > 0)
@@ -2052,8 +2050,6 @@ read_log_in_parts(LoadState *ls)
 	elog(DEBUG1, "kappa.replay(%s): the event log is read up to batch " INT64_FORMAT " by a parallel worker",
 		 ls->view, ls->split);
 	ls->upper_part = true;
-	for (int i = 0; i < ls->nsrc; i++)
-		ls->src[i].upper_part = true;
 
 	log_rows_open(ls);
 	read_log(ls);
@@ -2062,6 +2058,32 @@ read_log_in_parts(LoadState *ls)
 	ls->reader = NULL;
 	ls->records += ls->reader_records;
 	return true;
+}
+
+/*
+ * Start ls, for the replay of view (for messages) of nsrc sources up to
+ * upper: its memory, which it switches to; returns the context before.
+ */
+static MemoryContext
+load_state_begin(LoadState *ls, const char *view, int nsrc, XLogRecPtr upper)
+{
+	MemoryContext oldcxt;
+
+	memset(ls, 0, sizeof(LoadState));
+	ls->view = view;
+	ls->upper = upper;
+	ls->nsrc = nsrc;
+	ls->cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay",
+									ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(ls->cxt);
+	ls->reccxt = AllocSetContextCreate(ls->cxt, "pg_kappa replay record",
+									   ALLOCSET_DEFAULT_SIZES);
+	ls->rowcxt = AllocSetContextCreate(ls->cxt, "pg_kappa replay log row",
+									   ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&ls->buf);
+	ls->src = palloc0(sizeof(SourceState) * nsrc);
+	ls->rowno = -1;				/* the first row read is row 0 */
+	return oldcxt;
 }
 
 /*
@@ -2074,32 +2096,17 @@ read_log_in_parts(LoadState *ls)
 void
 kappa_replay_read_log(const char *view, int nsrc, Oid *relids,
 					  XLogRecPtr *lowers, XLogRecPtr upper, int64 split,
-					  int64 first_row, shm_mq_handle *mq)
+					  shm_mq_handle *mq)
 {
 	LoadState	ls;
 	MemoryContext oldcxt;
 	ReaderMessage msg = {READER_DONE};
 
-	memset(&ls, 0, sizeof(LoadState));
-	ls.view = view;
-	ls.upper = upper;
-	ls.nsrc = nsrc;
+	oldcxt = load_state_begin(&ls, view, nsrc, upper);
 	ls.mq = mq;
 	ls.split = split;
-	ls.first_row = first_row;
-	ls.rowno = -1;
-	ls.cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay reader",
-								   ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(ls.cxt);
-	ls.reccxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay record",
-									  ALLOCSET_DEFAULT_SIZES);
-	ls.rowcxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay log row",
-									  ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&ls.buf);
-	ls.src = palloc0(sizeof(SourceState) * nsrc);
 	for (int i = 0; i < nsrc; i++)
 		init_source(&ls, &ls.src[i], relids[i], InvalidOid, lowers[i]);
-	ls.commit_lsn = InvalidXLogRecPtr;
 
 	log_rows_open(&ls);
 	read_log(&ls);
@@ -2886,19 +2893,7 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	LoadState	ls;
 	MemoryContext oldcxt;
 
-	memset(&ls, 0, sizeof(LoadState));
-	ls.view = view;
-	ls.upper = upper;
-	ls.nsrc = list_length(sources);
-	ls.cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_kappa replay",
-								   ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(ls.cxt);
-	ls.reccxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay record",
-									  ALLOCSET_DEFAULT_SIZES);
-	ls.rowcxt = AllocSetContextCreate(ls.cxt, "pg_kappa replay log row",
-									  ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&ls.buf);
-	ls.src = palloc0(sizeof(SourceState) * ls.nsrc);
+	oldcxt = load_state_begin(&ls, view, list_length(sources), upper);
 	for (int i = 0; i < ls.nsrc; i++)
 	{
 		SourceState *s = &ls.src[i];
@@ -2944,7 +2939,6 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	kappa_replay_progress(view, "reading the event log");
 	log_rows_count(&ls);
 	report_compacting(&ls);
-	ls.rowno = -1;
 	if (!read_log_in_parts(&ls))
 	{
 		log_rows_open(&ls);
