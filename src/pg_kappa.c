@@ -4,9 +4,9 @@
  *	  Module entry point: the magic block, _PG_init and the settings.
  *
  * _PG_init defines the pg_kappa.* settings and, when the library is in
- * shared_preload_libraries, requests shared memory and registers the
- * launcher.  The output plugin's entry point (_PG_output_plugin_init)
- * lives in output_plugin.c.
+ * shared_preload_libraries, requests shared memory, registers the
+ * launcher and the commit callback that wakes apply workers.  The output
+ * plugin's entry point (_PG_output_plugin_init) lives in output_plugin.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -83,7 +83,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.naptime",
 							"Time an idle apply worker sleeps before looking for new WAL.",
-							NULL,
+							"A commit that wrote wakes its database's worker at once, as kappa.wait does.",
 							&kappa_naptime,
 							50, 1, 60 * 1000,
 							PGC_SIGHUP,
@@ -163,4 +163,5 @@ _PG_init(void)
 
 	kappa_shmem_init();
 	kappa_register_launcher();
+	kappa_commit_wake_init();
 }

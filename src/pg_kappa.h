@@ -192,6 +192,9 @@ extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
 
+/* commit_wake.c: a commit that wrote wakes its database's worker */
+extern void kappa_commit_wake_init(void);
+
 /* ----------
  * launcher.c and apply_worker.c: background workers
  * ----------

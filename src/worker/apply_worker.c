@@ -65,6 +65,7 @@
 #include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
+#include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -1053,13 +1054,36 @@ vacuum_scratch(void)
 
 /*
  * Forget catalog entries read under the historic snapshots of decoding, so
- * that applying a batch never uses them.  That is not a change of any view:
- * the views, and the delta engine's plans (which the plan cache revalidates
- * on its own), are kept.
+ * that applying a batch never uses them, and the entries applying read, so
+ * that decoding never uses them (pg_logical_slot_get_changes does the same
+ * before and after decoding).  That is not a change of any view: the views
+ * are kept.
+ *
+ * Forgetting everything costs most of a small batch: every statement of
+ * every view is analysed and planned again, every relation's descriptor
+ * read again.  An aligned batch does without when this process has taken
+ * in no shared invalidation message since it last forgot everything
+ * (SharedInvalidMessageCounter).  Then the catalog decoding read is the
+ * catalog as it is: decoding went on to the batch's end of WAL, past the
+ * commit of every catalog change this process had heard of, and executed
+ * each one's invalidations after the entries read before it.  A change
+ * committed after that end is, to this process, a change like any other
+ * backend's: its invalidations reach the entries it makes stale when they
+ * are taken in, at the latest when a lock that conflicts with it is
+ * granted (and they make the next reset a whole one).  A batch that may
+ * end before the end of WAL (no view of engine 2, so not aligned) forgets
+ * everything every time, as before.
  */
 static void
 reset_caches(void)
 {
+	static bool reset_once = false;
+	static uint64 messages_at_reset = 0;
+
+	if (views_aligned && reset_once &&
+		SharedInvalidMessageCounter == messages_at_reset)
+		return;
+
 	resetting_caches = true;
 	PG_TRY();
 	{
@@ -1070,6 +1094,8 @@ reset_caches(void)
 		resetting_caches = false;
 	}
 	PG_END_TRY();
+	messages_at_reset = SharedInvalidMessageCounter;
+	reset_once = true;
 }
 
 /*
@@ -1279,9 +1305,30 @@ realign_batch(XLogRecPtr *end)
 }
 
 /* Apply the decoded batch to every running view, in one transaction. */
+/*
+ * A statement of every batch over kappa.views, prepared once: parsing and
+ * planning it again for every batch cost more than running it.
+ */
+static SPIPlanPtr
+batch_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare a statement over kappa.views: %s",
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return *plan;
+}
+
 static void
 apply_batch(void)
 {
+	static SPIPlanPtr views_plan = NULL;
+	static SPIPlanPtr applied_plan = NULL;
 	KappaBatch *b = kappa_batch;
 	SPITupleTable *views;
 	uint64		nviews;
@@ -1301,9 +1348,11 @@ apply_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT id, applied_lsn, relid, state <> 'running', sources, " KAPPA_VIEW_ENGINE " FROM kappa.views v"
-					" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(batch_plan(&views_plan,
+									"SELECT id, applied_lsn, relid, state <> 'running', sources, " KAPPA_VIEW_ENGINE " FROM kappa.views v"
+									" WHERE state IN ('running', 'paused', 'initializing') ORDER BY id",
+									0, NULL),
+						 NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	views = SPI_tuptable;
 	nviews = SPI_processed;
@@ -1415,15 +1464,19 @@ apply_batch(void)
 				error_context_stack = errcallback.previous;
 				if (rows >= 0)
 				{
-					char	   *sql;
+					Oid			argtypes[] = {LSNOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID};
+					Datum		args[] = {LSNGetDatum(new_applied),
+						TimestampTzGetDatum(b->last_commit_time),
+						Int64GetDatum(ntxns), Int64GetDatum(rows),
+					Int32GetDatum(id)};
 
-					sql = psprintf("UPDATE kappa.views SET applied_lsn = '%X/%X',"
-								   " last_commit_time = %s, txns_applied = txns_applied + " INT64_FORMAT ","
-								   " rows_applied = rows_applied + " INT64_FORMAT " WHERE id = %d",
-								   LSN_FORMAT_ARGS(new_applied),
-								   quote_literal_cstr(timestamptz_to_str(b->last_commit_time)),
-								   ntxns, rows, id);
-					if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+					if (SPI_execute_plan(batch_plan(&applied_plan,
+													"UPDATE kappa.views SET applied_lsn = $1, last_commit_time = $2,"
+													" txns_applied = txns_applied OPERATOR(pg_catalog.+) $3,"
+													" rows_applied = rows_applied OPERATOR(pg_catalog.+) $4"
+													" WHERE id OPERATOR(pg_catalog.=) $5",
+													lengthof(argtypes), argtypes),
+										 args, NULL, false, 0) != SPI_OK_UPDATE)
 						elog(ERROR, "could not update kappa.views");
 				}
 			}
