@@ -254,7 +254,8 @@ typedef struct KappaBatch
 	bool		full;			/* stop decoding after this transaction */
 	TimestampTz deadline;
 	Snapshot	snapshot;		/* aligned batches: what the batch must be */
-	bool		misaligned;		/* a decoded transaction it does not see */
+	bool		misaligned;		/* a transaction it does not see committed
+								 * before one it sees */
 	List	   *xids;			/* aligned: the transactions decoded (xids,
 								 * kept as OIDs: PG 15 has no xid lists) */
 	struct HTAB *sources;		/* relid -> KappaSourceBuffer */

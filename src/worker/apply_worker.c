@@ -46,6 +46,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlogreader.h"
 #include "commands/trigger.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
@@ -957,7 +958,7 @@ start_decoding(void)
  * truncated (which scans all of shared_buffers for its pages): a small
  * one keeps its empty pages for the next batches.
  */
-#define SCRATCH_VACUUM_MS 10000
+#define SCRATCH_VACUUM_MS 1000
 #define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
 static void
@@ -1277,31 +1278,123 @@ batch_touches(List *relids)
 }
 
 /*
+ * The transaction a commit record (just read) commits, if it is one of a
+ * transaction of this database's that may have changed a source: not the
+ * worker's own (its origin's), nor another database's.
+ */
+static bool
+commit_record_xid(XLogReaderState *reader, TransactionId *xid)
+{
+	uint8		info = XLogRecGetInfo(reader) & XLOG_XACT_OPMASK;
+	xl_xact_parsed_commit parsed;
+
+	if (XLogRecGetRmid(reader) != RM_XACT_ID ||
+		(info != XLOG_XACT_COMMIT && info != XLOG_XACT_COMMIT_PREPARED) ||
+		XLogRecGetOrigin(reader) == kappa_worker_origin)
+		return false;
+	ParseCommitRecord(XLogRecGetInfo(reader),
+					  (xl_xact_commit *) XLogRecGetData(reader), &parsed);
+	/* with wal_level logical every commit record names its database */
+	if (OidIsValid(parsed.dbId) && parsed.dbId != MyDatabaseId)
+		return false;
+	*xid = info == XLOG_XACT_COMMIT ? XLogRecGetXid(reader) : parsed.twophase_xid;
+	return true;
+}
+
+/*
+ * An aligned batch ends before the commit record of the first transaction
+ * its snapshot does not see, which is then left unread (the reader goes
+ * back to it): one that committed after the snapshot was taken, or was
+ * still in the proc array when it was (it flushed its commit record, or
+ * waited for synchronous replication).  It waits for the next batch, with
+ * every transaction that committed after it, which the snapshot does not
+ * see either, unless one does: a transaction that committed after it and
+ * left the proc array first.  For that one, the rest of the WAL up to the
+ * end is read ahead: if it holds the commit of a transaction the snapshot
+ * sees, the batch is misaligned and takes a newer snapshot
+ * (realign_batch).  True when the record just read is such a commit: the
+ * caller does not decode it, and the batch now ends at *end.
+ */
+static TransactionId unseen_xid = InvalidTransactionId;	/* stopped before it */
+
+static bool
+stop_before_unseen_commit(LogicalDecodingContext *ctx, XLogRecPtr *end)
+{
+	Snapshot	snap = kappa_batch->snapshot;
+	XLogRecPtr	stop = ctx->reader->ReadRecPtr;
+	TransactionId xid;
+
+	if (snap == NULL || !commit_record_xid(ctx->reader, &xid) ||
+		!XidInMVCCSnapshot(xid, snap))
+		return false;
+
+	unseen_xid = xid;
+	while (ctx->reader->EndRecPtr < *end && !kappa_batch->misaligned)
+	{
+		char	   *errm = NULL;
+
+		if (XLogReadRecord(ctx->reader, &errm) == NULL)
+		{
+			if (errm)
+				elog(ERROR, "could not read WAL: %s", errm);
+			break;
+		}
+		if (commit_record_xid(ctx->reader, &xid) &&
+			!XidInMVCCSnapshot(xid, snap))
+			kappa_batch->misaligned = true;
+	}
+	XLogBeginRead(ctx->reader, stop);
+	*end = stop;
+	return true;
+}
+
+/*
  * The aligned batch saw a transaction its snapshot does not: take a newer
  * snapshot (and end of WAL) that sees every transaction decoded so far, so
- * that decoding can go on up to that end.  False when there is no such
- * snapshot yet (the caller decodes again from the slot, later).
+ * that decoding can go on up to that end.  A transaction that has written
+ * its commit record leaves the proc array a moment later, so there is no
+ * such snapshot for a moment: wait for one up to REALIGN_WAIT_MS rather
+ * than throw away what was decoded (with commits waking the worker, a batch
+ * often starts right behind one).  False when there is none yet (a
+ * transaction held longer, by synchronous replication): the caller then
+ * decodes again from the slot, later.
  */
+#define REALIGN_WAIT_MS 100
+
 static bool
 realign_batch(XLogRecPtr *end)
 {
-	Snapshot	snap = aligned_snapshot(end);
-	ListCell   *lc;
-
-	if (snap == NULL)
-		return false;
-	foreach(lc, kappa_batch->xids)
+	for (int waited = 0;; waited++)
 	{
-		if (XidInMVCCSnapshot((TransactionId) lfirst_oid(lc), snap))
+		Snapshot	snap = aligned_snapshot(end);
+		bool		sees_all = snap != NULL;
+		ListCell   *lc;
+
+		/* the transaction the batch stopped before has left the proc array */
+		if (sees_all && TransactionIdIsValid(unseen_xid))
+			sees_all = !XidInMVCCSnapshot(unseen_xid, snap);
+
+		foreach(lc, kappa_batch->xids)
 		{
-			UnregisterSnapshot(snap);
-			return false;
+			if (!sees_all)
+				break;
+			sees_all = !XidInMVCCSnapshot((TransactionId) lfirst_oid(lc), snap);
 		}
+		if (sees_all)
+		{
+			UnregisterSnapshot(kappa_batch->snapshot);
+			kappa_batch->snapshot = snap;
+			kappa_batch->misaligned = false;
+			unseen_xid = InvalidTransactionId;
+			return true;
+		}
+		if (snap != NULL)
+			UnregisterSnapshot(snap);
+		if (waited >= REALIGN_WAIT_MS)
+			return false;
+		pg_usleep(1000L);
+		CHECK_FOR_INTERRUPTS();
 	}
-	UnregisterSnapshot(kappa_batch->snapshot);
-	kappa_batch->snapshot = snap;
-	kappa_batch->misaligned = false;
-	return true;
 }
 
 /* Apply the decoded batch to every running view, in one transaction. */
@@ -1708,6 +1801,7 @@ kappa_apply_main(Datum main_arg)
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);
 			kappa_batch_reset();
+			unseen_xid = InvalidTransactionId;
 
 			/*
 			 * Views of engine 2 read the live sources: their batch is
@@ -1762,15 +1856,17 @@ kappa_apply_main(Datum main_arg)
 					record = XLogReadRecord(ctx->reader, &errm);
 					if (errm)
 						elog(ERROR, "could not read WAL: %s", errm);
-					if (record != NULL)
+					if (record != NULL &&
+						!stop_before_unseen_commit(ctx, &end_of_wal))
 						LogicalDecodingProcessRecord(ctx, ctx->reader);
 					CHECK_FOR_INTERRUPTS();
 				}
 
 				/*
-				 * A transaction that committed between the snapshot and the
-				 * end of the WAL read after it: a newer snapshot sees it,
-				 * and the batch goes on to that snapshot's end of WAL.
+				 * A transaction the snapshot sees committed after one it
+				 * does not (stop_before_unseen_commit): a newer snapshot
+				 * sees both, and the batch goes on to that snapshot's end
+				 * of WAL.
 				 */
 				if (!kappa_batch->misaligned || tries >= 10 ||
 					!realign_batch(&end_of_wal))
@@ -1782,8 +1878,10 @@ kappa_apply_main(Datum main_arg)
 			MemoryContextSwitchTo(loopcxt);
 
 			/*
-			 * A transaction the snapshot does not see committed before the
-			 * WAL's end: decode again from the slot, with a new snapshot.
+			 * Still misaligned (a transaction held in the proc array for
+			 * long, by synchronous replication, or a decoded transaction
+			 * the snapshot does not see): decode again from the slot, with
+			 * a new snapshot.
 			 */
 			if (kappa_batch->misaligned)
 			{
