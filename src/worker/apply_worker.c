@@ -952,13 +952,17 @@ start_decoding(void)
 /*
  * The scratch tables (d_<n>, w_<n>, k) are emptied after every batch, so
  * they fill with dead rows faster than autovacuum looks at them; vacuum
- * them every few seconds, outside any transaction, as autovacuum would.
- * Not more often: a vacuum updates the tables' statistics, after which
- * the statements that read them are planned again.  Only a large table is
- * truncated (which scans all of shared_buffers for its pages): a small
- * one keeps its empty pages for the next batches.
+ * them every second, outside any transaction, as autovacuum would, but
+ * only those with SCRATCH_VACUUM_DEAD dead rows or more: a vacuum updates
+ * the table's statistics, after which the statements that read it are
+ * planned again, and it is time the next batch may be waiting for.  So it
+ * also stops after any table once a commit has woken the worker: the
+ * others wait for the next round, which starts with the most dead rows.  Only a large table is truncated (which
+ * scans all of shared_buffers for its pages): a small one keeps its empty
+ * pages for the next batches.
  */
 #define SCRATCH_VACUUM_MS 1000
+#define SCRATCH_VACUUM_DEAD 1000
 #define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
 static void
@@ -993,8 +997,10 @@ vacuum_scratch(void)
 	if (SPI_execute(psprintf("SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname),"
 							 " pg_catalog.pg_relation_size(c.oid) > %d"
 							 " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-							 " WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'",
-							 SCRATCH_TRUNCATE_BYTES),
+							 " WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'"
+							 " AND pg_catalog.pg_stat_get_dead_tuples(c.oid) >= %d"
+							 " ORDER BY pg_catalog.pg_stat_get_dead_tuples(c.oid) DESC",
+							 SCRATCH_TRUNCATE_BYTES, SCRATCH_VACUUM_DEAD),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list scratch tables");
 	oldcxt = MemoryContextSwitchTo(vaccxt);
@@ -1025,6 +1031,10 @@ vacuum_scratch(void)
 	{
 		char	   *sql = psprintf("VACUUM (SKIP_LOCKED, TRUNCATE %s) %s",
 								   lfirst_int(lt) ? "true" : "false", (char *) lfirst(lc));
+
+		/* a batch is waiting: the rest is vacuumed next time */
+		if (lc != list_head(names) && MyLatch->is_set)
+			break;
 
 		PG_TRY();
 		{
