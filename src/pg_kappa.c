@@ -29,6 +29,7 @@ bool		kappa_delta_statistics = true;
 int			kappa_progress_interval = 10000;
 int			kappa_min_parallel_replay_records = 100000;
 int			kappa_naptime = 50;
+int			kappa_batch_interval = 10;
 int			kappa_max_retained_wal = 1024;
 int			kappa_max_databases = 32;
 int			kappa_max_event_bytes = 256 * 1024 * 1024;
@@ -80,6 +81,14 @@ _PG_init(void)
 							2, 1, 2,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_kappa.batch_interval",
+							"Shortest time between the starts of two batches that apply transactions.",
+							"Commits that come sooner wait for the next batch, so that under a stream of small transactions the fixed cost of a batch is paid at most this often.  0 starts a batch at once for every commit that wakes the worker.",
+							&kappa_batch_interval,
+							10, 0, 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_kappa.naptime",
 							"Time an idle apply worker sleeps before looking for new WAL.",

@@ -136,6 +136,7 @@ extern int	kappa_batch_max_ms;
 extern int	kappa_engine;
 extern bool kappa_delta_statistics;
 extern int	kappa_naptime;
+extern int	kappa_batch_interval;
 extern int	kappa_progress_interval;
 extern int	kappa_min_parallel_replay_records;
 extern int	kappa_max_retained_wal;

@@ -1796,6 +1796,7 @@ kappa_apply_main(Datum main_arg)
 			XLogRecPtr	confirm;
 			bool		caught_up;
 			bool		pinned;
+			TimestampTz batch_started;
 
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending)
@@ -1812,6 +1813,7 @@ kappa_apply_main(Datum main_arg)
 			MemoryContextSwitchTo(loopcxt);
 			kappa_batch_reset();
 			unseen_xid = InvalidTransactionId;
+			batch_started = GetCurrentTimestamp();
 
 			/*
 			 * Views of engine 2 read the live sources: their batch is
@@ -1934,6 +1936,20 @@ kappa_apply_main(Datum main_arg)
 
 			if (caught_up)
 			{
+				/*
+				 * After a batch that applied transactions, commits that
+				 * wake the worker within pg_kappa.batch_interval of its
+				 * start wait for the next one, which takes them all.
+				 */
+				if (kappa_batch->ntxns > 0 && kappa_batch_interval > 0)
+				{
+					long		wait_ms = kappa_batch_interval -
+						(GetCurrentTimestamp() - batch_started) / 1000;
+
+					if (wait_ms > 0)
+						(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+										 wait_ms, PG_WAIT_EXTENSION);
+				}
 				(void) WaitLatch(MyLatch,
 								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 kappa_naptime, PG_WAIT_EXTENSION);
