@@ -257,6 +257,7 @@ typedef struct KappaBatch
 	Snapshot	snapshot;		/* aligned batches: what the batch must be */
 	bool		misaligned;		/* a transaction it does not see committed
 								 * before one it sees */
+	TransactionId stopped_before;	/* aligned: the unseen commit it ends at */
 	List	   *xids;			/* aligned: the transactions decoded (xids,
 								 * kept as OIDs: PG 15 has no xid lists) */
 	struct HTAB *sources;		/* relid -> KappaSourceBuffer */

@@ -957,9 +957,9 @@ start_decoding(void)
  * the table's statistics, after which the statements that read it are
  * planned again, and it is time the next batch may be waiting for.  So it
  * also stops after any table once a commit has woken the worker: the
- * others wait for the next round, which starts with the most dead rows.  Only a large table is truncated (which
- * scans all of shared_buffers for its pages): a small one keeps its empty
- * pages for the next batches.
+ * others wait for the next round, which starts with the most dead rows.
+ * Only a large table is truncated (which scans all of shared_buffers for
+ * its pages): a small one keeps its empty pages for the next batches.
  */
 #define SCRATCH_VACUUM_MS 1000
 #define SCRATCH_VACUUM_DEAD 1000
@@ -1170,6 +1170,25 @@ aligned_snapshot(XLogRecPtr *end)
 }
 
 /*
+ * A statement of every batch over kappa.views, prepared once: parsing and
+ * planning it again for every batch cost more than running it.
+ */
+static SPIPlanPtr
+batch_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare a statement over kappa.views: %s",
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
  * The batch's statements read the derived table and the view's internal
  * tables with the batch's snapshot too.  Whatever rewrites them (an
  * in-place kappa.replay, which holds a lock the worker waits for) also
@@ -1182,23 +1201,18 @@ static bool
 view_unchanged(int id)
 {
 	static SPIPlanPtr plan = NULL;
+	Oid			argtype = INT4OID;
 	Datum		arg = Int32GetDatum(id);
 	bool		isnull;
 	TransactionId xmin;
 
 	if (kappa_batch->snapshot == NULL)
 		return true;
-	if (plan == NULL)
-	{
-		Oid			argtype = INT4OID;
-
-		plan = SPI_prepare("SELECT xmin FROM kappa.views WHERE id OPERATOR(pg_catalog.=) $1",
-						   1, &argtype);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare a statement over kappa.views");
-	}
 	/* a snapshot of its own: newer than any lock waited for */
-	if (SPI_execute_plan(plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(batch_plan(&plan,
+									"SELECT xmin FROM kappa.views WHERE id OPERATOR(pg_catalog.=) $1",
+									1, &argtype),
+						 &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed != 1)
 		return true;
@@ -1325,8 +1339,6 @@ commit_record_xid(XLogReaderState *reader, TransactionId *xid)
  * (realign_batch).  True when the record just read is such a commit: the
  * caller does not decode it, and the batch now ends at *end.
  */
-static TransactionId unseen_xid = InvalidTransactionId;	/* stopped before it */
-
 static bool
 stop_before_unseen_commit(LogicalDecodingContext *ctx, XLogRecPtr *end)
 {
@@ -1338,7 +1350,7 @@ stop_before_unseen_commit(LogicalDecodingContext *ctx, XLogRecPtr *end)
 		!XidInMVCCSnapshot(xid, snap))
 		return false;
 
-	unseen_xid = xid;
+	kappa_batch->stopped_before = xid;
 	while (ctx->reader->EndRecPtr < *end && !kappa_batch->misaligned)
 	{
 		char	   *errm = NULL;
@@ -1381,8 +1393,8 @@ realign_batch(XLogRecPtr *end)
 		ListCell   *lc;
 
 		/* the transaction the batch stopped before has left the proc array */
-		if (sees_all && TransactionIdIsValid(unseen_xid))
-			sees_all = !XidInMVCCSnapshot(unseen_xid, snap);
+		if (sees_all && TransactionIdIsValid(kappa_batch->stopped_before))
+			sees_all = !XidInMVCCSnapshot(kappa_batch->stopped_before, snap);
 
 		foreach(lc, kappa_batch->xids)
 		{
@@ -1395,7 +1407,6 @@ realign_batch(XLogRecPtr *end)
 			UnregisterSnapshot(kappa_batch->snapshot);
 			kappa_batch->snapshot = snap;
 			kappa_batch->misaligned = false;
-			unseen_xid = InvalidTransactionId;
 			return true;
 		}
 		if (snap != NULL)
@@ -1408,25 +1419,6 @@ realign_batch(XLogRecPtr *end)
 }
 
 /* Apply the decoded batch to every running view, in one transaction. */
-/*
- * A statement of every batch over kappa.views, prepared once: parsing and
- * planning it again for every batch cost more than running it.
- */
-static SPIPlanPtr
-batch_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare a statement over kappa.views: %s",
-				 SPI_result_code_string(SPI_result));
-		*plan = p;
-	}
-	return *plan;
-}
-
 static void
 apply_batch(void)
 {
@@ -1812,7 +1804,6 @@ kappa_apply_main(Datum main_arg)
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);
 			kappa_batch_reset();
-			unseen_xid = InvalidTransactionId;
 			batch_started = GetCurrentTimestamp();
 
 			/*

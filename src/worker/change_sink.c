@@ -191,6 +191,7 @@ kappa_batch_reset(void)
 	kappa_batch->full = false;
 	kappa_batch->snapshot = NULL;
 	kappa_batch->misaligned = false;
+	kappa_batch->stopped_before = InvalidTransactionId;
 	kappa_batch->xids = NIL;
 	kappa_batch->log_lines = NULL;
 	kappa_batch->log_nlines = 0;
