@@ -14,6 +14,13 @@
  * commit that finds it taken does not wake the worker, which then finds its
  * changes when it next looks, at most pg_kappa.naptime later.
  *
+ * A transaction "wrote" when its commit wrote WAL: XactLastCommitEnd,
+ * which RecordTransactionCommit sets only then, has moved since this
+ * backend's last commit.  That covers COMMIT PREPARED, whose own
+ * transaction has no xid (the prepared one's commit record is written on
+ * its behalf); it also counts a read-only transaction that pruned a page,
+ * which costs the worker a look at the WAL and nothing else.
+ *
  * A worker busy with a batch is not interrupted: its latch stays set, and
  * the batch that follows takes every transaction committed meanwhile.
  *
@@ -22,11 +29,15 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
 #include "pg_kappa.h"
+
+/* XactLastCommitEnd as this backend's last commit left it */
+static XLogRecPtr last_commit_end = InvalidXLogRecPtr;
 
 static void
 commit_wake(XactEvent event, void *arg)
@@ -35,9 +46,10 @@ commit_wake(XactEvent event, void *arg)
 
 	/* only top-level commits that wrote; never the worker's own */
 	if (event != XACT_EVENT_COMMIT || kappa_in_apply_worker ||
-		KappaShmem == NULL ||
-		!TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		!OidIsValid(MyDatabaseId))
+		XactLastCommitEnd == last_commit_end)
+		return;
+	last_commit_end = XactLastCommitEnd;
+	if (KappaShmem == NULL || !OidIsValid(MyDatabaseId))
 		return;
 
 	if (!LWLockConditionalAcquire(KappaShmem->lock, LW_SHARED))

@@ -12,7 +12,8 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use KappaTest;
 
-my $node = kappa_node('commit_wake', extra_conf => "pg_kappa.naptime = 60s\n");
+my $node = kappa_node('commit_wake',
+	extra_conf => "pg_kappa.naptime = 60s\nmax_prepared_transactions = 2\n");
 $node->safe_psql('postgres', q{
 CREATE EXTENSION pg_kappa;
 CREATE TABLE t (id int PRIMARY KEY, g int, v numeric, pad text, extra int);
@@ -53,6 +54,16 @@ for my $i (1 .. 5)
 }
 # a generous bound: without the wake-up it is the naptime, 60 s
 cmp_ok($worst, '<', 20, 'every commit was applied well before the naptime ran out');
+
+# COMMIT PREPARED runs in a transaction without an xid of its own: it wakes
+# the worker as well (the PREPARE alone shows nothing)
+$node->safe_psql('postgres', q{BEGIN; INSERT INTO t VALUES (100100, 1, 100, 'p', 0); PREPARE TRANSACTION 'wake'});
+sleep 1;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM t_rows WHERE id = 100100}), '0',
+	'a prepared transaction is not in the view');
+$node->safe_psql('postgres', q{COMMIT PREPARED 'wake'});
+my $secs = seconds_until_fresh(100100);
+ok(defined $secs && $secs < 20, 'COMMIT PREPARED is in the view without kappa.wait');
 
 # a transaction that rolls back wakes nobody, and loses nothing
 $node->safe_psql('postgres', q{BEGIN; INSERT INTO t VALUES (200001, 1, 100, 'z', 0); ROLLBACK;});
