@@ -90,6 +90,35 @@ ALTER TABLE rn_shop.purchases RENAME TO orders;
 SELECT relid::regclass AS view, canonical LIKE '%rn_shop.orders%' AS new_name
   FROM kappa.views WHERE name LIKE 'public.rn_%' ORDER BY id;
 
+-- replay across renames: the log names tables by OID, so a view replays
+-- (in place, beside it, as of an LSN before the rename) over a source
+-- renamed and moved since it was captured
+CREATE TABLE rn_ev (id int PRIMARY KEY, g int, v int);
+SELECT kappa.capture('rn_ev') IS NOT NULL AS captured;
+INSERT INTO rn_ev SELECT i, i % 3, i FROM generate_series(1, 30) i;
+SELECT kappa.create_view('rn_evsum', 'SELECT g, count(*) AS n, sum(v) AS s FROM rn_ev GROUP BY g') IS NOT NULL AS created;
+DELETE FROM rn_ev WHERE id = 7;
+CREATE TABLE rn_ev_then AS SELECT g, count(*) AS n, sum(v) AS s FROM rn_ev GROUP BY g;
+SELECT pg_current_wal_insert_lsn() AS rn_mid \gset
+ALTER TABLE rn_ev RENAME TO rn_ev2;
+ALTER TABLE rn_ev2 SET SCHEMA rn_other;
+INSERT INTO rn_other.rn_ev2 VALUES (100, 1, 100);
+UPDATE rn_other.rn_ev2 SET v = v * 2 WHERE g = 2;
+SELECT kappa.wait('rn_evsum') AS waited;
+SELECT kappa.replay('rn_evsum')::text AS replayed;
+SELECT count(*) AS differences FROM kappa.verify('rn_evsum');
+SELECT kappa.replay('rn_evsum', new_name => 'rn_evsum_copy')::text AS replayed;
+SELECT count(*) AS differences FROM kappa.verify('rn_evsum_copy');
+SELECT kappa.replay('rn_evsum', new_name => 'rn_evsum_then', until_lsn => :'rn_mid')::text AS replayed;
+-- as it was before the rename, and not as it is
+SELECT (SELECT count(*) FROM (TABLE rn_evsum_then EXCEPT ALL TABLE rn_ev_then) d) AS missing_then,
+       (SELECT count(*) FROM (TABLE rn_ev_then EXCEPT ALL TABLE rn_evsum_then) d) AS extra_then,
+       (SELECT count(*) FROM (TABLE rn_evsum_then EXCEPT ALL TABLE rn_evsum) d) AS differ_now;
+SELECT kappa.drop_view(v) FROM (VALUES ('rn_evsum'::regclass), ('rn_evsum_copy')) s(v);
+DROP TABLE rn_evsum_then, rn_ev_then;
+SELECT kappa.uncapture('rn_other.rn_ev2');
+DROP TABLE rn_other.rn_ev2;
+
 DROP VIEW rn_check;
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
 DROP SCHEMA rn_shop, rn_other CASCADE;
