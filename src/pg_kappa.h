@@ -29,6 +29,10 @@
 #include "utils/snapshot.h"
 #include "executor/spi.h"
 
+/* subxact.c: one step in a subtransaction, its error caught */
+extern ErrorData *kappa_try_in_subxact(void (*step) (void *arg), void *arg,
+									   MemoryContext errcxt);
+
 /* ----------
  * json_write.c: JSON text for values, strings and LSNs
  * ----------

@@ -454,6 +454,31 @@ restore_view(PendingRow *p, Oid extowner, bool discard, char **detail)
 	return strcmp(p->state ? p->state : "", "paused") == 0 ? "rebuilt, paused" : "rebuilt";
 }
 
+/* One object to restore, for restore_one, and what it did */
+typedef struct RestoreStep
+{
+	PendingRow *p;
+	Oid			extowner;
+	int64		lower;
+	int64		upper;
+	bool		discard;
+	const char *action;			/* out */
+	char	   *detail;			/* out */
+} RestoreStep;
+
+/* Restore one view or capture (in a subtransaction of its own). */
+static void
+restore_one(void *arg)
+{
+	RestoreStep *step = arg;
+
+	if (step->p->is_view)
+		step->action = restore_view(step->p, step->extowner, step->discard, &step->detail);
+	else
+		step->action = restore_capture(step->p, step->extowner, step->lower, step->upper,
+									   step->discard, &step->detail);
+}
+
 /*
  * kappa.restore(discard_missing): after pg_restore, make working views and
  * captures of what the restore set aside, and continue the event log.  One
@@ -469,6 +494,7 @@ kappa_restore(PG_FUNCTION_ARGS)
 	Oid			extowner;
 	Oid			views_relid;
 	SavedUser	saved;
+	RestoreStep step;
 	List	   *pending;
 	bool		log_pending;
 	ListCell   *lc;
@@ -529,42 +555,29 @@ kappa_restore(PG_FUNCTION_ARGS)
 				   psprintf("A restore row at %X/%X links this database's batches to the restored ones.",
 							LSN_FORMAT_ARGS(marker)));
 
+	step.extowner = extowner;
+	step.lower = lower;
+	step.upper = upper;
+	step.discard = discard;
 	foreach(lc, pending)
 	{
 		PendingRow *p = lfirst(lc);
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		ErrorData  *edata;
 		const char *action;
-		char	   *detail = NULL;
+		char	   *detail;
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
+		step.p = p;
+		step.detail = NULL;
+		edata = kappa_try_in_subxact(restore_one, &step, CurrentMemoryContext);
+		action = step.action;
+		detail = step.detail;
+		if (edata != NULL)
 		{
-			if (p->is_view)
-				action = restore_view(p, extowner, discard, &detail);
-			else
-				action = restore_capture(p, extowner, lower, upper, discard, &detail);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
 			action = "failed";
 			detail = edata->detail ? psprintf("%s: %s", edata->message, edata->detail) :
 				pstrdup(edata->message);
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 		put_result(rsinfo, p->is_view ? "view" : "capture", p->name, action, detail);
 	}
 	SPI_finish();

@@ -89,6 +89,33 @@ renamed_object(Node *stmt, Oid *relid, Oid *nspid)
 	}
 }
 
+/* What view_step_run is to do, and its result */
+typedef struct ViewStep
+{
+	Oid			owner;
+	const char *canonical;
+	int			engine;
+	KappaViewDef *def;			/* NULL: parse canonical */
+	MemoryContext cxt;			/* for the result */
+	void	   *result;
+} ViewStep;
+
+static void
+view_step_run(void *arg)
+{
+	ViewStep   *step = arg;
+	MemoryContext oldcxt = MemoryContextSwitchTo(step->cxt);
+	KappaOwnerScope scope;
+
+	kappa_owner_enter(step->owner, &scope);
+	if (step->def == NULL)
+		step->result = kappa_compile_view(step->canonical, step->engine);
+	else
+		step->result = kappa_deparse(step->def, NULL, true);
+	kappa_owner_leave(&scope);
+	MemoryContextSwitchTo(oldcxt);
+}
+
 /*
  * As the view's owner, security-restricted: with def NULL, parse view
  * id's query canonical into a KappaViewDef (in cxt); else print def again
@@ -100,37 +127,15 @@ static void *
 view_step(int id, Oid owner, const char *canonical, int engine, KappaViewDef *def,
 		  MemoryContext cxt)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	void	   *result = NULL;
+	ViewStep	step = {owner, canonical, engine, def, cxt, NULL};
+	ErrorData  *edata = kappa_try_in_subxact(view_step_run, &step, CurrentMemoryContext);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		KappaOwnerScope scope;
-
-		kappa_owner_enter(owner, &scope);
-		if (def == NULL)
-			result = kappa_compile_view(canonical, engine);
-		else
-			result = kappa_deparse(def, NULL, true);
-		kappa_owner_leave(&scope);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		result = NULL;
-		elog(DEBUG1, "derived view %d: query not %s around a rename", id,
-			 def == NULL ? "parsed" : "printed");
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	return result;
+	if (edata == NULL)
+		return step.result;
+	FreeErrorData(edata);
+	elog(DEBUG1, "derived view %d: query not %s around a rename", id,
+		 def == NULL ? "parsed" : "printed");
+	return NULL;
 }
 
 /*

@@ -294,6 +294,13 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	proc_exit(0);
 }
 
+/* Drop replication origin name (a step of drop_orphaned_origins). */
+static void
+drop_origin(void *name)
+{
+	replorigin_drop_by_name(name, true, true);
+}
+
 /*
  * Drop the replication origins of pg_kappa workers of databases that are
  * gone.  A worker drops its own when it retires (DROP EXTENSION, the last
@@ -331,33 +338,19 @@ drop_orphaned_origins(void)
 	foreach(lc, names)
 	{
 		char	   *name = lfirst(lc);
-		ResourceOwner owner = CurrentResourceOwner;
+		ErrorData  *edata = kappa_try_in_subxact(drop_origin, name, oldcxt);
 
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			replorigin_drop_by_name(name, true, true);
-			ReleaseCurrentSubTransaction();
+		if (edata == NULL)
 			ereport(LOG,
 					(errmsg("pg_kappa apply worker dropped replication origin \"%s\" of a database that no longer exists",
 							name)));
-		}
-		PG_CATCH();
+		else
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
 			ereport(WARNING,
 					(errmsg("could not drop replication origin \"%s\" of a database that no longer exists: %s",
 							name, edata->message)));
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = owner;
 	}
 }
 

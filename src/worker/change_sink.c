@@ -410,6 +410,23 @@ write_change_record(StringInfo line, Relation relation, KappaRelInfo *ri,
 	appendStringInfoChar(line, '}');
 }
 
+/* A record too large to write unprotected, for write_record_step */
+typedef struct RecordStep
+{
+	StringInfo	line;
+	Relation	relation;
+	KappaRelInfo *ri;
+	ReorderBufferChange *change;
+} RecordStep;
+
+static void
+write_record_step(void *arg)
+{
+	RecordStep *step = arg;
+
+	write_change_record(step->line, step->relation, step->ri, step->change);
+}
+
 /*
  * Keep the record of one change of a captured table for the event log, or,
  * when it is larger than pg_kappa.max_event_bytes or cannot be written,
@@ -446,27 +463,11 @@ log_change(Relation relation, ReorderBufferTXN *txn, ReorderBufferChange *change
 		write_change_record(&line, relation, ri, change);
 	else
 	{
-		ResourceOwner oldowner = CurrentResourceOwner;
+		RecordStep	step = {&line, relation, ri, change};
+		ErrorData  *edata = kappa_try_in_subxact(write_record_step, &step, oldcxt);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(record_cxt);
-		PG_TRY();
+		if (edata != NULL)
 		{
-			write_change_record(&line, relation, ri, change);
-			ReleaseCurrentSubTransaction();
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-
 			/*
 			 * Out of memory, a string over 1 GB: say so.  What another
 			 * error says may come from a value, and kappa.captures is
@@ -489,7 +490,6 @@ log_change(Relation relation, ReorderBufferTXN *txn, ReorderBufferChange *change
 			}
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 	}
 	MemoryContextSwitchTo(oldcxt);
 

@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * subxact.c
+ *	  Running one step in a subtransaction of its own and catching its
+ *	  error, so that a step that fails (one view of many, one row of a
+ *	  restore, one record of the event log) leaves the others and the
+ *	  transaction around it as they were.
+ *
+ * It is the idiom PL/pgSQL uses for a block with an EXCEPTION clause: the
+ * step runs between BeginInternalSubTransaction and
+ * ReleaseCurrentSubTransaction; on error the error is copied out, the
+ * error state flushed and the subtransaction rolled back, which releases
+ * its locks, buffers and memory.  Callers decide what the error means.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "pg_kappa.h"
+
+/*
+ * Run step(arg) in a subtransaction.  Returns NULL when it succeeded (its
+ * subtransaction committed into the current one), or else the error it
+ * raised, copied into errcxt (its subtransaction rolled back).  The step
+ * starts in the caller's memory context, and the caller's memory context
+ * and resource owner are current again on return, either way.
+ */
+ErrorData *
+kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		step(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(errcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
