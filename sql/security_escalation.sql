@@ -231,6 +231,15 @@ RESET ROLE;
 SELECT name, state FROM kappa.views WHERE name LIKE 'kc.v_' ORDER BY name;
 SELECT count(*) FROM kappa.verify('kc.v2');
 SELECT count(*) FROM kappa.verify('kc.v1');
+SELECT public.supers();
+
+-- 10. kappa.on_ddl_end (SECURITY DEFINER) parses the query of a view whose
+-- derived table is altered, to check its columns: as the view's owner too
+SET ROLE regress_kappa_carol;
+ALTER TABLE kc.v2 SET (fillfactor = 100);
+ALTER TABLE kc.v1 SET (fillfactor = 90);
+RESET ROLE;
+SELECT name, state FROM kappa.views WHERE name LIKE 'kc.v_' ORDER BY name;
 
 SELECT public.supers();
 

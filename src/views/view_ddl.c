@@ -1586,6 +1586,7 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	Query	   *query;
 	Relation	rel;
 	char	   *problem;
+	KappaOwnerScope scope;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1599,9 +1600,17 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	if (canonical == NULL)
 		PG_RETURN_NULL();
 
-	/* the canonical text names every relation with its schema */
+	/*
+	 * The canonical text names every relation with its schema.  Parse
+	 * analysis runs code of the view's (a domain's check on a literal, a
+	 * type's input function): as its owner, restricted, as everywhere else,
+	 * and never as whoever altered the table (this runs in
+	 * kappa.on_ddl_end, which is SECURITY DEFINER).
+	 */
+	kappa_owner_enter(kappa_view_owner(relid), &scope);
 	raw = raw_parser(canonical, RAW_PARSE_DEFAULT);
 	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
+	kappa_owner_leave(&scope);
 	rel = table_open(relid, AccessShareLock);
 	problem = columns_problem(rel, query);
 	table_close(rel, AccessShareLock);
