@@ -1253,9 +1253,9 @@ apply_error_text(Oid relid, List *sources, XLogRecPtr from, XLogRecPtr to)
 
 /*
  * The worker writes derived tables as a replica (session_replication_role):
- * their ordinary triggers do not fire, but ALWAYS ones would, and what they
- * wrote would carry the worker's origin, which no view decodes.  Refuse
- * rather than have other views silently miss it.
+ * their ordinary triggers do not fire, but ALWAYS and REPLICA ones would,
+ * and what they wrote would carry the worker's origin, which no view
+ * decodes.  Refuse rather than have other views silently miss it.
  */
 static void
 check_derived_triggers(Oid relid)
@@ -1267,11 +1267,13 @@ check_derived_triggers(Oid relid)
 	{
 		Trigger    *trig = &trigdesc->triggers[i];
 
-		if (trig->tgenabled == TRIGGER_FIRES_ALWAYS)
+		if (trig->tgenabled == TRIGGER_FIRES_ALWAYS ||
+			trig->tgenabled == TRIGGER_FIRES_ON_REPLICA)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("derived table \"%s\" has trigger \"%s\" enabled ALWAYS",
-							RelationGetRelationName(rel), trig->tgname),
+					 errmsg("derived table \"%s\" has trigger \"%s\" enabled %s",
+							RelationGetRelationName(rel), trig->tgname,
+							trig->tgenabled == TRIGGER_FIRES_ALWAYS ? "ALWAYS" : "REPLICA"),
 					 errdetail("What such a trigger writes while the apply worker maintains the view is not seen by any view."),
 					 errhint("Use ALTER TABLE ... ENABLE TRIGGER: the worker does not fire ordinary triggers.")));
 	}

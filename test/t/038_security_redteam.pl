@@ -211,6 +211,19 @@ ok($node->poll_query_until('postgres',
 		q{SELECT state = 'broken' AND last_error LIKE '%enabled ALWAYS%' FROM kappa.views WHERE name = 'alice.tv'}),
 	'a derived table with an ALWAYS trigger is refused by the worker');
 is(as_user('alice', 'SELECT count(*) FROM alice.shared'), '0', 'and its trigger wrote nothing');
+# so is a REPLICA trigger: the worker writes with session_replication_role
+# replica, where those fire
+as_user('alice', q{
+CREATE TABLE alice.trig_src2 (id int PRIMARY KEY);
+SELECT kappa.create_view('alice.tv2', 'SELECT id FROM alice.trig_src2');
+CREATE TRIGGER sneak2 AFTER INSERT ON alice.tv2 FOR EACH ROW EXECUTE FUNCTION alice.sneak();
+ALTER TABLE alice.tv2 ENABLE REPLICA TRIGGER sneak2;
+INSERT INTO alice.trig_src2 VALUES (3);
+});
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'broken' AND last_error LIKE '%enabled REPLICA%' FROM kappa.views WHERE name = 'alice.tv2'}),
+	'a derived table with a REPLICA trigger is refused by the worker');
+is(as_user('alice', 'SELECT count(*) FROM alice.shared'), '0', 'and that trigger wrote nothing');
 
 # --- 6. the tables option and an exponential pattern ------------------------
 $node->safe_psql('postgres', q{
