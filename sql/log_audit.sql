@@ -43,6 +43,8 @@ RESET session_replication_role;
 SELECT "check", object, ok, detail FROM kappa.audit();
 -- audits on a schedule (run by a background worker)
 SELECT kappa.alter_view('au_sum', audit_every => '-1 s');
+SELECT kappa.alter_view('au_sum', audit_every => '178000000 years');
+SELECT kappa.alter_view('au_sum', audit_every => '1000 years');
 SELECT kappa.alter_view('au_sum', audit_every => '1 s');
 SELECT audit_every FROM kappa.views;
 DO $$
@@ -63,4 +65,27 @@ SELECT "check", object, ok FROM kappa.audit_log
  WHERE at = (SELECT max(at) FROM kappa.audit_log) AND NOT ok ORDER BY id;
 SELECT kappa.alter_view('au_sum', audit_every => '0');
 SELECT audit_every FROM kappa.views;
+-- a schedule or retention too long to add to now(), as a catalog from
+-- before pg_kappa refused them may hold: the worker neither audits nor stops on it, and the
+-- view stays fresh
+UPDATE kappa.views SET audit_every = '178000000 years';
+UPDATE kappa.captures SET retain = '178000000 years';
+CREATE TEMP TABLE au_worker AS
+  SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker' AND datname = current_database();
+DO $$
+BEGIN
+    FOR i IN 1 .. 3 LOOP
+        INSERT INTO au SELECT max(id) + 1, 1 FROM au;
+        IF NOT kappa.wait('au_sum', timeout => '10s') THEN
+            RAISE EXCEPTION 'the view was not fresh within 10 seconds after commit %', i;
+        END IF;
+        PERFORM pg_sleep(1.2);
+    END LOOP;
+END
+$$;
+SELECT state, last_audit_at IS NOT DISTINCT FROM (SELECT max(at) FROM kappa.audit_log) AS not_audited_again
+  FROM kappa.views;
+-- the same worker all along
+SELECT count(*) AS same_worker FROM au_worker
+ WHERE pid IN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker');
 DROP EXTENSION pg_kappa CASCADE;

@@ -18,6 +18,8 @@ SELECT kappa.capture('ev_view');
 SELECT kappa.capture('kappa.views');
 SELECT kappa.capture('ev', retain => '-1 day');
 SELECT kappa.capture('ev', retain => '0');
+SELECT kappa.capture('ev', retain => '178000000 years');
+SELECT kappa.capture('ev', retain => '12000 months');
 SELECT kappa.uncapture('ev');
 -- capture: a snapshot of the rows there now, then every change
 SELECT kappa.capture('ev') IS NOT NULL AS captured;

@@ -41,6 +41,7 @@
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "pg_kappa.h"
 
@@ -422,4 +423,15 @@ kappa_can_read_view(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 		sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
 	PG_RETURN_BOOL(kappa_may_read_view(relid, sources));
+}
+
+/* Is iv KAPPA_MAX_INTERVAL_YEARS or longer? */
+bool
+kappa_interval_too_long(Interval *iv)
+{
+	Interval	max = {0};
+
+	max.month = KAPPA_MAX_INTERVAL_YEARS * MONTHS_PER_YEAR;
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											 IntervalPGetDatum(&max))) >= 0;
 }

@@ -538,7 +538,15 @@ typedef struct KappaOwnerScope
 #define KAPPA_VIEW_ENGINE \
 	"COALESCE((pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'engine')::pg_catalog.int2, 1::pg_catalog.int2)"
 
+/*
+ * The longest audit_every and retain: the worker adds them to now() and
+ * subtracts them from it, which must stay within the range of timestamps.
+ */
+#define KAPPA_MAX_INTERVAL_YEARS 1000
+#define KAPPA_MAX_INTERVAL_SQL "'1000 years'::pg_catalog.interval"
+
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
+extern bool kappa_interval_too_long(Interval *iv);
 extern void kappa_check_trigger_table(Relation rel, const char *trigname,
 									  const char *const *tables);
 extern Oid	kappa_views_relid(void);

@@ -188,6 +188,11 @@ kappa_capture(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("retain must be a positive interval"),
 					 errhint("Pass NULL to keep the log forever.")));
+		if (kappa_interval_too_long(retain))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retain must be less than %d years", KAPPA_MAX_INTERVAL_YEARS),
+					 errhint("Pass NULL to keep the log forever.")));
 		retain_sql = quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
 																			IntervalPGetDatum(retain))));
 	}

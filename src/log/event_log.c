@@ -569,7 +569,8 @@ kappa_log_prune(void)
 						"                   JOIN kappa.captures c"
 						"                     ON CASE WHEN l.batch_id >= m.first THEN c.relid = t.relid"
 						"                             ELSE c.name = t.name END"
-						"                  WHERE c.retain IS NULL OR l.logged_at >= pg_catalog.now() - c.retain)"
+						"                  WHERE CASE WHEN c.retain IS NULL OR c.retain >= " KAPPA_MAX_INTERVAL_SQL
+						"                             THEN true ELSE l.logged_at >= pg_catalog.now() - c.retain END)"
 						"), gone AS ("
 						"  DELETE FROM kappa.event_log l USING keep"
 						"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"

@@ -1489,6 +1489,11 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("audit_every must not be negative"),
 					 errhint("Pass '0' to stop scheduled audits.")));
+		if (kappa_interval_too_long(every))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("audit_every must be less than %d years", KAPPA_MAX_INTERVAL_YEARS),
+					 errhint("Pass '0' to stop scheduled audits.")));
 		kappa_become(extowner, &saved);
 		exec_sql(psprintf("UPDATE kappa.views SET audit_every = %s WHERE id = " INT64_FORMAT,
 						  off ? "NULL" :

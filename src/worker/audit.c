@@ -53,8 +53,10 @@ kappa_audit_schedule(void)
 
 	if (!kappa_log_job_begin())
 		return;
+	/* a schedule too long to add to a timestamp (stored before such were refused) never comes */
 	if (SPI_execute("SELECT 1 FROM kappa.views WHERE state = 'running' AND audit_every IS NOT NULL"
-					" AND (last_audit_at IS NULL OR last_audit_at + audit_every <= pg_catalog.now())",
+					" AND CASE WHEN audit_every >= " KAPPA_MAX_INTERVAL_SQL " THEN false"
+					" ELSE last_audit_at IS NULL OR last_audit_at + audit_every <= pg_catalog.now() END",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	due = SPI_processed > 0;
