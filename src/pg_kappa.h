@@ -331,8 +331,9 @@ extern void kappa_log_chunk_init(KappaLogChunk *chunk);
 extern void kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid,
 									  const char *name);
 extern void kappa_log_append(const char *kind, KappaLogChunk *chunk);
+extern Oid	kappa_event_log_relid(void);
 extern void kappa_log_lock(void);
-extern void kappa_log_write_batch(void);
+extern bool kappa_log_write_batch(void);
 extern void kappa_log_prune(void);
 extern bool kappa_log_available(void);
 extern bool kappa_log_has_capture_state(void);

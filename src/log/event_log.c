@@ -69,6 +69,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
@@ -177,6 +178,15 @@ chunk_lsn(KappaLogChunk *chunk, XLogRecPtr lsn)
 		chunk->last_lsn = lsn;
 }
 
+/* The OID of kappa.event_log, or InvalidOid.  In a transaction. */
+Oid
+kappa_event_log_relid(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("event_log", nsp) : InvalidOid;
+}
+
 /* The log is appended by one transaction at a time.  SPI connected. */
 void
 kappa_log_lock(void)
@@ -184,6 +194,67 @@ kappa_log_lock(void)
 	if (SPI_execute("LOCK TABLE kappa.event_log IN SHARE ROW EXCLUSIVE MODE",
 					false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not lock kappa.event_log");
+}
+
+static void
+log_lock_step(void *arg)
+{
+	kappa_log_lock();
+}
+
+/*
+ * kappa_log_lock for the apply worker, waiting at most timeout_ms: false
+ * when the lock is held longer.  Any
+ * table owner may capture a table, and kappa.capture holds the lock until
+ * its transaction ends, which may be never (a transaction left open, or
+ * prepared); the worker must not wait for it with every view.  SPI
+ * connected.
+ */
+static bool
+log_lock_bounded(int timeout_ms)
+{
+	int			nestlevel = NewGUCNestLevel();
+	char		value[32];
+	ErrorData  *edata;
+
+	snprintf(value, sizeof(value), "%d", Max(timeout_ms, 1));
+	(void) set_config_option("lock_timeout", value, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	edata = kappa_try_in_subxact(log_lock_step, NULL, CurrentMemoryContext);
+	AtEOXact_GUC(true, nestlevel);
+	if (edata == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
+}
+
+/*
+ * Where the log ends: the last LSN its rows cover.  After a restart the
+ * worker decodes again what it applied but had not confirmed yet: what
+ * the log already covers is not logged twice.  Only rows since the latest
+ * restore row count (WAL positions before it are another database's), and
+ * the record of pruning only when no restore row is left and its position
+ * is not ahead of this database's WAL.  SPI connected.
+ */
+static XLogRecPtr
+log_end(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute("WITH m AS (SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
+					"            WHERE kind = 'restore')"
+					" SELECT GREATEST((SELECT max(l.last_lsn) FROM kappa.event_log l, m"
+					"                   WHERE l.kind IN ('batch', 'restore') AND l.batch_id >= m.first),"
+					"                 (SELECT max(p.last_lsn) FROM kappa.event_log_pruned p, m"
+					"                   WHERE m.first = 0"
+					"                     AND p.last_lsn <= pg_catalog.pg_current_wal_insert_lsn()))",
+					false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 }
 
 static void
@@ -380,8 +451,11 @@ record_failures(HTAB *captures, XLogRecPtr logged_up_to)
  * tables are captured, and since when, is read again here, under the lock:
  * records kept while the worker's list was being reloaded are filtered.
  * Captures the batch could not log are marked failed here too.
+ *
+ * False when the log's lock could not be had within
+ * pg_kappa.view_lock_timeout (log_lock_bounded): nothing is written.
  */
-void
+bool
 kappa_log_write_batch(void)
 {
 	KappaBatch *b = kappa_batch;
@@ -397,11 +471,12 @@ kappa_log_write_batch(void)
 	XLogRecPtr	logged_up_to;
 
 	if ((b->log_lines == NULL || b->log_nlines == 0) && b->log_failures == NIL)
-		return;
+		return true;
 	if (!kappa_log_available())
-		return;
+		return true;
 
-	kappa_log_lock();
+	if (!log_lock_bounded(kappa_view_lock_timeout))
+		return false;
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(KappaCaptureRange);
 	ctl.hcxt = CurrentMemoryContext;
@@ -424,33 +499,12 @@ kappa_log_write_batch(void)
 		c->end_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(end);
 	}
 	if (hash_get_num_entries(captures) == 0)
-		return;
+		return true;
 
-	/*
-	 * After a restart the worker decodes again what it applied but had not
-	 * confirmed yet: what the log already covers is not logged twice.  Only
-	 * rows since the latest restore row count (WAL positions before it are
-	 * another database's), and the record of pruning only when no restore
-	 * row is left and its position is not ahead of this database's WAL.
-	 */
-	if (SPI_execute("WITH m AS (SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
-					"            WHERE kind = 'restore')"
-					" SELECT GREATEST((SELECT max(l.last_lsn) FROM kappa.event_log l, m"
-					"                   WHERE l.kind IN ('batch', 'restore') AND l.batch_id >= m.first),"
-					"                 (SELECT max(p.last_lsn) FROM kappa.event_log_pruned p, m"
-					"                   WHERE m.first = 0"
-					"                     AND p.last_lsn <= pg_catalog.pg_current_wal_insert_lsn()))",
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read kappa.event_log");
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		logged_up_to = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
-	}
+	logged_up_to = log_end();
 	record_failures(captures, logged_up_to);
 	if (b->log_lines == NULL || b->log_nlines == 0)
-		return;
+		return true;
 
 	kappa_log_chunk_init(&chunk);
 	slot = MakeSingleTupleTableSlot(kappa_log_lines_desc(), &TTSOpsMinimalTuple);
@@ -526,6 +580,7 @@ kappa_log_write_batch(void)
 	flush_chunk(&chunk);
 	ExecDropSingleTupleTableSlot(slot);
 	hash_destroy(captures);
+	return true;
 }
 
 /*
@@ -547,10 +602,9 @@ kappa_log_prune(void)
 		return;
 	if (SPI_execute("SELECT 1 FROM kappa.captures WHERE retain IS NOT NULL", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
-	if (SPI_processed > 0)
+	/* a capture that holds the log's lock: prune next time */
+	if (SPI_processed > 0 && log_lock_bounded(1))
 	{
-		kappa_log_lock();
-
 		/*
 		 * The prefix of rows none of whose tables is still captured without
 		 * a retention that has passed.  Rows before the latest restore row

@@ -96,6 +96,11 @@ static XLogRecPtr confirm_after = InvalidXLogRecPtr;
 static List *paused_ids = NIL;
 static XLogRecPtr paused_floor = InvalidXLogRecPtr;
 
+/* the event log, held (see hold_log) */
+static bool log_held = false;
+static XLogRecPtr log_held_at = InvalidXLogRecPtr;
+static TimestampTz log_retry_at = 0;
+
 /*
  * A view that timed out: held ("initializing") until retry_at, then
  * retried and caught up.  Kept until it has caught up, so that the delay
@@ -795,6 +800,64 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 }
 
 /*
+ * The event log is held when its lock could not be had in time (a
+ * kappa.capture whose transaction stays open, or prepared, keeps it): the
+ * views go on, the log's records are not written, and the slot stays
+ * where it was confirmed before the batch (log_held_at), so that once the
+ * lock is free the worker decodes again from there and logs what it
+ * missed, as after a restart (the log skips what it already holds; the
+ * views, what they applied).  Until then the lock is only tried, never
+ * waited for.
+ */
+static void
+hold_log(void)
+{
+	log_held = true;
+	log_held_at = MyReplicationSlot->data.confirmed_flush;
+	log_retry_at = GetCurrentTimestamp() + (TimestampTz) LOCK_RECHECK_MS * 1000;
+	ereport(WARNING,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("pg_kappa apply worker could not lock the event log within pg_kappa.view_lock_timeout"),
+			 errdetail("Changes of captured tables committed after %X/%X are logged once the lock is free; the views go on.",
+					   LSN_FORMAT_ARGS(log_held_at)),
+			 errhint("A transaction that ran kappa.capture and is still open, or prepared, holds the lock.")));
+}
+
+/*
+ * Once the log's lock is free, decode again from the slot (held at where
+ * the log ends).  Returns the decoding context to go on with.
+ */
+static LogicalDecodingContext *
+retry_held_log(LogicalDecodingContext *ctx)
+{
+	bool		free;
+	Oid			relid;
+
+	if (!log_held || GetCurrentTimestamp() < log_retry_at)
+		return ctx;
+	StartTransactionCommand();
+	relid = kappa_event_log_relid();
+	free = !OidIsValid(relid) || ConditionalLockRelationOid(relid, ShareRowExclusiveLock);
+	CommitTransactionCommand();
+	if (!free)
+	{
+		log_retry_at = GetCurrentTimestamp() + (TimestampTz) LOCK_RECHECK_MS * 1000;
+		return ctx;
+	}
+	log_held = false;
+
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->processed_lsn = Min(MySlot->processed_lsn,
+								MyReplicationSlot->data.confirmed_flush);
+	LWLockRelease(KappaShmem->lock);
+	ereport(LOG,
+			(errmsg("pg_kappa apply worker for database %u logging again from %X/%X",
+					MyDatabaseId, LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
+	FreeDecodingContext(ctx);
+	return start_decoding();
+}
+
+/*
  * Retry the held views whose time has come.  One whose derived table or
  * sources are still locked is looked at again later, at no cost to the
  * others; the rest become running again, and decoding starts over from
@@ -958,6 +1021,15 @@ start_decoding(void)
 #define SCRATCH_VACUUM_DEAD 1000
 #define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
+/* Disarm the scratch vacuum's timer, and forget a cancel it sent late. */
+static void
+vacuum_timer_off(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, true);
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
 static void
 vacuum_scratch(void)
 {
@@ -987,29 +1059,30 @@ vacuum_scratch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/*
+	 * Only the tables pg_kappa made there, by name and without indexes (it
+	 * makes none on them).  The view's owner owns the schema and may add
+	 * tables and indexes: listing takes no lock (the size is pg_class's,
+	 * as of the last vacuum), SKIP_LOCKED passes over a table somebody
+	 * holds locked, and a vacuum that still waits (for a page somebody
+	 * keeps pinned) is cancelled after pg_kappa.view_statement_timeout.
+	 */
 	if (SPI_execute(psprintf("SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname),"
-							 " pg_catalog.pg_relation_size(c.oid) > %d"
+							 " c.relpages::pg_catalog.int8 * %d > %d"
 							 " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 							 " WHERE n.nspname ~ '^kappa_v[0-9]+$' AND c.relkind = 'r' AND c.relpersistence = 'u'"
+							 " AND c.relname ~ '^([dw]_[0-9]+|k|p|dq|dc)$' AND NOT c.relhasindex"
 							 " AND pg_catalog.pg_stat_get_dead_tuples(c.oid) >= %d"
 							 " ORDER BY pg_catalog.pg_stat_get_dead_tuples(c.oid) DESC",
-							 SCRATCH_TRUNCATE_BYTES, SCRATCH_VACUUM_DEAD),
+							 BLCKSZ, SCRATCH_TRUNCATE_BYTES, SCRATCH_VACUUM_DEAD),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list scratch tables");
 	oldcxt = MemoryContextSwitchTo(vaccxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *big = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-
-		/*
-		 * pg_relation_size is NULL for a table dropped since the catalog
-		 * was read (a view dropped meanwhile, by any role): nothing to
-		 * vacuum.
-		 */
-		if (big == NULL)
-			continue;
 		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		truncate = lappend_int(truncate, strcmp(big, "t") == 0);
+		truncate = lappend_int(truncate,
+							   strcmp(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), "t") == 0);
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
@@ -1037,13 +1110,17 @@ vacuum_scratch(void)
 			oldcxt = MemoryContextSwitchTo(vaccxt);
 			raw = raw_parser(sql, RAW_PARSE_DEFAULT);
 			MemoryContextSwitchTo(oldcxt);
+			if (kappa_view_statement_timeout > 0)
+				enable_timeout_after(STATEMENT_TIMEOUT, kappa_view_statement_timeout);
 			ExecVacuum(make_parsestate(NULL),
 					   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
+			vacuum_timer_off();
 			CommitTransactionCommand();
 		}
 		PG_CATCH();
 		{
 			HOLD_INTERRUPTS();
+			vacuum_timer_off();
 			EmitErrorReport();
 			AbortOutOfAnyTransaction();
 			FlushErrorState();
@@ -1448,15 +1525,19 @@ apply_batch(void)
 	nviews = SPI_processed;
 
 	/* the event log, in the same transaction as the views */
-	kappa_log_write_batch();
+	if (!log_held && !kappa_log_write_batch())
+		hold_log();
 	crash_point("after_log");
 
 	/*
 	 * A paused view holds the slot back at its applied LSN: what this batch
 	 * holds for it is not applied.  So does a view resumed since the last
-	 * reload, until the worker has restarted to decode its changes again.
+	 * reload, until the worker has restarted to decode its changes again,
+	 * and so does the event log while it is held.
 	 */
 	paused_floor = InvalidXLogRecPtr;
+	if (log_held)
+		hold_slot_at(log_held_at);
 	kappa_read_snapshot = b->snapshot;
 	for (uint64 i = 0; i < nviews; i++)
 	{
@@ -1795,6 +1876,7 @@ kappa_apply_main(Datum main_arg)
 				reload_views(ctx, origin, false);
 			if (held_views != NIL)
 				ctx = retry_held_views(ctx);
+			ctx = retry_held_log(ctx);
 
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);

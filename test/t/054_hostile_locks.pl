@@ -1,0 +1,108 @@
+# A role that owns one schema must not stall other roles' views with a lock
+# held forever (a prepared transaction survives its session and a restart):
+#
+#  1. kappa.capture holds the event log's lock until its transaction ends.
+#     The worker waits for it at most pg_kappa.view_lock_timeout, then
+#     holds the log (the slot stays where the log ends) and goes on with
+#     the views; once the lock is free it logs what it missed, once.
+#  2. A view's owner owns its internal schema kappa_v<id> and may add
+#     tables there and lock them.  The worker's vacuum of its scratch
+#     tables lists them without a lock and skips a locked one.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use KappaTest;
+
+my $node = kappa_node('hostile_locks',
+	extra_conf => "max_prepared_transactions = 4\npg_kappa.view_lock_timeout = '1s'\n");
+$node->safe_psql('postgres', q{
+CREATE EXTENSION pg_kappa;
+CREATE ROLE alice LOGIN;
+CREATE ROLE mallory LOGIN;
+CREATE SCHEMA alice AUTHORIZATION alice;
+CREATE SCHEMA mal AUTHORIZATION mallory;
+});
+
+sub as_user
+{
+	my ($user, $sql) = @_;
+	return $node->safe_psql('postgres', $sql, extra_params => [ '-U', $user ]);
+}
+
+as_user('alice', q{
+CREATE TABLE alice.t (id int PRIMARY KEY, g int);
+INSERT INTO alice.t SELECT i, i % 3 FROM generate_series(1, 30) i;
+SET client_min_messages = warning;
+SELECT kappa.create_view('alice.v', 'SELECT g, count(*) AS n FROM alice.t GROUP BY g');
+});
+as_user('mallory', q{
+CREATE TABLE mal.cap (id int PRIMARY KEY, v text);
+CREATE TABLE mal.cap2 (id int PRIMARY KEY, v text);
+SET client_min_messages = warning;
+SELECT kappa.capture('mal.cap2');
+CREATE TABLE mal.t (id int PRIMARY KEY, g int);
+SELECT kappa.create_view('mal.v', 'SELECT g, count(*) AS n FROM mal.t GROUP BY g');
+});
+
+# Alice's view takes a new row within 30 s, and is exact.
+sub alice_fresh
+{
+	my ($id, $what) = @_;
+	as_user('alice', qq{INSERT INTO alice.t VALUES ($id, $id % 3)});
+	is(as_user('alice', q{SELECT kappa.wait('alice.v', timeout => '30s')}), 't',
+		"alice's view is fresh $what");
+}
+
+# --- 1. the event log's lock, held by a prepared kappa.capture -------------
+as_user('mallory', q{BEGIN; SELECT kappa.capture('mal.cap'); PREPARE TRANSACTION 'mal_log'});
+# a change of a captured table: the worker must log it, and cannot yet
+as_user('mallory', q{INSERT INTO mal.cap2 VALUES (1, 'while held')});
+alice_fresh(101, 'while a prepared transaction holds the event log');
+as_user('mallory', q{INSERT INTO mal.cap2 VALUES (2, 'still held')});
+alice_fresh(102, 'again');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM kappa.events(tables => '{mal.cap2}') e WHERE e->>'kind' = 'insert'}),
+	'0', 'the changes of the captured table are not logged while the lock is held');
+
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_log'});
+as_user('mallory', q{INSERT INTO mal.cap2 VALUES (3, 'after')});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 3 FROM kappa.events(tables => '{mal.cap2}') e WHERE e->>'kind' = 'insert'}),
+	'once the lock is free, every change is logged');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(e->'new'->>'id', ',' ORDER BY (e->>'lsn')::pg_lsn)
+		    FROM kappa.events(tables => '{mal.cap2}') e WHERE e->>'kind' = 'insert'}),
+	'1,2,3', 'each once, in commit order');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM kappa.audit() WHERE "check" <> 'verify' OR object = 'alice.v'}),
+	'0', "the log's chain and alice's view pass the audit");
+
+# --- 2. a locked table in a view's internal schema ---------------------------
+my $schema = $node->safe_psql('postgres',
+	q{SELECT 'kappa_v' || id FROM kappa.views WHERE name = 'mal.v'});
+as_user('mallory', qq{
+CREATE UNLOGGED TABLE $schema.w_9 (k int);
+INSERT INTO $schema.w_9 SELECT 1 FROM generate_series(1, 3000);
+});
+# the dead rows are counted when the session goes idle, after the lock
+as_user('mallory', qq{DELETE FROM $schema.w_9; COMMIT; BEGIN;
+LOCK TABLE $schema.w_9 IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'mal_vacuum'});
+ok($node->poll_query_until('postgres',
+		qq{SELECT pg_stat_get_dead_tuples('$schema.w_9'::regclass) >= 1000}),
+	'the locked table has dead rows');
+# the worker looks at the scratch tables every second
+sleep 3;
+alice_fresh(201, 'while a prepared transaction holds a table in an internal schema');
+sleep 2;
+alice_fresh(202, 'after another round of the scratch vacuum');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_vacuum'});
+
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
+	"alice's view is exact");
+is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY id) FROM kappa.views}),
+	'running,running', 'both views run');
+
+$node->stop;
+done_testing();
