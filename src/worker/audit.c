@@ -3,20 +3,22 @@
  * audit.c
  *	  Scheduled audits: kappa.alter_view(view, audit_every => interval).
  *
- * The audit itself is SQL (kappa.audit in the install script): it
- * recomputes the event log's hash chain with sha256(), checks LSN order
- * and the views' applied LSNs against the log, and runs kappa.verify on
- * every view.  kappa.verify waits for the apply worker to catch up, so the
- * worker cannot run it itself: when a view's audit is due, the worker
- * starts a short-lived background worker, "pg_kappa audit", that calls
- * kappa.audit() in the database and exits.  At most one runs per database
- * at a time.
+ * The audit itself is SQL (kappa.audit and kappa.audit_view in the
+ * install scripts): it recomputes the event log's hash chain with
+ * sha256(), checks LSN order and the views' applied LSNs against the log,
+ * and runs kappa.verify on every view.  kappa.verify waits for the apply
+ * worker to catch up, so the worker cannot run it itself: when a view's
+ * audit is due, the worker starts a short-lived background worker,
+ * "pg_kappa audit", that audits the log and each due view, each view in a
+ * transaction of its own, and exits.  At most one runs per database at a
+ * time.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -24,11 +26,32 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
+#include "utils/builtins.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "pg_kappa.h"
 
 #define AUDIT_CHECK_MS 1000
+
+/* A transaction of the audit worker's, SPI connected */
+static void
+audit_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+audit_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
 
 /*
  * In the apply worker, between batches: start an audit when some view's
@@ -85,28 +108,132 @@ kappa_audit_schedule(void)
 }
 
 /*
- * What the audit worker runs: the log's chain and the views that are due
- * (0.3), or, with a catalog still at 0.2, everything.  SPI connected.
+ * With a catalog at 0.8 or later: the log's chain in one transaction, then
+ * each due view (kappa.audit_view) in a transaction of its own, under
+ * pg_kappa.view_statement_timeout, so that the locks kappa.verify takes on
+ * one view's sources are released before the next view's code runs, and
+ * one view's slow code costs the others nothing but time.  A view whose
+ * audit fails outright (the timeout) is recorded as a failed check.
+ * Returns the number of failed checks.
  */
-static const char *
-kappa_audit_sql(void)
+static uint64
+audit_each_view(void)
+{
+	TimestampTz started = GetCurrentTimestamp();
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		args[2] = {TimestampTzGetDatum(started), 0};
+	List	   *ids = NIL;
+	ListCell   *lc;
+	uint64		failures;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	audit_begin();
+	if (SPI_execute_with_args("INSERT INTO kappa.audit_log (at, \"check\", object, ok, detail)"
+							  " SELECT $1, c.\"check\", c.object, c.ok, c.detail FROM kappa.audit_chain() c",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not audit the event log");
+	if (SPI_execute("SELECT v.id FROM kappa.views v WHERE kappa.audit_due(v) ORDER BY v.id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+		ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	audit_end();
+
+	foreach(lc, ids)
+	{
+		args[1] = Int32GetDatum(lfirst_int(lc));
+		PG_TRY();
+		{
+			audit_begin();
+			if (kappa_view_statement_timeout > 0)
+				enable_timeout_after(STATEMENT_TIMEOUT, kappa_view_statement_timeout);
+			if (SPI_execute_with_args("SELECT kappa.audit_view(v, $1) FROM kappa.views v"
+									  " WHERE v.id = $2 AND v.state = 'running'",
+									  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not audit derived view %d", lfirst_int(lc));
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			audit_end();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			QueryCancelPending = false;
+
+			/* the check failed: say so, and that its audit was done */
+			audit_begin();
+			if (SPI_execute_with_args(psprintf("WITH v AS (UPDATE kappa.views SET last_audit_at = $1"
+											   " WHERE id = $2 RETURNING name)"
+											   " INSERT INTO kappa.audit_log (at, \"check\", object, ok, detail)"
+											   " SELECT $1, 'verify', v.name, false, %s FROM v",
+											   quote_literal_cstr(psprintf("could not audit the view: %s",
+																		   edata->message))),
+									  2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not write kappa.audit_log");
+			audit_end();
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+
+	audit_begin();
+	if (SPI_execute_with_args("SELECT count(*) FROM kappa.audit_log WHERE at = $1 AND NOT ok",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.audit_log");
+	{
+		bool		isnull;
+
+		failures = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	audit_end();
+	return failures;
+}
+
+/*
+ * What the audit worker runs with an older catalog: the log's chain and the
+ * views that are due (0.3 to 0.7, all in one transaction), or, with a
+ * catalog still at 0.2, everything.  Returns the number of failed checks.
+ */
+static uint64
+audit_all_at_once(void)
 {
 	bool		isnull;
+	const char *sql;
+	uint64		failures;
 
+	audit_begin();
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure('kappa.audit(boolean)') IS NOT NULL",
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not look up kappa.audit");
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		return "SELECT * FROM kappa.audit(due_only => true)";
-	return "SELECT * FROM kappa.audit()";
+	sql = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ?
+		"SELECT * FROM kappa.audit(due_only => true)" : "SELECT * FROM kappa.audit()";
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "kappa.audit() failed");
+	failures = SPI_processed;
+	audit_end();
+	return failures;
 }
 
-/* The audit worker: one kappa.audit(), then exit. */
+/* The audit worker: one audit, then exit. */
 void
 kappa_audit_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	uint64		failures;
+	bool		per_view;
+	bool		isnull;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -114,18 +241,15 @@ kappa_audit_main(Datum main_arg)
 	pgstat_report_appname("pg_kappa audit");
 	kappa_pin_search_path();
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	pgstat_report_activity(STATE_RUNNING, "SELECT * FROM kappa.audit(due_only => true)");
-	if (SPI_execute(kappa_audit_sql(), false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "kappa.audit() failed");
-	failures = SPI_processed;
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	audit_begin();
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('kappa.audit_view(kappa.views, timestamp with time zone)') IS NOT NULL",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up kappa.audit_view");
+	per_view = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	audit_end();
+
+	pgstat_report_activity(STATE_RUNNING, "pg_kappa audit of the views that are due");
+	failures = per_view ? audit_each_view() : audit_all_at_once();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	if (failures > 0)

@@ -8,6 +8,9 @@
 #  2. A view's owner owns its internal schema kappa_v<id> and may add
 #     tables there and lock them.  The worker's vacuum of its scratch
 #     tables lists them without a lock and skips a locked one.
+#  3. Scheduled audits verify each view in a transaction of its own: the
+#     locks kappa.verify takes on one view's sources are gone before the
+#     next view's (slow) code runs.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -99,10 +102,49 @@ sleep 2;
 alice_fresh(202, 'after another round of the scratch vacuum');
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_vacuum'});
 
+# --- 3. a slow view in the same scheduled audit as another role's ----------
+as_user('mallory', q{
+CREATE TABLE mal.a (id int PRIMARY KEY, x int);
+INSERT INTO mal.a VALUES (1, 1);
+CREATE FUNCTION mal.slow(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF current_setting('session_replication_role') = 'origin' AND session_user <> 'mallory' THEN
+        PERFORM pg_sleep(15);
+    END IF;
+    RETURN $1;
+END $$;
+SET client_min_messages = warning;
+SELECT kappa.create_view('mal.av', 'SELECT id, mal.slow(x) AS x FROM mal.a');
+});
+# both due in the same audit (alice's view first, by id; the audit of
+# part 1 is forgotten)
+$node->safe_psql('postgres', q{
+BEGIN;
+SELECT kappa.alter_view('alice.v', audit_every => '1 hour');
+SELECT kappa.alter_view('mal.av', audit_every => '1 hour');
+UPDATE kappa.views SET last_audit_at = NULL;
+COMMIT;
+});
+ok($node->poll_query_until('postgres',
+		q{SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_kappa audit' AND wait_event = 'PgSleep')}),
+	"the scheduled audit is in mallory's view's code");
+my ($rc, $out, $err) = $node->psql('postgres',
+	q{SET statement_timeout = '5s'; INSERT INTO alice.t VALUES (301, 1)},
+	extra_params => [ '-U', 'alice' ]);
+is($rc, 0, "alice writes her table meanwhile (her view's audit let go of its lock)");
+ok($node->poll_query_until('postgres',
+		q{SELECT count(DISTINCT object) = 2 FROM kappa.audit_log WHERE "check" = 'verify' AND object IN ('alice.v', 'mal.av')}),
+	'both views were audited');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(object || ':' || ok, ',' ORDER BY object)
+		    FROM (SELECT object, bool_and(ok) AS ok FROM kappa.audit_log
+		           WHERE "check" = 'verify' AND object IN ('alice.v', 'mal.av') GROUP BY object) a}),
+	'alice.v:true,mal.av:true', 'and both passed');
+
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
 	"alice's view is exact");
 is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY id) FROM kappa.views}),
-	'running,running', 'both views run');
+	'running,running,running', 'the views run');
 
 $node->stop;
 done_testing();
