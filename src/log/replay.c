@@ -473,6 +473,59 @@ events_readable(HTAB *cache, Oid relid, Oid caller, bool log_reader)
 	return entry->access == EVENTS_ALLOWED;
 }
 
+/* A line for unreadable_record, and what jsonb_in made of it */
+typedef struct LineToJsonb
+{
+	const char *line;
+	int			len;
+	Jsonb	   *json;
+} LineToJsonb;
+
+static void
+line_to_jsonb(void *arg)
+{
+	LineToJsonb *step = arg;
+
+	step->json = kappa_jsonb_from_line(step->line, step->len);
+}
+
+/*
+ * A change record that kappa_jsonb_read_line could not read, as jsonb
+ * (see log_next): what jsonb_in makes of it, or, when jsonb cannot hold a
+ * value of it (a json column's "\u0000" or 1e1000000, the table owner's to
+ * write), the record's kind, schema and table, why, and the whole line as
+ * a string, so that one table's values never make kappa.events fail for
+ * everyone who reads the log unfiltered.
+ */
+static Jsonb *
+unreadable_record(const char *line, int len)
+{
+	LineToJsonb step = {line, len, NULL};
+	ErrorData  *edata = kappa_try_in_subxact(line_to_jsonb, &step, CurrentMemoryContext);
+	StringInfoData buf;
+	char	   *kind = NULL;
+	char	   *schema = NULL;
+	char	   *table = NULL;
+
+	if (edata == NULL)
+		return step.json;
+	(void) kappa_line_header(line, len, &kind, &schema, &table);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"kind\":");
+	kappa_json_cstring(&buf, kind ? kind : "");
+	appendStringInfoString(&buf, ",\"schema\":");
+	kappa_json_cstring(&buf, schema ? schema : "");
+	appendStringInfoString(&buf, ",\"table\":");
+	kappa_json_cstring(&buf, table ? table : "");
+	appendStringInfoString(&buf, ",\"unreadable\":");
+	kappa_json_cstring(&buf, edata->message);
+	appendStringInfoString(&buf, ",\"line\":");
+	kappa_json_cstring(&buf, pnstrdup(line, len));
+	appendStringInfoChar(&buf, '}');
+	FreeErrorData(edata);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
 /*
  * kappa.events(from_lsn, to_lsn, tables): the logged records committed
  * between the two LSNs, in commit order, each as the output plugin wrote
@@ -647,7 +700,7 @@ kappa_events(PG_FUNCTION_ARGS)
 			{
 				/* read by jsonb_in only when returned: see log_next */
 				oldcxt = MemoryContextSwitchTo(reccxt);
-				r.json = kappa_jsonb_from_line(r.line, r.len);
+				r.json = unreadable_record(r.line, r.len);
 				MemoryContextSwitchTo(oldcxt);
 			}
 			value = JsonbPGetDatum(r.json);
