@@ -24,6 +24,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 #include "utils/builtins.h"
@@ -33,6 +34,21 @@
 #include "pg_kappa.h"
 
 #define AUDIT_CHECK_MS 1000
+
+/* see overdue_handler */
+static TimeoutId overdue_timeout = MAX_TIMEOUTS;
+
+/*
+ * Timeout handler: a view's code ran past twice its statement timeout (it
+ * caught the cancel).  End the audit worker; only that cannot be caught.
+ */
+static void
+overdue_handler(void)
+{
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
 
 /* A transaction of the audit worker's, SPI connected */
 static void
@@ -113,7 +129,8 @@ kappa_audit_schedule(void)
  * pg_kappa.view_statement_timeout, so that the locks kappa.verify takes on
  * one view's sources are released before the next view's code runs, and
  * one view's slow code costs the others nothing but time.  A view whose
- * audit fails outright (the timeout) is recorded as a failed check.
+ * audit fails outright (the timeout) is recorded as a failed check; view
+ * code that catches the cancel ends the worker past twice the timeout.
  * Returns the number of failed checks.
  */
 static uint64
@@ -149,16 +166,33 @@ audit_each_view(void)
 	foreach(lc, ids)
 	{
 		args[1] = Int32GetDatum(lfirst_int(lc));
+
+		/*
+		 * Its audit is taken now, whatever becomes of it: a view whose code
+		 * ends this worker (overdue_handler) is not due again before its
+		 * next turn, and does not stand before the others every time.
+		 */
+		audit_begin();
+		if (SPI_execute_with_args("UPDATE kappa.views SET last_audit_at = $1 WHERE id = $2",
+								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update kappa.views");
+		audit_end();
+
 		PG_TRY();
 		{
 			audit_begin();
 			if (kappa_view_statement_timeout > 0)
+			{
 				enable_timeout_after(STATEMENT_TIMEOUT, kappa_view_statement_timeout);
+				enable_timeout_after(overdue_timeout,
+									 Min(kappa_view_statement_timeout, INT_MAX / 2) * 2 + 1000);
+			}
 			if (SPI_execute_with_args("SELECT kappa.audit_view(v, $1) FROM kappa.views v"
 									  " WHERE v.id = $2 AND v.state = 'running'",
 									  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not audit derived view %d", lfirst_int(lc));
 			disable_timeout(STATEMENT_TIMEOUT, false);
+			disable_timeout(overdue_timeout, false);
 			audit_end();
 		}
 		PG_CATCH();
@@ -166,6 +200,7 @@ audit_each_view(void)
 			ErrorData  *edata;
 
 			disable_timeout(STATEMENT_TIMEOUT, false);
+			disable_timeout(overdue_timeout, false);
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -238,6 +273,7 @@ kappa_audit_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	overdue_timeout = RegisterTimeout(USER_TIMEOUT, overdue_handler);
 	pgstat_report_appname("pg_kappa audit");
 	kappa_pin_search_path();
 

@@ -11,6 +11,9 @@
 #  3. Scheduled audits verify each view in a transaction of its own: the
 #     locks kappa.verify takes on one view's sources are gone before the
 #     next view's (slow) code runs.
+#  4. View code that catches the audit's cancel ends the audit worker
+#     past twice pg_kappa.view_statement_timeout, and its audit counts as
+#     taken (it is not retried at once, ahead of the others).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -141,10 +144,50 @@ is($node->safe_psql('postgres',
 		           WHERE "check" = 'verify' AND object IN ('alice.v', 'mal.av') GROUP BY object) a}),
 	'alice.v:true,mal.av:true', 'and both passed');
 
+# --- 4. view code that catches the audit's cancel -----------------------------
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM SET pg_kappa.view_statement_timeout = '1s'; SELECT pg_reload_conf()});
+as_user('mallory', q{
+CREATE TABLE mal.b (id int PRIMARY KEY, x int);
+INSERT INTO mal.b VALUES (1, 1);
+CREATE FUNCTION mal.stubborn(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF current_setting('session_replication_role') = 'origin' AND session_user <> 'mallory' THEN
+        LOOP
+            BEGIN
+                PERFORM pg_sleep(60);
+            EXCEPTION WHEN query_canceled THEN
+                NULL;
+            END;
+        END LOOP;
+    END IF;
+    RETURN $1;
+END $$;
+SET client_min_messages = warning;
+SELECT kappa.create_view('mal.bv', 'SELECT id, mal.stubborn(x) AS x FROM mal.b');
+});
+$node->safe_psql('postgres', q{
+BEGIN;
+SELECT kappa.alter_view('mal.bv', audit_every => '1 hour');
+UPDATE kappa.views SET last_audit_at = NULL WHERE name = 'mal.bv';
+COMMIT;
+});
+ok($node->poll_query_until('postgres',
+		q{SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_kappa audit' AND wait_event = 'PgSleep')}),
+	'the scheduled audit is in code that catches its cancel');
+ok($node->poll_query_until('postgres',
+		q{SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_kappa audit')}),
+	'the audit worker ended itself');
+is($node->safe_psql('postgres', q{SELECT last_audit_at IS NOT NULL FROM kappa.views WHERE name = 'mal.bv'}),
+	't', "that view's audit counts as taken");
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM RESET pg_kappa.view_statement_timeout; SELECT pg_reload_conf()});
+alice_fresh(401, 'after the audit worker ended');
+
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
 	"alice's view is exact");
 is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY id) FROM kappa.views}),
-	'running,running,running', 'the views run');
+	'running,running,running,running', 'the views run');
 
 $node->stop;
 done_testing();
