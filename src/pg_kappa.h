@@ -334,6 +334,7 @@ extern void kappa_log_append(const char *kind, KappaLogChunk *chunk);
 extern Oid	kappa_event_log_relid(void);
 extern void kappa_log_lock(void);
 extern bool kappa_log_write_batch(void);
+extern bool kappa_log_give_up(XLogRecPtr lsn, const char *why);
 extern void kappa_log_prune(void);
 extern bool kappa_log_available(void);
 extern bool kappa_log_has_capture_state(void);

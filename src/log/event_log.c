@@ -82,6 +82,8 @@
 PG_FUNCTION_INFO_V1(kappa_log_guard);
 
 #define PRUNE_EVERY_MS 10000
+/* the longest the apply worker waits for a lock to prune the log */
+#define PRUNE_LOCK_TIMEOUT_MS 100
 
 /* Which changes of a captured table the log takes */
 typedef struct KappaCaptureRange
@@ -196,22 +198,17 @@ kappa_log_lock(void)
 		elog(ERROR, "could not lock kappa.event_log");
 }
 
-static void
-log_lock_step(void *arg)
-{
-	kappa_log_lock();
-}
-
 /*
- * kappa_log_lock for the apply worker, waiting at most timeout_ms: false
- * when the lock is held longer.  Any
- * table owner may capture a table, and kappa.capture holds the lock until
- * its transaction ends, which may be never (a transaction left open, or
- * prepared); the worker must not wait for it with every view.  SPI
- * connected.
+ * Run step(arg) for the apply worker with lock_timeout at timeout_ms, in a
+ * subtransaction: false when it waited longer for a lock (and did
+ * nothing).  Any table owner may capture a table, and kappa.capture holds
+ * the log's lock until its transaction ends, which may be never (a
+ * transaction left open, or prepared); so may a capture's row in
+ * kappa.captures be locked by its owner's transaction.  The worker must
+ * not wait for either with every view.  SPI connected.
  */
 static bool
-log_lock_bounded(int timeout_ms)
+run_bounded(void (*step) (void *arg), void *arg, int timeout_ms)
 {
 	int			nestlevel = NewGUCNestLevel();
 	char		value[32];
@@ -220,7 +217,7 @@ log_lock_bounded(int timeout_ms)
 	snprintf(value, sizeof(value), "%d", Max(timeout_ms, 1));
 	(void) set_config_option("lock_timeout", value, PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	edata = kappa_try_in_subxact(log_lock_step, NULL, CurrentMemoryContext);
+	edata = kappa_try_in_subxact(step, arg, CurrentMemoryContext);
 	AtEOXact_GUC(true, nestlevel);
 	if (edata == NULL)
 		return true;
@@ -445,6 +442,58 @@ record_failures(HTAB *captures, XLogRecPtr logged_up_to)
 	}
 }
 
+static void write_batch_step(void *arg);
+
+/* What kappa_log_give_up gives up, and why */
+typedef struct GiveUp
+{
+	XLogRecPtr	lsn;
+	const char *why;
+} GiveUp;
+
+static void
+give_up_step(void *arg)
+{
+	GiveUp	   *g = arg;
+
+	if (SPI_execute(psprintf("UPDATE kappa.captures SET state = 'failed', failed_lsn = '%X/%X', last_error = %s"
+							 " WHERE failed_lsn IS NULL RETURNING relid",
+							 LSN_FORMAT_ARGS(g->lsn), quote_literal_cstr(g->why)),
+					false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update kappa.captures");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		kappa_sink_forget_capture(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	if (SPI_processed > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("capture of " UINT64_FORMAT " table(s) failed: %s", SPI_processed, g->why),
+				 errdetail("The event log holds their changes committed before %X/%X, and no later ones.",
+						   LSN_FORMAT_ARGS(g->lsn)),
+				 errhint("Uncapture each table with kappa.uncapture and capture it again to start a new log of it.")));
+}
+
+/*
+ * Give up every capture at lsn, with the reason why: the log holds their
+ * changes committed before it, none after (the apply worker, when the log
+ * was held past pg_kappa.max_retained_wal).  False when a capture's row
+ * stayed locked past pg_kappa.view_lock_timeout: nothing was given up.
+ * SPI connected.
+ */
+bool
+kappa_log_give_up(XLogRecPtr lsn, const char *why)
+{
+	GiveUp		g = {lsn, why};
+
+	if (!kappa_log_has_capture_state())
+		return true;
+	return run_bounded(give_up_step, &g, kappa_view_lock_timeout);
+}
+
 /*
  * Append the current batch's records of captured tables to the log.  Runs
  * in the transaction that applies the batch, with SPI connected.  Which
@@ -453,10 +502,23 @@ record_failures(HTAB *captures, XLogRecPtr logged_up_to)
  * Captures the batch could not log are marked failed here too.
  *
  * False when the log's lock could not be had within
- * pg_kappa.view_lock_timeout (log_lock_bounded): nothing is written.
+ * pg_kappa.view_lock_timeout (run_bounded): nothing is written.
  */
 bool
 kappa_log_write_batch(void)
+{
+	KappaBatch *b = kappa_batch;
+
+	if ((b->log_lines == NULL || b->log_nlines == 0) && b->log_failures == NIL)
+		return true;
+	if (!kappa_log_available())
+		return true;
+	return run_bounded(write_batch_step, NULL, kappa_view_lock_timeout);
+}
+
+/* kappa_log_write_batch's work, under the log's lock */
+static void
+write_batch_step(void *arg)
 {
 	KappaBatch *b = kappa_batch;
 	HTAB	   *captures;
@@ -470,13 +532,7 @@ kappa_log_write_batch(void)
 	pg_crc32c	crc = 0;
 	XLogRecPtr	logged_up_to;
 
-	if ((b->log_lines == NULL || b->log_nlines == 0) && b->log_failures == NIL)
-		return true;
-	if (!kappa_log_available())
-		return true;
-
-	if (!log_lock_bounded(kappa_view_lock_timeout))
-		return false;
+	kappa_log_lock();
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(KappaCaptureRange);
 	ctl.hcxt = CurrentMemoryContext;
@@ -499,12 +555,12 @@ kappa_log_write_batch(void)
 		c->end_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(end);
 	}
 	if (hash_get_num_entries(captures) == 0)
-		return true;
+		return;
 
 	logged_up_to = log_end();
 	record_failures(captures, logged_up_to);
 	if (b->log_lines == NULL || b->log_nlines == 0)
-		return true;
+		return;
 
 	kappa_log_chunk_init(&chunk);
 	slot = MakeSingleTupleTableSlot(kappa_log_lines_desc(), &TTSOpsMinimalTuple);
@@ -580,7 +636,52 @@ kappa_log_write_batch(void)
 	flush_chunk(&chunk);
 	ExecDropSingleTupleTableSlot(slot);
 	hash_destroy(captures);
-	return true;
+}
+
+/* kappa_log_prune's work: the log's lock, then the oldest rows */
+static void
+prune_step(void *arg)
+{
+	kappa_log_lock();
+
+	/*
+	 * The prefix of rows none of whose tables is still captured without
+	 * a retention that has passed.  Rows before the latest restore row
+	 * name tables by another database's OIDs: their tables are matched
+	 * to captures by name.  The position recorded is that of the rows
+	 * removed since the last restore row among them, and only captures
+	 * of this database's rows are told their log was pruned.
+	 */
+	if (SPI_execute("WITH m AS ("
+					"  SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
+					"   WHERE kind = 'restore'"
+					"), keep AS ("
+					"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l, m"
+					"   WHERE EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(l.tables),"
+					"                                     pg_catalog.unnest(l.table_names)) t(relid, name)"
+					"                   JOIN kappa.captures c"
+					"                     ON CASE WHEN l.batch_id >= m.first THEN c.relid = t.relid"
+					"                             ELSE c.name = t.name END"
+					"                  WHERE CASE WHEN c.retain IS NULL OR c.retain >= " KAPPA_MAX_INTERVAL_SQL
+					"                             THEN true ELSE l.logged_at >= pg_catalog.now() - c.retain END)"
+					"), gone AS ("
+					"  DELETE FROM kappa.event_log l USING keep"
+					"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"
+					"  RETURNING l.batch_id, l.kind, l.last_lsn, l.hash, l.tables"
+					"), epoch AS ("
+					"  SELECT COALESCE(max(batch_id) FILTER (WHERE kind = 'restore'), 0) AS first FROM gone"
+					"), recorded AS ("
+					"  INSERT INTO kappa.event_log_pruned (first_batch, last_batch, last_lsn, last_hash)"
+					"  SELECT min(batch_id), max(batch_id),"
+					"         max(last_lsn) FILTER (WHERE batch_id >= (SELECT first FROM epoch)),"
+					"         (SELECT hash FROM gone ORDER BY batch_id DESC LIMIT 1)"
+					"    FROM gone HAVING count(*) > 0"
+					"  RETURNING last_lsn"
+					")"
+					" UPDATE kappa.captures c SET pruned_lsn = r.last_lsn FROM recorded r"
+					"  WHERE c.relid IN (SELECT unnest(g.tables) FROM gone g, m WHERE g.batch_id >= m.first)",
+					false, 0) < 0)
+		elog(ERROR, "could not prune kappa.event_log");
 }
 
 /*
@@ -602,48 +703,13 @@ kappa_log_prune(void)
 		return;
 	if (SPI_execute("SELECT 1 FROM kappa.captures WHERE retain IS NOT NULL", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.captures");
-	/* a capture that holds the log's lock: prune next time */
-	if (SPI_processed > 0 && log_lock_bounded(1))
-	{
-		/*
-		 * The prefix of rows none of whose tables is still captured without
-		 * a retention that has passed.  Rows before the latest restore row
-		 * name tables by another database's OIDs: their tables are matched
-		 * to captures by name.  The position recorded is that of the rows
-		 * removed since the last restore row among them, and only captures
-		 * of this database's rows are told their log was pruned.
-		 */
-		if (SPI_execute("WITH m AS ("
-						"  SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
-						"   WHERE kind = 'restore'"
-						"), keep AS ("
-						"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l, m"
-						"   WHERE EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(l.tables),"
-						"                                     pg_catalog.unnest(l.table_names)) t(relid, name)"
-						"                   JOIN kappa.captures c"
-						"                     ON CASE WHEN l.batch_id >= m.first THEN c.relid = t.relid"
-						"                             ELSE c.name = t.name END"
-						"                  WHERE CASE WHEN c.retain IS NULL OR c.retain >= " KAPPA_MAX_INTERVAL_SQL
-						"                             THEN true ELSE l.logged_at >= pg_catalog.now() - c.retain END)"
-						"), gone AS ("
-						"  DELETE FROM kappa.event_log l USING keep"
-						"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"
-						"  RETURNING l.batch_id, l.kind, l.last_lsn, l.hash, l.tables"
-						"), epoch AS ("
-						"  SELECT COALESCE(max(batch_id) FILTER (WHERE kind = 'restore'), 0) AS first FROM gone"
-						"), recorded AS ("
-						"  INSERT INTO kappa.event_log_pruned (first_batch, last_batch, last_lsn, last_hash)"
-						"  SELECT min(batch_id), max(batch_id),"
-						"         max(last_lsn) FILTER (WHERE batch_id >= (SELECT first FROM epoch)),"
-						"         (SELECT hash FROM gone ORDER BY batch_id DESC LIMIT 1)"
-						"    FROM gone HAVING count(*) > 0"
-						"  RETURNING last_lsn"
-						")"
-						" UPDATE kappa.captures c SET pruned_lsn = r.last_lsn FROM recorded r"
-						"  WHERE c.relid IN (SELECT unnest(g.tables) FROM gone g, m WHERE g.batch_id >= m.first)",
-						false, 0) < 0)
-			elog(ERROR, "could not prune kappa.event_log");
-	}
+	/*
+	 * A capture that holds the log's lock, or its row in kappa.captures (a
+	 * kappa.capture or kappa.uncapture in an open transaction): prune next
+	 * time.
+	 */
+	if (SPI_processed > 0)
+		(void) run_bounded(prune_step, NULL, PRUNE_LOCK_TIMEOUT_MS);
 	kappa_log_job_end();
 }
 

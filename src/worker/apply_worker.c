@@ -589,7 +589,9 @@ mark_stale(const char *where, const char *message)
 /*
  * Paused views, and views held after a timeout, hold the slot back; past
  * pg_kappa.max_retained_wal they are given up (stale) so that the WAL can
- * go.
+ * go.  So is the event log while it is held: every capture fails at where
+ * the log stopped (its log holds the changes committed before, none
+ * after), and the log is no longer held.
  */
 static void
 check_retained_wal(void)
@@ -603,6 +605,20 @@ check_retained_wal(void)
 	limit = (uint64) kappa_max_retained_wal * 1024 * 1024;
 	if (insert - paused_floor <= limit)
 		return;
+	if (log_held && insert - log_held_at > limit)
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (kappa_log_give_up(log_held_at,
+							  psprintf("the event log's lock was held (by a transaction that ran kappa.capture) while more than pg_kappa.max_retained_wal (%d MB) of WAL went by",
+									   kappa_max_retained_wal)))
+			log_held = false;
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
 	mark_stale(psprintf("state IN ('paused', 'initializing') AND applied_lsn < '%X/%X'",
 						LSN_FORMAT_ARGS(insert - limit)),
 			   psprintf("the view held back more than pg_kappa.max_retained_wal (%d MB) of WAL while it was paused or behind",

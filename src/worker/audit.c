@@ -28,6 +28,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -165,6 +166,8 @@ audit_each_view(void)
 
 	foreach(lc, ids)
 	{
+		bool		skip;
+
 		args[1] = Int32GetDatum(lfirst_int(lc));
 
 		/*
@@ -173,10 +176,16 @@ audit_each_view(void)
 		 * next turn, and does not stand before the others every time.
 		 */
 		audit_begin();
-		if (SPI_execute_with_args("UPDATE kappa.views SET last_audit_at = $1 WHERE id = $2",
+		if (SPI_execute_with_args("UPDATE kappa.views SET last_audit_at = $1 WHERE id ="
+								  " (SELECT id FROM kappa.views WHERE id = $2 FOR UPDATE SKIP LOCKED)",
 								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update kappa.views");
+		skip = SPI_processed == 0;
 		audit_end();
+
+		/* its catalog row is locked (an open kappa.alter_view): next time */
+		if (skip)
+			continue;
 
 		PG_TRY();
 		{
@@ -207,12 +216,11 @@ audit_each_view(void)
 			AbortCurrentTransaction();
 			QueryCancelPending = false;
 
-			/* the check failed: say so, and that its audit was done */
+			/* the check failed: say so */
 			audit_begin();
-			if (SPI_execute_with_args(psprintf("WITH v AS (UPDATE kappa.views SET last_audit_at = $1"
-											   " WHERE id = $2 RETURNING name)"
-											   " INSERT INTO kappa.audit_log (at, \"check\", object, ok, detail)"
-											   " SELECT $1, 'verify', v.name, false, %s FROM v",
+			if (SPI_execute_with_args(psprintf("INSERT INTO kappa.audit_log (at, \"check\", object, ok, detail)"
+											   " SELECT $1, 'verify', v.name, false, %s FROM kappa.views v"
+											   " WHERE v.id = $2",
 											   quote_literal_cstr(psprintf("could not audit the view: %s",
 																		   edata->message))),
 									  2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
@@ -276,6 +284,13 @@ kappa_audit_main(Datum main_arg)
 	overdue_timeout = RegisterTimeout(USER_TIMEOUT, overdue_handler);
 	pgstat_report_appname("pg_kappa audit");
 	kappa_pin_search_path();
+	/* no lock another role holds keeps the audits of all views waiting */
+	{
+		char		value[32];
+
+		snprintf(value, sizeof(value), "%d", kappa_view_lock_timeout);
+		SetConfigOption("lock_timeout", value, PGC_SUSET, PGC_S_OVERRIDE);
+	}
 
 	audit_begin();
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure('kappa.audit_view(kappa.views, timestamp with time zone)') IS NOT NULL",

@@ -14,6 +14,11 @@
 #  4. View code that catches the audit's cancel ends the audit worker
 #     past twice pg_kappa.view_statement_timeout, and its audit counts as
 #     taken (it is not retried at once, ahead of the others).
+#  5. A capture's row in kappa.captures, locked by its owner's open
+#     transaction (capturing again changes the row), does not stall the
+#     worker's pruning of the log.
+#  6. A view's row in kappa.views, locked by its owner's open
+#     kappa.alter_view, does not stall the audits of the other views.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -183,6 +188,38 @@ is($node->safe_psql('postgres', q{SELECT last_audit_at IS NOT NULL FROM kappa.vi
 $node->safe_psql('postgres',
 	q{ALTER SYSTEM RESET pg_kappa.view_statement_timeout; SELECT pg_reload_conf()});
 alice_fresh(401, 'after the audit worker ended');
+
+# --- 5. a locked row of kappa.captures and the log's pruning ---------------
+as_user('mallory', q{
+SELECT kappa.capture('mal.cap2', retain => '1 second');
+BEGIN; SELECT kappa.capture('mal.cap2', retain => '2 seconds'); PREPARE TRANSACTION 'mal_captures';
+});
+# older log rows of mal.cap2 pass their retention; the worker prunes every 10 s
+as_user('mallory', q{INSERT INTO mal.cap2 VALUES (4, 'to prune')});
+sleep 12;
+alice_fresh(501, "while a capture's row is locked and the log is due for pruning");
+sleep 11;
+alice_fresh(502, 'after another pruning round');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_captures'});
+
+# --- 6. a locked row of kappa.views and the scheduled audits --------------
+as_user('mallory', q{
+SELECT kappa.alter_view('mal.v', audit_every => '1 second');
+BEGIN; SELECT kappa.alter_view('mal.v', audit_every => '1 second'); PREPARE TRANSACTION 'mal_views';
+});
+$node->safe_psql('postgres', q{
+UPDATE kappa.views SET audit_every = '1 second', last_audit_at = NULL WHERE name <> 'mal.bv' AND name <> 'mal.av' AND name <> 'mal.v';
+});
+my $before = $node->safe_psql('postgres', q{SELECT now()});
+ok($node->poll_query_until('postgres',
+		qq{SELECT last_audit_at > '$before' FROM kappa.views WHERE name = 'alice.v'}),
+	"alice's view is audited while another view's row is locked");
+my $first = $node->safe_psql('postgres', q{SELECT last_audit_at FROM kappa.views WHERE name = 'alice.v'});
+ok($node->poll_query_until('postgres',
+		qq{SELECT last_audit_at > '$first' FROM kappa.views WHERE name = 'alice.v'}),
+	'and again a second later');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_views'});
+$node->safe_psql('postgres', q{UPDATE kappa.views SET audit_every = NULL});
 
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
 	"alice's view is exact");
