@@ -19,6 +19,8 @@
 #     worker's pruning of the log.
 #  6. A view's row in kappa.views, locked by its owner's open
 #     kappa.alter_view, does not stall the audits of the other views.
+#  7. A log held past pg_kappa.max_retained_wal gives its captures up
+#     (failed where the log stopped), and the slot lets the WAL go.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -220,6 +222,23 @@ ok($node->poll_query_until('postgres',
 	'and again a second later');
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_views'});
 $node->safe_psql('postgres', q{UPDATE kappa.views SET audit_every = NULL});
+
+# --- 7. a log held past pg_kappa.max_retained_wal ---------------------------
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM SET pg_kappa.max_retained_wal = 1; SELECT pg_reload_conf()});
+as_user('mallory', q{BEGIN; SELECT kappa.capture('mal.cap'); PREPARE TRANSACTION 'mal_log2'});
+as_user('mallory', q{INSERT INTO mal.cap2 VALUES (5, 'held')});
+alice_fresh(701, 'while the log is held again');
+# more than 1 MB of WAL
+$node->safe_psql('postgres', q{CREATE TABLE filler AS SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 20000) i});
+alice_fresh(702, 'past the retained WAL');
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'failed' AND last_error LIKE '%max_retained_wal%' FROM kappa.captures WHERE name = 'mal.cap2'}),
+	'the held log gave its captures up');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_log2'});
+$node->safe_psql('postgres',
+	q{ALTER SYSTEM RESET pg_kappa.max_retained_wal; SELECT pg_reload_conf()});
+alice_fresh(703, 'after the log was given up');
 
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
 	"alice's view is exact");
