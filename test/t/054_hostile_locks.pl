@@ -187,6 +187,32 @@ ok($node->poll_query_until('postgres',
 	'the audit worker ended itself');
 is($node->safe_psql('postgres', q{SELECT last_audit_at IS NOT NULL FROM kappa.views WHERE name = 'mal.bv'}),
 	't', "that view's audit counts as taken");
+# due at every audit, it ends each audit worker; the views after it (by id)
+# are still audited: the longest unaudited come first
+$node->safe_psql('postgres', q{
+BEGIN;
+SELECT kappa.alter_view('mal.bv', audit_every => '1 second');
+SELECT kappa.alter_view('mal.av', audit_every => '0');
+UPDATE kappa.views SET last_audit_at = NULL WHERE name = 'mal.bv';
+COMMIT;
+});
+my $t0 = $node->safe_psql('postgres', q{SELECT now()});
+$node->safe_psql('postgres', q{
+CREATE TABLE later_src (id int PRIMARY KEY);
+SELECT kappa.create_view('later_v', 'SELECT id FROM later_src');
+SELECT kappa.alter_view('later_v', audit_every => '1 second');
+});
+ok($node->poll_query_until('postgres',
+		qq{SELECT count(*) > 0 FROM kappa.audit_log WHERE object = 'public.later_v' AND "check" = 'verify' AND at > '$t0'}),
+	'a view after it is audited too');
+$node->safe_psql('postgres', q{
+SELECT kappa.alter_view('mal.bv', audit_every => '0');
+SELECT kappa.alter_view('later_v', audit_every => '0');
+});
+ok($node->poll_query_until('postgres',
+		q{SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_kappa audit')}),
+	'and no audit runs once none is due');
+$node->safe_psql('postgres', q{SELECT kappa.drop_view('later_v'); DROP TABLE later_src});
 $node->safe_psql('postgres',
 	q{ALTER SYSTEM RESET pg_kappa.view_statement_timeout; SELECT pg_reload_conf()});
 alice_fresh(401, 'after the audit worker ended');
