@@ -207,6 +207,7 @@ extern void kappa_commit_wake_init(void);
 extern void kappa_register_launcher(void);
 extern PGDLLEXPORT void kappa_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void kappa_apply_main(Datum main_arg);
+extern void kappa_statement_timer_off(void);
 extern PGDLLEXPORT void kappa_audit_main(Datum main_arg);
 extern void kappa_audit_schedule(void);
 extern bool kappa_in_apply_worker;
@@ -545,7 +546,8 @@ typedef struct KappaOwnerScope
  * subtracts them from it, which must stay within the range of timestamps.
  */
 #define KAPPA_MAX_INTERVAL_YEARS 1000
-#define KAPPA_MAX_INTERVAL_SQL "'1000 years'::pg_catalog.interval"
+#define KAPPA_MAX_INTERVAL_SQL \
+	"'" CppAsString2(KAPPA_MAX_INTERVAL_YEARS) " years'::pg_catalog.interval"
 
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern bool kappa_interval_too_long(Interval *iv);

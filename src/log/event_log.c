@@ -397,6 +397,33 @@ write_commit(StringInfo out, KappaLogTxn *t, int64 nchanges, pg_crc32c crc)
 }
 
 /*
+ * Mark the captures that match where (SQL over kappa.captures) failed at
+ * lsn, saying why, and forget them in the change sink: the log holds
+ * their changes committed before lsn, and no later ones.  Returns how many
+ * were marked.  SPI connected.
+ */
+static uint64
+fail_captures(const char *where, XLogRecPtr lsn, const char *why)
+{
+	uint64		n;
+
+	if (SPI_execute(psprintf("UPDATE kappa.captures SET state = 'failed', failed_lsn = '%X/%X', last_error = %s"
+							 " WHERE %s AND failed_lsn IS NULL RETURNING relid",
+							 LSN_FORMAT_ARGS(lsn), quote_literal_cstr(why), where),
+					false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update kappa.captures");
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		kappa_sink_forget_capture(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return n;
+}
+
+/*
  * Mark the captures of the batch's changes that could not be logged as
  * failed, from the first such transaction of each table on, and set their
  * end in captures.  Only failures the log would otherwise have recorded
@@ -425,14 +452,8 @@ record_failures(HTAB *captures, XLogRecPtr logged_up_to)
 					 errdetail("%s", f->message),
 					 errhint("Update the extension with ALTER EXTENSION pg_kappa UPDATE, so that such a capture is marked failed instead.")));
 
-		if (SPI_execute(psprintf("UPDATE kappa.captures SET state = 'failed', failed_lsn = '%X/%X', last_error = %s"
-								 " WHERE relid = %u AND failed_lsn IS NULL",
-								 LSN_FORMAT_ARGS(f->commit_lsn), quote_literal_cstr(f->message),
-								 f->relid),
-						false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update kappa.captures");
+		(void) fail_captures(psprintf("relid = %u", f->relid), f->commit_lsn, f->message);
 		c->end_lsn = f->commit_lsn;
-		kappa_sink_forget_capture(f->relid);
 		ereport(WARNING,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("capture of table %s failed: %s", f->name, f->message),
@@ -441,8 +462,6 @@ record_failures(HTAB *captures, XLogRecPtr logged_up_to)
 				 errhint("Uncapture the table with kappa.uncapture and capture it again to start a new log of it.")));
 	}
 }
-
-static void write_batch_step(void *arg);
 
 /* What kappa_log_give_up gives up, and why */
 typedef struct GiveUp
@@ -455,23 +474,12 @@ static void
 give_up_step(void *arg)
 {
 	GiveUp	   *g = arg;
+	uint64		n = fail_captures("true", g->lsn, g->why);
 
-	if (SPI_execute(psprintf("UPDATE kappa.captures SET state = 'failed', failed_lsn = '%X/%X', last_error = %s"
-							 " WHERE failed_lsn IS NULL RETURNING relid",
-							 LSN_FORMAT_ARGS(g->lsn), quote_literal_cstr(g->why)),
-					false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not update kappa.captures");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		kappa_sink_forget_capture(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
-	}
-	if (SPI_processed > 0)
+	if (n > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("capture of " UINT64_FORMAT " table(s) failed: %s", SPI_processed, g->why),
+				 errmsg("capture of " UINT64_FORMAT " table(s) failed: %s", n, g->why),
 				 errdetail("The event log holds their changes committed before %X/%X, and no later ones.",
 						   LSN_FORMAT_ARGS(g->lsn)),
 				 errhint("Uncapture each table with kappa.uncapture and capture it again to start a new log of it.")));
@@ -493,6 +501,8 @@ kappa_log_give_up(XLogRecPtr lsn, const char *why)
 		return true;
 	return run_bounded(give_up_step, &g, kappa_view_lock_timeout);
 }
+
+static void write_batch_step(void *arg);
 
 /*
  * Append the current batch's records of captured tables to the log.  Runs

@@ -694,6 +694,19 @@ view_limits_end(int nestlevel)
 }
 
 /*
+ * Disarm a statement timer a background worker armed itself, and forget a
+ * cancel it sent that was not acted on yet, so that it does not hit the
+ * worker's next statement.
+ */
+void
+kappa_statement_timer_off(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, true);
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+}
+
+/*
  * The view's work failed: disarm the timer, and forget a cancel it sent
  * that was not acted on yet, so that it does not hit the worker's own
  * statements.  The subtransaction's abort undoes the settings.
@@ -705,10 +718,8 @@ view_limits_abort(void)
 	overdue_id = 0;
 	if (!statement_timer_armed)
 		return;
-	disable_timeout(STATEMENT_TIMEOUT, true);
+	kappa_statement_timer_off();
 	statement_timer_armed = false;
-	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
-		QueryCancelPending = false;
 }
 
 /*
@@ -816,6 +827,19 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 }
 
 /*
+ * Decoding is about to start over from the slot's confirmed position:
+ * waiters must not take where it was for the worker's position.
+ */
+static void
+rewind_processed_lsn(void)
+{
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	MySlot->processed_lsn = Min(MySlot->processed_lsn,
+								MyReplicationSlot->data.confirmed_flush);
+	LWLockRelease(KappaShmem->lock);
+}
+
+/*
  * The event log is held when its lock could not be had in time (a
  * kappa.capture whose transaction stays open, or prepared, keeps it): the
  * views go on, the log's records are not written, and the slot stays
@@ -861,11 +885,7 @@ retry_held_log(LogicalDecodingContext *ctx)
 		return ctx;
 	}
 	log_held = false;
-
-	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	MySlot->processed_lsn = Min(MySlot->processed_lsn,
-								MyReplicationSlot->data.confirmed_flush);
-	LWLockRelease(KappaShmem->lock);
+	rewind_processed_lsn();
 	ereport(LOG,
 			(errmsg("pg_kappa apply worker for database %u logging again from %X/%X",
 					MyDatabaseId, LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
@@ -931,10 +951,7 @@ retry_held_views(LogicalDecodingContext *ctx)
 	}
 
 	/* waiters must not take where decoding was for the retried views' */
-	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	MySlot->processed_lsn = Min(MySlot->processed_lsn,
-								MyReplicationSlot->data.confirmed_flush);
-	LWLockRelease(KappaShmem->lock);
+	rewind_processed_lsn();
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1037,15 +1054,6 @@ start_decoding(void)
 #define SCRATCH_VACUUM_DEAD 1000
 #define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
-/* Disarm the scratch vacuum's timer, and forget a cancel it sent late. */
-static void
-vacuum_timer_off(void)
-{
-	disable_timeout(STATEMENT_TIMEOUT, true);
-	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
-		QueryCancelPending = false;
-}
-
 static void
 vacuum_scratch(void)
 {
@@ -1130,13 +1138,13 @@ vacuum_scratch(void)
 				enable_timeout_after(STATEMENT_TIMEOUT, kappa_view_statement_timeout);
 			ExecVacuum(make_parsestate(NULL),
 					   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
-			vacuum_timer_off();
+			kappa_statement_timer_off();
 			CommitTransactionCommand();
 		}
 		PG_CATCH();
 		{
 			HOLD_INTERRUPTS();
-			vacuum_timer_off();
+			kappa_statement_timer_off();
 			EmitErrorReport();
 			AbortOutOfAnyTransaction();
 			FlushErrorState();

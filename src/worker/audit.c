@@ -206,7 +206,7 @@ audit_each_view(void)
 									  " WHERE v.id = $2 AND v.state = 'running'",
 									  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 				elog(ERROR, "could not audit derived view %d", lfirst_int(lc));
-			disable_timeout(STATEMENT_TIMEOUT, false);
+			kappa_statement_timer_off();
 			disable_timeout(overdue_timeout, false);
 			audit_end();
 		}
@@ -214,7 +214,7 @@ audit_each_view(void)
 		{
 			ErrorData  *edata;
 
-			disable_timeout(STATEMENT_TIMEOUT, false);
+			kappa_statement_timer_off();
 			disable_timeout(overdue_timeout, false);
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
