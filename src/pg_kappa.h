@@ -234,6 +234,10 @@ typedef struct KappaSourceBuffer
 	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
 	XLogRecPtr	modify_lsn;		/* latest UPDATE or DELETE in the batch, or 0 */
 	XLogRecPtr	oversize_lsn;	/* first row image too large to buffer, or 0 */
+	XLogRecPtr	no_old_lsn;		/* latest UPDATE or DELETE without its old
+								 * row in the WAL, or 0 */
+	XLogRecPtr	unidentified_lsn;	/* latest DELETE that does not say which
+									 * row it deleted, or 0 */
 	Datum	   *values;			/* an image being buffered (buffer_row) */
 	bool	   *nulls;
 	Datum	   *unchanged;
@@ -296,7 +300,8 @@ extern void kappa_sink_sources_changed(void);
 extern void kappa_sink_set_sources(List *relids);
 extern void kappa_sink_set_captures(List *relids, List *start_lsns);
 extern void kappa_sink_forget_capture(Oid relid);
-extern void kappa_check_row_sizes(List *sources, XLogRecPtr applied);
+extern void kappa_check_row_images(List *sources, XLogRecPtr applied,
+								   bool whole_old_rows);
 extern TupleDesc kappa_log_lines_desc(void);
 extern void kappa_batch_put_row(Relation rel, XLogRecPtr commit_lsn,
 								Datum *values, bool *nulls);

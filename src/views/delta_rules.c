@@ -1330,10 +1330,11 @@ image_reader_next(ImageReader *r)
 			if (!slot->tts_isnull[n + 3])
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("old row images of source table \"%s\" are not complete",
-								get_rel_name(r->srcrelid)),
-						 errhint("Set ALTER TABLE %s REPLICA IDENTITY FULL, then drop the view and create it again.",
-								 quote_identifier(get_rel_name(r->srcrelid)))));
+						 errmsg("old row images of source table %s are not complete",
+								kappa_qualified_name(r->srcrelid)),
+						 errdetail("The view takes the whole old rows of updates and deletes from the WAL, which only REPLICA IDENTITY FULL writes."),
+						 errhint("Run ALTER TABLE %s REPLICA IDENTITY FULL, then build the view again with kappa.alter_view and rebuild => true.",
+								 kappa_qualified_name(r->srcrelid))));
 			ExecCopySlot(r->old_slot, slot);
 			slot_getallattrs(r->old_slot);
 			memcpy(r->old_values, r->old_slot->tts_values, sizeof(Datum) * n);

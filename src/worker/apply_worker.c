@@ -1643,7 +1643,7 @@ apply_batch(void)
 				errcallback.previous = error_context_stack;
 				error_context_stack = &errcallback;
 
-				kappa_check_row_sizes(sources, applied);
+				kappa_check_row_images(sources, applied, engine >= 2);
 				check_derived_triggers(relid);
 				rewritten = !view_unchanged(id);
 				rows = -1;

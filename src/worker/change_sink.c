@@ -35,7 +35,12 @@
  * done in any view's subtransaction and would fail the same way after a
  * restart.  A row image too large for a tuplestore is left out and noted
  * (oversize_lsn): the views that need it are marked broken when the batch
- * is applied (kappa_check_row_sizes), the others go on.  A change whose
+ * is applied (kappa_check_row_images), the others go on.  So are the views
+ * that need an old row the WAL does not have: an update or delete of a
+ * table whose replica identity is no longer FULL (engine 2 reads whole
+ * old rows), a delete that does not identify its row at all (both
+ * engines).  A replica identity changed without kappa.on_ddl_end seeing
+ * it (a superuser in replica mode) gets there.  A change whose
  * event-log record is too large (pg_kappa.max_event_bytes), or cannot be
  * written for another reason, is not logged but noted in the batch
  * (log_failures): event_log.c marks its capture failed, in the batch's
@@ -635,6 +640,8 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->schema_change_lsn = InvalidXLogRecPtr;
 		buf->modify_lsn = InvalidXLogRecPtr;
 		buf->oversize_lsn = InvalidXLogRecPtr;
+		buf->no_old_lsn = InvalidXLogRecPtr;
+		buf->unidentified_lsn = InvalidXLogRecPtr;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
 	{
@@ -691,7 +698,7 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 
 	/*
 	 * An image no tuplestore can hold is left out, and the views that need
-	 * it are marked broken (kappa_check_row_sizes).  Commits arrive in
+	 * it are marked broken (kappa_check_row_images).  Commits arrive in
 	 * order: a view applied up to the latest such image needs none of them.
 	 * Only a large tuple, or one with TOASTed values, can be such an image
 	 * or need its values copied: the others (nearly all) skip the checks.
@@ -744,11 +751,13 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 /*
  * Before the batch is applied to a view with these sources, as of its
  * applied LSN: an error when the batch left out a row image the view needs
- * because it was too large to buffer.  Called in the view's subtransaction,
- * so that only this view is marked broken.
+ * because it was too large to buffer, or when the WAL did not have an old
+ * row the view needs (whole_old_rows: every update and delete must carry
+ * it, as engine 2 reads them).  Called in the view's subtransaction, so
+ * that only this view is marked broken.
  */
 void
-kappa_check_row_sizes(List *sources, XLogRecPtr applied)
+kappa_check_row_images(List *sources, XLogRecPtr applied, bool whole_old_rows)
 {
 	ListCell   *lc;
 
@@ -765,6 +774,16 @@ kappa_check_row_sizes(List *sources, XLogRecPtr applied)
 							kappa_rel_label(relid)),
 					 errdetail("A row image committed at %X/%X takes more than the %zu bytes the apply worker can buffer for one row.",
 							   LSN_FORMAT_ARGS(buf->oversize_lsn), MAX_ROW_IMAGE_BYTES)));
+		if (buf != NULL &&
+			(whole_old_rows ? buf->no_old_lsn : buf->unidentified_lsn) > applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("old row images of source table %s are not complete",
+							kappa_qualified_name(relid)),
+					 errdetail("A change committed at %X/%X does not carry the old row it updated or deleted, which the view needs: the table's replica identity is not FULL.",
+							   LSN_FORMAT_ARGS(whole_old_rows ? buf->no_old_lsn : buf->unidentified_lsn)),
+					 errhint("Run ALTER TABLE %s REPLICA IDENTITY FULL, then build the view again with kappa.alter_view and rebuild => true.",
+							 kappa_qualified_name(relid))));
 	}
 }
 
@@ -859,7 +878,16 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
 	buf = source_buffer(relation, txn->final_lsn);
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT)
+	{
 		buf->modify_lsn = txn->final_lsn;	/* commits arrive in order */
+		/* without REPLICA IDENTITY FULL, the WAL may not have the old row */
+		if (change->data.tp.oldtuple == NULL)
+		{
+			buf->no_old_lsn = txn->final_lsn;
+			if (change->action == REORDER_BUFFER_CHANGE_DELETE)
+				buf->unidentified_lsn = txn->final_lsn;
+		}
+	}
 	seq = kappa_batch->next_seq++;
 	if (change->data.tp.oldtuple)
 		buffer_row(buf, RelationGetDescr(relation),

@@ -187,7 +187,7 @@ is($node->safe_psql('postgres', 'SHOW search_path'), '"$user", public',
 	'the superuser has the default search_path');
 as_superuser('postgres', 'CREATE EXTENSION', 'CREATE EXTENSION pg_kappa');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
-	'0.8', 'installed at the default version');
+	'0.9', 'installed at the default version');
 
 # --- update: 0.2, a view of alice's, planted objects, ALTER EXTENSION UPDATE
 $node->safe_psql('upd', $plant, extra_params => [ '-U', 'alice' ]);

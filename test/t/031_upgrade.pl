@@ -41,7 +41,7 @@ is($node->safe_psql('postgres', q{SELECT kappa.wait('ua.rows', timeout => '30s')
 
 $node->safe_psql('postgres', q{ALTER EXTENSION pg_kappa UPDATE});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_kappa'}),
-	'0.8', 'updated to 0.8');
+	'0.9', 'updated to 0.9');
 
 # The update, run by a superuser, does not change a table that the view's
 # owner does not own: alice's view over bob's table keeps engine 1

@@ -1,0 +1,212 @@
+/* src/pg_kappa--0.8--0.9.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pg_kappa UPDATE TO '0.9'" to load this file. \quit
+
+-- 0.9: a view broken by DDL says so, and says the way back.  The DDL that
+-- breaks a view (a source's replica identity no longer FULL, its columns
+-- changed, row-level security, SELECT revoked, a source or an internal
+-- table dropped or altered) now raises a WARNING naming the view, and the
+-- view's last_error carries a hint, as errors of the apply worker do
+-- ("message", then "DETAIL:  ..." and "HINT:  ..." lines).
+
+-- Marks view id broken with problem (its first line the message, then
+-- optional DETAIL and HINT lines) as last_error, and warns, unless it was
+-- broken already.
+CREATE FUNCTION kappa.break_view(id integer, problem text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+    msg text;
+    detail text;
+    hint text;
+BEGIN
+    UPDATE kappa.views w SET state = 'broken', last_error = problem
+     WHERE w.id = break_view.id AND w.state <> 'broken'
+    RETURNING w.relid::regclass INTO rel;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    msg := format('derived view %s is broken: %s', rel, split_part(problem, E'\n', 1));
+    detail := substring(problem FROM E'\nDETAIL:  ([^\n]*)');
+    hint := coalesce(substring(problem FROM E'\nHINT:  ([^\n]*)'),
+                     format('Build the view again with kappa.alter_view(view => %L, rebuild => true), or drop it with kappa.drop_view.',
+                            rel::text));
+    IF detail IS NULL THEN
+        RAISE WARNING USING MESSAGE = msg, HINT = hint,
+                            ERRCODE = 'object_not_in_prerequisite_state';
+    ELSE
+        RAISE WARNING USING MESSAGE = msg, DETAIL = detail, HINT = hint,
+                            ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.break_view(integer, text) FROM PUBLIC;
+
+-- As in 0.6, each problem with the way back.
+CREATE OR REPLACE FUNCTION kappa.source_problem(v kappa.views)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner oid;
+    src oid;
+    c record;
+    srcname text;
+    key_then int2[];
+    key_now int2[];
+    rebuild text;
+BEGIN
+    SELECT relowner INTO owner FROM pg_class WHERE oid = v.relid;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(v.sources, 1), 0) LOOP
+        src := v.sources[i];
+        SELECT cl.relname, cl.relreplident, cl.relrowsecurity, cl.relforcerowsecurity,
+               cl.relowner, n.nspname
+          INTO c
+          FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+         WHERE cl.oid = src;
+        IF NOT FOUND THEN
+            CONTINUE;
+        END IF;
+        srcname := format('%I.%I', c.nspname, c.relname);
+        rebuild := format('then build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                          v.relid::regclass::text);
+        IF v.engine >= 2 THEN
+            -- every column of the view's time still there, as it was (the
+            -- delta table's last column is its weight)
+            IF EXISTS (
+                   SELECT attnum, attname, atttypid, atttypmod
+                     FROM pg_attribute
+                    WHERE attrelid = v.arrangements[i] AND attnum > 0 AND NOT attisdropped
+                      AND attnum < (SELECT max(attnum) FROM pg_attribute
+                                     WHERE attrelid = v.arrangements[i])
+                   EXCEPT
+                   SELECT attnum, attname, atttypid, atttypmod
+                     FROM pg_attribute
+                    WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
+                RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
+            END IF;
+        ELSIF EXISTS (
+               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+                 FROM pg_attribute WHERE attrelid = src AND attnum > 0
+               EXCEPT
+               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+                 FROM pg_attribute WHERE attrelid = v.arrangements[i] AND attnum > 0) THEN
+            RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
+        END IF;
+        IF v.engine >= 2 THEN
+            -- whole old rows in the WAL: nothing else identifies them
+            IF c.relreplident <> 'f' THEN
+                RETURN format(E'source table %s no longer has REPLICA IDENTITY FULL\nDETAIL:  The view takes the whole old rows of updates and deletes from the WAL.\nHINT:  Run ALTER TABLE %s REPLICA IDENTITY FULL, %s', srcname, srcname, rebuild);
+            END IF;
+        ELSIF c.relreplident = 'n' THEN
+            RETURN format(E'source table %s has REPLICA IDENTITY NOTHING: its deleted and updated rows cannot be identified\nHINT:  Run ALTER TABLE %s REPLICA IDENTITY DEFAULT (or FULL), %s', srcname, srcname, rebuild);
+        END IF;
+        SELECT indkey::int2[] INTO key_then FROM pg_index
+         WHERE indrelid = v.arrangements[i] AND indisunique ORDER BY indexrelid LIMIT 1;
+        IF c.relreplident = 'i' THEN
+            SELECT indkey::int2[] INTO key_now FROM pg_index WHERE indrelid = src AND indisreplident;
+        ELSE
+            SELECT indkey::int2[] INTO key_now FROM pg_index WHERE indrelid = src AND indisprimary;
+        END IF;
+        IF v.engine < 2 AND key_now IS DISTINCT FROM key_then THEN
+            RETURN format(E'the replica identity of source table %s no longer is the key the view was created with\nHINT:  Give the table back the replica identity it had, %s', srcname, rebuild);
+        END IF;
+        IF c.relrowsecurity
+           AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = owner AND (r.rolsuper OR r.rolbypassrls))
+           AND NOT (c.relowner = owner AND NOT c.relforcerowsecurity) THEN
+            RETURN format(E'row-level security on source table %s applies to the owner of the view\nDETAIL:  The view would show only the rows its owner''s policies let through, not its query''s result.\nHINT:  Disable row-level security on the table, or let the owner of the view bypass it, %s', srcname, rebuild);
+        END IF;
+        IF NOT has_table_privilege(owner, src, 'SELECT') THEN
+            RETURN format(E'the owner of the view no longer has SELECT privilege on source table %s\nHINT:  Grant SELECT on the table to %I again, %s', srcname, (SELECT rolname FROM pg_roles WHERE oid = owner), rebuild);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- As in 0.5, through kappa.break_view.
+CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v kappa.views;
+    problem text;
+    cmd record;
+BEGIN
+    FOR v IN WITH RECURSIVE altered(relid) AS (
+                 SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                  WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 UNION
+                 SELECT i.inhrelid FROM pg_inherits i JOIN altered a ON i.inhparent = a.relid)
+             SELECT w.* FROM kappa.views w
+              WHERE w.state <> 'broken' AND w.relid IN (SELECT relid FROM altered)
+              ORDER BY w.id LOOP
+        BEGIN
+            problem := kappa.derived_columns_problem(v.relid);
+        EXCEPTION WHEN OTHERS THEN
+            problem := NULL;        -- the query cannot be read now
+        END;
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'cannot change the columns of derived table %', v.relid::regclass
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = problem || ' A derived table''s columns are those of its view''s query.',
+                      HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
+        END IF;
+    END LOOP;
+    -- a view's internal tables are its owner's, but not to be altered
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+               WHERE schema_name ~ '^kappa_v[0-9]+$' LOOP
+        PERFORM kappa.break_view(substr(cmd.schema_name, 8)::int,
+                                 format('internal table %s of the view was altered', cmd.object_identity));
+    END LOOP;
+    FOR v IN SELECT * FROM kappa.views WHERE state <> 'broken' ORDER BY id LOOP
+        problem := kappa.source_problem(v);
+        IF problem IS NOT NULL THEN
+            PERFORM kappa.break_view(v.id, problem);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- As in 0.3, through kappa.break_view.
+CREATE OR REPLACE FUNCTION kappa.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    obj record;
+    v record;
+BEGIN
+    FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
+               WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
+    LOOP
+        FOR v IN DELETE FROM kappa.views WHERE relid = obj.objid RETURNING id LOOP
+            PERFORM kappa.drop_internal_schema(v.id);
+        END LOOP;
+        FOR v IN SELECT id FROM kappa.views
+                  WHERE obj.objid = ANY (arrangements) AND state <> 'broken' ORDER BY id LOOP
+            PERFORM kappa.break_view(v.id, format('internal table %s was dropped', obj.object_identity));
+        END LOOP;
+        FOR v IN SELECT id FROM kappa.views
+                  WHERE obj.objid = ANY (sources) AND state <> 'broken' ORDER BY id LOOP
+            PERFORM kappa.break_view(v.id,
+                format(E'source table %s was dropped\nHINT:  Drop the view with kappa.drop_view, or create the table again and build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                       obj.object_identity,
+                       (SELECT relid::regclass::text FROM kappa.views WHERE id = v.id)));
+        END LOOP;
+        DELETE FROM kappa.captures WHERE relid = obj.objid;
+    END LOOP;
+END
+$$;
