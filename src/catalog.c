@@ -213,10 +213,25 @@ kappa_unbecome(SavedUser *saved)
 }
 
 /*
+ * Settings that change what immutable functions a view may call return
+ * (float8out, byteaout, the xml functions): view code runs with their
+ * built-in values wherever it runs, so that the rows create_view, verify,
+ * rebuild and replay compute are the rows the apply worker computes,
+ * whatever the caller's session or role has set.
+ */
+static const char *const view_code_settings[][2] = {
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"xmlbinary", "base64"},
+	{"xmloption", "content"},
+};
+
+/*
  * Start running a view's code as owner: security-restricted, with a new
- * GUC nest level and search_path = pg_catalog, pg_temp.  Pair with
- * kappa_owner_leave; an error in between is cleaned up by the (sub)
- * transaction's abort, which restores both the user and the settings.
+ * GUC nest level, search_path = pg_catalog, pg_temp, and the settings
+ * above.  Pair with kappa_owner_leave; an error in between is cleaned up by
+ * the (sub) transaction's abort, which restores both the user and the
+ * settings.
  */
 void
 kappa_owner_enter(Oid owner, KappaOwnerScope *scope)
@@ -229,6 +244,10 @@ kappa_owner_enter(Oid owner, KappaOwnerScope *scope)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < lengthof(view_code_settings); i++)
+		(void) set_config_option(view_code_settings[i][0], view_code_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 }
 
 /* Undo every setting the view's code made, and become the caller again. */

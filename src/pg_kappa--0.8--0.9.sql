@@ -46,7 +46,9 @@ END
 $$;
 REVOKE ALL ON FUNCTION kappa.break_view(integer, text) FROM PUBLIC;
 
--- As in 0.6, each problem with the way back.
+-- As in 0.6, each problem with the way back; and a column's collation
+-- changed (min, max, comparisons and grouping would change meaning), or
+-- the table made unlogged (its changes are no longer in the WAL).
 CREATE OR REPLACE FUNCTION kappa.source_problem(v kappa.views)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -68,7 +70,7 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(v.sources, 1), 0) LOOP
         src := v.sources[i];
         SELECT cl.relname, cl.relreplident, cl.relrowsecurity, cl.relforcerowsecurity,
-               cl.relowner, n.nspname
+               cl.relowner, cl.relpersistence, n.nspname
           INTO c
           FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
          WHERE cl.oid = src;
@@ -82,24 +84,27 @@ BEGIN
             -- every column of the view's time still there, as it was (the
             -- delta table's last column is its weight)
             IF EXISTS (
-                   SELECT attnum, attname, atttypid, atttypmod
+                   SELECT attnum, attname, atttypid, atttypmod, attcollation
                      FROM pg_attribute
                     WHERE attrelid = v.arrangements[i] AND attnum > 0 AND NOT attisdropped
                       AND attnum < (SELECT max(attnum) FROM pg_attribute
                                      WHERE attrelid = v.arrangements[i])
                    EXCEPT
-                   SELECT attnum, attname, atttypid, atttypmod
+                   SELECT attnum, attname, atttypid, atttypmod, attcollation
                      FROM pg_attribute
                     WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
                 RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
             END IF;
         ELSIF EXISTS (
-               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+               SELECT attnum, attname, atttypid, atttypmod, attcollation, attisdropped
                  FROM pg_attribute WHERE attrelid = src AND attnum > 0
                EXCEPT
-               SELECT attnum, attname, atttypid, atttypmod, attisdropped
+               SELECT attnum, attname, atttypid, atttypmod, attcollation, attisdropped
                  FROM pg_attribute WHERE attrelid = v.arrangements[i] AND attnum > 0) THEN
             RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
+        END IF;
+        IF c.relpersistence <> 'p' THEN
+            RETURN format(E'source table %s is unlogged\nDETAIL:  Changes of an unlogged table are not in the WAL, from which the view is maintained.\nHINT:  Run ALTER TABLE %s SET LOGGED, %s', srcname, srcname, rebuild);
         END IF;
         IF v.engine >= 2 THEN
             -- whole old rows in the WAL: nothing else identifies them
@@ -132,7 +137,9 @@ BEGIN
 END
 $$;
 
--- As in 0.5, through kappa.break_view.
+-- As in 0.5, through kappa.break_view; a derived table cannot be made
+-- unlogged (crash recovery would empty it) nor have row-level security
+-- forced on it (the worker writes it as its owner).
 CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -161,6 +168,17 @@ BEGIN
                 USING ERRCODE = 'wrong_object_type',
                       DETAIL = problem || ' A derived table''s columns are those of its view''s query.',
                       HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid AND relpersistence <> 'p') THEN
+            RAISE EXCEPTION 'cannot make derived table % unlogged', v.relid::regclass
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = 'Crash recovery empties an unlogged table, while the view would go on from where it was.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid AND relforcerowsecurity) THEN
+            RAISE EXCEPTION 'cannot force row-level security on derived table %', v.relid::regclass
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = 'The apply worker writes the view''s rows as its owner: the owner''s policies would hide rows from it.',
+                      HINT = 'Policies enabled with ENABLE ROW LEVEL SECURITY apply to the view''s readers, not to its owner.';
         END IF;
     END LOOP;
     -- a view's internal tables are its owner's, but not to be altered
@@ -210,3 +228,45 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A table rewrite that computes a column's values again (ALTER COLUMN ...
+-- TYPE ... USING, even to the same type) changes rows without decoded
+-- changes: a source's views break, and a derived table's is refused.  The
+-- other rewrites (SET LOGGED or UNLOGGED, a volatile default added, a new
+-- access method) keep the rows' values.
+CREATE FUNCTION kappa.on_table_rewrite()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid := pg_event_trigger_table_rewrite_oid();
+    v kappa.views;
+    problem text;
+BEGIN
+    IF pg_event_trigger_table_rewrite_reason() & 4 = 0 THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM kappa.views WHERE relid = rel) THEN
+        BEGIN
+            problem := kappa.derived_columns_problem(rel) || ' A derived table''s columns are those of its view''s query.';
+        EXCEPTION WHEN OTHERS THEN
+            problem := NULL;        -- the query cannot be read now
+        END;
+        RAISE EXCEPTION 'cannot change the columns of derived table %', rel::regclass
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = coalesce(problem, 'The statement computes the values of a column again. A derived table''s rows are those of its view''s query.'),
+                  HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
+    END IF;
+    -- a column of another type says so itself (kappa.source_problem)
+    FOR v IN SELECT * FROM kappa.views
+              WHERE rel = ANY (sources) AND state <> 'broken' ORDER BY id LOOP
+        PERFORM kappa.break_view(v.id, coalesce(kappa.source_problem(v),
+            format(E'the values of a column of source table %s were computed again\nDETAIL:  A table rewrite (ALTER COLUMN ... TYPE ... USING) changes rows without changes the view can decode.\nHINT:  If the view''s query reads the table as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                   rel::regclass, v.relid::regclass::text)));
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER kappa_table_rewrite ON table_rewrite
+    EXECUTE FUNCTION kappa.on_table_rewrite();

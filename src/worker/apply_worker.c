@@ -1353,16 +1353,37 @@ apply_error_text(Oid relid, List *sources, XLogRecPtr from, XLogRecPtr to)
 }
 
 /*
+ * What the view's owner may have done to the derived table (before 0.9,
+ * or past the event triggers) that would make the worker's writes wrong
+ * without an error:
+ *
  * The worker writes derived tables as a replica (session_replication_role):
  * their ordinary triggers do not fire, but ALWAYS and REPLICA ones would,
  * and what they wrote would carry the worker's origin, which no view
- * decodes.  Refuse rather than have other views silently miss it.
+ * decodes.  Row-level security forced on the table would hide rows from
+ * the worker's deletes (it writes as the owner).  An unlogged table is
+ * emptied by crash recovery, while the view's applied LSN is not.  Refuse
+ * rather than have the view silently differ from its query.
  */
 static void
-check_derived_triggers(Oid relid)
+check_derived_table(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TriggerDesc *trigdesc = rel->trigdesc;
+
+	if (rel->rd_rel->relrowsecurity && rel->rd_rel->relforcerowsecurity)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("row-level security is forced on derived table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("The apply worker writes the view's rows as its owner, and the owner's policies would hide rows from it."),
+				 errhint("Run ALTER TABLE ... NO FORCE ROW LEVEL SECURITY (policies still apply to the view's readers), then build the view again with kappa.alter_view and rebuild => true.")));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("derived table \"%s\" is unlogged", RelationGetRelationName(rel)),
+				 errdetail("A crash would empty it, while the view would go on from where it was."),
+				 errhint("Run ALTER TABLE ... SET LOGGED, then build the view again with kappa.alter_view and rebuild => true.")));
 
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
 	{
@@ -1644,7 +1665,7 @@ apply_batch(void)
 				error_context_stack = &errcallback;
 
 				kappa_check_row_images(sources, applied, engine >= 2);
-				check_derived_triggers(relid);
+				check_derived_table(relid);
 				rewritten = !view_unchanged(id);
 				rows = -1;
 				if (!rewritten)
