@@ -59,6 +59,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -620,25 +621,48 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 	}
 
 	/*
-	 * A bag: delete -w copies of each row with negative weight w (found by
-	 * the first column, which is indexed, then compared as text), insert w
-	 * copies of each with positive weight.
+	 * A bag: delete -w copies of each row with negative weight w (looked up
+	 * by one column, which is indexed, with its type's equality, then
+	 * compared as text; by text alone where no column has an equality),
+	 * insert w copies of each with positive weight.
 	 */
 	{
-		const char *first = quote_identifier(linitial(cols));
+		Oid			eqop;
+		bool		hashed;
+		AttrNumber	look = kappa_bag_lookup_column(rp->relid, &eqop, &hashed);
+		char	   *candidates;
 
+		if (look != InvalidAttrNumber)
+		{
+			const char *col = quote_identifier(get_attname(rp->relid, look, false));
+			HeapTuple	optup = SearchSysCache1(OPEROID, ObjectIdGetDatum(eqop));
+			Form_pg_operator opform;
+			const char *op;
+
+			if (!HeapTupleIsValid(optup))
+				elog(ERROR, "cache lookup failed for operator %u", eqop);
+			opform = (Form_pg_operator) GETSTRUCT(optup);
+			op = psprintf("OPERATOR(%s.%s)",
+						  quote_identifier(get_namespace_name(opform->oprnamespace)),
+						  NameStr(opform->oprname));
+			ReleaseSysCache(optup);
+
+			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE t2.%s %s d.%s AND %s"
+								  " UNION ALL "
+								  "SELECT t2.ctid FROM %s t2 WHERE t2.%s IS NULL AND d.%s IS NULL AND %s",
+								  target, col, op, col, match_rows(cols, "t2", "d"),
+								  target, col, col, match_rows(cols, "t2", "d"));
+		}
+		else
+			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE %s",
+								  target, match_rows(cols, "t2", "d"));
 		rp->delete_rows =
 			kappa_keep_plan(psprintf("DELETE FROM %s t WHERE t.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 								   "SELECT m.tid FROM (SELECT x.tid, pg_catalog.row_number() OVER (PARTITION BY d.ctid) AS rn,"
-								   " -d._kappa_w AS k FROM %s d CROSS JOIN LATERAL ("
-								   "SELECT t2.ctid AS tid FROM %s t2 WHERE t2.%s OPERATOR(pg_catalog.=) d.%s AND %s"
-								   " UNION ALL "
-								   "SELECT t2.ctid FROM %s t2 WHERE t2.%s IS NULL AND d.%s IS NULL AND %s) x"
+								   " -d._kappa_w AS k FROM %s d CROSS JOIN LATERAL (%s) x"
 								   " WHERE d._kappa_w OPERATOR(pg_catalog.<) 0) m"
 								   " WHERE m.rn OPERATOR(pg_catalog.<=) m.k))",
-								   target, dc,
-								   target, first, first, match_rows(cols, "t2", "d"),
-								   target, first, first, match_rows(cols, "t2", "d")));
+								   target, dc, candidates));
 		rp->insert_rows =
 			kappa_keep_plan(psprintf("INSERT INTO %s SELECT %s FROM %s d"
 								   " CROSS JOIN LATERAL pg_catalog.generate_series(1, d._kappa_w::integer) g"

@@ -34,6 +34,7 @@
 #include "utils/array.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
 
@@ -135,6 +136,40 @@ float_pairing_condition(List *cols, KappaViewDef *def)
 }
 
 /*
+ * Rows of a view whose columns include one of a type without equality
+ * (json, xml, point) are compared with those columns as text: rel (SQL
+ * giving the rows) as a query that does so, or rel itself when no column
+ * needs it.
+ */
+static char *
+comparable_rows(KappaViewDef *def, const char *rel)
+{
+	StringInfoData cols;
+	bool		cast = false;
+	ListCell   *lc;
+
+	initStringInfo(&cols);
+	foreach(lc, def->query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		const char *name;
+		bool		no_eq;
+
+		if (tle->resjunk)
+			continue;
+		name = quote_identifier(tle->resname);
+		no_eq = !OidIsValid(lookup_type_cache(exprType((Node *) tle->expr),
+											  TYPECACHE_EQ_OPR)->eq_opr);
+		cast |= no_eq;
+		appendStringInfo(&cols, "%sq.%s%s AS %s", cols.len > 0 ? ", " : "", name,
+						 no_eq ? "::pg_catalog.text" : "", name);
+	}
+	if (!cast)
+		return pstrdup(rel);
+	return psprintf("SELECT %s FROM (%s) q", cols.data, rel);
+}
+
+/*
  * The comparison, both ways, with one snapshot, as the view's owner:
  * every difference goes to the result set.  Rows are compared exactly,
  * except that a missing and an extra row that differ only in float
@@ -147,15 +182,17 @@ compare_view(ReturnSetInfo *rsinfo, Oid relid, KappaViewDef *def,
 	StringInfoData sql;
 	KappaOwnerScope scope;
 	List	   *floats = float_aggregate_columns(def);
+	char	   *query = comparable_rows(def, canonical);
+	char	   *table = comparable_rows(def, psprintf("SELECT * FROM %s", target));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "WITH m AS (SELECT pg_catalog.to_jsonb(d.*) AS j, pg_catalog.count(*) AS c"
-					 " FROM ((%s) EXCEPT ALL SELECT * FROM %s) d GROUP BY 1),"
+					 " FROM ((%s) EXCEPT ALL (%s)) d GROUP BY 1),"
 					 " e AS (SELECT pg_catalog.to_jsonb(d.*) AS j, pg_catalog.count(*) AS c"
-					 " FROM (SELECT * FROM %s EXCEPT ALL (%s)) d GROUP BY 1),"
+					 " FROM ((%s) EXCEPT ALL (%s)) d GROUP BY 1),"
 					 " p AS (SELECT m.j AS mj, e.j AS ej FROM m, e WHERE %s)"
 					 " SELECT 'missing'::text, m.j, m.c FROM m"
 					 " WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.mj OPERATOR(pg_catalog.=) m.j)"
@@ -163,7 +200,7 @@ compare_view(ReturnSetInfo *rsinfo, Oid relid, KappaViewDef *def,
 					 "SELECT 'extra'::text, e.j, e.c FROM e"
 					 " WHERE NOT EXISTS (SELECT 1 FROM p WHERE p.ej OPERATOR(pg_catalog.=) e.j)"
 					 " ORDER BY 1, 2",
-					 canonical, target, target, canonical,
+					 query, table, table, query,
 					 floats != NIL ? float_pairing_condition(floats, def) : "false");
 	kappa_owner_enter(owner, &scope);
 	/* not read-only: a new snapshot, taken after the wait */

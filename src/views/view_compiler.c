@@ -1148,6 +1148,39 @@ kappa_has_btree_opclass(Oid typid)
 }
 
 /*
+ * The column of a bag view's table (relid) by which the rows to delete are
+ * looked up: the first whose type has an equality operator in a default
+ * hash or B-tree operator class (json, xml or point have none), or
+ * InvalidAttrNumber.  *eqop is that operator; *hashed says whether a hash
+ * index can serve it, which holds values of any size (a B-tree entry must
+ * fit in a third of a page).
+ */
+AttrNumber
+kappa_bag_lookup_column(Oid relid, Oid *eqop, bool *hashed)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	result = InvalidAttrNumber;
+
+	for (int i = 0; i < desc->natts && result == InvalidAttrNumber; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		TypeCacheEntry *tc;
+
+		if (att->attisdropped)
+			continue;
+		tc = lookup_type_cache(att->atttypid, TYPECACHE_EQ_OPR | TYPECACHE_HASH_OPFAMILY);
+		if (!OidIsValid(tc->eq_opr))
+			continue;
+		result = att->attnum;
+		*eqop = tc->eq_opr;
+		*hashed = OidIsValid(tc->hash_opf);
+	}
+	relation_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
  * The output columns a view's rows are computed again by, when a batch
  * changed them: the group key of a GROUP BY view, the kept table's key of
  * a LEFT JOIN view; NIL for the others.

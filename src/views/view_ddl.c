@@ -755,11 +755,15 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 	}
 	else
 	{
-		/* a bag: rows to delete are found by their first column */
-		char	   *first = get_attname(derived, 1, false);
+		/* a bag: rows to delete are looked up by one column */
+		Oid			eqop;
+		bool		hashed;
+		AttrNumber	look = kappa_bag_lookup_column(derived, &eqop, &hashed);
 
-		if (kappa_has_btree_opclass(get_atttype(derived, 1)))
-			exec_sql(psprintf("CREATE INDEX ON %s (%s)", target, quote_identifier(first)),
+		if (look != InvalidAttrNumber)
+			exec_sql(psprintf("CREATE INDEX ON %s USING %s (%s)", target,
+							  hashed ? "hash" : "btree",
+							  quote_identifier(get_attname(derived, look, false))),
 					 SPI_OK_UTILITY);
 	}
 	if (def->preserved_rt > 0 && def->key_columns != NIL && !OidIsValid(adopt) &&
