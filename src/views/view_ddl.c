@@ -109,6 +109,33 @@ exec_int8(const char *sql)
 }
 
 /*
+ * Creating a logical slot waits until every transaction with an xid that
+ * runs when it starts has ended, in any database: a prepared one waits for
+ * COMMIT PREPARED or ROLLBACK PREPARED, however long.  Say so, naming
+ * them, rather than wait without a word.  (Other running transactions are
+ * in pg_stat_activity, and end by themselves.)
+ */
+static void
+notice_slot_wait(void)
+{
+	char	   *prepared;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pg_catalog.string_agg(pg_catalog.quote_literal(gid), ', ' ORDER BY prepared)"
+					" FROM pg_catalog.pg_prepared_xacts",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_prepared_xacts");
+	prepared = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (prepared)
+		ereport(NOTICE,
+				(errmsg("waiting for prepared transactions %s to end", prepared),
+				 errdetail("The first derived view of a database creates its logical replication slot, which waits for every transaction running when it starts, in every database."),
+				 errhint("Run COMMIT PREPARED or ROLLBACK PREPARED for them in their database, or cancel this statement and try again later.")));
+	SPI_finish();
+}
+
+/*
  * The database's slot, created on first use.  Creating a logical slot
  * waits for every transaction that has an xid, so this must happen before
  * the calling transaction writes anything.
@@ -138,6 +165,7 @@ kappa_ensure_slot(void)
 	kappa_request_worker(MyDatabaseId);
 
 	CheckLogicalDecodingRequirements();
+	notice_slot_wait();
 	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false);
 	ctx = CreateInitDecodingContext("pg_kappa", NIL, false, InvalidXLogRecPtr,
 									XL_ROUTINE(.page_read = read_local_xlog_page,

@@ -121,23 +121,21 @@ read_waited_view(Oid relid, KappaViewRow *v)
 				 errhint("Waiting for a view needs SELECT on it.")));
 	if (strcmp(row.state, "broken") == 0 || strcmp(row.state, "stale") == 0)
 	{
-		/* last_error is a message, then DETAIL, HINT and CONTEXT lines */
+		/*
+		 * last_error is a message, then DETAIL, HINT and CONTEXT lines: the
+		 * message says why; its hint may be about pg_kappa's own SQL
+		 * (an error of the worker's statements), so it is left to
+		 * kappa.status.
+		 */
 		char	   *why = row.last_error ? pstrdup(row.last_error) : NULL;
-		char	   *hint = why ? strstr(why, "\nHINT:  ") : NULL;
 
-		if (hint)
-		{
-			hint += strlen("\nHINT:  ");
-			hint[strcspn(hint, "\n")] = '\0';
-		}
 		if (why)
 			why[strcspn(why, "\n")] = '\0';
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("derived view \"%s\" is %s", get_rel_name(relid), row.state),
 				 why ? errdetail("%s", why) : 0,
-				 hint ? errhint("%s", hint) :
-				 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again.")));
+				 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again; kappa.status shows the whole error in last_error.")));
 	}
 	/* the row is in SPI's memory, gone after SPI_finish */
 	*v = row;

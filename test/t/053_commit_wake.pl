@@ -98,5 +98,21 @@ is($node->safe_psql('postgres',
 	q{SELECT string_agg(state, ',') FROM kappa.views}), 'running,running',
 	'and both still run');
 
+# The first view of another database waits for the transactions running
+# when its slot is created, a prepared one too, and says so.
+$node->safe_psql('postgres', q{
+CREATE DATABASE second;
+BEGIN; INSERT INTO t VALUES (-1, 0, 0, 'p', 0); PREPARE TRANSACTION 'left_open';
+});
+$node->safe_psql('second', q{CREATE EXTENSION pg_kappa; CREATE TABLE s (id int PRIMARY KEY)});
+my ($ret, $stdout, $stderr) = $node->psql('second',
+	q{SET statement_timeout = '2s'; SELECT kappa.create_view('s_rows', 'SELECT id FROM s')});
+like($stderr, qr/NOTICE:  waiting for prepared transactions 'left_open' to end/,
+	'the first view of a database names the prepared transaction it waits for');
+like($stderr, qr/canceling statement due to statement timeout/, 'and waits for it');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'left_open'});
+is($node->safe_psql('second', q{SELECT kappa.create_view('s_rows', 'SELECT id FROM s') IS NOT NULL}),
+	't', 'once it has ended, the view is created');
+
 $node->stop;
 done_testing();
