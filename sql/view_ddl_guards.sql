@@ -73,3 +73,27 @@ SELECT count(*) AS differences FROM kappa.verify('dg_sum');
 SET client_min_messages = warning;
 SELECT kappa.drop_view(v) FROM unnest(ARRAY['dg_text', 'dg_sum', 'dg_min']) v;
 DROP TABLE dg;
+
+-- 6. a function the view calls, replaced: its rows were computed with the
+-- old definition
+CREATE FUNCTION dg_tax(numeric) RETURNS numeric IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 1.10';
+CREATE TABLE dg_prices (id int PRIMARY KEY, price numeric);
+INSERT INTO dg_prices VALUES (1, 100), (2, 200);
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_gross', 'SELECT id, public.dg_tax(price) AS gross FROM dg_prices');
+RESET client_min_messages;
+CREATE OR REPLACE FUNCTION dg_tax(numeric) RETURNS numeric IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 1.20';
+SELECT state FROM kappa.views WHERE name = 'public.dg_gross';
+SELECT kappa.alter_view(view => 'dg_gross', rebuild => true);
+INSERT INTO dg_prices VALUES (3, 300);
+SELECT kappa.wait('dg_gross');
+SELECT * FROM dg_gross ORDER BY id;
+SELECT count(*) AS differences FROM kappa.verify('dg_gross');
+-- a new function, or one no view calls, changes nothing
+CREATE FUNCTION dg_other(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+CREATE OR REPLACE FUNCTION dg_other(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 + 1';
+SELECT state FROM kappa.views WHERE name = 'public.dg_gross';
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_gross');
+DROP TABLE dg_prices;
+DROP FUNCTION dg_tax(numeric), dg_other(int);

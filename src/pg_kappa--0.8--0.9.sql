@@ -270,3 +270,42 @@ $$;
 
 CREATE EVENT TRIGGER kappa_table_rewrite ON table_rewrite
     EXECUTE FUNCTION kappa.on_table_rewrite();
+
+-- CREATE OR REPLACE FUNCTION of a function a view's query calls (or the
+-- function of an operator it uses): the view's rows were computed with the
+-- old definition and its next changes would be computed with the new one.
+-- Such views break, with the way back; a function that only the functions
+-- the query calls call is not followed.
+CREATE FUNCTION kappa.on_function_replaced()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn oid;
+    v record;
+BEGIN
+    FOR fn IN SELECT objid FROM pg_event_trigger_ddl_commands()
+               WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass LOOP
+        FOR v IN SELECT w.id, w.relid FROM kappa.views w
+                  WHERE w.state <> 'broken'
+                    AND EXISTS (SELECT 1 FROM pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                   AND d.objid = w.relid
+                                   AND ((d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                         AND d.refobjid = fn)
+                                        OR (d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+                                            AND d.refobjid IN (SELECT o.oid FROM pg_operator o
+                                                                WHERE o.oprcode = fn))))
+                  ORDER BY w.id LOOP
+            PERFORM kappa.break_view(v.id,
+                format(E'function %s, which the view''s query calls, was replaced\nDETAIL:  The rows the view holds were computed with its old definition.\nHINT:  Build the view again with kappa.alter_view(view => %L, rebuild => true) to compute them all with the new one.',
+                       fn::regprocedure, v.relid::regclass::text));
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER kappa_function_replaced ON ddl_command_end
+    WHEN TAG IN ('CREATE FUNCTION')
+    EXECUTE FUNCTION kappa.on_function_replaced();
