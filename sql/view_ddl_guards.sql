@@ -97,3 +97,24 @@ SET client_min_messages = warning;
 SELECT kappa.drop_view('dg_gross');
 DROP TABLE dg_prices;
 DROP FUNCTION dg_tax(numeric), dg_other(int);
+
+-- 7. a source's primary key dropped: the view was kept by it
+CREATE TABLE dg_keyed (id int PRIMARY KEY, v int);
+INSERT INTO dg_keyed SELECT i, i FROM generate_series(1, 5) i;
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_rows', 'SELECT id, v FROM dg_keyed');
+SELECT kappa.create_view('dg_groups', 'SELECT v % 2 AS odd, count(*) AS n FROM dg_keyed GROUP BY 1');
+RESET client_min_messages;
+ALTER TABLE dg_keyed ADD CHECK (v > 0), ADD UNIQUE (v);
+ALTER TABLE dg_keyed DROP CONSTRAINT dg_keyed_v_check, DROP CONSTRAINT dg_keyed_v_key;
+SELECT name, state FROM kappa.views WHERE name IN ('public.dg_rows', 'public.dg_groups') ORDER BY 1;
+ALTER TABLE dg_keyed DROP CONSTRAINT dg_keyed_pkey;
+SELECT name, state FROM kappa.views WHERE name IN ('public.dg_rows', 'public.dg_groups') ORDER BY 1;
+ALTER TABLE dg_keyed ADD PRIMARY KEY (id);
+SELECT kappa.alter_view(view => 'dg_rows', rebuild => true);
+INSERT INTO dg_keyed VALUES (6, 6);
+SELECT kappa.wait('dg_rows') AND kappa.wait('dg_groups') AS waited;
+SELECT count(*) AS differences FROM kappa.verify('dg_rows');
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_rows'), kappa.drop_view('dg_groups');
+DROP TABLE dg_keyed;

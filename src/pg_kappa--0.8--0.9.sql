@@ -196,7 +196,8 @@ BEGIN
 END
 $$;
 
--- As in 0.3, through kappa.break_view.
+-- As in 0.3, through kappa.break_view; and a source's primary key dropped
+-- breaks the views kept by their sources' keys.
 CREATE OR REPLACE FUNCTION kappa.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -206,6 +207,7 @@ AS $$
 DECLARE
     obj record;
     v record;
+    src regclass;
 BEGIN
     FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
                WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
@@ -225,6 +227,26 @@ BEGIN
                        (SELECT relid::regclass::text FROM kappa.views WHERE id = v.id)));
         END LOOP;
         DELETE FROM kappa.captures WHERE relid = obj.objid;
+    END LOOP;
+    -- a source's primary key dropped (a constraint dropped with its index,
+    -- and the table left without one): a view kept by its sources' keys
+    -- would meet rows its unique index refuses
+    FOR obj IN SELECT c.* FROM pg_event_trigger_dropped_objects() c
+                WHERE c.object_type = 'table constraint'
+                  AND EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() i
+                               WHERE i.object_type = 'index'
+                                 AND i.address_names = ARRAY[c.address_names[1], c.address_names[3]])
+    LOOP
+        src := to_regclass(format('%I.%I', obj.address_names[1], obj.address_names[2]));
+        CONTINUE WHEN src IS NULL
+                   OR EXISTS (SELECT 1 FROM pg_index WHERE indrelid = src AND indisprimary);
+        FOR v IN SELECT id, relid FROM kappa.views
+                  WHERE src = ANY (sources) AND state <> 'broken'
+                    AND kind IN ('project', 'join') AND key_columns <> '{}' ORDER BY id LOOP
+            PERFORM kappa.break_view(v.id,
+                format(E'the primary key of source table %s was dropped\nDETAIL:  The view''s rows are kept by the keys of its sources.\nHINT:  Give the table its primary key back and build the view again with kappa.alter_view(view => %L, rebuild => true), or drop the view and create it again: without the key, it keeps its rows as a bag.',
+                       src, v.relid::regclass::text));
+        END LOOP;
     END LOOP;
 END
 $$;
