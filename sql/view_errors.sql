@@ -167,6 +167,17 @@ CREATE TABLE e_reserved (id int PRIMARY KEY, _kappa_w int);
 SELECT kappa.create_view('e_reserved_v', 'SELECT id FROM e_reserved');
 SELECT count(*) FROM kappa.views WHERE name = 'public.e_reserved_v';
 DROP TABLE e_reserved;
+-- and an output column of such a name (a bag's internal tables add one)
+\set VERBOSITY default
+CREATE TABLE e_plain (id int PRIMARY KEY, grp int, v int);
+CREATE TABLE e_deferred (id int PRIMARY KEY DEFERRABLE, v int);
+SELECT kappa.create_view('e_reserved_v', 'SELECT grp AS _kappa_w, v FROM e_plain');
+-- a LEFT JOIN view's first table whose primary key is deferrable
+SELECT kappa.create_view('e_deferred_v', 'SELECT d.id, p.v FROM e_deferred d LEFT JOIN e_plain p ON p.grp = d.v');
+-- a semi-join view with GROUP BY that does not group by its first table's key
+SELECT kappa.create_view('e_semi_grouped', 'SELECT p.grp, count(*) AS n FROM e_plain p WHERE EXISTS (SELECT 1 FROM e_deferred d WHERE d.v = p.v) GROUP BY p.grp');
+DROP TABLE e_plain, e_deferred;
+\set VERBOSITY terse
 
 -- a group key whose type's equality is not a built-in one: the worker's
 -- "=" (read with search_path pg_catalog) would be text's for citext,

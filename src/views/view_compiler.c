@@ -28,6 +28,7 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
@@ -49,6 +50,7 @@
 #include "utils/rel.h"
 #include "utils/regproc.h"
 #include "utils/ruleutils.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "pg_kappa.h"
@@ -657,6 +659,31 @@ finish_semijoins(KappaViewDef *def)
 }
 
 /*
+ * Has rel a primary key that is deferrable (which the relcache does not
+ * count as one: its rows need not be unique until commit)?
+ */
+static bool
+has_deferrable_primary_key(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		result = false;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		if (((Form_pg_index) GETSTRUCT(tup))->indisprimary)
+			result = true;
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return result;
+}
+
+/*
  * Views with LEFT JOIN: a table whose rows are all kept, then LEFT JOINs
  * of one table each, on conditions over that table and the kept one
  *
@@ -743,6 +770,9 @@ check_left_joins(KappaViewDef *def)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("the first table of a derived view with %s must have a primary key", what),
+					 has_deferrable_primary_key(rel) ?
+					 errdetail("The primary key of table \"%s\" is deferrable: its rows need not be unique until commit.",
+							   RelationGetRelationName(rel)) :
 					 errdetail("Table \"%s\" has no primary key.", RelationGetRelationName(rel))));
 		table_close(rel, AccessShareLock);
 	}
@@ -753,6 +783,14 @@ check_left_joins(KappaViewDef *def)
 		TargetEntry *tle = find_output_var(query, preserved, attnum);
 		Oid			relid = rt_fetch(preserved, query->rtable)->relid;
 
+		if (tle == NULL && query->groupClause != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a derived view with %s and GROUP BY must group by the key of %s",
+							what, get_rel_name(relid)),
+					 errdetail("Column \"%s\" of \"%s\" is not in GROUP BY and the select list as a column of its own.",
+							   get_attname(relid, attnum, false), get_rel_name(relid)),
+					 errhint("The view is maintained by the key of its first table.")));
 		if (tle == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1003,6 +1041,15 @@ kappa_compile_view(const char *sql, int engine)
 					(errcode(ERRCODE_INVALID_COLUMN_DEFINITION),
 					 errmsg("column %d of the derived view has no name", tle->resno),
 					 errhint("Name it with AS.")));
+		/* the delta tables of a view without GROUP BY add these columns */
+		if (!query->hasAggs && query->groupClause == NIL &&
+			(strcmp(tle->resname, "_kappa_w") == 0 || strcmp(tle->resname, "_kappa_sum") == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_RESERVED_NAME),
+					 errmsg("column \"%s\" of the derived view has a name pg_kappa reserves",
+							tle->resname),
+					 errdetail("pg_kappa's tables of the view's changes have a column of that name."),
+					 errhint("Give the column another name with AS.")));
 		foreach(lc2, query->targetList)
 		{
 			TargetEntry *other = lfirst(lc2);
