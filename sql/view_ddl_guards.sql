@@ -118,3 +118,12 @@ SELECT count(*) AS differences FROM kappa.verify('dg_rows');
 SET client_min_messages = warning;
 SELECT kappa.drop_view('dg_rows'), kappa.drop_view('dg_groups');
 DROP TABLE dg_keyed;
+
+-- 8. a schema named as the next view's internal schema: that id is skipped
+DO $$ BEGIN EXECUTE format('CREATE SCHEMA kappa_v%s', (SELECT last_value + 1 FROM kappa.views_id_seq)); END $$;
+CREATE TABLE dg_next (id int PRIMARY KEY);
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_next_v', 'SELECT id FROM dg_next');
+SELECT kappa.drop_view('dg_next_v');
+DROP TABLE dg_next;
+DO $$ BEGIN EXECUTE format('DROP SCHEMA kappa_v%s', (SELECT last_value - 1 FROM kappa.views_id_seq)); END $$;

@@ -1107,7 +1107,12 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	if (reuse_id > 0 && !view_id_taken(reuse_id))
 		id = reuse_id;
 	else
-		id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
+	{
+		/* an id whose schema name someone has taken is skipped */
+		do
+			id = exec_int8("SELECT pg_catalog.nextval('kappa.views_id_seq')");
+		while (OidIsValid(get_namespace_oid(psprintf("kappa_v" INT64_FORMAT, id), true)));
+	}
 	schema = psprintf("kappa_v" INT64_FORMAT, id);
 	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
 					  quote_identifier(GetUserNameFromId(caller, false))),
