@@ -2,6 +2,7 @@
 -- settings that would change what its code computes: never a silently
 -- wrong view.  Each case fails (the view differs from its query while
 -- running) without its guard.
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 CREATE TABLE dg (id int PRIMARY KEY, v int, s text COLLATE "C", f float8, b bytea);
 INSERT INTO dg SELECT i, i, chr(64 + i) || chr(96 + i), i / 3.0, int4send(i)
@@ -127,3 +128,12 @@ SELECT kappa.create_view('dg_next_v', 'SELECT id FROM dg_next');
 SELECT kappa.drop_view('dg_next_v');
 DROP TABLE dg_next;
 DO $$ BEGIN EXECUTE format('DROP SCHEMA kappa_v%s', (SELECT last_value - 1 FROM kappa.views_id_seq)); END $$;
+
+-- 9. a captured table made unlogged: its changes leave the log too
+CREATE TABLE dg_logged (id int PRIMARY KEY, v int);
+SELECT kappa.capture('dg_logged') IS NOT NULL AS captured;
+ALTER TABLE dg_logged SET UNLOGGED;
+SELECT state, failed_lsn IS NOT NULL AS failed_at, last_error FROM kappa.captures
+ WHERE relid = 'dg_logged'::regclass;
+SELECT kappa.uncapture('dg_logged');
+DROP TABLE dg_logged;

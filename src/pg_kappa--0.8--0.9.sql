@@ -139,7 +139,8 @@ $$;
 
 -- As in 0.5, through kappa.break_view; a derived table cannot be made
 -- unlogged (crash recovery would empty it) nor have row-level security
--- forced on it (the worker writes it as its owner).
+-- forced on it (the worker writes it as its owner); a captured table made
+-- unlogged fails its capture (its changes are no longer in the WAL).
 CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -149,6 +150,7 @@ DECLARE
     v kappa.views;
     problem text;
     cmd record;
+    cap record;
 BEGIN
     FOR v IN WITH RECURSIVE altered(relid) AS (
                  SELECT c.objid FROM pg_event_trigger_ddl_commands() c
@@ -192,6 +194,20 @@ BEGIN
         IF problem IS NOT NULL THEN
             PERFORM kappa.break_view(v.id, problem);
         END IF;
+    END LOOP;
+    -- a captured table made unlogged: its changes leave the WAL, and so
+    -- the log, which keeps what it has (a prefix, up to here)
+    FOR cap IN UPDATE kappa.captures c
+                  SET state = 'failed', failed_lsn = pg_current_wal_insert_lsn(),
+                      last_error = format('table %s was made unlogged: its changes are no longer in the WAL',
+                                          c.relid::regclass)
+                WHERE c.failed_lsn IS NULL
+                  AND EXISTS (SELECT 1 FROM pg_class WHERE oid = c.relid AND relpersistence <> 'p')
+              RETURNING c.relid LOOP
+        RAISE WARNING 'capture of table % failed', cap.relid::regclass
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An unlogged table''s changes are not in the WAL: the event log keeps its changes up to now, and no later ones.',
+                  HINT = 'Run ALTER TABLE ... SET LOGGED, then kappa.uncapture and kappa.capture to log the table again from a new snapshot.';
     END LOOP;
 END
 $$;
