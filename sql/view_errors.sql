@@ -176,7 +176,15 @@ SELECT kappa.create_view('e_reserved_v', 'SELECT grp AS _kappa_w, v FROM e_plain
 SELECT kappa.create_view('e_deferred_v', 'SELECT d.id, p.v FROM e_deferred d LEFT JOIN e_plain p ON p.grp = d.v');
 -- a semi-join view with GROUP BY that does not group by its first table's key
 SELECT kappa.create_view('e_semi_grouped', 'SELECT p.grp, count(*) AS n FROM e_plain p WHERE EXISTS (SELECT 1 FROM e_deferred d WHERE d.v = p.v) GROUP BY p.grp');
-DROP TABLE e_plain, e_deferred;
+-- a function of the view's query written for the caller's search_path
+CREATE FUNCTION e_clean(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT lower($1)';
+CREATE FUNCTION e_normal(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT e_clean($1) || ''!''';
+CREATE TABLE e_names (id int PRIMARY KEY, name text);
+\set SHOW_CONTEXT never
+SELECT kappa.create_view('e_names_v', 'SELECT id, e_normal(name) AS n FROM e_names');
+\set SHOW_CONTEXT errors
+DROP TABLE e_plain, e_deferred, e_names;
+DROP FUNCTION e_normal(text), e_clean(text);
 \set VERBOSITY terse
 
 -- a group key whose type's equality is not a built-in one: the worker's

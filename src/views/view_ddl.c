@@ -1333,9 +1333,41 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Oid			result = InvalidOid;
+
 	kappa_refuse_in_view_code("kappa.create_view", false);
-	PG_RETURN_OID(create_view(name, sql, path, GetUserId(), kappa_engine,
-							  replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL));
+	PG_TRY();
+	{
+		result = create_view(name, sql, path, GetUserId(), kappa_engine,
+							 replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * A name a function of the view's query does not find: the function
+		 * was written for the caller's search_path, not the view code's.
+		 */
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (edata->context != NULL &&
+			strstr(edata->context, " function ") != NULL &&
+			(edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+			 edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+			 edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT))
+		{
+			FlushErrorState();
+			/* PostgreSQL's own hint is about casts, which is not the point */
+			edata->hint = pstrdup("View code runs with search_path = pg_catalog, pg_temp: schema-qualify the names in the function, or give it SET search_path.");
+			ReThrowError(edata);
+		}
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	PG_RETURN_OID(result);
 }
 
 /*
