@@ -137,3 +137,23 @@ SELECT state, failed_lsn IS NOT NULL AS failed_at, last_error FROM kappa.capture
  WHERE relid = 'dg_logged'::regclass;
 SELECT kappa.uncapture('dg_logged');
 DROP TABLE dg_logged;
+
+-- 10. the unique index on a derived table's key dropped
+CREATE TABLE dg_idx (id int PRIMARY KEY, g int);
+INSERT INTO dg_idx SELECT i, i % 3 FROM generate_series(1, 9) i;
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_idx_v', 'SELECT g, count(*) AS n FROM dg_idx GROUP BY g');
+CREATE INDEX dg_idx_v_other ON dg_idx_v (n);
+RESET client_min_messages;
+DROP INDEX dg_idx_v_other;                  -- the owner's own index: nothing to say
+SELECT state FROM kappa.views WHERE name = 'public.dg_idx_v';
+SELECT format('DROP INDEX %s', indexrelid::regclass) FROM pg_index
+ WHERE indrelid = 'dg_idx_v'::regclass AND indisunique \gexec
+SELECT state FROM kappa.views WHERE name = 'public.dg_idx_v';
+SELECT kappa.alter_view(view => 'dg_idx_v', rebuild => true);
+INSERT INTO dg_idx VALUES (10, 1);
+SELECT kappa.wait('dg_idx_v');
+SELECT count(*) AS differences FROM kappa.verify('dg_idx_v');
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_idx_v');
+DROP TABLE dg_idx;

@@ -213,7 +213,8 @@ END
 $$;
 
 -- As in 0.3, through kappa.break_view; and a source's primary key dropped
--- breaks the views kept by their sources' keys.
+-- breaks the views kept by their sources' keys, and so does the unique
+-- index on a derived table's key.
 CREATE OR REPLACE FUNCTION kappa.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -263,6 +264,23 @@ BEGIN
                 format(E'the primary key of source table %s was dropped\nDETAIL:  The view''s rows are kept by the keys of its sources.\nHINT:  Give the table its primary key back and build the view again with kappa.alter_view(view => %L, rebuild => true), or drop the view and create it again: without the key, it keeps its rows as a bag.',
                        src, v.relid::regclass::text));
         END LOOP;
+    END LOOP;
+    -- a derived table's key index dropped: the worker writes its rows by it
+    FOR v IN SELECT w.id, w.relid FROM kappa.views w JOIN pg_class c ON c.oid = w.relid
+              WHERE w.state <> 'broken' AND w.key_columns <> '{}'
+                AND c.relnamespace IN (SELECT n.oid FROM pg_event_trigger_dropped_objects() d
+                                         JOIN pg_namespace n ON n.nspname = d.schema_name
+                                        WHERE d.object_type = 'index')
+                AND NOT EXISTS (SELECT 1 FROM pg_index i
+                                 WHERE i.indrelid = w.relid AND i.indisunique
+                                   AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                                          FROM pg_attribute a
+                                         WHERE a.attrelid = w.relid AND a.attnum = ANY (i.indkey))
+                                       = (SELECT array_agg(k ORDER BY k) FROM unnest(w.key_columns) k))
+              ORDER BY w.id LOOP
+        PERFORM kappa.break_view(v.id,
+            format(E'the unique index on the key of derived table %s was dropped\nDETAIL:  The apply worker writes the view''s rows by their key.\nHINT:  Build the view again with kappa.alter_view(view => %L, rebuild => true), which makes the index again.',
+                   v.relid::regclass, v.relid::regclass::text));
     END LOOP;
 END
 $$;
