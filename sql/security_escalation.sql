@@ -243,6 +243,39 @@ SELECT name, state FROM kappa.views WHERE name LIKE 'kc.v_' ORDER BY name;
 
 SELECT public.supers();
 
+-- 11. casts a role makes from its own types run nowhere in pg_kappa's own
+-- statements: a superuser's view (a bag, whose rows pg_kappa matches by
+-- their text) over carol's table of her enum and composite types, with her
+-- casts of both to text and json
+SET ROLE regress_kappa_carol;
+CREATE TYPE kc.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE kc.pair AS (a int, j json);
+CREATE FUNCTION kc.mood_text(kc.mood) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.kappa_probe('regress_kappa_carol'); RETURN 'x'; END $$;
+CREATE FUNCTION kc.mood_json(kc.mood) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.kappa_probe('regress_kappa_carol'); RETURN '1'; END $$;
+CREATE FUNCTION kc.pair_text(kc.pair) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.kappa_probe('regress_kappa_carol'); RETURN 'x'; END $$;
+CREATE CAST (kc.mood AS text) WITH FUNCTION kc.mood_text(kc.mood);
+CREATE CAST (kc.mood AS json) WITH FUNCTION kc.mood_json(kc.mood);
+CREATE CAST (kc.pair AS text) WITH FUNCTION kc.pair_text(kc.pair);
+CREATE TABLE kc.feed (id int PRIMARY KEY, mood kc.mood, p kc.pair, n int);
+ALTER TABLE kc.feed REPLICA IDENTITY FULL;
+INSERT INTO kc.feed VALUES (1, 'sad', (1, '{}'), 1), (2, 'happy', (2, '[]'), 2), (3, 'sad', (1, '{}'), 1);
+GRANT USAGE ON SCHEMA kc TO PUBLIC;
+GRANT SELECT ON kc.feed TO PUBLIC;
+RESET ROLE;
+SELECT kappa.create_view('public.kc_moods', 'SELECT mood, p, n FROM kc.feed') IS NOT NULL AS created;
+DELETE FROM kc.feed WHERE id = 1;
+UPDATE kc.feed SET mood = 'ok' WHERE id = 2;
+SELECT kappa.wait('public.kc_moods');
+SELECT state FROM kappa.views WHERE name = 'public.kc_moods';
+SELECT count(*) FROM kappa.verify('public.kc_moods');
+SELECT mood, n FROM public.kc_moods ORDER BY n;
+SELECT kappa.drop_view('public.kc_moods');
+
+SELECT public.supers();
+
 -- clean up
 SELECT kappa.uncapture('ka.t5');
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'k_.%';

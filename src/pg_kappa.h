@@ -389,6 +389,7 @@ extern KappaViewDef *kappa_compile_view(const char *sql, int engine);
 extern List *kappa_recompute_key(KappaViewDef *def);
 extern bool kappa_has_btree_opclass(Oid typid);
 extern AttrNumber kappa_bag_lookup_column(Oid relid, Oid *eqop, bool *hashed);
+extern char *kappa_text_of(const char *expr, Oid typid);
 extern char *kappa_deparse(KappaViewDef *def, Oid *rte_relids, bool keep_having);
 extern char *kappa_deparse_query(Query *query, Oid *rte_relids);
 extern char *kappa_deparse_query_enr(Query *query, List *sources, const char **enrnames);

@@ -539,9 +539,23 @@ subset_plan(RulePlan *rp, uint64 mask, uint64 sizes)
 	return sp->plan;
 }
 
-/* "t.c1::text = q.c1::text" style matching of every output column */
+/*
+ * Column name of relid, prefixed with alias (or not, if NULL), as the text
+ * rows are compared by (kappa_text_of), in the "C" collation.
+ */
 static char *
-match_rows(List *cols, const char *t, const char *q)
+column_text(Oid relid, const char *name, const char *alias)
+{
+	const char *expr = alias ? psprintf("%s.%s", alias, quote_identifier(name)) :
+		quote_identifier(name);
+
+	return psprintf("%s COLLATE pg_catalog.\"C\"",
+					kappa_text_of(expr, get_atttype(relid, get_attnum(relid, name))));
+}
+
+/* "t.c1::text = q.c1::text" style matching of every output column of relid */
+static char *
+match_rows(Oid relid, List *cols, const char *t, const char *q)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -549,12 +563,10 @@ match_rows(List *cols, const char *t, const char *q)
 	initStringInfo(&buf);
 	foreach(lc, cols)
 	{
-		const char *c = quote_identifier(lfirst(lc));
-
 		if (buf.len > 0)
 			appendStringInfoString(&buf, " AND ");
-		appendStringInfo(&buf, "%s.%s::pg_catalog.text COLLATE pg_catalog.\"C\" IS NOT DISTINCT FROM %s.%s::pg_catalog.text COLLATE pg_catalog.\"C\"",
-						 t, c, q, c);
+		appendStringInfo(&buf, "%s IS NOT DISTINCT FROM %s",
+						 column_text(relid, lfirst(lc), t), column_text(relid, lfirst(lc), q));
 	}
 	return buf.data;
 }
@@ -598,8 +610,8 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 	 */
 	initStringInfo(&grouping);
 	foreach(lc, cols)
-		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"", grouping.len > 0 ? ", " : "",
-						 quote_identifier(lfirst(lc)));
+		appendStringInfo(&grouping, "%s%s", grouping.len > 0 ? ", " : "",
+						 column_text(rp->relid, lfirst(lc), NULL));
 	rp->consolidate = kappa_keep_plan(psprintf("INSERT INTO %s SELECT * FROM ("
 											 "SELECT DISTINCT ON (%s) %s, pg_catalog.sum(_kappa_w) OVER (PARTITION BY %s) AS _kappa_sum"
 											 " FROM %s ORDER BY %s) s WHERE s._kappa_sum OPERATOR(pg_catalog.<>) 0",
@@ -650,12 +662,12 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE t2.%s %s d.%s AND %s"
 								  " UNION ALL "
 								  "SELECT t2.ctid FROM %s t2 WHERE t2.%s IS NULL AND d.%s IS NULL AND %s",
-								  target, col, op, col, match_rows(cols, "t2", "d"),
-								  target, col, col, match_rows(cols, "t2", "d"));
+								  target, col, op, col, match_rows(rp->relid, cols, "t2", "d"),
+								  target, col, col, match_rows(rp->relid, cols, "t2", "d"));
 		}
 		else
 			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE %s",
-								  target, match_rows(cols, "t2", "d"));
+								  target, match_rows(rp->relid, cols, "t2", "d"));
 		rp->delete_rows =
 			kappa_keep_plan(psprintf("DELETE FROM %s t WHERE t.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 								   "SELECT m.tid FROM (SELECT x.tid, pg_catalog.row_number() OVER (PARTITION BY d.ctid) AS rn,"
@@ -738,8 +750,8 @@ consolidate_sql(Oid drelid, const char *d)
 		if (TupleDescAttr(desc, i)->attisdropped)
 			continue;
 		appendStringInfo(&cols, "%s%s", cols.len > 0 ? ", " : "", name);
-		appendStringInfo(&grouping, "%s%s::pg_catalog.text COLLATE pg_catalog.\"C\"",
-						 grouping.len > 0 ? ", " : "", name);
+		appendStringInfo(&grouping, "%s%s", grouping.len > 0 ? ", " : "",
+						 column_text(drelid, NameStr(TupleDescAttr(desc, i)->attname), NULL));
 	}
 	table_close(rel, AccessShareLock);
 	return kappa_keep_plan(psprintf("WITH gone AS (DELETE FROM %s RETURNING *)"

@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
@@ -137,9 +138,10 @@ float_pairing_condition(List *cols, KappaViewDef *def)
 
 /*
  * Rows of a view whose columns include one of a type without equality
- * (json, xml, point) are compared with those columns as text: rel (SQL
- * giving the rows) as a query that does so, or rel itself when no column
- * needs it.
+ * (json, xml, point), or of a type a role made (whose casts, to json for
+ * to_jsonb too, would be its owner's code), are compared with those
+ * columns as text (kappa_text_of): rel (SQL giving the rows) as a query
+ * that does so, or rel itself when no column needs it.
  */
 static char *
 comparable_rows(KappaViewDef *def, const char *rel)
@@ -152,17 +154,19 @@ comparable_rows(KappaViewDef *def, const char *rel)
 	foreach(lc, def->query->targetList)
 	{
 		TargetEntry *tle = lfirst(lc);
+		Oid			typid = exprType((Node *) tle->expr);
 		const char *name;
-		bool		no_eq;
+		bool		as_text;
 
 		if (tle->resjunk)
 			continue;
 		name = quote_identifier(tle->resname);
-		no_eq = !OidIsValid(lookup_type_cache(exprType((Node *) tle->expr),
-											  TYPECACHE_EQ_OPR)->eq_opr);
-		cast |= no_eq;
-		appendStringInfo(&cols, "%sq.%s%s AS %s", cols.len > 0 ? ", " : "", name,
-						 no_eq ? "::pg_catalog.text" : "", name);
+		as_text = typid >= FirstNormalObjectId ||
+			!OidIsValid(lookup_type_cache(typid, TYPECACHE_EQ_OPR)->eq_opr);
+		cast |= as_text;
+		appendStringInfo(&cols, "%s%s AS %s", cols.len > 0 ? ", " : "",
+						 as_text ? kappa_text_of(psprintf("q.%s", name), typid) :
+						 psprintf("q.%s", name), name);
 	}
 	if (!cast)
 		return pstrdup(rel);

@@ -1195,6 +1195,22 @@ kappa_has_btree_opclass(Oid typid)
 }
 
 /*
+ * SQL for the text of expr, a value of type typid, as pg_kappa's own
+ * statements compare rows by it, that runs no role's code: a built-in
+ * type's cast to text (only a superuser can make a cast between built-in
+ * types), else the type's output function through format('%L') (a cast
+ * from a type its owner made would be that owner's code, run as the view's
+ * owner; %L keeps NULL apart from every text).
+ */
+char *
+kappa_text_of(const char *expr, Oid typid)
+{
+	if (typid < FirstNormalObjectId)
+		return psprintf("%s::pg_catalog.text", expr);
+	return psprintf("pg_catalog.format('%%L', %s)", expr);
+}
+
+/*
  * The column of a bag view's table (relid) by which the rows to delete are
  * looked up: the first whose type has an equality operator in a default
  * hash or B-tree operator class (json, xml or point have none), or
