@@ -94,10 +94,13 @@ SELECT count(*) AS differences FROM kappa.verify('dg_gross');
 CREATE FUNCTION dg_other(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1';
 CREATE OR REPLACE FUNCTION dg_other(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 + 1';
 SELECT state FROM kappa.views WHERE name = 'public.dg_gross';
+-- renamed: another function could take the name the query is read with
+ALTER FUNCTION dg_tax(numeric) RENAME TO dg_tax_old;
+SELECT state FROM kappa.views WHERE name = 'public.dg_gross';
 SET client_min_messages = warning;
 SELECT kappa.drop_view('dg_gross');
 DROP TABLE dg_prices;
-DROP FUNCTION dg_tax(numeric), dg_other(int);
+DROP FUNCTION dg_tax_old(numeric), dg_other(int);
 
 -- 7. a source's primary key dropped: the view was kept by it
 CREATE TABLE dg_keyed (id int PRIMARY KEY, v int);

@@ -185,7 +185,7 @@ BEGIN
     END LOOP;
     -- a view's internal tables are its owner's, but not to be altered
     FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
-               WHERE schema_name ~ '^kappa_v[0-9]+$' LOOP
+               WHERE schema_name ~ '^kappa_v[1-9][0-9]{0,8}$' LOOP
         PERFORM kappa.break_view(substr(cmd.schema_name, 8)::int,
                                  format('internal table %s of the view was altered', cmd.object_identity));
     END LOOP;
@@ -330,6 +330,9 @@ CREATE EVENT TRIGGER kappa_table_rewrite ON table_rewrite
 -- CREATE OR REPLACE FUNCTION of a function a view's query calls (or the
 -- function of an operator it uses): the view's rows were computed with the
 -- old definition and its next changes would be computed with the new one.
+-- So does ALTER FUNCTION: its settings or volatility change what it
+-- computes, and a rename or a move lets another function take the name
+-- the view's query is read again with.
 -- Such views break, with the way back; a function that only the functions
 -- the query calls call is not followed.
 CREATE FUNCTION kappa.on_function_replaced()
@@ -355,7 +358,7 @@ BEGIN
                                                                 WHERE o.oprcode = fn))))
                   ORDER BY w.id LOOP
             PERFORM kappa.break_view(v.id,
-                format(E'function %s, which the view''s query calls, was replaced\nDETAIL:  The rows the view holds were computed with its old definition.\nHINT:  Build the view again with kappa.alter_view(view => %L, rebuild => true) to compute them all with the new one.',
+                format(E'function %s, which the view''s query calls, was replaced or altered\nDETAIL:  The rows the view holds were computed with its old definition.\nHINT:  Build the view again with kappa.alter_view(view => %L, rebuild => true) to compute them all with the new one.',
                        fn::regprocedure, v.relid::regclass::text));
         END LOOP;
     END LOOP;
@@ -363,5 +366,5 @@ END
 $$;
 
 CREATE EVENT TRIGGER kappa_function_replaced ON ddl_command_end
-    WHEN TAG IN ('CREATE FUNCTION')
+    WHEN TAG IN ('CREATE FUNCTION', 'ALTER FUNCTION')
     EXECUTE FUNCTION kappa.on_function_replaced();

@@ -131,7 +131,7 @@ notice_slot_wait(void)
 		ereport(NOTICE,
 				(errmsg("waiting for prepared transactions %s to end", prepared),
 				 errdetail("The first derived view of a database creates its logical replication slot, which waits for every transaction running when it starts, in every database."),
-				 errhint("Run COMMIT PREPARED or ROLLBACK PREPARED for them in their database, or cancel this statement and try again later.")));
+				 errhint("Their owner or a superuser can end them with COMMIT PREPARED or ROLLBACK PREPARED in their database; or cancel this statement and try again later.")));
 	SPI_finish();
 }
 
