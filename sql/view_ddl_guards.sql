@@ -160,3 +160,17 @@ SELECT count(*) AS differences FROM kappa.verify('dg_idx_v');
 SET client_min_messages = warning;
 SELECT kappa.drop_view('dg_idx_v');
 DROP TABLE dg_idx;
+
+-- 11. a typed table's column renamed through its type
+CREATE TYPE dg_row AS (id int, v int);
+CREATE TABLE dg_typed OF dg_row (PRIMARY KEY (id));
+INSERT INTO dg_typed VALUES (1, 1);
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_typed_v', 'SELECT id, v FROM dg_typed');
+RESET client_min_messages;
+ALTER TYPE dg_row RENAME ATTRIBUTE v TO w CASCADE;
+SELECT state FROM kappa.views WHERE name = 'public.dg_typed_v';
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_typed_v');
+DROP TABLE dg_typed;
+DROP TYPE dg_row;

@@ -12,7 +12,7 @@
 
 -- Marks view id broken with problem (its first line the message, then
 -- optional DETAIL and HINT lines) as last_error, and warns, unless it was
--- broken already.
+-- broken already or its catalog row is locked.
 CREATE FUNCTION kappa.break_view(id integer, problem text)
 RETURNS void
 LANGUAGE plpgsql
@@ -24,8 +24,13 @@ DECLARE
     detail text;
     hint text;
 BEGIN
+    -- a row an open transaction holds (an owner's kappa.alter_view) is
+    -- left to the worker, which meets the problem when it applies: DDL of
+    -- other roles must not wait for it
     UPDATE kappa.views w SET state = 'broken', last_error = problem
-     WHERE w.id = break_view.id AND w.state <> 'broken'
+     WHERE w.id = (SELECT l.id FROM kappa.views l
+                    WHERE l.id = break_view.id AND l.state <> 'broken'
+                      FOR UPDATE SKIP LOCKED)
     RETURNING w.relid::regclass INTO rel;
     IF NOT FOUND THEN
         RETURN;
@@ -368,3 +373,11 @@ $$;
 CREATE EVENT TRIGGER kappa_function_replaced ON ddl_command_end
     WHEN TAG IN ('CREATE FUNCTION', 'ALTER FUNCTION')
     EXECUTE FUNCTION kappa.on_function_replaced();
+
+-- ALTER TYPE changes the columns of the tables of that type too (RENAME
+-- ATTRIBUTE ... CASCADE, for one): kappa.on_ddl_end looks at every view
+-- after it, as after ALTER TABLE.
+DROP EVENT TRIGGER kappa_ddl_end;
+CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'GRANT', 'REVOKE')
+    EXECUTE FUNCTION kappa.on_ddl_end();
