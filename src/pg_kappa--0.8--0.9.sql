@@ -36,8 +36,9 @@ BEGIN
         RETURN;
     END IF;
     msg := format('derived view %s is broken: %s', rel, split_part(problem, E'\n', 1));
-    detail := substring(problem FROM E'\nDETAIL:  ([^\n]*)');
-    hint := coalesce(substring(problem FROM E'\nHINT:  ([^\n]*)'),
+    -- the last such lines: a name in the message may hold a line break
+    detail := substring(problem FROM E'.*\nDETAIL:  ([^\n]*)');
+    hint := coalesce(substring(problem FROM E'.*\nHINT:  ([^\n]*)'),
                      format('Build the view again with kappa.alter_view(view => %L, rebuild => true), or drop it with kappa.drop_view.',
                             rel::text));
     IF detail IS NULL THEN
