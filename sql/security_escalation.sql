@@ -276,6 +276,48 @@ SELECT kappa.drop_view('public.kc_moods');
 
 SELECT public.supers();
 
+-- 12. a replay reads a logged value of a domain with a CHECK (carol's
+-- code) as the source's owner, not as the view's (a superuser)
+SET ROLE regress_kappa_carol;
+CREATE FUNCTION kc.checks(int) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN PERFORM public.kappa_probe('regress_kappa_carol'); RETURN true; END $$;
+CREATE DOMAIN kc.checked AS int CHECK (kc.checks(VALUE));
+CREATE TABLE kc.logged (id int PRIMARY KEY, v kc.checked);
+INSERT INTO kc.logged VALUES (1, 10), (2, 20);
+SELECT kappa.capture('kc.logged') IS NOT NULL AS captured;
+GRANT SELECT ON kc.logged TO PUBLIC;
+RESET ROLE;
+SELECT kappa.create_view('public.kc_logged', 'SELECT id, v FROM kc.logged') IS NOT NULL AS created;
+SET ROLE regress_kappa_carol;
+UPDATE kc.logged SET v = 11 WHERE id = 1;
+RESET ROLE;
+SELECT kappa.wait('public.kc_logged');
+SET client_min_messages = warning;
+SELECT kappa.replay('public.kc_logged');
+RESET client_min_messages;
+SELECT * FROM public.kc_logged ORDER BY id;
+SELECT kappa.drop_view('public.kc_logged');
+SELECT kappa.uncapture('kc.logged');
+SELECT public.supers();
+
+-- 13. a range whose subtype_diff carol made: ANALYZE of the view's tables
+-- (pg_kappa's, or autovacuum's) would run it as the view's owner
+SET ROLE regress_kappa_carol;
+CREATE FUNCTION kc.diff(a float8, b float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN a - b; END $$;
+CREATE TYPE kc.span AS RANGE (subtype = float8, subtype_diff = kc.diff);
+CREATE TABLE kc.spans (id int PRIMARY KEY, r kc.span, n int);
+INSERT INTO kc.spans VALUES (1, kc.span(1, 2), 1);
+GRANT SELECT ON kc.spans TO PUBLIC;
+RESET ROLE;
+SELECT kappa.create_view('public.kc_spans', 'SELECT id, n FROM kc.spans');
+-- its owner may
+SET ROLE regress_kappa_carol;
+SELECT kappa.create_view('kc.spans_v', 'SELECT id, r FROM kc.spans') IS NOT NULL AS created;
+SELECT kappa.drop_view('kc.spans_v');
+RESET ROLE;
+SELECT public.supers();
+
 -- clean up
 SELECT kappa.uncapture('ka.t5');
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'k_.%';

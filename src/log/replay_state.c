@@ -78,6 +78,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/relscan.h"
 #include "catalog/index.h"
 #include "catalog/pg_am_d.h"
@@ -94,6 +95,7 @@
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -141,6 +143,9 @@ typedef struct ColumnIn
 	int			qkeylen;
 	FmgrInfo	input;
 	Oid			ioparam;
+	Oid			input_as;		/* a type a role made: read as the source's
+								 * owner (see input_as_owner); else
+								 * InvalidOid */
 	int32		typmod;
 	int16		typlen;
 	bool		typbyval;
@@ -884,6 +889,8 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 			col->direct = att->atttypid;
 		getTypeInputInfo(att->atttypid, &func, &col->ioparam);
 		fmgr_info(func, &col->input);
+		col->input_as = att->atttypid >= FirstNormalObjectId ?
+			rel->rd_rel->relowner : InvalidOid;
 		s->parallel_safe &= input_parallel_safe(att->atttypid);
 		col->typmod = att->atttypmod;
 		col->typlen = att->attlen;
@@ -986,6 +993,32 @@ plain_int64(const char *v, const char *end, int64 *out)
 	return true;
 }
 
+/*
+ * The value of a type a role made, read by its input function as the
+ * source table's owner, security-restricted, with settings undone after:
+ * a domain's CHECK (also inside a composite or an array) is its owner's
+ * code, which the table's owner runs at every insert anyway, and which a
+ * replay, running as the view's owner, must not run as that owner.
+ */
+static Datum
+input_as_owner(ColumnIn *col, char *str)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	Datum		result;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(col->input_as, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	result = InputFunctionCall(&col->input, str, col->ioparam, col->typmod);
+	AtEOXact_GUC(false, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return result;
+}
+
 /* The value of column col that the JSON value v .. end stands for. */
 static Datum
 column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
@@ -1028,6 +1061,8 @@ column_value(LoadState *ls, JsonCursor *c, ColumnIn *col, const char *v,
 		case INT8OID:
 			return Int64GetDatum(pg_strtoint64(ls->buf.data));
 		default:
+			if (OidIsValid(col->input_as))
+				return input_as_owner(col, ls->buf.data);
 			return InputFunctionCall(&col->input, ls->buf.data, col->ioparam, col->typmod);
 	}
 }

@@ -73,6 +73,9 @@
 #include "utils/ruleutils.h"
 #include "utils/varlena.h"
 
+#include "catalog/pg_range.h"
+#include "catalog/pg_proc.h"
+#include "access/transam.h"
 #include "pg_kappa.h"
 
 PG_FUNCTION_INFO_V1(kappa_create_view);
@@ -205,6 +208,79 @@ refuse_reserved_columns(List *sources)
 						 errhint("Rename the column, then create the view.")));
 		}
 		table_close(rel, AccessShareLock);
+	}
+}
+
+/*
+ * A range type's subtype_diff function runs when a column of it is
+ * analyzed, as the table's owner (autovacuum analyzes too).  The view's
+ * tables belong to its owner: they may hold no column (what: which one) of
+ * a range or multirange whose subtype_diff another role made, which would
+ * run as the view's owner.
+ */
+static void
+refuse_foreign_range(Oid typid, const char *what, Oid owner)
+{
+	Oid			range = getBaseType(typid);
+	HeapTuple	tup;
+	Oid			diff;
+	Oid			diff_owner;
+
+	if (get_typtype(range) == TYPTYPE_MULTIRANGE)
+		range = get_multirange_range(range);
+	if (get_typtype(range) != TYPTYPE_RANGE)
+		return;
+	tup = SearchSysCache1(RANGETYPE, ObjectIdGetDatum(range));
+	if (!HeapTupleIsValid(tup))
+		return;
+	diff = ((Form_pg_range) GETSTRUCT(tup))->rngsubdiff;
+	ReleaseSysCache(tup);
+	if (!OidIsValid(diff) || diff < FirstNormalObjectId)
+		return;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(diff));
+	if (!HeapTupleIsValid(tup))
+		return;
+	diff_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	if (diff_owner != owner && !superuser_arg(diff_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot keep %s, of range type %s", what, format_type_be(typid)),
+				 errdetail("Its subtype_diff function %s belongs to another role, and ANALYZE of the view's tables, which runs as their owner, would run it.",
+						   format_procedure(diff)),
+				 errhint("Let the owner of the function create the view, or a role whose views may run it.")));
+}
+
+/* refuse_foreign_range for every column of the sources and of the view */
+static void
+refuse_foreign_ranges(KappaViewDef *def, Oid owner)
+{
+	ListCell   *lc;
+
+	foreach(lc, def->sources)
+	{
+		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				refuse_foreign_range(att->atttypid,
+									 psprintf("column \"%s\" of source table \"%s\"",
+											  NameStr(att->attname), RelationGetRelationName(rel)),
+									 owner);
+		}
+		table_close(rel, AccessShareLock);
+	}
+	foreach(lc, def->query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+
+		if (!tle->resjunk)
+			refuse_foreign_range(exprType((Node *) tle->expr),
+								 psprintf("column \"%s\"", tle->resname), owner);
 	}
 }
 
@@ -1070,6 +1146,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 */
 	if (!time_travel)
 		refuse_reserved_columns(def->sources);
+	refuse_foreign_ranges(def, owner);
 	if (engine >= 2 && !time_travel)
 		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))
