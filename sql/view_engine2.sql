@@ -129,6 +129,19 @@ SELECT state, regexp_replace(last_error, '[0-9A-F]+/[0-9A-F]+', 'LSN', 'g') AS l
 ALTER TABLE e2_events REPLICA IDENTITY FULL;
 SELECT kappa.alter_view(view => 'e2_ev', rebuild => true);
 SELECT count(*) AS differences FROM kappa.verify('e2_ev');
+-- the same with a key: an update of the key carries the old key alone
+CREATE TABLE e2_keyed (id int PRIMARY KEY, v int);
+INSERT INTO e2_keyed VALUES (1, 10), (2, 20);
+SELECT kappa.create_view('e2_keyed_v', 'SELECT v, count(*) AS n FROM e2_keyed GROUP BY v');
+SET session_replication_role = replica;
+ALTER TABLE e2_keyed REPLICA IDENTITY DEFAULT;
+RESET session_replication_role;
+UPDATE e2_keyed SET id = 3, v = 30 WHERE id = 1;
+SELECT kappa.wait('e2_keyed_v', timeout => '30s');
+SELECT state, split_part(last_error, E'\n', 1) AS last_error
+  FROM kappa.views WHERE name = 'public.e2_keyed_v';
+SELECT kappa.drop_view('e2_keyed_v');
+DROP TABLE e2_keyed;
 
 -- a table someone else owns is not changed behind their back
 CREATE ROLE regress_e2_user;

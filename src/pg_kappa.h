@@ -234,8 +234,9 @@ typedef struct KappaSourceBuffer
 	XLogRecPtr	schema_change_lsn;	/* columns changed mid-batch, or 0 */
 	XLogRecPtr	modify_lsn;		/* latest UPDATE or DELETE in the batch, or 0 */
 	XLogRecPtr	oversize_lsn;	/* first row image too large to buffer, or 0 */
-	XLogRecPtr	no_old_lsn;		/* latest UPDATE or DELETE without its old
-								 * row in the WAL, or 0 */
+	XLogRecPtr	no_old_lsn;		/* latest UPDATE or DELETE without its whole
+								 * old row in the WAL (the table's replica
+								 * identity not FULL), or 0 */
 	XLogRecPtr	unidentified_lsn;	/* latest DELETE that does not say which
 									 * row it deleted, or 0 */
 	Datum	   *values;			/* an image being buffered (buffer_row) */

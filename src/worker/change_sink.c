@@ -780,7 +780,7 @@ kappa_check_row_images(List *sources, XLogRecPtr applied, bool whole_old_rows)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("old row images of source table %s are not complete",
 							kappa_qualified_name(relid)),
-					 errdetail("A change committed at %X/%X does not carry the old row it updated or deleted, which the view needs: the table's replica identity is not FULL.",
+					 errdetail("A change committed at %X/%X does not carry the whole old row it updated or deleted, which the view needs: the table's replica identity is not FULL.",
 							   LSN_FORMAT_ARGS(whole_old_rows ? buf->no_old_lsn : buf->unidentified_lsn)),
 					 errhint("Run ALTER TABLE %s REPLICA IDENTITY FULL, then build the view again with kappa.alter_view and rebuild => true.",
 							 kappa_qualified_name(relid))));
@@ -880,13 +880,18 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT)
 	{
 		buf->modify_lsn = txn->final_lsn;	/* commits arrive in order */
-		/* without REPLICA IDENTITY FULL, the WAL may not have the old row */
-		if (change->data.tp.oldtuple == NULL)
-		{
+
+		/*
+		 * The old row is whole only under REPLICA IDENTITY FULL, as the
+		 * table was when the change was made (the relation is read with
+		 * the historic snapshot, as pgoutput reads it to tell a whole old
+		 * row from a key): else it is the key alone, or nothing.
+		 */
+		if (relation->rd_rel->relreplident != REPLICA_IDENTITY_FULL)
 			buf->no_old_lsn = txn->final_lsn;
-			if (change->action == REORDER_BUFFER_CHANGE_DELETE)
-				buf->unidentified_lsn = txn->final_lsn;
-		}
+		if (change->data.tp.oldtuple == NULL &&
+			change->action == REORDER_BUFFER_CHANGE_DELETE)
+			buf->unidentified_lsn = txn->final_lsn;
 	}
 	seq = kappa_batch->next_seq++;
 	if (change->data.tp.oldtuple)
