@@ -642,6 +642,7 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 		Oid			eqop;
 		bool		hashed;
 		AttrNumber	look = kappa_bag_lookup_column(rp->relid, &eqop, &hashed);
+		char	   *same = match_rows(rp->relid, cols, "t2", "d");
 		char	   *candidates;
 
 		if (look != InvalidAttrNumber)
@@ -662,12 +663,12 @@ prepare_row_apply(RulePlan *rp, KappaViewDef *def, const char *schema,
 			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE t2.%s %s d.%s AND %s"
 								  " UNION ALL "
 								  "SELECT t2.ctid FROM %s t2 WHERE t2.%s IS NULL AND d.%s IS NULL AND %s",
-								  target, col, op, col, match_rows(rp->relid, cols, "t2", "d"),
-								  target, col, col, match_rows(rp->relid, cols, "t2", "d"));
+								  target, col, op, col, same,
+								  target, col, col, same);
 		}
 		else
 			candidates = psprintf("SELECT t2.ctid AS tid FROM %s t2 WHERE %s",
-								  target, match_rows(rp->relid, cols, "t2", "d"));
+								  target, same);
 		rp->delete_rows =
 			kappa_keep_plan(psprintf("DELETE FROM %s t WHERE t.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 								   "SELECT m.tid FROM (SELECT x.tid, pg_catalog.row_number() OVER (PARTITION BY d.ctid) AS rn,"

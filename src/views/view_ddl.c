@@ -33,6 +33,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
@@ -41,6 +42,8 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opclass.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_range.h"
 #include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -73,9 +76,6 @@
 #include "utils/ruleutils.h"
 #include "utils/varlena.h"
 
-#include "catalog/pg_range.h"
-#include "catalog/pg_proc.h"
-#include "access/transam.h"
 #include "pg_kappa.h"
 
 PG_FUNCTION_INFO_V1(kappa_create_view);
@@ -182,44 +182,14 @@ kappa_ensure_slot(void)
 }
 
 /*
- * The tables a view keeps for a source have its columns and columns of
- * pg_kappa's own, named "_kappa_..."; a source may have no such name.
- */
-static void
-refuse_reserved_columns(List *sources)
-{
-	ListCell   *lc;
-
-	foreach(lc, sources)
-	{
-		Relation	rel = table_open(lfirst_oid(lc), AccessShareLock);
-		TupleDesc	desc = RelationGetDescr(rel);
-
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strncmp(NameStr(att->attname), "_kappa_", 7) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_RESERVED_NAME),
-						 errmsg("column \"%s\" of source table \"%s\" has a name pg_kappa reserves",
-								NameStr(att->attname), RelationGetRelationName(rel)),
-						 errdetail("Names that begin with \"_kappa_\" are those of the columns pg_kappa adds to the tables it keeps for a view."),
-						 errhint("Rename the column, then create the view.")));
-		}
-		table_close(rel, AccessShareLock);
-	}
-}
-
-/*
  * A range type's subtype_diff function runs when a column of it is
  * analyzed, as the table's owner (autovacuum analyzes too).  The view's
- * tables belong to its owner: they may hold no column (what: which one) of
- * a range or multirange whose subtype_diff another role made, which would
- * run as the view's owner.
+ * tables belong to its owner: they may hold no column (colname, of source
+ * table relname, or of the view if NULL) of a range or multirange whose
+ * subtype_diff another role made, which would run as the view's owner.
  */
 static void
-refuse_foreign_range(Oid typid, const char *what, Oid owner)
+refuse_foreign_range(Oid typid, const char *colname, const char *relname, Oid owner)
 {
 	Oid			range = getBaseType(typid);
 	HeapTuple	tup;
@@ -245,15 +215,23 @@ refuse_foreign_range(Oid typid, const char *what, Oid owner)
 	if (diff_owner != owner && !superuser_arg(diff_owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("derived views cannot keep %s, of range type %s", what, format_type_be(typid)),
+				 errmsg("derived views cannot keep %s, of range type %s",
+						relname ? psprintf("column \"%s\" of source table \"%s\"", colname, relname) :
+						psprintf("column \"%s\"", colname),
+						format_type_be(typid)),
 				 errdetail("Its subtype_diff function %s belongs to another role, and ANALYZE of the view's tables, which runs as their owner, would run it.",
 						   format_procedure(diff)),
 				 errhint("Let the owner of the function create the view, or a role whose views may run it.")));
 }
 
-/* refuse_foreign_range for every column of the sources and of the view */
+/*
+ * The columns the view's tables take from its sources and its query, as
+ * the view's owner (refuse_foreign_range).  The tables a view keeps for a
+ * source (keeps_sources) have its columns and columns of pg_kappa's own,
+ * named "_kappa_...": a source may have no such name.
+ */
 static void
-refuse_foreign_ranges(KappaViewDef *def, Oid owner)
+check_view_columns(KappaViewDef *def, Oid owner, bool keeps_sources)
 {
 	ListCell   *lc;
 
@@ -266,11 +244,17 @@ refuse_foreign_ranges(KappaViewDef *def, Oid owner)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
-			if (!att->attisdropped)
-				refuse_foreign_range(att->atttypid,
-									 psprintf("column \"%s\" of source table \"%s\"",
-											  NameStr(att->attname), RelationGetRelationName(rel)),
-									 owner);
+			if (att->attisdropped)
+				continue;
+			if (keeps_sources && strncmp(NameStr(att->attname), "_kappa_", 7) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_RESERVED_NAME),
+						 errmsg("column \"%s\" of source table \"%s\" has a name pg_kappa reserves",
+								NameStr(att->attname), RelationGetRelationName(rel)),
+						 errdetail("Names that begin with \"_kappa_\" are those of the columns pg_kappa adds to the tables it keeps for a view."),
+						 errhint("Rename the column, then create the view.")));
+			refuse_foreign_range(att->atttypid, NameStr(att->attname),
+								 RelationGetRelationName(rel), owner);
 		}
 		table_close(rel, AccessShareLock);
 	}
@@ -279,8 +263,7 @@ refuse_foreign_ranges(KappaViewDef *def, Oid owner)
 		TargetEntry *tle = lfirst(lc);
 
 		if (!tle->resjunk)
-			refuse_foreign_range(exprType((Node *) tle->expr),
-								 psprintf("column \"%s\"", tle->resname), owner);
+			refuse_foreign_range(exprType((Node *) tle->expr), tle->resname, NULL, owner);
 	}
 }
 
@@ -1144,9 +1127,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * until (time travel) is a plain table, which nothing maintains: it
 	 * needs neither that, nor internal tables, nor indexes for lookups.
 	 */
-	if (!time_travel)
-		refuse_reserved_columns(def->sources);
-	refuse_foreign_ranges(def, owner);
+	check_view_columns(def, owner, !time_travel);
 	if (engine >= 2 && !time_travel)
 		ensure_identity_full(def->sources);
 	if (OidIsValid(adopt))
