@@ -157,6 +157,7 @@ DECLARE
     problem text;
     cmd record;
     cap record;
+    derived record;
 BEGIN
     FOR v IN WITH RECURSIVE altered(relid) AS (
                  SELECT c.objid FROM pg_event_trigger_ddl_commands() c
@@ -177,12 +178,13 @@ BEGIN
                       DETAIL = problem || ' A derived table''s columns are those of its view''s query.',
                       HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
         END IF;
-        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid AND relpersistence <> 'p') THEN
+        SELECT relpersistence, relforcerowsecurity INTO derived FROM pg_class WHERE oid = v.relid;
+        IF derived.relpersistence <> 'p' THEN
             RAISE EXCEPTION 'cannot make derived table % unlogged', v.relid::regclass
                 USING ERRCODE = 'wrong_object_type',
                       DETAIL = 'Crash recovery empties an unlogged table, while the view would go on from where it was.';
         END IF;
-        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid AND relforcerowsecurity) THEN
+        IF derived.relforcerowsecurity THEN
             RAISE EXCEPTION 'cannot force row-level security on derived table %', v.relid::regclass
                 USING ERRCODE = 'wrong_object_type',
                       DETAIL = 'The apply worker writes the view''s rows as its owner: the owner''s policies would hide rows from it.',
@@ -242,12 +244,11 @@ BEGIN
                   WHERE obj.objid = ANY (arrangements) AND state <> 'broken' ORDER BY id LOOP
             PERFORM kappa.break_view(v.id, format('internal table %s was dropped', obj.object_identity));
         END LOOP;
-        FOR v IN SELECT id FROM kappa.views
+        FOR v IN SELECT id, relid FROM kappa.views
                   WHERE obj.objid = ANY (sources) AND state <> 'broken' ORDER BY id LOOP
             PERFORM kappa.break_view(v.id,
                 format(E'source table %s was dropped\nHINT:  Drop the view with kappa.drop_view, or create the table again and build the view again with kappa.alter_view(view => %L, rebuild => true).',
-                       obj.object_identity,
-                       (SELECT relid::regclass::text FROM kappa.views WHERE id = v.id)));
+                       obj.object_identity, v.relid::regclass::text));
         END LOOP;
         DELETE FROM kappa.captures WHERE relid = obj.objid;
     END LOOP;
