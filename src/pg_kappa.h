@@ -499,6 +499,10 @@ extern int64 kappa_count_lsns(List *lsns);
  * ----------
  */
 extern void kappa_rules_forget(void);
+extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
+							   XLogRecPtr *new_applied, int64 *ntxns);
+extern List *kappa_rules_filled_views(void);
+extern void kappa_rules_clear_deltas(int id);
 
 /* views/delta_sizes.c */
 extern void kappa_delta_sizes_init(void);
@@ -506,8 +510,6 @@ extern void kappa_delta_sizes_set(Oid relid, double rows);
 extern void kappa_delta_distinct_set(Oid relid, AttrNumber attnum, double fraction);
 extern void kappa_delta_sizes_reset(void);
 extern int	kappa_delta_size_class(double rows);
-extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
-							   XLogRecPtr *new_applied, int64 *ntxns);
 
 /* ----------
  * catalog.c: kappa.views rows, the owner switch, source locks, names

@@ -70,6 +70,7 @@
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -127,6 +128,8 @@ typedef struct RulePlan
 								 * by equality (read_natts[i] long), or NULL */
 	SPIPlanPtr *consolidate_d;	/* rows that cancel out leave d_<n> */
 	SPIPlanPtr *clear_d;
+	bool	   *d_filled;		/* per source: d_<n> may hold an earlier
+								 * batch's rows (see kappa_apply_rules) */
 	int			nterms;
 	RuleTerm   *terms;
 	/* the expanded rule, its terms prepared as batches need them */
@@ -1073,6 +1076,7 @@ build_rules(int id)
 	rp->filters = palloc(sizeof(List *) * rp->nsources);
 	rp->joined = palloc(sizeof(bool *) * rp->nsources);
 	rp->clear_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
+	rp->d_filled = palloc(sizeof(bool) * rp->nsources);
 	rp->consolidate_d = palloc(sizeof(SPIPlanPtr) * rp->nsources);
 	orelids = palloc(sizeof(Oid) * rp->nsources);
 	for (int i = 0; i < rp->nsources; i++)
@@ -1092,6 +1096,7 @@ build_rules(int id)
 		if (!OidIsValid(rp->drelids[i]) || !OidIsValid(orelids[i]))
 			elog(ERROR, "internal tables of derived view %d are missing", id);
 		rp->clear_d[i] = kappa_keep_plan(psprintf("DELETE FROM %s.d_%d", schema, i));
+		rp->d_filled[i] = true;	/* not known to be empty */
 		rp->consolidate_d[i] = consolidate_sql(rp->drelids[i], psprintf("%s.d_%d", schema, i));
 	}
 
@@ -1886,6 +1891,14 @@ run_terms(RulePlan *rp, bool *touched, int64 *counts)
  * inserted, or -1 when the batch holds nothing for the view; *ntxns is the
  * number of source transactions applied.  SPI must be connected; the
  * caller commits, and sets kappa_read_snapshot.
+ *
+ * A batch leaves its deltas in d_<n>; the next batch of the view empties
+ * them first, so that deleting them is not part of the time until the
+ * view shows this one.  Every d_<n> the view may have filled is emptied,
+ * not only those of sources the batch changed: o_<n> reads d_<n>.  An
+ * error while applying forgets the plans (kappa_engine_reset), and a new
+ * plan takes every d_<n> for filled, so the flags never trust a d_<n>
+ * that a rolled-back subtransaction filled again.
  */
 int64
 kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
@@ -1902,12 +1915,20 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	int64		rows = 0;
 	KappaOwnerScope scope;
 	TimestampTz t_start = GetCurrentTimestamp();
+	TimestampTz t_cleared;
 	TimestampTz t_filled;
 	TimestampTz t_terms = 0;
 	TimestampTz t_applied;
 
 	kappa_owner_enter(rp->owner, &scope);
 	kappa_delta_sizes_reset();
+	for (int i = 0; i < rp->nsources; i++)
+		if (rp->d_filled[i])
+		{
+			kappa_run(rp->clear_d[i]);
+			rp->d_filled[i] = false;
+		}
+	t_cleared = GetCurrentTimestamp();
 	for (int i = 0; i < rp->nsources; i++)
 	{
 		KappaSourceBuffer *buf;
@@ -1927,6 +1948,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			lsns = lappend(lsns, (void *) (uintptr_t) buf->truncate_lsn);
 		}
 		/* images that cancel out (read: counted, not written) touch nothing */
+		rp->d_filled[i] = true;
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
 							  rp->joined[i], rp->filters[i], buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
 			any = true;
@@ -1996,9 +2018,6 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		}
 	}
 	t_applied = GetCurrentTimestamp();
-	for (int i = 0; i < rp->nsources; i++)
-		if (touched[i])
-			kappa_run(rp->clear_d[i]);
 	kappa_owner_leave(&scope);
 	if (message_level_is_interesting(DEBUG1))
 	{
@@ -2006,14 +2025,70 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 
 		for (int i = 0; i < rp->nsources; i++)
 			images += counts[i];
-		elog(DEBUG1, "derived view %d: " INT64_FORMAT " row images in the deltas, filled in %.1f ms, terms %.1f ms, applied in %.1f ms, deltas cleared in %.1f ms",
-			 viewid, images, (t_filled - t_start) / 1000.0,
+		elog(DEBUG1, "derived view %d: earlier deltas cleared in %.1f ms, " INT64_FORMAT " row images in the deltas, filled in %.1f ms, terms %.1f ms, applied in %.1f ms",
+			 viewid, (t_cleared - t_start) / 1000.0, images,
+			 (t_filled - t_cleared) / 1000.0,
 			 t_terms ? (t_terms - t_filled) / 1000.0 : 0.0,
-			 (t_applied - (t_terms ? t_terms : t_filled)) / 1000.0,
-			 (GetCurrentTimestamp() - t_applied) / 1000.0);
+			 (t_applied - (t_terms ? t_terms : t_filled)) / 1000.0);
 	}
 
 	*new_applied = kappa_batch->last_commit_lsn;
 	*ntxns = kappa_count_lsns(lsns);
 	return rows;
+}
+
+/* The views whose d_<n> may hold a batch's deltas (kappa_rules_clear_deltas). */
+List *
+kappa_rules_filled_views(void)
+{
+	HASH_SEQ_STATUS status;
+	RulePlan   *rp;
+	List	   *ids = NIL;
+
+	if (rule_plans == NULL)
+		return NIL;
+	hash_seq_init(&status, rule_plans);
+	while ((rp = hash_seq_search(&status)) != NULL)
+		for (int i = 0; i < rp->nsources; i++)
+			if (rp->d_filled[i])
+			{
+				ids = lappend_int(ids, rp->id);
+				break;
+			}
+	return ids;
+}
+
+/*
+ * Empty the d_<n> that view id's batches left filled, as its owner, as the
+ * batch would have: the worker calls this when it has nothing to apply.
+ * Nothing here waits for a lock: while somebody holds the derived table
+ * (kappa.drop_view, say) or a d_<n> (its owner may lock it), the deltas
+ * are left to the view's next batch, which waits at most
+ * pg_kappa.view_lock_timeout.  SPI must be connected.
+ */
+void
+kappa_rules_clear_deltas(int id)
+{
+	RulePlan   *rp;
+	KappaOwnerScope scope;
+
+	if (rule_plans == NULL ||
+		(rp = hash_search(rule_plans, &id, HASH_FIND, NULL)) == NULL)
+		return;
+	if (!ConditionalLockRelationOid(rp->relid, RowExclusiveLock))
+		return;
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rp->relid)))
+		return;
+	for (int i = 0; i < rp->nsources; i++)
+		if (rp->d_filled[i] &&
+			!ConditionalLockRelationOid(rp->drelids[i], RowExclusiveLock))
+			return;
+	kappa_owner_enter(rp->owner, &scope);
+	for (int i = 0; i < rp->nsources; i++)
+		if (rp->d_filled[i])
+		{
+			kappa_run(rp->clear_d[i]);
+			rp->d_filled[i] = false;
+		}
+	kappa_owner_leave(&scope);
 }

@@ -1039,10 +1039,11 @@ start_decoding(void)
 }
 
 /*
- * The scratch tables (d_<n>, w_<n>, k) are emptied after every batch, so
- * they fill with dead rows faster than autovacuum looks at them; vacuum
- * them every second, outside any transaction, as autovacuum would, but
- * only those with SCRATCH_VACUUM_DEAD dead rows or more: a vacuum updates
+ * The scratch tables (d_<n>, w_<n>, k) are emptied after every batch (d_<n>
+ * once the worker is idle: clear_deltas), so they fill with dead rows
+ * faster than autovacuum looks at them; vacuum them every second, outside
+ * any transaction, as autovacuum would, but only those with
+ * SCRATCH_VACUUM_DEAD dead rows or more: a vacuum updates
  * the table's statistics, after which the statements that read it are
  * planned again, and it is time the next batch may be waiting for.  So it
  * also stops after any table once a commit has woken the worker: the
@@ -1155,6 +1156,58 @@ vacuum_scratch(void)
 		}
 		PG_END_TRY();
 	}
+}
+
+/*
+ * Empty the deltas that engine 2's batches leave in d_<n> (a view shows a
+ * batch without waiting for them to be deleted), once the worker has
+ * nothing to apply: each view's under its limits, as when applying, since
+ * its owner may have put code on them.  Whatever is left (a commit came
+ * first, a table somebody holds locked, an error) the view's next batch
+ * empties first.
+ */
+static void
+clear_deltas(void)
+{
+	List	   *ids;
+	ListCell   *lc;
+
+	if (IsTransactionOrTransactionBlock() ||
+		(ids = kappa_rules_filled_views()) == NIL)
+		return;
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		foreach(lc, ids)
+		{
+			int			nestlevel;
+
+			if (MyLatch->is_set)
+				break;
+			nestlevel = view_limits_begin(lfirst_int(lc));
+			kappa_rules_clear_deltas(lfirst_int(lc));
+			view_limits_end(nestlevel);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		view_limits_abort();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		/* new plans take every d_<n> for filled */
+		kappa_engine_reset();
+	}
+	PG_END_TRY();
+	list_free(ids);
 }
 
 /*
@@ -2040,6 +2093,9 @@ kappa_apply_main(Datum main_arg)
 
 			clear_caught_up(ctx->reader->EndRecPtr);
 			check_retained_wal();
+			/* a commit waiting (the latch) comes first */
+			if (caught_up && !MyLatch->is_set)
+				clear_deltas();
 			vacuum_scratch();
 			kappa_log_prune();
 			kappa_audit_schedule();

@@ -185,7 +185,8 @@ CREATE FUNCTION internal_bytes(v regclass) RETURNS bigint LANGUAGE sql AS $$
      WHERE w.relid = v AND c.relkind IN ('r', 'm', 'p')
 $$;
 -- what stays between batches: engine 2's per-group state g, engine 1's copies a_<n>
--- (the other tables, d_<n>, dq, dc, k, p, w_<n>, are emptied after every batch)
+-- (the other tables, d_<n>, dq, dc, k, p, w_<n>, are emptied after every batch, d_<n> once
+-- the worker is idle)
 CREATE FUNCTION internal_state_bytes(v regclass) RETURNS bigint LANGUAGE sql AS $$
     SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
       FROM kappa.views w JOIN pg_class c ON c.relnamespace = ('kappa_v' || w.id)::regnamespace
