@@ -383,3 +383,21 @@ DROP EVENT TRIGGER kappa_ddl_end;
 CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'GRANT', 'REVOKE')
     EXECUTE FUNCTION kappa.on_ddl_end();
+
+-- DROP ... CASCADE of an object a view's internal tables depend on (the
+-- type of a source's column, say) would drop the extension, of which those
+-- tables are members: refused before it starts, naming the view
+-- (src/views/drop_guard.c).  Not SECURITY DEFINER: it reads the catalogs
+-- as the extension's owner itself.
+CREATE FUNCTION kappa.on_drop_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_drop_start'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION kappa.on_drop_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER kappa_drop_start ON ddl_command_start
+    WHEN TAG IN ('DROP TYPE', 'DROP DOMAIN', 'DROP COLLATION', 'DROP EXTENSION',
+                 'DROP SCHEMA', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TABLE',
+                 'DROP VIEW', 'DROP MATERIALIZED VIEW', 'DROP FOREIGN TABLE',
+                 'DROP OWNED')
+    EXECUTE FUNCTION kappa.on_drop_start();

@@ -1,0 +1,240 @@
+/*-------------------------------------------------------------------------
+ *
+ * drop_guard.c
+ *	  DROP ... CASCADE that would reach a derived view's internal tables is
+ *	  refused before it starts, with the view's name.
+ *
+ * The tables of a view's internal schema kappa_v<id> are members of the
+ * extension (pg_dump leaves them out, a restore builds them again), and
+ * their columns have the types (and collations) of the sources' columns.
+ * PostgreSQL turns the deletion of an extension member into the deletion
+ * of the extension, so
+ *
+ *		DROP TYPE t CASCADE				(a source has a column of type t)
+ *		DROP DOMAIN, DROP COLLATION, DROP EXTENSION (its types), DROP SCHEMA,
+ *		DROP OWNED BY ... CASCADE, and the like
+ *
+ * would take pg_kappa with it: every view, kappa.views, the event log.
+ * (In practice it fails halfway with "could not open relation", since the
+ * extension's tables are dropped before their columns.)  Before such a
+ * command (ddl_command_start, kappa.on_drop_start), the objects it names
+ * are followed through pg_depend as the deletion would follow them; if an
+ * internal table of some view is among them, the command is refused and
+ * the view named, to be dropped first.  A whole object reaches everything
+ * that depends on it, a column only what depends on that column.
+ *
+ * DROP EXTENSION pg_kappa itself, and kappa.drop_internal_schema (which
+ * takes the tables out of the extension before dropping them), are not
+ * refused.  Without CASCADE PostgreSQL refuses on its own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
+#include "commands/user.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "pg_kappa.h"
+
+PG_FUNCTION_INFO_V1(kappa_on_drop_start);
+
+/*
+ * The name of the first view (by id) whose internal tables the deletion
+ * of the objects (classids[i], objids[i]) would reach, or NULL.
+ */
+static char *
+view_reached(int n, Datum *classids, Datum *objids)
+{
+	Oid			argtypes[3] = {OIDARRAYOID, OIDARRAYOID, OIDOID};
+	Datum		args[3];
+	char	   *name = NULL;
+	SavedUser	saved;
+
+	args[0] = PointerGetDatum(construct_array(classids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(objids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	args[2] = ObjectIdGetDatum(get_extension_oid("pg_kappa", false));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute_with_args("WITH RECURSIVE reach(classid, objid, objsubid) AS ("
+							  " SELECT c, o, 0 FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS s(c, o)"
+							  " UNION"
+							  " SELECT d.classid, d.objid, d.objsubid"
+							  " FROM pg_catalog.pg_depend d JOIN reach r"
+							  " ON d.refclassid OPERATOR(pg_catalog.=) r.classid"
+							  " AND d.refobjid OPERATOR(pg_catalog.=) r.objid"
+							  " AND (r.objsubid OPERATOR(pg_catalog.=) 0"
+							  " OR d.refobjsubid OPERATOR(pg_catalog.=) r.objsubid)"
+							  " WHERE NOT (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass"
+							  " AND d.refobjid OPERATOR(pg_catalog.=) $3))"
+							  " SELECT v.name FROM reach r"
+							  " JOIN pg_catalog.pg_depend e"
+							  " ON e.classid OPERATOR(pg_catalog.=) r.classid"
+							  " AND e.objid OPERATOR(pg_catalog.=) r.objid"
+							  " AND e.deptype OPERATOR(pg_catalog.=) 'e'"
+							  " AND e.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass"
+							  " AND e.refobjid OPERATOR(pg_catalog.=) $3"
+							  " JOIN pg_catalog.pg_class c"
+							  " ON r.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							  " AND c.oid OPERATOR(pg_catalog.=) r.objid"
+							  " JOIN pg_catalog.pg_namespace s ON s.oid OPERATOR(pg_catalog.=) c.relnamespace"
+							  " JOIN kappa.views v"
+							  " ON s.nspname OPERATOR(pg_catalog.=) ('kappa_v' OPERATOR(pg_catalog.||) v.id)"
+							  " ORDER BY v.id LIMIT 1",
+							  3, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not follow the dependencies of the objects dropped");
+	if (SPI_processed > 0)
+	{
+		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		name = MemoryContextStrdup(TopTransactionContext, value);
+	}
+	kappa_unbecome(&saved);
+	SPI_finish();
+	return name;
+}
+
+static void
+refuse(const char *what, bool plural, const char *view)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+			 plural ?
+			 errmsg("cannot drop %s because derived view %s depends on them", what, view) :
+			 errmsg("cannot drop %s because derived view %s depends on it", what, view),
+			 errdetail("Internal tables of the view would be dropped with it, and they belong to extension pg_kappa, which PostgreSQL would then drop too."),
+			 errhint("Drop the view first with kappa.drop_view('%s'), then run the command again.",
+					 view)));
+}
+
+/* DROP <objects> CASCADE */
+static void
+check_drop(DropStmt *stmt)
+{
+	ListCell   *lc;
+	Oid			extension = get_extension_oid("pg_kappa", false);
+
+	foreach(lc, stmt->objects)
+	{
+		Relation	rel = NULL;
+		ObjectAddress addr;
+		Datum		classid;
+		Datum		objid;
+		char	   *view;
+
+		if (stmt->removeType == OBJECT_TABLE || stmt->removeType == OBJECT_VIEW ||
+			stmt->removeType == OBJECT_MATVIEW || stmt->removeType == OBJECT_FOREIGN_TABLE)
+		{
+			/*
+			 * Not locked here: the command checks ownership before it locks
+			 * a relation.  A wrong kind of relation, or one missing, is the
+			 * command's to report.
+			 */
+			ObjectAddressSet(addr, RelationRelationId,
+							 RangeVarGetRelid(makeRangeVarFromNameList(lfirst(lc)),
+											  NoLock, true));
+		}
+		else
+		{
+			/* the lock the command itself takes first */
+			addr = get_object_address(stmt->removeType, lfirst(lc), &rel,
+									  AccessExclusiveLock, true);
+			if (rel != NULL)
+				table_close(rel, NoLock);
+		}
+		if (!OidIsValid(addr.objectId))
+			continue;
+		if (addr.classId == ExtensionRelationId && addr.objectId == extension)
+			continue;
+		classid = ObjectIdGetDatum(addr.classId);
+		objid = ObjectIdGetDatum(addr.objectId);
+		view = view_reached(1, &classid, &objid);
+		if (view != NULL)
+			refuse(getObjectDescription(&addr, false), false, view);
+	}
+}
+
+/* DROP OWNED BY <roles> CASCADE: what they own in this database */
+static void
+check_drop_owned(DropOwnedStmt *stmt)
+{
+	List	   *roles = roleSpecsToIds(stmt->roles);
+	ListCell   *lc;
+
+	foreach(lc, roles)
+	{
+		Oid			role = lfirst_oid(lc);
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(role)};
+		Datum	   *classids;
+		Datum	   *objids;
+		int			n;
+		char	   *view;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT classid, objid FROM pg_catalog.pg_shdepend"
+								  " WHERE dbid OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database"
+								  "  WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+								  " AND refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass"
+								  " AND refobjid OPERATOR(pg_catalog.=) $1"
+								  " AND deptype OPERATOR(pg_catalog.=) 'o'",
+								  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the objects of role %u", role);
+		n = (int) SPI_processed;
+		classids = MemoryContextAlloc(TopTransactionContext, sizeof(Datum) * Max(n, 1));
+		objids = MemoryContextAlloc(TopTransactionContext, sizeof(Datum) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			classids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			objids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		}
+		SPI_finish();
+		if (n == 0)
+			continue;
+		view = view_reached(n, classids, objids);
+		if (view != NULL)
+			refuse(psprintf("objects owned by role %s", GetUserNameFromId(role, false)), true, view);
+	}
+}
+
+Datum
+kappa_on_drop_start(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "kappa_on_drop_start: not fired by an event trigger");
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (IsA(trigdata->parsetree, DropStmt))
+	{
+		DropStmt   *stmt = (DropStmt *) trigdata->parsetree;
+
+		if (stmt->behavior == DROP_CASCADE)
+			check_drop(stmt);
+	}
+	else if (IsA(trigdata->parsetree, DropOwnedStmt))
+	{
+		DropOwnedStmt *stmt = (DropOwnedStmt *) trigdata->parsetree;
+
+		if (stmt->behavior == DROP_CASCADE)
+			check_drop_owned(stmt);
+	}
+	PG_RETURN_NULL();
+}
