@@ -200,6 +200,13 @@ DROP DOMAIN dg_pos CASCADE;
 DROP SCHEMA dg_types CASCADE;
 DROP OWNED BY dg_typer CASCADE;
 DROP EXTENSION citext CASCADE;
+-- to a role that may not drop them, PostgreSQL's own refusal, not a word of the view
+CREATE ROLE dg_other;
+SET ROLE dg_other;
+DROP TYPE dg_mood CASCADE;
+DROP OWNED BY dg_typer CASCADE;
+RESET ROLE;
+DROP ROLE dg_other;
 \set VERBOSITY terse
 DROP TYPE dg_mood;                          -- PostgreSQL's own refusal
 \set VERBOSITY default

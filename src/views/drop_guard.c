@@ -147,17 +147,23 @@ check_drop(DropStmt *stmt)
 			ObjectAddressSet(addr, RelationRelationId,
 							 RangeVarGetRelid(makeRangeVarFromNameList(lfirst(lc)),
 											  NoLock, true));
+			/* nothing said about a table the command will refuse to drop */
+			if (!OidIsValid(addr.objectId) ||
+				!pg_class_ownercheck(addr.objectId, GetUserId()))
+				continue;
 		}
 		else
 		{
-			/* the lock the command itself takes first */
+			/* the lock the command itself takes first, then its check */
 			addr = get_object_address(stmt->removeType, lfirst(lc), &rel,
 									  AccessExclusiveLock, true);
+			if (!OidIsValid(addr.objectId))
+				continue;
+			check_object_ownership(GetUserId(), stmt->removeType, addr,
+								   lfirst(lc), rel);
 			if (rel != NULL)
 				table_close(rel, NoLock);
 		}
-		if (!OidIsValid(addr.objectId))
-			continue;
 		if (addr.classId == ExtensionRelationId && addr.objectId == extension)
 			continue;
 		classid = ObjectIdGetDatum(addr.classId);
@@ -185,6 +191,9 @@ check_drop_owned(DropOwnedStmt *stmt)
 		int			n;
 		char	   *view;
 
+		/* the command's own check first: nothing said to others */
+		if (!has_privs_of_role(GetUserId(), role))
+			continue;
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_with_args("SELECT classid, objid FROM pg_catalog.pg_shdepend"
