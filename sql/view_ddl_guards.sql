@@ -188,9 +188,11 @@ CREATE ROLE dg_typer;
 CREATE TYPE dg_owned AS (a int);
 ALTER TYPE dg_owned OWNER TO dg_typer;
 CREATE EXTENSION citext;
+CREATE FUNCTION dg_diff(a float8, b float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT a - b';
+CREATE TYPE dg_range AS RANGE (subtype = float8, subtype_diff = dg_diff);
 CREATE TABLE dg_people (id int PRIMARY KEY, m dg_mood, p dg_pos, c dg_types.color,
-                        o dg_owned, t citext, arr dg_mood[], name text);
-INSERT INTO dg_people VALUES (1, 'ok', 3, 'red', ROW(1), 'x', '{sad}', 'a');
+                        o dg_owned, t citext, arr dg_mood[], r dg_range, name text);
+INSERT INTO dg_people VALUES (1, 'ok', 3, 'red', ROW(1), 'x', '{sad}', '[1,2)', 'a');
 SET client_min_messages = warning;
 SELECT kappa.create_view('dg_people_v', 'SELECT id, name FROM dg_people');
 RESET client_min_messages;
@@ -200,6 +202,7 @@ DROP DOMAIN dg_pos CASCADE;
 DROP SCHEMA dg_types CASCADE;
 DROP OWNED BY dg_typer CASCADE;
 DROP EXTENSION citext CASCADE;
+DROP FUNCTION dg_diff(float8, float8) CASCADE;   -- through the range type
 -- to a role that may not drop them, PostgreSQL's own refusal, not a word of the view
 CREATE ROLE dg_other;
 SET ROLE dg_other;
@@ -222,6 +225,7 @@ DROP DOMAIN dg_pos CASCADE;
 DROP SCHEMA dg_types CASCADE;
 DROP OWNED BY dg_typer CASCADE;
 DROP EXTENSION citext CASCADE;
+DROP FUNCTION dg_diff(float8, float8) CASCADE;
 DROP ROLE dg_typer;
 SELECT extname FROM pg_extension WHERE extname = 'pg_kappa';
 SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute

@@ -385,8 +385,9 @@ CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
     EXECUTE FUNCTION kappa.on_ddl_end();
 
 -- DROP ... CASCADE of an object a view's internal tables depend on (the
--- type of a source's column, say) would drop the extension, of which those
--- tables are members: refused before it starts, naming the view
+-- type of a source's column, say; a range type through its subtype_diff
+-- function, its language, its operator class) would drop the extension, of
+-- which those tables are members: refused before it starts, naming the view
 -- (src/views/drop_guard.c).  Not SECURITY DEFINER: it reads the catalogs
 -- as the extension's owner itself.
 CREATE FUNCTION kappa.on_drop_start()
@@ -396,8 +397,15 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION kappa.on_drop_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_drop_start ON ddl_command_start
-    WHEN TAG IN ('DROP TYPE', 'DROP DOMAIN', 'DROP COLLATION', 'DROP EXTENSION',
-                 'DROP SCHEMA', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TABLE',
-                 'DROP VIEW', 'DROP MATERIALIZED VIEW', 'DROP FOREIGN TABLE',
-                 'DROP OWNED')
+    WHEN TAG IN ('DROP ACCESS METHOD', 'DROP AGGREGATE', 'DROP CAST', 'DROP COLLATION',
+                 'DROP CONVERSION', 'DROP DOMAIN', 'DROP EXTENSION',
+                 'DROP FOREIGN DATA WRAPPER', 'DROP FOREIGN TABLE', 'DROP FUNCTION',
+                 'DROP INDEX', 'DROP LANGUAGE', 'DROP MATERIALIZED VIEW', 'DROP OPERATOR',
+                 'DROP OPERATOR CLASS', 'DROP OPERATOR FAMILY', 'DROP OWNED', 'DROP POLICY',
+                 'DROP PROCEDURE', 'DROP PUBLICATION', 'DROP ROUTINE', 'DROP RULE',
+                 'DROP SCHEMA', 'DROP SEQUENCE', 'DROP SERVER', 'DROP STATISTICS',
+                 'DROP TABLE', 'DROP TEXT SEARCH CONFIGURATION',
+                 'DROP TEXT SEARCH DICTIONARY', 'DROP TEXT SEARCH PARSER',
+                 'DROP TEXT SEARCH TEMPLATE', 'DROP TRANSFORM', 'DROP TRIGGER', 'DROP TYPE',
+                 'DROP VIEW')
     EXECUTE FUNCTION kappa.on_drop_start();

@@ -12,7 +12,8 @@
  *
  *		DROP TYPE t CASCADE				(a source has a column of type t)
  *		DROP DOMAIN, DROP COLLATION, DROP EXTENSION (its types), DROP SCHEMA,
- *		DROP OWNED BY ... CASCADE, and the like
+ *		DROP FUNCTION or DROP LANGUAGE (a range type's subtype_diff),
+ *		DROP OPERATOR CLASS (a range type's), DROP OWNED BY ... CASCADE
  *
  * would take pg_kappa with it: every view, kappa.views, the event log.
  * (In practice it fails halfway with "could not open relation", since the
@@ -137,7 +138,8 @@ check_drop(DropStmt *stmt)
 		char	   *view;
 
 		if (stmt->removeType == OBJECT_TABLE || stmt->removeType == OBJECT_VIEW ||
-			stmt->removeType == OBJECT_MATVIEW || stmt->removeType == OBJECT_FOREIGN_TABLE)
+			stmt->removeType == OBJECT_MATVIEW || stmt->removeType == OBJECT_FOREIGN_TABLE ||
+			stmt->removeType == OBJECT_INDEX || stmt->removeType == OBJECT_SEQUENCE)
 		{
 			/*
 			 * Not locked here: the command checks ownership before it locks
