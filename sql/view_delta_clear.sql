@@ -1,6 +1,7 @@
--- Engine 2 leaves a batch's deltas in d_<n> and empties them once the
--- worker is idle, or else at the start of the view's next batch: a batch
--- that follows another at once must not read the deltas of the one before.
+-- Engine 2 leaves a batch's deltas in d_<n> and empties them at the start
+-- of the view's next batch, or a large batch's once the worker is idle: a
+-- batch that follows another at once must not read the deltas of the one
+-- before.
 \set VERBOSITY terse
 CREATE TABLE dc_a (id int PRIMARY KEY, g int);
 CREATE TABLE dc_b (g int PRIMARY KEY, name text);
@@ -40,7 +41,10 @@ SELECT kappa.wait('dc_join');
 SELECT * FROM dc_join ORDER BY name;
 SELECT count(*) AS differences FROM kappa.verify('dc_join');
 
--- once idle, the worker empties the deltas
+-- once idle, the worker empties the deltas of a large batch
+INSERT INTO dc_a SELECT g, g % 3 + 1 FROM generate_series(100, 2099) g;
+SELECT kappa.wait('dc_join');
+SELECT * FROM dc_join ORDER BY name;
 DO $$
 DECLARE
     id int := (SELECT v.id FROM kappa.views v WHERE v.name = 'public.dc_join');

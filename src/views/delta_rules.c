@@ -130,6 +130,7 @@ typedef struct RulePlan
 	SPIPlanPtr *clear_d;
 	bool	   *d_filled;		/* per source: d_<n> may hold an earlier
 								 * batch's rows (see kappa_apply_rules) */
+	int64		d_rows;			/* rows the last batch left in them */
 	int			nterms;
 	RuleTerm   *terms;
 	/* the expanded rule, its terms prepared as batches need them */
@@ -1955,6 +1956,9 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (counts[i] > 0)
 			touched[i] = changed = true;
 	}
+	rp->d_rows = 0;
+	for (int i = 0; i < rp->nsources; i++)
+		rp->d_rows += counts[i];
 	if (!any)
 	{
 		kappa_delta_sizes_reset();
@@ -2037,7 +2041,14 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	return rows;
 }
 
-/* The views whose d_<n> may hold a batch's deltas (kappa_rules_clear_deltas). */
+/*
+ * The views whose last batch left so many rows in d_<n> that deleting them
+ * is worth a transaction of its own while the worker is idle
+ * (kappa_rules_clear_deltas).  Fewer rows are deleted by the view's next
+ * batch, at the cost of a few index-free heap deletions.
+ */
+#define CLEAR_WHEN_IDLE_ROWS 1000
+
 List *
 kappa_rules_filled_views(void)
 {
@@ -2049,12 +2060,8 @@ kappa_rules_filled_views(void)
 		return NIL;
 	hash_seq_init(&status, rule_plans);
 	while ((rp = hash_seq_search(&status)) != NULL)
-		for (int i = 0; i < rp->nsources; i++)
-			if (rp->d_filled[i])
-			{
-				ids = lappend_int(ids, rp->id);
-				break;
-			}
+		if (rp->d_rows >= CLEAR_WHEN_IDLE_ROWS)
+			ids = lappend_int(ids, rp->id);
 	return ids;
 }
 
@@ -2090,5 +2097,6 @@ kappa_rules_clear_deltas(int id)
 			kappa_run(rp->clear_d[i]);
 			rp->d_filled[i] = false;
 		}
+	rp->d_rows = 0;
 	kappa_owner_leave(&scope);
 }

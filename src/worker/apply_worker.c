@@ -1161,10 +1161,11 @@ vacuum_scratch(void)
 /*
  * Empty the deltas that engine 2's batches leave in d_<n> (a view shows a
  * batch without waiting for them to be deleted), once the worker has
- * nothing to apply: each view's under its limits, as when applying, since
- * its owner may have put code on them.  Whatever is left (a commit came
- * first, a table somebody holds locked, an error) the view's next batch
- * empties first.
+ * nothing to apply, where they are many (kappa_rules_filled_views): each
+ * view's under its limits, as when applying, since its owner may have put
+ * code on them.  Whatever is left (a few rows, a commit came first, a
+ * table somebody holds locked, an error) the view's next batch empties
+ * first.
  */
 static void
 clear_deltas(void)
