@@ -231,3 +231,62 @@ SELECT extname FROM pg_extension WHERE extname = 'pg_kappa';
 SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
  WHERE attrelid = 'dg_people'::regclass AND attnum > 0 AND NOT attisdropped;
 DROP TABLE dg_people;
+
+-- 13. the relations of a view's internal schema that belong to the
+-- extension keep pg_kappa's definitions: their owner (the view's) may not
+-- make one depend on an object of its own, whose DROP ... CASCADE would
+-- drop the extension
+RESET client_min_messages;
+CREATE FUNCTION dg_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE stmt;
+    RETURN 'done';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'kappa_v[0-9]+', 'kappa_v<id>', 'g');
+END $$;
+CREATE ROLE dg_owner;
+CREATE SCHEMA dg_own AUTHORIZATION dg_owner;
+SET ROLE dg_owner;
+CREATE TABLE dg_own.src (id int PRIMARY KEY, g int, v int);
+INSERT INTO dg_own.src VALUES (1, 1, 10);
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_own.v', 'SELECT g, sum(v) AS s FROM dg_own.src GROUP BY g');
+RESET client_min_messages;
+CREATE FUNCTION dg_own.t() RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE FUNCTION dg_own.tf() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+SELECT 'kappa_v' || id AS dg_s FROM kappa.views WHERE name = 'dg_own.v' \gset
+SELECT dg_try(format('CREATE OR REPLACE VIEW %I.o_0 AS SELECT id, g, v, 1 AS _kappa_w FROM ONLY dg_own.src WHERE dg_own.t()'
+                     ' UNION ALL SELECT id, g, v, - _kappa_w FROM %I.d_0', :'dg_s', :'dg_s'));
+SELECT dg_try(format('CREATE RULE "_RETURN" AS ON SELECT TO %I.d_0 DO INSTEAD SELECT id, g, v, 1 AS _kappa_w FROM dg_own.src', :'dg_s'));
+SELECT dg_try(format('CREATE TRIGGER dg_t BEFORE INSERT ON %I.d_0 FOR EACH ROW EXECUTE FUNCTION dg_own.tf()', :'dg_s'));
+SELECT dg_try(format('CREATE POLICY dg_p ON %I.g USING (dg_own.t())', :'dg_s'));
+SELECT dg_try(format('CREATE VIEW %I.dg_planted AS SELECT 1 AS x', :'dg_s'));   -- not a member: allowed
+RESET ROLE;
+-- and had it been done (by a superuser, the guard off), the drop guard
+-- follows the view's rule to the view
+ALTER EVENT TRIGGER kappa_internal_ddl DISABLE;
+SELECT dg_try(format('CREATE OR REPLACE VIEW %I.o_0 AS SELECT id, g, v, 1 AS _kappa_w FROM ONLY dg_own.src WHERE dg_own.t()'
+                     ' UNION ALL SELECT id, g, v, - _kappa_w FROM %I.d_0', :'dg_s', :'dg_s'));
+ALTER EVENT TRIGGER kappa_internal_ddl ENABLE;
+SELECT dg_try('DROP FUNCTION dg_own.t() CASCADE');
+SELECT extname FROM pg_extension WHERE extname = 'pg_kappa';
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_own.v');
+RESET client_min_messages;
+-- a role that may drop the object, but not the view: its name is not told
+CREATE TYPE dg_mood2 AS ENUM ('a');
+CREATE TABLE dg_people2 (id int PRIMARY KEY, m dg_mood2);
+SET client_min_messages = warning;
+SELECT kappa.create_view('dg_people2_v', 'SELECT id FROM dg_people2');
+RESET client_min_messages;
+ALTER TYPE dg_mood2 OWNER TO dg_owner;
+SET ROLE dg_owner;
+DROP TYPE dg_mood2 CASCADE;
+RESET ROLE;
+SET client_min_messages = warning;
+SELECT kappa.drop_view('dg_people2_v');
+DROP TABLE dg_people2;
+DROP TYPE dg_mood2;
+DROP SCHEMA dg_own CASCADE;
+DROP FUNCTION dg_try(text);
+DROP ROLE dg_owner;

@@ -21,8 +21,12 @@
  * command (ddl_command_start, kappa.on_drop_start), the objects it names
  * are followed through pg_depend as the deletion would follow them; if an
  * internal table of some view is among them, the command is refused and
- * the view named, to be dropped first.  A whole object reaches everything
- * that depends on it, a column only what depends on that column.
+ * the view named, to be dropped first (to a role without the privileges
+ * of the view's owner, without its name).  A whole object reaches
+ * everything that depends on it, a column only what depends on that
+ * column, and an object also what it is an internal part of (a view's
+ * rule: the view), which PostgreSQL drops with it.  internal_guard.c keeps
+ * a view's owner from making the members depend on anything else.
  *
  * DROP EXTENSION pg_kappa itself, and kappa.drop_internal_schema (which
  * takes the tables out of the extension before dropping them), are not
@@ -53,20 +57,23 @@
 PG_FUNCTION_INFO_V1(kappa_on_drop_start);
 
 /*
- * The name of the first view (by id) whose internal tables the deletion
- * of the objects (classids[i], objids[i]) would reach, or NULL.
+ * Would the deletion of the objects (classids[i], objids[i]) reach the
+ * internal tables of a view?  If so, *name is the first such view's (by
+ * id), or NULL if the caller does not have its owner's privileges: the
+ * names of other roles' views are not told.
  */
-static char *
-view_reached(int n, Datum *classids, Datum *objids)
+static bool
+view_reached(int n, Datum *classids, Datum *objids, char **name)
 {
-	Oid			argtypes[3] = {OIDARRAYOID, OIDARRAYOID, OIDOID};
-	Datum		args[3];
-	char	   *name = NULL;
+	Oid			argtypes[4] = {OIDARRAYOID, OIDARRAYOID, OIDOID, OIDOID};
+	Datum		args[4];
+	bool		reached;
 	SavedUser	saved;
 
 	args[0] = PointerGetDatum(construct_array(classids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	args[1] = PointerGetDatum(construct_array(objids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	args[2] = ObjectIdGetDatum(get_extension_oid("pg_kappa", false));
+	args[3] = ObjectIdGetDatum(GetUserId());
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -74,15 +81,23 @@ view_reached(int n, Datum *classids, Datum *objids)
 	if (SPI_execute_with_args("WITH RECURSIVE reach(classid, objid, objsubid) AS ("
 							  " SELECT c, o, 0 FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS s(c, o)"
 							  " UNION"
-							  " SELECT d.classid, d.objid, d.objsubid"
-							  " FROM pg_catalog.pg_depend d JOIN reach r"
-							  " ON d.refclassid OPERATOR(pg_catalog.=) r.classid"
+							  " SELECT x.* FROM reach r, LATERAL ("
+	/* what depends on it (a column: on that column) */
+							  " SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d"
+							  " WHERE d.refclassid OPERATOR(pg_catalog.=) r.classid"
 							  " AND d.refobjid OPERATOR(pg_catalog.=) r.objid"
 							  " AND (r.objsubid OPERATOR(pg_catalog.=) 0"
 							  " OR d.refobjsubid OPERATOR(pg_catalog.=) r.objsubid)"
-							  " WHERE NOT (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass"
-							  " AND d.refobjid OPERATOR(pg_catalog.=) $3))"
-							  " SELECT v.name FROM reach r"
+							  " AND NOT (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass"
+							  " AND d.refobjid OPERATOR(pg_catalog.=) $3)"
+	/* and what it is part of (a view's rule: the view), dropped with it */
+							  " UNION ALL"
+							  " SELECT d.refclassid, d.refobjid, 0 FROM pg_catalog.pg_depend d"
+							  " WHERE d.classid OPERATOR(pg_catalog.=) r.classid"
+							  " AND d.objid OPERATOR(pg_catalog.=) r.objid"
+							  " AND d.deptype OPERATOR(pg_catalog.=) 'i') x)"
+							  " SELECT CASE WHEN pg_catalog.pg_has_role($4, v.owner, 'USAGE') THEN v.name END"
+							  " FROM reach r"
 							  " JOIN pg_catalog.pg_depend e"
 							  " ON e.classid OPERATOR(pg_catalog.=) r.classid"
 							  " AND e.objid OPERATOR(pg_catalog.=) r.objid"
@@ -96,30 +111,38 @@ view_reached(int n, Datum *classids, Datum *objids)
 							  " JOIN kappa.views v"
 							  " ON s.nspname OPERATOR(pg_catalog.=) ('kappa_v' OPERATOR(pg_catalog.||) v.id)"
 							  " ORDER BY v.id LIMIT 1",
-							  3, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+							  4, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not follow the dependencies of the objects dropped");
-	if (SPI_processed > 0)
+	reached = SPI_processed > 0;
+	*name = NULL;
+	if (reached)
 	{
 		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		name = MemoryContextStrdup(TopTransactionContext, value);
+		if (value != NULL)
+			*name = MemoryContextStrdup(TopTransactionContext, value);
 	}
 	kappa_unbecome(&saved);
 	SPI_finish();
-	return name;
+	return reached;
 }
 
 static void
 refuse(const char *what, bool plural, const char *view)
 {
+	const char *whose = view ? psprintf("derived view %s", view) :
+		"a derived view of another role";
+
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 plural ?
-			 errmsg("cannot drop %s because derived view %s depends on them", what, view) :
-			 errmsg("cannot drop %s because derived view %s depends on it", what, view),
+			 errmsg("cannot drop %s because %s depends on them", what, whose) :
+			 errmsg("cannot drop %s because %s depends on it", what, whose),
 			 errdetail("Internal tables of the view would be dropped with it, and they belong to extension pg_kappa, which PostgreSQL would then drop too."),
+			 view ?
 			 errhint("Drop the view first with kappa.drop_view('%s'), then run the command again.",
-					 view)));
+					 view) :
+			 errhint("The view's owner must drop it first.")));
 }
 
 /* DROP <objects> CASCADE */
@@ -170,8 +193,7 @@ check_drop(DropStmt *stmt)
 			continue;
 		classid = ObjectIdGetDatum(addr.classId);
 		objid = ObjectIdGetDatum(addr.objectId);
-		view = view_reached(1, &classid, &objid);
-		if (view != NULL)
+		if (view_reached(1, &classid, &objid, &view))
 			refuse(getObjectDescription(&addr, false), false, view);
 	}
 }
@@ -219,8 +241,7 @@ check_drop_owned(DropOwnedStmt *stmt)
 		SPI_finish();
 		if (n == 0)
 			continue;
-		view = view_reached(n, classids, objids);
-		if (view != NULL)
+		if (view_reached(n, classids, objids, &view))
 			refuse(psprintf("objects owned by role %s", GetUserNameFromId(role, false)), true, view);
 	}
 }
