@@ -790,6 +790,21 @@ hold_in_worker(int id, Oid relid, List *sources)
 	return h;
 }
 
+/* The owner of derived table relid, or InvalidOid if it is gone. */
+static Oid
+derived_table_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner = InvalidOid;
+
+	if (HeapTupleIsValid(tup))
+	{
+		owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+	}
+	return owner;
+}
+
 /*
  * View id timed out: hold it, in the batch's transaction (SPI connected),
  * as a resumed view is held: "initializing", with the reason in
@@ -1601,6 +1616,7 @@ apply_batch(void)
 	MemoryContext batchcxt = CurrentMemoryContext;
 	TimestampTz t_start = GetCurrentTimestamp();
 	TimestampTz t_commit;
+	List	   *stalled_owners = NIL;	/* owners of views that timed out */
 
 	/* catalog entries read under historic snapshots must not be reused */
 	reset_caches();
@@ -1661,6 +1677,7 @@ apply_batch(void)
 		ResourceOwner oldowner = CurrentResourceOwner;
 		List	   *sources = NIL;
 		bool		rewritten = false;
+		Oid			owner;
 
 		if (paused || list_member_int(paused_ids, id) ||
 			applied >= b->last_commit_lsn)
@@ -1688,6 +1705,21 @@ apply_batch(void)
 		 */
 		if (!batch_touches(sources))
 			continue;
+
+		/*
+		 * A view's owner may lock the view's tables (it owns them), and so
+		 * make its view wait out pg_kappa.view_lock_timeout; one such wait
+		 * per owner and batch is enough, or a role with many views would
+		 * hold up every other role's for as many timeouts.
+		 */
+		owner = derived_table_owner(relid);
+		if (list_member_oid(stalled_owners, owner))
+		{
+			if (hold_view(id, relid, sources,
+						  "another view of its owner waited out a timeout in this batch"))
+				hold_slot_at(applied);
+			continue;
+		}
 
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
@@ -1778,6 +1810,9 @@ apply_batch(void)
 			CurrentResourceOwner = oldowner;
 
 			kappa_engine_reset();
+			if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+				edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				stalled_owners = lappend_oid(stalled_owners, owner);
 			if (transient_error(edata) ||
 				renamed_meanwhile(edata, id, relid, sources))
 			{

@@ -271,5 +271,42 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')})
 is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY id) FROM kappa.views}),
 	'running,running,running,running', 'the views run');
 
+# --- 8. many views of one owner, their rows locked --------------------------
+# Each of mallory's views would wait out pg_kappa.view_lock_timeout (1 s
+# here) in turn, every retry, while alice's waits behind them; after the
+# first of them in a batch, her others are held at once.
+as_user('mallory', q{
+DO $$ BEGIN FOR i IN 1..4 LOOP
+    EXECUTE format('CREATE TABLE mal.r%s (id int PRIMARY KEY, v int)', i);
+    EXECUTE format('INSERT INTO mal.r%s VALUES (1, 1)', i);
+END LOOP; END $$;
+});
+as_user('mallory', q{
+SET client_min_messages = warning;
+SELECT kappa.create_view('mal.rv' || i, format('SELECT id, v FROM mal.r%s', i)) FROM generate_series(1, 4) i;
+});
+as_user('mallory', q{
+BEGIN;
+SELECT 1 FROM mal.rv1 FOR UPDATE; SELECT 1 FROM mal.rv2 FOR UPDATE;
+SELECT 1 FROM mal.rv3 FOR UPDATE; SELECT 1 FROM mal.rv4 FOR UPDATE;
+PREPARE TRANSACTION 'mal_rows';
+});
+as_user('mallory', q{
+BEGIN;
+UPDATE mal.r1 SET v = 2; UPDATE mal.r2 SET v = 2; UPDATE mal.r3 SET v = 2; UPDATE mal.r4 SET v = 2;
+COMMIT;
+});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM kappa.views WHERE name LIKE 'mal.rv%'
+		   AND last_error LIKE '%another view of its owner waited out a timeout%'}),
+	"after one of mallory's views waited out its lock timeout, her others were held at once");
+alice_fresh(801, "while mallory's views wait for their rows");
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_rows'});
+as_user('mallory', q{SELECT kappa.wait('mal.rv' || i, timeout => '60s') FROM generate_series(1, 4) i});
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM kappa.views v, kappa.verify(v.relid) WHERE v.name LIKE 'mal.rv%'}),
+	'0', "mallory's views are exact once her rows are free");
+as_user('mallory', q{SELECT kappa.drop_view('mal.rv' || i) FROM generate_series(1, 4) i});
+
 $node->stop;
 done_testing();
