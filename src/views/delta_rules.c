@@ -2069,8 +2069,8 @@ kappa_rules_filled_views(void)
  * Empty the d_<n> that view id's batches left filled, as its owner, as the
  * batch would have: the worker calls this when it has nothing to apply.
  * Nothing here waits for a lock: while somebody holds the derived table
- * (kappa.drop_view, say) or a d_<n> (its owner may lock it), the deltas
- * are left to the view's next batch, which waits at most
+ * (kappa.drop_view, say) or a d_<n> or rows of it (its owner may lock
+ * them), the deltas are left to the view's next batch, which waits at most
  * pg_kappa.view_lock_timeout.  SPI must be connected.
  */
 void
@@ -2086,9 +2086,14 @@ kappa_rules_clear_deltas(int id)
 		return;
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rp->relid)))
 		return;
+	/*
+	 * ExclusiveLock, which the DELETE does not need, for it also conflicts
+	 * with the lock of anyone holding rows of the table locked: the DELETE
+	 * would wait for them.
+	 */
 	for (int i = 0; i < rp->nsources; i++)
 		if (rp->d_filled[i] &&
-			!ConditionalLockRelationOid(rp->drelids[i], RowExclusiveLock))
+			!ConditionalLockRelationOid(rp->drelids[i], ExclusiveLock))
 			return;
 	kappa_owner_enter(rp->owner, &scope);
 	for (int i = 0; i < rp->nsources; i++)
