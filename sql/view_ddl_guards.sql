@@ -260,6 +260,8 @@ SELECT dg_try(format('CREATE OR REPLACE VIEW %I.o_0 AS SELECT id, g, v, 1 AS _ka
 SELECT dg_try(format('CREATE RULE "_RETURN" AS ON SELECT TO %I.d_0 DO INSTEAD SELECT id, g, v, 1 AS _kappa_w FROM dg_own.src', :'dg_s'));
 SELECT dg_try(format('CREATE TRIGGER dg_t BEFORE INSERT ON %I.d_0 FOR EACH ROW EXECUTE FUNCTION dg_own.tf()', :'dg_s'));
 SELECT dg_try(format('CREATE POLICY dg_p ON %I.g USING (dg_own.t())', :'dg_s'));
+SELECT dg_try(format('ALTER VIEW %I.o_0 SET SCHEMA dg_own', :'dg_s'));
+SELECT dg_try(format('ALTER TABLE %I.d_0 SET SCHEMA dg_own', :'dg_s'));
 SELECT dg_try(format('CREATE VIEW %I.dg_planted AS SELECT 1 AS x', :'dg_s'));   -- not a member: allowed
 RESET ROLE;
 -- and had it been done (by a superuser, the guard off), the drop guard

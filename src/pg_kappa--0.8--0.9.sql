@@ -413,8 +413,8 @@ CREATE EVENT TRIGGER kappa_drop_start ON ddl_command_start
 -- A view's owner owns its internal relations, and could redefine one that
 -- belongs to the extension (CREATE OR REPLACE VIEW of o_<n>) to depend on
 -- an object of its own, whose DROP ... CASCADE would then drop the
--- extension: such commands on members are refused
--- (src/views/internal_guard.c).
+-- extension, or move one out of the schema: such commands on members are
+-- refused (src/views/internal_guard.c).
 CREATE FUNCTION kappa.on_internal_ddl()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'kappa_on_internal_ddl'
@@ -423,5 +423,5 @@ REVOKE ALL ON FUNCTION kappa.on_internal_ddl() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_internal_ddl ON ddl_command_start
     WHEN TAG IN ('CREATE VIEW', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE POLICY',
-                 'ALTER POLICY')
+                 'ALTER POLICY', 'ALTER TABLE', 'ALTER VIEW')
     EXECUTE FUNCTION kappa.on_internal_ddl();

@@ -57,13 +57,14 @@
 PG_FUNCTION_INFO_V1(kappa_on_drop_start);
 
 /*
- * Would the deletion of the objects (classids[i], objids[i]) reach the
- * internal tables of a view?  If so, *name is the first such view's (by
- * id), or NULL if the caller does not have its owner's privileges: the
- * names of other roles' views are not told.
+ * Would the deletion of the objects (classids[i], objids[i]) reach a
+ * relation of the extension, the internal tables of a view (*is_view) or
+ * another (one moved out of its schema, say)?  *name is then the first
+ * such view's (by id), or NULL if the caller does not have its owner's
+ * privileges: the names of other roles' views are not told.
  */
 static bool
-view_reached(int n, Datum *classids, Datum *objids, char **name)
+view_reached(int n, Datum *classids, Datum *objids, char **name, bool *is_view)
 {
 	Oid			argtypes[4] = {OIDARRAYOID, OIDARRAYOID, OIDOID, OIDOID};
 	Datum		args[4];
@@ -96,7 +97,8 @@ view_reached(int n, Datum *classids, Datum *objids, char **name)
 							  " WHERE d.classid OPERATOR(pg_catalog.=) r.classid"
 							  " AND d.objid OPERATOR(pg_catalog.=) r.objid"
 							  " AND d.deptype OPERATOR(pg_catalog.=) 'i') x)"
-							  " SELECT CASE WHEN pg_catalog.pg_has_role($4, v.owner, 'USAGE') THEN v.name END"
+							  " SELECT CASE WHEN pg_catalog.pg_has_role($4, v.owner, 'USAGE') THEN v.name END,"
+							  " v.id IS NOT NULL"
 							  " FROM reach r"
 							  " JOIN pg_catalog.pg_depend e"
 							  " ON e.classid OPERATOR(pg_catalog.=) r.classid"
@@ -108,19 +110,22 @@ view_reached(int n, Datum *classids, Datum *objids, char **name)
 							  " ON r.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
 							  " AND c.oid OPERATOR(pg_catalog.=) r.objid"
 							  " JOIN pg_catalog.pg_namespace s ON s.oid OPERATOR(pg_catalog.=) c.relnamespace"
-							  " JOIN kappa.views v"
+							  " LEFT JOIN kappa.views v"
 							  " ON s.nspname OPERATOR(pg_catalog.=) ('kappa_v' OPERATOR(pg_catalog.||) v.id)"
-							  " ORDER BY v.id LIMIT 1",
+							  " ORDER BY v.id NULLS LAST LIMIT 1",
 							  4, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not follow the dependencies of the objects dropped");
 	reached = SPI_processed > 0;
 	*name = NULL;
+	*is_view = false;
 	if (reached)
 	{
 		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
 
 		if (value != NULL)
 			*name = MemoryContextStrdup(TopTransactionContext, value);
+		*is_view = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	kappa_unbecome(&saved);
 	SPI_finish();
@@ -128,21 +133,23 @@ view_reached(int n, Datum *classids, Datum *objids, char **name)
 }
 
 static void
-refuse(const char *what, bool plural, const char *view)
+refuse(const char *what, bool plural, const char *view, bool is_view)
 {
 	const char *whose = view ? psprintf("derived view %s", view) :
-		"a derived view of another role";
+		is_view ? "a derived view of another role" : "extension pg_kappa";
 
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 plural ?
 			 errmsg("cannot drop %s because %s depends on them", what, whose) :
 			 errmsg("cannot drop %s because %s depends on it", what, whose),
-			 errdetail("Internal tables of the view would be dropped with it, and they belong to extension pg_kappa, which PostgreSQL would then drop too."),
+			 is_view ?
+			 errdetail("Internal tables of the view would be dropped with it, and they belong to extension pg_kappa, which PostgreSQL would then drop too.") :
+			 errdetail("A relation of extension pg_kappa would be dropped with it, and PostgreSQL would then drop the extension too."),
 			 view ?
 			 errhint("Drop the view first with kappa.drop_view('%s'), then run the command again.",
 					 view) :
-			 errhint("The view's owner must drop it first.")));
+			 is_view ? errhint("The view's owner must drop it first.") : 0));
 }
 
 /* DROP <objects> CASCADE */
@@ -159,6 +166,7 @@ check_drop(DropStmt *stmt)
 		Datum		classid;
 		Datum		objid;
 		char	   *view;
+		bool		is_view;
 
 		if (stmt->removeType == OBJECT_TABLE || stmt->removeType == OBJECT_VIEW ||
 			stmt->removeType == OBJECT_MATVIEW || stmt->removeType == OBJECT_FOREIGN_TABLE ||
@@ -193,8 +201,8 @@ check_drop(DropStmt *stmt)
 			continue;
 		classid = ObjectIdGetDatum(addr.classId);
 		objid = ObjectIdGetDatum(addr.objectId);
-		if (view_reached(1, &classid, &objid, &view))
-			refuse(getObjectDescription(&addr, false), false, view);
+		if (view_reached(1, &classid, &objid, &view, &is_view))
+			refuse(getObjectDescription(&addr, false), false, view, is_view);
 	}
 }
 
@@ -214,6 +222,7 @@ check_drop_owned(DropOwnedStmt *stmt)
 		Datum	   *objids;
 		int			n;
 		char	   *view;
+		bool		is_view;
 
 		/* the command's own check first: nothing said to others */
 		if (!has_privs_of_role(GetUserId(), role))
@@ -241,8 +250,9 @@ check_drop_owned(DropOwnedStmt *stmt)
 		SPI_finish();
 		if (n == 0)
 			continue;
-		if (view_reached(n, classids, objids, &view))
-			refuse(psprintf("objects owned by role %s", GetUserNameFromId(role, false)), true, view);
+		if (view_reached(n, classids, objids, &view, &is_view))
+			refuse(psprintf("objects owned by role %s", GetUserNameFromId(role, false)), true,
+				   view, is_view);
 	}
 }
 

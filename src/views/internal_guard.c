@@ -17,10 +17,11 @@
  * (ddl_command_start, kappa.on_internal_ddl) that would redefine a member
  * (CREATE OR REPLACE VIEW) or hang code of its owner's on one (CREATE
  * RULE, which also turns a table into a view, CREATE TRIGGER, CREATE or
- * ALTER POLICY), it is refused.  ALTER TABLE on a member already breaks
+ * ALTER POLICY), or move it to another schema, it is refused.  ALTER TABLE on a member already breaks
  * the view (kappa.on_ddl_end), and DROP ... CASCADE that would reach a
  * member is drop_guard.c's.  Relations a role adds to the schema itself
- * are not members, and are left alone, as are the extension's own scripts.
+ * are not members, and are left alone, as are the extension's own scripts
+ * and its relations in schema kappa (a superuser's).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,19 +38,6 @@
 #include "pg_kappa.h"
 
 PG_FUNCTION_INFO_V1(kappa_on_internal_ddl);
-
-/* Is nspid a view's internal schema, kappa_v<id>? */
-static bool
-internal_schema(Oid nspid)
-{
-	char	   *name = get_namespace_name(nspid);
-	size_t		digits;
-
-	if (name == NULL || strncmp(name, "kappa_v", 7) != 0)
-		return false;
-	digits = strspn(name + 7, "0123456789");
-	return digits > 0 && digits <= 9 && name[7] != '0' && name[7 + digits] == '\0';
-}
 
 Datum
 kappa_on_internal_ddl(PG_FUNCTION_ARGS)
@@ -80,6 +68,12 @@ kappa_on_internal_ddl(PG_FUNCTION_ARGS)
 		case T_AlterPolicyStmt:
 			rv = ((AlterPolicyStmt *) tree)->table;
 			break;
+		case T_AlterObjectSchemaStmt:
+			/* moved out, a member would outlive kappa.drop_view */
+			rv = ((AlterObjectSchemaStmt *) tree)->relation;
+			if (rv == NULL)
+				PG_RETURN_NULL();
+			break;
 		default:
 			PG_RETURN_NULL();
 	}
@@ -90,7 +84,8 @@ kappa_on_internal_ddl(PG_FUNCTION_ARGS)
 
 	/* not locked: a relation that is missing is the command's to report */
 	relid = RangeVarGetRelid(rv, NoLock, true);
-	if (OidIsValid(relid) && internal_schema(get_rel_namespace(relid)) &&
+	if (OidIsValid(relid) &&
+		get_rel_namespace(relid) != get_namespace_oid("kappa", true) &&
 		getExtensionOfObject(RelationRelationId, relid) ==
 		get_extension_oid("pg_kappa", true))
 		ereport(ERROR,
