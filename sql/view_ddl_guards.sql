@@ -271,6 +271,12 @@ SELECT dg_try(format('CREATE OR REPLACE VIEW %I.o_0 AS SELECT id, g, v, 1 AS _ka
                      ' UNION ALL SELECT id, g, v, - _kappa_w FROM %I.d_0', :'dg_s', :'dg_s'));
 ALTER EVENT TRIGGER kappa_internal_ddl ENABLE;
 SELECT dg_try('DROP FUNCTION dg_own.t() CASCADE');
+-- and under it, whatever the command, the deletion itself is refused
+ALTER EVENT TRIGGER kappa_drop_start DISABLE;
+SET client_min_messages = warning;
+SELECT dg_try('DROP FUNCTION dg_own.t() CASCADE');
+RESET client_min_messages;
+ALTER EVENT TRIGGER kappa_drop_start ENABLE;
 SELECT extname FROM pg_extension WHERE extname = 'pg_kappa';
 SET client_min_messages = warning;
 SELECT kappa.drop_view('dg_own.v');

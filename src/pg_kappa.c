@@ -166,6 +166,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("pg_kappa");
 
 	kappa_delta_sizes_init();
+	kappa_drop_guard_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -504,6 +504,9 @@ extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
 extern List *kappa_rules_filled_views(void);
 extern void kappa_rules_clear_deltas(int id);
 
+/* views/drop_guard.c */
+extern void kappa_drop_guard_init(void);
+
 /* views/delta_sizes.c */
 extern void kappa_delta_sizes_init(void);
 extern void kappa_delta_sizes_set(Oid relid, double rows);

@@ -32,12 +32,21 @@
  * takes the tables out of the extension before dropping them), are not
  * refused.  Without CASCADE PostgreSQL refuses on its own.
  *
+ * That check names the view, but it reads names before the command does,
+ * and follows only the commands it is fired for.  Under it, an object
+ * access hook refuses the deletion itself, whatever the command: of the
+ * extension, or of one of its relations, unless the statement is DROP
+ * EXTENSION pg_kappa (a ProcessUtility hook notes that) or the extension's
+ * own script.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -47,10 +56,13 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "pg_kappa.h"
 
@@ -279,4 +291,90 @@ kappa_on_drop_start(PG_FUNCTION_ARGS)
 			check_drop_owned(stmt);
 	}
 	PG_RETURN_NULL();
+}
+
+/*
+ * The statement DROP EXTENSION pg_kappa runs in, by transaction and
+ * statement start: the deletions it makes are the extension's to make.
+ */
+static LocalTransactionId dropping_lxid = InvalidLocalTransactionId;
+static TimestampTz dropping_stmt = 0;
+
+static object_access_hook_type prev_object_access_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+static bool
+dropping_extension(void)
+{
+	return dropping_lxid == MyProc->lxid &&
+		dropping_stmt == GetCurrentStatementStartTimestamp();
+}
+
+static void
+guard_process_utility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *tree = pstmt->utilityStmt;
+
+	if (IsA(tree, DropStmt) && ((DropStmt *) tree)->removeType == OBJECT_EXTENSION)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) tree)->objects)
+			if (strcmp(strVal(lfirst(lc)), "pg_kappa") == 0)
+			{
+				dropping_lxid = MyProc->lxid;
+				dropping_stmt = GetCurrentStatementStartTimestamp();
+			}
+	}
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+static void
+guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
+{
+	Oid			extension;
+
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || creating_extension || dropping_extension())
+		return;
+	if (classId != ExtensionRelationId &&
+		(classId != RelationRelationId || subId != 0))
+		return;
+	extension = get_extension_oid("pg_kappa", true);
+	if (!OidIsValid(extension))
+		return;
+	if (classId == ExtensionRelationId && objectId == extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop extension pg_kappa as part of dropping other objects"),
+				 errdetail("Every derived view, kappa.views and the event log would go with it."),
+				 errhint("Drop the derived views that depend on those objects first (kappa.drop_view), or drop the extension itself with DROP EXTENSION pg_kappa.")));
+	if (classId == RelationRelationId &&
+		getExtensionOfObject(RelationRelationId, objectId) == extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop relation %s of extension pg_kappa",
+						kappa_qualified_name(objectId)),
+				 errdetail("The command would drop it, and with it the extension: every derived view, kappa.views and the event log."),
+				 errhint("Drop the derived views the command reaches first (kappa.drop_view); DROP EXTENSION pg_kappa drops the extension itself.")));
+}
+
+/* Install the hooks (_PG_init). */
+void
+kappa_drop_guard_init(void)
+{
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = guard_object_access;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = guard_process_utility;
 }
