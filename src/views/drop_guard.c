@@ -30,7 +30,8 @@
  *
  * DROP EXTENSION pg_kappa itself, and kappa.drop_internal_schema (which
  * takes the tables out of the extension before dropping them), are not
- * refused.  Without CASCADE PostgreSQL refuses on its own.
+ * refused.  Without CASCADE PostgreSQL refuses on its own (DROP OWNED is
+ * checked all the same, since that refusal would list other roles' tables).
  *
  * That check names the view, but it reads names before the command does,
  * and follows only the commands it is fired for.  Under it, an object
@@ -218,7 +219,7 @@ check_drop(DropStmt *stmt)
 	}
 }
 
-/* DROP OWNED BY <roles> CASCADE: what they own in this database */
+/* DROP OWNED BY <roles>: what they own in this database */
 static void
 check_drop_owned(DropOwnedStmt *stmt)
 {
@@ -285,10 +286,12 @@ kappa_on_drop_start(PG_FUNCTION_ARGS)
 	}
 	else if (IsA(trigdata->parsetree, DropOwnedStmt))
 	{
-		DropOwnedStmt *stmt = (DropOwnedStmt *) trigdata->parsetree;
-
-		if (stmt->behavior == DROP_CASCADE)
-			check_drop_owned(stmt);
+		/*
+		 * Also without CASCADE: PostgreSQL's own refusal would list what
+		 * depends on the extension the drop reaches, other roles' derived
+		 * tables among it.
+		 */
+		check_drop_owned((DropOwnedStmt *) trigdata->parsetree);
 	}
 	PG_RETURN_NULL();
 }
