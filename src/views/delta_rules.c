@@ -1886,6 +1886,19 @@ run_terms(RulePlan *rp, bool *touched, int64 *counts)
 	}
 }
 
+/* Empty every d_<n> an earlier batch of the view may have filled. */
+static void
+clear_filled_deltas(RulePlan *rp)
+{
+	for (int i = 0; i < rp->nsources; i++)
+		if (rp->d_filled[i])
+		{
+			kappa_run(rp->clear_d[i]);
+			rp->d_filled[i] = false;
+		}
+	rp->d_rows = 0;
+}
+
 /*
  * Engine 2's kappa_apply_view: apply the current batch to view viewid,
  * whose applied LSN is applied.  Returns the derived rows deleted and
@@ -1923,12 +1936,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 
 	kappa_owner_enter(rp->owner, &scope);
 	kappa_delta_sizes_reset();
-	for (int i = 0; i < rp->nsources; i++)
-		if (rp->d_filled[i])
-		{
-			kappa_run(rp->clear_d[i]);
-			rp->d_filled[i] = false;
-		}
+	clear_filled_deltas(rp);
 	t_cleared = GetCurrentTimestamp();
 	for (int i = 0; i < rp->nsources; i++)
 	{
@@ -2024,17 +2032,11 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	t_applied = GetCurrentTimestamp();
 	kappa_owner_leave(&scope);
 	if (message_level_is_interesting(DEBUG1))
-	{
-		int64		images = 0;
-
-		for (int i = 0; i < rp->nsources; i++)
-			images += counts[i];
 		elog(DEBUG1, "derived view %d: earlier deltas cleared in %.1f ms, " INT64_FORMAT " row images in the deltas, filled in %.1f ms, terms %.1f ms, applied in %.1f ms",
-			 viewid, (t_cleared - t_start) / 1000.0, images,
+			 viewid, (t_cleared - t_start) / 1000.0, rp->d_rows,
 			 (t_filled - t_cleared) / 1000.0,
 			 t_terms ? (t_terms - t_filled) / 1000.0 : 0.0,
 			 (t_applied - (t_terms ? t_terms : t_filled)) / 1000.0);
-	}
 
 	*new_applied = kappa_batch->last_commit_lsn;
 	*ntxns = kappa_count_lsns(lsns);
@@ -2096,12 +2098,6 @@ kappa_rules_clear_deltas(int id)
 			!ConditionalLockRelationOid(rp->drelids[i], ExclusiveLock))
 			return;
 	kappa_owner_enter(rp->owner, &scope);
-	for (int i = 0; i < rp->nsources; i++)
-		if (rp->d_filled[i])
-		{
-			kappa_run(rp->clear_d[i]);
-			rp->d_filled[i] = false;
-		}
-	rp->d_rows = 0;
+	clear_filled_deltas(rp);
 	kappa_owner_leave(&scope);
 }

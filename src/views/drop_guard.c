@@ -45,7 +45,6 @@
 #include "postgres.h"
 
 #include "access/table.h"
-#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/objectaddress.h"
@@ -344,26 +343,19 @@ static void
 guard_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					int subId, void *arg)
 {
-	Oid			extension;
-
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access != OAT_DROP || creating_extension || dropping_extension())
 		return;
-	if (classId != ExtensionRelationId &&
-		(classId != RelationRelationId || subId != 0))
-		return;
-	extension = get_extension_oid("pg_kappa", true);
-	if (!OidIsValid(extension))
-		return;
-	if (classId == ExtensionRelationId && objectId == extension)
+	if (classId == ExtensionRelationId &&
+		objectId == get_extension_oid("pg_kappa", true))
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop extension pg_kappa as part of dropping other objects"),
 				 errdetail("Every derived view, kappa.views and the event log would go with it."),
 				 errhint("Drop the derived views that depend on those objects first (kappa.drop_view), or drop the extension itself with DROP EXTENSION pg_kappa.")));
-	if (classId == RelationRelationId &&
-		getExtensionOfObject(RelationRelationId, objectId) == extension)
+	if (classId == RelationRelationId && subId == 0 &&
+		kappa_extension_relation(objectId))
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop relation %s of extension pg_kappa",

@@ -27,9 +27,7 @@
  */
 #include "postgres.h"
 
-#include "catalog/dependency.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "nodes/parsenodes.h"
@@ -86,8 +84,7 @@ kappa_on_internal_ddl(PG_FUNCTION_ARGS)
 	relid = RangeVarGetRelid(rv, NoLock, true);
 	if (OidIsValid(relid) &&
 		get_rel_namespace(relid) != get_namespace_oid("kappa", true) &&
-		getExtensionOfObject(RelationRelationId, relid) ==
-		get_extension_oid("pg_kappa", true))
+		kappa_extension_relation(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot change relation %s, which belongs to extension pg_kappa",

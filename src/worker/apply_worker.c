@@ -790,21 +790,6 @@ hold_in_worker(int id, Oid relid, List *sources)
 	return h;
 }
 
-/* The owner of derived table relid, or InvalidOid if it is gone. */
-static Oid
-derived_table_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner = InvalidOid;
-
-	if (HeapTupleIsValid(tup))
-	{
-		owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-		ReleaseSysCache(tup);
-	}
-	return owner;
-}
-
 /*
  * View id timed out: hold it, in the batch's transaction (SPI connected),
  * as a resumed view is held: "initializing", with the reason in
@@ -1712,7 +1697,7 @@ apply_batch(void)
 		 * per owner and batch is enough, or a role with many views would
 		 * hold up every other role's for as many timeouts.
 		 */
-		owner = derived_table_owner(relid);
+		owner = kappa_rel_owner(relid);
 		if (list_member_oid(stalled_owners, owner))
 		{
 			if (hold_view(id, relid, sources,
