@@ -22,6 +22,7 @@
 #include "nodes/parsenodes.h"
 #include "replication/origin.h"
 #include "replication/output_plugin.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/relcache.h"
@@ -162,6 +163,9 @@ extern char *kappa_test_crash_point;
  */
 typedef struct KappaWorkerSlot
 {
+	ConditionVariable progress_cv;	/* broadcast when processed_lsn moves
+									 * (kappa.wait sleeps on it); first, and
+									 * kept when the slot is taken again */
 	Oid			dboid;			/* InvalidOid: slot free */
 	bool		wanted;			/* the launcher keeps a worker running */
 	uint32		generation;		/* bumped when the slot is taken and
@@ -195,6 +199,7 @@ extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
+extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
 
 /* commit_wake.c: a commit that wrote wakes its database's worker */

@@ -149,14 +149,28 @@ read_waited_view(Oid relid, KappaViewRow *v)
 	SPI_finish();
 }
 
-/* Sleep one poll interval, nudging the database's apply worker first */
+/*
+ * Sleep one poll interval at most, nudging the database's apply worker
+ * first.  The worker broadcasts on its slot's condition variable (*cv,
+ * looked up the first time there is a slot) when it has applied more, which
+ * ends the sleep at once.  The first sleep on a condition variable only
+ * prepares it and returns; the caller calls ConditionVariableCancelSleep
+ * when done waiting, and an error cancels it too.
+ */
 static void
-wait_poll(void)
+wait_poll(ConditionVariable **cv)
 {
 	kappa_wake_worker(MyDatabaseId);
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 WAIT_POLL_MS, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
+	if (*cv == NULL)
+		*cv = kappa_worker_progress_cv(MyDatabaseId);
+	if (*cv != NULL)
+		(void) ConditionVariableTimedSleep(*cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
+	else
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 	CHECK_FOR_INTERRUPTS();
 }
 
@@ -172,6 +186,7 @@ wait_origin(Oid relid, Oid subid, const char *subname, XLogRecPtr origin_lsn,
 {
 	MemoryContext pollcxt;
 	MemoryContext oldcxt;
+	ConditionVariable *cv = NULL;
 
 	pollcxt = AllocSetContextCreate(CurrentMemoryContext, "kappa.wait poll",
 									ALLOCSET_SMALL_SIZES);
@@ -191,11 +206,13 @@ wait_origin(Oid relid, Oid subid, const char *subname, XLogRecPtr origin_lsn,
 			break;
 		if (GetCurrentTimestamp() >= deadline)
 		{
+			ConditionVariableCancelSleep();
 			MemoryContextDelete(pollcxt);
 			return InvalidXLogRecPtr;
 		}
-		wait_poll();
+		wait_poll(&cv);
 	}
+	ConditionVariableCancelSleep();
 	MemoryContextDelete(pollcxt);
 	return GetXLogInsertRecPtr();
 }
@@ -209,6 +226,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 {
 	MemoryContext pollcxt;
 	MemoryContext oldcxt;
+	ConditionVariable *cv = NULL;
 	bool		done = false;
 
 	target = kappa_end_of_records(target);
@@ -245,8 +263,9 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		}
 		if (GetCurrentTimestamp() >= deadline)
 			break;
-		wait_poll();
+		wait_poll(&cv);
 	}
+	ConditionVariableCancelSleep();
 	MemoryContextDelete(pollcxt);
 	return done;
 }
@@ -337,6 +356,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 {
 	int64		timeout_us;
 	TimestampTz deadline;
+	ConditionVariable *cv = NULL;
 
 	if (pg_mul_s64_overflow(timeout_ms, 1000, &timeout_us))
 		timeout_us = timeout_ms > 0 ? PG_INT64_MAX : PG_INT64_MIN;
@@ -348,16 +368,17 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 	for (;;)
 	{
 		if (kappa_worker_processed_lsn(MyDatabaseId) >= target)
-			return true;
+			break;
 		if (GetCurrentTimestamp() >= deadline)
+		{
+			ConditionVariableCancelSleep();
 			return false;
+		}
 		kappa_request_worker(MyDatabaseId);
-		kappa_wake_worker(MyDatabaseId);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		wait_poll(&cv);
 	}
+	ConditionVariableCancelSleep();
+	return true;
 }
 
 Datum

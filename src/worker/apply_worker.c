@@ -1969,6 +1969,7 @@ kappa_apply_main(Datum main_arg)
 	strlcpy(MySlot->state, "running", sizeof(MySlot->state));
 	MySlot->last_error[0] = '\0';
 	LWLockRelease(KappaShmem->lock);
+	ConditionVariableBroadcast(&MySlot->progress_cv);
 	ereport(LOG,
 			(errmsg("pg_kappa apply worker for database %u started at %X/%X",
 					dboid, LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
@@ -2111,6 +2112,7 @@ kappa_apply_main(Datum main_arg)
 				MySlot->restarts = 0;
 			}
 			LWLockRelease(KappaShmem->lock);
+			ConditionVariableBroadcast(&MySlot->progress_cv);
 
 			clear_caught_up(ctx->reader->EndRecPtr);
 			check_retained_wal();

@@ -83,6 +83,8 @@ kappa_shmem_startup(void)
 		memset(KappaShmem, 0, kappa_shmem_size());
 		KappaShmem->lock = &(GetNamedLWLockTranche("pg_kappa"))->lock;
 		KappaShmem->nslots = kappa_max_databases;
+		for (int i = 0; i < KappaShmem->nslots; i++)
+			ConditionVariableInit(&KappaShmem->workers[i].progress_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -147,7 +149,9 @@ kappa_worker_slot(Oid dboid, bool create)
 		w = reusable;
 		/* a worker started for the previous owner must not attach */
 		generation = w->generation + 1;
-		memset(w, 0, sizeof(KappaWorkerSlot));
+		/* everything but the condition variable, which may have sleepers */
+		memset((char *) w + offsetof(KappaWorkerSlot, dboid), 0,
+			   sizeof(KappaWorkerSlot) - offsetof(KappaWorkerSlot, dboid));
 		w->generation = generation;
 		w->dboid = dboid;
 	}
@@ -291,6 +295,25 @@ kappa_worker_processed_lsn(Oid dboid)
 		result = w->processed_lsn;
 	LWLockRelease(KappaShmem->lock);
 	return result;
+}
+
+/*
+ * The condition variable the database's worker broadcasts on when its
+ * processed LSN moves, or NULL if the database has no worker slot.  Slots
+ * live as long as shared memory, so the pointer stays valid; should the
+ * slot pass to another database meanwhile, a sleeper only wakes for
+ * nothing.
+ */
+ConditionVariable *
+kappa_worker_progress_cv(Oid dboid)
+{
+	KappaWorkerSlot *w;
+
+	shmem_required();
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	w = kappa_worker_slot(dboid, false);
+	LWLockRelease(KappaShmem->lock);
+	return w ? &w->progress_cv : NULL;
 }
 
 /*
