@@ -244,6 +244,11 @@ typedef struct KappaSourceBuffer
 								 * identity not FULL), or 0 */
 	XLogRecPtr	unidentified_lsn;	/* latest DELETE that does not say which
 									 * row it deleted, or 0 */
+	bool	   *dropped;		/* per source column: buffered as null, since
+								 * no view reads it (kappa_sink_columns_read),
+								 * or NULL when every column is kept */
+	XLogRecPtr	dropped_lsn;	/* commit LSN of the latest image buffered
+								 * without them, or 0 */
 	Datum	   *values;			/* an image being buffered (buffer_row) */
 	bool	   *nulls;
 	Datum	   *unchanged;
@@ -304,6 +309,10 @@ extern void kappa_sink_init_callbacks(OutputPluginCallbacks *cb);
 extern void kappa_batch_reset(void);
 extern void kappa_sink_sources_changed(void);
 extern void kappa_sink_set_sources(List *relids);
+extern void kappa_sink_columns_begin(void);
+extern void kappa_sink_columns_read(Oid relid, const bool *read, int natts);
+extern void kappa_check_buffer_columns(KappaSourceBuffer *buf, const bool *read, int natts,
+									   XLogRecPtr applied);
 extern void kappa_sink_set_captures(List *relids, List *start_lsns);
 extern void kappa_sink_forget_capture(Oid relid);
 extern void kappa_check_row_images(List *sources, XLogRecPtr applied,
@@ -507,6 +516,7 @@ extern void kappa_rules_forget(void);
 extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
 							   XLogRecPtr *new_applied, int64 *ntxns);
 extern List *kappa_rules_filled_views(void);
+extern bool kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts);
 extern void kappa_rules_clear_deltas(int id);
 
 /* views/drop_guard.c */

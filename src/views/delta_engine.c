@@ -688,6 +688,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			continue;
 
 		kappa_check_source_access(sp->relid, vp->owner);
+		kappa_check_buffer_columns(buf, NULL, 0, applied);
 		if (buf->schema_change_lsn > applied)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

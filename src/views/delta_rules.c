@@ -1946,6 +1946,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		if (buf == NULL)
 			continue;
 		kappa_check_source_access(rp->sources[i], rp->owner);
+		kappa_check_buffer_columns(buf, rp->read[i], rp->read_natts[i], applied);
 		if (buf->schema_change_lsn > applied)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -2041,6 +2042,32 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	*new_applied = kappa_batch->last_commit_lsn;
 	*ntxns = kappa_count_lsns(lsns);
 	return rows;
+}
+
+/*
+ * The columns of source relid that view id reads from a batch's row images
+ * (d_<n> has the others null), from its kept plan: *read (NULL for all of
+ * them) and its length *natts.  False when the view has no plan, or its
+ * plans are out of date: the view may then read any column.
+ */
+bool
+kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts)
+{
+	RulePlan   *rp;
+
+	if (rule_plans == NULL || kappa_plans_stale)
+		return false;
+	rp = hash_search(rule_plans, &id, HASH_FIND, NULL);
+	if (rp == NULL)
+		return false;
+	for (int i = 0; i < rp->nsources; i++)
+		if (rp->sources[i] == relid)
+		{
+			*read = rp->read[i];
+			*natts = rp->read_natts[i];
+			return true;
+		}
+	return false;
 }
 
 /*

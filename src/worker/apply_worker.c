@@ -121,6 +121,16 @@ typedef struct HeldView
 
 static List *held_views = NIL;	/* HeldView *, in TopMemoryContext */
 
+/* A source of a view the worker keeps changes for (reload_views) */
+typedef struct ViewSource
+{
+	int			id;
+	int			engine;
+	Oid			relid;
+} ViewSource;
+
+static List *view_sources = NIL;	/* ViewSource *, in TopMemoryContext */
+
 /* retried views have caught up once decoding is past this */
 static XLogRecPtr catch_up_lsn = InvalidXLogRecPtr;
 
@@ -414,6 +424,31 @@ held_running(void)
 }
 
 /*
+ * Say which columns of the sources the views read from the next batch's
+ * row images (the sink buffers the others as null): a view of engine 2
+ * whose plan is kept says its columns, any other view every column.  A
+ * view whose plan changes after this is applied from a batch decoded again
+ * (kappa_check_buffer_columns).
+ */
+static void
+say_columns_read(void)
+{
+	ListCell   *lc;
+
+	kappa_sink_columns_begin();
+	foreach(lc, view_sources)
+	{
+		ViewSource *vs = lfirst(lc);
+		const bool *read = NULL;
+		int			natts = 0;
+
+		if (vs->engine < 2 || !kappa_rules_columns_read(vs->id, vs->relid, &read, &natts))
+			read = NULL;
+		kappa_sink_columns_read(vs->relid, read, natts);
+	}
+}
+
+/*
  * Reload what the worker needs to know about the views: which tables to
  * keep changes of, and which views wait for their changes (paused, or
  * resumed and "initializing").  Exits when nothing is left to do.  A view
@@ -469,6 +504,8 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
 	views_aligned = false;
+	list_free_deep(view_sources);
+	view_sources = NIL;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -480,8 +517,14 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		Oid			src = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 
+		ViewSource *vs = palloc(sizeof(ViewSource));
+
+		vs->id = id;
+		vs->engine = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+		vs->relid = src;
+		view_sources = lappend(view_sources, vs);
 		sources = list_append_unique_oid(sources, src);
-		if (DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull)) >= 2)
+		if (vs->engine >= 2)
 			views_aligned = true;
 		if (strcmp(state, "running") != 0 || is_held(id))
 		{
@@ -2001,6 +2044,7 @@ kappa_apply_main(Datum main_arg)
 			MemoryContextReset(loopcxt);
 			MemoryContextSwitchTo(loopcxt);
 			kappa_batch_reset();
+			say_columns_read();
 			batch_started = GetCurrentTimestamp();
 
 			/*

@@ -18,6 +18,15 @@
  * invalidation of it arrives), every table is kept until the next reload,
  * so that a view created while a batch is being decoded loses nothing.
  *
+ * Of a source, only the columns some view reads are kept: before a batch,
+ * the worker says which columns each view reads from the row images
+ * (kappa_sink_columns_read: engine 2 views whose plan is kept name theirs,
+ * any other view takes them all), and the others are buffered as null, so
+ * that images are smaller to buffer and to read back.  Once kappa.views
+ * changes, images are kept whole until the reload.  A view that reads a
+ * column its batch's images left out (its plan changed meanwhile) is held
+ * and applied from the WAL decoded again (kappa_check_buffer_columns).
+ *
  * Changes of captured tables (kappa.capture) are also written as JSON
  * records, with the output plugin's own code (event_format.c), into a
  * second tuplestore, from which event_log.c appends them to the event log
@@ -77,6 +86,21 @@ RepOriginId kappa_worker_origin = InvalidRepOriginId;
 
 /* sources of views, as last loaded; NULL means "keep every table" */
 static HTAB *source_set = NULL;
+
+/*
+ * The columns of each source that the batch's views read from its row
+ * images (kappa_sink_columns_read), in the batch's memory; a source not in
+ * it keeps every column.
+ */
+typedef struct ColumnsRead
+{
+	Oid			relid;			/* hash key */
+	bool		all;
+	int			natts;
+	bool	   *read;			/* natts long, unless all */
+} ColumnsRead;
+
+static HTAB *columns_read = NULL;
 static bool sources_stale = true;
 
 /* captured tables: relid -> commit LSN after which changes are logged */
@@ -185,6 +209,7 @@ kappa_batch_reset(void)
 		}
 		MemoryContextReset(kappa_batch->mcxt);
 	}
+	columns_read = NULL;		/* was in the batch's memory */
 
 	kappa_batch->ntxns = 0;
 	kappa_batch->nchanges = 0;
@@ -216,6 +241,127 @@ kappa_batch_reset(void)
 		kappa_batch->sources = hash_create("pg_kappa batch sources", 16, &ctl,
 										   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+}
+
+/*
+ * Start saying which columns of the sources the views read from the next
+ * batch's row images (kappa_sink_columns_read, for every view and source
+ * before the batch is decoded): the others are buffered as null, which
+ * makes the images smaller to buffer and to read back.
+ */
+void
+kappa_sink_columns_begin(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(ColumnsRead);
+	ctl.hcxt = kappa_batch->mcxt;
+	columns_read = hash_create("pg_kappa columns read", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * A view reads the columns of source relid marked in read (natts long), or
+ * every column when read is NULL.  A view that cannot say (engine 1, or no
+ * plan yet) must pass NULL.
+ */
+void
+kappa_sink_columns_read(Oid relid, const bool *read, int natts)
+{
+	ColumnsRead *c;
+	bool		found;
+
+	c = hash_search(columns_read, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		c->all = false;
+		c->natts = 0;
+		c->read = NULL;
+	}
+	if (c->all)
+		return;
+	if (read == NULL)
+	{
+		c->all = true;
+		return;
+	}
+	if (natts > c->natts)
+	{
+		bool	   *wider = MemoryContextAllocZero(kappa_batch->mcxt, sizeof(bool) * natts);
+
+		if (c->natts > 0)
+			memcpy(wider, c->read, sizeof(bool) * c->natts);
+		c->read = wider;
+		c->natts = natts;
+	}
+	for (int i = 0; i < natts; i++)
+		c->read[i] |= read[i];
+}
+
+/*
+ * The columns a new buffer of relid keeps null (buf->dropped): those no view
+ * reads, as said before the batch was decoded.  Every column is kept while
+ * the set of sources is stale, or for a source not said of.
+ */
+static void
+buffer_dropped(KappaSourceBuffer *buf, Oid relid)
+{
+	ColumnsRead *c = NULL;
+	bool		any = false;
+
+	buf->dropped = NULL;
+	buf->dropped_lsn = InvalidXLogRecPtr;
+	if (sources_stale || columns_read == NULL)
+		return;
+	c = hash_search(columns_read, &relid, HASH_FIND, NULL);
+	if (c == NULL || c->all)
+		return;
+	buf->dropped = palloc0(sizeof(bool) * buf->srcnatts);
+	for (int i = 0; i < buf->srcnatts; i++)
+	{
+		buf->dropped[i] = !(i < c->natts && c->read[i]);
+		any |= buf->dropped[i];
+	}
+	if (!any)
+	{
+		pfree(buf->dropped);
+		buf->dropped = NULL;
+	}
+	else if (message_level_is_interesting(DEBUG2))
+	{
+		int			kept = 0;
+
+		for (int i = 0; i < buf->srcnatts; i++)
+			kept += !buf->dropped[i];
+		elog(DEBUG2, "buffering %d of the %d columns of relation %u",
+			 kept, buf->srcnatts, relid);
+	}
+}
+
+/*
+ * Before the batch is applied to a view, as of its applied LSN: an error
+ * when the buffer left out a column the view reads (marked in read, natts
+ * long; NULL for all) from an image the view has not seen, which happens
+ * when the view's plan changed after the batch was decoded.  (Images
+ * decoded after the views changed keep every column, so a view made while
+ * the batch was decoded reads its changes whole.)  The error is a
+ * serialization failure: the view is held, and applied from the WAL
+ * decoded again (apply_worker.c), when every column is kept.
+ */
+void
+kappa_check_buffer_columns(KappaSourceBuffer *buf, const bool *read, int natts,
+						   XLogRecPtr applied)
+{
+	if (buf->dropped == NULL || buf->dropped_lsn <= applied)
+		return;
+	for (int i = 0; i < buf->srcnatts; i++)
+		if (buf->dropped[i] && (read == NULL || (i < natts && read[i])))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("the batch was decoded without column %d of source table \"%s\", which the view reads",
+							i + 1, get_rel_name(buf->relid)),
+					 errdetail("The view's plan changed after the batch was decoded; the view is applied from the WAL decoded again.")));
 }
 
 /* kappa.views changed: keep every table until the worker reloads. */
@@ -603,6 +749,14 @@ widen_buffer(KappaSourceBuffer *buf, TupleDesc reldesc)
 
 	buffer_layout(buf, reldesc, old, oldn);
 	n = buf->srcnatts;
+	/* the added columns are kept: no view of the batch can read them */
+	if (buf->dropped != NULL)
+	{
+		bool	   *dropped = palloc0(sizeof(bool) * n);
+
+		memcpy(dropped, buf->dropped, sizeof(bool) * oldn);
+		buf->dropped = dropped;
+	}
 	buf->rows = buffer_store();
 	CurrentResourceOwner = batch_owner;
 	tuplestore_rescan(oldrows);
@@ -634,6 +788,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 	if (!found)
 	{
 		buffer_layout(buf, reldesc, NULL, 0);
+		buffer_dropped(buf, relid);
 		buf->rows = buffer_store();
 		buf->nrows = 0;
 		buf->truncate_lsn = InvalidXLogRecPtr;
@@ -695,6 +850,13 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	unchanged = buf->unchanged;
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
+	/* once the views changed (a new view may read more), keep them all */
+	if (buf->dropped != NULL && !sources_stale)
+	{
+		for (int i = 0; i < n; i++)
+			nulls[i] |= buf->dropped[i];
+		buf->dropped_lsn = commit_lsn;
+	}
 
 	/*
 	 * An image no tuplestore can hold is left out, and the views that need
