@@ -150,21 +150,26 @@ read_waited_view(Oid relid, KappaViewRow *v)
 }
 
 /*
- * Sleep one poll interval at most, nudging the database's apply worker
- * first.  The worker broadcasts on its slot's condition variable (*cv,
- * looked up the first time there is a slot) when it has applied more, which
- * ends the sleep at once.  The first sleep on a condition variable only
- * prepares it and returns; the caller calls ConditionVariableCancelSleep
- * when done waiting, and an error cancels it too.
+ * Sleep one poll interval at most.  The worker broadcasts on its slot's
+ * condition variable (*cv, looked up the first time there is a slot) when
+ * it has applied more, which ends the sleep at once.  The database's apply
+ * worker is nudged first, unless the last sleep ended that way: the worker
+ * is busy, and waking it for nothing could have two processes wake each
+ * other while the view waited for stays behind (paused, held).  The first
+ * sleep on a condition variable only prepares it and returns; the caller
+ * calls ConditionVariableCancelSleep when done waiting, and an error
+ * cancels it too.
  */
 static void
-wait_poll(ConditionVariable **cv)
+wait_poll(ConditionVariable **cv, bool *woken)
 {
-	kappa_wake_worker(MyDatabaseId);
+	if (!*woken)
+		kappa_wake_worker(MyDatabaseId);
+	*woken = false;
 	if (*cv == NULL)
 		*cv = kappa_worker_progress_cv(MyDatabaseId);
 	if (*cv != NULL)
-		(void) ConditionVariableTimedSleep(*cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		*woken = !ConditionVariableTimedSleep(*cv, WAIT_POLL_MS, PG_WAIT_EXTENSION);
 	else
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -187,6 +192,7 @@ wait_origin(Oid relid, Oid subid, const char *subname, XLogRecPtr origin_lsn,
 	MemoryContext pollcxt;
 	MemoryContext oldcxt;
 	ConditionVariable *cv = NULL;
+	bool		woken = false;
 
 	pollcxt = AllocSetContextCreate(CurrentMemoryContext, "kappa.wait poll",
 									ALLOCSET_SMALL_SIZES);
@@ -210,7 +216,7 @@ wait_origin(Oid relid, Oid subid, const char *subname, XLogRecPtr origin_lsn,
 			MemoryContextDelete(pollcxt);
 			return InvalidXLogRecPtr;
 		}
-		wait_poll(&cv);
+		wait_poll(&cv, &woken);
 	}
 	ConditionVariableCancelSleep();
 	MemoryContextDelete(pollcxt);
@@ -227,6 +233,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 	MemoryContext pollcxt;
 	MemoryContext oldcxt;
 	ConditionVariable *cv = NULL;
+	bool		woken = false;
 	bool		done = false;
 
 	target = kappa_end_of_records(target);
@@ -263,7 +270,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		}
 		if (GetCurrentTimestamp() >= deadline)
 			break;
-		wait_poll(&cv);
+		wait_poll(&cv, &woken);
 	}
 	ConditionVariableCancelSleep();
 	MemoryContextDelete(pollcxt);
@@ -357,6 +364,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 	int64		timeout_us;
 	TimestampTz deadline;
 	ConditionVariable *cv = NULL;
+	bool		woken = false;
 
 	if (pg_mul_s64_overflow(timeout_ms, 1000, &timeout_us))
 		timeout_us = timeout_ms > 0 ? PG_INT64_MAX : PG_INT64_MIN;
@@ -375,7 +383,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 			return false;
 		}
 		kappa_request_worker(MyDatabaseId);
-		wait_poll(&cv);
+		wait_poll(&cv, &woken);
 	}
 	ConditionVariableCancelSleep();
 	return true;

@@ -2025,6 +2025,8 @@ kappa_apply_main(Datum main_arg)
 		{
 			XLogRecPtr	end_of_wal;
 			XLogRecPtr	confirm;
+			XLogRecPtr	previous;
+			bool		progressed;
 			bool		caught_up;
 			bool		pinned;
 			TimestampTz batch_started;
@@ -2149,14 +2151,18 @@ kappa_apply_main(Datum main_arg)
 				confirm = paused_floor;
 			confirm_durable(confirm);
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+			previous = MySlot->processed_lsn;
 			MySlot->processed_lsn = held_running() ? confirm : ctx->reader->EndRecPtr;
+			progressed = MySlot->processed_lsn != previous || kappa_batch->ntxns > 0;
 			if (kappa_batch->ntxns > 0)
 			{
 				MySlot->last_batch_at = GetCurrentTimestamp();
 				MySlot->restarts = 0;
 			}
 			LWLockRelease(KappaShmem->lock);
-			ConditionVariableBroadcast(&MySlot->progress_cv);
+			/* only on progress: a waiter woken nudges the worker again */
+			if (progressed)
+				ConditionVariableBroadcast(&MySlot->progress_cv);
 
 			clear_caught_up(ctx->reader->EndRecPtr);
 			check_retained_wal();

@@ -320,7 +320,9 @@ buffer_dropped(KappaSourceBuffer *buf, Oid relid)
 	buf->dropped = palloc0(sizeof(bool) * buf->srcnatts);
 	for (int i = 0; i < buf->srcnatts; i++)
 	{
-		buf->dropped[i] = !(i < c->natts && c->read[i]);
+		/* a dropped column of the table is null anyway */
+		buf->dropped[i] = !(i < c->natts && c->read[i]) &&
+			!TupleDescAttr(buf->desc, i)->attisdropped;
 		any |= buf->dropped[i];
 	}
 	if (!any)
@@ -361,7 +363,7 @@ kappa_check_buffer_columns(KappaSourceBuffer *buf, const bool *read, int natts,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("the batch was decoded without column %d of source table \"%s\", which the view reads",
 							i + 1, get_rel_name(buf->relid)),
-					 errdetail("The view's plan changed after the batch was decoded; the view is applied from the WAL decoded again.")));
+					 errdetail("The batch left out the columns no view read when it was decoded; the view is applied again from the WAL, decoded with every column.")));
 }
 
 /* kappa.views changed: keep every table until the worker reloads. */
