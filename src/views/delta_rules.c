@@ -1628,7 +1628,9 @@ check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,
  * proportion to the rows changed, not to the number of changes.  A first
  * pass hashes every image; only images whose hash is among both signs are
  * held back and compared.  Rows that fail the source's filters (which
- * every term applies to them) are left out after that.  Returns how many
+ * every term applies to them) are left out; the first pass checks them,
+ * so that they are neither hashed nor held (the same row passes or fails
+ * alike, so no pair that cancels out is split).  Returns how many
  * images were read, and sets *written to how many went into d_<n>; adds commit
  * LSNs to *lsns; sets *consolidate when too many were held back, and d_<n>
  * still needs consolidating.
@@ -1656,11 +1658,17 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	DeltaWriter writer;
 	DeltaFilter filter;
 	hyperLogLogState *distinct = NULL;	/* per join column, or NULL */
+	bool	   *passes = NULL;	/* per image, in order: meets the filters
+								 * (the first pass's verdict), or NULL */
+	int64		npasses = 0;
+	int64		maxpasses = 0;
+	int64		image = 0;
 
 	*written = 0;
 
 	check_delta_reads(drel, srcrelid, buf, read, read_natts);
 	*consolidate = false;
+	delta_filter_start(&filter, filters, ddesc);
 
 	/* only updates and deletes have old images, which may cancel out */
 	if (buf->modify_lsn > applied)
@@ -1670,6 +1678,20 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		{
 			int			side = r.is_new ? 1 : 0;
 
+			if (filter.qual != NULL)
+			{
+				bool		ok = delta_filter_passes(&filter, r.values, r.nulls, NULL);
+
+				if (npasses >= maxpasses)
+				{
+					maxpasses = Max(1024, maxpasses * 2);
+					passes = passes ? repalloc_huge(passes, sizeof(bool) * maxpasses) :
+						palloc(sizeof(bool) * maxpasses);
+				}
+				passes[npasses++] = ok;
+				if (!ok)
+					continue;
+			}
 			if (nhashes[side] >= maxhashes[side])
 			{
 				maxhashes[side] = Max(64, maxhashes[side] * 2);
@@ -1685,7 +1707,6 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	}
 
 	delta_writer_start(&writer, drel);
-	delta_filter_start(&filter, filters, ddesc);
 	if (joined != NULL && kappa_delta_statistics)
 	{
 		distinct = palloc0(sizeof(hyperLogLogState) * n);
@@ -1710,6 +1731,13 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		{
 			*lsns = lappend(*lsns, (void *) (uintptr_t) r.lsn);
 			last_lsn = r.lsn;
+		}
+		/* both passes read the same images in the same order */
+		if (passes != NULL)
+		{
+			Assert(image < npasses);
+			if (!passes[image++])
+				continue;
 		}
 		if (nshared > 0 && !*consolidate)
 		{
@@ -1738,7 +1766,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				heap_freetuple(tup);
 			}
 		}
-		if (!delta_filter_passes(&filter, r.values, r.nulls, NULL))
+		if (passes == NULL && !delta_filter_passes(&filter, r.values, r.nulls, NULL))
 			continue;
 		delta_writer_put(&writer, heap_form_tuple(ddesc, r.values, r.nulls), true);
 		(*written)++;
@@ -1767,7 +1795,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		}
 		for (int i = 0; i < nheld; i++)
 			if (!held[i].cancelled &&
-				delta_filter_passes(&filter, NULL, NULL, held[i].tuple))
+				(passes != NULL || delta_filter_passes(&filter, NULL, NULL, held[i].tuple)))
 			{
 				delta_writer_put(&writer, held[i].tuple, false);
 				(*written)++;
