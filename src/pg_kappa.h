@@ -309,7 +309,6 @@ extern void kappa_sink_init_callbacks(OutputPluginCallbacks *cb);
 extern void kappa_batch_reset(void);
 extern void kappa_sink_sources_changed(void);
 extern void kappa_sink_set_sources(List *relids);
-extern void kappa_sink_columns_begin(void);
 extern void kappa_sink_columns_read(Oid relid, const bool *read, int natts);
 extern void kappa_check_buffer_columns(KappaSourceBuffer *buf, const bool *read, int natts,
 									   XLogRecPtr applied);

@@ -2075,14 +2075,16 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 /*
  * The columns of source relid that view id reads from a batch's row images
  * (d_<n> has the others null), from its kept plan: *read (NULL for all of
- * them) and its length *natts.  False when the view has no plan, or its
- * plans are out of date: the view may then read any column.
+ * them) and its length *natts.  False, with *read NULL, when the view has no
+ * plan, or its plans are out of date: the view may then read any column.
  */
 bool
 kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts)
 {
 	RulePlan   *rp;
 
+	*read = NULL;
+	*natts = 0;
 	if (rule_plans == NULL || kappa_plans_stale)
 		return false;
 	rp = hash_search(rule_plans, &id, HASH_FIND, NULL);

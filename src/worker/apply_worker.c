@@ -426,24 +426,23 @@ held_running(void)
 /*
  * Say which columns of the sources the views read from the next batch's
  * row images (the sink buffers the others as null): a view of engine 2
- * whose plan is kept says its columns, any other view every column.  A
- * view whose plan changes after this is applied from a batch decoded again
- * (kappa_check_buffer_columns).
+ * whose plan is kept says its columns, any other view every column (NULL).
+ * A view whose plan changes after this is applied from a batch decoded
+ * again (kappa_check_buffer_columns).
  */
 static void
 say_columns_read(void)
 {
 	ListCell   *lc;
 
-	kappa_sink_columns_begin();
 	foreach(lc, view_sources)
 	{
 		ViewSource *vs = lfirst(lc);
 		const bool *read = NULL;
 		int			natts = 0;
 
-		if (vs->engine < 2 || !kappa_rules_columns_read(vs->id, vs->relid, &read, &natts))
-			read = NULL;
+		if (vs->engine >= 2)
+			(void) kappa_rules_columns_read(vs->id, vs->relid, &read, &natts);
 		kappa_sink_columns_read(vs->relid, read, natts);
 	}
 }
@@ -516,7 +515,6 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(tup, desc, 3, &isnull));
 		Oid			src = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
 		ViewSource *vs = palloc(sizeof(ViewSource));
 
 		vs->id = id;
@@ -765,6 +763,14 @@ view_limits_abort(void)
 	statement_timer_armed = false;
 }
 
+/* Did the view's work wait out a lock or statement timeout (or a cancel)? */
+static bool
+timed_out(ErrorData *edata)
+{
+	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
 /*
  * Did the view's work fail for a reason that passes: a lock or statement
  * timeout, a cancel, a deadlock?  Such a view is held, not broken.
@@ -772,8 +778,7 @@ view_limits_abort(void)
 static bool
 transient_error(ErrorData *edata)
 {
-	return edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+	return timed_out(edata) ||
 		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
 		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
 }
@@ -1838,8 +1843,7 @@ apply_batch(void)
 			CurrentResourceOwner = oldowner;
 
 			kappa_engine_reset();
-			if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-				edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			if (timed_out(edata))
 				stalled_owners = lappend_oid(stalled_owners, owner);
 			if (transient_error(edata) ||
 				renamed_meanwhile(edata, id, relid, sources))

@@ -89,8 +89,8 @@ static HTAB *source_set = NULL;
 
 /*
  * The columns of each source that the batch's views read from its row
- * images (kappa_sink_columns_read), in the batch's memory; a source not in
- * it keeps every column.
+ * images (kappa_sink_columns_read), in the batch's memory, made empty by
+ * kappa_batch_reset; a source not in it keeps every column.
  */
 typedef struct ColumnsRead
 {
@@ -209,7 +209,6 @@ kappa_batch_reset(void)
 		}
 		MemoryContextReset(kappa_batch->mcxt);
 	}
-	columns_read = NULL;		/* was in the batch's memory */
 
 	kappa_batch->ntxns = 0;
 	kappa_batch->nchanges = 0;
@@ -240,31 +239,19 @@ kappa_batch_reset(void)
 		ctl.hcxt = kappa_batch->mcxt;
 		kappa_batch->sources = hash_create("pg_kappa batch sources", 16, &ctl,
 										   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ctl.entrysize = sizeof(ColumnsRead);
+		columns_read = hash_create("pg_kappa columns read", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 }
 
 /*
- * Start saying which columns of the sources the views read from the next
- * batch's row images (kappa_sink_columns_read, for every view and source
- * before the batch is decoded): the others are buffered as null, which
- * makes the images smaller to buffer and to read back.
- */
-void
-kappa_sink_columns_begin(void)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(ColumnsRead);
-	ctl.hcxt = kappa_batch->mcxt;
-	columns_read = hash_create("pg_kappa columns read", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/*
  * A view reads the columns of source relid marked in read (natts long), or
- * every column when read is NULL.  A view that cannot say (engine 1, or no
- * plan yet) must pass NULL.
+ * every column when read is NULL, from the batch's row images; said of every
+ * view and source after kappa_batch_reset, before the batch is decoded.  The
+ * columns no view reads are buffered as null, which makes the images smaller
+ * to buffer and to read back.  A view that cannot say (engine 1, or no plan
+ * yet) must pass NULL.
  */
 void
 kappa_sink_columns_read(Oid relid, const bool *read, int natts)
@@ -307,12 +294,12 @@ kappa_sink_columns_read(Oid relid, const bool *read, int natts)
 static void
 buffer_dropped(KappaSourceBuffer *buf, Oid relid)
 {
-	ColumnsRead *c = NULL;
-	bool		any = false;
+	ColumnsRead *c;
+	int			ndropped = 0;
 
 	buf->dropped = NULL;
 	buf->dropped_lsn = InvalidXLogRecPtr;
-	if (sources_stale || columns_read == NULL)
+	if (sources_stale)
 		return;
 	c = hash_search(columns_read, &relid, HASH_FIND, NULL);
 	if (c == NULL || c->all)
@@ -323,22 +310,16 @@ buffer_dropped(KappaSourceBuffer *buf, Oid relid)
 		/* a dropped column of the table is null anyway */
 		buf->dropped[i] = !(i < c->natts && c->read[i]) &&
 			!TupleDescAttr(buf->desc, i)->attisdropped;
-		any |= buf->dropped[i];
+		ndropped += buf->dropped[i];
 	}
-	if (!any)
+	if (ndropped == 0)
 	{
 		pfree(buf->dropped);
 		buf->dropped = NULL;
 	}
-	else if (message_level_is_interesting(DEBUG2))
-	{
-		int			kept = 0;
-
-		for (int i = 0; i < buf->srcnatts; i++)
-			kept += !buf->dropped[i];
+	else
 		elog(DEBUG2, "buffering %d of the %d columns of relation %u",
-			 kept, buf->srcnatts, relid);
-	}
+			 buf->srcnatts - ndropped, buf->srcnatts, relid);
 }
 
 /*
