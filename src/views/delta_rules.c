@@ -1549,22 +1549,17 @@ delta_filter_start(DeltaFilter *f, List *filters, TupleDesc ddesc)
 	f->econtext->ecxt_scantuple = f->slot;
 }
 
-/* Does the row of d_<n> (values and nulls, or tup) meet the filters? */
+/* Does the row of d_<n> (values and nulls) meet the filters? */
 static bool
-delta_filter_passes(DeltaFilter *f, Datum *values, bool *nulls, HeapTuple tup)
+delta_filter_passes(DeltaFilter *f, Datum *values, bool *nulls)
 {
 	TupleTableSlot *slot = f->slot;
 
 	if (f->qual == NULL)
 		return true;
 	ExecClearTuple(slot);
-	if (tup != NULL)
-		heap_deform_tuple(tup, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
-	else
-	{
-		memcpy(slot->tts_values, values, sizeof(Datum) * slot->tts_tupleDescriptor->natts);
-		memcpy(slot->tts_isnull, nulls, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	}
+	memcpy(slot->tts_values, values, sizeof(Datum) * slot->tts_tupleDescriptor->natts);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	ExecStoreVirtualTuple(slot);
 	ResetExprContext(f->econtext);
 	return ExecQual(f->qual, f->econtext);
@@ -1663,6 +1658,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	int64		npasses = 0;
 	int64		maxpasses = 0;
 	int64		image = 0;
+	int64		ndistinct_counted = 0;	/* images added to distinct */
 
 	*written = 0;
 
@@ -1680,7 +1676,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 
 			if (filter.qual != NULL)
 			{
-				bool		ok = delta_filter_passes(&filter, r.values, r.nulls, NULL);
+				bool		ok = delta_filter_passes(&filter, r.values, r.nulls);
 
 				if (npasses >= maxpasses)
 				{
@@ -1721,12 +1717,6 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		uint32		h = 0;
 
 		count++;
-		if (distinct != NULL)
-		{
-			for (int i = 0; i < n && i < read_natts; i++)
-				if (joined[i] && !r.nulls[i])
-					addHyperLogLog(&distinct[i], value_hash(TupleDescAttr(ddesc, i), r.values[i]));
-		}
 		if (r.lsn != last_lsn)
 		{
 			*lsns = lappend(*lsns, (void *) (uintptr_t) r.lsn);
@@ -1738,6 +1728,16 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			Assert(image < npasses);
 			if (!passes[image++])
 				continue;
+		}
+		else if (!delta_filter_passes(&filter, r.values, r.nulls))
+			continue;
+		if (distinct != NULL)
+		{
+			/* of the images written: those that meet the filters */
+			ndistinct_counted++;
+			for (int i = 0; i < n && i < read_natts; i++)
+				if (joined[i] && !r.nulls[i])
+					addHyperLogLog(&distinct[i], value_hash(TupleDescAttr(ddesc, i), r.values[i]));
 		}
 		if (nshared > 0 && !*consolidate)
 		{
@@ -1766,8 +1766,6 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				heap_freetuple(tup);
 			}
 		}
-		if (passes == NULL && !delta_filter_passes(&filter, r.values, r.nulls, NULL))
-			continue;
 		delta_writer_put(&writer, heap_form_tuple(ddesc, r.values, r.nulls), true);
 		(*written)++;
 	}
@@ -1794,8 +1792,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			}
 		}
 		for (int i = 0; i < nheld; i++)
-			if (!held[i].cancelled &&
-				(passes != NULL || delta_filter_passes(&filter, NULL, NULL, held[i].tuple)))
+			if (!held[i].cancelled)
 			{
 				delta_writer_put(&writer, held[i].tuple, false);
 				(*written)++;
@@ -1815,8 +1812,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		for (int i = 0; i < n && i < read_natts; i++)
 			if (joined[i])
 			{
-				double		fraction = count > 0 ?
-					estimateHyperLogLog(&distinct[i]) / count : 1.0;
+				double		fraction = ndistinct_counted > 0 ?
+					estimateHyperLogLog(&distinct[i]) / ndistinct_counted : 1.0;
 
 				if (fraction < 0.5)
 					kappa_delta_distinct_set(drelid, i + 1, fraction);
