@@ -163,6 +163,19 @@ SELECT state FROM kappa.views WHERE name = 'public.da_typed_max';
 SELECT kappa.drop_view('da_typed_max');
 DROP TABLE da_typed;
 
+-- x BETWEEN a AND b AND y is stored as two nested ANDs, which read back as
+-- one: the text differs in its parentheses only, and the rebuild goes on
+CREATE TABLE da_between (id int PRIMARY KEY, amount numeric, status text);
+INSERT INTO da_between VALUES (1, 15, 'paid'), (2, 25, 'paid'), (3, 12, 'open');
+SELECT kappa.create_view('da_between_v', $$SELECT id, amount FROM da_between WHERE amount BETWEEN 10 AND 20 AND status = 'paid' OR status = '(x)'$$) IS NOT NULL AS created;
+SELECT kappa.alter_view(view => 'da_between_v', rebuild => true);
+SELECT state FROM kappa.views WHERE name = 'public.da_between_v';
+INSERT INTO da_between VALUES (4, 11, 'paid'), (5, 99, '(x)');
+SELECT kappa.wait('da_between_v');
+SELECT * FROM da_between_v ORDER BY id;
+SELECT kappa.drop_view('da_between_v');
+DROP TABLE da_between;
+
 -- an ordinary table is not concerned
 CREATE TABLE da_plain (a int);
 ALTER TABLE da_plain ADD COLUMN b int;

@@ -1513,13 +1513,73 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The next character of a printed query that counts when two printings
+ * are compared, from *p on, or '\0': parentheses and layout outside
+ * quotes are skipped (*quote tracks the quote the text is in).
+ */
+static char
+next_significant(const char **p, char *quote)
+{
+	for (;; (*p)++)
+	{
+		char		c = **p;
+
+		if (c == '\0')
+			return c;
+		if (*quote != '\0')
+		{
+			if (c == *quote)
+				*quote = '\0';
+			(*p)++;
+			return c;
+		}
+		if (c == '\'' || c == '"')
+		{
+			*quote = c;
+			(*p)++;
+			return c;
+		}
+		if (c != '(' && c != ')' && !isspace((unsigned char) c))
+		{
+			(*p)++;
+			return c;
+		}
+	}
+}
+
+/*
+ * Do two printings of a query say the same but for parentheses and
+ * layout?  Parsing a printed query again joins nested ANDs and ORs into
+ * one (x BETWEEN a AND b AND y is stored as ((x >= a) AND (x <= b)) AND
+ * y, and reads back as one AND of three), which changes only those.
+ */
+static bool
+same_but_parentheses(const char *a, const char *b)
+{
+	char		qa = '\0';
+	char		qb = '\0';
+
+	for (;;)
+	{
+		char		ca = next_significant(&a, &qa);
+		char		cb = next_significant(&b, &qb);
+
+		if (ca != cb)
+			return false;
+		if (ca == '\0')
+			return true;
+	}
+}
+
+/*
  * Before a view is built again from its stored query: does that query
  * still read its sources as it did?  The stored text is printed from the
  * analyzed query, with its sources' column types then; a column whose
  * type changed since is read through a cast it did not have (max(b) of a
  * text column that became varchar reads max((b)::text)), and after a
  * second change the view would mean something else than the query it was
- * created from.  Printed again now, the text must be the same.
+ * created from.  Printed again now, the text must be the same, but for
+ * parentheses and layout (same_but_parentheses).
  */
 static void
 check_query_unchanged(Oid relid, const char *canonical, int engine)
@@ -1532,12 +1592,13 @@ check_query_unchanged(Oid relid, const char *canonical, int engine)
 	def = kappa_compile_view(canonical, engine);
 	again = kappa_deparse(def, NULL, true);
 	kappa_owner_leave(&scope);
-	if (strcmp(again, canonical) != 0)
+	if (!same_but_parentheses(again, canonical))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the query of derived view \"%s\" reads its sources differently now",
 						get_rel_name(relid)),
-				 errdetail("A column it reads has another type than when the view was created: its query would now be %s", again),
+				 errdetail("A column it reads has another type than when the view was created: its query would now be \"%s\".",
+						   again + strspn(again, " \n")),
 				 errhint("Drop the view with kappa.drop_view and create it again with the query you mean.")));
 }
 
