@@ -60,6 +60,27 @@ SELECT kappa.alter_view('totals', paused => false);
 SELECT (check_view('totals', q)).* FROM queries WHERE v = 'totals';
 SELECT n FROM totals;
 
+-- a view whose sources stay quiet holds back, once paused, only the WAL
+-- written after the worker's position then, not all since they changed
+CREATE TABLE quiet (id int PRIMARY KEY, v int);
+INSERT INTO quiet VALUES (1, 1);
+SELECT kappa.create_view('quiet_v', 'SELECT id, v FROM quiet') IS NOT NULL AS created;
+SELECT applied_lsn AS quiet_created FROM kappa.views WHERE name = 'public.quiet_v' \gset
+INSERT INTO items SELECT g, 1, 1, 1, 1 FROM generate_series(600, 700) g;
+SELECT pg_current_wal_insert_lsn() AS busy_done \gset
+SELECT kappa.wait('quiet_v');
+SELECT kappa.alter_view(view => 'quiet_v', paused => true);
+SELECT applied_lsn >= :'busy_done' AS from_worker_position, applied_lsn > :'quiet_created' AS moved
+  FROM kappa.views WHERE name = 'public.quiet_v';
+INSERT INTO quiet VALUES (2, 2);
+SELECT kappa.alter_view(view => 'quiet_v', paused => false);
+SELECT kappa.wait('quiet_v');
+SELECT * FROM quiet_v ORDER BY id;
+SELECT kappa.drop_view('quiet_v');
+DROP TABLE quiet;
+DELETE FROM items WHERE id BETWEEN 600 AND 700;
+SELECT (check_view('totals', q)).* FROM queries WHERE v = 'totals';
+
 -- status has a row per view and one for the slot
 SELECT kind, count(*), bool_and(state IN ('running', 'active')) AS ok FROM kappa.status GROUP BY kind ORDER BY kind;
 SELECT name, state, lag_bytes >= 0 AS lag_known FROM kappa.status WHERE kind = 'view' ORDER BY name;

@@ -1655,11 +1655,28 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		/*
 		 * A resumed view is "initializing" until the worker has started
 		 * decoding again from the view's applied LSN.
+		 *
+		 * A running view includes everything its worker has processed
+		 * (kappa.wait takes it so), though its applied LSN stays at the
+		 * last batch that changed its sources: paused, it is given that
+		 * position, so that it holds back only the WAL written after it,
+		 * not all since its sources last changed.  The worker publishes its
+		 * position after it commits, so it is read before the state that
+		 * the UPDATE reads.
 		 */
 		kappa_become(extowner, &saved);
 		if (paused)
-			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused' WHERE id = " INT64_FORMAT,
-							  id), SPI_OK_UPDATE);
+		{
+			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId);
+
+			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused',"
+							  " applied_lsn = CASE WHEN state OPERATOR(pg_catalog.=) 'running'"
+							  " AND applied_lsn OPERATOR(pg_catalog.<) '%X/%X'::pg_catalog.pg_lsn"
+							  " THEN '%X/%X'::pg_catalog.pg_lsn ELSE applied_lsn END"
+							  " WHERE id = " INT64_FORMAT,
+							  LSN_FORMAT_ARGS(processed), LSN_FORMAT_ARGS(processed), id),
+					  SPI_OK_UPDATE);
+		}
 		else if (strcmp(state, "paused") == 0)
 			exec_sql(psprintf("UPDATE kappa.views SET state = 'initializing' WHERE id = " INT64_FORMAT,
 							  id), SPI_OK_UPDATE);
