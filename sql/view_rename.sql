@@ -119,6 +119,35 @@ DROP TABLE rn_evsum_then, rn_ev_then;
 SELECT kappa.uncapture('rn_other.rn_ev2');
 DROP TABLE rn_other.rn_ev2;
 
+-- a view's query that is slow to parse (a domain's CHECK on a constant)
+-- cannot keep a rename past its statement timeout: the cancel is not taken
+-- for a query that failed to parse, and the command is canceled
+CREATE TABLE rn_slow_src (id int PRIMARY KEY, v int);
+CREATE TABLE rn_slow_ctl (s float8);
+INSERT INTO rn_slow_ctl VALUES (0);
+CREATE FUNCTION rn_slow_chk(x int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE s float8;
+BEGIN
+  SELECT c.s INTO s FROM public.rn_slow_ctl c;
+  IF s > 0 THEN PERFORM pg_sleep(s); END IF;
+  RETURN true;
+END $$;
+CREATE DOMAIN rn_slow_d AS int CHECK (rn_slow_chk(VALUE));
+SELECT kappa.create_view('rn_slow_v', $$SELECT id, v FROM rn_slow_src WHERE id <> ALL ('{-1}'::rn_slow_d[])$$) IS NOT NULL AS created;
+UPDATE rn_slow_ctl SET s = 30;
+SET statement_timeout = '500ms';
+ALTER TABLE rn_slow_src RENAME TO rn_slow_src2;
+RESET statement_timeout;
+UPDATE rn_slow_ctl SET s = 0;
+SELECT to_regclass('rn_slow_src') IS NOT NULL AS not_renamed;
+INSERT INTO rn_slow_src VALUES (1, 1);
+SELECT kappa.wait('rn_slow_v');
+SELECT * FROM rn_slow_v;
+SELECT kappa.drop_view('rn_slow_v');
+DROP TABLE rn_slow_src, rn_slow_ctl;
+DROP DOMAIN rn_slow_d;
+DROP FUNCTION rn_slow_chk(int);
+
 DROP VIEW rn_check;
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
 DROP SCHEMA rn_shop, rn_other CASCADE;

@@ -10,7 +10,10 @@
  * step runs between BeginInternalSubTransaction and
  * ReleaseCurrentSubTransaction; on error the error is copied out, the
  * error state flushed and the subtransaction rolled back, which releases
- * its locks, buffers and memory.  Callers decide what the error means.
+ * its locks, buffers and memory.  Callers decide what the error means,
+ * except for a cancel (a statement timeout, pg_cancel_backend), which is
+ * raised again once the step's subtransaction is rolled back: what the
+ * session asked to stop is not a failed step to go on from.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,5 +56,7 @@ kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
 	return edata;
 }
