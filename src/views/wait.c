@@ -125,17 +125,22 @@ read_waited_view(Oid relid, KappaViewRow *v)
 		 * last_error is a message, then DETAIL, HINT and CONTEXT lines: the
 		 * message says why; its hint may be about pg_kappa's own SQL
 		 * (an error of the worker's statements), so it is left to
-		 * kappa.status.
+		 * kappa.status.  It may quote the sources' rows, so it is shown,
+		 * as kappa.status shows it, only to a role that may read them too.
 		 */
 		char	   *why = row.last_error ? pstrdup(row.last_error) : NULL;
+		bool		may_see = kappa_may_read_view(relid, row.sources);
 
 		if (why)
 			why[strcspn(why, "\n")] = '\0';
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("derived view \"%s\" is %s", get_rel_name(relid), row.state),
-				 why ? errdetail("%s", why) : 0,
-				 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again; kappa.status shows the whole error in last_error.")));
+				 !may_see ? errdetail("Why is shown to the view's owner and to roles that may read every one of its sources.") :
+				 why ? errdetail("Its last error was: %s.", why) : 0,
+				 may_see ?
+				 errhint("Build it again with kappa.alter_view(view, rebuild => true), or drop it with kappa.drop_view and create it again; kappa.status shows the whole error in last_error.") :
+				 errhint("Its owner can build it again with kappa.alter_view(view, rebuild => true).")));
 	}
 	/* the row is in SPI's memory, gone after SPI_finish */
 	*v = row;
