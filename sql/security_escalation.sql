@@ -321,6 +321,22 @@ SELECT kappa.drop_view('kc.spans_v');
 RESET ROLE;
 SELECT public.supers();
 
+-- a session-level advisory lock taken by a view's code is not kept by the
+-- worker after the view's batch
+SET ROLE regress_kappa_carol;
+CREATE TABLE kc.adv (id int PRIMARY KEY, v int);
+CREATE FUNCTION kc.adv_lock(x int) RETURNS int LANGUAGE sql IMMUTABLE AS
+  $$ SELECT x + 0 * (SELECT count(*) FROM (SELECT pg_advisory_lock(4242)) s)::int $$;
+SELECT kappa.create_view('kc.adv_v', 'SELECT id, kc.adv_lock(v) AS v FROM kc.adv') IS NOT NULL AS created;
+SELECT pg_advisory_unlock_all();
+INSERT INTO kc.adv VALUES (1, 1);
+SELECT kappa.wait('kc.adv_v');
+SELECT * FROM kc.adv_v;
+RESET ROLE;
+SELECT count(*) AS held_by_others FROM pg_locks
+ WHERE locktype = 'advisory' AND objid = 4242 AND pid <> pg_backend_pid();
+SELECT kappa.drop_view('kc.adv_v');
+
 -- clean up
 SELECT kappa.uncapture('ka.t5');
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'k_.%';

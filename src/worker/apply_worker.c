@@ -66,6 +66,7 @@
 #include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -1875,6 +1876,13 @@ apply_batch(void)
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();
+
+		/*
+		 * Session-level advisory locks the view's code took would outlive
+		 * its subtransaction, and be held by the worker for as long as it
+		 * runs: the worker takes none of its own.
+		 */
+		LockReleaseSession(USER_LOCKMETHOD);
 	}
 
 	replorigin_session_origin_lsn = b->last_end_lsn;
