@@ -104,6 +104,13 @@ SELECT kappa.alter_view('e_src', paused => true);
 SELECT kappa.wait('e_src');
 SELECT kappa.wait('e_first', timeout => '-1s');
 SELECT kappa.wait(NULL);
+-- a NULL view or table (to_regclass of a misspelt name) is an error, not an
+-- empty result that says all is well
+SELECT * FROM kappa.verify(view => to_regclass('e_no_such_view'));
+SELECT kappa.drop_view(view => NULL);
+SELECT kappa.uncapture(source => NULL);
+SELECT kappa.swap(old => NULL, new => 'e_first');
+SELECT kappa.swap(old => 'e_first', new => NULL);
 SET ROLE kappa_rls_user;
 SELECT kappa.drop_view('e_first');
 SELECT kappa.alter_view('e_first', paused => true);

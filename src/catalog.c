@@ -65,6 +65,22 @@ kappa_refuse_in_view_code(const char *fn, bool waits)
 }
 
 /*
+ * Argument n of an SQL function, a relation, which must not be null (name:
+ * the argument's SQL name).  The functions are not STRICT, so that a NULL
+ * (to_regclass of a misspelt name) is an error, not an empty result that
+ * says all is well.
+ */
+Oid
+kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return PG_GETARG_OID(n);
+}
+
+/*
  * A trigger function of the extension that only makes sense on some of its
  * own tables (trigname: its SQL name) refuses to fire anywhere else: anyone
  * could otherwise attach it to a table of theirs.

@@ -425,3 +425,11 @@ CREATE EVENT TRIGGER kappa_internal_ddl ON ddl_command_start
     WHEN TAG IN ('CREATE VIEW', 'CREATE RULE', 'CREATE TRIGGER', 'CREATE POLICY',
                  'ALTER POLICY', 'ALTER TABLE', 'ALTER VIEW')
     EXECUTE FUNCTION kappa.on_internal_ddl();
+
+-- A NULL view (to_regclass of a misspelt name) is an error, not an empty
+-- result: kappa.verify returned no rows, which says the view is exact, and
+-- kappa.drop_view did nothing without a word.
+ALTER FUNCTION kappa.verify(regclass) CALLED ON NULL INPUT;
+ALTER FUNCTION kappa.drop_view(regclass) CALLED ON NULL INPUT;
+ALTER FUNCTION kappa.uncapture(regclass) CALLED ON NULL INPUT;
+ALTER FUNCTION kappa.swap(regclass, regclass) CALLED ON NULL INPUT;

@@ -577,6 +577,7 @@ typedef struct KappaOwnerScope
 	"'" CppAsString2(KAPPA_MAX_INTERVAL_YEARS) " years'::pg_catalog.interval"
 
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
+extern Oid	kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name);
 extern bool kappa_interval_too_long(Interval *iv);
 extern void kappa_check_trigger_table(Relation rel, const char *trigname,
 									  const char *const *tables);

@@ -311,7 +311,7 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 Datum
 kappa_uncapture(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			relid = kappa_oid_arg(fcinfo, 0, "source");
 	Oid			extowner = kappa_extension_owner();
 	SavedUser	saved;
 

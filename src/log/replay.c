@@ -1243,8 +1243,8 @@ kappa_replay(PG_FUNCTION_ARGS)
 Datum
 kappa_swap(PG_FUNCTION_ARGS)
 {
-	Oid			a = PG_GETARG_OID(0);
-	Oid			b = PG_GETARG_OID(1);
+	Oid			a = kappa_oid_arg(fcinfo, 0, "old");
+	Oid			b = kappa_oid_arg(fcinfo, 1, "new");
 	char	   *aname;
 	char	   *bname;
 	char	   *nsp;

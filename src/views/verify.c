@@ -227,7 +227,7 @@ Datum
 kappa_verify(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			relid = kappa_oid_arg(fcinfo, 0, "view");
 	char	   *canonical;
 	char	   *target;
 	List	   *sources;

@@ -1470,7 +1470,7 @@ check_owner(Oid relid)
 Datum
 kappa_drop_view(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			relid = kappa_oid_arg(fcinfo, 0, "view");
 	Oid			extowner = kappa_extension_owner();
 	KappaViewRow v;
 	int64		id;
