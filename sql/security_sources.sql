@@ -146,6 +146,35 @@ SELECT * FROM ks_state('ks.ro_v');
 SELECT * FROM ks.ro_v ORDER BY id;
 SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'ks.ro_v'::regclass;
 
+-- a role that may only read a source cannot keep its writers waiting past
+-- its own statement: verify lets go of the source's lock once it has
+-- compared, and a view is not built in a transaction block
+CREATE SCHEMA kl AUTHORIZATION regress_kappa_src_alice;
+GRANT USAGE, CREATE ON SCHEMA kl TO regress_kappa_src_bob;
+SET ROLE regress_kappa_src_alice;
+CREATE TABLE kl.lk (id int PRIMARY KEY, v int);
+INSERT INTO kl.lk VALUES (1, 1);
+ALTER TABLE kl.lk REPLICA IDENTITY FULL;
+GRANT SELECT ON kl.lk TO regress_kappa_src_bob;
+SET ROLE regress_kappa_src_bob;
+SELECT kappa.create_view('kl.lk_bob', 'SELECT id, v FROM kl.lk') IS NOT NULL AS created;
+GRANT SELECT ON kl.lk_bob TO regress_kappa_src_alice;
+BEGIN;
+SELECT count(*) AS differences FROM kappa.verify('kl.lk_bob');
+SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = 'kl.lk'::regclass ORDER BY mode;
+SELECT kappa.create_view('kl.lk_bob2', 'SELECT id FROM kl.lk');
+ROLLBACK;
+-- its owner keeps it until the transaction ends, as LOCK TABLE would
+SET ROLE regress_kappa_src_alice;
+BEGIN;
+SELECT count(*) AS differences FROM kappa.verify('kl.lk_bob');
+SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = 'kl.lk'::regclass ORDER BY mode;
+SELECT kappa.create_view('kl.lk_alice', 'SELECT id FROM kl.lk') IS NOT NULL AS created;
+ROLLBACK;
+RESET ROLE;
+SELECT kappa.drop_view('kl.lk_bob');
+DROP SCHEMA kl CASCADE;
+
 -- clean up
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'ks.%';
 SET client_min_messages = warning;

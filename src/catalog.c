@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -161,6 +162,35 @@ kappa_qualified_name(Oid relid)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/*
+ * May the current user lock every source in SHARE mode, which keeps their
+ * writers waiting?  LOCK TABLE asks that of modes stronger than ROW
+ * EXCLUSIVE: ownership, or UPDATE, DELETE or TRUNCATE on the table.  A role
+ * that may only read a table must not keep its writers waiting for longer
+ * than one of pg_kappa's statements runs.  Sets *which to the first source
+ * it may not lock.
+ */
+bool
+kappa_may_lock_sources(List *sources, Oid *which)
+{
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (pg_class_ownercheck(relid, GetUserId()))
+			continue;
+		if (pg_class_aclcheck(relid, GetUserId(),
+							  ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE) == ACLCHECK_OK)
+			continue;
+		if (which)
+			*which = relid;
+		return false;
+	}
+	return true;
 }
 
 /*

@@ -285,5 +285,18 @@ kappa_verify(PG_FUNCTION_ARGS)
 				 errhint("Check kappa.status for the view and its worker.")));
 
 	compare_view(rsinfo, relid, def, canonical, target, owner);
+
+	/*
+	 * A role that may only read the sources does not keep their writers
+	 * waiting past this call (kappa_may_lock_sources): the view has been
+	 * compared, and the locks have done their work.
+	 */
+	if (!kappa_may_lock_sources(sources, NULL))
+	{
+		ListCell   *lc;
+
+		foreach(lc, sources)
+			UnlockRelationOid(lfirst_oid(lc), ShareLock);
+	}
 	return (Datum) 0;
 }

@@ -988,6 +988,27 @@ check_sources_untouched(List *sources)
 }
 
 /*
+ * Building a view keeps the writers of its sources waiting until its
+ * transaction ends.  In a transaction block, that is for as long as the
+ * caller likes: only a role that may lock them in SHARE mode
+ * (kappa_may_lock_sources) may build one there.
+ */
+static void
+check_lock_hold(List *sources)
+{
+	Oid			which = InvalidOid;
+
+	if (!IsTransactionBlock() || kappa_may_lock_sources(sources, &which))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("a derived view cannot be built in a transaction block by a role that may not lock table %s",
+					kappa_qualified_name(which)),
+			 errdetail("Building a view keeps the writers of its sources waiting until its transaction ends, which only a role that may lock them in SHARE mode (their owner, or a role with UPDATE, DELETE or TRUNCATE on them) may make them do."),
+			 errhint("Run it in a transaction of its own.")));
+}
+
+/*
  * Create a derived view.  Unless replay, it is filled from its sources;
  * with replay, from the event log: the records committed from replay_from
  * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
@@ -1119,6 +1140,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * hold another source and wait for it (a deadlock with every writer of
 	 * two sources).
 	 */
+	check_lock_hold(def->sources);
 	kappa_lock_sources(def->sources);
 	check_sources_untouched(def->sources);
 
