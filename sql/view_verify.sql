@@ -24,5 +24,30 @@ SELECT * FROM kappa.verify(NULL);
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT * FROM kappa.verify('vf_sum');
 ROLLBACK;
+-- in a transaction that wrote a source, the view would differ by those
+-- writes, which it cannot include before they commit
+BEGIN;
+UPDATE vf SET v = v + 1 WHERE id = 5;
+SELECT * FROM kappa.verify('vf_sum');
+ROLLBACK;
+BEGIN;
+TRUNCATE vf;
+SELECT * FROM kappa.verify('vf_rows');
+ROLLBACK;
+-- (other tables written are no concern)
+BEGIN;
+CREATE TEMP TABLE vf_other (x int);
+INSERT INTO vf_other VALUES (1);
+SELECT count(*) AS differences FROM kappa.verify('vf_rows');
+ROLLBACK;
+-- with the workers off, no view can catch up: said at once, nothing locked
+ALTER SYSTEM SET pg_kappa.enabled = off;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
+SELECT * FROM kappa.verify('vf_sum');
+ALTER SYSTEM RESET pg_kappa.enabled;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
+SELECT kappa.wait('vf_sum', timeout => '30s');
 SELECT kappa.drop_view('vf_sum'), kappa.drop_view('vf_rows');
 DROP TABLE vf;

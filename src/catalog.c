@@ -36,6 +36,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -191,6 +192,24 @@ kappa_may_lock_sources(List *sources, Oid *which)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Has the current transaction written the table (inserted, updated or
+ * deleted rows in it, or, with truncate, truncated it)?  The counts of the
+ * transaction's changes are the statistics collector's.
+ */
+bool
+kappa_written_in_xact(Oid relid, bool truncate)
+{
+	PgStat_TableStatus *tabstat = find_tabstat_entry(relid);
+	PgStat_TableXactStatus *trans;
+
+	for (trans = tabstat ? tabstat->trans : NULL; trans != NULL; trans = trans->upper)
+		if (trans->tuples_inserted > 0 || trans->tuples_updated > 0 ||
+			trans->tuples_deleted > 0 || (truncate && trans->truncdropped))
+			return true;
+	return false;
 }
 
 /*

@@ -267,6 +267,31 @@ kappa_verify(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(spicxt);
 	}
 
+	/*
+	 * The view includes committed transactions only: compared with what
+	 * this transaction sees of a source it wrote, it would differ by
+	 * those writes.
+	 */
+	{
+		ListCell   *lc;
+
+		foreach(lc, sources)
+			if (kappa_written_in_xact(lfirst_oid(lc), true))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("cannot verify derived view \"%s\" in a transaction that changed its source %s",
+								get_rel_name(relid), kappa_qualified_name(lfirst_oid(lc))),
+						 errdetail("The view includes committed transactions only, and would differ from its query by this transaction's changes."),
+						 errhint("Verify it in a transaction of its own.")));
+	}
+	if (!kappa_enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot verify derived view \"%s\" while pg_kappa.enabled is off",
+						get_rel_name(relid)),
+				 errdetail("No apply worker runs, so the view cannot catch up with its sources."),
+				 errhint("Set pg_kappa.enabled to on and reload the configuration.")));
+
 	/* the consistent point */
 	kappa_lock_sources(sources);
 	lsn = GetXLogInsertRecPtr();

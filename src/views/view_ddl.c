@@ -958,8 +958,7 @@ kappa_analyze_view(Oid derived, int id)
  * The view is filled with what this transaction sees of its sources, and
  * then gets every transaction committed after its creation LSN from the
  * WAL, this one included: a change this transaction made to a source
- * before creating the view would count twice.  Refuse it (the counts of
- * the current transaction's changes are the statistics collector's).
+ * before creating the view would count twice.  Refuse it.
  */
 static void
 check_sources_untouched(List *sources)
@@ -969,15 +968,9 @@ check_sources_untouched(List *sources)
 	foreach(lc, sources)
 	{
 		Oid			relid = lfirst_oid(lc);
-		PgStat_TableStatus *tabstat = find_tabstat_entry(relid);
-		PgStat_TableXactStatus *trans;
-		bool		changed = false;
 
 		/* (a TRUNCATE alone is harmless: it makes the worker recompute) */
-		for (trans = tabstat ? tabstat->trans : NULL; trans != NULL; trans = trans->upper)
-			changed |= trans->tuples_inserted > 0 || trans->tuples_updated > 0 ||
-				trans->tuples_deleted > 0;
-		if (changed)
+		if (kappa_written_in_xact(relid, false))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot build a derived view over table %s in the transaction that changed it",
