@@ -104,6 +104,17 @@ SELECT kappa.alter_view('e_src', paused => true);
 SELECT kappa.wait('e_src');
 SELECT kappa.wait('e_first', timeout => '-1s');
 SELECT kappa.wait(NULL);
+-- group keys under names holding quotes and backslashes
+CREATE TABLE e_odd (id int PRIMARY KEY, k int, v int);
+INSERT INTO e_odd VALUES (1, 1, 10), (2, 1, 20), (3, 2, 5);
+SELECT kappa.create_view('e_odd_v', $$SELECT k AS "a""b\c", sum(v) AS "s""" FROM e_odd GROUP BY 1$$) IS NOT NULL AS created;
+SELECT key_columns FROM kappa.views WHERE name = 'public.e_odd_v';
+INSERT INTO e_odd VALUES (4, 2, 1);
+SELECT kappa.wait('e_odd_v');
+SELECT * FROM e_odd_v ORDER BY 1;
+SELECT count(*) AS differences FROM kappa.verify('e_odd_v');
+SELECT kappa.drop_view('e_odd_v');
+DROP TABLE e_odd;
 -- a NULL view or table (to_regclass of a misspelt name) is an error, not an
 -- empty result that says all is well
 SELECT * FROM kappa.verify(view => to_regclass('e_no_such_view'));

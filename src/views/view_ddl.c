@@ -981,6 +981,25 @@ check_sources_untouched(List *sources)
 }
 
 /*
+ * names (a list of C strings) as an SQL text[] expression: each one a
+ * literal, whatever quotes or backslashes it holds.
+ */
+static char *
+text_array_sql(List *names)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "ARRAY[");
+	foreach(lc, names)
+		appendStringInfo(&sql, "%s%s", foreach_current_index(lc) > 0 ? ", " : "",
+						 quote_literal_cstr(lfirst(lc)));
+	appendStringInfoString(&sql, "]::pg_catalog.text[]");
+	return sql.data;
+}
+
+/*
  * Building a view keeps the writers of its sources waiting until its
  * transaction ends.  In a transaction block, that is for as long as the
  * caller likes: only a role that may lock them in SHARE mode
@@ -1349,7 +1368,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
 	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X'%s)",
-					 quote_literal_cstr(psprintf("{%s}", kappa_quoted_list(def->key_columns, ""))),
+					 text_array_sql(def->key_columns),
 					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn),
 					 engine >= 2 ? psprintf(", %d", engine) : "");
 	kappa_catalog_insert(buf.data);
