@@ -97,6 +97,19 @@ GRANT SELECT (priv) ON regress_kappa_ev_alice.cols TO regress_kappa_ev_bob;
 SET ROLE regress_kappa_ev_bob;
 SELECT * FROM es_events('{regress_kappa_ev_alice.cols}');
 RESET ROLE;
+-- but not once a column has been dropped: its values are in the events
+-- logged before, and no grant on the columns left covers them
+ALTER TABLE regress_kappa_ev_alice.cols ADD COLUMN gone text;
+ALTER TABLE regress_kappa_ev_alice.cols DROP COLUMN gone;
+SET ROLE regress_kappa_ev_bob;
+SELECT * FROM es_events('{regress_kappa_ev_alice.cols}');
+SELECT count(*) FROM es_events() WHERE tab = 'cols';
+RESET ROLE;
+-- SELECT on the table covers every column it ever had
+GRANT SELECT ON regress_kappa_ev_alice.cols TO regress_kappa_ev_bob;
+SET ROLE regress_kappa_ev_bob;
+SELECT count(*) > 0 AS readable FROM es_events('{regress_kappa_ev_alice.cols}');
+RESET ROLE;
 -- dave bypasses row-level security: all of secret
 SET ROLE regress_kappa_ev_dave;
 SELECT * FROM es_events('{regress_kappa_ev_alice.secret}');

@@ -356,6 +356,8 @@ typedef enum EventsAccess
 	EVENTS_DROPPED,				/* no such table now */
 	EVENTS_NO_USAGE,			/* no USAGE on the table's schema */
 	EVENTS_NO_SELECT,			/* no SELECT on the table, nor on every column */
+	EVENTS_DROPPED_COLUMNS,		/* SELECT on every column only, and some
+								 * were dropped */
 	EVENTS_RLS					/* row-level security applies to the caller */
 } EventsAccess;
 
@@ -384,10 +386,33 @@ events_log_reader(Oid caller)
 }
 
 /*
+ * Has the table dropped columns?  Its logged events may hold their values,
+ * which SELECT on every column it has now does not cover.
+ */
+static bool
+has_dropped_columns(Oid relid)
+{
+	/* a table's user columns are numbered from 1 on, dropped ones too */
+	for (AttrNumber attnum = 1;; attnum++)
+	{
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid),
+										  Int16GetDatum(attnum));
+		bool		dropped;
+
+		if (!HeapTupleIsValid(tup))
+			return false;
+		dropped = ((Form_pg_attribute) GETSTRUCT(tup))->attisdropped;
+		ReleaseSysCache(tup);
+		if (dropped)
+			return true;
+	}
+}
+
+/*
  * Whether caller may read the logged events of the table relid, judged by
  * the table as it is now (it may have been renamed or moved since it was
  * logged): USAGE on its schema, SELECT on the table or on every one of its
- * columns, and no row-level security in force for caller (kappa.events
+ * columns (when it has dropped none: has_dropped_columns), and no row-level security in force for caller (kappa.events
  * cannot apply policies to logged rows).  A table that no longer exists is
  * readable only by log_reader roles.  Runs no query, so the current user
  * does not matter.
@@ -406,9 +431,13 @@ events_access(Oid relid, Oid caller, bool log_reader)
 
 	if (pg_namespace_aclcheck(nsp, caller, ACL_USAGE) != ACLCHECK_OK)
 		return EVENTS_NO_USAGE;
-	if (pg_class_aclcheck(relid, caller, ACL_SELECT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(relid, caller, ACL_SELECT, ACLMASK_ALL) != ACLCHECK_OK)
-		return EVENTS_NO_SELECT;
+	if (pg_class_aclcheck(relid, caller, ACL_SELECT) != ACLCHECK_OK)
+	{
+		if (pg_attribute_aclcheck_all(relid, caller, ACL_SELECT, ACLMASK_ALL) != ACLCHECK_OK)
+			return EVENTS_NO_SELECT;
+		if (has_dropped_columns(relid))
+			return EVENTS_DROPPED_COLUMNS;
+	}
 	/* noError: with row_security off the table is refused all the same */
 	if (check_enable_rls(relid, caller, true) == RLS_ENABLED)
 		return EVENTS_RLS;
@@ -446,6 +475,12 @@ events_access_error(Oid relid, EventsAccess access)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for table %s", relname),
 					 errdetail("Reading its events requires the SELECT privilege on the table or on every one of its columns.")));
+			break;
+		case EVENTS_DROPPED_COLUMNS:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", relname),
+					 errdetail("Columns of the table have been dropped, and its events may hold their values: reading them requires the SELECT privilege on the table itself.")));
 			break;
 		case EVENTS_RLS:
 			ereport(ERROR,
