@@ -163,6 +163,23 @@ SELECT state FROM kappa.views WHERE name = 'public.da_typed_max';
 SELECT kappa.drop_view('da_typed_max');
 DROP TABLE da_typed;
 
+-- a source column widened (varchar(10) to varchar(20)): the view's query
+-- reads it as it is, but its table's column is still the old type; the
+-- rebuild says how to give it the new one
+CREATE TABLE da_wide (id int PRIMARY KEY, a varchar(10));
+INSERT INTO da_wide VALUES (1, 'x');
+SELECT kappa.create_view('da_wide_v', 'SELECT a, count(*) AS n FROM da_wide GROUP BY a') IS NOT NULL AS created;
+ALTER TABLE da_wide ALTER COLUMN a TYPE varchar(20);
+SELECT state FROM kappa.views WHERE name = 'public.da_wide_v';
+SELECT kappa.alter_view(view => 'da_wide_v', rebuild => true);
+ALTER TABLE public.da_wide_v ALTER COLUMN a TYPE character varying(20);
+SELECT kappa.alter_view(view => 'da_wide_v', rebuild => true);
+INSERT INTO da_wide VALUES (2, 'a longer value');
+SELECT kappa.wait('da_wide_v');
+SELECT * FROM da_wide_v ORDER BY a;
+SELECT kappa.drop_view('da_wide_v');
+DROP TABLE da_wide;
+
 -- x BETWEEN a AND b AND y is stored as two nested ANDs, which read back as
 -- one: the text differs in its parentheses only, and the rebuild goes on
 CREATE TABLE da_between (id int PRIMARY KEY, amount numeric, status text);

@@ -413,10 +413,12 @@ view_id_taken(int64 id)
 /*
  * How the columns of table rel differ from the output of query, which
  * CREATE TABLE AS gave them (names, types, typmods and collations, in
- * order), as a sentence; NULL when they do not.
+ * order), as a sentence; NULL when they do not.  When a column's type is
+ * all that differs, and fix is not NULL, *fix is the ALTER TABLE that
+ * gives it the query's.
  */
 static char *
-columns_problem(Relation rel, Query *query)
+columns_problem(Relation rel, Query *query, char **fix)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			att = 0;
@@ -440,6 +442,11 @@ columns_problem(Relation rel, Query *query)
 		if (strcmp(NameStr(a->attname), tle->resname) != 0)
 			return psprintf("Column %d of the table is \"%s\"; the view's query calls it \"%s\".",
 							att, NameStr(a->attname), tle->resname);
+		if ((a->atttypid != type || a->atttypmod != typmod) && fix != NULL)
+			*fix = psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
+							kappa_qualified_name(RelationGetRelid(rel)),
+							quote_identifier(tle->resname),
+							format_type_with_typemod(type, typmod));
 		if (a->atttypid != type || a->atttypmod != typmod)
 			return psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
 							tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
@@ -467,7 +474,8 @@ static void
 check_adopted_columns(Oid relid, KappaViewDef *def)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
-	char	   *problem = columns_problem(rel, def->query);
+	char	   *fix = NULL;
+	char	   *problem = columns_problem(rel, def->query, &fix);
 
 	if (problem)
 		ereport(ERROR,
@@ -475,6 +483,8 @@ check_adopted_columns(Oid relid, KappaViewDef *def)
 				 errmsg("table \"%s\" does not match the query of its derived view",
 						RelationGetRelationName(rel)),
 				 errdetail("%s", problem),
+				 fix ?
+				 errhint("Give the column the query's type with %s, then build the view again; or drop the view and create it again with kappa.create_view.", fix) :
 				 errhint("Drop the view (kappa.drop_view, or DROP TABLE when it is not registered yet) and create it again with kappa.create_view.")));
 	table_close(rel, AccessShareLock);
 }
@@ -1856,7 +1866,7 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
 	kappa_owner_leave(&scope);
 	rel = table_open(relid, AccessShareLock);
-	problem = columns_problem(rel, query);
+	problem = columns_problem(rel, query, NULL);
 	table_close(rel, AccessShareLock);
 	if (problem == NULL)
 		PG_RETURN_NULL();
