@@ -90,4 +90,12 @@ SELECT state, last_audit_at IS NOT DISTINCT FROM (SELECT max(at) FROM kappa.audi
 -- the same worker all along
 SELECT count(*) AS same_worker FROM au_worker
  WHERE pid IN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker');
+-- a view none of whose sources is captured: the log holds none of their
+-- changes, and its audit says so
+UPDATE kappa.views SET audit_every = NULL;
+CREATE TABLE au_free (id int PRIMARY KEY, v int);
+SELECT kappa.create_view('au_free_v', 'SELECT id, v FROM au_free') IS NOT NULL AS created;
+SELECT count(*) AS failures FROM kappa.audit() WHERE object = 'public.au_free_v';
+SELECT "check", object, ok, regexp_replace(detail, '[0-9A-F]+/[0-9A-F]+', 'LSN', 'g') AS detail
+  FROM kappa.audit_log WHERE object = 'public.au_free_v' ORDER BY "check";
 DROP EXTENSION pg_kappa CASCADE;

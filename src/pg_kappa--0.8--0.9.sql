@@ -433,3 +433,51 @@ ALTER FUNCTION kappa.verify(regclass) CALLED ON NULL INPUT;
 ALTER FUNCTION kappa.drop_view(regclass) CALLED ON NULL INPUT;
 ALTER FUNCTION kappa.uncapture(regclass) CALLED ON NULL INPUT;
 ALTER FUNCTION kappa.swap(regclass, regclass) CALLED ON NULL INPUT;
+
+-- An audit of a view none of whose sources' changes are in the log (none
+-- captured) says so, instead of "log of its sources ends at " and nothing.
+CREATE OR REPLACE FUNCTION kappa.audit_view(v kappa.views, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    logged pg_lsn;
+    missing bigint;
+    extra bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = v.relid) THEN
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (at, 'verify', v.name, false,
+                format('derived table with OID %s no longer exists', v.relid));
+        RETURN;
+    END IF;
+    SELECT max(l.last_lsn) INTO logged FROM kappa.event_log l
+     WHERE l.tables && v.sources AND l.kind = 'batch'
+       AND l.batch_id > COALESCE((SELECT max(r.batch_id) FROM kappa.event_log r
+                                   WHERE r.kind = 'restore'), 0);
+    INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+    VALUES (at, 'applied_lsn', v.name, logged IS NULL OR logged <= v.applied_lsn,
+            CASE WHEN logged IS NULL
+                 THEN format('applied up to %s; the log holds no change of its sources', v.applied_lsn)
+                 WHEN logged <= v.applied_lsn
+                 THEN format('applied up to %s; log of its sources ends at %s', v.applied_lsn, logged)
+                 ELSE format('the log holds changes up to %s but the view was applied only up to %s',
+                             logged, v.applied_lsn) END);
+
+    BEGIN
+        SELECT COALESCE(sum(f.count) FILTER (WHERE f.kind = 'missing'), 0),
+               COALESCE(sum(f.count) FILTER (WHERE f.kind = 'extra'), 0)
+          INTO missing, extra
+          FROM kappa.verify(v.relid::regclass) f;
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (at, 'verify', v.name, missing = 0 AND extra = 0,
+                format('%s missing and %s extra rows', missing, extra));
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO kappa.audit_log (at, "check", object, ok, detail)
+        VALUES (at, 'verify', v.name, false,
+                format('could not verify the view: %s', SQLERRM));
+    END;
+    UPDATE kappa.views SET last_audit_at = at WHERE id = v.id;
+END
+$$;
