@@ -101,6 +101,8 @@ ROLLBACK;
 -- other functions
 SELECT kappa.drop_view('e_src');
 SELECT kappa.alter_view('e_src', paused => true);
+SELECT kappa.alter_view(view => 'e_first');
+SELECT kappa.alter_view(view => 'e_first', paused => NULL, rebuild => NULL);
 SELECT kappa.wait('e_src');
 SELECT kappa.wait('e_first', timeout => '-1s');
 SELECT kappa.wait(NULL);

@@ -166,7 +166,7 @@ kappa_qualified_name(Oid relid)
 }
 
 /*
- * May the current user lock every source in SHARE mode, which keeps their
+ * May role lock every source in SHARE mode, which keeps their
  * writers waiting?  LOCK TABLE asks that of modes stronger than ROW
  * EXCLUSIVE: ownership, or UPDATE, DELETE or TRUNCATE on the table.  A role
  * that may only read a table must not keep its writers waiting for longer
@@ -174,7 +174,7 @@ kappa_qualified_name(Oid relid)
  * it may not lock.
  */
 bool
-kappa_may_lock_sources(List *sources, Oid *which)
+kappa_may_lock_sources(List *sources, Oid role, Oid *which)
 {
 	ListCell   *lc;
 
@@ -182,9 +182,9 @@ kappa_may_lock_sources(List *sources, Oid *which)
 	{
 		Oid			relid = lfirst_oid(lc);
 
-		if (pg_class_ownercheck(relid, GetUserId()))
+		if (pg_class_ownercheck(relid, role))
 			continue;
-		if (pg_class_aclcheck(relid, GetUserId(),
+		if (pg_class_aclcheck(relid, role,
 							  ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE) == ACLCHECK_OK)
 			continue;
 		if (which)

@@ -578,7 +578,7 @@ typedef struct KappaOwnerScope
 
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern Oid	kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name);
-extern bool kappa_may_lock_sources(List *sources, Oid *which);
+extern bool kappa_may_lock_sources(List *sources, Oid role, Oid *which);
 extern bool kappa_written_in_xact(Oid relid, bool truncate);
 extern bool kappa_interval_too_long(Interval *iv);
 extern void kappa_check_trigger_table(Relation rel, const char *trigname,

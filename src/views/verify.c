@@ -316,7 +316,7 @@ kappa_verify(PG_FUNCTION_ARGS)
 	 * waiting past this call (kappa_may_lock_sources): the view has been
 	 * compared, and the locks have done their work.
 	 */
-	if (!kappa_may_lock_sources(sources, NULL))
+	if (!kappa_may_lock_sources(sources, GetUserId(), NULL))
 	{
 		ListCell   *lc;
 

@@ -1012,15 +1012,17 @@ text_array_sql(List *names)
 /*
  * Building a view keeps the writers of its sources waiting until its
  * transaction ends.  In a transaction block, that is for as long as the
- * caller likes: only a role that may lock them in SHARE mode
- * (kappa_may_lock_sources) may build one there.
+ * caller likes: only a caller that may lock them in SHARE mode
+ * (kappa_may_lock_sources) may build one there.  (In a subtransaction, as
+ * in a PL/pgSQL block with an EXCEPTION clause, the top transaction may or
+ * may not be a block: it is taken to be one.)
  */
 static void
-check_lock_hold(List *sources)
+check_lock_hold(List *sources, Oid caller)
 {
 	Oid			which = InvalidOid;
 
-	if (!IsTransactionBlock() || kappa_may_lock_sources(sources, &which))
+	if (!IsTransactionBlock() || kappa_may_lock_sources(sources, caller, &which))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1162,7 +1164,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * hold another source and wait for it (a deadlock with every writer of
 	 * two sources).
 	 */
-	check_lock_hold(def->sources);
+	check_lock_hold(def->sources, scope.save_userid);
 	kappa_lock_sources(def->sources);
 	check_sources_untouched(def->sources);
 
@@ -1670,6 +1672,20 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	id = v.id;
 	state = v.state;
 	check_owner(relid);
+
+	/* a call that asks for nothing is a mistake, not a success */
+	{
+		bool		given = false;
+
+		/* rebuild defaults to false, which asks for nothing either */
+		for (int i = 1; i < PG_NARGS(); i++)
+			given |= !PG_ARGISNULL(i) && (i != 4 || PG_GETARG_BOOL(i));
+		if (!given)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("no change given for derived view \"%s\"", get_rel_name(relid)),
+					 errhint("Pass paused, rebuild, engine or audit_every.")));
+	}
 	rebuild = (PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_INT32(3) != v.engine) ||
 		(PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4));
 
