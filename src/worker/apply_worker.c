@@ -1638,6 +1638,36 @@ realign_batch(XLogRecPtr *end)
 	}
 }
 
+/* An owner's time spent on its views in a batch (apply_batch) */
+typedef struct OwnerTime
+{
+	Oid			owner;
+	int64		us;
+} OwnerTime;
+
+/* Add us to owner's time in *times; returns its time so far. */
+static int64
+owner_time_add(List **times, Oid owner, int64 us)
+{
+	ListCell   *lc;
+	OwnerTime  *ot;
+
+	foreach(lc, *times)
+	{
+		ot = lfirst(lc);
+		if (ot->owner == owner)
+		{
+			ot->us += us;
+			return ot->us;
+		}
+	}
+	ot = palloc(sizeof(OwnerTime));
+	ot->owner = owner;
+	ot->us = us;
+	*times = lappend(*times, ot);
+	return us;
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -1651,6 +1681,8 @@ apply_batch(void)
 	TimestampTz t_start = GetCurrentTimestamp();
 	TimestampTz t_commit;
 	List	   *stalled_owners = NIL;	/* owners of views that timed out */
+	List	   *slow_owners = NIL;	/* owners whose views used up their time */
+	List	   *owner_times = NIL;	/* OwnerTime, per owner of the batch */
 
 	/* catalog entries read under historic snapshots must not be reused */
 	reset_caches();
@@ -1712,6 +1744,7 @@ apply_batch(void)
 		List	   *sources = NIL;
 		bool		rewritten = false;
 		Oid			owner;
+		TimestampTz t_view;
 
 		if (paused || list_member_int(paused_ids, id) ||
 			applied >= b->last_commit_lsn)
@@ -1754,6 +1787,22 @@ apply_batch(void)
 				hold_slot_at(applied);
 			continue;
 		}
+
+		/*
+		 * So may its code be slow, each statement staying under
+		 * pg_kappa.view_statement_timeout: once an owner's views have run
+		 * for that long in a batch, its other views wait for a later one,
+		 * or a role with many slow views would hold up every other role's
+		 * for as many timeouts.
+		 */
+		if (list_member_oid(slow_owners, owner))
+		{
+			if (hold_view(id, relid, sources,
+						  "the views of its owner ran for longer than pg_kappa.view_statement_timeout in this batch"))
+				hold_slot_at(applied);
+			continue;
+		}
+		t_view = GetCurrentTimestamp();
 
 		BeginInternalSubTransaction(NULL);
 		PG_TRY();
@@ -1876,6 +1925,11 @@ apply_batch(void)
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();
+
+		if (kappa_view_statement_timeout > 0 &&
+			owner_time_add(&owner_times, owner, GetCurrentTimestamp() - t_view) >=
+			(int64) kappa_view_statement_timeout * 1000)
+			slow_owners = lappend_oid(slow_owners, owner);
 
 		/*
 		 * Session-level advisory locks the view's code took would outlive

@@ -163,5 +163,36 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify_all() WHERE 
 	'verify_all finds nothing');
 is(restarts(), $restarts, 'the worker never restarted');
 ok(!$node->log_contains(qr/is broken/), 'no view was marked broken');
+
+# --- slow code that stays under the timeout: one owner's views may run
+# for pg_kappa.view_statement_timeout in a batch, its others wait for a
+# later one, and the other owners' views do not wait for them ---
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET pg_kappa.view_statement_timeout = '1s';
+SELECT pg_reload_conf();
+CREATE ROLE slowpoke;
+CREATE SCHEMA sp AUTHORIZATION slowpoke;
+SET ROLE slowpoke;
+CREATE TABLE sp.t (id int PRIMARY KEY, x int);
+CREATE FUNCTION sp.nap(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN IF x < 0 THEN PERFORM pg_sleep(0.6); END IF; RETURN x; END $$;
+SELECT kappa.create_view('sp.v' || i, 'SELECT id, sp.nap(x) AS y FROM sp.t') FROM generate_series(1, 5) i;
+RESET ROLE;
+});
+$node->safe_psql('postgres', "BEGIN; INSERT INTO sp.t VALUES (-1, -1); INSERT INTO b VALUES ($next, 1); COMMIT;");
+$next++;
+is(timed_wait('vb', '20s')->[0], 't', 'slow owner: the other owner\'s view is fresh');
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM kappa.views WHERE name LIKE 'sp.v%'
+		     AND last_error LIKE '%ran for longer than pg_kappa.view_statement_timeout in this batch%'}),
+	'slow owner: some of its views wait for a later batch, saying why');
+for my $i (1 .. 5)
+{
+	is(timed_wait("sp.v$i", '60s')->[0], 't', "slow owner: its view $i catches up");
+	view_matches($node, "sp.v$i", 'SELECT id, sp.nap(x) AS y FROM sp.t', "slow owner, view $i");
+}
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.views WHERE state <> 'running'}), '0',
+	'slow owner: every view running again');
+ok(!$node->log_contains(qr/is broken/), 'no view was marked broken');
 $node->stop;
 done_testing();
