@@ -1683,6 +1683,8 @@ apply_batch(void)
 	List	   *stalled_owners = NIL;	/* owners of views that timed out */
 	List	   *slow_owners = NIL;	/* owners whose views used up their time */
 	List	   *owner_times = NIL;	/* OwnerTime, per owner of the batch */
+	Oid			first_owner = InvalidOid;
+	bool		several_owners = false; /* views of more than one role */
 
 	/* catalog entries read under historic snapshots must not be reused */
 	reset_caches();
@@ -1725,10 +1727,16 @@ apply_batch(void)
 		bool		isnull;
 		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
+		Oid			relid = DatumGetObjectId(SPI_getbinval(views->vals[i], views->tupdesc, 3, &isnull));
+		Oid			owner = kappa_rel_owner(relid);
 
 		if (DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
 			list_member_int(paused_ids, id))
 			hold_slot_at(applied);
+		if (i == 0)
+			first_owner = owner;
+		else if (owner != first_owner)
+			several_owners = true;
 	}
 
 	for (uint64 i = 0; i < nviews; i++)
@@ -1793,7 +1801,8 @@ apply_batch(void)
 		 * pg_kappa.view_statement_timeout: once an owner's views have run
 		 * for that long in a batch, its other views wait for a later one,
 		 * or a role with many slow views would hold up every other role's
-		 * for as many timeouts.
+		 * for as many timeouts.  (Where one role owns every view, there is
+		 * no other to hold up, and a big batch is not cut.)
 		 */
 		if (list_member_oid(slow_owners, owner))
 		{
@@ -1926,7 +1935,7 @@ apply_batch(void)
 		}
 		PG_END_TRY();
 
-		if (kappa_view_statement_timeout > 0 &&
+		if (kappa_view_statement_timeout > 0 && several_owners &&
 			owner_time_add(&owner_times, owner, GetCurrentTimestamp() - t_view) >=
 			(int64) kappa_view_statement_timeout * 1000)
 			slow_owners = lappend_oid(slow_owners, owner);
