@@ -1164,7 +1164,6 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * hold another source and wait for it (a deadlock with every writer of
 	 * two sources).
 	 */
-	check_lock_hold(def->sources, scope.save_userid);
 	kappa_lock_sources(def->sources);
 	check_sources_untouched(def->sources);
 
@@ -1176,6 +1175,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	check_view_columns(def, owner, !time_travel);
 	if (engine >= 2 && !time_travel)
 		ensure_identity_full(def->sources);
+	/* (after the checks above, whose errors say more of the view) */
+	check_lock_hold(def->sources, scope.save_userid);
 	if (OidIsValid(adopt))
 		LockRelationOid(adopt, AccessExclusiveLock);
 	created_lsn = GetXLogInsertRecPtr();
