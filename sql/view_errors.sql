@@ -26,6 +26,11 @@ SELECT kappa.create_view('x', 'SELECT id INTO e_into FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE random() < 0.5');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE t < now()');
+-- a stable function of a timestamp with time zone: the hint says how to
+-- call its immutable variant
+SELECT kappa.create_view('x', $$SELECT id, date_trunc('hour', t) AS h FROM e_src$$);
+SELECT kappa.create_view('e_hours', $$SELECT id, date_trunc('hour', t AT TIME ZONE 'UTC') AS h FROM e_src$$) IS NOT NULL AS created;
+SELECT kappa.drop_view('e_hours');
 SELECT kappa.create_view('x', $$SELECT id, nextval('e_seq') AS n FROM e_src$$);
 -- query constructs
 SELECT kappa.create_view('x', 'SELECT id FROM e_src LIMIT 1');

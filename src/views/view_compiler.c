@@ -63,6 +63,34 @@ not_supported(const char *construct)
 			 errmsg("derived views cannot use %s", construct)));
 }
 
+/* As not_supported, with a hint saying what to write instead. */
+static void
+not_supported_hint(const char *construct, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("derived views cannot use %s", construct),
+			 errhint("%s", hint)));
+}
+
+/*
+ * Does the function take a timestamp with time zone?  Such a stable
+ * function (date_trunc, to_char, ...) depends on the TimeZone setting; its
+ * immutable variant takes a timestamp without one.
+ */
+static bool
+takes_timestamptz(Oid funcid)
+{
+	Oid		   *argtypes;
+	int			nargs;
+
+	(void) get_func_signature(funcid, &argtypes, &nargs);
+	for (int i = 0; i < nargs; i++)
+		if (argtypes[i] == TIMESTAMPTZOID)
+			return true;
+	return false;
+}
+
 /* ----------
  * Expression checks
  * ----------
@@ -142,7 +170,9 @@ check_expression_walker(Node *node, CheckContext *cxt)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("derived views cannot use function %s, which is not immutable",
 						format_procedure(cxt->bad_func)),
-				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows.")));
+				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows."),
+				 func_volatile(cxt->bad_func) == PROVOLATILE_STABLE && takes_timestamptz(cxt->bad_func) ?
+				 errhint("Its result depends on the TimeZone setting. Convert the timestamp with time zone first, as in date_trunc('hour', ts AT TIME ZONE 'UTC').") : 0));
 	if (IsA(node, Query))
 	{
 		Query	   *outer = cxt->query;
@@ -924,9 +954,9 @@ kappa_compile_view(const char *sql, int engine)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the query of a derived view must be a SELECT statement")));
 	if (query->cteList)
-		not_supported("WITH queries");
+		not_supported_hint("WITH queries", "Write the query without WITH, joining the tables it reads directly.");
 	if (query->setOperations)
-		not_supported("UNION, INTERSECT or EXCEPT");
+		not_supported_hint("UNION, INTERSECT or EXCEPT", "Create a derived view for each branch, and combine them when you read them.");
 	if (query->distinctClause)
 	{
 		/*
@@ -954,9 +984,9 @@ kappa_compile_view(const char *sql, int engine)
 	if (query->groupingSets)
 		not_supported("GROUPING SETS, ROLLUP or CUBE");
 	if (query->sortClause)
-		not_supported("ORDER BY");
+		not_supported_hint("ORDER BY", "Leave ORDER BY out, and order the rows when you read the derived table.");
 	if (query->limitCount || query->limitOffset)
-		not_supported("LIMIT or OFFSET");
+		not_supported_hint("LIMIT or OFFSET", "Keep every row in the view, and apply LIMIT when you read the derived table.");
 	if (query->rowMarks)
 		not_supported("FOR UPDATE or FOR SHARE");
 
@@ -993,7 +1023,7 @@ kappa_compile_view(const char *sql, int engine)
 							 errmsg("derived views with LEFT JOIN need delta engine 2"),
 							 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
 				else if (rte->jointype != JOIN_INNER)
-					not_supported("RIGHT or FULL outer joins");
+					not_supported_hint("RIGHT or FULL outer joins", "Write a RIGHT JOIN as a LEFT JOIN with its two sides swapped.");
 				continue;
 			case RTE_SUBQUERY:
 				not_supported("subqueries in FROM");
