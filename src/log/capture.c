@@ -174,11 +174,7 @@ kappa_capture(PG_FUNCTION_ARGS)
 	char	   *retain_sql = "NULL";
 
 	kappa_refuse_in_view_code("kappa.capture", false);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("source must not be null")));
-	relid = PG_GETARG_OID(0);
+	relid = kappa_oid_arg(fcinfo, 0, "source");
 	if (!PG_ARGISNULL(1))
 	{
 		retain = PG_GETARG_INTERVAL_P(1);

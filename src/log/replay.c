@@ -412,8 +412,9 @@ has_dropped_columns(Oid relid)
  * Whether caller may read the logged events of the table relid, judged by
  * the table as it is now (it may have been renamed or moved since it was
  * logged): USAGE on its schema, SELECT on the table or on every one of its
- * columns (when it has dropped none: has_dropped_columns), and no row-level security in force for caller (kappa.events
- * cannot apply policies to logged rows).  A table that no longer exists is
+ * columns (when it has dropped none: has_dropped_columns), and no
+ * row-level security in force for caller (kappa.events cannot apply
+ * policies to logged rows).  A table that no longer exists is
  * readable only by log_reader roles.  Runs no query, so the current user
  * does not matter.
  */
@@ -1143,11 +1144,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	KappaOwnerScope scope;
 
 	kappa_refuse_in_view_code("kappa.replay", false);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("view must not be null")));
-	relid = PG_GETARG_OID(0);
+	relid = kappa_oid_arg(fcinfo, 0, "view");
 	/* 0/0 stands for "not given" inside: refuse it as an LSN */
 	if (!PG_ARGISNULL(2) && PG_GETARG_LSN(2) == InvalidXLogRecPtr)
 		ereport(ERROR,

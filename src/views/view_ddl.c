@@ -442,15 +442,17 @@ columns_problem(Relation rel, Query *query, char **fix)
 		if (strcmp(NameStr(a->attname), tle->resname) != 0)
 			return psprintf("Column %d of the table is \"%s\"; the view's query calls it \"%s\".",
 							att, NameStr(a->attname), tle->resname);
-		if ((a->atttypid != type || a->atttypmod != typmod) && fix != NULL)
-			*fix = psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
-							kappa_qualified_name(RelationGetRelid(rel)),
-							quote_identifier(tle->resname),
-							format_type_with_typemod(type, typmod));
 		if (a->atttypid != type || a->atttypmod != typmod)
+		{
+			if (fix != NULL)
+				*fix = psprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s",
+								kappa_qualified_name(RelationGetRelid(rel)),
+								quote_identifier(tle->resname),
+								format_type_with_typemod(type, typmod));
 			return psprintf("Column \"%s\" of the table is of type %s; the view's query gives %s.",
 							tle->resname, format_type_with_typemod(a->atttypid, a->atttypmod),
 							format_type_with_typemod(type, typmod));
+		}
 		if (a->attcollation != collation)
 			return psprintf("Column \"%s\" of the table has collation %s; the view's query gives %s.",
 							tle->resname,
@@ -1661,11 +1663,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 	SavedUser	saved;
 
 	kappa_refuse_in_view_code("kappa.alter_view", false);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("view must not be null")));
-	relid = PG_GETARG_OID(0);
+	relid = kappa_oid_arg(fcinfo, 0, "view");
 	extowner = kappa_extension_owner();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -305,11 +305,7 @@ kappa_wait(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	kappa_refuse_in_view_code("kappa.wait", true);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("view must not be null")));
-	relid = PG_GETARG_OID(0);
+	relid = kappa_oid_arg(fcinfo, 0, "view");
 	if (!PG_ARGISNULL(2))
 		timeout_us = interval_us(PG_GETARG_INTERVAL_P(2));
 	if (timeout_us < 0)

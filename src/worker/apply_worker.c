@@ -1668,6 +1668,26 @@ owner_time_add(List **times, Oid owner, int64 us)
 	return us;
 }
 
+/*
+ * Does a view of views (kappa.views rows, the derived table's OID third)
+ * belong to another role than owner?  Asked only of an owner whose views
+ * used up their time in a batch.
+ */
+static bool
+other_owner(SPITupleTable *views, uint64 nviews, Oid owner)
+{
+	for (uint64 i = 0; i < nviews; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(views->vals[i], views->tupdesc, 3, &isnull));
+		Oid			other = kappa_rel_owner(relid);
+
+		if (OidIsValid(other) && other != owner)
+			return true;
+	}
+	return false;
+}
+
 /* Apply the decoded batch to every running view, in one transaction. */
 static void
 apply_batch(void)
@@ -1683,8 +1703,6 @@ apply_batch(void)
 	List	   *stalled_owners = NIL;	/* owners of views that timed out */
 	List	   *slow_owners = NIL;	/* owners whose views used up their time */
 	List	   *owner_times = NIL;	/* OwnerTime, per owner of the batch */
-	Oid			first_owner = InvalidOid;
-	bool		several_owners = false; /* views of more than one role */
 
 	/* catalog entries read under historic snapshots must not be reused */
 	reset_caches();
@@ -1727,16 +1745,10 @@ apply_batch(void)
 		bool		isnull;
 		int			id = DatumGetInt32(SPI_getbinval(views->vals[i], views->tupdesc, 1, &isnull));
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
-		Oid			relid = DatumGetObjectId(SPI_getbinval(views->vals[i], views->tupdesc, 3, &isnull));
-		Oid			owner = kappa_rel_owner(relid);
 
 		if (DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
 			list_member_int(paused_ids, id))
 			hold_slot_at(applied);
-		if (i == 0)
-			first_owner = owner;
-		else if (owner != first_owner)
-			several_owners = true;
 	}
 
 	for (uint64 i = 0; i < nviews; i++)
@@ -1935,9 +1947,10 @@ apply_batch(void)
 		}
 		PG_END_TRY();
 
-		if (kappa_view_statement_timeout > 0 && several_owners &&
+		if (kappa_view_statement_timeout > 0 &&
 			owner_time_add(&owner_times, owner, GetCurrentTimestamp() - t_view) >=
-			(int64) kappa_view_statement_timeout * 1000)
+			(int64) kappa_view_statement_timeout * 1000 &&
+			other_owner(views, nviews, owner))
 			slow_owners = lappend_oid(slow_owners, owner);
 
 		/*
