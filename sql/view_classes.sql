@@ -81,6 +81,13 @@ END $$;
 SELECT kappa.alter_view(view => 'quiet_v', paused => true);
 SELECT applied_lsn > :'quiet_created' AS moved
   FROM kappa.views WHERE name = 'public.quiet_v';
+-- its lag is measured from when it was paused, not from the worker's last
+-- batch, which the other views keep recent
+SELECT pg_sleep(0.3);
+INSERT INTO items VALUES (990, 1, 1, 1, 1);
+SELECT kappa.wait('totals');
+SELECT lag_seconds >= 0.3 AS lag_since_paused FROM kappa.status WHERE name = 'public.quiet_v';
+DELETE FROM items WHERE id = 990;
 INSERT INTO quiet VALUES (2, 2);
 SELECT kappa.alter_view(view => 'quiet_v', paused => false);
 SELECT kappa.wait('quiet_v');

@@ -309,5 +309,12 @@ SELECT kappa.drop_view('dg_people2_v');
 DROP TABLE dg_people2;
 DROP TYPE dg_mood2;
 DROP SCHEMA dg_own CASCADE;
+-- a view dropped with its source in one command is gone, not broken: no
+-- warning that it broke, and no row left
+CREATE SCHEMA dg_both;
+CREATE TABLE dg_both.src (id int PRIMARY KEY, v int);
+SELECT kappa.create_view('dg_both.v', 'SELECT id, v FROM dg_both.src') IS NOT NULL AS created;
+DROP SCHEMA dg_both CASCADE;
+SELECT count(*) AS left_behind FROM kappa.views WHERE name LIKE 'dg_both.%' OR relid = 0;
 DROP FUNCTION dg_try(text);
 DROP ROLE dg_owner;

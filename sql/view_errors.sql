@@ -244,3 +244,20 @@ SELECT * FROM e_ci_t ORDER BY k COLLATE "C";
 SELECT kappa.drop_view('e_ci_t');
 DROP TABLE e_ci, e_ci_key;
 DROP EXTENSION citext;
+
+-- a name part longer than NAMEDATALEN - 1 bytes is truncated with a NOTICE,
+-- as PostgreSQL does with an identifier written in a statement
+CREATE TABLE e_long (id int PRIMARY KEY, v int);
+ALTER TABLE e_long REPLICA IDENTITY FULL;
+SELECT kappa.create_view('public.e_view_with_a_name_that_is_longer_than_sixty_three_bytes_by_far_and_more', 'SELECT id, v FROM e_long');
+SELECT kappa.create_view('"E quoted name longer than sixty three bytes, with a "" quote in it"', 'SELECT id FROM e_long');
+SELECT name FROM kappa.views WHERE name LIKE '%sixty%' ORDER BY name;
+-- DROP EXTENSION without CASCADE names the views, not a trigger of theirs
+-- (in a transaction rolled back, should it drop the extension all the same)
+\set VERBOSITY default
+BEGIN;
+DROP EXTENSION pg_kappa;
+ROLLBACK;
+SELECT count(*) AS views_kept FROM kappa.views WHERE name LIKE '%sixty%';
+SELECT kappa.drop_view(relid::regclass) FROM kappa.views WHERE name LIKE '%sixty%' ORDER BY name;
+DROP TABLE e_long;

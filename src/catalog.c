@@ -38,12 +38,14 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "parser/scansup.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
+#include "utils/regproc.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -80,6 +82,57 @@ kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", name)));
 	return PG_GETARG_OID(n);
+}
+
+/*
+ * A possibly qualified relation name given as text, as a name list.  As
+ * PostgreSQL's scanner does with an identifier written in a statement, a
+ * part longer than NAMEDATALEN - 1 bytes is truncated with a NOTICE
+ * (stringToQualifiedNameList, which parses it, truncates silently).
+ */
+List *
+kappa_name_list(const char *name)
+{
+	List	   *names = stringToQualifiedNameList(name);
+	const char *p = name;
+
+	/* only well-formed names get here: the parts, as it splits them */
+	for (;;)
+	{
+		const char *start;
+
+		while (scanner_isspace(*p))
+			p++;
+		if (*p == '"')
+		{
+			StringInfoData part;
+
+			initStringInfo(&part);
+			for (p++; *p != '\0'; p++)
+			{
+				if (*p == '"' && p[1] != '"')
+					break;
+				if (*p == '"')
+					p++;
+				appendStringInfoChar(&part, *p);
+			}
+			if (*p == '"')
+				p++;
+			truncate_identifier(part.data, part.len, true);
+		}
+		else
+		{
+			for (start = p; *p != '\0' && *p != '.' && !scanner_isspace(*p); p++)
+				;
+			(void) downcase_truncate_identifier(start, p - start, true);
+		}
+		while (scanner_isspace(*p))
+			p++;
+		if (*p != '.')
+			break;
+		p++;
+	}
+	return names;
 }
 
 /*

@@ -136,7 +136,7 @@ BEGIN
             RETURN format(E'row-level security on source table %s applies to the owner of the view\nDETAIL:  The view would show only the rows its owner''s policies let through, not its query''s result.\nHINT:  Disable row-level security on the table, or let the owner of the view bypass it, %s', srcname, rebuild);
         END IF;
         IF NOT has_table_privilege(owner, src, 'SELECT') THEN
-            RETURN format(E'the owner of the view no longer has SELECT privilege on source table %s\nHINT:  Grant SELECT on the table to %I again, %s', srcname, (SELECT rolname FROM pg_roles WHERE oid = owner), rebuild);
+            RETURN format(E'the owner of the view, %I, has no SELECT privilege on source table %s\nHINT:  Grant SELECT on the table to %I, %s', (SELECT rolname FROM pg_roles WHERE oid = owner), srcname, (SELECT rolname FROM pg_roles WHERE oid = owner), rebuild);
         END IF;
     END LOOP;
     RETURN NULL;
@@ -234,12 +234,17 @@ DECLARE
     v record;
     src regclass;
 BEGIN
+    -- derived tables first: a view dropped in the same command as its
+    -- source (DROP SCHEMA ... CASCADE) is gone, not broken
+    FOR v IN DELETE FROM kappa.views
+              WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                               WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view'))
+              RETURNING id LOOP
+        PERFORM kappa.drop_internal_schema(v.id);
+    END LOOP;
     FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
                WHERE object_type IN ('table', 'foreign table', 'view', 'materialized view')
     LOOP
-        FOR v IN DELETE FROM kappa.views WHERE relid = obj.objid RETURNING id LOOP
-            PERFORM kappa.drop_internal_schema(v.id);
-        END LOOP;
         FOR v IN SELECT id FROM kappa.views
                   WHERE obj.objid = ANY (arrangements) AND state <> 'broken' ORDER BY id LOOP
             PERFORM kappa.break_view(v.id, format('internal table %s was dropped', obj.object_identity));
@@ -481,3 +486,64 @@ BEGIN
     UPDATE kappa.views SET last_audit_at = at WHERE id = v.id;
 END
 $$;
+
+-- As in 0.3, but the lag in seconds of a view that is not running is the
+-- time since it was last current (for a paused view: when it was paused,
+-- or the worker's batch before), not since the worker's last batch, which
+-- other views keep recent.
+CREATE OR REPLACE VIEW kappa.status AS
+WITH w AS (
+    SELECT * FROM kappa.worker_status() WHERE database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+), cur AS (
+    SELECT pg_catalog.pg_current_wal_flush_lsn() AS lsn
+)
+SELECT 'view'::text AS kind,
+       v.name,
+       v.state,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN w.processed_lsn ELSE v.applied_lsn END AS applied_lsn,
+       CASE WHEN v.state = 'running' AND w.processed_lsn > v.applied_lsn
+            THEN pg_catalog.pg_wal_lsn_diff(cur.lsn, w.processed_lsn)
+            ELSE pg_catalog.pg_wal_lsn_diff(cur.lsn, v.applied_lsn) END::bigint AS lag_bytes,
+       CASE WHEN v.state = 'running' AND w.processed_lsn >= cur.lsn THEN 0::float8
+            WHEN v.state = 'running'
+            THEN pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(w.last_batch_at, v.last_commit_time, v.created_at))
+            ELSE pg_catalog.date_part('epoch', pg_catalog.now() - COALESCE(v.last_commit_time, v.created_at)) END AS lag_seconds,
+       v.txns_applied,
+       v.rows_applied,
+       CASE WHEN kappa.can_read_view(v.relid, v.sources)
+            THEN COALESCE(v.last_error,
+                          CASE WHEN v.state = 'running' AND
+                                    pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
+                               THEN w.last_error END) END AS last_error,
+       NULL::bigint AS wal_retained_bytes
+FROM kappa.views v CROSS JOIN cur LEFT JOIN w ON true
+UNION ALL
+SELECT 'slot', s.slot_name::text,
+       CASE WHEN s.active THEN 'active' ELSE 'inactive' END,
+       s.confirmed_flush_lsn,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint,
+       NULL, NULL, NULL, NULL,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint
+FROM pg_catalog.pg_replication_slots s CROSS JOIN cur
+WHERE s.plugin = 'pg_kappa' AND s.database = pg_catalog.current_database()
+  AND s.slot_name LIKE 'pg\_kappa\_%'
+UNION ALL
+SELECT 'capture', c.name, c.state, c.failed_lsn,
+       pg_catalog.pg_wal_lsn_diff(cur.lsn, c.failed_lsn)::bigint,
+       NULL, NULL, NULL, c.last_error, NULL
+FROM kappa.captures c CROSS JOIN cur
+WHERE c.state <> 'active'
+UNION ALL
+-- a replay in progress: its backend's activity text (replay_state.c) is
+-- "kappa.replay(<view>): <step>"; pg_stat_activity shows it to the same
+-- role and to pg_read_all_stats only
+SELECT 'replay',
+       pg_catalog.substr(a.query, 14, pg_catalog.strpos(a.query, '): ') - 14),
+       pg_catalog.substr(a.query, pg_catalog.strpos(a.query, '): ') + 3),
+       NULL, NULL,
+       pg_catalog.date_part('epoch', pg_catalog.statement_timestamp() - a.query_start),
+       NULL, NULL, NULL, NULL
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = pg_catalog.current_database() AND a.state = 'active'
+  AND a.query LIKE 'kappa.replay(%): %';

@@ -199,6 +199,7 @@ extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid);
+extern TimestampTz kappa_worker_last_batch_at(Oid dboid);
 extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
 
@@ -578,6 +579,7 @@ typedef struct KappaOwnerScope
 
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern Oid	kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name);
+extern List *kappa_name_list(const char *name);
 extern bool kappa_may_lock_sources(List *sources, Oid role, Oid *which);
 extern bool kappa_written_in_xact(Oid relid, bool truncate);
 extern bool kappa_interval_too_long(Interval *iv);

@@ -1169,7 +1169,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	{
 		Datum		result;
 		char	   *canonical = pstrdup(v.canonical);
-		List	   *into = stringToQualifiedNameList(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+		List	   *into = kappa_name_list(text_to_cstring(PG_GETARG_TEXT_PP(3)));
 		char	   *qualified;
 
 		/* an unqualified name goes beside the live view */

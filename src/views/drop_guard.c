@@ -31,7 +31,9 @@
  * DROP EXTENSION pg_kappa itself, and kappa.drop_internal_schema (which
  * takes the tables out of the extension before dropping them), are not
  * refused.  Without CASCADE PostgreSQL refuses on its own (DROP OWNED is
- * checked all the same, since that refusal would list other roles' tables).
+ * checked all the same, since that refusal would list other roles' tables),
+ * and DROP EXTENSION pg_kappa is refused before it starts while derived
+ * views exist, naming one of them instead of the trigger PostgreSQL names.
  *
  * That check names the view, but it reads names before the command does,
  * and follows only the commands it is fired for.  Under it, an object
@@ -312,6 +314,60 @@ dropping_extension(void)
 		dropping_stmt == GetCurrentStatementStartTimestamp();
 }
 
+/*
+ * DROP EXTENSION pg_kappa without CASCADE while derived views exist:
+ * PostgreSQL would refuse on its own, naming the trigger on one derived
+ * table.  Say instead what depends on the extension, and what CASCADE
+ * does to it (it keeps the derived tables, as plain tables).
+ */
+static void
+check_drop_extension(void)
+{
+	Oid			extension = get_extension_oid("pg_kappa", true);
+	int64		nviews = 0;
+	char	   *first = NULL;
+
+	/* a role that may not drop it hears that from the command */
+	if (!OidIsValid(extension) || !pg_extension_ownercheck(extension, GetUserId()) ||
+		!OidIsValid(get_relname_relid("views", get_namespace_oid("kappa", true))))
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) OVER (),"
+							  " CASE WHEN pg_catalog.pg_has_role($1, owner, 'USAGE') THEN name END"
+							  " FROM kappa.views"
+							  " ORDER BY pg_catalog.pg_has_role($1, owner, 'USAGE') DESC, id LIMIT 1",
+							  1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(GetUserId())},
+							  NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		char	   *name;
+
+		nviews = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (name != NULL)
+			first = MemoryContextStrdup(TopTransactionContext, name);
+	}
+	SPI_finish();
+	if (nviews == 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+			 errmsg("cannot drop extension pg_kappa because derived views depend on it"),
+			 first == NULL ?
+			 errdetail_plural(INT64_FORMAT " derived view of another role depends on it.",
+							  INT64_FORMAT " derived views of other roles depend on it.",
+							  nviews, nviews) :
+			 nviews == 1 ?
+			 errdetail("Derived view %s depends on it.", first) :
+			 errdetail_plural("Derived view %s and " INT64_FORMAT " other depend on it.",
+							  "Derived view %s and " INT64_FORMAT " others depend on it.",
+							  nviews - 1, first, nviews - 1),
+			 errhint("Drop the views with kappa.drop_view first, or use DROP EXTENSION pg_kappa CASCADE, which leaves their derived tables as plain tables that nothing maintains.")));
+}
+
 static void
 guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -327,6 +383,8 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 		foreach(lc, ((DropStmt *) tree)->objects)
 			if (strcmp(strVal(lfirst(lc)), "pg_kappa") == 0)
 			{
+				if (((DropStmt *) tree)->behavior != DROP_CASCADE)
+					check_drop_extension();
 				dropping_lxid = MyProc->lxid;
 				dropping_stmt = GetCurrentStatementStartTimestamp();
 			}

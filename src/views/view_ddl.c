@@ -1108,7 +1108,7 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	}
 	else
 	{
-		rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+		rv = makeRangeVarFromNameList(kappa_name_list(name));
 		nspid = RangeVarGetCreationNamespace(rv);
 		aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
 		if (aclresult != ACLCHECK_OK)
@@ -1721,20 +1721,36 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		 * position, so that it holds back only the WAL written after it,
 		 * not all since its sources last changed.  The worker publishes its
 		 * position after it commits, so it is read before the state that
-		 * the UPDATE reads.
+		 * the UPDATE reads.  The view is then as current as the worker:
+		 * now if the worker has caught up with the WAL, else as of its last
+		 * batch.  kappa.status measures a paused view's lag from that time,
+		 * kept in last_commit_time (NULL: unknown, the time stays).
 		 */
 		kappa_become(extowner, &saved);
 		if (paused)
 		{
+			TimestampTz last_batch = kappa_worker_last_batch_at(MyDatabaseId);
 			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId);
+			Datum		args[3];
+			char		nulls[3] = {' ', ' ', ' '};
 
-			exec_sql(psprintf("UPDATE kappa.views SET state = 'paused',"
-							  " applied_lsn = CASE WHEN state OPERATOR(pg_catalog.=) 'running'"
-							  " AND applied_lsn OPERATOR(pg_catalog.<) '%X/%X'::pg_catalog.pg_lsn"
-							  " THEN '%X/%X'::pg_catalog.pg_lsn ELSE applied_lsn END"
-							  " WHERE id = " INT64_FORMAT,
-							  LSN_FORMAT_ARGS(processed), LSN_FORMAT_ARGS(processed), id),
-					  SPI_OK_UPDATE);
+			args[0] = LSNGetDatum(processed);
+			if (processed >= GetFlushRecPtr(NULL))
+				args[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+			else if (last_batch != 0)
+				args[1] = TimestampTzGetDatum(last_batch);
+			else
+				nulls[1] = 'n';
+			args[2] = Int64GetDatum(id);
+			if (SPI_execute_with_args("UPDATE kappa.views SET state = 'paused',"
+									  " applied_lsn = CASE WHEN state OPERATOR(pg_catalog.=) 'running'"
+									  " THEN GREATEST(applied_lsn, $1) ELSE applied_lsn END,"
+									  " last_commit_time = CASE WHEN state OPERATOR(pg_catalog.=) 'running'"
+									  " THEN GREATEST(last_commit_time, $2) ELSE last_commit_time END"
+									  " WHERE id OPERATOR(pg_catalog.=) $3",
+									  3, (Oid[]) {LSNOID, TIMESTAMPTZOID, INT8OID}, args, nulls,
+									  false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not update kappa.views");
 		}
 		else if (strcmp(state, "paused") == 0)
 			exec_sql(psprintf("UPDATE kappa.views SET state = 'initializing' WHERE id = " INT64_FORMAT,

@@ -298,6 +298,25 @@ kappa_worker_processed_lsn(Oid dboid)
 }
 
 /*
+ * When the database's worker last applied a batch of transactions, or 0 if
+ * it has not since it started (or there is none).
+ */
+TimestampTz
+kappa_worker_last_batch_at(Oid dboid)
+{
+	KappaWorkerSlot *w;
+	TimestampTz result = 0;
+
+	shmem_required();
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	w = kappa_worker_slot(dboid, false);
+	if (w && w->pid != 0)
+		result = w->last_batch_at;
+	LWLockRelease(KappaShmem->lock);
+	return result;
+}
+
+/*
  * The condition variable the database's worker broadcasts on when its
  * processed LSN moves, or NULL if the database has no worker slot.  Slots
  * live as long as shared memory, so the pointer stays valid; should the
