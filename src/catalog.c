@@ -31,6 +31,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -231,7 +232,8 @@ kappa_may_lock_sources(List *sources, Oid role, Oid *which)
 {
 	ListCell   *lc;
 
-	foreach(lc, sources)
+	/* LOCK TABLE of a partitioned table asks it of every partition too */
+	foreach(lc, kappa_source_tables(sources))
 	{
 		Oid			relid = lfirst_oid(lc);
 
@@ -266,6 +268,30 @@ kappa_written_in_xact(Oid relid, bool truncate)
 }
 
 /*
+ * The tables that hold the rows of the sources: each source, and for a
+ * partitioned one, every partition under it (as of now: a partition
+ * attached or detached later makes its views recompute, partitions.c).
+ * Not locked here.
+ */
+List *
+kappa_source_tables(List *sources)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, sources)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+			result = list_concat_unique_oid(result, find_all_inheritors(relid, NoLock, NULL));
+		else
+			result = list_append_unique_oid(result, relid);
+	}
+	return result;
+}
+
+/*
  * ShareLock every source without ever waiting while holding one: holding a
  * source while waiting for another would deadlock with a writer that holds
  * the second and wants the first.  Wait for a busy source holding nothing
@@ -276,6 +302,9 @@ void
 kappa_lock_sources(List *sources)
 {
 	Oid			held = InvalidOid;	/* the one we waited for */
+
+	/* a writer of a partition locks that partition, not its parent */
+	sources = kappa_source_tables(sources);
 
 	for (;;)
 	{

@@ -167,6 +167,7 @@ _PG_init(void)
 
 	kappa_delta_sizes_init();
 	kappa_drop_guard_init();
+	kappa_partitions_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -243,6 +243,8 @@ typedef struct KappaSourceBuffer
 	XLogRecPtr	no_old_lsn;		/* latest UPDATE or DELETE without its whole
 								 * old row in the WAL (the table's replica
 								 * identity not FULL), or 0 */
+	Oid			no_old_relid;	/* the table it changed: the source, or a
+								 * partition of it */
 	XLogRecPtr	unidentified_lsn;	/* latest DELETE that does not say which
 									 * row it deleted, or 0 */
 	bool	   *dropped;		/* per source column: buffered as null, since
@@ -580,6 +582,10 @@ typedef struct KappaOwnerScope
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern Oid	kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name);
 extern List *kappa_name_list(const char *name);
+/* partitions.c: the prefix of the message that says a table's partitions changed */
+#define KAPPA_PARTITIONS_MESSAGE "pg_kappa.partitions"
+extern void kappa_partitions_init(void);
+extern List *kappa_source_tables(List *sources);
 extern bool kappa_may_lock_sources(List *sources, Oid role, Oid *which);
 extern bool kappa_written_in_xact(Oid relid, bool truncate);
 extern bool kappa_interval_too_long(Interval *iv);

@@ -275,7 +275,7 @@ kappa_verify(PG_FUNCTION_ARGS)
 	{
 		ListCell   *lc;
 
-		foreach(lc, sources)
+		foreach(lc, kappa_source_tables(sources))
 			if (kappa_written_in_xact(lfirst_oid(lc), true))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -320,7 +320,7 @@ kappa_verify(PG_FUNCTION_ARGS)
 	{
 		ListCell   *lc;
 
-		foreach(lc, sources)
+		foreach(lc, kappa_source_tables(sources))
 			UnlockRelationOid(lfirst_oid(lc), ShareLock);
 	}
 	return (Datum) 0;

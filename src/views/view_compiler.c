@@ -248,7 +248,7 @@ source_key(Relation rel, int engine)
 }
 
 static void
-check_source(Relation rel)
+check_source(Relation rel, int engine)
 {
 	const char *name = RelationGetRelationName(rel);
 	Oid			nsp = RelationGetNamespace(rel);
@@ -260,7 +260,12 @@ check_source(Relation rel)
 		case RELKIND_RELATION:
 			break;
 		case RELKIND_PARTITIONED_TABLE:
-			not_supported(psprintf("partitioned table \"%s\" as a source", name));
+			/* engine 2 reads it live; engine 1 would copy a table of no rows */
+			if (engine < 2)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("derived views over partitioned table \"%s\" need delta engine 2", name),
+						 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
 			break;
 		case RELKIND_VIEW:
 			not_supported(psprintf("view \"%s\" as a source", name));
@@ -311,7 +316,8 @@ check_source(Relation rel)
 static void
 check_inheritance(RangeTblEntry *rte, Relation rel)
 {
-	if (!rte->inh)
+	/* a partitioned table is read with its partitions, which hold its rows */
+	if (!rte->inh || rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
 		return;
 	if (find_inheritance_children(RelationGetRelid(rel), NoLock) != NIL)
 		ereport(ERROR,
@@ -402,7 +408,7 @@ add_source(KappaViewDef *def, RangeTblEntry *rte, int engine)
 	Relation	rel = table_open(rte->relid, AccessShareLock);
 	int			srcno = -1;
 
-	check_source(rel);
+	check_source(rel, engine);
 	check_inheritance(rte, rel);
 	if (is_derived_table(rte->relid))
 		not_supported(psprintf("derived view \"%s\" as a source",

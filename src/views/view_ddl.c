@@ -555,7 +555,8 @@ ensure_identity_full(List *sources)
 	StringInfoData changed;
 
 	initStringInfo(&changed);
-	foreach(lc, sources)
+	/* a partitioned table's rows are its partitions' */
+	foreach(lc, kappa_source_tables(sources))
 	{
 		Oid			relid = lfirst_oid(lc);
 		char	   *qualname = kappa_qualified_name(relid);
@@ -977,7 +978,7 @@ check_sources_untouched(List *sources)
 {
 	ListCell   *lc;
 
-	foreach(lc, sources)
+	foreach(lc, kappa_source_tables(sources))
 	{
 		Oid			relid = lfirst_oid(lc);
 

@@ -62,7 +62,9 @@
 #include "access/detoast.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/tupconvert.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/array.h"
@@ -70,6 +72,7 @@
 #include "replication/logical.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -102,6 +105,9 @@ typedef struct ColumnsRead
 
 static HTAB *columns_read = NULL;
 static bool sources_stale = true;
+
+/* the routes of partitions to their sources must be found again */
+static bool routes_stale = true;
 
 /* captured tables: relid -> commit LSN after which changes are logged */
 typedef struct CaptureEntry
@@ -352,6 +358,7 @@ void
 kappa_sink_sources_changed(void)
 {
 	sources_stale = true;
+	routes_stale = true;
 }
 
 void
@@ -374,6 +381,7 @@ kappa_sink_set_sources(List *relids)
 		(void) hash_search(source_set, &relid, HASH_ENTER, NULL);
 	}
 	sources_stale = false;
+	routes_stale = true;
 }
 
 void
@@ -646,6 +654,92 @@ is_source(Oid relid)
 }
 
 /*
+ * A change of a partition is also a change of each partitioned table above
+ * it that is a source, in that table's columns (a partition may have its
+ * columns in another order, or dropped ones in between).  Routes are kept
+ * per partition until a relcache invalidation arrives (DDL decoded, which
+ * may attach, detach or change a table) or the set of sources changes.
+ */
+typedef struct RouteTarget
+{
+	Oid			relid;			/* the partitioned source */
+	TupleConversionMap *map;	/* the partition's rows to its; NULL: same */
+} RouteTarget;
+
+typedef struct PartitionRoutes
+{
+	Oid			relid;			/* the partition: hash key */
+	int			ntargets;
+	RouteTarget *targets;
+} PartitionRoutes;
+
+static HTAB *partition_routes = NULL;
+static MemoryContext routes_cxt = NULL;
+
+static void
+routes_relcache_callback(Datum arg, Oid relid)
+{
+	routes_stale = true;
+}
+
+/* The sources above partition rel that its changes go to (maybe none). */
+static PartitionRoutes *
+partition_routes_of(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	PartitionRoutes *routes;
+	bool		found;
+	List	   *ancestors;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	if (routes_cxt == NULL)
+	{
+		routes_cxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa partition routes",
+										   ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(routes_relcache_callback, (Datum) 0);
+	}
+	if (routes_stale || partition_routes == NULL)
+	{
+		HASHCTL		ctl;
+
+		MemoryContextReset(routes_cxt);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(PartitionRoutes);
+		ctl.hcxt = routes_cxt;
+		partition_routes = hash_create("pg_kappa partition routes", 16, &ctl,
+									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		routes_stale = false;
+	}
+	routes = hash_search(partition_routes, &relid, HASH_ENTER, &found);
+	if (found)
+		return routes;
+
+	oldcxt = MemoryContextSwitchTo(routes_cxt);
+	ancestors = get_partition_ancestors(relid);
+	routes->ntargets = 0;
+	routes->targets = palloc(sizeof(RouteTarget) * Max(list_length(ancestors), 1));
+	foreach(lc, ancestors)
+	{
+		Oid			ancestor = lfirst_oid(lc);
+		Relation	arel;
+
+		if (!is_source(ancestor))
+			continue;
+		arel = RelationIdGetRelation(ancestor);
+		if (!RelationIsValid(arel))
+			continue;
+		routes->targets[routes->ntargets].relid = ancestor;
+		routes->targets[routes->ntargets].map =
+			convert_tuples_by_name(RelationGetDescr(rel), RelationGetDescr(arel));
+		routes->ntargets++;
+		RelationClose(arel);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return routes;
+}
+
+/*
  * How a relation's columns stand against its buffer's, when a change of
  * the relation comes after others in the batch.
  */
@@ -779,6 +873,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->modify_lsn = InvalidXLogRecPtr;
 		buf->oversize_lsn = InvalidXLogRecPtr;
 		buf->no_old_lsn = InvalidXLogRecPtr;
+		buf->no_old_relid = InvalidOid;
 		buf->unidentified_lsn = InvalidXLogRecPtr;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
@@ -921,14 +1016,23 @@ kappa_check_row_images(List *sources, XLogRecPtr applied, bool whole_old_rows)
 							   LSN_FORMAT_ARGS(buf->oversize_lsn), MAX_ROW_IMAGE_BYTES)));
 		if (buf != NULL &&
 			(whole_old_rows ? buf->no_old_lsn : buf->unidentified_lsn) > applied)
+		{
+			/* the table to fix: the source, or the partition changed */
+			Oid			table = whole_old_rows && OidIsValid(buf->no_old_relid) ?
+				buf->no_old_relid : relid;
+
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("old row images of source table %s are not complete",
 							kappa_qualified_name(relid)),
+					 table != relid ?
+					 errdetail("A change of its partition %s committed at %X/%X does not carry the whole old row it updated or deleted, which the view needs: the partition's replica identity is not FULL.",
+							   kappa_qualified_name(table), LSN_FORMAT_ARGS(buf->no_old_lsn)) :
 					 errdetail("A change committed at %X/%X does not carry the whole old row it updated or deleted, which the view needs: the table's replica identity is not FULL.",
 							   LSN_FORMAT_ARGS(whole_old_rows ? buf->no_old_lsn : buf->unidentified_lsn)),
 					 errhint("Run ALTER TABLE %s REPLICA IDENTITY FULL, then build the view again with kappa.alter_view and rebuild => true.",
-							 kappa_qualified_name(relid))));
+							 kappa_qualified_name(table))));
+		}
 	}
 }
 
@@ -1009,49 +1113,108 @@ sink_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	}
 }
 
+/*
+ * Buffer one decoded change of relation changed as a change of source
+ * target (the same relation, or a partitioned table above it), whose row
+ * images are oldtup and newtup (either may be NULL), in target's columns.
+ */
 static void
-sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
-			Relation relation, ReorderBufferChange *change)
+buffer_change(Relation target, Relation changed, ReorderBufferTXN *txn,
+			  ReorderBufferChange *change, HeapTuple oldtup, HeapTuple newtup,
+			  int64 seq)
 {
-	KappaSourceBuffer *buf;
-	MemoryContext oldcxt;
-	int64		seq;
+	KappaSourceBuffer *buf = source_buffer(target, txn->final_lsn);
 
-	if (!is_source(RelationGetRelid(relation)))
-		return;
-
-	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
-	buf = source_buffer(relation, txn->final_lsn);
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT)
 	{
 		buf->modify_lsn = txn->final_lsn;	/* commits arrive in order */
 
 		/*
 		 * The old row is whole only under REPLICA IDENTITY FULL, as the
-		 * table was when the change was made (the relation is read with
-		 * the historic snapshot, as pgoutput reads it to tell a whole old
-		 * row from a key): else it is the key alone, or nothing.
+		 * table changed was when the change was made (the relation is read
+		 * with the historic snapshot, as pgoutput reads it to tell a whole
+		 * old row from a key): else it is the key alone, or nothing.
 		 */
-		if (relation->rd_rel->relreplident != REPLICA_IDENTITY_FULL)
+		if (changed->rd_rel->relreplident != REPLICA_IDENTITY_FULL)
+		{
 			buf->no_old_lsn = txn->final_lsn;
-		if (change->data.tp.oldtuple == NULL &&
-			change->action == REORDER_BUFFER_CHANGE_DELETE)
+			buf->no_old_relid = RelationGetRelid(changed);
+		}
+		if (oldtup == NULL && change->action == REORDER_BUFFER_CHANGE_DELETE)
 			buf->unidentified_lsn = txn->final_lsn;
 	}
-	seq = kappa_batch->next_seq++;
+	if (oldtup)
+		buffer_row(buf, RelationGetDescr(target), oldtup, false, txn->final_lsn, seq);
+	if (newtup)
+		buffer_row(buf, RelationGetDescr(target), newtup, true, txn->final_lsn, seq);
+}
+
+static void
+sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			Relation relation, ReorderBufferChange *change)
+{
+	MemoryContext oldcxt;
+	PartitionRoutes *routes = NULL;
+	HeapTuple	oldtup = NULL;
+	HeapTuple	newtup = NULL;
+	bool		own = is_source(RelationGetRelid(relation));
+	int64		seq;
+
+	if (relation->rd_rel->relispartition)
+		routes = partition_routes_of(relation);
+	if (!own && (routes == NULL || routes->ntargets == 0))
+		return;
+
+	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
 	if (change->data.tp.oldtuple)
-		buffer_row(buf, RelationGetDescr(relation),
-				   &change->data.tp.oldtuple->tuple, false,
-				   txn->final_lsn, seq);
+		oldtup = &change->data.tp.oldtuple->tuple;
 	if (change->data.tp.newtuple)
-		buffer_row(buf, RelationGetDescr(relation),
-				   &change->data.tp.newtuple->tuple, true,
-				   txn->final_lsn, seq);
+		newtup = &change->data.tp.newtuple->tuple;
+	seq = kappa_batch->next_seq++;
+	if (own)
+		buffer_change(relation, relation, txn, change, oldtup, newtup, seq);
+	for (int i = 0; routes != NULL && i < routes->ntargets; i++)
+	{
+		RouteTarget *t = &routes->targets[i];
+		Relation	target = RelationIdGetRelation(t->relid);
+
+		if (!RelationIsValid(target))
+			elog(ERROR, "could not open relation with OID %u", t->relid);
+		buffer_change(target, relation, txn, change,
+					  oldtup && t->map ? execute_attr_map_tuple(oldtup, t->map) : oldtup,
+					  newtup && t->map ? execute_attr_map_tuple(newtup, t->map) : newtup,
+					  seq);
+		RelationClose(target);
+	}
 	kappa_batch->nchanges++;
 
 	if (log_wanted(RelationGetRelid(relation), txn->final_lsn))
 		log_change(relation, txn, change);
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Source relid lost rows that no change carries, committed at commit_lsn
+ * (a TRUNCATE, or a partition detached or dropped): its views recompute
+ * at the batch's snapshot, and the rows buffered before no longer matter.
+ */
+static void
+truncate_source(Oid relid, XLogRecPtr commit_lsn)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	KappaSourceBuffer *buf;
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (!RelationIsValid(rel))
+		return;					/* dropped: its views are broken */
+	buf = source_buffer(rel, commit_lsn);
+	RelationClose(rel);
+	CurrentResourceOwner = batch_owner;
+	tuplestore_clear(buf->rows);
+	CurrentResourceOwner = save;
+	buf->nrows = 0;
+	buf->truncate_lsn = commit_lsn;
+	kappa_batch->nchanges++;
 }
 
 static void
@@ -1062,20 +1225,17 @@ sink_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	for (int i = 0; i < nrelations; i++)
 	{
-		KappaSourceBuffer *buf;
-		ResourceOwner save = CurrentResourceOwner;
+		/* a partition's rows are also its partitioned sources' */
+		if (relations[i]->rd_rel->relispartition)
+		{
+			PartitionRoutes *routes = partition_routes_of(relations[i]);
 
+			for (int j = 0; j < routes->ntargets; j++)
+				truncate_source(routes->targets[j].relid, txn->final_lsn);
+		}
 		if (!is_source(RelationGetRelid(relations[i])))
 			continue;
-		buf = source_buffer(relations[i], txn->final_lsn);
-
-		/* rows before a TRUNCATE no longer matter */
-		CurrentResourceOwner = batch_owner;
-		tuplestore_clear(buf->rows);
-		CurrentResourceOwner = save;
-		buf->nrows = 0;
-		buf->truncate_lsn = txn->final_lsn;
-		kappa_batch->nchanges++;
+		truncate_source(RelationGetRelid(relations[i]), txn->final_lsn);
 
 		/* one record per captured table, in the plugin's shape */
 		if (log_wanted(RelationGetRelid(relations[i]), txn->final_lsn))
@@ -1124,11 +1284,43 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		b->full = true;
 }
 
+/*
+ * The transactional message partitions.c writes when the partitions of a
+ * partitioned table change (ATTACH, DETACH, DROP): rows came or went
+ * without changes of their own, so each source at or above the table
+ * recomputes.  Its content is the table's OID, in decimal.
+ */
 static void
 sink_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			 XLogRecPtr lsn, bool transactional, const char *prefix,
 			 Size sz, const char *message)
 {
+	char		text[16];
+	Oid			relid;
+	Relation	rel;
+	MemoryContext oldcxt;
+
+	if (!transactional || strcmp(prefix, KAPPA_PARTITIONS_MESSAGE) != 0 ||
+		sz == 0 || sz >= sizeof(text))
+		return;
+	memcpy(text, message, sz);
+	text[sz] = '\0';
+	relid = (Oid) strtoul(text, NULL, 10);
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+		return;
+	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	if (is_source(relid))
+		truncate_source(relid, txn->final_lsn);
+	if (rel->rd_rel->relispartition)
+	{
+		PartitionRoutes *routes = partition_routes_of(rel);
+
+		for (int j = 0; j < routes->ntargets; j++)
+			truncate_source(routes->targets[j].relid, txn->final_lsn);
+	}
+	RelationClose(rel);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /* The worker's own writes are never decoded back into it. */

@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ *
+ * partitions.c
+ *	  Partitioned tables as sources of derived views: the DDL that changes
+ *	  which partitions hold a source's rows.
+ *
+ * A partitioned source's rows live in its partitions, whose changes the
+ * WAL carries as theirs; the apply worker routes them to the partitioned
+ * tables above them (change_sink.c).  Three commands change the rows of a
+ * partitioned table without any change of a row:
+ *
+ *		ALTER TABLE ... ATTACH PARTITION	(the attached table's rows come)
+ *		ALTER TABLE ... DETACH PARTITION	(the detached table's rows go)
+ *		DROP TABLE of a partition, however it is dropped (DROP SCHEMA ...
+ *		CASCADE, DROP OWNED BY)
+ *
+ * Each writes a transactional logical message (KAPPA_PARTITIONS_MESSAGE,
+ * the partitioned table's OID) in its own transaction, so that the worker,
+ * decoding it in commit order, recomputes the views over that table at the
+ * batch's snapshot, as after a TRUNCATE.  ATTACH and DETACH write it when
+ * views read the table or one above it; a partition dropped, when its
+ * table has REPLICA IDENTITY FULL, as the partitioned tables views read
+ * have (kappa.views is not read in the middle of a deletion).  pg_kappa's
+ * output plugin does not show these messages to consumers.
+ *
+ * DETACH PARTITION CONCURRENTLY runs in two transactions, the second of
+ * which no hook sees; it is refused on tables views read.
+ *
+ * The views need whole old rows in the WAL (REPLICA IDENTITY FULL) of every
+ * partition, which kappa.create_view sets on the partitions there are.
+ * A partition created (CREATE TABLE ... PARTITION OF) or attached later
+ * under a table that views read is given it too, with a NOTICE: its
+ * creator owns it.  Should a partition lose it, the views break at its
+ * first update or delete (kappa_check_row_images), never go wrong.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "replication/message.h"
+#include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "pg_kappa.h"
+
+static object_access_hook_type prev_object_access_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* Does this database have the extension, and does its WAL feed decoding? */
+static bool
+partitions_matter(void)
+{
+	return XLogLogicalInfoActive() && IsTransactionState() &&
+		OidIsValid(get_extension_oid("pg_kappa", true));
+}
+
+/* The rows of partitioned table relid changed without changes of theirs. */
+static void
+partitions_changed(Oid relid)
+{
+	char	   *content = psprintf("%u", relid);
+
+	(void) LogLogicalMessage(KAPPA_PARTITIONS_MESSAGE, content, strlen(content), true);
+}
+
+/* Is relid, or a partitioned table above it, a source of some view? */
+static bool
+under_source(Oid relid)
+{
+	List	   *tables = lcons_oid(relid, get_partition_ancestors(relid));
+	Datum	   *elems = palloc(sizeof(Datum) * list_length(tables));
+	int			n = 0;
+	ListCell   *lc;
+	Datum		arg;
+	SavedUser	saved;
+	bool		found;
+
+	foreach(lc, tables)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	arg = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* every role's views: kappa.views shows a role only its own */
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute_with_args("SELECT 1 FROM kappa.views"
+							  " WHERE sources OPERATOR(pg_catalog.&&) $1 LIMIT 1",
+							  1, (Oid[]) {OIDARRAYOID}, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	found = SPI_processed > 0;
+	kappa_unbecome(&saved);
+	SPI_finish();
+	return found;
+}
+
+/*
+ * A table that has just become a partition under a table that views read:
+ * REPLICA IDENTITY FULL on it and the partitions under it, set by the
+ * current role (who created or attached it, and so owns it).
+ */
+static void
+identity_full_under_source(Oid relid)
+{
+	List	   *tables = find_all_inheritors(relid, NoLock, NULL);
+	StringInfoData changed;
+	ListCell   *lc;
+
+	if (!under_source(relid))
+		return;
+	initStringInfo(&changed);
+	foreach(lc, tables)
+	{
+		Oid			table = lfirst_oid(lc);
+		char	   *qualname = kappa_qualified_name(table);
+		HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table));
+		char		replident;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for relation %u", table);
+		replident = ((Form_pg_class) GETSTRUCT(tuple))->relreplident;
+		ReleaseSysCache(tuple);
+		if (replident == REPLICA_IDENTITY_FULL)
+			continue;
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualname),
+						false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not set the replica identity of %s", qualname);
+		SPI_finish();
+		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "", qualname);
+	}
+	if (changed.len > 0)
+		ereport(NOTICE,
+				(errmsg("set REPLICA IDENTITY FULL on %s", changed.data),
+				 errdetail("Derived views read the partitioned table above it, and take whole old rows of updates and deletes from the WAL.")));
+}
+
+static void
+partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
+						   bool readOnlyTree, ProcessUtilityContext context,
+						   ParamListInfo params, QueryEnvironment *queryEnv,
+						   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *tree = pstmt->utilityStmt;
+	AlterTableStmt *alter = NULL;
+	CreateStmt *create = NULL;
+
+	if (IsA(tree, AlterTableStmt) && ((AlterTableStmt *) tree)->objtype == OBJECT_TABLE)
+		alter = (AlterTableStmt *) tree;
+	else if (IsA(tree, CreateStmt) && ((CreateStmt *) tree)->partbound != NULL)
+		create = (CreateStmt *) tree;
+
+	/* before: DETACH ... CONCURRENTLY ends in a transaction of its own */
+	if (alter != NULL && partitions_matter())
+	{
+		ListCell   *lc;
+
+		foreach(lc, alter->cmds)
+		{
+			AlterTableCmd *cmd = lfirst(lc);
+			Oid			parent;
+
+			if (cmd->subtype != AT_DetachPartition ||
+				!((PartitionCmd *) cmd->def)->concurrent)
+				continue;
+			parent = RangeVarGetRelid(alter->relation, NoLock, true);
+			if (OidIsValid(parent) && under_source(parent))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot detach a partition concurrently from table \"%s\", which derived views read",
+								alter->relation->relname),
+						 errdetail("Its rows leave the table in a transaction that derived views cannot follow."),
+						 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
+		}
+	}
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	/* after: the partitions are as the command left them */
+	if (alter != NULL && partitions_matter())
+	{
+		ListCell   *lc;
+
+		foreach(lc, alter->cmds)
+		{
+			AlterTableCmd *cmd = lfirst(lc);
+			Oid			parent;
+
+			if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition &&
+				cmd->subtype != AT_DetachPartitionFinalize)
+				continue;
+			parent = RangeVarGetRelid(alter->relation, NoLock, true);
+			if (!OidIsValid(parent) || !under_source(parent))
+				continue;
+			partitions_changed(parent);
+			if (cmd->subtype == AT_AttachPartition)
+			{
+				Oid			partition = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
+														 NoLock, true);
+
+				if (OidIsValid(partition))
+					identity_full_under_source(partition);
+			}
+		}
+	}
+	else if (create != NULL && partitions_matter())
+	{
+		Oid			relid = RangeVarGetRelid(create->relation, NoLock, true);
+
+		/* (it is empty: a default partition holding its rows is refused) */
+		if (OidIsValid(relid))
+			identity_full_under_source(relid);
+	}
+}
+
+/* A partition dropped, however: its table's rows went with it. */
+static void
+partitions_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+						 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || classId != RelationRelationId || subId != 0)
+		return;
+	if (!get_rel_relispartition(objectId) ||
+		(get_rel_relkind(objectId) != RELKIND_RELATION &&
+		 get_rel_relkind(objectId) != RELKIND_PARTITIONED_TABLE))
+		return;
+	if (partitions_matter())
+	{
+		Oid			parent = get_partition_parent(objectId, true);
+		HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(parent));
+
+		if (!HeapTupleIsValid(tuple))
+			return;
+		if (((Form_pg_class) GETSTRUCT(tuple))->relreplident == REPLICA_IDENTITY_FULL)
+			partitions_changed(parent);
+		ReleaseSysCache(tuple);
+	}
+}
+
+/* Install the hooks (_PG_init). */
+void
+kappa_partitions_init(void)
+{
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = partitions_object_access;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = partitions_process_utility;
+}
