@@ -337,6 +337,39 @@ SELECT count(*) AS held_by_others FROM pg_locks
  WHERE locktype = 'advisory' AND objid = 4242 AND pid <> pg_backend_pid();
 SELECT kappa.drop_view('kc.adv_v');
 
+-- DDL run by a view's code inside the apply worker, which runs in replica
+-- mode where pg_kappa's event triggers do not fire, is refused: carol's
+-- view would rewrite a table of hers that bob's view reads, which would
+-- leave bob's view silently wrong.  Her view breaks, the rewrite is undone,
+-- and bob's view stays exact.
+SET ROLE regress_kappa_carol;
+CREATE TABLE kc.shared (id int PRIMARY KEY, val int);
+ALTER TABLE kc.shared REPLICA IDENTITY FULL;
+INSERT INTO kc.shared VALUES (1, 100), (2, 200);
+GRANT SELECT ON kc.shared TO regress_kappa_bob;
+CREATE TABLE kc.trig (id int PRIMARY KEY, x int);
+ALTER TABLE kc.trig REPLICA IDENTITY FULL;
+CREATE FUNCTION kc.rewrite(x int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  IF x = 42 THEN
+    EXECUTE 'ALTER TABLE kc.shared ALTER COLUMN val TYPE int USING val + 1000';
+  END IF;
+  RETURN x;
+END $$;
+CREATE FUNCTION kc.calm(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN kc.rewrite(x); END $$;
+SELECT kappa.create_view('kc.trig_v', 'SELECT id, kc.calm(x) AS fx FROM kc.trig') IS NOT NULL AS created;
+SET ROLE regress_kappa_bob;
+SELECT kappa.create_view('kb.shared_sum', 'SELECT count(*) AS n, sum(val) AS s FROM kc.shared') IS NOT NULL AS created;
+SET ROLE regress_kappa_carol;
+INSERT INTO kc.trig VALUES (1, 42);
+SELECT kappa.wait('kc.trig_v');
+RESET ROLE;
+SELECT name, state, split_part(last_error, E'\n', 1) AS last_error FROM kappa.views
+ WHERE name IN ('kb.shared_sum', 'kc.trig_v') ORDER BY name;
+SELECT sum(val) AS shared_sum FROM kc.shared;
+SELECT count(*) AS differences FROM kappa.verify('kb.shared_sum');
+SELECT kappa.drop_view('kb.shared_sum'), kappa.drop_view('kc.trig_v');
+
 -- clean up
 SELECT kappa.uncapture('ka.t5');
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'k_.%';

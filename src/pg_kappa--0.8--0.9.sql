@@ -547,3 +547,4 @@ SELECT 'replay',
 FROM pg_catalog.pg_stat_activity a
 WHERE a.datname = pg_catalog.current_database() AND a.state = 'active'
   AND a.query LIKE 'kappa.replay(%): %';
+

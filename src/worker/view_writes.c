@@ -13,6 +13,11 @@
  * tables (schema kappa_v<id>); anything else is refused, and the view
  * breaks with that error.
  *
+ * Nor may a view's code run other utility commands there (ALTER TABLE,
+ * CREATE FUNCTION, DROP ...): the worker runs in replica mode, where
+ * pg_kappa's event triggers, which keep DDL from leaving views silently
+ * wrong, do not fire.  Only settings (SET, SHOW) are let through.
+ *
  * This file installs the executor and utility hooks in the worker only; it
  * does not decide anything else about view code (catalog.c runs it as its
  * owner).
@@ -25,6 +30,7 @@
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "parser/parsetree.h"
+#include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/lsyscache.h"
 
@@ -85,9 +91,18 @@ view_writes_process_utility(PlannedStmt *pstmt, const char *queryString,
 			foreach(lc, ((TruncateStmt *) stmt)->relations)
 				check_write(RangeVarGetRelid(lfirst(lc), NoLock, false));
 		}
-		else if (IsA(stmt, CopyStmt) && ((CopyStmt *) stmt)->is_from &&
-				 ((CopyStmt *) stmt)->relation)
-			check_write(RangeVarGetRelid(((CopyStmt *) stmt)->relation, NoLock, false));
+		else if (IsA(stmt, CopyStmt))
+		{
+			if (((CopyStmt *) stmt)->is_from && ((CopyStmt *) stmt)->relation)
+				check_write(RangeVarGetRelid(((CopyStmt *) stmt)->relation, NoLock, false));
+		}
+		else if (!IsA(stmt, VariableSetStmt) && !IsA(stmt, VariableShowStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("a derived view's code cannot run %s in the apply worker",
+							GetCommandTagName(CreateCommandTag(stmt))),
+					 errdetail("pg_kappa's checks of DDL do not run in the apply worker, so a command run there could leave views wrong."),
+					 errhint("Remove the command from the functions the view's query calls.")));
 	}
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
