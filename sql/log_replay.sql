@@ -60,6 +60,12 @@ SELECT (SELECT string_agg(t::text, ';' ORDER BY t::text) FROM rp_sum_at2 t) =
 -- blue/green: a new definition replayed from the log, then swapped in
 SELECT kappa.create_view('rp_sum_v2', 'SELECT g, count(*) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS mean FROM rp GROUP BY g', replay_from => '0/0');
 SELECT kappa.replay('rp_sum', new_name => 'rp_sum_green');
+-- from after the sources' snapshot: the view starts from empty sources,
+-- which it says (a WARNING, shown here by its SQLSTATE)
+\set VERBOSITY sqlstate
+SELECT kappa.create_view('rp_sum_late', 'SELECT g, count(*) AS n FROM rp GROUP BY g', replay_from => pg_current_wal_insert_lsn()) IS NOT NULL AS created;
+\set VERBOSITY terse
+SELECT kappa.drop_view('rp_sum_late');
 UPDATE rp SET v = v + 1 WHERE id % 7 = 0;
 SELECT kappa.wait('rp_sum_v2') AND kappa.wait('rp_sum_green') AS caught_up;
 SELECT * FROM kappa.verify('rp_sum_v2');

@@ -175,6 +175,12 @@ RESET ROLE;
 SELECT kappa.drop_view('kl.lk_bob');
 DROP SCHEMA kl CASCADE;
 
+-- kappa.audit reads every role's log and writes the audit log: a role that
+-- may not is refused the call, not an internal function's
+SET ROLE regress_kappa_src_bob;
+SELECT count(*) FROM kappa.audit();
+RESET ROLE;
+
 -- clean up
 SELECT count(kappa.drop_view(relid)) FROM kappa.views WHERE name LIKE 'ks.%';
 SET client_min_messages = warning;

@@ -272,7 +272,19 @@ SELECT dg_try(format('CREATE TRIGGER dg_t BEFORE INSERT ON %I.d_0 FOR EACH ROW E
 SELECT dg_try(format('CREATE POLICY dg_p ON %I.g USING (dg_own.t())', :'dg_s'));
 SELECT dg_try(format('ALTER VIEW %I.o_0 SET SCHEMA dg_own', :'dg_s'));
 SELECT dg_try(format('ALTER TABLE %I.d_0 SET SCHEMA dg_own', :'dg_s'));
-SELECT dg_try(format('CREATE VIEW %I.dg_planted AS SELECT 1 AS x', :'dg_s'));   -- not a member: allowed
+-- nor may its owner put anything there: the schema goes with the view,
+-- pg_dump leaves it out, and the worker lets the view's code write there
+SELECT dg_try(format('CREATE VIEW %I.dg_planted AS SELECT 1 AS x', :'dg_s'));
+SELECT dg_try(format('CREATE TABLE %I.dg_planted (a int)', :'dg_s'));
+SELECT dg_try(format('CREATE FUNCTION %I.dg_f() RETURNS int LANGUAGE sql AS $f$SELECT 1$f$', :'dg_s'));
+CREATE TABLE dg_own.moved (a int);
+SELECT dg_try(format('ALTER TABLE dg_own.moved SET SCHEMA %I', :'dg_s'));
+SELECT set_config('search_path', :'dg_s' || ', public', false) IS NOT NULL AS path_set;
+SELECT dg_try('CREATE TABLE dg_unqualified (a int)');
+RESET search_path;
+SELECT dg_try(format('SELECT kappa.create_view(%L, $q$SELECT id FROM dg_own.src$q$)', :'dg_s' || '.dg_inner'));
+SELECT dg_try('SELECT kappa.create_view($n$kappa.dg_inner$n$, $q$SELECT id FROM dg_own.src$q$)');
+DROP TABLE dg_own.moved;
 RESET ROLE;
 -- DROP OWNED without CASCADE of a role with views: refused by name, not by
 -- PostgreSQL's list of everything that depends on the extension

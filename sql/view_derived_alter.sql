@@ -179,6 +179,22 @@ SELECT kappa.wait('da_wide_v');
 SELECT * FROM da_wide_v ORDER BY a;
 SELECT kappa.drop_view('da_wide_v');
 DROP TABLE da_wide;
+-- the same where the new type rewrites the table (int to bigint), which a
+-- running view's table may not be: a broken one's may, as the hint says
+CREATE TABLE da_div (id int PRIMARY KEY, a int, b int);
+INSERT INTO da_div VALUES (1, 6, 2);
+SELECT kappa.create_view('da_div_v', 'SELECT id, a / b AS q FROM da_div') IS NOT NULL AS created;
+ALTER TABLE public.da_div_v ALTER COLUMN q TYPE bigint;
+ALTER TABLE da_div ALTER COLUMN a TYPE bigint;
+SELECT state FROM kappa.views WHERE name = 'public.da_div_v';
+SELECT kappa.alter_view(view => 'da_div_v', rebuild => true);
+ALTER TABLE public.da_div_v ALTER COLUMN q TYPE bigint;
+SELECT kappa.alter_view(view => 'da_div_v', rebuild => true);
+INSERT INTO da_div VALUES (2, 9000000000, 3);
+SELECT kappa.wait('da_div_v');
+SELECT * FROM da_div_v ORDER BY id;
+SELECT kappa.drop_view('da_div_v');
+DROP TABLE da_div;
 
 -- x BETWEEN a AND b AND y is stored as two nested ANDs, which read back as
 -- one: the text differs in its parentheses only, and the rebuild goes on

@@ -168,6 +168,7 @@ _PG_init(void)
 	kappa_delta_sizes_init();
 	kappa_drop_guard_init();
 	kappa_partitions_init();
+	kappa_internal_guard_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

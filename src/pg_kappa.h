@@ -585,6 +585,8 @@ extern List *kappa_name_list(const char *name);
 /* partitions.c: the prefix of the message that says a table's partitions changed */
 #define KAPPA_PARTITIONS_MESSAGE "pg_kappa.partitions"
 extern void kappa_partitions_init(void);
+extern void kappa_internal_guard_init(void);
+extern bool kappa_internal_schema(Oid nsp);
 extern List *kappa_source_tables(List *sources);
 extern bool kappa_may_lock_sources(List *sources, Oid role, Oid *which);
 extern bool kappa_written_in_xact(Oid relid, bool truncate);

@@ -19,18 +19,29 @@
  * RULE, which also turns a table into a view, CREATE TRIGGER, CREATE or
  * ALTER POLICY), or move it to another schema, it is refused.  ALTER TABLE on a member already breaks
  * the view (kappa.on_ddl_end), and DROP ... CASCADE that would reach a
- * member is drop_guard.c's.  Relations a role adds to the schema itself
- * are not members, and are left alone, as are the extension's own scripts
- * and its relations in schema kappa (a superuser's).
+ * member is drop_guard.c's.  The extension's own scripts, and its
+ * relations in schema kappa (a superuser's), are left alone.
+ *
+ * Nor may a role create anything in the schema, or move anything into it
+ * (a utility hook): kappa.drop_view and a rebuild drop the schema with all
+ * it holds, pg_dump leaves the schema out but not what a role put there
+ * (a restore would stop at it), and the apply worker lets a view's code
+ * write the view's internal tables.  pg_kappa's own statements there run
+ * in a security-restricted operation, as the view's owner, which a role's
+ * own commands do not.  A superuser may (to repair).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "utils/lsyscache.h"
 
 #include "pg_kappa.h"
@@ -91,4 +102,136 @@ kappa_on_internal_ddl(PG_FUNCTION_ARGS)
 						kappa_qualified_name(relid)),
 				 errdetail("It is an internal relation of a derived view, which pg_kappa alone defines.")));
 	PG_RETURN_NULL();
+}
+
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* Is schema nspname (or, if NULL, the one of the search_path that new
+ * objects go to) a view's internal schema, a member of the extension? */
+static bool
+internal_schema(const char *nspname)
+{
+	Oid			nsp;
+
+	if (nspname != NULL)
+		nsp = get_namespace_oid(nspname, true);
+	else
+	{
+		List	   *path = fetch_search_path(false);
+
+		nsp = path != NIL ? linitial_oid(path) : InvalidOid;
+	}
+	return kappa_internal_schema(nsp);
+}
+
+/* Is schema nsp a view's internal schema kappa_v<id>, of the extension? */
+bool
+kappa_internal_schema(Oid nsp)
+{
+	char	   *nspname = OidIsValid(nsp) ? get_namespace_name(nsp) : NULL;
+	Oid			extension;
+
+	if (nspname == NULL || strncmp(nspname, "kappa_v", 7) != 0)
+		return false;
+	extension = get_extension_oid("pg_kappa", true);
+	return OidIsValid(extension) &&
+		getExtensionOfObject(NamespaceRelationId, nsp) == extension;
+}
+
+/* The schema a name list (schema.name, or name alone) names, or NULL. */
+static const char *
+names_schema(List *names)
+{
+	char	   *schema;
+	char	   *name;
+
+	DeconstructQualifiedName(names, &schema, &name);
+	return schema;
+}
+
+static void
+internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *tree = pstmt->utilityStmt;
+	bool		checked = true;
+	const char *schema = NULL;
+	RangeVar   *relation = NULL;
+
+	switch (nodeTag(tree))
+	{
+		case T_CreateStmt:
+		case T_CreateForeignTableStmt:
+			relation = ((CreateStmt *) tree)->relation;
+			break;
+		case T_CreateTableAsStmt:
+			relation = ((CreateTableAsStmt *) tree)->into->rel;
+			break;
+		case T_ViewStmt:
+			relation = ((ViewStmt *) tree)->view;
+			break;
+		case T_CreateSeqStmt:
+			schema = ((CreateSeqStmt *) tree)->sequence->schemaname;
+			break;
+		case T_CompositeTypeStmt:
+			schema = ((CompositeTypeStmt *) tree)->typevar->schemaname;
+			break;
+		case T_CreateFunctionStmt:
+			schema = names_schema(((CreateFunctionStmt *) tree)->funcname);
+			break;
+		case T_DefineStmt:
+			schema = names_schema(((DefineStmt *) tree)->defnames);
+			break;
+		case T_CreateEnumStmt:
+			schema = names_schema(((CreateEnumStmt *) tree)->typeName);
+			break;
+		case T_CreateRangeStmt:
+			schema = names_schema(((CreateRangeStmt *) tree)->typeName);
+			break;
+		case T_CreateDomainStmt:
+			schema = names_schema(((CreateDomainStmt *) tree)->domainname);
+			break;
+		case T_AlterObjectSchemaStmt:
+			schema = ((AlterObjectSchemaStmt *) tree)->newschema;
+			break;
+		default:
+			checked = false;
+	}
+	/* a relation there already: the command's, or kappa.on_internal_ddl's */
+	if (relation != NULL)
+	{
+		schema = relation->schemaname;
+		if (OidIsValid(RangeVarGetRelid(relation, NoLock, true)))
+			checked = false;
+	}
+	/*
+	 * pg_kappa never moves anything there: a move is refused even in a
+	 * security-restricted operation (a view's code, while a view is built).
+	 */
+	if (checked && !creating_extension && !superuser() &&
+		(!InSecurityRestrictedOperation() || IsA(tree, AlterObjectSchemaStmt)) &&
+		internal_schema(schema))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot create or move objects into schema \"%s\"",
+						schema ? schema : get_namespace_name(linitial_oid(fetch_search_path(false)))),
+				 errdetail("It holds the internal tables of a derived view, and pg_kappa drops it with all it holds when the view is dropped or built again."),
+				 errhint("Use another schema.")));
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/* Install the hook (_PG_init). */
+void
+kappa_internal_guard_init(void)
+{
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = internal_schema_utility;
 }

@@ -34,6 +34,7 @@
 #include "catalog/pg_proc.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -953,6 +954,13 @@ kappa_compile_view(const char *sql, int engine)
 	query = parse_analyze_fixedparams(stmt, sql, NULL, 0, NULL);
 
 	error_context_stack = errcallback.previous;
+
+	/* a table of no columns: the statements pg_kappa writes need one */
+	if (ExecCleanTargetListLength(query->targetList) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views must have at least one column"),
+				 errhint("Select a column, or count(*) to count the rows.")));
 
 	/* query-level constructs, in the order a reader meets them */
 	if (query->commandType != CMD_SELECT || query->utilityStmt)

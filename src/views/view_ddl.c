@@ -1048,6 +1048,9 @@ check_lock_hold(List *sources, Oid caller)
  * positive and free, is the view's id instead of the next one.  Both are
  * for kappa.restore.  The id the view got goes to *id_out, if not NULL.
  */
+/* kappa.replay, which calls create_view, has warned of empty sources */
+static bool replay_warned = false;
+
 static Oid
 create_view(const char *name, const char *sql, const char *path, Oid owner,
 			int engine, bool replay, XLogRecPtr replay_from, XLogRecPtr until,
@@ -1114,6 +1117,13 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 		aclresult = pg_namespace_aclcheck(nspid, caller, ACL_CREATE);
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+		if (nspid == get_namespace_oid("kappa", true) || kappa_internal_schema(nspid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot be created in schema \"%s\"",
+							get_namespace_name(nspid)),
+					 errdetail("The schema belongs to extension pg_kappa, which drops what it holds."),
+					 errhint("Create the view in a schema of your own.")));
 		if (isAnyTempNamespace(nspid))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1200,8 +1210,14 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 					 errmsg("until_lsn %X/%X is in the future", LSN_FORMAT_ARGS(until)),
 					 errdetail("The current WAL position is %X/%X.", LSN_FORMAT_ARGS(created_lsn))));
 		lowers = palloc(sizeof(XLogRecPtr) * list_length(def->sources));
-		(void) kappa_replay_bounds(rv->relname, def->sources, replay_from,
-								   until != InvalidXLogRecPtr ? until : created_lsn, lowers);
+		if (kappa_replay_bounds(rv->relname, def->sources, replay_from,
+								until != InvalidXLogRecPtr ? until : created_lsn, lowers) &&
+			!replay_warned)
+			ereport(WARNING,
+					(errmsg("derived view \"%s\" is filled from empty sources at %X/%X",
+							rv->relname, LSN_FORMAT_ARGS(replay_from)),
+					 errdetail("A source was captured before that LSN: only the changes committed from then on are in the view, the rows it held before are not, and kappa.verify reports them missing."),
+					 errhint("Pass replay_from => '0/0' to start from each source's snapshot.")));
 		if (!kappa_wait_processed(created_lsn, 60000))
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
@@ -1488,9 +1504,21 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 {
 	char	   *into = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *canonical = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			result;
 
-	PG_RETURN_OID(create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), kappa_engine,
-							  true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL));
+	/* kappa.replay has said whether it starts from empty sources */
+	replay_warned = true;
+	PG_TRY();
+	{
+		result = create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), kappa_engine,
+							 true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL);
+	}
+	PG_FINALLY();
+	{
+		replay_warned = false;
+	}
+	PG_END_TRY();
+	PG_RETURN_OID(result);
 }
 
 /*
@@ -1515,6 +1543,52 @@ check_owner(Oid relid)
 {
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/*
+ * Objects of users' that depend on a derived table (a view over it, a
+ * foreign key to it) keep kappa.drop_view from dropping it, as they keep
+ * DROP TABLE: say so in terms of the function, which has no CASCADE.
+ */
+static void
+check_no_dependents(Oid relid, const char *qualname)
+{
+	char	   *first;
+	int64		n;
+
+	/* not what goes with the table itself (a CHECK constraint reads its columns) */
+	if (SPI_execute(psprintf("SELECT CASE WHEN o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+							 " THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,"
+							 "  (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid OPERATOR(pg_catalog.=) o.objid), 0)"
+							 " ELSE pg_catalog.pg_describe_object(o.classid, o.objid, 0) END,"
+							 " pg_catalog.count(*) OVER ()"
+							 " FROM (SELECT DISTINCT d.classid, d.objid FROM pg_catalog.pg_depend d"
+							 "  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 "  AND d.refobjid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid"
+							 "  AND d.deptype OPERATOR(pg_catalog.=) 'n'"
+							 "  AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 "  AND d.objid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid)"
+							 "  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend a"
+							 "   WHERE a.classid OPERATOR(pg_catalog.=) d.classid"
+							 "   AND a.objid OPERATOR(pg_catalog.=) d.objid"
+							 "   AND a.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 "   AND a.refobjid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid"
+							 "   AND a.deptype OPERATOR(pg_catalog.=) ANY ('{a,i}'::pg_catalog.\"char\"[]))) o"
+							 " ORDER BY o.classid, o.objid LIMIT 1", relid, relid, relid),
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the dependencies of relation %u", relid);
+	if (SPI_processed == 0)
+		return;
+	first = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	n = pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	ereport(ERROR,
+			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+			 errmsg("cannot drop derived view %s because other objects depend on its table", qualname),
+			 n > 1 ?
+			 errdetail("%s and " INT64_FORMAT " other objects depend on table %s.", first, n - 1, qualname) :
+			 errdetail("%s depends on table %s.", first, qualname),
+			 errhint("Drop those objects first, or run DROP TABLE %s CASCADE, which drops the view and them.",
+					 qualname)));
 }
 
 Datum
@@ -1543,6 +1617,7 @@ kappa_drop_view(PG_FUNCTION_ARGS)
 	LockRelationOid(relid, AccessExclusiveLock);
 	qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										  get_rel_name(relid));
+	check_no_dependents(relid, qualname);
 
 	/* no NOTICE about the internal tables that go with the view */
 	nestlevel = NewGUCNestLevel();

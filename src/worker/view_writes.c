@@ -47,6 +47,10 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static void
 check_write(Oid relid)
 {
+	/*
+	 * The internal tables: those of the view's schema, where no role may
+	 * put a table of its own (internal_guard.c)
+	 */
 	if (relid == current_view || get_rel_namespace(relid) == current_schema)
 		return;
 	ereport(ERROR,

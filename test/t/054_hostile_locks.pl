@@ -5,9 +5,10 @@
 #     The worker waits for it at most pg_kappa.view_lock_timeout, then
 #     holds the log (the slot stays where the log ends) and goes on with
 #     the views; once the lock is free it logs what it missed, once.
-#  2. A view's owner owns its internal schema kappa_v<id> and may add
-#     tables there and lock them.  The worker's vacuum of its scratch
-#     tables lists them without a lock and skips a locked one.
+#  2. A view's owner owns its internal schema kappa_v<id> and its tables,
+#     and may lock them (though not add tables there).  The worker's
+#     vacuum of its scratch tables lists them without a lock and skips a
+#     locked one.
 #  3. Scheduled audits verify each view in a transaction of its own: the
 #     locks kappa.verify takes on one view's sources are gone before the
 #     next view's (slow) code runs.
@@ -95,15 +96,16 @@ is($node->safe_psql('postgres',
 # --- 2. a locked table in a view's internal schema ---------------------------
 my $schema = $node->safe_psql('postgres',
 	q{SELECT 'kappa_v' || id FROM kappa.views WHERE name = 'mal.v'});
-as_user('mallory', qq{
-CREATE UNLOGGED TABLE $schema.w_9 (k int);
-INSERT INTO $schema.w_9 SELECT 1 FROM generate_series(1, 3000);
-});
+my (undef, undef, $create_err) = $node->psql('postgres', qq{CREATE UNLOGGED TABLE $schema.w_9 (k int)},
+	extra_params => [ '-U', 'mallory' ]);
+like($create_err, qr/cannot create or move objects into schema "$schema"/,
+	'no table of its own in the internal schema');
+as_user('mallory', qq{INSERT INTO $schema.d_0 SELECT FROM generate_series(1, 3000)});
 # the dead rows are counted when the session goes idle, after the lock
-as_user('mallory', qq{DELETE FROM $schema.w_9; COMMIT; BEGIN;
-LOCK TABLE $schema.w_9 IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'mal_vacuum'});
+as_user('mallory', qq{DELETE FROM $schema.d_0; COMMIT; BEGIN;
+LOCK TABLE $schema.d_0 IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'mal_vacuum'});
 ok($node->poll_query_until('postgres',
-		qq{SELECT pg_stat_get_dead_tuples('$schema.w_9'::regclass) >= 1000}),
+		qq{SELECT pg_stat_get_dead_tuples('$schema.d_0'::regclass) >= 1000}),
 	'the locked table has dead rows');
 # the worker looks at the scratch tables every second
 sleep 3;
