@@ -78,6 +78,7 @@ DO $$
 BEGIN
     FOR i IN 1 .. 3 LOOP
         INSERT INTO au SELECT max(id) + 1, 1 FROM au;
+        COMMIT;
         IF NOT kappa.wait('au_sum', timeout => '10s') THEN
             RAISE EXCEPTION 'the view was not fresh within 10 seconds after commit %', i;
         END IF;

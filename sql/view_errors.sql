@@ -29,6 +29,12 @@ SELECT kappa.create_view('x', 'SELECT id INTO e_into FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, now() AS n FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE random() < 0.5');
 SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE t < now()');
+-- the innermost non-immutable function is named, with a hint for the clock
+SELECT kappa.create_view('x', $$SELECT id FROM e_src WHERE t > now() - interval '1 day'$$);
+-- CURRENT_DATE and the like are no functions, and are refused all the same
+SELECT kappa.create_view('x', 'SELECT id FROM e_src WHERE t::date > CURRENT_DATE');
+SELECT kappa.create_view('x', 'SELECT id, current_user AS u FROM e_src');
+SELECT kappa.create_view('x', 'SELECT id, localtimestamp(0) AS l FROM e_src');
 -- a stable function of a timestamp with time zone: the hint says how to
 -- call its immutable variant
 SELECT kappa.create_view('x', $$SELECT id, date_trunc('hour', t) AS h FROM e_src$$);

@@ -31,6 +31,15 @@ SELECT kappa.wait('wv', timeout => '1 day -25 hours');
 SELECT kappa.wait('wv', timeout => '-300000 years');
 SELECT kappa.wait('wv', timeout => '-178000000 years 2147483647 days');
 SELECT kappa.wait('wv', 'FFFFFFFF/FFFFFFFF', '-2147483648 days');
+RESET statement_timeout;
+
+-- in a transaction that wrote a source: the wait cannot bring that change,
+-- and says so
+BEGIN;
+INSERT INTO wt VALUES (3, 3);
+SELECT kappa.wait('wv');
+SELECT count(*) AS own_change_seen FROM wv WHERE id = 3;
+ROLLBACK;
 
 SELECT kappa.drop_view('wv');
 DROP TABLE wt;

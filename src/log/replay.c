@@ -612,6 +612,9 @@ kappa_events(PG_FUNCTION_ARGS)
 		rsinfo->setDesc = desc;
 		MemoryContextSwitchTo(oldcxt);
 	}
+	/* nothing is committed at or before 0/0 (NULL is no upper bound) */
+	if (!PG_ARGISNULL(1) && to == InvalidXLogRecPtr)
+		return (Datum) 0;
 	log_reader = events_log_reader(caller);
 	{
 		HASHCTL		ctl;

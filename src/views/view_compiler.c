@@ -92,6 +92,59 @@ takes_timestamptz(Oid funcid)
 	return false;
 }
 
+/* Is the function one of PostgreSQL's that read the clock? */
+static bool
+clock_function(Oid funcid)
+{
+	static const char *const names[] = {
+		"now", "clock_timestamp", "statement_timestamp", "transaction_timestamp",
+		"timeofday"
+	};
+
+	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
+		return false;
+	for (int i = 0; i < lengthof(names); i++)
+		if (strcmp(get_func_name(funcid), names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The SQL keyword of a CURRENT_DATE, CURRENT_USER, ... node. */
+static const char *
+sql_value_function_name(SQLValueFunction *svf)
+{
+	switch (svf->op)
+	{
+		case SVFOP_CURRENT_DATE:
+			return "CURRENT_DATE";
+		case SVFOP_CURRENT_TIME:
+		case SVFOP_CURRENT_TIME_N:
+			return "CURRENT_TIME";
+		case SVFOP_CURRENT_TIMESTAMP:
+		case SVFOP_CURRENT_TIMESTAMP_N:
+			return "CURRENT_TIMESTAMP";
+		case SVFOP_LOCALTIME:
+		case SVFOP_LOCALTIME_N:
+			return "LOCALTIME";
+		case SVFOP_LOCALTIMESTAMP:
+		case SVFOP_LOCALTIMESTAMP_N:
+			return "LOCALTIMESTAMP";
+		case SVFOP_CURRENT_ROLE:
+			return "CURRENT_ROLE";
+		case SVFOP_CURRENT_USER:
+			return "CURRENT_USER";
+		case SVFOP_USER:
+			return "USER";
+		case SVFOP_SESSION_USER:
+			return "SESSION_USER";
+		case SVFOP_CURRENT_CATALOG:
+			return "CURRENT_CATALOG";
+		case SVFOP_CURRENT_SCHEMA:
+			return "CURRENT_SCHEMA";
+	}
+	return "a SQL value function";
+}
+
 /* ----------
  * Expression checks
  * ----------
@@ -166,14 +219,14 @@ check_expression_walker(Node *node, CheckContext *cxt)
 		not_supported("sequence functions");
 	if (IsA(node, Param) && (!cxt->subqueries || ((Param *) node)->paramkind != PARAM_SUBLINK))
 		not_supported("parameters");
-	if (check_functions_in_node(node, mutable_checker, cxt))
+	if (IsA(node, SQLValueFunction))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("derived views cannot use function %s, which is not immutable",
-						format_procedure(cxt->bad_func)),
+				 errmsg("derived views cannot use %s, which is not immutable",
+						sql_value_function_name((SQLValueFunction *) node)),
 				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows."),
-				 func_volatile(cxt->bad_func) == PROVOLATILE_STABLE && takes_timestamptz(cxt->bad_func) ?
-				 errhint("Its result depends on the TimeZone setting. Convert the timestamp with time zone first, as in date_trunc('hour', ts AT TIME ZONE 'UTC').") : 0));
+				 ((SQLValueFunction *) node)->op <= SVFOP_LOCALTIMESTAMP_N ?
+				 errhint("A view cannot follow the clock: keep the rows, and compare with the current time when you read the derived table.") : 0));
 	if (IsA(node, Query))
 	{
 		Query	   *outer = cxt->query;
@@ -186,7 +239,24 @@ check_expression_walker(Node *node, CheckContext *cxt)
 		cxt->query = outer;
 		return result;
 	}
-	return expression_tree_walker(node, check_expression_walker, cxt);
+	if (expression_tree_walker(node, check_expression_walker, cxt))
+		return true;
+
+	/*
+	 * After the arguments: the innermost such function is named (now() in
+	 * now() - interval '1 day', not the subtraction that takes its result).
+	 */
+	if (check_functions_in_node(node, mutable_checker, cxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use function %s, which is not immutable",
+						format_procedure(cxt->bad_func)),
+				 errdetail("A derived view must give the same rows whenever it is recomputed from the same source rows."),
+				 clock_function(cxt->bad_func) ?
+				 errhint("A view cannot follow the clock: keep the rows, and compare with the current time when you read the derived table.") :
+				 func_volatile(cxt->bad_func) == PROVOLATILE_STABLE && takes_timestamptz(cxt->bad_func) ?
+				 errhint("Its result depends on the TimeZone setting. Convert the timestamp with time zone first, as in date_trunc('hour', ts AT TIME ZONE 'UTC').") : 0));
+	return false;
 }
 
 /* ----------

@@ -349,7 +349,26 @@ kappa_wait(PG_FUNCTION_ARGS)
 			PG_RETURN_BOOL(false);
 	}
 	else
+	{
+		KappaViewRow v;
+		ListCell   *lc;
+
+		/* what this transaction wrote is not committed: no view has it */
+		read_waited_view(relid, &v);
+		foreach(lc, kappa_source_tables(v.sources))
+		{
+			if (!kappa_written_in_xact(lfirst_oid(lc), true))
+				continue;
+			ereport(WARNING,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("derived view \"%s\" cannot include this transaction's changes of table %s",
+							get_rel_name(relid), kappa_qualified_name(lfirst_oid(lc))),
+					 errdetail("A view includes committed transactions only; kappa.wait waits for those committed before it was called."),
+					 errhint("Call kappa.wait after the transaction commits.")));
+			break;
+		}
 		target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
+	}
 
 	PG_RETURN_BOOL(wait_view(relid, target, deadline));
 }
