@@ -104,6 +104,14 @@ SELECT kappa.wait('pt_rows', timeout => '5s');
 SELECT v, state, regexp_replace(last_error, '[0-9A-F]+/[0-9A-F]+', 'LSN', 'g') AS last_error
   FROM pt_queries JOIN kappa.views ON name = 'public.' || v ORDER BY v;
 
+-- only pg_kappa records which partitioned tables changed: no role can
+-- make another's views recompute through it
+CREATE ROLE regress_kappa_pt_mallory;
+SET ROLE regress_kappa_pt_mallory;
+INSERT INTO kappa.partition_changes VALUES ('pt'::regclass);
+RESET ROLE;
+DROP ROLE regress_kappa_pt_mallory;
+
 SELECT kappa.drop_view(v::regclass) FROM pt_queries ORDER BY v;
 DROP TABLE pt, pt_2023, pt_region, pt_queries;
 DROP FUNCTION pt_check;

@@ -169,6 +169,17 @@ kappa_views_relid(void)
 	return get_relname_relid("views", nsp);
 }
 
+/* kappa.partition_changes (partitions.c), or InvalidOid before 0.9. */
+Oid
+kappa_partition_changes_relid(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return get_relname_relid("partition_changes", nsp);
+}
+
 /* The role that owns the extension (and its catalog tables). */
 Oid
 kappa_extension_owner(void)

@@ -554,3 +554,13 @@ WHERE a.datname = pg_catalog.current_database() AND a.state = 'active'
 -- only the extension's owner may: a role without those rights was refused
 -- by name of an internal function (audit_chain).  It is refused the call.
 REVOKE ALL ON FUNCTION kappa.audit(boolean) FROM PUBLIC;
+
+-- The partitions of a partitioned table changed (ATTACH, DETACH, DROP of
+-- one): its rows came or went without changes of their own.  pg_kappa
+-- writes a row here in the same transaction (src/views/partitions.c),
+-- which the apply worker decodes in commit order and recomputes the views
+-- over that table; no role writes it otherwise.  The worker empties it.
+CREATE TABLE kappa.partition_changes (relid oid NOT NULL);
+REVOKE ALL ON kappa.partition_changes FROM PUBLIC;
+COMMENT ON TABLE kappa.partition_changes IS
+'partitioned tables whose partitions changed, for the apply worker to recompute their views';

@@ -582,8 +582,6 @@ typedef struct KappaOwnerScope
 extern void kappa_refuse_in_view_code(const char *fn, bool waits);
 extern Oid	kappa_oid_arg(FunctionCallInfo fcinfo, int n, const char *name);
 extern List *kappa_name_list(const char *name);
-/* partitions.c: the prefix of the message that says a table's partitions changed */
-#define KAPPA_PARTITIONS_MESSAGE "pg_kappa.partitions"
 extern void kappa_partitions_init(void);
 extern void kappa_internal_guard_init(void);
 extern bool kappa_internal_schema(Oid nsp);
@@ -594,6 +592,7 @@ extern bool kappa_interval_too_long(Interval *iv);
 extern void kappa_check_trigger_table(Relation rel, const char *trigname,
 									  const char *const *tables);
 extern Oid	kappa_views_relid(void);
+extern Oid	kappa_partition_changes_relid(void);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);
 extern char *kappa_rel_label(Oid relid);

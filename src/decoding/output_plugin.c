@@ -1054,9 +1054,6 @@ kappa_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (!data->opt.include_messages || !prefix_wanted(&data->opt, prefix))
 		return;
-	/* pg_kappa's own word to its apply worker (partitions.c) */
-	if (strcmp(prefix, KAPPA_PARTITIONS_MESSAGE) == 0)
-		return;
 
 	oldcxt = MemoryContextSwitchTo(data->context);
 	if (transactional)

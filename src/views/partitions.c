@@ -14,14 +14,15 @@
  *		DROP TABLE of a partition, however it is dropped (DROP SCHEMA ...
  *		CASCADE, DROP OWNED BY)
  *
- * Each writes a transactional logical message (KAPPA_PARTITIONS_MESSAGE,
- * the partitioned table's OID) in its own transaction, so that the worker,
- * decoding it in commit order, recomputes the views over that table at the
- * batch's snapshot, as after a TRUNCATE.  ATTACH and DETACH write it when
- * views read the table or one above it; a partition dropped, when its
- * table has REPLICA IDENTITY FULL, as the partitioned tables views read
- * have (kappa.views is not read in the middle of a deletion).  pg_kappa's
- * output plugin does not show these messages to consumers.
+ * Each inserts the partitioned table's OID into kappa.partition_changes
+ * in its own transaction, so that the worker, decoding the insert in commit
+ * order, recomputes the views over that table at the batch's snapshot, as
+ * after a TRUNCATE.  No role may write that table (the row is inserted
+ * here without a permission check), so no one else can make views
+ * recompute.  ATTACH and DETACH write it when views read the table or one
+ * above it; a partition dropped, when its table has REPLICA IDENTITY
+ * FULL, as the partitioned tables views read have (kappa.views is not read
+ * in the middle of a deletion).
  *
  * DETACH PARTITION CONCURRENTLY runs in two transactions, the second of
  * which no hook sees; it is refused on tables views read.
@@ -37,7 +38,9 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -49,7 +52,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "replication/message.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -73,9 +75,16 @@ partitions_matter(void)
 static void
 partitions_changed(Oid relid)
 {
-	char	   *content = psprintf("%u", relid);
+	Oid			changes = kappa_partition_changes_relid();
+	Relation	rel;
+	Datum		value = ObjectIdGetDatum(relid);
+	bool		isnull = false;
 
-	(void) LogLogicalMessage(KAPPA_PARTITIONS_MESSAGE, content, strlen(content), true);
+	if (!OidIsValid(changes))
+		return;					/* the extension's objects are older */
+	rel = table_open(changes, RowExclusiveLock);
+	simple_heap_insert(rel, heap_form_tuple(RelationGetDescr(rel), &value, &isnull));
+	table_close(rel, RowExclusiveLock);
 }
 
 /* Is relid, or a partitioned table above it, a source of some view? */

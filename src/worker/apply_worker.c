@@ -1133,6 +1133,15 @@ vacuum_scratch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * The rows of kappa.partition_changes have done their work once their
+	 * inserts are in the WAL, which decoding reads (not the table): empty
+	 * it (nothing to write while it is empty).
+	 */
+	if (OidIsValid(kappa_partition_changes_relid()) &&
+		SPI_execute("DELETE FROM kappa.partition_changes", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not empty kappa.partition_changes");
 	/*
 	 * Only the tables pg_kappa made there, by name and without indexes (it
 	 * makes none on them).  The view's owner owns the schema and may add

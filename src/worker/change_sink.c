@@ -109,6 +109,11 @@ static bool sources_stale = true;
 /* the routes of partitions to their sources must be found again */
 static bool routes_stale = true;
 
+/* kappa.partition_changes, whose inserts say partitions changed */
+static Oid	partition_changes = InvalidOid;
+static bool partition_changes_known = false;	/* looked up (in a decoding
+												 * callback's transaction) */
+
 /* captured tables: relid -> commit LSN after which changes are logged */
 typedef struct CaptureEntry
 {
@@ -382,6 +387,7 @@ kappa_sink_set_sources(List *relids)
 	}
 	sources_stale = false;
 	routes_stale = true;
+	partition_changes_known = false;
 }
 
 void
@@ -1149,6 +1155,59 @@ buffer_change(Relation target, Relation changed, ReorderBufferTXN *txn,
 		buffer_row(buf, RelationGetDescr(target), newtup, true, txn->final_lsn, seq);
 }
 
+/*
+ * Source relid lost rows that no change carries, committed at commit_lsn
+ * (a TRUNCATE, or a partition detached or dropped): its views recompute
+ * at the batch's snapshot, and the rows buffered before no longer matter.
+ */
+static void
+truncate_source(Oid relid, XLogRecPtr commit_lsn)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	KappaSourceBuffer *buf;
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (!RelationIsValid(rel))
+		return;					/* dropped: its views are broken */
+	buf = source_buffer(rel, commit_lsn);
+	RelationClose(rel);
+	CurrentResourceOwner = batch_owner;
+	tuplestore_clear(buf->rows);
+	CurrentResourceOwner = save;
+	buf->nrows = 0;
+	buf->truncate_lsn = commit_lsn;
+	kappa_batch->nchanges++;
+}
+
+/*
+ * A row partitions.c inserted into kappa.partition_changes: the partitions
+ * of the table it names changed in this transaction (ATTACH, DETACH, DROP),
+ * so each source at or above that table recomputes.
+ */
+static void
+partitions_changed(Relation changes, ReorderBufferTXN *txn, HeapTuple tuple)
+{
+	bool		isnull;
+	Datum		value = heap_getattr(tuple, 1, RelationGetDescr(changes), &isnull);
+	Relation	rel;
+	MemoryContext oldcxt;
+
+	if (isnull || !RelationIsValid(rel = RelationIdGetRelation(DatumGetObjectId(value))))
+		return;
+	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
+	if (is_source(RelationGetRelid(rel)))
+		truncate_source(RelationGetRelid(rel), txn->final_lsn);
+	if (rel->rd_rel->relispartition)
+	{
+		PartitionRoutes *routes = partition_routes_of(rel);
+
+		for (int j = 0; j < routes->ntargets; j++)
+			truncate_source(routes->targets[j].relid, txn->final_lsn);
+	}
+	RelationClose(rel);
+	MemoryContextSwitchTo(oldcxt);
+}
+
 static void
 sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			Relation relation, ReorderBufferChange *change)
@@ -1160,6 +1219,17 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	bool		own = is_source(RelationGetRelid(relation));
 	int64		seq;
 
+	if (!partition_changes_known)
+	{
+		partition_changes = kappa_partition_changes_relid();
+		partition_changes_known = true;
+	}
+	if (RelationGetRelid(relation) == partition_changes &&
+		change->action == REORDER_BUFFER_CHANGE_INSERT && change->data.tp.newtuple)
+	{
+		partitions_changed(relation, txn, &change->data.tp.newtuple->tuple);
+		return;
+	}
 	if (relation->rd_rel->relispartition)
 		routes = partition_routes_of(relation);
 	if (!own && (routes == NULL || routes->ntargets == 0))
@@ -1191,30 +1261,6 @@ sink_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (log_wanted(RelationGetRelid(relation), txn->final_lsn))
 		log_change(relation, txn, change);
 	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * Source relid lost rows that no change carries, committed at commit_lsn
- * (a TRUNCATE, or a partition detached or dropped): its views recompute
- * at the batch's snapshot, and the rows buffered before no longer matter.
- */
-static void
-truncate_source(Oid relid, XLogRecPtr commit_lsn)
-{
-	Relation	rel = RelationIdGetRelation(relid);
-	KappaSourceBuffer *buf;
-	ResourceOwner save = CurrentResourceOwner;
-
-	if (!RelationIsValid(rel))
-		return;					/* dropped: its views are broken */
-	buf = source_buffer(rel, commit_lsn);
-	RelationClose(rel);
-	CurrentResourceOwner = batch_owner;
-	tuplestore_clear(buf->rows);
-	CurrentResourceOwner = save;
-	buf->nrows = 0;
-	buf->truncate_lsn = commit_lsn;
-	kappa_batch->nchanges++;
 }
 
 static void
@@ -1284,43 +1330,11 @@ sink_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		b->full = true;
 }
 
-/*
- * The transactional message partitions.c writes when the partitions of a
- * partitioned table change (ATTACH, DETACH, DROP): rows came or went
- * without changes of their own, so each source at or above the table
- * recomputes.  Its content is the table's OID, in decimal.
- */
 static void
 sink_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			 XLogRecPtr lsn, bool transactional, const char *prefix,
 			 Size sz, const char *message)
 {
-	char		text[16];
-	Oid			relid;
-	Relation	rel;
-	MemoryContext oldcxt;
-
-	if (!transactional || strcmp(prefix, KAPPA_PARTITIONS_MESSAGE) != 0 ||
-		sz == 0 || sz >= sizeof(text))
-		return;
-	memcpy(text, message, sz);
-	text[sz] = '\0';
-	relid = (Oid) strtoul(text, NULL, 10);
-	rel = RelationIdGetRelation(relid);
-	if (!RelationIsValid(rel))
-		return;
-	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
-	if (is_source(relid))
-		truncate_source(relid, txn->final_lsn);
-	if (rel->rd_rel->relispartition)
-	{
-		PartitionRoutes *routes = partition_routes_of(rel);
-
-		for (int j = 0; j < routes->ntargets; j++)
-			truncate_source(routes->targets[j].relid, txn->final_lsn);
-	}
-	RelationClose(rel);
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /* The worker's own writes are never decoded back into it. */
