@@ -66,6 +66,19 @@ INSERT INTO pt VALUES (5000, 'r1', 700, '2027-03-03');
 UPDATE pt SET amount = 701 WHERE id = 5000;
 SELECT v, (pt_check(v::regclass, q)).* FROM pt_queries ORDER BY v;
 
+-- partitions whose changes are not in the WAL are refused under it
+CREATE UNLOGGED TABLE pt_unlogged PARTITION OF pt FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
+CREATE FOREIGN DATA WRAPPER pt_fdw;
+CREATE SERVER pt_server FOREIGN DATA WRAPPER pt_fdw;
+CREATE FOREIGN TABLE pt_foreign PARTITION OF pt FOR VALUES FROM ('2031-01-01') TO ('2032-01-01') SERVER pt_server;
+CREATE UNLOGGED TABLE pt_u (id int NOT NULL, region text NOT NULL, amount numeric, at date NOT NULL);
+ALTER TABLE pt ATTACH PARTITION pt_u FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
+ALTER TABLE pt_2027 SET UNLOGGED;
+DROP TABLE pt_u;
+DROP SERVER pt_server;
+DROP FOREIGN DATA WRAPPER pt_fdw;
+SELECT count(*) AS partitions FROM pg_inherits WHERE inhparent = 'pt'::regclass;
+
 -- a table attached with rows, then detached, then a partition dropped
 CREATE TABLE pt_2023 (id int NOT NULL, region text NOT NULL, amount numeric, at date NOT NULL);
 INSERT INTO pt_2023 SELECT i, 'r0', 900, date '2023-05-05' FROM generate_series(6000, 6009) i;

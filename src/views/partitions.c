@@ -117,6 +117,33 @@ under_source(Oid relid)
 }
 
 /*
+ * A table whose changes are not in the WAL (a foreign table, an unlogged
+ * one) cannot hold rows of a table that views read: its changes would
+ * never reach them.  relid is a partition of such a table, or about to be.
+ */
+static void
+refuse_unlogged_partition(Oid relid, const char *parent)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			table = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(table);
+		char		persistence = get_rel_persistence(table);
+
+		if (relkind == RELKIND_FOREIGN_TABLE || persistence != RELPERSISTENCE_PERMANENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s %s cannot be a partition of table \"%s\", which derived views read",
+							relkind == RELKIND_FOREIGN_TABLE ? "foreign table" :
+							persistence == RELPERSISTENCE_TEMP ? "temporary table" : "unlogged table",
+							kappa_qualified_name(table), parent),
+					 errdetail("Its changes are not in the WAL, from which the views are maintained.")));
+	}
+}
+
+/*
  * A table that has just become a partition under a table that views read:
  * REPLICA IDENTITY FULL on it and the partitions under it, set by the
  * current role (who created or attached it, and so owns it).
@@ -130,6 +157,7 @@ identity_full_under_source(Oid relid)
 
 	if (!under_source(relid))
 		return;
+	refuse_unlogged_partition(relid, get_rel_name(get_partition_parent(relid, true)));
 	initStringInfo(&changed);
 	foreach(lc, tables)
 	{
@@ -170,7 +198,8 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(tree, AlterTableStmt) && ((AlterTableStmt *) tree)->objtype == OBJECT_TABLE)
 		alter = (AlterTableStmt *) tree;
-	else if (IsA(tree, CreateStmt) && ((CreateStmt *) tree)->partbound != NULL)
+	else if ((IsA(tree, CreateStmt) || IsA(tree, CreateForeignTableStmt)) &&
+			 ((CreateStmt *) tree)->partbound != NULL)
 		create = (CreateStmt *) tree;
 
 	/* before: DETACH ... CONCURRENTLY ends in a transaction of its own */
@@ -183,6 +212,19 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 			AlterTableCmd *cmd = lfirst(lc);
 			Oid			parent;
 
+			if (cmd->subtype == AT_SetUnLogged)
+			{
+				Oid			table = RangeVarGetRelid(alter->relation, NoLock, true);
+
+				if (OidIsValid(table) && get_rel_relispartition(table) &&
+					under_source(table))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot make partition \"%s\" unlogged, as derived views read the table above it",
+									alter->relation->relname),
+							 errdetail("Changes of an unlogged table are not in the WAL, from which the views are maintained.")));
+				continue;
+			}
 			if (cmd->subtype != AT_DetachPartition ||
 				!((PartitionCmd *) cmd->def)->concurrent)
 				continue;
