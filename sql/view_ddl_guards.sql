@@ -281,6 +281,10 @@ CREATE TABLE dg_own.moved (a int);
 SELECT dg_try(format('ALTER TABLE dg_own.moved SET SCHEMA %I', :'dg_s'));
 SELECT set_config('search_path', :'dg_s' || ', public', false) IS NOT NULL AS path_set;
 SELECT dg_try('CREATE TABLE dg_unqualified (a int)');
+-- (a name that exists elsewhere on the search_path goes there all the same)
+SELECT dg_try('CREATE TABLE pg_class (a int)');
+SELECT dg_try('CREATE TABLE dg_own.src (a int)');
+SELECT dg_try('CREATE STATISTICS dg_st ON g, v FROM dg_own.src');
 RESET search_path;
 SELECT dg_try(format('SELECT kappa.create_view(%L, $q$SELECT id FROM dg_own.src$q$)', :'dg_s' || '.dg_inner'));
 SELECT dg_try('SELECT kappa.create_view($n$kappa.dg_inner$n$, $q$SELECT id FROM dg_own.src$q$)');

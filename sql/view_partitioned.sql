@@ -71,6 +71,17 @@ CREATE UNLOGGED TABLE pt_unlogged PARTITION OF pt FOR VALUES FROM ('2030-01-01')
 CREATE FOREIGN DATA WRAPPER pt_fdw;
 CREATE SERVER pt_server FOREIGN DATA WRAPPER pt_fdw;
 CREATE FOREIGN TABLE pt_foreign PARTITION OF pt FOR VALUES FROM ('2031-01-01') TO ('2032-01-01') SERVER pt_server;
+-- (pt's key refuses it already; a table without one)
+CREATE TABLE pt_nokey (k int, v int) PARTITION BY LIST (k);
+CREATE TABLE pt_nokey_1 PARTITION OF pt_nokey FOR VALUES IN (1);
+SET client_min_messages = warning;
+SELECT kappa.create_view('pt_nokey_v', 'SELECT k, count(*) AS n FROM pt_nokey GROUP BY k') IS NOT NULL AS created;
+RESET client_min_messages;
+CREATE FOREIGN TABLE pt_nokey_2 PARTITION OF pt_nokey FOR VALUES IN (2) SERVER pt_server;
+SELECT kappa.drop_view('pt_nokey_v');
+CREATE FOREIGN TABLE pt_nokey_2 PARTITION OF pt_nokey FOR VALUES IN (2) SERVER pt_server;
+SELECT kappa.create_view('pt_nokey_v', 'SELECT k, count(*) AS n FROM pt_nokey GROUP BY k');
+DROP TABLE pt_nokey;
 CREATE UNLOGGED TABLE pt_u (id int NOT NULL, region text NOT NULL, amount numeric, at date NOT NULL);
 ALTER TABLE pt ATTACH PARTITION pt_u FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
 ALTER TABLE pt_2027 SET UNLOGGED;

@@ -193,25 +193,58 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 		case T_CreateDomainStmt:
 			schema = names_schema(((CreateDomainStmt *) tree)->domainname);
 			break;
+		case T_CreateStatsStmt:
+			schema = names_schema(((CreateStatsStmt *) tree)->defnames);
+			break;
+		case T_CreateConversionStmt:
+			schema = names_schema(((CreateConversionStmt *) tree)->conversion_name);
+			break;
+		case T_CreateOpClassStmt:
+			schema = names_schema(((CreateOpClassStmt *) tree)->opclassname);
+			break;
+		case T_CreateOpFamilyStmt:
+			schema = names_schema(((CreateOpFamilyStmt *) tree)->opfamilyname);
+			break;
 		case T_AlterObjectSchemaStmt:
 			schema = ((AlterObjectSchemaStmt *) tree)->newschema;
 			break;
 		default:
 			checked = false;
 	}
-	/* a relation there already: the command's, or kappa.on_internal_ddl's */
+
+	/*
+	 * A relation there already (in the schema the name goes to, not
+	 * anywhere on the search_path): the command's to refuse, or
+	 * kappa.on_internal_ddl's (CREATE OR REPLACE VIEW of a member).
+	 */
 	if (relation != NULL)
 	{
+		Oid			nsp;
+
 		schema = relation->schemaname;
-		if (OidIsValid(RangeVarGetRelid(relation, NoLock, true)))
+		if (schema != NULL)
+			nsp = get_namespace_oid(schema, true);
+		else
+		{
+			List	   *path = fetch_search_path(false);
+
+			nsp = path != NIL ? linitial_oid(path) : InvalidOid;
+		}
+		if (OidIsValid(nsp) && OidIsValid(get_relname_relid(relation->relname, nsp)))
 			checked = false;
 	}
+
 	/*
-	 * pg_kappa never moves anything there: a move is refused even in a
-	 * security-restricted operation (a view's code, while a view is built).
+	 * pg_kappa never moves anything there, nor makes a partition or an
+	 * inheritance child there (whose rows would be another table's, written
+	 * by the worker unseen): these are refused even in a security-
+	 * restricted operation (a view's code, while a view is built).
 	 */
 	if (checked && !creating_extension && !superuser() &&
-		(!InSecurityRestrictedOperation() || IsA(tree, AlterObjectSchemaStmt)) &&
+		(!InSecurityRestrictedOperation() || IsA(tree, AlterObjectSchemaStmt) ||
+		 IsA(tree, CreateForeignTableStmt) ||
+		 (IsA(tree, CreateStmt) && (((CreateStmt *) tree)->partbound != NULL ||
+									((CreateStmt *) tree)->inhRelations != NIL))) &&
 		internal_schema(schema))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

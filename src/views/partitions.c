@@ -186,6 +186,22 @@ identity_full_under_source(Oid relid)
 				 errdetail("Derived views read the partitioned table above it, and take whole old rows of updates and deletes from the WAL.")));
 }
 
+/*
+ * The schema a new relation named rv goes to, as the command will find it
+ * (before it runs: code it runs, a partition key's function, could change
+ * the search_path), or InvalidOid.
+ */
+static Oid
+creation_namespace(RangeVar *rv)
+{
+	List	   *path;
+
+	if (rv->schemaname != NULL)
+		return get_namespace_oid(rv->schemaname, true);
+	path = fetch_search_path(false);
+	return path != NIL ? linitial_oid(path) : InvalidOid;
+}
+
 static void
 partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 						   bool readOnlyTree, ProcessUtilityContext context,
@@ -195,6 +211,10 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *tree = pstmt->utilityStmt;
 	AlterTableStmt *alter = NULL;
 	CreateStmt *create = NULL;
+	bool		matters = false;
+	Oid			table = InvalidOid; /* ALTER's table, resolved before */
+	Oid			create_nsp = InvalidOid;
+	List	   *attached = NIL; /* the tables ATTACH names, resolved before */
 
 	if (IsA(tree, AlterTableStmt) && ((AlterTableStmt *) tree)->objtype == OBJECT_TABLE)
 		alter = (AlterTableStmt *) tree;
@@ -202,34 +222,40 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 			 ((CreateStmt *) tree)->partbound != NULL)
 		create = (CreateStmt *) tree;
 
-	/* before: DETACH ... CONCURRENTLY ends in a transaction of its own */
-	if (alter != NULL && partitions_matter())
+	/*
+	 * Before: the names are resolved once, as the command resolves them, and
+	 * DETACH ... CONCURRENTLY (which ends in a transaction of its own) and
+	 * SET UNLOGGED of a partition are refused.
+	 */
+	if ((alter != NULL || create != NULL) && partitions_matter())
+		matters = true;
+	if (matters && create != NULL)
+		create_nsp = creation_namespace(create->relation);
+	if (matters && alter != NULL)
 	{
 		ListCell   *lc;
 
+		table = RangeVarGetRelid(alter->relation, NoLock, true);
 		foreach(lc, alter->cmds)
 		{
 			AlterTableCmd *cmd = lfirst(lc);
-			Oid			parent;
 
-			if (cmd->subtype == AT_SetUnLogged)
+			if (!OidIsValid(table))
+				break;
+			if (cmd->subtype == AT_AttachPartition)
+				attached = lappend_oid(attached,
+									   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true));
+			else if (cmd->subtype == AT_SetUnLogged)
 			{
-				Oid			table = RangeVarGetRelid(alter->relation, NoLock, true);
-
-				if (OidIsValid(table) && get_rel_relispartition(table) &&
-					under_source(table))
+				if (get_rel_relispartition(table) && under_source(table))
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("cannot make partition \"%s\" unlogged, as derived views read the table above it",
 									alter->relation->relname),
 							 errdetail("Changes of an unlogged table are not in the WAL, from which the views are maintained.")));
-				continue;
 			}
-			if (cmd->subtype != AT_DetachPartition ||
-				!((PartitionCmd *) cmd->def)->concurrent)
-				continue;
-			parent = RangeVarGetRelid(alter->relation, NoLock, true);
-			if (OidIsValid(parent) && under_source(parent))
+			else if (cmd->subtype == AT_DetachPartition &&
+					 ((PartitionCmd *) cmd->def)->concurrent && under_source(table))
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot detach a partition concurrently from table \"%s\", which derived views read",
@@ -247,35 +273,30 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 
 	/* after: the partitions are as the command left them */
-	if (alter != NULL && partitions_matter())
+	if (matters && OidIsValid(table))
 	{
 		ListCell   *lc;
+		bool		changed = false;
 
 		foreach(lc, alter->cmds)
 		{
 			AlterTableCmd *cmd = lfirst(lc);
-			Oid			parent;
 
-			if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition &&
-				cmd->subtype != AT_DetachPartitionFinalize)
-				continue;
-			parent = RangeVarGetRelid(alter->relation, NoLock, true);
-			if (!OidIsValid(parent) || !under_source(parent))
-				continue;
-			partitions_changed(parent);
-			if (cmd->subtype == AT_AttachPartition)
-			{
-				Oid			partition = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
-														 NoLock, true);
-
-				if (OidIsValid(partition))
-					identity_full_under_source(partition);
-			}
+			if (cmd->subtype == AT_AttachPartition || cmd->subtype == AT_DetachPartition ||
+				cmd->subtype == AT_DetachPartitionFinalize)
+				changed = true;
+		}
+		if (changed && under_source(table))
+		{
+			partitions_changed(table);
+			foreach(lc, attached)
+				if (OidIsValid(lfirst_oid(lc)))
+					identity_full_under_source(lfirst_oid(lc));
 		}
 	}
-	else if (create != NULL && partitions_matter())
+	else if (matters && OidIsValid(create_nsp))
 	{
-		Oid			relid = RangeVarGetRelid(create->relation, NoLock, true);
+		Oid			relid = get_relname_relid(create->relation->relname, create_nsp);
 
 		/* (it is empty: a default partition holding its rows is refused) */
 		if (OidIsValid(relid))

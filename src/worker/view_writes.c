@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "nodes/parsenodes.h"
 #include "parser/parsetree.h"
@@ -49,9 +50,12 @@ check_write(Oid relid)
 {
 	/*
 	 * The internal tables: those of the view's schema, where no role may
-	 * put a table of its own (internal_guard.c)
+	 * put a table of its own (internal_guard.c); none is a partition or an
+	 * inheritance child, whose rows would be another table's.
 	 */
-	if (relid == current_view || get_rel_namespace(relid) == current_schema)
+	if (relid == current_view ||
+		(get_rel_namespace(relid) == current_schema &&
+		 !get_rel_relispartition(relid) && !has_superclass(relid)))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
