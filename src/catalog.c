@@ -169,6 +169,22 @@ kappa_views_relid(void)
 	return get_relname_relid("views", nsp);
 }
 
+/*
+ * The schema a new object named in schemaname (or, if NULL, unqualified)
+ * goes to: the first schema of the search_path that exists, as the
+ * command creating it will find it; InvalidOid if none.
+ */
+Oid
+kappa_creation_namespace(const char *schemaname)
+{
+	List	   *path;
+
+	if (schemaname != NULL)
+		return get_namespace_oid(schemaname, true);
+	path = fetch_search_path(false);
+	return path != NIL ? linitial_oid(path) : InvalidOid;
+}
+
 /* kappa.partition_changes (partitions.c), or InvalidOid before 0.9. */
 Oid
 kappa_partition_changes_relid(void)

@@ -593,6 +593,7 @@ extern void kappa_check_trigger_table(Relation rel, const char *trigname,
 									  const char *const *tables);
 extern Oid	kappa_views_relid(void);
 extern Oid	kappa_partition_changes_relid(void);
+extern Oid	kappa_creation_namespace(const char *schemaname);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);
 extern char *kappa_rel_label(Oid relid);

@@ -111,17 +111,7 @@ static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 static bool
 internal_schema(const char *nspname)
 {
-	Oid			nsp;
-
-	if (nspname != NULL)
-		nsp = get_namespace_oid(nspname, true);
-	else
-	{
-		List	   *path = fetch_search_path(false);
-
-		nsp = path != NIL ? linitial_oid(path) : InvalidOid;
-	}
-	return kappa_internal_schema(nsp);
+	return kappa_internal_schema(kappa_creation_namespace(nspname));
 }
 
 /* Is schema nsp a view's internal schema kappa_v<id>, of the extension? */
@@ -219,17 +209,9 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (relation != NULL)
 	{
-		Oid			nsp;
+		Oid			nsp = kappa_creation_namespace(relation->schemaname);
 
 		schema = relation->schemaname;
-		if (schema != NULL)
-			nsp = get_namespace_oid(schema, true);
-		else
-		{
-			List	   *path = fetch_search_path(false);
-
-			nsp = path != NIL ? linitial_oid(path) : InvalidOid;
-		}
 		if (OidIsValid(nsp) && OidIsValid(get_relname_relid(relation->relname, nsp)))
 			checked = false;
 	}
@@ -249,7 +231,7 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot create or move objects into schema \"%s\"",
-						schema ? schema : get_namespace_name(linitial_oid(fetch_search_path(false)))),
+						get_namespace_name(kappa_creation_namespace(schema))),
 				 errdetail("It holds the internal tables of a derived view, and pg_kappa drops it with all it holds when the view is dropped or built again."),
 				 errhint("Use another schema.")));
 

@@ -186,22 +186,6 @@ identity_full_under_source(Oid relid)
 				 errdetail("Derived views read the partitioned table above it, and take whole old rows of updates and deletes from the WAL.")));
 }
 
-/*
- * The schema a new relation named rv goes to, as the command will find it
- * (before it runs: code it runs, a partition key's function, could change
- * the search_path), or InvalidOid.
- */
-static Oid
-creation_namespace(RangeVar *rv)
-{
-	List	   *path;
-
-	if (rv->schemaname != NULL)
-		return get_namespace_oid(rv->schemaname, true);
-	path = fetch_search_path(false);
-	return path != NIL ? linitial_oid(path) : InvalidOid;
-}
-
 static void
 partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 						   bool readOnlyTree, ProcessUtilityContext context,
@@ -223,14 +207,15 @@ partitions_process_utility(PlannedStmt *pstmt, const char *queryString,
 		create = (CreateStmt *) tree;
 
 	/*
-	 * Before: the names are resolved once, as the command resolves them, and
-	 * DETACH ... CONCURRENTLY (which ends in a transaction of its own) and
-	 * SET UNLOGGED of a partition are refused.
+	 * Before: the names are resolved once, as the command resolves them
+	 * (code it runs, a partition key's function, could change the
+	 * search_path), and DETACH ... CONCURRENTLY (which ends in a transaction
+	 * of its own) and SET UNLOGGED of a partition are refused.
 	 */
 	if ((alter != NULL || create != NULL) && partitions_matter())
 		matters = true;
 	if (matters && create != NULL)
-		create_nsp = creation_namespace(create->relation);
+		create_nsp = kappa_creation_namespace(create->relation->schemaname);
 	if (matters && alter != NULL)
 	{
 		ListCell   *lc;
