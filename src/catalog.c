@@ -158,15 +158,22 @@ kappa_check_trigger_table(Relation rel, const char *trigname, const char *const 
 			 errdetail("It was fired on \"%s\".", RelationGetRelationName(rel))));
 }
 
-/* The OID of kappa.views, or InvalidOid when the extension is not here. */
-Oid
-kappa_views_relid(void)
+/* Table name of schema kappa, or InvalidOid if there is none. */
+static Oid
+extension_table(const char *name)
 {
 	Oid			nsp = get_namespace_oid("kappa", true);
 
 	if (!OidIsValid(nsp))
 		return InvalidOid;
-	return get_relname_relid("views", nsp);
+	return get_relname_relid(name, nsp);
+}
+
+/* The OID of kappa.views, or InvalidOid when the extension is not here. */
+Oid
+kappa_views_relid(void)
+{
+	return extension_table("views");
 }
 
 /*
@@ -189,11 +196,7 @@ kappa_creation_namespace(const char *schemaname)
 Oid
 kappa_partition_changes_relid(void)
 {
-	Oid			nsp = get_namespace_oid("kappa", true);
-
-	if (!OidIsValid(nsp))
-		return InvalidOid;
-	return get_relname_relid("partition_changes", nsp);
+	return extension_table("partition_changes");
 }
 
 /* The role that owns the extension (and its catalog tables). */
@@ -316,6 +319,100 @@ kappa_source_tables(List *sources)
 			result = list_append_unique_oid(result, relid);
 	}
 	return result;
+}
+
+/*
+ * The first of the tables holding the sources' rows (kappa_source_tables)
+ * that the current transaction has written (with truncate, or truncated),
+ * or InvalidOid.
+ */
+Oid
+kappa_source_written_in_xact(List *sources, bool truncate)
+{
+	ListCell   *lc;
+
+	foreach(lc, kappa_source_tables(sources))
+		if (kappa_written_in_xact(lfirst_oid(lc), truncate))
+			return lfirst_oid(lc);
+	return InvalidOid;
+}
+
+/*
+ * The first partition under partitioned table relid (or relid itself)
+ * whose changes are not in the WAL: a foreign, unlogged or temporary
+ * table; InvalidOid if none.
+ */
+Oid
+kappa_unlogged_partition(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			table = lfirst_oid(lc);
+
+		if (get_rel_relkind(table) == RELKIND_FOREIGN_TABLE ||
+			get_rel_persistence(table) != RELPERSISTENCE_PERMANENT)
+			return table;
+	}
+	return InvalidOid;
+}
+
+/*
+ * Engine 2 needs whole old rows in the WAL: set REPLICA IDENTITY FULL on
+ * each table holding the sources' rows (kappa_source_tables) that lacks
+ * it and that the current role owns, and say so with detail, or refuse,
+ * naming the command to run.
+ */
+void
+kappa_ensure_identity_full(List *sources, const char *detail)
+{
+	ListCell   *lc;
+	StringInfoData changed;
+
+	initStringInfo(&changed);
+	foreach(lc, kappa_source_tables(sources))
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *qualname = kappa_qualified_name(relid);
+		HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		char		replident;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		replident = ((Form_pg_class) GETSTRUCT(tuple))->relreplident;
+		ReleaseSysCache(tuple);
+		if (replident == REPLICA_IDENTITY_FULL)
+			continue;
+		if (!pg_class_ownercheck(relid, GetUserId()))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("source table %s does not have REPLICA IDENTITY FULL", qualname),
+					 errdetail("Derived views take whole old rows of updates and deletes from the WAL, and only the table's owner can make it write them."),
+					 errhint("Ask the owner of %s to run: ALTER TABLE %s REPLICA IDENTITY FULL;",
+							 qualname, qualname)));
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualname),
+						false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not set the replica identity of %s", qualname);
+		SPI_finish();
+		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "", qualname);
+	}
+	if (changed.len > 0)
+		ereport(NOTICE,
+				(errmsg("set REPLICA IDENTITY FULL on %s", changed.data),
+				 errdetail("%s", detail)));
+}
+
+/* Release the SHARE locks kappa_lock_sources took. */
+void
+kappa_unlock_sources(List *sources)
+{
+	ListCell   *lc;
+
+	foreach(lc, kappa_source_tables(sources))
+		UnlockRelationOid(lfirst_oid(lc), ShareLock);
 }
 
 /*

@@ -329,7 +329,7 @@ check_drop_extension(void)
 
 	/* a role that may not drop it hears that from the command */
 	if (!OidIsValid(extension) || !pg_extension_ownercheck(extension, GetUserId()) ||
-		!OidIsValid(get_relname_relid("views", get_namespace_oid("kappa", true))))
+		!OidIsValid(kappa_views_relid()))
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -106,14 +106,6 @@ kappa_on_internal_ddl(PG_FUNCTION_ARGS)
 
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
-/* Is schema nspname (or, if NULL, the one of the search_path that new
- * objects go to) a view's internal schema, a member of the extension? */
-static bool
-internal_schema(const char *nspname)
-{
-	return kappa_internal_schema(kappa_creation_namespace(nspname));
-}
-
 /* Is schema nsp a view's internal schema kappa_v<id>, of the extension? */
 bool
 kappa_internal_schema(Oid nsp)
@@ -149,6 +141,7 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 	bool		checked = true;
 	const char *schema = NULL;
 	RangeVar   *relation = NULL;
+	Oid			nsp;
 
 	switch (nodeTag(tree))
 	{
@@ -202,19 +195,19 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 			checked = false;
 	}
 
+	/* the schema the object goes to (unqualified: the search_path's first) */
+	if (relation != NULL)
+		schema = relation->schemaname;
+	nsp = checked ? kappa_creation_namespace(schema) : InvalidOid;
+
 	/*
 	 * A relation there already (in the schema the name goes to, not
 	 * anywhere on the search_path): the command's to refuse, or
 	 * kappa.on_internal_ddl's (CREATE OR REPLACE VIEW of a member).
 	 */
-	if (relation != NULL)
-	{
-		Oid			nsp = kappa_creation_namespace(relation->schemaname);
-
-		schema = relation->schemaname;
-		if (OidIsValid(nsp) && OidIsValid(get_relname_relid(relation->relname, nsp)))
-			checked = false;
-	}
+	if (relation != NULL && OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid(relation->relname, nsp)))
+		checked = false;
 
 	/*
 	 * pg_kappa never moves anything there, nor makes a partition or an
@@ -227,11 +220,11 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 		 IsA(tree, CreateForeignTableStmt) ||
 		 (IsA(tree, CreateStmt) && (((CreateStmt *) tree)->partbound != NULL ||
 									((CreateStmt *) tree)->inhRelations != NIL))) &&
-		internal_schema(schema))
+		kappa_internal_schema(nsp))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot create or move objects into schema \"%s\"",
-						get_namespace_name(kappa_creation_namespace(schema))),
+						get_namespace_name(nsp)),
 				 errdetail("It holds the internal tables of a derived view, and pg_kappa drops it with all it holds when the view is dropped or built again."),
 				 errhint("Use another schema.")));
 

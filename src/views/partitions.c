@@ -47,7 +47,6 @@
 #include "catalog/objectaccess.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_inherits.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -117,73 +116,32 @@ under_source(Oid relid)
 }
 
 /*
- * A table whose changes are not in the WAL (a foreign table, an unlogged
- * one) cannot hold rows of a table that views read: its changes would
- * never reach them.  relid is a partition of such a table, or about to be.
- */
-static void
-refuse_unlogged_partition(Oid relid, const char *parent)
-{
-	ListCell   *lc;
-
-	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
-	{
-		Oid			table = lfirst_oid(lc);
-		char		relkind = get_rel_relkind(table);
-		char		persistence = get_rel_persistence(table);
-
-		if (relkind == RELKIND_FOREIGN_TABLE || persistence != RELPERSISTENCE_PERMANENT)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("%s %s cannot be a partition of table \"%s\", which derived views read",
-							relkind == RELKIND_FOREIGN_TABLE ? "foreign table" :
-							persistence == RELPERSISTENCE_TEMP ? "temporary table" : "unlogged table",
-							kappa_qualified_name(table), parent),
-					 errdetail("Its changes are not in the WAL, from which the views are maintained.")));
-	}
-}
-
-/*
  * A table that has just become a partition under a table that views read:
- * REPLICA IDENTITY FULL on it and the partitions under it, set by the
- * current role (who created or attached it, and so owns it).
+ * no table under it may keep its changes out of the WAL (a foreign table,
+ * an unlogged one: they would never reach the views), and REPLICA IDENTITY
+ * FULL goes on it and the partitions under it, set by the current role
+ * (who created or attached it, and so owns it).
  */
 static void
 identity_full_under_source(Oid relid)
 {
-	List	   *tables = find_all_inheritors(relid, NoLock, NULL);
-	StringInfoData changed;
-	ListCell   *lc;
+	Oid			unlogged;
 
 	if (!under_source(relid))
 		return;
-	refuse_unlogged_partition(relid, get_rel_name(get_partition_parent(relid, true)));
-	initStringInfo(&changed);
-	foreach(lc, tables)
-	{
-		Oid			table = lfirst_oid(lc);
-		char	   *qualname = kappa_qualified_name(table);
-		HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table));
-		char		replident;
-
-		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for relation %u", table);
-		replident = ((Form_pg_class) GETSTRUCT(tuple))->relreplident;
-		ReleaseSysCache(tuple);
-		if (replident == REPLICA_IDENTITY_FULL)
-			continue;
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualname),
-						false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "could not set the replica identity of %s", qualname);
-		SPI_finish();
-		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "", qualname);
-	}
-	if (changed.len > 0)
-		ereport(NOTICE,
-				(errmsg("set REPLICA IDENTITY FULL on %s", changed.data),
-				 errdetail("Derived views read the partitioned table above it, and take whole old rows of updates and deletes from the WAL.")));
+	unlogged = kappa_unlogged_partition(relid);
+	if (OidIsValid(unlogged))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s %s cannot be a partition of table \"%s\", which derived views read",
+						get_rel_relkind(unlogged) == RELKIND_FOREIGN_TABLE ? "foreign table" :
+						get_rel_persistence(unlogged) == RELPERSISTENCE_TEMP ? "temporary table" :
+						"unlogged table",
+						kappa_qualified_name(unlogged),
+						get_rel_name(get_partition_parent(relid, true))),
+				 errdetail("Its changes are not in the WAL, from which the views are maintained.")));
+	kappa_ensure_identity_full(list_make1_oid(relid),
+							   "Derived views read the partitioned table above it, and take whole old rows of updates and deletes from the WAL.");
 }
 
 static void

@@ -273,16 +273,15 @@ kappa_verify(PG_FUNCTION_ARGS)
 	 * those writes.
 	 */
 	{
-		ListCell   *lc;
+		Oid			written = kappa_source_written_in_xact(sources, true);
 
-		foreach(lc, kappa_source_tables(sources))
-			if (kappa_written_in_xact(lfirst_oid(lc), true))
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("cannot verify derived view \"%s\" in a transaction that changed its source %s",
-								get_rel_name(relid), kappa_qualified_name(lfirst_oid(lc))),
-						 errdetail("The view includes committed transactions only, and would differ from its query by this transaction's changes."),
-						 errhint("Verify it in a transaction of its own.")));
+		if (OidIsValid(written))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot verify derived view \"%s\" in a transaction that changed its source %s",
+							get_rel_name(relid), kappa_qualified_name(written)),
+					 errdetail("The view includes committed transactions only, and would differ from its query by this transaction's changes."),
+					 errhint("Verify it in a transaction of its own.")));
 	}
 	if (!kappa_enabled)
 		ereport(ERROR,
@@ -317,11 +316,6 @@ kappa_verify(PG_FUNCTION_ARGS)
 	 * compared, and the locks have done their work.
 	 */
 	if (!kappa_may_lock_sources(sources, GetUserId(), NULL))
-	{
-		ListCell   *lc;
-
-		foreach(lc, kappa_source_tables(sources))
-			UnlockRelationOid(lfirst_oid(lc), ShareLock);
-	}
+		kappa_unlock_sources(sources);
 	return (Datum) 0;
 }

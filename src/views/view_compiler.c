@@ -339,20 +339,14 @@ check_source(Relation rel, int engine)
 						 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
 			/* its rows are its partitions': their changes must be in the WAL */
 			{
-				ListCell   *lc;
+				Oid			part = kappa_unlogged_partition(RelationGetRelid(rel));
 
-				foreach(lc, find_all_inheritors(RelationGetRelid(rel), NoLock, NULL))
-				{
-					Oid			part = lfirst_oid(lc);
-
-					if (get_rel_relkind(part) == RELKIND_FOREIGN_TABLE ||
-						get_rel_persistence(part) != RELPERSISTENCE_PERMANENT)
-						ereport(ERROR,
-								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-								 errmsg("derived views cannot use partitioned table \"%s\", whose partition \"%s\" is a foreign, unlogged or temporary table",
-										name, get_rel_name(part)),
-								 errdetail("Changes of such a table are not in the WAL, from which the views are maintained.")));
-				}
+				if (OidIsValid(part))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("derived views cannot use partitioned table \"%s\", whose partition \"%s\" is a foreign, unlogged or temporary table",
+									name, get_rel_name(part)),
+							 errdetail("Changes of such a table are not in the WAL, from which the views are maintained.")));
 			}
 			break;
 		case RELKIND_VIEW:

@@ -544,48 +544,6 @@ record_query_dependencies(Oid derived, Query *query)
 }
 
 /*
- * Engine 2 needs whole old rows in the WAL: set REPLICA IDENTITY FULL on
- * each source that lacks it and that the view's owner owns (and say what
- * it costs), or refuse, naming the command to run.
- */
-static void
-ensure_identity_full(List *sources)
-{
-	ListCell   *lc;
-	StringInfoData changed;
-
-	initStringInfo(&changed);
-	/* a partitioned table's rows are its partitions' */
-	foreach(lc, kappa_source_tables(sources))
-	{
-		Oid			relid = lfirst_oid(lc);
-		char	   *qualname = kappa_qualified_name(relid);
-		Relation	rel = table_open(relid, AccessShareLock);
-		char		replident = rel->rd_rel->relreplident;
-
-		table_close(rel, AccessShareLock);
-		if (replident == REPLICA_IDENTITY_FULL)
-			continue;
-		if (!pg_class_ownercheck(relid, GetUserId()))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("source table %s does not have REPLICA IDENTITY FULL", qualname),
-					 errdetail("Derived views take whole old rows of updates and deletes from the WAL, and only the table's owner can make it write them."),
-					 errhint("Ask the owner of %s to run: ALTER TABLE %s REPLICA IDENTITY FULL;",
-							 qualname, qualname)));
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		exec_sql(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", qualname), SPI_OK_UTILITY);
-		SPI_finish();
-		appendStringInfo(&changed, "%s%s", changed.len > 0 ? ", " : "", qualname);
-	}
-	if (changed.len > 0)
-		ereport(NOTICE,
-				(errmsg("set REPLICA IDENTITY FULL on %s", changed.data),
-				 errdetail("Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.")));
-}
-
-/*
  * Does the view join source i to another table by column attnum: is the
  * column in a condition that reads another range table entry too?  A
  * condition on one table alone (a filter such as x = 'BUILDING') never
@@ -976,21 +934,16 @@ kappa_analyze_view(Oid derived, int id)
 static void
 check_sources_untouched(List *sources)
 {
-	ListCell   *lc;
+	/* (a TRUNCATE alone is harmless: it makes the worker recompute) */
+	Oid			relid = kappa_source_written_in_xact(sources, false);
 
-	foreach(lc, kappa_source_tables(sources))
-	{
-		Oid			relid = lfirst_oid(lc);
-
-		/* (a TRUNCATE alone is harmless: it makes the worker recompute) */
-		if (kappa_written_in_xact(relid, false))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot build a derived view over table %s in the transaction that changed it",
-							kappa_qualified_name(relid)),
-					 errdetail("The view would take this transaction's changes of the table both from its first contents and from the WAL."),
-					 errhint("Commit the changes first, or create the view before making them.")));
-	}
+	if (OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot build a derived view over table %s in the transaction that changed it",
+						kappa_qualified_name(relid)),
+				 errdetail("The view would take this transaction's changes of the table both from its first contents and from the WAL."),
+				 errhint("Commit the changes first, or create the view before making them.")));
 }
 
 /*
@@ -1187,7 +1140,8 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 */
 	check_view_columns(def, owner, !time_travel);
 	if (engine >= 2 && !time_travel)
-		ensure_identity_full(def->sources);
+		kappa_ensure_identity_full(def->sources,
+								   "Updates and deletes of these tables now write the whole old row to the WAL, which the view needs.");
 	/* (after the checks above, whose errors say more of the view) */
 	check_lock_hold(def->sources, scope.save_userid);
 	if (OidIsValid(adopt))
@@ -1805,8 +1759,8 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		kappa_become(extowner, &saved);
 		if (paused)
 		{
-			TimestampTz last_batch = kappa_worker_last_batch_at(MyDatabaseId);
-			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId);
+			TimestampTz last_batch;
+			XLogRecPtr	processed = kappa_worker_processed_lsn(MyDatabaseId, &last_batch);
 			Datum		args[3];
 			char		nulls[3] = {' ', ' ', ' '};
 

@@ -259,7 +259,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		 * The worker publishes its progress after it commits, so read the
 		 * progress first: the view's state read next is at least as new.
 		 */
-		processed = kappa_worker_processed_lsn(MyDatabaseId);
+		processed = kappa_worker_processed_lsn(MyDatabaseId, NULL);
 		oldcxt = MemoryContextSwitchTo(pollcxt);
 		read_waited_view(relid, &v);
 		MemoryContextSwitchTo(oldcxt);
@@ -351,22 +351,18 @@ kappa_wait(PG_FUNCTION_ARGS)
 	else
 	{
 		KappaViewRow v;
-		ListCell   *lc;
+		Oid			written;
 
 		/* what this transaction wrote is not committed: no view has it */
 		read_waited_view(relid, &v);
-		foreach(lc, kappa_source_tables(v.sources))
-		{
-			if (!kappa_written_in_xact(lfirst_oid(lc), true))
-				continue;
+		written = kappa_source_written_in_xact(v.sources, true);
+		if (OidIsValid(written))
 			ereport(WARNING,
 					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 					 errmsg("derived view \"%s\" cannot include this transaction's changes of table %s",
-							get_rel_name(relid), kappa_qualified_name(lfirst_oid(lc))),
+							get_rel_name(relid), kappa_qualified_name(written)),
 					 errdetail("A view includes committed transactions only; kappa.wait waits for those committed before it was called."),
 					 errhint("Call kappa.wait after the transaction commits.")));
-			break;
-		}
 		target = PG_ARGISNULL(1) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(1);
 	}
 
@@ -395,7 +391,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 		XLogFlush(target);
 	for (;;)
 	{
-		if (kappa_worker_processed_lsn(MyDatabaseId) >= target)
+		if (kappa_worker_processed_lsn(MyDatabaseId, NULL) >= target)
 			break;
 		if (GetCurrentTimestamp() >= deadline)
 		{

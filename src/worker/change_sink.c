@@ -1180,6 +1180,24 @@ truncate_source(Oid relid, XLogRecPtr commit_lsn)
 }
 
 /*
+ * Table rel lost rows that no change carries: it recomputes if it is a
+ * source, and so does each partitioned source above it.
+ */
+static void
+truncate_with_sources_above(Relation rel, XLogRecPtr commit_lsn)
+{
+	if (is_source(RelationGetRelid(rel)))
+		truncate_source(RelationGetRelid(rel), commit_lsn);
+	if (rel->rd_rel->relispartition)
+	{
+		PartitionRoutes *routes = partition_routes_of(rel);
+
+		for (int j = 0; j < routes->ntargets; j++)
+			truncate_source(routes->targets[j].relid, commit_lsn);
+	}
+}
+
+/*
  * A row partitions.c inserted into kappa.partition_changes: the partitions
  * of the table it names changed in this transaction (ATTACH, DETACH, DROP),
  * so each source at or above that table recomputes.
@@ -1195,15 +1213,7 @@ partitions_changed(Relation changes, ReorderBufferTXN *txn, HeapTuple tuple)
 	if (isnull || !RelationIsValid(rel = RelationIdGetRelation(DatumGetObjectId(value))))
 		return;
 	oldcxt = MemoryContextSwitchTo(kappa_batch->mcxt);
-	if (is_source(RelationGetRelid(rel)))
-		truncate_source(RelationGetRelid(rel), txn->final_lsn);
-	if (rel->rd_rel->relispartition)
-	{
-		PartitionRoutes *routes = partition_routes_of(rel);
-
-		for (int j = 0; j < routes->ntargets; j++)
-			truncate_source(routes->targets[j].relid, txn->final_lsn);
-	}
+	truncate_with_sources_above(rel, txn->final_lsn);
 	RelationClose(rel);
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -1272,16 +1282,9 @@ sink_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	for (int i = 0; i < nrelations; i++)
 	{
 		/* a partition's rows are also its partitioned sources' */
-		if (relations[i]->rd_rel->relispartition)
-		{
-			PartitionRoutes *routes = partition_routes_of(relations[i]);
-
-			for (int j = 0; j < routes->ntargets; j++)
-				truncate_source(routes->targets[j].relid, txn->final_lsn);
-		}
+		truncate_with_sources_above(relations[i], txn->final_lsn);
 		if (!is_source(RelationGetRelid(relations[i])))
 			continue;
-		truncate_source(RelationGetRelid(relations[i]), txn->final_lsn);
 
 		/* one record per captured table, in the plugin's shape */
 		if (log_wanted(RelationGetRelid(relations[i]), txn->final_lsn))

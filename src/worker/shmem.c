@@ -281,37 +281,28 @@ kappa_wake_worker(Oid dboid)
 	LWLockRelease(KappaShmem->lock);
 }
 
-/* Everything committed before the returned LSN has been applied. */
+/*
+ * Everything committed before the returned LSN has been applied.  With
+ * last_batch_at, also when the worker last applied a batch of transactions
+ * (0 if it has not since it started, or there is no worker).
+ */
 XLogRecPtr
-kappa_worker_processed_lsn(Oid dboid)
+kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at)
 {
 	KappaWorkerSlot *w;
 	XLogRecPtr	result = InvalidXLogRecPtr;
 
+	if (last_batch_at)
+		*last_batch_at = 0;
 	shmem_required();
 	LWLockAcquire(KappaShmem->lock, LW_SHARED);
 	w = kappa_worker_slot(dboid, false);
 	if (w && w->pid != 0)
+	{
 		result = w->processed_lsn;
-	LWLockRelease(KappaShmem->lock);
-	return result;
-}
-
-/*
- * When the database's worker last applied a batch of transactions, or 0 if
- * it has not since it started (or there is none).
- */
-TimestampTz
-kappa_worker_last_batch_at(Oid dboid)
-{
-	KappaWorkerSlot *w;
-	TimestampTz result = 0;
-
-	shmem_required();
-	LWLockAcquire(KappaShmem->lock, LW_SHARED);
-	w = kappa_worker_slot(dboid, false);
-	if (w && w->pid != 0)
-		result = w->last_batch_at;
+		if (last_batch_at)
+			*last_batch_at = w->last_batch_at;
+	}
 	LWLockRelease(KappaShmem->lock);
 	return result;
 }
