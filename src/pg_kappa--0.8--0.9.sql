@@ -52,7 +52,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION kappa.break_view(integer, text) FROM PUBLIC;
 
--- As in 0.6, each problem with the way back; and a column's collation
+-- The columns of a source that a view reads, and why its query no longer
+-- parses (source_columns.c).
+CREATE FUNCTION kappa.columns_read(view regclass, source oid)
+RETURNS int2[]
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'kappa_columns_read_sql';
+REVOKE ALL ON FUNCTION kappa.columns_read(regclass, oid) FROM PUBLIC;
+CREATE FUNCTION kappa.query_problem(view regclass)
+RETURNS text
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'kappa_query_problem_sql';
+REVOKE ALL ON FUNCTION kappa.query_problem(regclass) FROM PUBLIC;
+
+-- As in 0.6, each problem with the way back; a column of a source that a
+-- view of engine 2 does not read may go or change; and a column's collation
 -- changed (min, max, comparisons and grouping would change meaning), or
 -- the table made unlogged (its changes are no longer in the WAL).
 CREATE OR REPLACE FUNCTION kappa.source_problem(v kappa.views)
@@ -68,6 +82,8 @@ DECLARE
     key_then int2[];
     key_now int2[];
     rebuild text;
+    reads int2[];
+    unreadable text;
 BEGIN
     SELECT relowner INTO owner FROM pg_class WHERE oid = v.relid;
     IF NOT FOUND THEN
@@ -87,8 +103,9 @@ BEGIN
         rebuild := format('then build the view again with kappa.alter_view(view => %L, rebuild => true).',
                           v.relid::regclass::text);
         IF v.engine >= 2 THEN
-            -- every column of the view's time still there, as it was (the
-            -- delta table's last column is its weight)
+            -- every column of the view's time that it reads still there,
+            -- as it was (the delta table's last column is its weight); the
+            -- others may go, or change
             IF EXISTS (
                    SELECT attnum, attname, atttypid, atttypmod, attcollation
                      FROM pg_attribute
@@ -99,7 +116,22 @@ BEGIN
                    SELECT attnum, attname, atttypid, atttypmod, attcollation
                      FROM pg_attribute
                     WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
-                RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
+                unreadable := kappa.query_problem(v.relid);
+                IF unreadable IS NOT NULL THEN
+                    RETURN format(E'the query of the view no longer reads its sources as it did: %s\nHINT:  Give the column back the name and type it had, %s Else drop the view and create it with the query you mean.',
+                                  unreadable, rebuild);
+                END IF;
+                reads := kappa.columns_read(v.relid, src);
+                IF reads IS NULL OR EXISTS (
+                       SELECT attnum, attname, atttypid, atttypmod, attcollation
+                         FROM pg_attribute
+                        WHERE attrelid = v.arrangements[i] AND attnum = ANY (reads)
+                       EXCEPT
+                       SELECT attnum, attname, atttypid, atttypmod, attcollation
+                         FROM pg_attribute
+                        WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
+                    RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
+                END IF;
             END IF;
         ELSIF EXISTS (
                SELECT attnum, attname, atttypid, atttypmod, attcollation, attisdropped

@@ -518,6 +518,7 @@ extern int64 kappa_apply_rules(int viewid, XLogRecPtr applied,
 							   XLogRecPtr *new_applied, int64 *ntxns);
 extern List *kappa_rules_filled_views(void);
 extern bool kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts);
+extern bool *kappa_columns_read(KappaViewDef *def, int srcno, int natts);
 extern void kappa_rules_clear_deltas(int id);
 
 /* views/drop_guard.c */

@@ -776,8 +776,8 @@ consolidate_sql(Oid drelid, const char *d)
  * reads the whole row, or has parts this does not look into (sublinks):
  * then every column is kept.
  */
-static bool *
-columns_read(KappaViewDef *def, int srcno, int natts)
+bool *
+kappa_columns_read(KappaViewDef *def, int srcno, int natts)
 {
 	Query	   *query = def->query;
 	bool	   *read;
@@ -1089,7 +1089,7 @@ build_rules(int id)
 			rp->read_natts[i] = RelationGetNumberOfAttributes(rel);
 			table_close(rel, AccessShareLock);
 		}
-		rp->read[i] = columns_read(def, i, rp->read_natts[i]);
+		rp->read[i] = kappa_columns_read(def, i, rp->read_natts[i]);
 		rp->joined[i] = join_columns(def, i, rp->read_natts[i]);
 		rp->filters[i] = source_filters(def, i);
 		rp->drelids[i] = get_relname_relid(psprintf("d_%d", i), nsp);

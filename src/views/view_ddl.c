@@ -748,14 +748,20 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		TupleDesc	desc;
 		StringInfoData live;
 		StringInfoData delta;
+		bool	   *read;
 
 		create_mirror(src, d, true, "_kappa_w integer");
 		(*drelids)[i] = RangeVarGetRelid(makeRangeVar(pstrdup(schemaname), psprintf("d_%d", i), -1),
 										 NoLock, false);
 
-		/* o_<n>: the live rows, weight 1, and the batch undone */
+		/*
+		 * o_<n>: the live rows, weight 1, and the batch undone.  Columns the
+		 * view does not read are null in it, as in d_<n>: they may then be
+		 * dropped from the source (kappa.columns_read).
+		 */
 		rel = table_open(src, AccessShareLock);
 		desc = RelationGetDescr(rel);
+		read = kappa_columns_read(def, i, desc->natts);
 		initStringInfo(&live);
 		initStringInfo(&delta);
 		for (int c = 0; c < desc->natts; c++)
@@ -767,6 +773,17 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 			{
 				appendStringInfo(&live, "%sNULL::pg_catalog.int4 AS _kappa_dropped_%d", sep, c + 1);
 				appendStringInfo(&delta, "%sNULL::pg_catalog.int4", sep);
+				continue;
+			}
+			if (read != NULL && !read[c])
+			{
+				char	   *type = format_type_extended(att->atttypid, att->atttypmod,
+														FORMAT_TYPE_TYPEMOD_GIVEN |
+														FORMAT_TYPE_FORCE_QUALIFY);
+
+				appendStringInfo(&live, "%sNULL::%s AS %s", sep, type,
+								 quote_identifier(NameStr(att->attname)));
+				appendStringInfo(&delta, "%sNULL::%s", sep, type);
 				continue;
 			}
 			appendStringInfo(&live, "%s%s", sep, quote_identifier(NameStr(att->attname)));

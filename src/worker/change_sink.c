@@ -770,8 +770,15 @@ columns_fit(TupleDesc reldesc, KappaSourceBuffer *buf)
 		/* a dropped column's images hold null, which the buffer can keep */
 		if (a->attisdropped)
 			continue;
-		if (b->attisdropped || a->atttypid != b->atttypid ||
-			a->atttypmod != b->atttypmod)
+
+		/*
+		 * A column given another type without a rewrite (varchar(10) to
+		 * varchar(20) or text) keeps its values' form.  Whether a view may
+		 * read it so is for the DDL checks (kappa.source_problem) and
+		 * kappa_check_buffer_columns: a view that does not read it goes on.
+		 */
+		if (b->attisdropped || a->attlen != b->attlen || a->attbyval != b->attbyval ||
+			a->attalign != b->attalign)
 			return COLUMNS_CHANGED;
 	}
 	return reldesc->natts > buf->srcnatts ? COLUMNS_ADDED : COLUMNS_SAME;

@@ -1,0 +1,108 @@
+-- DDL on a source that leaves what a view reads alone keeps the view
+-- running, as a PostgreSQL view does: a column it does not read may be
+-- dropped, renamed, or given another type without a rewrite, even in the
+-- transaction that changes rows.  A column it reads renamed or dropped
+-- breaks it, with the query's own error, and naming the column back lets
+-- a rebuild bring it back.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE TABLE sc_customers (id int PRIMARY KEY, name text, region text,
+                           junk text, code varchar(5), memo varchar(5), width int);
+CREATE TABLE sc_orders (id int PRIMARY KEY, customer_id int, amount numeric, note text);
+INSERT INTO sc_customers SELECT g, 'c' || g, 'r' || g % 3, 'j', 'x', 'm', g FROM generate_series(1, 10) g;
+INSERT INTO sc_orders SELECT g, 1 + g % 10, g * 1.5, 'n' FROM generate_series(1, 100) g;
+SET client_min_messages = warning;
+SELECT kappa.create_view(name => 'sc_by_region',
+       query => $$SELECT c.region, sum(o.amount) AS total, count(*) AS n
+                    FROM sc_orders o JOIN sc_customers c ON c.id = o.customer_id GROUP BY c.region$$) IS NOT NULL AS created;
+SELECT kappa.create_view(name => 'sc_names',
+       query => $$SELECT o.id, c.name, o.amount FROM sc_orders o JOIN sc_customers c ON c.id = o.customer_id$$) IS NOT NULL AS created;
+SELECT kappa.create_view(name => 'sc_all', query => $$SELECT * FROM sc_orders$$) IS NOT NULL AS created;
+RESET client_min_messages;
+
+-- columns no view reads: dropped in the middle of a transaction that
+-- changes rows before and after, renamed, given a wider or another type
+BEGIN;
+UPDATE sc_customers SET junk = 'k', name = 'before' WHERE id = 4;
+ALTER TABLE sc_customers DROP COLUMN junk;
+UPDATE sc_customers SET name = 'after' WHERE id = 2;
+INSERT INTO sc_orders VALUES (101, 4, 7, 'x');
+COMMIT;
+ALTER TABLE sc_customers RENAME COLUMN code TO code2;
+ALTER TABLE sc_customers ALTER COLUMN code2 TYPE varchar(50);
+BEGIN;
+UPDATE sc_customers SET memo = 'short', name = 'mid' WHERE id = 3;
+ALTER TABLE sc_customers ALTER COLUMN memo TYPE text;
+UPDATE sc_customers SET memo = repeat('long', 10), name = 'late' WHERE id = 3;
+COMMIT;
+INSERT INTO sc_orders VALUES (102, 3, 20, 'y');
+UPDATE sc_customers SET code2 = 'abcdefghij', region = 'r9' WHERE id = 5;
+DELETE FROM sc_orders WHERE id = 7;
+SELECT kappa.wait('sc_by_region') AND kappa.wait('sc_names') AS waited;
+SELECT name, state, last_error FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
+SELECT count(*) AS differing FROM kappa.verify('sc_by_region');
+SELECT count(*) AS differing FROM kappa.verify('sc_names');
+SELECT * FROM sc_names WHERE id IN (101, 102) ORDER BY id;
+
+-- a column the view reads through *: it breaks, naming the column
+ALTER TABLE sc_orders DROP COLUMN note;
+SELECT name, state, last_error FROM kappa.status WHERE name = 'public.sc_all';
+
+-- a rewrite computes values again, read or not: the views break, as before
+ALTER TABLE sc_customers ALTER COLUMN width TYPE bigint;
+SELECT name, state FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
+SELECT kappa.alter_view(view => 'sc_by_region', rebuild => true) IS NOT NULL AS rebuilt;
+SELECT kappa.alter_view(view => 'sc_names', rebuild => true) IS NOT NULL AS rebuilt;
+
+-- a column the view reads renamed: broken with the query's error; named
+-- back, the view is built again
+ALTER TABLE sc_customers RENAME COLUMN region TO area;
+SELECT name, state, last_error FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
+ALTER TABLE sc_customers RENAME COLUMN area TO region;
+SELECT kappa.alter_view(view => 'sc_by_region', rebuild => true) IS NOT NULL AS rebuilt;
+INSERT INTO sc_orders VALUES (103, 5, 30);
+SELECT kappa.wait('sc_by_region') AS waited;
+SELECT name, state FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
+SELECT count(*) AS differing FROM kappa.verify('sc_by_region');
+
+-- six sources changed in one batch take the rule's linear form, which
+-- reads each source as it was before the batch (o_<n>): a column dropped
+-- from one of them, which the view does not read, is not read there
+CREATE TABLE sc_t1 (id int PRIMARY KEY, k int, v int, junk text);
+CREATE TABLE sc_t2 (id int PRIMARY KEY, k int, v int, junk text);
+CREATE TABLE sc_t3 (id int PRIMARY KEY, k int, v int, junk text);
+CREATE TABLE sc_t4 (id int PRIMARY KEY, k int, v int, junk text);
+CREATE TABLE sc_t5 (id int PRIMARY KEY, k int, v int, junk text);
+CREATE TABLE sc_t6 (id int PRIMARY KEY, k int, v int, junk text);
+INSERT INTO sc_t1 SELECT g, g % 4, g, 'j' FROM generate_series(1, 8) g;
+INSERT INTO sc_t2 SELECT * FROM sc_t1;
+INSERT INTO sc_t3 SELECT * FROM sc_t1;
+INSERT INTO sc_t4 SELECT * FROM sc_t1;
+INSERT INTO sc_t5 SELECT * FROM sc_t1;
+INSERT INTO sc_t6 SELECT * FROM sc_t1;
+SET client_min_messages = warning;
+SELECT kappa.create_view(name => 'sc_six',
+       query => $$SELECT a.k, sum(a.v + b.v + c.v + d.v + e.v + f.v) AS s, count(*) AS n
+                    FROM sc_t1 a JOIN sc_t2 b ON b.id = a.id JOIN sc_t3 c ON c.id = a.id
+                    JOIN sc_t4 d ON d.id = a.id JOIN sc_t5 e ON e.id = a.id JOIN sc_t6 f ON f.id = a.id
+                   GROUP BY a.k$$) IS NOT NULL AS created;
+RESET client_min_messages;
+ALTER TABLE sc_t3 DROP COLUMN junk;
+ALTER TABLE sc_t5 DROP COLUMN junk;
+BEGIN;
+UPDATE sc_t1 SET v = v + 1 WHERE id <= 3;
+UPDATE sc_t2 SET v = v + 2 WHERE id >= 6;
+UPDATE sc_t3 SET v = v * 2 WHERE id % 2 = 0;
+DELETE FROM sc_t4 WHERE id = 5;
+UPDATE sc_t5 SET v = 0 WHERE id = 1;
+INSERT INTO sc_t6 VALUES (9, 1, 9, 'j');
+COMMIT;
+SELECT kappa.wait('sc_six') AS waited;
+SELECT name, state, last_error FROM kappa.status WHERE name = 'public.sc_six';
+SELECT count(*) AS differing FROM kappa.verify('sc_six');
+SELECT * FROM sc_six ORDER BY k;
+
+SET client_min_messages = warning;
+SELECT kappa.drop_view(v) FROM unnest(ARRAY['sc_by_region', 'sc_names', 'sc_all', 'sc_six']) v;
+RESET client_min_messages;
+DROP TABLE sc_customers, sc_orders, sc_t1, sc_t2, sc_t3, sc_t4, sc_t5, sc_t6;
