@@ -62,6 +62,13 @@
 #   BENCH_PLOT_DIR=dir     where the .dat and .png go (default test/bench;
 #                          empty: none)
 #   BENCH_CONF="..."       extra postgresql.conf lines
+#   BENCH_PREWARM=1        before each view's rounds, load the sources and
+#                          their indexes into shared buffers (pg_prewarm,
+#                          shipped with PostgreSQL), as on a server that
+#                          keeps them cached: give shared_buffers room for
+#                          them (BENCH_CONF="shared_buffers = 6GB").  The
+#                          recompute's scans read through a small ring of
+#                          buffers either way, from the kernel's cache.
 #   BENCH_KEEP=1           keep the cluster (and print where it is)
 #   PG_CONFIG              pg_config to use (default: from PATH)
 #   BENCH_STAGE=1          (default) run this tree's pg_kappa: stage a private
@@ -78,6 +85,7 @@ engines=${BENCH_ENGINES:-1 2}
 rounds=${BENCH_ROUNDS:-3}
 explain=${BENCH_EXPLAIN:-0}
 explain_ms=${BENCH_EXPLAIN_MS:-100}
+prewarm=${BENCH_PREWARM:-0}
 plotdir=${BENCH_PLOT_DIR-$top/test/bench}
 
 if [ "$(id -u)" = 0 ]; then
@@ -171,7 +179,7 @@ echo "  command:  $(env | grep '^BENCH_' | sort | tr '\n' ' ')sh test/bench/tpch
 echo "  library:  $so$staged ($(md5sum < "$so" | cut -c1-12)); tree at $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$top" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src')"
 echo "  server:   $(q 'SELECT version()' | sed 's/ on x86_64.*//')"
 echo "  machine:  $(nproc) cores (nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(free -h | awk '/^Mem:/ { print $2 }') RAM (free -h)"
-echo "  settings: fsync=off, shared_buffers=1GB, work_mem=32MB, autovacuum on, max_parallel_workers_per_gather=$(q 'SHOW max_parallel_workers_per_gather'), pg_kappa.batch_max_changes=$(q 'SHOW pg_kappa.batch_max_changes'), naptime=$(q 'SHOW pg_kappa.naptime')$([ "$explain" = 1 ] && echo ", auto_explain (analyze, buffers) >= ${explain_ms}ms")"
+echo "  settings: fsync=off, shared_buffers=$(q 'SHOW shared_buffers')$([ "$prewarm" = 1 ] && echo ' (sources prewarmed)'), work_mem=32MB, autovacuum on, max_parallel_workers_per_gather=$(q 'SHOW max_parallel_workers_per_gather'), pg_kappa.batch_max_changes=$(q 'SHOW pg_kappa.batch_max_changes'), naptime=$(q 'SHOW pg_kappa.naptime')$([ "$explain" = 1 ] && echo ", auto_explain (analyze, buffers) >= ${explain_ms}ms")"
 echo "  date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "  load:     $(load) (at start)"
 echo
@@ -383,6 +391,13 @@ run_one()	# view engine
 	printf '  %-4s engine %s  created in %.0f ms, fresh after %.0f ms (%s)\n' "$v" "$e" "$create_ms" "$fresh_ms" "$kind"
 	sed -e 's/^psql:[^:]*:[0-9]*: //' -e 's/^/         /' "$dir/notices.txt" | grep -v '^ *$' || true
 	psql -c "VACUUM ANALYZE $sources" -c "CHECKPOINT"
+	if [ "$prewarm" = 1 ]; then
+		psql -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" -c "
+			SELECT sum(pg_prewarm(c.oid)) AS prewarmed_blocks FROM pg_class c
+			 WHERE c.oid = ANY (string_to_array(replace('$sources', ' ', ''), ',')::regclass[])
+			    OR c.oid IN (SELECT indexrelid FROM pg_index
+			                  WHERE indrelid = ANY (string_to_array(replace('$sources', ' ', ''), ',')::regclass[]))"
+	fi
 	wpid=$(q "SELECT pid FROM kappa.worker_status() WHERE pid IS NOT NULL LIMIT 1")
 	cpu0=$(cputicks "$wpid")
 	lp=$(logpos)

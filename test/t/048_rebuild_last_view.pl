@@ -21,16 +21,17 @@ SELECT kappa.create_view('tot', 'SELECT c, sum(amount) AS s, count(*) AS n FROM 
 SELECT kappa.wait('tot');
 });
 
-# a column the view does not read dropped: the view is broken (its
-# internal tables have the column); after a restart the worker finds no
-# running view and lets the slot go
-$node->safe_psql('postgres', q{ALTER TABLE o DROP COLUMN legacy});
+# a column the view reads renamed: the view is broken (its query no
+# longer parses); after a restart the worker finds no running view and
+# lets the slot go
+$node->safe_psql('postgres', q{ALTER TABLE o RENAME COLUMN amount TO amt});
 is($node->safe_psql('postgres', q{SELECT state FROM kappa.views}), 'broken', 'the view is broken');
 $node->restart;
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
 	'the worker dropped the slot of a database without a running view');
 
+$node->safe_psql('postgres', q{ALTER TABLE o RENAME COLUMN amt TO amount; ALTER TABLE o DROP COLUMN legacy});
 $node->safe_psql('postgres', q{UPDATE o SET amount = amount + 1 WHERE id <= 10});
 my ($rc, $out, $err) = $node->psql('postgres',
 	q{SET client_min_messages = warning; SELECT kappa.alter_view('tot', paused => false, rebuild => true)});
