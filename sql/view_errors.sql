@@ -63,7 +63,7 @@ SELECT kappa.create_view('x', 'SELECT grp::text::xid AS x, count(*) AS n FROM e_
 SELECT kappa.create_view('x', 'SELECT 1 AS one');
 SELECT kappa.create_view('x', 'SELECT id, ctid FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id, e_src AS whole FROM e_src');
-SELECT kappa.create_view('x', 'SELECT grp, string_agg(v::text, $$,$$) AS s FROM e_src GROUP BY grp');
+SELECT kappa.create_view('x', 'SELECT grp, json_agg(v) AS s FROM e_src GROUP BY grp');
 SELECT kappa.create_view('x', 'SELECT count(*) AS n FROM e_src TABLESAMPLE SYSTEM (10)');
 -- keys and names: engine 1 needs each source's key (engine 2 keeps such
 -- views as bags, view_engine2)

@@ -170,11 +170,48 @@ mutable_checker(Oid func_id, void *context)
 	return false;
 }
 
+/*
+ * Aggregates whose result the order of their input decides: a view may use
+ * them only with that order given (ordered_input).
+ */
+static bool
+order_sensitive_aggregate(Oid aggfnoid)
+{
+	const char *name = get_func_name(aggfnoid);
+
+	return get_func_namespace(aggfnoid) == PG_CATALOG_NAMESPACE &&
+		(strcmp(name, "string_agg") == 0 || strcmp(name, "array_agg") == 0);
+}
+
+/*
+ * Is agg's input ordered by every value it aggregates (ORDER BY or
+ * DISTINCT, which sorts)?  Then rows that tie give the same values, and the
+ * result is the same whatever order the rows are read in.  Constant
+ * arguments (string_agg's delimiter) need no order.
+ */
+static bool
+ordered_input(Aggref *agg)
+{
+	ListCell   *lc;
+
+	foreach(lc, agg->args)
+	{
+		TargetEntry *tle = lfirst(lc);
+
+		if (tle->resjunk || IsA(tle->expr, Const))
+			continue;
+		if (tle->ressortgroupref == 0)
+			return false;
+	}
+	return true;
+}
+
 static bool
 allowed_aggregate(Oid aggfnoid)
 {
 	static const char *const names[] = {
-		"count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every"
+		"count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every",
+		"string_agg", "array_agg"
 	};
 
 	if (get_func_namespace(aggfnoid) != PG_CATALOG_NAMESPACE)
@@ -213,7 +250,14 @@ check_expression_walker(Node *node, CheckContext *cxt)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("derived views cannot use aggregate function %s",
 							format_procedure(agg->aggfnoid)),
-					 errhint("Supported aggregates are count, sum, avg, min, max, bool_and, bool_or and every.")));
+					 errhint("Supported aggregates are count, sum, avg, min, max, bool_and, bool_or, every, string_agg and array_agg.")));
+		if (order_sensitive_aggregate(agg->aggfnoid) && !ordered_input(agg))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot use %s without ORDER BY the values it aggregates",
+							get_func_name(agg->aggfnoid)),
+					 errdetail("The order in which rows are read would decide its result, and a derived view must give the same rows whenever it is recomputed from the same source rows."),
+					 errhint("Order its input by its argument, as in string_agg(name, ', ' ORDER BY name) or array_agg(id ORDER BY id).")));
 	}
 	if (IsA(node, NextValueExpr))
 		not_supported("sequence functions");
