@@ -35,8 +35,6 @@ SELECT kappa.create_view('lj_bad', 'SELECT c.name, count(o.id) AS n FROM lj_cust
 SELECT kappa.create_view('lj_bad', 'SELECT DISTINCT c.id, o.amount FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_orders o RIGHT JOIN lj_customers c ON o.customer_id = c.id');
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_customers c FULL JOIN lj_orders o ON o.customer_id = c.id');
-SELECT kappa.create_view('lj_bad', 'SELECT c.id, r.label, o.amount FROM lj_customers c LEFT JOIN lj_regions r ON r.id = c.region_id LEFT JOIN lj_orders o ON o.amount = r.id');
-SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount FROM lj_customers c JOIN lj_regions r ON r.id = c.region_id LEFT JOIN lj_orders o ON o.customer_id = c.id');
 SET pg_kappa.engine = 1;
 SELECT kappa.create_view('lj_bad', 'SELECT c.id, o.amount, o.id AS oid FROM lj_customers c LEFT JOIN lj_orders o ON o.customer_id = c.id');
 RESET pg_kappa.engine;

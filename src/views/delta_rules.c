@@ -420,6 +420,19 @@ kept_key_query(KappaViewDef *def)
 		}
 	}
 	query->targetList = tlist;
+
+	/*
+	 * Inner joins too keep every kept row: a kept row deleted in the batch
+	 * with the row it was joined to is found by its own delta.
+	 */
+	for (Node *node = linitial(query->jointree->fromlist); IsA(node, JoinExpr);
+		 node = ((JoinExpr *) node)->larg)
+	{
+		JoinExpr   *j = (JoinExpr *) node;
+
+		j->jointype = JOIN_LEFT;
+		rt_fetch(j->rtindex, query->rtable)->jointype = JOIN_LEFT;
+	}
 	query->jointree->quals = NULL;
 	query->hasSubLinks = false;
 	query->groupClause = NIL;
@@ -432,8 +445,13 @@ kept_key_query(KappaViewDef *def)
  * The term of a LEFT JOIN view for range table entry term_rt: the keys of
  * the kept table's rows whose part of the view the batch may have
  * changed.  Entry term_rt reads its delta: for the kept table, those are
- * the rows it changed; for a joined table, its LEFT JOIN becomes an inner
- * join, which gives the kept rows joined to a changed row (old or new).
+ * the rows it changed; for a joined table, its join becomes an inner join
+ * (the others are LEFT joins: kept_key_query), which gives the kept rows
+ * joined to a changed row (old or new).  That finds every kept row whose
+ * part changed: of the rows joined into it (before or after the batch),
+ * take a changed one whose table comes first in the chain of joins; the
+ * rows it was joined to, to its left, did not change, so they are the
+ * live ones, and the term of its table joins them to its old or new image.
  */
 static char *
 outer_key_sql(KappaViewDef *def, int term_rt, Oid *drelids)

@@ -869,9 +869,13 @@ check_left_joins(KappaViewDef *def)
 	const char *what;
 
 	/* what the messages call the construct: the LEFT JOIN, or a subquery */
-	node = linitial(query->jointree->fromlist);
-	what = IsA(node, JoinExpr) && ((JoinExpr *) node)->jointype == JOIN_LEFT ?
-		"LEFT JOIN" : "a subquery";
+	what = "a subquery";
+	for (node = linitial(query->jointree->fromlist); IsA(node, JoinExpr);
+		 node = ((JoinExpr *) node)->larg)
+	{
+		if (((JoinExpr *) node)->jointype == JOIN_LEFT)
+			what = "LEFT JOIN";
+	}
 	if (query->groupClause == NIL && query->hasAggs)
 		not_supported(psprintf("%s together with aggregates without GROUP BY", what));
 	if (query->groupingSets != NIL)
@@ -879,45 +883,28 @@ check_left_joins(KappaViewDef *def)
 	if (list_length(query->jointree->fromlist) != 1)
 		not_supported(psprintf("%s together with other tables in FROM", what));
 
-	/* down the left-deep chain of joins to the kept table */
+	/*
+	 * Down the left-deep chain of joins, inner or LEFT, to the kept table.
+	 * Every row of the view holds one row of it: a batch recomputes the
+	 * rows of the kept rows it may have changed, found by delta_rules.c's
+	 * outer_key_sql.  A join's condition reads only tables to its left and
+	 * the one it joins, as SQL's scoping has it.
+	 */
+	node = linitial(query->jointree->fromlist);
 	while (IsA(node, JoinExpr))
 	{
 		JoinExpr   *j = (JoinExpr *) node;
 
-		if (j->jointype != JOIN_LEFT)
-			not_supported(psprintf("%s together with inner joins", what));
+		if (j->jointype != JOIN_LEFT && j->jointype != JOIN_INNER)
+			not_supported("RIGHT or FULL outer joins");
 		if (!IsA(j->rarg, RangeTblRef))
-			not_supported("a LEFT JOIN of a parenthesized join");
+			not_supported(psprintf("%s of a parenthesized join",
+								   j->jointype == JOIN_LEFT ? "a LEFT JOIN" : "a join"));
 		node = j->larg;
 	}
 	if (!IsA(node, RangeTblRef))
 		not_supported("this kind of FROM item");
 	preserved = ((RangeTblRef *) node)->rtindex;
-
-	/* each condition reads the kept table and the joined one only */
-	node = linitial(query->jointree->fromlist);
-	while (IsA(node, JoinExpr))
-	{
-		JoinExpr   *j = (JoinExpr *) node;
-		int			joined = ((RangeTblRef *) j->rarg)->rtindex;
-		List	   *vars = pull_var_clause(flatten_join_alias_vars(query, j->quals), 0);
-
-		foreach(lc, vars)
-		{
-			Var		   *var = lfirst(lc);
-
-			if (IsA(var, Var) && var->varno != preserved && var->varno != joined)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("the condition of a LEFT JOIN in a derived view may read only the joined table and \"%s\"",
-								rt_fetch(preserved, query->rtable)->eref->aliasname),
-						 errdetail("Column \"%s\" of \"%s\" is read in the condition that joins \"%s\".",
-								   get_attname(rt_fetch(var->varno, query->rtable)->relid, var->varattno, false),
-								   rt_fetch(var->varno, query->rtable)->eref->aliasname,
-								   rt_fetch(joined, query->rtable)->eref->aliasname)));
-		}
-		node = j->larg;
-	}
 
 	/*
 	 * The kept table's primary key, selected: rows are recomputed by it.
