@@ -106,3 +106,74 @@ SET client_min_messages = warning;
 SELECT kappa.drop_view(v) FROM unnest(ARRAY['sc_by_region', 'sc_names', 'sc_all', 'sc_six']) v;
 RESET client_min_messages;
 DROP TABLE sc_customers, sc_orders, sc_t1, sc_t2, sc_t3, sc_t4, sc_t5, sc_t6;
+
+-- the DDL checks read the columns a view reads from the catalog: no code
+-- of the view's owner runs in another command's transaction (parsing the
+-- query again would check the domain of its array literal, whatever
+-- command fired the check)
+CREATE FUNCTION sc_check(int) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE WARNING 'sc_check ran as % in: %', current_user, current_query();
+    RETURN true;
+END $$;
+CREATE DOMAIN sc_dom AS int CHECK (sc_check(VALUE));
+CREATE TABLE sc_d (id int PRIMARY KEY, x int, junk int);
+INSERT INTO sc_d SELECT g, g, g FROM generate_series(1, 5) g;
+SET client_min_messages = error;
+SELECT kappa.create_view('sc_dv', $$SELECT id, x FROM sc_d WHERE x <> ALL ('{100,200}'::sc_dom[])$$) IS NOT NULL AS created;
+RESET client_min_messages;
+-- (a WARNING from sc_check below would be the check running)
+ALTER TABLE sc_d DROP COLUMN junk;
+CREATE TABLE sc_other (id int);
+ALTER TABLE sc_other ADD COLUMN v int;
+ALTER TABLE sc_d ADD COLUMN note text;
+UPDATE sc_d SET x = 300 WHERE id = 1;
+SELECT kappa.wait('sc_dv') AS waited;
+SELECT name, state FROM kappa.status WHERE name = 'public.sc_dv';
+SET client_min_messages = error;
+SELECT count(*) AS differing FROM kappa.verify('sc_dv');
+RESET client_min_messages;
+
+-- a composite type whose attributes are renamed: a view that reads a
+-- column of it breaks (its query names the fields); one that does not
+-- read it, and a view over an enum given a new value, go on
+CREATE TYPE sc_pair AS (a int, b int);
+CREATE TYPE sc_color AS ENUM ('red', 'green');
+CREATE TABLE sc_p (id int PRIMARY KEY, pr sc_pair, c sc_color, other text);
+INSERT INTO sc_p SELECT g, ROW(g, -g)::sc_pair, 'red', 'o' FROM generate_series(1, 5) g;
+SET client_min_messages = warning;
+SELECT kappa.create_view('sc_pv', $$SELECT id, (pr).a AS a FROM sc_p$$) IS NOT NULL AS created;
+SELECT kappa.create_view('sc_ov', $$SELECT id, other, c FROM sc_p$$) IS NOT NULL AS created;
+RESET client_min_messages;
+ALTER TYPE sc_color ADD VALUE 'blue';
+ALTER TYPE sc_pair RENAME ATTRIBUTE a TO t;
+SELECT name, state, last_error FROM kappa.status WHERE name IN ('public.sc_pv', 'public.sc_ov') ORDER BY name;
+
+-- a view's query is kept, and read again, in one form whatever the
+-- settings of the session that made it: dates, intervals and strings as
+-- their writer meant them
+CREATE TABLE sc_ev (id int PRIMARY KEY, d date, iv interval, s text);
+INSERT INTO sc_ev SELECT g, date '2024-01-01' + g, make_interval(hours => g - 30), 'a\' FROM generate_series(1, 40) g;
+SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = 'sql_standard';
+SET standard_conforming_strings = off;
+SET client_min_messages = error;
+SELECT kappa.create_view('sc_evv', $$SELECT id, d FROM sc_ev WHERE d < '01/02/2024'::date AND iv > '-1 2:00:00'::interval AND s = 'a\\'$$) IS NOT NULL AS created;
+RESET client_min_messages;
+RESET standard_conforming_strings;
+RESET IntervalStyle;
+RESET DateStyle;
+SELECT canonical FROM kappa.views WHERE name = 'public.sc_evv';
+DELETE FROM sc_ev WHERE id = 10;
+UPDATE sc_ev SET d = '2024-01-25' WHERE id = 35;
+SELECT kappa.wait('sc_evv') AS waited;
+SELECT count(*) AS differing FROM kappa.verify('sc_evv');
+SELECT count(*) AS rows, min(d), max(d) FROM sc_evv;
+
+SET client_min_messages = warning;
+SELECT kappa.drop_view(v) FROM unnest(ARRAY['sc_dv', 'sc_pv', 'sc_ov', 'sc_evv']) v;
+RESET client_min_messages;
+DROP TABLE sc_d, sc_other, sc_p, sc_ev;
+DROP DOMAIN sc_dom;
+DROP FUNCTION sc_check(int);
+DROP TYPE sc_pair, sc_color;

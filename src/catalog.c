@@ -500,9 +500,22 @@ static const char *const view_code_settings[][2] = {
 };
 
 /*
+ * Settings that decide how a query's text reads, or prints: a view's query
+ * is printed (kappa.views.canonical) and parsed again with these, whoever's
+ * session it is, so that '2024-02-01' stays that day and 'a\' that string.
+ * kappa.create_view reads the caller's own text with the caller's.
+ */
+const char *const kappa_query_text_settings[KAPPA_QUERY_TEXT_SETTINGS][2] = {
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"standard_conforming_strings", "on"},
+	{"array_nulls", "on"},
+};
+
+/*
  * Start running a view's code as owner: security-restricted, with a new
  * GUC nest level, search_path = pg_catalog, pg_temp, and the settings
- * above.  Pair with kappa_owner_leave; an error in between is cleaned up by
+ * above (both lists).  Pair with kappa_owner_leave; an error in between is cleaned up by
  * the (sub) transaction's abort, which restores both the user and the
  * settings.
  */
@@ -519,6 +532,10 @@ kappa_owner_enter(Oid owner, KappaOwnerScope *scope)
 							 GUC_ACTION_SAVE, true, 0, false);
 	for (int i = 0; i < lengthof(view_code_settings); i++)
 		(void) set_config_option(view_code_settings[i][0], view_code_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < KAPPA_QUERY_TEXT_SETTINGS; i++)
+		(void) set_config_option(kappa_query_text_settings[i][0], kappa_query_text_settings[i][1],
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 }

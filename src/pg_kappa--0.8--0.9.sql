@@ -52,18 +52,13 @@ END
 $$;
 REVOKE ALL ON FUNCTION kappa.break_view(integer, text) FROM PUBLIC;
 
--- The columns of a source that a view reads, and why its query no longer
--- parses (source_columns.c).
-CREATE FUNCTION kappa.columns_read(view regclass, source oid)
+-- The columns of a source that a view of engine 2 reads, from its internal
+-- view o_<n> (source_columns.c).
+CREATE FUNCTION kappa.columns_read(view_id integer, source_index integer, source oid)
 RETURNS int2[]
-LANGUAGE C STRICT
+LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'kappa_columns_read_sql';
-REVOKE ALL ON FUNCTION kappa.columns_read(regclass, oid) FROM PUBLIC;
-CREATE FUNCTION kappa.query_problem(view regclass)
-RETURNS text
-LANGUAGE C STRICT
-AS 'MODULE_PATHNAME', 'kappa_query_problem_sql';
-REVOKE ALL ON FUNCTION kappa.query_problem(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION kappa.columns_read(integer, integer, oid) FROM PUBLIC;
 
 -- As in 0.6, each problem with the way back; a column of a source that a
 -- view of engine 2 does not read may go or change; and a column's collation
@@ -83,7 +78,7 @@ DECLARE
     key_now int2[];
     rebuild text;
     reads int2[];
-    unreadable text;
+    col record;
 BEGIN
     SELECT relowner INTO owner FROM pg_class WHERE oid = v.relid;
     IF NOT FOUND THEN
@@ -106,32 +101,35 @@ BEGIN
             -- every column of the view's time that it reads still there,
             -- as it was (the delta table's last column is its weight); the
             -- others may go, or change
-            IF EXISTS (
-                   SELECT attnum, attname, atttypid, atttypmod, attcollation
-                     FROM pg_attribute
-                    WHERE attrelid = v.arrangements[i] AND attnum > 0 AND NOT attisdropped
-                      AND attnum < (SELECT max(attnum) FROM pg_attribute
-                                     WHERE attrelid = v.arrangements[i])
-                   EXCEPT
-                   SELECT attnum, attname, atttypid, atttypmod, attcollation
-                     FROM pg_attribute
-                    WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
-                unreadable := kappa.query_problem(v.relid);
-                IF unreadable IS NOT NULL THEN
-                    RETURN format(E'the query of the view no longer reads its sources as it did: %s\nHINT:  Give the column back the name and type it had, %s Else drop the view and create it with the query you mean.',
-                                  unreadable, rebuild);
-                END IF;
-                reads := kappa.columns_read(v.relid, src);
-                IF reads IS NULL OR EXISTS (
-                       SELECT attnum, attname, atttypid, atttypmod, attcollation
-                         FROM pg_attribute
-                        WHERE attrelid = v.arrangements[i] AND attnum = ANY (reads)
-                       EXCEPT
-                       SELECT attnum, attname, atttypid, atttypmod, attcollation
-                         FROM pg_attribute
-                        WHERE attrelid = src AND attnum > 0 AND NOT attisdropped) THEN
-                    RETURN format(E'columns of source table %s changed\nHINT:  If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', srcname, rebuild);
-                END IF;
+            -- every column of the view's time that it reads still there,
+            -- as it was (the delta table's last column is its weight); the
+            -- others may go, or change
+            reads := kappa.columns_read(v.id, i, src);
+            SELECT a.attname, s.attname AS new_name, s.attnum IS NULL OR s.attisdropped AS gone,
+                   a.atttypid <> s.atttypid OR a.atttypmod <> s.atttypmod AS retyped
+              INTO col
+              FROM pg_attribute a
+              LEFT JOIN pg_attribute s ON s.attrelid = src AND s.attnum = a.attnum
+             WHERE a.attrelid = v.arrangements[i] AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attnum < (SELECT max(attnum) FROM pg_attribute
+                                WHERE attrelid = v.arrangements[i])
+               AND (reads IS NULL OR a.attnum = ANY (reads))
+               AND (s.attnum IS NULL OR s.attisdropped OR s.attname <> a.attname
+                    OR s.atttypid <> a.atttypid OR s.atttypmod <> a.atttypmod
+                    OR s.attcollation <> a.attcollation)
+             ORDER BY a.attnum LIMIT 1;
+            IF FOUND THEN
+                RETURN format(E'columns of source table %s changed\nDETAIL:  %s\nHINT:  %s',
+                              srcname,
+                              CASE WHEN col.gone THEN format('Column "%s", which the view reads, was dropped.', col.attname)
+                                   WHEN col.new_name <> col.attname THEN format('Column "%s", which the view reads, was renamed to "%s".', col.attname, col.new_name)
+                                   WHEN col.retyped THEN format('Column "%s", which the view reads, has another type.', col.attname)
+                                   ELSE format('Column "%s", which the view reads, has another collation.', col.attname) END,
+                              CASE WHEN col.gone
+                                   THEN 'Drop the view and create it with the query you mean.'
+                                   WHEN col.new_name <> col.attname
+                                   THEN format('Give the column back its name, %s Else drop the view and create it with the query you mean.', rebuild)
+                                   ELSE format('If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', rebuild) END);
             END IF;
         ELSIF EXISTS (
                SELECT attnum, attname, atttypid, atttypmod, attcollation, attisdropped
@@ -234,6 +232,38 @@ BEGIN
         IF problem IS NOT NULL THEN
             PERFORM kappa.break_view(v.id, problem);
         END IF;
+    END LOOP;
+    -- a composite type whose attributes were renamed (ALTER TYPE ...
+    -- RENAME ATTRIBUTE): a view that reads a column of it, or of a type
+    -- holding it, would read another field by the old name
+    FOR cmd IN SELECT DISTINCT t.oid AS typid
+                 FROM pg_event_trigger_ddl_commands() c
+                 JOIN pg_type t ON (c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = c.objid)
+                                OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND t.typrelid = c.objid)
+                WHERE c.command_tag = 'ALTER TYPE' AND t.typtype = 'c' LOOP
+        FOR v IN WITH RECURSIVE holding(typid) AS (
+                     SELECT cmd.typid
+                     UNION
+                     SELECT d.outer_type FROM holding h
+                       JOIN (SELECT oid AS outer_type, typelem AS inner_type FROM pg_type WHERE typelem <> 0
+                             UNION ALL
+                             SELECT oid, typbasetype FROM pg_type WHERE typbasetype <> 0
+                             UNION ALL
+                             SELECT cl.reltype, a.atttypid FROM pg_attribute a JOIN pg_class cl ON cl.oid = a.attrelid
+                              WHERE cl.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped) d
+                         ON d.inner_type = h.typid)
+                 SELECT * FROM kappa.views w
+                  WHERE w.state <> 'broken'
+                    AND EXISTS (SELECT 1 FROM generate_subscripts(w.sources, 1) i, pg_attribute a
+                                 WHERE a.attrelid = w.sources[i] AND a.attnum > 0 AND NOT a.attisdropped
+                                   AND a.atttypid IN (SELECT typid FROM holding)
+                                   AND (w.engine < 2
+                                        OR coalesce(a.attnum = ANY (kappa.columns_read(w.id, i, w.sources[i])), true)))
+                  ORDER BY w.id LOOP
+            PERFORM kappa.break_view(v.id,
+                format(E'type %s, of a column of a source that the view reads, was altered\nDETAIL:  The view''s query reads the fields of such a column by their names.\nHINT:  If the view''s query reads the type as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                       cmd.typid::pg_catalog.regtype, v.relid::pg_catalog.regclass::text));
+        END LOOP;
     END LOOP;
     -- a captured table made unlogged: its changes leave the WAL, and so
     -- the log, which keeps what it has (a prefix, up to here)

@@ -11,200 +11,104 @@
  * query reads keeps breaking it (the query's text would no longer read the
  * same thing).
  *
+ * The columns read are those that the view's internal view of the source
+ * before a batch, o_<n> (view_ddl.c), selects: it leaves the others null.
+ * They are read from its rule in the catalog.  Parsing the view's query
+ * again instead would run code of the view's owner (a domain's check of a
+ * literal, say) in whichever role's DDL transaction fired the check, and
+ * lock every source of the view.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "access/sysattr.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
+#include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
-#include "rewrite/rewriteHandler.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "pg_kappa.h"
 
 PG_FUNCTION_INFO_V1(kappa_columns_read_sql);
-PG_FUNCTION_INFO_V1(kappa_query_problem_sql);
 
-typedef struct ReadStep
+/* The query of view relid's rule, from the catalog, or NULL. */
+static Query *
+view_rule_query(Oid relid)
 {
-	KappaViewRow view;
-	MemoryContext cxt;			/* for the result */
-	KappaViewDef *def;
-} ReadStep;
+	HeapTuple	tup;
+	Datum		action;
+	bool		isnull;
+	List	   *actions;
 
-static void
-compile_as_owner(void *arg)
-{
-	ReadStep   *step = arg;
-	MemoryContext oldcxt = MemoryContextSwitchTo(step->cxt);
-	KappaOwnerScope scope;
-
-	kappa_owner_enter(step->view.owner, &scope);
-	step->def = kappa_compile_view(step->view.canonical, step->view.engine);
-	kappa_owner_leave(&scope);
-	MemoryContextSwitchTo(oldcxt);
+	tup = SearchSysCache2(RULERELNAME, ObjectIdGetDatum(relid), CStringGetDatum("_RETURN"));
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	action = SysCacheGetAttr(RULERELNAME, tup, Anum_pg_rewrite_ev_action, &isnull);
+	actions = isnull ? NIL : (List *) stringToNode(TextDatumGetCString(action));
+	ReleaseSysCache(tup);
+	return list_length(actions) == 1 ? linitial_node(Query, actions) : NULL;
 }
 
 /*
- * View relid's query, parsed again as its owner (restricted) against the
- * tables as they are now, into step; the error that stops it, or NULL.
- */
-static ErrorData *
-compile_view(Oid relid, ReadStep *step)
-{
-	ErrorData  *edata;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	step->cxt = CurrentMemoryContext;
-	kappa_read_view(relid, &step->view);
-	step->def = NULL;
-	edata = kappa_try_in_subxact(compile_as_owner, step, step->cxt);
-	return edata;
-}
-
-/*
- * Mark in read the columns of source that o_<srcno>, the view's internal
- * view of the source before a batch (view_ddl.c), reads: views made before
- * 0.9 read every column there.
- */
-static void
-old_view_columns(int id, int srcno, Oid source, bool *read, int natts)
-{
-	Oid			nsp = get_namespace_oid(psprintf("kappa_v%d", id), true);
-	Oid			orelid;
-	Relation	rel;
-	Query	   *query;
-	ListCell   *lc;
-
-	orelid = OidIsValid(nsp) ? get_relname_relid(psprintf("o_%d", srcno), nsp) : InvalidOid;
-	if (!OidIsValid(orelid))
-		return;
-	rel = relation_open(orelid, AccessShareLock);
-	if (rel->rd_rel->relkind == RELKIND_VIEW)
-	{
-		query = get_view_query(rel);
-		foreach(lc, query->rtable)
-		{
-			RangeTblEntry *rte = lfirst(lc);
-			ListCell   *ls;
-
-			if (rte->rtekind != RTE_SUBQUERY)
-				continue;
-			foreach(ls, rte->subquery->rtable)
-			{
-				RangeTblEntry *inner = lfirst(ls);
-				Bitmapset  *attnos = NULL;
-				int			k = -1;
-
-				if (inner->rtekind != RTE_RELATION || inner->relid != source)
-					continue;
-				pull_varattnos((Node *) rte->subquery->targetList,
-							   foreach_current_index(ls) + 1, &attnos);
-				while ((k = bms_next_member(attnos, k)) >= 0)
-				{
-					int			attno = k + FirstLowInvalidHeapAttributeNumber;
-
-					if (attno > 0 && attno <= natts)
-						read[attno - 1] = true;
-				}
-			}
-		}
-	}
-	relation_close(rel, AccessShareLock);
-}
-
-/*
- * kappa.columns_read(view regclass, source oid) returns int2[]
+ * kappa.columns_read(view_id integer, source_index integer, source oid)
+ * returns int2[]
  *
- * The attribute numbers of source's columns that the view of engine 2
- * reads: its query (parsed again as the view's owner against the tables as
- * they are now) and its internal view of the source.  NULL when the query
- * reads the whole row, has parts whose columns are not looked into, or no
- * longer parses (kappa.query_problem says why): every column counts as
- * read then.
+ * The attribute numbers of the columns of source, the view's source number
+ * source_index (from 1, as in kappa.views.sources), that view view_id of
+ * engine 2 reads: those its o_<n> selects from the table.  NULL when it
+ * has no such internal view: every column counts as read then.
  */
 Datum
 kappa_columns_read_sql(PG_FUNCTION_ARGS)
 {
-	Oid			view = PG_GETARG_OID(0);
-	Oid			source = PG_GETARG_OID(1);
-	ReadStep	step;
-	ErrorData  *edata;
+	int32		id = PG_GETARG_INT32(0);
+	int32		index = PG_GETARG_INT32(1);
+	Oid			source = PG_GETARG_OID(2);
+	Oid			nsp = get_namespace_oid(psprintf("kappa_v%d", id), true);
+	Oid			orelid;
+	Query	   *query;
+	Bitmapset  *read = NULL;
 	ListCell   *lc;
-	HeapTuple	tup;
-	int			srcno = -1;
-	int			natts;
-	bool	   *read;
 	Datum	   *elems;
 	int			n = 0;
-	ArrayType  *result;
+	int			k = -1;
 
-	edata = compile_view(view, &step);
-	if (edata != NULL)
-	{
-		SPI_finish();
+	orelid = OidIsValid(nsp) ? get_relname_relid(psprintf("o_%d", index - 1), nsp) : InvalidOid;
+	query = OidIsValid(orelid) ? view_rule_query(orelid) : NULL;
+	if (query == NULL)
 		PG_RETURN_NULL();
-	}
-	foreach(lc, step.def->sources)
-		if (lfirst_oid(lc) == source)
-			srcno = foreach_current_index(lc);
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(source));
-	if (srcno < 0 || !HeapTupleIsValid(tup))
-	{
-		SPI_finish();
-		PG_RETURN_NULL();
-	}
-	natts = ((Form_pg_class) GETSTRUCT(tup))->relnatts;
-	ReleaseSysCache(tup);
-	read = kappa_columns_read(step.def, srcno, natts);
-	if (read == NULL)
-	{
-		SPI_finish();
-		PG_RETURN_NULL();
-	}
-	old_view_columns(step.view.id, srcno, source, read, natts);
-	elems = palloc(sizeof(Datum) * natts);
-	for (int i = 0; i < natts; i++)
-		if (read[i])
-			elems[n++] = Int16GetDatum(i + 1);
-	result = construct_array(elems, n, INT2OID, 2, true, TYPALIGN_SHORT);
-	result = DatumGetArrayTypeP(SPI_datumTransfer(PointerGetDatum(result), false, -1));
-	SPI_finish();
-	PG_RETURN_ARRAYTYPE_P(result);
-}
 
-/*
- * kappa.query_problem(view regclass) returns text
- *
- * Why the view's query no longer parses against its sources as they are
- * now (a column it reads renamed or dropped), or NULL when it does.
- */
-Datum
-kappa_query_problem_sql(PG_FUNCTION_ARGS)
-{
-	ReadStep	step;
-	ErrorData  *edata = compile_view(PG_GETARG_OID(0), &step);
-	text	   *result;
-
-	if (edata == NULL)
+	/* the branches of its UNION ALL: the one that reads the table */
+	foreach(lc, query->rtable)
 	{
-		SPI_finish();
-		PG_RETURN_NULL();
+		RangeTblEntry *rte = lfirst(lc);
+		ListCell   *ls;
+
+		if (rte->rtekind != RTE_SUBQUERY)
+			continue;
+		foreach(ls, rte->subquery->rtable)
+		{
+			RangeTblEntry *inner = lfirst(ls);
+
+			if (inner->rtekind == RTE_RELATION && inner->relid == source)
+				pull_varattnos((Node *) rte->subquery->targetList,
+							   foreach_current_index(ls) + 1, &read);
+		}
 	}
-	result = cstring_to_text(edata->message);
-	result = DatumGetTextP(SPI_datumTransfer(PointerGetDatum(result), false, -1));
-	SPI_finish();
-	PG_RETURN_TEXT_P(result);
+	elems = palloc(sizeof(Datum) * (bms_num_members(read) + 1));
+	while ((k = bms_next_member(read, k)) >= 0)
+	{
+		int			attno = k + FirstLowInvalidHeapAttributeNumber;
+
+		if (attno > 0)
+			elems[n++] = Int16GetDatum(attno);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, INT2OID, 2, true, TYPALIGN_SHORT));
 }

@@ -1006,7 +1006,9 @@ check_lock_hold(List *sources, Oid caller)
 }
 
 /*
- * Create a derived view.  Unless replay, it is filled from its sources;
+ * Create a derived view of query sql: the caller's own text (callers_text:
+ * read with the caller's settings), or a view's canonical text.  Unless
+ * replay, it is filled from its sources;
  * with replay, from the event log: the records committed from replay_from
  * (InvalidXLogRecPtr: each source's snapshot) on, up to now, or up to
  * until, in which case the result is a plain table, the view as it was at
@@ -1022,10 +1024,11 @@ check_lock_hold(List *sources, Oid caller)
 static bool replay_warned = false;
 
 static Oid
-create_view(const char *name, const char *sql, const char *path, Oid owner,
-			int engine, bool replay, XLogRecPtr replay_from, XLogRecPtr until,
+create_view(const char *name, const char *sql, bool callers_text, const char *path,
+			Oid owner, int engine, bool replay, XLogRecPtr replay_from, XLogRecPtr until,
 			int64 reuse_id, Oid adopt, int64 *id_out)
 {
+	const char *text_settings[KAPPA_QUERY_TEXT_SETTINGS];
 	Oid			caller = owner;
 	KappaOwnerScope scope;
 	Oid			extowner;
@@ -1068,12 +1071,22 @@ create_view(const char *name, const char *sql, const char *path, Oid owner,
 	 * restricted: the caller, or for a replay into a new view the owner of
 	 * the view replayed, whoever calls.
 	 */
+	for (int i = 0; i < KAPPA_QUERY_TEXT_SETTINGS; i++)
+		text_settings[i] = pstrdup(GetConfigOption(kappa_query_text_settings[i][0], false, false));
 	kappa_owner_enter(owner, &scope);
 
-	/* the caller's names are resolved with the caller's search_path */
+	/*
+	 * The caller's names are resolved with the caller's search_path, and
+	 * the caller's own text read with the caller's settings (its dates,
+	 * strings); it is printed with those of kappa_owner_enter.
+	 */
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; callers_text && i < KAPPA_QUERY_TEXT_SETTINGS; i++)
+		(void) set_config_option(kappa_query_text_settings[i][0], text_settings[i],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	if (OidIsValid(adopt))
 	{
 		/* the table is there already, and its owner is the view's owner */
@@ -1434,7 +1447,7 @@ kappa_create_view(PG_FUNCTION_ARGS)
 	kappa_refuse_in_view_code("kappa.create_view", false);
 	PG_TRY();
 	{
-		result = create_view(name, sql, path, GetUserId(), kappa_engine,
+		result = create_view(name, sql, true, path, GetUserId(), kappa_engine,
 							 replay, from, InvalidXLogRecPtr, 0, InvalidOid, NULL);
 	}
 	PG_CATCH();
@@ -1481,7 +1494,7 @@ kappa_create_view_replay(PG_FUNCTION_ARGS)
 	replay_warned = true;
 	PG_TRY();
 	{
-		result = create_view(into, canonical, "pg_catalog", PG_GETARG_OID(4), kappa_engine,
+		result = create_view(into, canonical, false, "pg_catalog", PG_GETARG_OID(4), kappa_engine,
 							 true, PG_GETARG_LSN(2), PG_GETARG_LSN(3), 0, InvalidOid, NULL);
 	}
 	PG_FINALLY();
@@ -1504,7 +1517,7 @@ kappa_adopt_view(Oid relid, int64 id, const char *canonical, int engine)
 {
 	int64		got = 0;
 
-	(void) create_view(NULL, canonical, "pg_catalog", kappa_view_owner(relid), engine,
+	(void) create_view(NULL, canonical, false, "pg_catalog", kappa_view_owner(relid), engine,
 					   false, InvalidXLogRecPtr, InvalidXLogRecPtr, id, relid, &got);
 	return got;
 }
