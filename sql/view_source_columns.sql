@@ -43,6 +43,10 @@ SELECT name, state, last_error FROM kappa.status WHERE name LIKE '%sc\_%' ORDER 
 SELECT count(*) AS differing FROM kappa.verify('sc_by_region');
 SELECT count(*) AS differing FROM kappa.verify('sc_names');
 SELECT * FROM sc_names WHERE id IN (101, 102) ORDER BY id;
+-- the source renamed after such changes: followed, as ever
+ALTER TABLE sc_customers RENAME TO sc_clients;
+ALTER TABLE sc_clients RENAME TO sc_customers;
+SELECT name, state FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
 
 -- a column the view reads through *: it breaks, naming the column
 ALTER TABLE sc_orders DROP COLUMN note;
