@@ -153,6 +153,45 @@ ALTER TYPE sc_color ADD VALUE 'blue';
 ALTER TYPE sc_pair RENAME ATTRIBUTE a TO t;
 SELECT name, state, last_error FROM kappa.status WHERE name IN ('public.sc_pv', 'public.sc_ov') ORDER BY name;
 
+-- the same for a table's row type altered with ALTER TABLE, a composite
+-- type inside another or under a range, and an enum whose value the
+-- query names (a view of the enum column alone goes on)
+CREATE TABLE sc_rowtype (x int, y int);
+CREATE TABLE sc_t (id int PRIMARY KEY, c sc_rowtype, other int);
+INSERT INTO sc_t SELECT g, ROW(g, 100 + g)::sc_rowtype, g FROM generate_series(1, 5) g;
+CREATE TYPE sc_inner AS (x int, y int);
+CREATE TABLE sc_holder (h sc_inner);
+CREATE TABLE sc_nest (id int PRIMARY KEY, c sc_holder);
+INSERT INTO sc_nest SELECT g, ROW(ROW(g, 10 * g)::sc_inner)::sc_holder FROM generate_series(1, 4) g;
+CREATE TYPE sc_cpx AS (x int, y int);
+CREATE TYPE sc_cpxr AS RANGE (subtype = sc_cpx);
+CREATE TABLE sc_rg (id int PRIMARY KEY, r sc_cpxr);
+INSERT INTO sc_rg SELECT g, sc_cpxr(ROW(g, 1)::sc_cpx, ROW(g + 1, 1)::sc_cpx) FROM generate_series(1, 4) g;
+CREATE TYPE sc_col AS ENUM ('red', 'green', 'blue');
+CREATE TABLE sc_e (id int PRIMARY KEY, c sc_col);
+INSERT INTO sc_e SELECT g, (ARRAY['red', 'green', 'blue'])[1 + g % 3]::sc_col FROM generate_series(1, 9) g;
+SET client_min_messages = warning;
+SELECT v, kappa.create_view(v, q) IS NOT NULL AS created
+  FROM (VALUES ('sc_rowv', 'SELECT id, (c).x AS cx FROM sc_t'),
+               ('sc_rowv_other', 'SELECT id, other FROM sc_t'),
+               ('sc_nestv', 'SELECT id, ((c).h).x AS hx FROM sc_nest'),
+               ('sc_rangev', 'SELECT id, (lower(r)).x AS lx FROM sc_rg'),
+               ('sc_enumv', $$SELECT id FROM sc_e WHERE c = 'red'$$),
+               ('sc_enumv_all', 'SELECT id, c FROM sc_e')) q(v, q);
+RESET client_min_messages;
+ALTER TABLE sc_rowtype RENAME COLUMN x TO tmp;
+ALTER TYPE sc_inner RENAME ATTRIBUTE x TO t;
+ALTER TYPE sc_cpx RENAME ATTRIBUTE x TO t;
+ALTER TYPE sc_col RENAME VALUE 'red' TO 'crimson';
+SELECT name, state FROM kappa.status
+ WHERE name IN ('public.sc_rowv', 'public.sc_rowv_other', 'public.sc_nestv', 'public.sc_rangev',
+                'public.sc_enumv', 'public.sc_enumv_all') ORDER BY name;
+SET client_min_messages = warning;
+SELECT kappa.drop_view(v) FROM unnest(ARRAY['sc_rowv', 'sc_rowv_other', 'sc_nestv', 'sc_rangev', 'sc_enumv', 'sc_enumv_all']) v;
+RESET client_min_messages;
+DROP TABLE sc_t, sc_rowtype, sc_nest, sc_holder, sc_rg, sc_e;
+DROP TYPE sc_inner, sc_cpxr, sc_cpx, sc_col;
+
 -- a view's query is kept, and read again, in one form whatever the
 -- settings of the session that made it: dates, intervals and strings as
 -- their writer meant them

@@ -496,7 +496,6 @@ static const char *const view_code_settings[][2] = {
 	{"extra_float_digits", "1"},
 	{"bytea_output", "hex"},
 	{"xmlbinary", "base64"},
-	{"xmloption", "content"},
 };
 
 /*
@@ -510,6 +509,8 @@ const char *const kappa_query_text_settings[KAPPA_QUERY_TEXT_SETTINGS][2] = {
 	{"IntervalStyle", "postgres"},
 	{"standard_conforming_strings", "on"},
 	{"array_nulls", "on"},
+	{"lc_monetary", "C"},
+	{"xmloption", "content"},
 };
 
 /*

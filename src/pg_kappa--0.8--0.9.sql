@@ -181,6 +181,7 @@ CREATE OR REPLACE FUNCTION kappa.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off       -- its catalog queries are small; compiling them is not
 AS $$
 DECLARE
     v kappa.views;
@@ -233,36 +234,50 @@ BEGIN
             PERFORM kappa.break_view(v.id, problem);
         END IF;
     END LOOP;
-    -- a composite type whose attributes were renamed (ALTER TYPE ...
-    -- RENAME ATTRIBUTE): a view that reads a column of it, or of a type
-    -- holding it, would read another field by the old name
-    FOR cmd IN SELECT DISTINCT t.oid AS typid
+    -- a composite type (or a table's row type) altered, or an enum
+    -- altered that the query names a value of: a view that reads a
+    -- column of it, or of a type holding it, would read another field by
+    -- the old name, or another value
+    FOR cmd IN SELECT DISTINCT t.oid AS typid, t.typtype
                  FROM pg_event_trigger_ddl_commands() c
                  JOIN pg_type t ON (c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = c.objid)
-                                OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND t.typrelid = c.objid)
-                WHERE c.command_tag = 'ALTER TYPE' AND t.typtype = 'c' LOOP
-        FOR v IN WITH RECURSIVE holding(typid) AS (
-                     SELECT cmd.typid
+                                OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                    AND t.oid = (SELECT reltype FROM pg_class WHERE oid = c.objid))
+                WHERE t.typtype IN ('c', 'e') LOOP
+        FOR v IN WITH RECURSIVE used(view_id, typid) AS (
+                     SELECT w.id, a.atttypid
+                       FROM kappa.views w
+                      CROSS JOIN LATERAL generate_subscripts(w.sources, 1) i
+                      CROSS JOIN LATERAL (SELECT CASE WHEN w.engine >= 2
+                                                      THEN kappa.columns_read(w.id, i, w.sources[i]) END AS reads) r
+                       JOIN pg_attribute a ON a.attrelid = w.sources[i]
+                      WHERE w.state <> 'broken' AND a.attnum > 0 AND NOT a.attisdropped
+                        AND (r.reads IS NULL OR a.attnum = ANY (r.reads))
                      UNION
-                     SELECT d.outer_type FROM holding h
-                       JOIN (SELECT oid AS outer_type, typelem AS inner_type FROM pg_type WHERE typelem <> 0
+                     SELECT u.view_id, x.inner_type
+                       FROM used u
+                      CROSS JOIN LATERAL (
+                             SELECT t.typelem FROM pg_type t WHERE t.oid = u.typid AND t.typelem <> 0
                              UNION ALL
-                             SELECT oid, typbasetype FROM pg_type WHERE typbasetype <> 0
+                             SELECT t.typbasetype FROM pg_type t WHERE t.oid = u.typid AND t.typbasetype <> 0
                              UNION ALL
-                             SELECT cl.reltype, a.atttypid FROM pg_attribute a JOIN pg_class cl ON cl.oid = a.attrelid
-                              WHERE cl.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped) d
-                         ON d.inner_type = h.typid)
+                             SELECT a.atttypid FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+                              WHERE t.oid = u.typid AND t.typrelid <> 0 AND a.attnum > 0 AND NOT a.attisdropped
+                             UNION ALL
+                             SELECT g.rngsubtype FROM pg_range g WHERE g.rngtypid = u.typid
+                             UNION ALL
+                             SELECT g.rngtypid FROM pg_range g WHERE g.rngmultitypid = u.typid) x(inner_type))
                  SELECT * FROM kappa.views w
-                  WHERE w.state <> 'broken'
-                    AND EXISTS (SELECT 1 FROM generate_subscripts(w.sources, 1) i, pg_attribute a
-                                 WHERE a.attrelid = w.sources[i] AND a.attnum > 0 AND NOT a.attisdropped
-                                   AND a.atttypid IN (SELECT typid FROM holding)
-                                   AND (w.engine < 2
-                                        OR coalesce(a.attnum = ANY (kappa.columns_read(w.id, i, w.sources[i])), true)))
+                  WHERE w.id IN (SELECT view_id FROM used WHERE typid = cmd.typid)
+                    AND (cmd.typtype = 'c'
+                         OR strpos(w.canonical, '::' || cmd.typid::pg_catalog.regtype::text) > 0)
                   ORDER BY w.id LOOP
             PERFORM kappa.break_view(v.id,
-                format(E'type %s, of a column of a source that the view reads, was altered\nDETAIL:  The view''s query reads the fields of such a column by their names.\nHINT:  If the view''s query reads the type as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
-                       cmd.typid::pg_catalog.regtype, v.relid::pg_catalog.regclass::text));
+                format(E'type %s, of a column of a source that the view reads, was altered\nDETAIL:  %s\nHINT:  If the view''s query reads the type as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                       cmd.typid::pg_catalog.regtype,
+                       CASE WHEN cmd.typtype = 'c' THEN 'The view''s query reads the fields of such a column by their names.'
+                            ELSE 'The view''s query names values of the type, which its rows were computed with as they were.' END,
+                       v.relid::pg_catalog.regclass::text));
         END LOOP;
     END LOOP;
     -- a captured table made unlogged: its changes leave the WAL, and so

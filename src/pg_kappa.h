@@ -605,7 +605,7 @@ extern char *kappa_qualified_name(Oid relid);
 extern void kappa_lock_sources(List *sources);
 extern void kappa_become(Oid role, SavedUser *saved);
 extern void kappa_unbecome(SavedUser *saved);
-#define KAPPA_QUERY_TEXT_SETTINGS 4
+#define KAPPA_QUERY_TEXT_SETTINGS 6
 extern const char *const kappa_query_text_settings[KAPPA_QUERY_TEXT_SETTINGS][2];
 extern void kappa_owner_enter(Oid owner, KappaOwnerScope *scope);
 extern void kappa_owner_leave(KappaOwnerScope *scope);
