@@ -220,3 +220,33 @@ DROP TABLE sc_d, sc_other, sc_p, sc_ev;
 DROP DOMAIN sc_dom;
 DROP FUNCTION sc_check(int);
 DROP TYPE sc_pair, sc_color;
+
+-- a view's code that raises query_canceled itself while the view's query
+-- is read again (here: for a rename of its source) fails that step, and
+-- does not cancel the command of the role that renamed the table
+CREATE FUNCTION sc_fake_cancel(int) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('sc.cancel', true) = 'on' THEN
+        RAISE EXCEPTION 'not a cancel' USING ERRCODE = 'query_canceled';
+    END IF;
+    RETURN true;
+END $$;
+CREATE DOMAIN sc_fc AS int CHECK (sc_fake_cancel(VALUE));
+CREATE TABLE sc_r (id int PRIMARY KEY, x int);
+INSERT INTO sc_r SELECT g, g FROM generate_series(1, 5) g;
+SET client_min_messages = warning;
+SELECT kappa.create_view('sc_rv', $$SELECT id, x FROM sc_r WHERE x <> ALL ('{100}'::sc_fc[])$$) IS NOT NULL AS created;
+RESET client_min_messages;
+SET sc.cancel = 'on';
+ALTER TABLE sc_r RENAME TO sc_r2;
+RESET sc.cancel;
+ALTER TABLE sc_r2 RENAME TO sc_r;
+UPDATE sc_r SET x = 7 WHERE id = 1;
+SELECT kappa.wait('sc_rv') AS waited;
+SELECT count(*) AS differing FROM kappa.verify('sc_rv');
+SET client_min_messages = warning;
+SELECT kappa.drop_view('sc_rv');
+RESET client_min_messages;
+DROP TABLE sc_r;
+DROP DOMAIN sc_fc;
+DROP FUNCTION sc_fake_cancel(int);

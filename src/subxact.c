@@ -13,7 +13,11 @@
  * its locks, buffers and memory.  Callers decide what the error means,
  * except for a cancel (a statement timeout, pg_cancel_backend), which is
  * raised again once the step's subtransaction is rolled back: what the
- * session asked to stop is not a failed step to go on from.
+ * session asked to stop is not a failed step to go on from.  A cancel is
+ * the error the interrupt handler raises (ProcessInterrupts, postgres.c):
+ * a step's own code (a view owner's function) that raises the same
+ * SQLSTATE has failed like any other, and must not stop another role's
+ * command.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,7 +60,8 @@ kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
-	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+		edata->filename != NULL && strcmp(edata->filename, "postgres.c") == 0)
 		ReThrowError(edata);
 	return edata;
 }
