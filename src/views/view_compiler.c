@@ -92,6 +92,21 @@ takes_timestamptz(Oid funcid)
 	return false;
 }
 
+/* Is funcid a function of pg_catalog named one of names[n]? */
+static bool
+catalog_function_in(Oid funcid, const char *const *names, int n)
+{
+	const char *name;
+
+	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
+		return false;
+	name = get_func_name(funcid);
+	for (int i = 0; i < n; i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Is the function one of PostgreSQL's that read the clock? */
 static bool
 clock_function(Oid funcid)
@@ -101,12 +116,7 @@ clock_function(Oid funcid)
 		"timeofday"
 	};
 
-	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
-		return false;
-	for (int i = 0; i < lengthof(names); i++)
-		if (strcmp(get_func_name(funcid), names[i]) == 0)
-			return true;
-	return false;
+	return catalog_function_in(funcid, names, lengthof(names));
 }
 
 /* The SQL keyword of a CURRENT_DATE, CURRENT_USER, ... node. */
@@ -177,10 +187,9 @@ mutable_checker(Oid func_id, void *context)
 static bool
 order_sensitive_aggregate(Oid aggfnoid)
 {
-	const char *name = get_func_name(aggfnoid);
+	static const char *const names[] = {"string_agg", "array_agg"};
 
-	return get_func_namespace(aggfnoid) == PG_CATALOG_NAMESPACE &&
-		(strcmp(name, "string_agg") == 0 || strcmp(name, "array_agg") == 0);
+	return catalog_function_in(aggfnoid, names, lengthof(names));
 }
 
 /*
@@ -214,14 +223,7 @@ allowed_aggregate(Oid aggfnoid)
 		"string_agg", "array_agg"
 	};
 
-	if (get_func_namespace(aggfnoid) != PG_CATALOG_NAMESPACE)
-		return false;
-	for (int i = 0; i < lengthof(names); i++)
-	{
-		if (strcmp(get_func_name(aggfnoid), names[i]) == 0)
-			return true;
-	}
-	return false;
+	return catalog_function_in(aggfnoid, names, lengthof(names));
 }
 
 static bool
