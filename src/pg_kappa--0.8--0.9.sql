@@ -78,6 +78,7 @@ DECLARE
     key_now int2[];
     rebuild text;
     reads int2[];
+    reads_known boolean;
     col record;
 BEGIN
     SELECT relowner INTO owner FROM pg_class WHERE oid = v.relid;
@@ -104,21 +105,25 @@ BEGIN
             -- every column of the view's time that it reads still there,
             -- as it was (the delta table's last column is its weight); the
             -- others may go, or change
-            reads := kappa.columns_read(v.id, i, src);
-            SELECT a.attname, s.attname AS new_name, s.attnum IS NULL OR s.attisdropped AS gone,
-                   a.atttypid <> s.atttypid OR a.atttypmod <> s.atttypmod AS retyped
-              INTO col
-              FROM pg_attribute a
-              LEFT JOIN pg_attribute s ON s.attrelid = src AND s.attnum = a.attnum
-             WHERE a.attrelid = v.arrangements[i] AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attnum < (SELECT max(attnum) FROM pg_attribute
-                                WHERE attrelid = v.arrangements[i])
-               AND (reads IS NULL OR a.attnum = ANY (reads))
-               AND (s.attnum IS NULL OR s.attisdropped OR s.attname <> a.attname
-                    OR s.atttypid <> a.atttypid OR s.atttypmod <> a.atttypmod
-                    OR s.attcollation <> a.attcollation)
-             ORDER BY a.attnum LIMIT 1;
-            IF FOUND THEN
+            -- (which columns it reads is looked up only when one differs)
+            reads_known := false;
+            FOR col IN SELECT a.attnum, a.attname, s.attname AS new_name,
+                              s.attnum IS NULL OR s.attisdropped AS gone,
+                              a.atttypid <> s.atttypid OR a.atttypmod <> s.atttypmod AS retyped
+                         FROM pg_attribute a
+                         LEFT JOIN pg_attribute s ON s.attrelid = src AND s.attnum = a.attnum
+                        WHERE a.attrelid = v.arrangements[i] AND a.attnum > 0 AND NOT a.attisdropped
+                          AND a.attnum < (SELECT max(attnum) FROM pg_attribute
+                                           WHERE attrelid = v.arrangements[i])
+                          AND (s.attnum IS NULL OR s.attisdropped OR s.attname <> a.attname
+                               OR s.atttypid <> a.atttypid OR s.atttypmod <> a.atttypmod
+                               OR s.attcollation <> a.attcollation)
+                        ORDER BY a.attnum LOOP
+                IF NOT reads_known THEN
+                    reads := kappa.columns_read(v.id, i, src);
+                    reads_known := true;
+                END IF;
+                CONTINUE WHEN reads IS NOT NULL AND NOT col.attnum = ANY (reads);
                 RETURN format(E'columns of source table %s changed\nDETAIL:  %s\nHINT:  %s',
                               srcname,
                               CASE WHEN col.gone THEN format('Column "%s", which the view reads, was dropped.', col.attname)
@@ -130,7 +135,7 @@ BEGIN
                                    WHEN col.new_name <> col.attname
                                    THEN format('Give the column back its name, %s Else drop the view and create it with the query you mean.', rebuild)
                                    ELSE format('If the view''s query reads the table as it is now, %s Else drop the view and create it with the query you mean.', rebuild) END);
-            END IF;
+            END LOOP;
         ELSIF EXISTS (
                SELECT attnum, attname, atttypid, atttypmod, attcollation, attisdropped
                  FROM pg_attribute WHERE attrelid = src AND attnum > 0
@@ -244,17 +249,17 @@ BEGIN
                                 OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                                     AND t.oid = (SELECT reltype FROM pg_class WHERE oid = c.objid))
                 WHERE t.typtype IN ('c', 'e') LOOP
-        FOR v IN WITH RECURSIVE used(view_id, typid) AS (
-                     SELECT w.id, a.atttypid
+        -- the types each column of a view's sources holds, down to its
+        -- base types; whether the view reads the column is asked only of
+        -- the columns that hold the altered type
+        FOR v IN WITH RECURSIVE used(view_id, source_index, attnum, typid) AS (
+                     SELECT w.id, i, a.attnum, a.atttypid
                        FROM kappa.views w
                       CROSS JOIN LATERAL generate_subscripts(w.sources, 1) i
-                      CROSS JOIN LATERAL (SELECT CASE WHEN w.engine >= 2
-                                                      THEN kappa.columns_read(w.id, i, w.sources[i]) END AS reads) r
                        JOIN pg_attribute a ON a.attrelid = w.sources[i]
                       WHERE w.state <> 'broken' AND a.attnum > 0 AND NOT a.attisdropped
-                        AND (r.reads IS NULL OR a.attnum = ANY (r.reads))
                      UNION
-                     SELECT u.view_id, x.inner_type
+                     SELECT u.view_id, u.source_index, u.attnum, x.inner_type
                        FROM used u
                       CROSS JOIN LATERAL (
                              SELECT t.typelem FROM pg_type t WHERE t.oid = u.typid AND t.typelem <> 0
@@ -268,7 +273,12 @@ BEGIN
                              UNION ALL
                              SELECT g.rngtypid FROM pg_range g WHERE g.rngmultitypid = u.typid) x(inner_type))
                  SELECT * FROM kappa.views w
-                  WHERE w.id IN (SELECT view_id FROM used WHERE typid = cmd.typid)
+                  WHERE EXISTS (SELECT 1 FROM used u
+                                 WHERE u.view_id = w.id AND u.typid = cmd.typid
+                                   AND (w.engine < 2
+                                        OR coalesce(u.attnum = ANY (kappa.columns_read(w.id, u.source_index,
+                                                                                       w.sources[u.source_index])),
+                                                    true)))
                     AND (cmd.typtype = 'c'
                          OR strpos(w.canonical, '::' || cmd.typid::pg_catalog.regtype::text) > 0)
                   ORDER BY w.id LOOP
