@@ -138,6 +138,23 @@ SET client_min_messages = error;
 SELECT count(*) AS differing FROM kappa.verify('sc_dv');
 RESET client_min_messages;
 
+-- a rename of the source prints the view's query again from the parse
+-- tree kept with it, and parses no text (no WARNING from sc_check)
+ALTER TABLE sc_d RENAME TO sc_d2;
+SELECT canonical ~ 'public\.sc_d2\M' AS follows FROM kappa.views WHERE name = 'public.sc_dv';
+-- a view without a tree (made before 0.9): its query is parsed as its
+-- owner once (the WARNING below) and the tree written for the next rename
+UPDATE kappa.views SET query_tree = NULL, query_tree_catversion = NULL WHERE name = 'public.sc_dv';
+ALTER TABLE sc_d2 RENAME TO sc_d3;
+SELECT canonical ~ 'public\.sc_d3\M' AS follows, query_tree IS NOT NULL AS has_tree
+  FROM kappa.views WHERE name = 'public.sc_dv';
+ALTER TABLE sc_d3 RENAME TO sc_d;
+UPDATE sc_d SET x = 301 WHERE id = 2;
+SELECT kappa.wait('sc_dv') AS waited;
+SET client_min_messages = error;
+SELECT count(*) AS differing FROM kappa.verify('sc_dv');
+RESET client_min_messages;
+
 -- a composite type whose attributes are renamed: a view that reads a
 -- column of it breaks (its query names the fields); one that does not
 -- read it, and a view over an enum given a new value, go on

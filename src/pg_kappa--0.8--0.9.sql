@@ -651,3 +651,14 @@ CREATE TABLE kappa.partition_changes (relid oid NOT NULL);
 REVOKE ALL ON kappa.partition_changes FROM PUBLIC;
 COMMENT ON TABLE kappa.partition_changes IS
 'partitioned tables whose partitions changed, for the apply worker to recompute their views';
+
+-- A view's analyzed query as PostgreSQL writes a parse tree (nodeToString),
+-- and the catalog version of the server that wrote it.  When a table the
+-- view reads is renamed or moved, its query text is printed again from
+-- this tree (src/views/view_rename.c): parsing the text again would run
+-- the view owner's code (a domain's CHECK on a literal) inside the
+-- renaming role's command.  NULL, or written by a server of another
+-- catalog version (after pg_upgrade), the text is parsed once more and
+-- the tree written again.
+ALTER TABLE kappa.views ADD COLUMN query_tree text;
+ALTER TABLE kappa.views ADD COLUMN query_tree_catversion integer;

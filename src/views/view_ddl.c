@@ -38,6 +38,7 @@
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "catalog/dependency.h"
+#include "catalog/catversion.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
@@ -1041,6 +1042,7 @@ create_view(const char *name, const char *sql, bool callers_text, const char *pa
 	char	   *target;
 	char	   *schema;
 	char	   *canonical;
+	char	   *query_tree;	/* canonical as a parse tree, for view_rename.c */
 	char	   *arr_query;
 	KappaAggSql *agg;
 	int64		id;
@@ -1178,6 +1180,7 @@ create_view(const char *name, const char *sql, bool callers_text, const char *pa
 		LockRelationOid(adopt, AccessExclusiveLock);
 	created_lsn = GetXLogInsertRecPtr();
 	canonical = kappa_deparse(def, NULL, true);
+	query_tree = nodeToString(def->query);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1373,11 +1376,13 @@ create_view(const char *name, const char *sql, bool callers_text, const char *pa
 	kappa_become(extowner, &saved);
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
-					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
+					 "INSERT INTO kappa.views (id, relid, name, query, canonical, query_tree,"
+					 " query_tree_catversion, owner, kind,"
 					 " sources, arrangements, key_columns, created_lsn, applied_lsn%s)"
-					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %u, %s, '{",
+					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %s, %d, %u, %s, '{",
 					 engine >= 2 ? ", engine" : "", id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
-					 quote_literal_cstr(canonical), caller, quote_literal_cstr(def->kind));
+					 quote_literal_cstr(canonical), quote_literal_cstr(query_tree),
+					 CATALOG_VERSION_NO, caller, quote_literal_cstr(def->kind));
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", list_nth_oid(def->sources, i));
 	appendStringInfoString(&buf, "}', '{");

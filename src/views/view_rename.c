@@ -17,6 +17,13 @@
  * touches is parsed while the old names still resolve, and after it
  * (ddl_command_end, kappa_on_ddl_renamed) printed again from the parse
  * tree, which refers to tables by OID: the text then has the new names.
+ * That tree is the one create_view wrote to kappa.views.query_tree:
+ * parsing the text again would run the view owner's code (a domain's
+ * CHECK on a literal of the query, as its input function checks it)
+ * inside the renaming role's command, which could make it wait and see
+ * what it does.  Only a view without a tree of this server's catalog
+ * version (made before 0.9, or carried over by pg_upgrade) is parsed
+ * again, as its owner, security-restricted, and its tree then written.
  *
  * The name kappa.views keeps of a derived table renamed (or moved) is
  * brought up to date after such a command too.
@@ -35,11 +42,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/catversion.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "nodes/readfuncs.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -56,6 +65,7 @@ typedef struct ParsedView
 	int			id;
 	Oid			owner;
 	KappaViewDef *def;
+	bool		parsed;			/* from the text: write the tree too */
 } ParsedView;
 
 static List *parsed_views = NIL;	/* in TopTransactionContext */
@@ -153,6 +163,7 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	int			nviews;
 	ParsedView *views;
 	char	  **texts;
+	char	  **trees;
 	int		   *engines;
 	SavedUser	saved;
 
@@ -168,7 +179,10 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	kappa_become(kappa_extension_owner(), &saved);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = ObjectIdGetDatum(nspid);
-	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, v.engine FROM kappa.views v"
+	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, v.engine,"
+							  " CASE WHEN v.query_tree_catversion OPERATOR(pg_catalog.=) "
+							  CppAsString2(CATALOG_VERSION_NO) " THEN v.query_tree END"
+							  " FROM kappa.views v"
 							  " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
 							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
 							  " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
@@ -181,6 +195,7 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	nviews = (int) SPI_processed;
 	views = palloc(sizeof(ParsedView) * (nviews + 1));
 	texts = palloc(sizeof(char *) * (nviews + 1));
+	trees = palloc(sizeof(char *) * (nviews + 1));
 	engines = palloc(sizeof(int) * (nviews + 1));
 	for (int i = 0; i < nviews; i++)
 	{
@@ -192,6 +207,7 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 		views[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 		texts[i] = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 		engines[i] = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+		trees[i] = SPI_getvalue(tup, desc, 5);
 	}
 	kappa_unbecome(&saved);
 
@@ -201,8 +217,30 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	renamed = true;
 	for (int i = 0; i < nviews; i++)
 	{
-		views[i].def = view_step(views[i].id, views[i].owner, texts[i], engines[i], NULL,
-								 TopTransactionContext);
+		views[i].parsed = (trees[i] == NULL);
+		if (views[i].parsed)
+			views[i].def = view_step(views[i].id, views[i].owner, texts[i], engines[i], NULL,
+									 TopTransactionContext);
+		else
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+			char	   *before;
+
+			views[i].def = palloc0(sizeof(KappaViewDef));
+			views[i].def->query = stringToNode(trees[i]);
+			MemoryContextSwitchTo(oldcxt);
+
+			/*
+			 * Printed now, the tree must give the text as it is: else
+			 * something else was renamed since (a column the view reads,
+			 * which broke it), and the text is left as it is, for the view
+			 * to be rebuilt from once that is named back.
+			 */
+			before = view_step(views[i].id, views[i].owner, NULL, 0, views[i].def,
+							   CurrentMemoryContext);
+			if (before == NULL || strcmp(before, texts[i]) != 0)
+				views[i].def = NULL;
+		}
 		if (views[i].def != NULL)
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
@@ -225,7 +263,7 @@ Datum
 kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 {
 	ListCell   *lc;
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
 	SavedUser	saved;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -249,7 +287,7 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 	foreach(lc, parsed_views)
 	{
 		ParsedView *pv = lfirst(lc);
-		Datum		args[2];
+		Datum		args[3];
 		char	   *text;
 
 		text = view_step(pv->id, pv->owner, NULL, 0, pv->def, CurrentMemoryContext);
@@ -257,10 +295,20 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 			continue;
 		args[0] = CStringGetTextDatum(text);
 		args[1] = Int32GetDatum(pv->id);
-		if (SPI_execute_with_args("UPDATE kappa.views SET canonical = $1"
-								  " WHERE id OPERATOR(pg_catalog.=) $2"
-								  " AND canonical OPERATOR(pg_catalog.<>) $1",
-								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		if (!pv->parsed)
+		{
+			if (SPI_execute_with_args("UPDATE kappa.views SET canonical = $1"
+									  " WHERE id OPERATOR(pg_catalog.=) $2"
+									  " AND canonical OPERATOR(pg_catalog.<>) $1",
+									  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not update kappa.views");
+			continue;
+		}
+		args[2] = CStringGetTextDatum(nodeToString(pv->def->query));
+		if (SPI_execute_with_args("UPDATE kappa.views SET canonical = $1, query_tree = $3,"
+								  " query_tree_catversion = " CppAsString2(CATALOG_VERSION_NO)
+								  " WHERE id OPERATOR(pg_catalog.=) $2",
+								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update kappa.views");
 	}
 	kappa_unbecome(&saved);
