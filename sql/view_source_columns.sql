@@ -149,6 +149,9 @@ ALTER TABLE sc_d2 RENAME TO sc_d3;
 SELECT canonical ~ 'public\.sc_d3\M' AS follows, query_tree IS NOT NULL AS has_tree
   FROM kappa.views WHERE name = 'public.sc_dv';
 ALTER TABLE sc_d3 RENAME TO sc_d;
+-- the derived table altered: its columns are checked against that tree,
+-- not against the text parsed again (no WARNING)
+ALTER TABLE sc_dv ADD COLUMN extra int;
 UPDATE sc_d SET x = 301 WHERE id = 2;
 SELECT kappa.wait('sc_dv') AS waited;
 SET client_min_messages = error;

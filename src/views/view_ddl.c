@@ -54,6 +54,7 @@
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "nodes/nodeFuncs.h"
+#include "nodes/readfuncs.h"
 #include "parser/analyze.h"
 #include "parser/parser.h"
 #include "funcapi.h"
@@ -1920,8 +1921,8 @@ kappa_guard(PG_FUNCTION_ARGS)
 
 /*
  * kappa.derived_columns_problem(view regclass): NULL while the derived
- * table's columns are its query's (columns_problem), else what differs,
- * as a sentence.  The view's statements write its rows by
+ * table's columns are its query's (columns_problem, the query's parse tree
+ * as create_view kept it), else what differs, as a sentence.  The view's statements write its rows by
  * position: kappa.on_ddl_end refuses an ALTER TABLE that leaves them
  * different (adding, dropping, renaming a column or changing its type).
  */
@@ -1932,35 +1933,53 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 	Oid			argtype = OIDOID;
 	Datum		arg = ObjectIdGetDatum(relid);
 	char	   *canonical = NULL;
-	List	   *raw;
+	char	   *tree = NULL;
 	Query	   *query;
 	Relation	rel;
 	char	   *problem;
-	KappaOwnerScope scope;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT canonical FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT canonical, CASE WHEN query_tree_catversion OPERATOR(pg_catalog.=) "
+							  CppAsString2(CATALOG_VERSION_NO) " THEN query_tree END"
+							  " FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed == 1)
-		canonical = MemoryContextStrdup(TopTransactionContext,
-										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+
+		canonical = pstrdup(SPI_getvalue(tup, desc, 1));
+		tree = SPI_getvalue(tup, desc, 2);
+		if (tree != NULL)
+			tree = pstrdup(tree);
+		MemoryContextSwitchTo(oldcxt);
+	}
 	SPI_finish();
 	if (canonical == NULL)
 		PG_RETURN_NULL();
 
-	/*
-	 * The canonical text names every relation with its schema.  Parse
-	 * analysis runs code of the view's (a domain's check on a literal, a
-	 * type's input function): as its owner, restricted, as everywhere else,
-	 * and never as whoever altered the table (this runs in
-	 * kappa.on_ddl_end, which is SECURITY DEFINER).
-	 */
-	kappa_owner_enter(kappa_view_owner(relid), &scope);
-	raw = raw_parser(canonical, RAW_PARSE_DEFAULT);
-	query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
-	kappa_owner_leave(&scope);
+	if (tree != NULL)
+		query = stringToNode(tree);
+	else
+	{
+		KappaOwnerScope scope;
+		List	   *raw;
+
+		/*
+		 * A view made before 0.9: its canonical text, which names every
+		 * relation with its schema, parsed again.  Parse analysis runs
+		 * code of the view's (a domain's check on a literal): as its owner,
+		 * restricted, as everywhere else, and never as whoever altered the
+		 * table (this runs in kappa.on_ddl_end, which is SECURITY DEFINER).
+		 */
+		kappa_owner_enter(kappa_view_owner(relid), &scope);
+		raw = raw_parser(canonical, RAW_PARSE_DEFAULT);
+		query = parse_analyze_fixedparams(linitial_node(RawStmt, raw), canonical, NULL, 0, NULL);
+		kappa_owner_leave(&scope);
+	}
 	rel = table_open(relid, AccessShareLock);
 	problem = columns_problem(rel, query, NULL);
 	table_close(rel, AccessShareLock);
