@@ -386,18 +386,27 @@ $$;
 
 -- A table rewrite that computes a column's values again (ALTER COLUMN ...
 -- TYPE ... USING, even to the same type) changes rows without decoded
--- changes: a source's views break, and a derived table's is refused.  The
--- other rewrites (SET LOGGED or UNLOGGED, a volatile default added, a new
--- access method) keep the rows' values.
-CREATE FUNCTION kappa.on_table_rewrite()
-RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER
+-- changes: the views that read such a column break, and a derived table's
+-- is refused.  The other rewrites (SET LOGGED or UNLOGGED, a volatile
+-- default added, a new access method) keep the rows' values, and so do the
+-- columns a command does not name.  kappa.on_table_rewrite (C, in
+-- src/views/source_columns.c) passes the names of the columns the command
+-- computes again, from its parse tree; NULL when it cannot tell, and every
+-- column counts.
+CREATE FUNCTION kappa.table_rewritten(columns text[])
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel oid := pg_event_trigger_table_rewrite_oid();
     v kappa.views;
     problem text;
+    reads int2[];
+    col name;
+    tables oid[];
+    src oid;
+    i bigint;
 BEGIN
     IF pg_event_trigger_table_rewrite_reason() & 4 = 0 THEN
         RETURN;
@@ -414,15 +423,47 @@ BEGIN
                   DETAIL = coalesce(problem, 'The statement computes the values of a column again. A derived table''s rows are those of its view''s query.'),
                   HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
     END IF;
-    -- a column of another type says so itself (kappa.source_problem)
+    -- the table and those it is a partition or child of: a view that
+    -- reads one of those reads the rows rewritten
+    WITH RECURSIVE up(relid) AS (
+        SELECT rel
+        UNION
+        SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
+    SELECT array_agg(relid) INTO tables FROM up;
     FOR v IN SELECT * FROM kappa.views
-              WHERE rel = ANY (sources) AND state <> 'broken' ORDER BY id LOOP
+              WHERE sources && tables AND state <> 'broken' ORDER BY id LOOP
+        col := NULL;
+        IF columns IS NOT NULL THEN
+            -- the first column computed again that the view reads, if any
+            -- (a column has the same name in a table and its partitions)
+            FOR src, i IN SELECT s, n FROM unnest(v.sources) WITH ORDINALITY u(s, n)
+                           WHERE s = ANY (tables) LOOP
+                reads := kappa.columns_read(v.id, i::int, src);
+                SELECT a.attname INTO col FROM pg_attribute a
+                 WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attname = ANY (columns)
+                   AND (reads IS NULL OR a.attnum = ANY (reads))
+                 ORDER BY a.attnum LIMIT 1;
+                EXIT WHEN col IS NOT NULL;
+            END LOOP;
+            CONTINUE WHEN col IS NULL;
+        END IF;
+        -- a column of another type says so itself (kappa.source_problem)
         PERFORM kappa.break_view(v.id, coalesce(kappa.source_problem(v),
-            format(E'the values of a column of source table %s were computed again\nDETAIL:  A table rewrite (ALTER COLUMN ... TYPE ... USING) changes rows without changes the view can decode.\nHINT:  If the view''s query reads the table as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
-                   rel::regclass, v.relid::regclass::text)));
+            format(E'the values of %s of source table %s were computed again\nDETAIL:  A table rewrite (ALTER COLUMN ... TYPE ... USING) changes rows without changes the view can decode.\nHINT:  If the view''s query reads the table as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
+                   coalesce(format('column %I', col), 'a column'),
+                   coalesce(src, rel)::regclass, v.relid::regclass::text)));
     END LOOP;
 END
 $$;
+REVOKE ALL ON FUNCTION kappa.table_rewritten(text[]) FROM PUBLIC;
+
+CREATE FUNCTION kappa.on_table_rewrite()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_table_rewrite'
+LANGUAGE C SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION kappa.on_table_rewrite() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_table_rewrite ON table_rewrite
     EXECUTE FUNCTION kappa.on_table_rewrite();

@@ -251,6 +251,8 @@ typedef struct KappaSourceBuffer
 								 * or NULL when every column is kept */
 	XLogRecPtr	dropped_lsn;	/* commit LSN of the latest image buffered
 								 * without them, or 0 */
+	bool		reformed;		/* one of them changed its form (a rewrite)
+								 * since the buffer was laid out */
 	Datum	   *values;			/* an image being buffered (buffer_row) */
 	bool	   *nulls;
 	Datum	   *unchanged;
@@ -523,6 +525,9 @@ extern void kappa_rules_clear_deltas(int id);
 
 /* views/drop_guard.c */
 extern void kappa_drop_guard_init(void);
+
+/* views/source_columns.c */
+extern bool *kappa_catalog_columns_read(int id, int source_index, Oid source, int *natts);
 
 /* views/delta_sizes.c */
 extern void kappa_delta_sizes_init(void);

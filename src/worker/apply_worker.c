@@ -128,6 +128,10 @@ typedef struct ViewSource
 	int			id;
 	int			engine;
 	Oid			relid;
+	bool	   *read;			/* engine 2: the columns the view reads, from
+								 * the catalog, for while it has no plan;
+								 * NULL for all */
+	int			read_natts;
 } ViewSource;
 
 static List *view_sources = NIL;	/* ViewSource *, in TopMemoryContext */
@@ -442,8 +446,12 @@ say_columns_read(void)
 		const bool *read = NULL;
 		int			natts = 0;
 
-		if (vs->engine >= 2)
-			(void) kappa_rules_columns_read(vs->id, vs->relid, &read, &natts);
+		if (vs->engine >= 2 &&
+			!kappa_rules_columns_read(vs->id, vs->relid, &read, &natts))
+		{
+			read = vs->read;
+			natts = vs->read_natts;
+		}
 		kappa_sink_columns_read(vs->relid, read, natts);
 	}
 }
@@ -499,11 +507,19 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 			catch_up_lsn = GetFlushRecPtr(NULL);
 		}
 	}
-	if (SPI_execute("SELECT id, state, applied_lsn, unnest(sources), " KAPPA_VIEW_ENGINE " FROM kappa.views v"
+	if (SPI_execute("SELECT id, state, applied_lsn, s.source, " KAPPA_VIEW_ENGINE ", s.n"
+					" FROM kappa.views v, unnest(v.sources) WITH ORDINALITY s(source, n)"
 					" WHERE state IN ('running', 'paused', 'initializing')", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
 	views_aligned = false;
+	for (int i = 0; i < list_length(view_sources); i++)
+	{
+		ViewSource *vs = list_nth(view_sources, i);
+
+		if (vs->read != NULL)
+			pfree(vs->read);
+	}
 	list_free_deep(view_sources);
 	view_sources = NIL;
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -515,12 +531,19 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		char	   *state = SPI_getvalue(tup, desc, 2);
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(tup, desc, 3, &isnull));
 		Oid			src = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		int16		engine = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+		int64		index = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+		int			read_natts = 0;
+		bool	   *read = engine >= 2 ? kappa_catalog_columns_read(id, (int) index, src, &read_natts) : NULL;
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 		ViewSource *vs = palloc(sizeof(ViewSource));
 
 		vs->id = id;
-		vs->engine = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+		vs->engine = engine;
 		vs->relid = src;
+		vs->read = read ? memcpy(palloc(sizeof(bool) * (read_natts + 1)), read,
+								 sizeof(bool) * (read_natts + 1)) : NULL;
+		vs->read_natts = read_natts;
 		view_sources = lappend(view_sources, vs);
 		sources = list_append_unique_oid(sources, src);
 		if (vs->engine >= 2)

@@ -779,7 +779,20 @@ columns_fit(TupleDesc reldesc, KappaSourceBuffer *buf)
 		 */
 		if (b->attisdropped || a->attlen != b->attlen || a->attbyval != b->attbyval ||
 			a->attalign != b->attalign)
+		{
+			/*
+			 * A column no view reads, given another form by a rewrite
+			 * (int to bigint), is buffered as null all the same, while
+			 * the views are those said before the batch (buffer_row).
+			 */
+			if (!b->attisdropped && buf->dropped != NULL && buf->dropped[i] &&
+				!sources_stale)
+			{
+				buf->reformed = true;
+				continue;
+			}
 			return COLUMNS_CHANGED;
+		}
 	}
 	return reldesc->natts > buf->srcnatts ? COLUMNS_ADDED : COLUMNS_SAME;
 }
@@ -888,6 +901,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->no_old_lsn = InvalidXLogRecPtr;
 		buf->no_old_relid = InvalidOid;
 		buf->unidentified_lsn = InvalidXLogRecPtr;
+		buf->reformed = false;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
 	{
@@ -941,7 +955,16 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	unchanged = buf->unchanged;
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
-	/* once the views changed (a new view may read more), keep them all */
+	/*
+	 * Once the views changed (a new view may read more), keep them all;
+	 * but a column whose form changed since the buffer was laid out
+	 * cannot be kept in it, and the views must be rebuilt.
+	 */
+	if (buf->reformed && sources_stale)
+	{
+		buf->schema_change_lsn = commit_lsn;
+		return;
+	}
 	if (buf->dropped != NULL && !sources_stale)
 	{
 		for (int i = 0; i < n; i++)
