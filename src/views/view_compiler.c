@@ -396,19 +396,30 @@ check_source(Relation rel, int engine)
 			}
 			break;
 		case RELKIND_VIEW:
-			not_supported(psprintf("view \"%s\" as a source", name));
+			not_supported_hint(psprintf("view \"%s\" as a source", name),
+							   "Write the view's query over the tables it reads.");
 			break;
 		case RELKIND_MATVIEW:
-			not_supported(psprintf("materialized view \"%s\" as a source", name));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot use materialized view \"%s\" as a source", name),
+					 errdetail("REFRESH MATERIALIZED VIEW writes no row changes to the WAL."),
+					 errhint("Create a derived view with the materialized view's query instead.")));
 			break;
 		case RELKIND_FOREIGN_TABLE:
-			not_supported(psprintf("foreign table \"%s\" as a source", name));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("derived views cannot use foreign table \"%s\" as a source", name),
+					 errdetail("Changes of a foreign table are not in this server's WAL.")));
 			break;
 		default:
 			not_supported(psprintf("relation \"%s\" as a source", name));
 	}
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
-		not_supported(psprintf("temporary table \"%s\" as a source", name));
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("derived views cannot use temporary table \"%s\" as a source", name),
+				 errdetail("Changes to temporary tables are not written to the WAL.")));
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -539,8 +550,10 @@ add_source(KappaViewDef *def, RangeTblEntry *rte, int engine)
 	check_source(rel, engine);
 	check_inheritance(rte, rel);
 	if (is_derived_table(rte->relid))
-		not_supported(psprintf("derived view \"%s\" as a source",
-							   RelationGetRelationName(rel)));
+		not_supported_hint(psprintf("derived view \"%s\" as a source",
+									RelationGetRelationName(rel)),
+						   psprintf("Write the query over the tables that derived view \"%s\" reads.",
+									RelationGetRelationName(rel)));
 	for (int i = 0; i < list_length(def->sources); i++)
 	{
 		if (list_nth_oid(def->sources, i) == rte->relid)
@@ -1093,7 +1106,8 @@ kappa_compile_view(const char *sql, int engine)
 		 * distinct row, which exists while it counts at least one row.
 		 */
 		if (query->hasDistinctOn)
-			not_supported("DISTINCT ON");
+			not_supported_hint("DISTINCT ON",
+							   "Keep every row in the view, or group them with GROUP BY, and apply DISTINCT ON when you read the derived table.");
 		if (query->groupClause != NIL || query->hasAggs || query->havingQual)
 			not_supported("DISTINCT together with GROUP BY or aggregates");
 		foreach(lc, query->rtable)
@@ -1106,11 +1120,14 @@ kappa_compile_view(const char *sql, int engine)
 		query->distinctClause = NIL;
 	}
 	if (query->hasWindowFuncs)
-		not_supported("window functions");
+		not_supported_hint("window functions",
+						   "Keep the rows in the view, and compute window functions when you read the derived table.");
 	if (query->hasTargetSRFs)
-		not_supported("set-returning functions");
+		not_supported_hint("set-returning functions",
+						   "Keep the rows in the view, and call the function when you read the derived table.");
 	if (query->groupingSets)
-		not_supported("GROUPING SETS, ROLLUP or CUBE");
+		not_supported_hint("GROUPING SETS, ROLLUP or CUBE",
+						   "Group by every column of the grouping sets, and add up the coarser groups when you read the derived table.");
 	if (query->sortClause)
 		not_supported_hint("ORDER BY", "Leave ORDER BY out, and order the rows when you read the derived table.");
 	if (query->limitCount || query->limitOffset)
