@@ -150,6 +150,37 @@ DROP DOMAIN rn_slow_d;
 DROP FUNCTION rn_slow_chk(int);
 
 DROP VIEW rn_check;
+-- the session's settings do not change how the query is printed: a
+-- timestamptz literal, and names, read the same after a rename made with
+-- another TimeZone and quote_all_identifiers; and the rename updates the
+-- name of no other view in kappa.views
+CREATE TABLE rn_tz (id int PRIMARY KEY, at timestamptz);
+INSERT INTO rn_tz VALUES (1, '2024-02-29 12:00+00'), (2, '2024-03-01 12:00+00');
+SET TimeZone = 'UTC';
+SELECT kappa.create_view('rn_tzv', $$SELECT id FROM rn_tz WHERE at > '2024-03-01 00:00'$$) IS NOT NULL AS created;
+SET TimeZone = 'America/New_York';
+SET quote_all_identifiers = on;
+ALTER TABLE rn_tz RENAME TO rn_tz2;
+RESET quote_all_identifiers;
+SELECT canonical ~ 'public\.rn_tz2\M' AS follows FROM kappa.views WHERE relid = 'rn_tzv'::regclass;
+SELECT count(*) AS quoted_names FROM kappa.views WHERE name LIKE '"%';
+INSERT INTO rn_tz2 VALUES (3, '2024-03-01 02:00+00');
+SELECT kappa.wait('rn_tzv') AS waited;
+SELECT * FROM rn_tzv ORDER BY id;
+SELECT count(*) AS differences FROM kappa.verify('rn_tzv');
+-- rebuilt in another TimeZone: the query reads the same
+SELECT kappa.alter_view(view => 'rn_tzv', rebuild => true) IS NOT NULL AS rebuilt;
+RESET TimeZone;
+-- a rename the event triggers did not see, and another table that took
+-- the old name: a rebuild refuses to read that one
+SET session_replication_role = replica;
+ALTER TABLE rn_tz2 RENAME TO rn_tz3;
+RESET session_replication_role;
+CREATE TABLE rn_tz2 (id int PRIMARY KEY, at timestamptz);
+SELECT kappa.alter_view(view => 'rn_tzv', rebuild => true);
+SELECT kappa.drop_view('rn_tzv');
+DROP TABLE rn_tz2, rn_tz3;
+
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
 DROP SCHEMA rn_shop, rn_other CASCADE;
 REVOKE CREATE ON SCHEMA public FROM rn_alice;

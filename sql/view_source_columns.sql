@@ -74,6 +74,30 @@ SELECT name, state, last_error FROM kappa.status WHERE name LIKE '%sc\_%' ORDER 
 SELECT kappa.alter_view(view => 'sc_by_region', rebuild => true) IS NOT NULL AS rebuilt;
 SELECT name, state FROM kappa.status WHERE name LIKE '%sc\_%' ORDER BY name;
 
+-- a rewrite of a column that only a broken view reads, in a transaction
+-- that changes rows: the running view that does not read it goes on
+CREATE TABLE sc_rw (id int PRIMARY KEY, x int, y int);
+INSERT INTO sc_rw SELECT g, g, g FROM generate_series(1, 5) g;
+SET client_min_messages = error;
+SELECT kappa.create_view('sc_rw_y', 'SELECT id, y FROM sc_rw') IS NOT NULL AS created;
+SELECT kappa.create_view('sc_rw_x', 'SELECT id, x FROM sc_rw') IS NOT NULL AS created;
+ALTER TABLE sc_rw ALTER COLUMN y TYPE bigint;
+RESET client_min_messages;
+INSERT INTO sc_rw VALUES (6, 6, 6);
+SELECT kappa.wait('sc_rw_x') AS waited;
+BEGIN;
+INSERT INTO sc_rw VALUES (7, 7, 7);
+ALTER TABLE sc_rw ALTER COLUMN y TYPE int;
+INSERT INTO sc_rw VALUES (8, 8, 8);
+COMMIT;
+SELECT kappa.wait('sc_rw_x') AS waited;
+SELECT name, state FROM kappa.status WHERE name LIKE 'public.sc\_rw%' ORDER BY name;
+SELECT count(*) AS differing FROM kappa.verify('sc_rw_x');
+SET client_min_messages = warning;
+SELECT kappa.drop_view(v) FROM unnest(ARRAY['sc_rw_x', 'sc_rw_y']) v;
+RESET client_min_messages;
+DROP TABLE sc_rw;
+
 -- the same through a partitioned table: the rewrite is of each partition,
 -- the view reads the parent
 CREATE TABLE sc_part (id int, g int, v int, junk int) PARTITION BY RANGE (id);

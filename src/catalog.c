@@ -511,6 +511,8 @@ const char *const kappa_query_text_settings[KAPPA_QUERY_TEXT_SETTINGS][2] = {
 	{"array_nulls", "on"},
 	{"lc_monetary", "C"},
 	{"xmloption", "content"},
+	{"TimeZone", "UTC"},
+	{"quote_all_identifiers", "off"},
 };
 
 /*

@@ -251,8 +251,9 @@ typedef struct KappaSourceBuffer
 								 * or NULL when every column is kept */
 	XLogRecPtr	dropped_lsn;	/* commit LSN of the latest image buffered
 								 * without them, or 0 */
-	bool		reformed;		/* one of them changed its form (a rewrite)
-								 * since the buffer was laid out */
+	bool	   *reformed;		/* per source column: one of those, whose
+								 * form changed (a rewrite) since the buffer
+								 * was laid out, or NULL for none */
 	Datum	   *values;			/* an image being buffered (buffer_row) */
 	bool	   *nulls;
 	Datum	   *unchanged;
@@ -577,6 +578,16 @@ typedef struct KappaOwnerScope
 	"COALESCE((pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'engine')::pg_catalog.int2, 1::pg_catalog.int2)"
 
 /*
+ * A view's parse tree (kappa.views.query_tree, 0.9) as SQL over kappa.views
+ * v: NULL when written by a server of another catalog version (pg_upgrade)
+ * or by none (a view made before 0.9, or a catalog not updated yet).
+ */
+#define KAPPA_VIEW_QUERY_TREE \
+	"CASE WHEN pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'query_tree_catversion' " \
+	"OPERATOR(pg_catalog.=) '" CppAsString2(CATALOG_VERSION_NO) "' " \
+	"THEN pg_catalog.to_jsonb(v) OPERATOR(pg_catalog.->>) 'query_tree' END"
+
+/*
  * The longest audit_every and retain: the worker adds them to now() and
  * subtracts them from it, which must stay within the range of timestamps.
  */
@@ -610,7 +621,7 @@ extern char *kappa_qualified_name(Oid relid);
 extern void kappa_lock_sources(List *sources);
 extern void kappa_become(Oid role, SavedUser *saved);
 extern void kappa_unbecome(SavedUser *saved);
-#define KAPPA_QUERY_TEXT_SETTINGS 6
+#define KAPPA_QUERY_TEXT_SETTINGS 8
 extern const char *const kappa_query_text_settings[KAPPA_QUERY_TEXT_SETTINGS][2];
 extern void kappa_owner_enter(Oid owner, KappaOwnerScope *scope);
 extern void kappa_owner_leave(KappaOwnerScope *scope);

@@ -1044,6 +1044,7 @@ create_view(const char *name, const char *sql, bool callers_text, const char *pa
 	char	   *schema;
 	char	   *canonical;
 	char	   *query_tree;	/* canonical as a parse tree, for view_rename.c */
+	bool		has_tree;
 	char	   *arr_query;
 	KappaAggSql *agg;
 	int64		id;
@@ -1376,23 +1377,27 @@ create_view(const char *name, const char *sql, bool callers_text, const char *pa
 	/* as the extension owner: record the view */
 	kappa_become(extowner, &saved);
 	initStringInfo(&buf);
+	/* (a catalog not updated yet to 0.9 has no query_tree) */
+	has_tree = get_attnum(views_relid, "query_tree") != InvalidAttrNumber;
 	appendStringInfo(&buf,
-					 "INSERT INTO kappa.views (id, relid, name, query, canonical, query_tree,"
-					 " query_tree_catversion, owner, kind,"
-					 " sources, arrangements, key_columns, created_lsn, applied_lsn%s)"
-					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %s, %d, %u, %s, '{",
-					 engine >= 2 ? ", engine" : "", id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
-					 quote_literal_cstr(canonical), quote_literal_cstr(query_tree),
-					 CATALOG_VERSION_NO, caller, quote_literal_cstr(def->kind));
+					 "INSERT INTO kappa.views (id, relid, name, query, canonical, owner, kind,"
+					 " sources, arrangements, key_columns, created_lsn, applied_lsn%s%s)"
+					 " VALUES (" INT64_FORMAT ", %u, %s, %s, %s, %u, %s, '{",
+					 engine >= 2 ? ", engine" : "",
+					 has_tree ? ", query_tree, query_tree_catversion" : "",
+					 id, derived, quote_literal_cstr(target), quote_literal_cstr(sql),
+					 quote_literal_cstr(canonical), caller, quote_literal_cstr(def->kind));
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", list_nth_oid(def->sources, i));
 	appendStringInfoString(&buf, "}', '{");
 	for (int i = 0; i < nsources; i++)
 		appendStringInfo(&buf, "%s%u", i > 0 ? "," : "", arrangements[i]);
-	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X'%s)",
+	appendStringInfo(&buf, "}', %s, '%X/%X', '%X/%X'%s%s)",
 					 text_array_sql(def->key_columns),
 					 LSN_FORMAT_ARGS(created_lsn), LSN_FORMAT_ARGS(created_lsn),
-					 engine >= 2 ? psprintf(", %d", engine) : "");
+					 engine >= 2 ? psprintf(", %d", engine) : "",
+					 has_tree ? psprintf(", %s, %d", quote_literal_cstr(query_tree),
+										 CATALOG_VERSION_NO) : "");
 	kappa_catalog_insert(buf.data);
 	kappa_unbecome(&saved);
 
@@ -1688,7 +1693,7 @@ same_but_parentheses(const char *a, const char *b)
 
 /*
  * Before a view is built again from its stored query: does that query
- * still read its sources as it did?  The stored text is printed from the
+ * still read its sources, and as it did?  The stored text is printed from the
  * analyzed query, with its sources' column types then; a column whose
  * type changed since is read through a cast it did not have (max(b) of a
  * text column that became varchar reads max((b)::text)), and after a
@@ -1697,7 +1702,7 @@ same_but_parentheses(const char *a, const char *b)
  * parentheses and layout (same_but_parentheses).
  */
 static void
-check_query_unchanged(Oid relid, const char *canonical, int engine)
+check_query_unchanged(Oid relid, const char *canonical, int engine, List *sources)
 {
 	KappaOwnerScope scope;
 	KappaViewDef *def;
@@ -1707,6 +1712,8 @@ check_query_unchanged(Oid relid, const char *canonical, int engine)
 	def = kappa_compile_view(canonical, engine);
 	again = kappa_deparse(def, NULL, true);
 	kappa_owner_leave(&scope);
+	/* (a rename not followed: the text may name another table now) */
+	kappa_check_sources_unchanged(def, sources, get_rel_name(relid));
 	if (!same_but_parentheses(again, canonical))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1867,7 +1874,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("engine must be 1 or 2")));
-		check_query_unchanged(relid, canonical, engine);
+		check_query_unchanged(relid, canonical, engine, v.sources);
 		LockRelationOid(relid, AccessExclusiveLock);
 		kappa_become(extowner, &saved);
 		if (SPI_execute(psprintf("DELETE FROM kappa.views WHERE id = " INT64_FORMAT
@@ -1940,9 +1947,8 @@ kappa_derived_columns_problem(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT canonical, CASE WHEN query_tree_catversion OPERATOR(pg_catalog.=) "
-							  CppAsString2(CATALOG_VERSION_NO) " THEN query_tree END"
-							  " FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) $1",
+	if (SPI_execute_with_args("SELECT v.canonical, " KAPPA_VIEW_QUERY_TREE
+							  " FROM kappa.views v WHERE v.relid OPERATOR(pg_catalog.=) $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 	if (SPI_processed == 1)

@@ -51,6 +51,7 @@
 #include "nodes/readfuncs.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -70,6 +71,8 @@ typedef struct ParsedView
 
 static List *parsed_views = NIL;	/* in TopTransactionContext */
 static bool renamed = false;	/* a rename began in transaction parsed_lxid */
+static Oid	renamed_relid = InvalidOid; /* the table it renames or moves */
+static Oid	renamed_nspid = InvalidOid; /* the schema it renames */
 static LocalTransactionId parsed_lxid = InvalidLocalTransactionId;
 
 /*
@@ -179,10 +182,8 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	kappa_become(kappa_extension_owner(), &saved);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = ObjectIdGetDatum(nspid);
-	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, v.engine,"
-							  " CASE WHEN v.query_tree_catversion OPERATOR(pg_catalog.=) "
-							  CppAsString2(CATALOG_VERSION_NO) " THEN v.query_tree END"
-							  " FROM kappa.views v"
+	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, " KAPPA_VIEW_ENGINE ", "
+							  KAPPA_VIEW_QUERY_TREE " FROM kappa.views v"
 							  " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
 							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
 							  " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
@@ -215,6 +216,8 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 		parsed_views = NIL;		/* the last transaction's, freed with it */
 	parsed_lxid = MyProc->lxid;
 	renamed = true;
+	renamed_relid = relid;
+	renamed_nspid = nspid;
 	for (int i = 0; i < nviews; i++)
 	{
 		views[i].parsed = (trees[i] == NULL);
@@ -264,7 +267,10 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 {
 	ListCell   *lc;
 	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
+	Oid			nameargtypes[2] = {OIDOID, OIDOID};
+	Datum		nameargs[2];
 	SavedUser	saved;
+	int			nestlevel;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "kappa_on_ddl_renamed: not fired by an event trigger");
@@ -274,16 +280,30 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_become(kappa_extension_owner(), &saved);
-	/* the derived tables' names, as kappa.status shows them */
-	if (SPI_execute("UPDATE kappa.views v SET name = s.name"
-					" FROM (SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
-					" OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) AS name"
-					" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-					" ON n.oid OPERATOR(pg_catalog.=) c.relnamespace) s"
-					" WHERE s.oid OPERATOR(pg_catalog.=) v.relid"
-					" AND v.name OPERATOR(pg_catalog.<>) s.name",
-					false, 0) != SPI_OK_UPDATE)
+	/* names as kappa.status shows them, whatever the session quotes */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("quote_all_identifiers", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	/*
+	 * The name of the derived table renamed or moved, or of those in the
+	 * schema renamed; no other row is touched (the apply worker writes
+	 * them too).
+	 */
+	nameargs[0] = ObjectIdGetDatum(renamed_relid);
+	nameargs[1] = ObjectIdGetDatum(renamed_nspid);
+	if (SPI_execute_with_args("UPDATE kappa.views v SET name = s.name"
+							  " FROM (SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
+							  " OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) AS name"
+							  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+							  " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+							  " WHERE c.oid OPERATOR(pg_catalog.=) $1"
+							  " OR c.relnamespace OPERATOR(pg_catalog.=) $2) s"
+							  " WHERE s.oid OPERATOR(pg_catalog.=) v.relid"
+							  " AND v.name OPERATOR(pg_catalog.<>) s.name",
+							  2, nameargtypes, nameargs, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
+	AtEOXact_GUC(false, nestlevel);
 	foreach(lc, parsed_views)
 	{
 		ParsedView *pv = lfirst(lc);

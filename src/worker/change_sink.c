@@ -788,7 +788,10 @@ columns_fit(TupleDesc reldesc, KappaSourceBuffer *buf)
 			if (!b->attisdropped && buf->dropped != NULL && buf->dropped[i] &&
 				!sources_stale)
 			{
-				buf->reformed = true;
+				if (buf->reformed == NULL)
+					buf->reformed = MemoryContextAllocZero(GetMemoryChunkContext(buf->dropped),
+														   sizeof(bool) * buf->srcnatts);
+				buf->reformed[i] = true;
 				continue;
 			}
 			return COLUMNS_CHANGED;
@@ -860,6 +863,13 @@ widen_buffer(KappaSourceBuffer *buf, TupleDesc reldesc)
 		memcpy(dropped, buf->dropped, sizeof(bool) * oldn);
 		buf->dropped = dropped;
 	}
+	if (buf->reformed != NULL)
+	{
+		bool	   *reformed = palloc0(sizeof(bool) * n);
+
+		memcpy(reformed, buf->reformed, sizeof(bool) * oldn);
+		buf->reformed = reformed;
+	}
 	buf->rows = buffer_store();
 	CurrentResourceOwner = batch_owner;
 	tuplestore_rescan(oldrows);
@@ -901,7 +911,7 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->no_old_lsn = InvalidXLogRecPtr;
 		buf->no_old_relid = InvalidOid;
 		buf->unidentified_lsn = InvalidXLogRecPtr;
-		buf->reformed = false;
+		buf->reformed = NULL;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
 	{
@@ -956,19 +966,21 @@ buffer_row(KappaSourceBuffer *buf, TupleDesc reldesc, HeapTuple tuple,
 	/* the relation's descriptor knows the defaults of added columns */
 	heap_deform_tuple(tuple, reldesc, values, nulls);
 	/*
-	 * Once the views changed (a new view may read more), keep them all;
-	 * but a column whose form changed since the buffer was laid out
-	 * cannot be kept in it, and the views must be rebuilt.
+	 * Once the views changed (a new view may read more), keep them all,
+	 * but for a column whose form changed since the buffer was laid out,
+	 * which it cannot hold: a view that reads it is applied from the WAL
+	 * decoded again (kappa_check_buffer_columns), where it breaks.
 	 */
-	if (buf->reformed && sources_stale)
-	{
-		buf->schema_change_lsn = commit_lsn;
-		return;
-	}
 	if (buf->dropped != NULL && !sources_stale)
 	{
 		for (int i = 0; i < n; i++)
 			nulls[i] |= buf->dropped[i];
+		buf->dropped_lsn = commit_lsn;
+	}
+	else if (buf->reformed != NULL)
+	{
+		for (int i = 0; i < n; i++)
+			nulls[i] |= buf->reformed[i];
 		buf->dropped_lsn = commit_lsn;
 	}
 
