@@ -450,7 +450,7 @@ BEGIN
         END IF;
         -- a column of another type says so itself (kappa.source_problem)
         PERFORM kappa.break_view(v.id, coalesce(kappa.source_problem(v),
-            format(E'the values of %s of source table %s were computed again\nDETAIL:  A table rewrite (ALTER COLUMN ... TYPE ... USING) changes rows without changes the view can decode.\nHINT:  If the view''s query reads the table as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
+            format(E'the values of %s of source table %s were computed again\nDETAIL:  ALTER COLUMN ... TYPE rewrote the table: its rows changed without row changes in the WAL, from which the view is maintained.\nHINT:  If the view''s query reads the table as it is now, build the view again with kappa.alter_view(view => %L, rebuild => true).',
                    coalesce(format('column %I', col), 'a column'),
                    coalesce(src, rel)::regclass, v.relid::regclass::text)));
     END LOOP;

@@ -529,6 +529,7 @@ extern void kappa_drop_guard_init(void);
 
 /* views/source_columns.c */
 extern bool *kappa_catalog_columns_read(int id, int source_index, Oid source, int *natts);
+extern void kappa_columns_changed_error(Oid relid) pg_attribute_noreturn();
 
 /* views/delta_sizes.c */
 extern void kappa_delta_sizes_init(void);

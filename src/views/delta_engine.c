@@ -689,10 +689,7 @@ kappa_apply_view(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 
 		kappa_check_source_access(sp->relid, vp->owner);
 		if (buf->schema_change_lsn > applied)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("columns of source table \"%s\" changed",
-							get_rel_name(sp->relid))));
+			kappa_columns_changed_error(sp->relid);
 		kappa_check_buffer_columns(buf, NULL, 0, applied);
 		if (buf->truncate_lsn > applied)
 		{

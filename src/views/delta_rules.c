@@ -1990,10 +1990,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			continue;
 		kappa_check_source_access(rp->sources[i], rp->owner);
 		if (buf->schema_change_lsn > applied)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("columns of source table \"%s\" changed",
-							get_rel_name(rp->sources[i]))));
+			kappa_columns_changed_error(rp->sources[i]);
 		kappa_check_buffer_columns(buf, rp->read[i], rp->read_natts[i], applied);
 		if (buf->truncate_lsn > applied)
 		{

@@ -208,3 +208,19 @@ kappa_on_table_rewrite(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_NULL();
 }
+
+/*
+ * The error of a view whose batch holds images of source relid from before
+ * and after a change of its columns' form (a column dropped, or given
+ * another type, while the view had changes of the table left to apply):
+ * the buffer can hold only one form.
+ */
+void
+kappa_columns_changed_error(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("columns of source table %s changed", kappa_qualified_name(relid)),
+			 errdetail("A column of the table was dropped or given another type while the view had changes of the table left to apply."),
+			 errhint("If the view's query reads the table as it is now, build the view again with kappa.alter_view(view, rebuild => true).")));
+}

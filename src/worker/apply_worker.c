@@ -1971,7 +1971,8 @@ apply_batch(void)
 				mark_broken(id, full.data);
 				ereport(WARNING,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("derived view %d is broken: %s", id, edata->message),
+						 errmsg("derived view \"%s\" is broken: %s", kappa_rel_label(relid),
+								edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0,
 						 edata->context ? errcontext("%s", edata->context) : 0));
 			}

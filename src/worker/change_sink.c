@@ -350,12 +350,19 @@ kappa_check_buffer_columns(KappaSourceBuffer *buf, const bool *read, int natts,
 	if (buf->dropped == NULL || buf->dropped_lsn <= applied)
 		return;
 	for (int i = 0; i < buf->srcnatts; i++)
-		if (buf->dropped[i] && (read == NULL || (i < natts && read[i])))
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("the batch was decoded without column %d of source table \"%s\", which the view reads",
-							i + 1, get_rel_name(buf->relid)),
-					 errdetail("The batch left out the columns no view read when it was decoded; the view is applied again from the WAL, decoded with every column.")));
+	{
+		char	   *column;
+
+		if (!buf->dropped[i] || (read != NULL && (i >= natts || !read[i])))
+			continue;
+		column = get_attname(buf->relid, i + 1, true);
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the batch was decoded without column %s of source table \"%s\", which the view reads",
+						column ? quote_identifier(column) : psprintf("%d", i + 1),
+						get_rel_name(buf->relid)),
+				 errdetail("The batch left out the columns no view read when it was decoded; the view is applied again from the WAL, decoded with every column.")));
+	}
 }
 
 /* kappa.views changed: keep every table until the worker reloads. */
