@@ -181,6 +181,48 @@ SELECT kappa.alter_view(view => 'rn_tzv', rebuild => true);
 SELECT kappa.drop_view('rn_tzv');
 DROP TABLE rn_tz2, rn_tz3;
 
+-- ALTER VIEW, ALTER INDEX, ... may name a table: a column renamed so
+-- breaks the view, the table renamed so is followed
+CREATE TABLE rn_av (id int PRIMARY KEY, x int, y int);
+INSERT INTO rn_av SELECT g, g, 10 * g FROM generate_series(1, 3) g;
+SELECT kappa.create_view('rn_avv', 'SELECT id, x FROM rn_av') IS NOT NULL AS created;
+ALTER VIEW rn_av RENAME COLUMN x TO tmp;
+SELECT state FROM kappa.views WHERE relid = 'rn_avv'::regclass;
+ALTER VIEW rn_av RENAME COLUMN tmp TO x;
+SELECT kappa.alter_view(view => 'rn_avv', rebuild => true) IS NOT NULL AS rebuilt;
+ALTER INDEX rn_av RENAME TO rn_av2;
+SELECT canonical ~ 'public\.rn_av2\M' AS follows FROM kappa.views WHERE relid = 'rn_avv'::regclass;
+INSERT INTO rn_av2 VALUES (4, 4, 40);
+SELECT kappa.wait('rn_avv') AS waited;
+SELECT count(*) AS differences FROM kappa.verify('rn_avv');
+SELECT kappa.drop_view('rn_avv');
+DROP TABLE rn_av2;
+
+-- a function or domain the query names, renamed, or its schema: the query
+-- names it by its new name, and a new function that took the old name is
+-- not called; a function renamed itself breaks the view (as ALTER
+-- FUNCTION does)
+CREATE SCHEMA rn_fs;
+CREATE FUNCTION rn_fs.tri(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 3';
+CREATE DOMAIN rn_fs.pos AS int CHECK (VALUE > 0);
+CREATE TABLE rn_f (id int PRIMARY KEY, x int);
+INSERT INTO rn_f SELECT g, g FROM generate_series(1, 3) g;
+SELECT kappa.create_view('rn_fv', 'SELECT id, rn_fs.tri(x) AS d FROM rn_f WHERE x <> -1::rn_fs.pos') IS NOT NULL AS created;
+ALTER SCHEMA rn_fs RENAME TO rn_fs_old;
+CREATE SCHEMA rn_fs;
+CREATE FUNCTION rn_fs.tri(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT -$1';
+ALTER DOMAIN rn_fs_old.pos RENAME TO pos2;
+SELECT canonical FROM kappa.views WHERE relid = 'rn_fv'::regclass;
+INSERT INTO rn_f VALUES (4, 4);
+SELECT kappa.wait('rn_fv') AS waited;
+SELECT * FROM rn_fv ORDER BY id;
+SELECT count(*) AS differences FROM kappa.verify('rn_fv');
+ALTER ROUTINE rn_fs_old.tri(int) RENAME TO tri_old;
+SELECT state FROM kappa.views WHERE relid = 'rn_fv'::regclass;
+SELECT kappa.drop_view('rn_fv');
+DROP TABLE rn_f;
+DROP SCHEMA rn_fs, rn_fs_old CASCADE;
+
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
 DROP SCHEMA rn_shop, rn_other CASCADE;
 REVOKE CREATE ON SCHEMA public FROM rn_alice;

@@ -25,12 +25,11 @@ DECLARE
     hint text;
 BEGIN
     -- a row an open transaction holds (an owner's kappa.alter_view) is
-    -- left to the worker, which meets the problem when it applies: DDL of
-    -- other roles must not wait for it
+    -- waited for, as the DDL waits for a lock on the table that any reader
+    -- of it holds: skipped, the problem was lost where the worker cannot
+    -- meet it again (a rewrite, a collation changed)
     UPDATE kappa.views w SET state = 'broken', last_error = problem
-     WHERE w.id = (SELECT l.id FROM kappa.views l
-                    WHERE l.id = break_view.id AND l.state <> 'broken'
-                      FOR UPDATE SKIP LOCKED)
+     WHERE w.id = break_view.id AND w.state <> 'broken'
     RETURNING w.relid::regclass INTO rel;
     IF NOT FOUND THEN
         RETURN;
@@ -507,16 +506,40 @@ END
 $$;
 
 CREATE EVENT TRIGGER kappa_function_replaced ON ddl_command_end
-    WHEN TAG IN ('CREATE FUNCTION', 'ALTER FUNCTION')
+    WHEN TAG IN ('CREATE FUNCTION', 'ALTER FUNCTION', 'ALTER ROUTINE')
     EXECUTE FUNCTION kappa.on_function_replaced();
 
 -- ALTER TYPE changes the columns of the tables of that type too (RENAME
 -- ATTRIBUTE ... CASCADE, for one): kappa.on_ddl_end looks at every view
 -- after it, as after ALTER TABLE.
+-- ALTER VIEW, MATERIALIZED VIEW, FOREIGN TABLE and INDEX may name a table
+-- too, and rename its columns.
 DROP EVENT TRIGGER kappa_ddl_end;
 CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'GRANT', 'REVOKE')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'GRANT', 'REVOKE', 'ALTER VIEW',
+                 'ALTER MATERIALIZED VIEW', 'ALTER FOREIGN TABLE', 'ALTER INDEX')
     EXECUTE FUNCTION kappa.on_ddl_end();
+
+-- Renames that views follow (src/views/view_rename.c): of a table, also
+-- through ALTER VIEW, INDEX, ...; of a schema; and of a function, type,
+-- operator or collation a view's query names, whose name the query's text
+-- keeps (printed again from its parse tree).
+DROP EVENT TRIGGER kappa_ddl_start;
+DROP EVENT TRIGGER kappa_ddl_renamed;
+CREATE EVENT TRIGGER kappa_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW',
+                 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER FUNCTION',
+                 'ALTER ROUTINE', 'ALTER PROCEDURE', 'ALTER AGGREGATE', 'ALTER TYPE',
+                 'ALTER DOMAIN', 'ALTER OPERATOR', 'ALTER COLLATION', 'ALTER CONVERSION',
+                 'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY')
+    EXECUTE FUNCTION kappa.on_ddl_start();
+CREATE EVENT TRIGGER kappa_ddl_renamed ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW',
+                 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER FUNCTION',
+                 'ALTER ROUTINE', 'ALTER PROCEDURE', 'ALTER AGGREGATE', 'ALTER TYPE',
+                 'ALTER DOMAIN', 'ALTER OPERATOR', 'ALTER COLLATION', 'ALTER CONVERSION',
+                 'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY')
+    EXECUTE FUNCTION kappa.on_ddl_renamed();
 
 -- DROP ... CASCADE of an object a view's internal tables depend on (the
 -- type of a source's column, say; a range type through its subtype_diff

@@ -11,12 +11,19 @@
  *		ALTER TABLE src SET SCHEMA ...
  *		ALTER SCHEMA s RENAME TO ...
  *
- * that text would name a table that no longer exists, and the view would
- * stop at its next batch.  So before such a command (ddl_command_start,
+ * (or ALTER VIEW, INDEX, ... naming the table) that text would name a
+ * table that no longer exists, and the view would stop at its next batch;
+ * after a function, type, operator or collation the query names is
+ * renamed or moved, or its schema renamed, the text would name another
+ * object that took the old name, or none.  So before such a command (ddl_command_start,
  * kappa_on_ddl_start) the query of each view that reads a table it
  * touches is parsed while the old names still resolve, and after it
  * (ddl_command_end, kappa_on_ddl_renamed) printed again from the parse
  * tree, which refers to tables by OID: the text then has the new names.
+ * A command that renames anything but a table (or a schema) prints the
+ * query of every view with a tree again: only those whose text changes
+ * are written.
+ *
  * That tree is the one create_view wrote to kappa.views.query_tree:
  * parsing the text again would run the view owner's code (a domain's
  * CHECK on a literal of the query, as its input function checks it)
@@ -75,31 +82,57 @@ static Oid	renamed_relid = InvalidOid; /* the table it renames or moves */
 static Oid	renamed_nspid = InvalidOid; /* the schema it renames */
 static LocalTransactionId parsed_lxid = InvalidLocalTransactionId;
 
+/* Is kind a relation that ALTER TABLE, VIEW, INDEX, ... can rename? */
+static bool
+relation_kind(ObjectType kind)
+{
+	return kind == OBJECT_TABLE || kind == OBJECT_VIEW || kind == OBJECT_MATVIEW ||
+		kind == OBJECT_FOREIGN_TABLE || kind == OBJECT_INDEX || kind == OBJECT_SEQUENCE;
+}
+
 /*
- * The table a command renames or moves to another schema, or the schema
- * it renames; both invalid for any other command.
+ * What a command renames or moves to another schema: a relation (*relid;
+ * ALTER VIEW, INDEX, ... may name a table too), a schema (*nspid), or any
+ * other object a view's query can name, a function, type, operator or
+ * collation (*other).  False for any other command, and for a column or
+ * constraint renamed (a column a view reads renamed breaks the view:
+ * kappa.on_ddl_end).
  */
-static void
-renamed_object(Node *stmt, Oid *relid, Oid *nspid)
+static bool
+renamed_object(Node *stmt, Oid *relid, Oid *nspid, bool *other)
 {
 	*relid = InvalidOid;
 	*nspid = InvalidOid;
+	*other = false;
 	if (IsA(stmt, RenameStmt))
 	{
 		RenameStmt *rs = (RenameStmt *) stmt;
 
-		if (rs->renameType == OBJECT_TABLE && rs->relation)
+		if (rs->renameType == OBJECT_COLUMN || rs->renameType == OBJECT_ATTRIBUTE ||
+			rs->renameType == OBJECT_TABCONSTRAINT || rs->renameType == OBJECT_DOMCONSTRAINT ||
+			rs->renameType == OBJECT_TRIGGER || rs->renameType == OBJECT_RULE ||
+			rs->renameType == OBJECT_POLICY)
+			return false;
+		if (relation_kind(rs->renameType) && rs->relation)
 			*relid = RangeVarGetRelid(rs->relation, NoLock, true);
 		else if (rs->renameType == OBJECT_SCHEMA)
+		{
 			*nspid = get_namespace_oid(rs->subname, true);
+			*other = true;		/* its functions and types too */
+		}
+		else
+			*other = true;
 	}
 	else if (IsA(stmt, AlterObjectSchemaStmt))
 	{
 		AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
 
-		if (as->objectType == OBJECT_TABLE && as->relation)
+		if (relation_kind(as->objectType) && as->relation)
 			*relid = RangeVarGetRelid(as->relation, NoLock, true);
+		else
+			*other = true;
 	}
+	return OidIsValid(*relid) || OidIsValid(*nspid) || *other;
 }
 
 /* What view_step_run is to do, and its result */
@@ -161,8 +194,9 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	EventTriggerData *trigdata;
 	Oid			relid;
 	Oid			nspid;
-	Oid			argtypes[2] = {OIDOID, OIDOID};
-	Datum		args[2];
+	bool		other;
+	Oid			argtypes[3] = {OIDOID, OIDOID, BOOLOID};
+	Datum		args[3];
 	int			nviews;
 	ParsedView *views;
 	char	  **texts;
@@ -173,8 +207,7 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "kappa_on_ddl_start: not fired by an event trigger");
 	trigdata = (EventTriggerData *) fcinfo->context;
-	renamed_object(trigdata->parsetree, &relid, &nspid);
-	if (!OidIsValid(relid) && !OidIsValid(nspid))
+	if (!renamed_object(trigdata->parsetree, &relid, &nspid, &other))
 		PG_RETURN_NULL();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -182,14 +215,16 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	kappa_become(kappa_extension_owner(), &saved);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = ObjectIdGetDatum(nspid);
+	args[2] = BoolGetDatum(other);
 	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, " KAPPA_VIEW_ENGINE ", "
 							  KAPPA_VIEW_QUERY_TREE " FROM kappa.views v"
 							  " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
 							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
 							  " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
 							  " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
+							  " OR ($3 AND " KAPPA_VIEW_QUERY_TREE " IS NOT NULL)"
 							  " ORDER BY v.id",
-							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+							  3, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 
 	/* copied out of SPI's memory before any subtransaction */
