@@ -236,6 +236,17 @@ kappa_rel_label(Oid relid)
 	return name ? name : psprintf("%u", relid);
 }
 
+/* schema.table of a relation, for messages, or its OID if it is gone. */
+char *
+kappa_qualified_label(Oid relid)
+{
+	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
+
+	if (name == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
 /* "schema"."table" of an existing relation, or an error naming its OID. */
 char *
 kappa_qualified_name(Oid relid)

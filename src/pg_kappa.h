@@ -618,6 +618,7 @@ extern Oid	kappa_creation_namespace(const char *schemaname);
 extern Oid	kappa_extension_owner(void);
 extern char *kappa_slot_name(Oid dboid);
 extern char *kappa_rel_label(Oid relid);
+extern char *kappa_qualified_label(Oid relid);
 extern char *kappa_qualified_name(Oid relid);
 extern void kappa_lock_sources(List *sources);
 extern void kappa_become(Oid role, SavedUser *saved);

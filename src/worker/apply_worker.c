@@ -891,7 +891,7 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 	h->retry_at = GetCurrentTimestamp() + (TimestampTz) delay * 1000;
 
 	ereport(WARNING,
-			(errmsg("derived view %d is behind: %s", id, reason),
+			(errmsg("derived view %s is behind: %s", kappa_qualified_label(relid), reason),
 			 errdetail("The other views go on; this one is retried from its applied LSN in %d ms.",
 					   delay),
 			 errhint("See pg_kappa.view_lock_timeout and pg_kappa.view_statement_timeout.")));
@@ -1971,7 +1971,7 @@ apply_batch(void)
 				mark_broken(id, full.data);
 				ereport(WARNING,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("derived view \"%s\" is broken: %s", kappa_rel_label(relid),
+						 errmsg("derived view %s is broken: %s", kappa_qualified_label(relid),
 								edata->message),
 						 edata->detail ? errdetail("%s", edata->detail) : 0,
 						 edata->context ? errcontext("%s", edata->context) : 0));
