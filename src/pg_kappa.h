@@ -33,6 +33,8 @@
 /* subxact.c: one step in a subtransaction, its error caught */
 extern ErrorData *kappa_try_in_subxact(void (*step) (void *arg), void *arg,
 									   MemoryContext errcxt);
+extern ErrorData *kappa_try_and_undo_in_subxact(void (*step) (void *arg), void *arg,
+												MemoryContext errcxt);
 
 /* ----------
  * json_write.c: JSON text for values, strings and LSNs

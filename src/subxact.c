@@ -36,8 +36,8 @@
  * starts in the caller's memory context, and the caller's memory context
  * and resource owner are current again on return, either way.
  */
-ErrorData *
-kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
+static ErrorData *
+run_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt, bool undo)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -48,7 +48,10 @@ kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
 	PG_TRY();
 	{
 		step(arg);
-		ReleaseCurrentSubTransaction();
+		if (undo)
+			RollbackAndReleaseCurrentSubTransaction();
+		else
+			ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
@@ -64,4 +67,22 @@ kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
 		edata->filename != NULL && strcmp(edata->filename, "postgres.c") == 0)
 		ReThrowError(edata);
 	return edata;
+}
+
+ErrorData *
+kappa_try_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
+{
+	return run_in_subxact(step, arg, errcxt, false);
+}
+
+/*
+ * The same, but the subtransaction is rolled back when the step succeeds
+ * too: a step that only reads (prints a query) leaves no lock behind for
+ * the rest of the transaction.  What it returns must be in a context of
+ * the caller's.
+ */
+ErrorData *
+kappa_try_and_undo_in_subxact(void (*step) (void *arg), void *arg, MemoryContext errcxt)
+{
+	return run_in_subxact(step, arg, errcxt, true);
 }

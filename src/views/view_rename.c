@@ -20,9 +20,17 @@
  * touches is parsed while the old names still resolve, and after it
  * (ddl_command_end, kappa_on_ddl_renamed) printed again from the parse
  * tree, which refers to tables by OID: the text then has the new names.
- * A command that renames anything but a table (or a schema) prints the
- * query of every view with a tree again: only those whose text changes
- * are written.
+ * The views printed again are those whose query names what the command
+ * renames: that read the table, or a table of the schema, or name a table
+ * by a regclass literal; or whose derived table depends on the function,
+ * type, operator or collation (create_view records those dependencies),
+ * on one in the schema, or on a member of the extension moved.  An
+ * attribute of a composite type and an enum's value renamed count as the
+ * type renamed.  Each is parsed or printed in a subtransaction that is
+ * rolled back after it (its locks on the view's tables go with it), and
+ * waits at most RENAME_LOCK_TIMEOUT for a lock: a view whose query could
+ * not be printed before the command is marked broken after it, since its
+ * text might name an object that takes the old name.
  *
  * That tree is the one create_view wrote to kappa.views.query_tree:
  * parsing the text again would run the view owner's code (a domain's
@@ -48,17 +56,28 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/catversion.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "nodes/readfuncs.h"
+#include "parser/parse_type.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -77,6 +96,8 @@ typedef struct ParsedView
 } ParsedView;
 
 static List *parsed_views = NIL;	/* in TopTransactionContext */
+static List *unprinted = NIL;	/* ids of views whose query could not be
+								 * printed before the rename, likewise */
 static bool renamed = false;	/* a rename began in transaction parsed_lxid */
 static Oid	renamed_relid = InvalidOid; /* the table it renames or moves */
 static Oid	renamed_nspid = InvalidOid; /* the schema it renames */
@@ -90,50 +111,134 @@ relation_kind(ObjectType kind)
 		kind == OBJECT_FOREIGN_TABLE || kind == OBJECT_INDEX || kind == OBJECT_SEQUENCE;
 }
 
+/* What a command renames or moves, as far as views' queries can name it */
+typedef struct RenameScope
+{
+	Oid			relid;			/* a relation (ALTER VIEW, INDEX, ... may
+								 * name a table too) */
+	Oid			nspid;			/* a schema */
+	ObjectAddress object;		/* a function, type, operator, collation,
+								 * ...; classId invalid for none */
+	Oid			extension;		/* an extension moved to another schema */
+} RenameScope;
+
+/* Does the current user own the object (as the command will check)? */
+static bool
+owns_object(ObjectAddress address)
+{
+	AttrNumber	attnum = get_object_attnum_owner(address.classId);
+	Relation	catalog;
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (attnum == InvalidAttrNumber)
+		return false;
+	catalog = table_open(address.classId, AccessShareLock);
+	tup = get_catalog_object_by_oid(catalog, get_object_attnum_oid(address.classId),
+									address.objectId);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		owner = heap_getattr(tup, attnum, RelationGetDescr(catalog), &isnull);
+
+		result = !isnull && has_privs_of_role(GetUserId(), DatumGetObjectId(owner));
+	}
+	table_close(catalog, AccessShareLock);
+	return result;
+}
+
+/* The object a RenameStmt or AlterObjectSchemaStmt names, if any */
+static ObjectAddress
+named_object(ObjectType kind, Node *object)
+{
+	Relation	rel = NULL;
+	ObjectAddress address;
+
+	/* ALTER TYPE and DOMAIN give a type's name as a list of names */
+	if ((kind == OBJECT_TYPE || kind == OBJECT_DOMAIN) && IsA(object, List))
+		object = (Node *) makeTypeNameFromNameList((List *) object);
+	address = get_object_address(kind, object, &rel, AccessShareLock, true);
+
+	if (rel != NULL)
+		relation_close(rel, NoLock);	/* (the command locks it anyway) */
+	return address;
+}
+
 /*
- * What a command renames or moves to another schema: a relation (*relid;
- * ALTER VIEW, INDEX, ... may name a table too), a schema (*nspid), or any
- * other object a view's query can name, a function, type, operator or
- * collation (*other).  False for any other command, and for a column or
- * constraint renamed (a column a view reads renamed breaks the view:
- * kappa.on_ddl_end).
+ * What a command renames or moves to another schema (scope), or changes
+ * the name of inside a type (an attribute, an enum's value): false for any
+ * other command, for a column or constraint renamed (a column a view reads
+ * renamed breaks the view: kappa.on_ddl_end), and for an object the
+ * current user does not own (the command fails, and nothing need be
+ * printed for it before).
  */
 static bool
-renamed_object(Node *stmt, Oid *relid, Oid *nspid, bool *other)
+renamed_object(Node *stmt, RenameScope *scope)
 {
-	*relid = InvalidOid;
-	*nspid = InvalidOid;
-	*other = false;
+	memset(scope, 0, sizeof(RenameScope));
+	scope->object.classId = InvalidOid;
 	if (IsA(stmt, RenameStmt))
 	{
 		RenameStmt *rs = (RenameStmt *) stmt;
 
-		if (rs->renameType == OBJECT_COLUMN || rs->renameType == OBJECT_ATTRIBUTE ||
-			rs->renameType == OBJECT_TABCONSTRAINT || rs->renameType == OBJECT_DOMCONSTRAINT ||
-			rs->renameType == OBJECT_TRIGGER || rs->renameType == OBJECT_RULE ||
-			rs->renameType == OBJECT_POLICY)
+		if (rs->renameType == OBJECT_COLUMN || rs->renameType == OBJECT_TABCONSTRAINT ||
+			rs->renameType == OBJECT_DOMCONSTRAINT || rs->renameType == OBJECT_TRIGGER ||
+			rs->renameType == OBJECT_RULE || rs->renameType == OBJECT_POLICY)
 			return false;
-		if (relation_kind(rs->renameType) && rs->relation)
-			*relid = RangeVarGetRelid(rs->relation, NoLock, true);
-		else if (rs->renameType == OBJECT_SCHEMA)
+		if (rs->renameType == OBJECT_ATTRIBUTE && rs->relation)
 		{
-			*nspid = get_namespace_oid(rs->subname, true);
-			*other = true;		/* its functions and types too */
+			/* a composite type's attribute: views name it by its name */
+			Oid			relid = RangeVarGetRelid(rs->relation, NoLock, true);
+
+			if (OidIsValid(relid))
+				ObjectAddressSet(scope->object, TypeRelationId, get_rel_type_id(relid));
 		}
-		else
-			*other = true;
+		else if (relation_kind(rs->renameType) && rs->relation)
+			scope->relid = RangeVarGetRelid(rs->relation, NoLock, true);
+		else if (rs->renameType == OBJECT_SCHEMA)
+			scope->nspid = get_namespace_oid(rs->subname, true);
+		else if (rs->object != NULL)
+			scope->object = named_object(rs->renameType, rs->object);
 	}
 	else if (IsA(stmt, AlterObjectSchemaStmt))
 	{
 		AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
 
 		if (relation_kind(as->objectType) && as->relation)
-			*relid = RangeVarGetRelid(as->relation, NoLock, true);
-		else
-			*other = true;
+			scope->relid = RangeVarGetRelid(as->relation, NoLock, true);
+		else if (as->objectType == OBJECT_EXTENSION)
+			scope->extension = get_extension_oid(strVal(as->object), true);
+		else if (as->object != NULL)
+			scope->object = named_object(as->objectType, as->object);
 	}
-	return OidIsValid(*relid) || OidIsValid(*nspid) || *other;
+	else if (IsA(stmt, AlterEnumStmt) && ((AlterEnumStmt *) stmt)->oldVal != NULL)
+	{
+		/* an enum's value renamed: views name its values by their labels */
+		TypeName   *tn = makeTypeNameFromNameList(((AlterEnumStmt *) stmt)->typeName);
+		Oid			typid = LookupTypeNameOid(NULL, tn, true);
+
+		if (OidIsValid(typid))
+			ObjectAddressSet(scope->object, TypeRelationId, typid);
+	}
+
+	if (OidIsValid(scope->relid))
+		return pg_class_ownercheck(scope->relid, GetUserId());
+	if (OidIsValid(scope->nspid))
+		return pg_namespace_ownercheck(scope->nspid, GetUserId());
+	if (OidIsValid(scope->extension))
+		return pg_extension_ownercheck(scope->extension, GetUserId());
+	if (OidIsValid(scope->object.classId) && OidIsValid(scope->object.objectId))
+		return owns_object(scope->object);
+	return false;
 }
+
+/*
+ * How long parsing or printing a view's query around a rename waits for a
+ * lock on a table it reads (AccessShareLock, which only another session's
+ * ACCESS EXCLUSIVE lock conflicts with).  Each step runs in a subtransaction
+ * rolled back after it, so the locks are not kept past it either.
+ */
+#define RENAME_LOCK_TIMEOUT "1s"
 
 /* What view_step_run is to do, and its result */
 typedef struct ViewStep
@@ -154,6 +259,9 @@ view_step_run(void *arg)
 	KappaOwnerScope scope;
 
 	kappa_owner_enter(step->owner, &scope);
+	/* another session's lock on a table the query reads holds no rename up */
+	(void) set_config_option("lock_timeout", RENAME_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (step->def == NULL)
 		step->result = kappa_compile_view(step->canonical, step->engine);
 	else
@@ -174,7 +282,8 @@ view_step(int id, Oid owner, const char *canonical, int engine, KappaViewDef *de
 		  MemoryContext cxt)
 {
 	ViewStep	step = {owner, canonical, engine, def, cxt, NULL};
-	ErrorData  *edata = kappa_try_in_subxact(view_step_run, &step, CurrentMemoryContext);
+	ErrorData  *edata = kappa_try_and_undo_in_subxact(view_step_run, &step,
+													  CurrentMemoryContext);
 
 	if (edata == NULL)
 		return step.result;
@@ -192,11 +301,9 @@ Datum
 kappa_on_ddl_start(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata;
-	Oid			relid;
-	Oid			nspid;
-	bool		other;
-	Oid			argtypes[3] = {OIDOID, OIDOID, BOOLOID};
-	Datum		args[3];
+	RenameScope scope;
+	Oid			argtypes[5] = {OIDOID, OIDOID, OIDOID, OIDOID, OIDOID};
+	Datum		args[5];
 	int			nviews;
 	ParsedView *views;
 	char	  **texts;
@@ -207,24 +314,47 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "kappa_on_ddl_start: not fired by an event trigger");
 	trigdata = (EventTriggerData *) fcinfo->context;
-	if (!renamed_object(trigdata->parsetree, &relid, &nspid, &other))
+	if (!renamed_object(trigdata->parsetree, &scope))
 		PG_RETURN_NULL();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_become(kappa_extension_owner(), &saved);
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = ObjectIdGetDatum(nspid);
-	args[2] = BoolGetDatum(other);
-	if (SPI_execute_with_args("SELECT v.id, v.owner, v.canonical, " KAPPA_VIEW_ENGINE ", "
-							  KAPPA_VIEW_QUERY_TREE " FROM kappa.views v"
-							  " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
-							  " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
-							  " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
-							  " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
-							  " OR ($3 AND " KAPPA_VIEW_QUERY_TREE " IS NOT NULL)"
-							  " ORDER BY v.id",
-							  3, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+	args[0] = ObjectIdGetDatum(scope.relid);
+	args[1] = ObjectIdGetDatum(scope.nspid);
+	args[2] = ObjectIdGetDatum(scope.object.classId);
+	args[3] = ObjectIdGetDatum(scope.object.objectId);
+	args[4] = ObjectIdGetDatum(scope.extension);
+
+	/*
+	 * The views whose query names what the command renames: that reads the
+	 * table or a table in the schema, or names a table by a regclass
+	 * literal; or whose derived table depends on the object, on an object
+	 * in the schema, or on a member of the extension (the dependencies
+	 * create_view records for functions, types, operators and collations).
+	 */
+	if (SPI_execute_with_args(psprintf("SELECT v.id, v.owner, v.canonical, " KAPPA_VIEW_ENGINE ", "
+									   KAPPA_VIEW_QUERY_TREE " FROM kappa.views v"
+									   " WHERE $1 OPERATOR(pg_catalog.=) ANY (v.sources)"
+									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+									   " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
+									   " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
+									   " OR (($1 OPERATOR(pg_catalog.<>) 0 OR $2 OPERATOR(pg_catalog.<>) 0)"
+									   " AND pg_catalog.strpos(v.canonical, '::regclass') OPERATOR(pg_catalog.>) 0)"
+									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+									   " WHERE d.classid OPERATOR(pg_catalog.=) %u AND d.objid OPERATOR(pg_catalog.=) v.relid"
+									   " AND ((d.refclassid OPERATOR(pg_catalog.=) $3 AND d.refobjid OPERATOR(pg_catalog.=) $4)"
+									   " OR ($2 OPERATOR(pg_catalog.<>) 0 AND"
+									   " (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema"
+									   " OPERATOR(pg_catalog.=) (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n"
+									   " WHERE n.oid OPERATOR(pg_catalog.=) $2))"
+									   " OR ($5 OPERATOR(pg_catalog.<>) 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
+									   " WHERE e.refclassid OPERATOR(pg_catalog.=) %u AND e.refobjid OPERATOR(pg_catalog.=) $5"
+									   " AND e.deptype OPERATOR(pg_catalog.=) 'e'"
+									   " AND e.classid OPERATOR(pg_catalog.=) d.refclassid"
+									   " AND e.objid OPERATOR(pg_catalog.=) d.refobjid))))"
+									   " ORDER BY v.id", RelationRelationId, ExtensionRelationId),
+							  5, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 
 	/* copied out of SPI's memory before any subtransaction */
@@ -248,11 +378,15 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 	kappa_unbecome(&saved);
 
 	if (parsed_lxid != MyProc->lxid)
-		parsed_views = NIL;		/* the last transaction's, freed with it */
+	{
+		/* the last transaction's, freed with it */
+		parsed_views = NIL;
+		unprinted = NIL;
+	}
 	parsed_lxid = MyProc->lxid;
 	renamed = true;
-	renamed_relid = relid;
-	renamed_nspid = nspid;
+	renamed_relid = scope.relid;
+	renamed_nspid = scope.nspid;
 	for (int i = 0; i < nviews; i++)
 	{
 		views[i].parsed = (trees[i] == NULL);
@@ -276,6 +410,13 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 			 */
 			before = view_step(views[i].id, views[i].owner, NULL, 0, views[i].def,
 							   CurrentMemoryContext);
+			if (before == NULL)
+			{
+				MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+
+				unprinted = lappend_int(unprinted, views[i].id);
+				MemoryContextSwitchTo(oldcxt);
+			}
 			if (before == NULL || strcmp(before, texts[i]) != 0)
 				views[i].def = NULL;
 		}
@@ -366,9 +507,23 @@ kappa_on_ddl_renamed(PG_FUNCTION_ARGS)
 								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update kappa.views");
 	}
+	foreach(lc, unprinted)
+	{
+		Oid			breakargtypes[2] = {INT4OID, TEXTOID};
+		Datum		breakargs[2];
+
+		breakargs[0] = Int32GetDatum(lfirst_int(lc));
+		breakargs[1] = CStringGetTextDatum("the query of the view could not be printed again around a rename of an object it names\n"
+										   "DETAIL:  Its text may name an object that has taken the old name. Another session may have held a lock on a table it reads.\n"
+										   "HINT:  If the view's query reads what it should under the new names, build the view again with kappa.alter_view(view, rebuild => true).");
+		if (SPI_execute_with_args("SELECT kappa.break_view($1, $2)", 2, breakargtypes, breakargs,
+								  NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not run kappa.break_view");
+	}
 	kappa_unbecome(&saved);
 	SPI_finish();
 	parsed_views = NIL;
+	unprinted = NIL;
 	renamed = false;
 	PG_RETURN_NULL();
 }
