@@ -257,6 +257,50 @@ SELECT kappa.drop_view(v) FROM (VALUES ('rn_tct'::regclass), ('rn_tenum'), ('rn_
 DROP TABLE rn_tl;
 DROP SCHEMA rn_ts CASCADE;
 
+-- more that a query names without reading: a function of a schema whose
+-- name needs quotes, an array of a type, the row type of a table that is
+-- not a source (renamed, and its columns swapped), the result type of a
+-- function (its attributes swapped), a schema by a regnamespace literal;
+-- each renamed, and a new object taking the old name
+CREATE SCHEMA "Rn Q";
+CREATE FUNCTION "Rn Q".f(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 1';
+CREATE TYPE rn_arr AS ENUM ('a', 'b');
+CREATE TABLE rn_pair (a int, b int);
+CREATE TABLE rn_pair2 (a int, b int);
+CREATE TYPE rn_res AS (a int, b int);
+CREATE FUNCTION rn_mk(int, int) RETURNS rn_res LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1, $2)::public.rn_res';
+CREATE SCHEMA rn_ns;
+CREATE TABLE rn_q (id int PRIMARY KEY, x int, y int);
+INSERT INTO rn_q SELECT g, g, 10 * g FROM generate_series(1, 3) g;
+SELECT kappa.create_view('rn_q1', $$SELECT id, "Rn Q".f(x) AS fx, ('{a,b}'::rn_arr[] < '{b,a}'::rn_arr[]) AS lt,
+                                            (ROW(x, y)::rn_pair).a AS pa, (ROW(x, y)::rn_pair2).a AS pa2,
+                                            (rn_mk(x, y)).a AS ma, ('rn_ns'::regnamespace)::oid AS ns
+                                       FROM rn_q$$) IS NOT NULL AS created;
+ALTER SCHEMA "Rn Q" RENAME TO rn_q_old;
+CREATE SCHEMA "Rn Q";
+CREATE FUNCTION "Rn Q".f(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 1000';
+ALTER TYPE rn_arr RENAME TO rn_arr_old;
+CREATE TYPE rn_arr AS ENUM ('b', 'a');
+ALTER TABLE rn_pair RENAME COLUMN a TO tmp;
+ALTER TABLE rn_pair RENAME COLUMN b TO a;
+ALTER TABLE rn_pair RENAME COLUMN tmp TO b;
+ALTER TABLE rn_pair2 RENAME TO rn_pair2_old;
+CREATE TABLE rn_pair2 (b int, a int);
+ALTER TYPE rn_res RENAME ATTRIBUTE a TO tmp;
+ALTER TYPE rn_res RENAME ATTRIBUTE b TO a;
+ALTER TYPE rn_res RENAME ATTRIBUTE tmp TO b;
+ALTER SCHEMA rn_ns RENAME TO rn_ns_old;
+CREATE SCHEMA rn_ns;
+INSERT INTO rn_q VALUES (4, 4, 40);
+SELECT kappa.wait('rn_q1') AS waited;
+SELECT state, canonical FROM kappa.views WHERE relid = 'rn_q1'::regclass;
+SELECT count(*) AS differences FROM kappa.verify('rn_q1');
+SELECT kappa.drop_view('rn_q1');
+DROP TABLE rn_q, rn_pair, rn_pair2, rn_pair2_old;
+DROP FUNCTION rn_mk(int, int);
+DROP TYPE rn_res, rn_arr, rn_arr_old;
+DROP SCHEMA "Rn Q", rn_q_old, rn_ns, rn_ns_old CASCADE;
+
 SELECT kappa.drop_view(v) FROM (VALUES ('rn_sums'::regclass), ('rn_rows'), ('rn_alices')) s(v);
 DROP SCHEMA rn_shop, rn_other CASCADE;
 REVOKE CREATE ON SCHEMA public FROM rn_alice;

@@ -1696,7 +1696,7 @@ kappa_deparse_query(Query *query, Oid *rte_relids)
 		trim_join_columns(query, ncols);
 
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog",
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	result = pg_get_querydef(query, false);
@@ -1717,7 +1717,7 @@ kappa_deparse_expr(KappaViewDef *def, Node *expr)
 
 	Assert(def->nrtes == 1);
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog",
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	result = deparse_expression(expr,

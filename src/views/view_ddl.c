@@ -32,6 +32,10 @@
  */
 #include "postgres.h"
 
+#include "utils/fmgroids.h"
+#include "catalog/pg_depend.h"
+#include "catalog/indexing.h"
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
@@ -528,20 +532,41 @@ has_key_index(Oid relid, KappaViewDef *def)
 /*
  * The derived table depends on the functions, operators, types and
  * collations its query uses, as a view does: DROP FUNCTION of one of them
- * is refused, or drops the view with CASCADE.  Not on its sources: a
- * dropped source marks the view broken instead (kappa.on_sql_drop), and
- * the view can be dropped then.
+ * is refused, or drops the view with CASCADE; and on the attributes of
+ * composite types it reads fields of ((f(x)).a), which view_rename.c
+ * follows.  Not on tables: a dropped source marks the view broken instead
+ * (kappa.on_sql_drop), and the view can be dropped then.
  */
 static void
 record_query_dependencies(Oid derived, Query *query)
 {
 	ObjectAddress myself;
+	Relation	depRel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
 
 	ObjectAddressSet(myself, RelationRelationId, derived);
 	recordDependencyOnExpr(&myself, (Node *) query, NIL, DEPENDENCY_NORMAL);
 	CommandCounterIncrement();
-	deleteDependencyRecordsForClass(RelationRelationId, derived,
-									RelationRelationId, DEPENDENCY_NORMAL);
+
+	/* the dependencies on relations but composite types' */
+	depRel = table_open(DependRelationId, RowExclusiveLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(derived));
+	scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (dep->refclassid == RelationRelationId && dep->deptype == DEPENDENCY_NORMAL &&
+			get_rel_relkind(dep->refobjid) != RELKIND_COMPOSITE_TYPE)
+			CatalogTupleDelete(depRel, &tup->t_self);
+	}
+	systable_endscan(scan);
+	table_close(depRel, RowExclusiveLock);
 	CommandCounterIncrement();
 }
 

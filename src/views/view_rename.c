@@ -22,15 +22,18 @@
  * tree, which refers to tables by OID: the text then has the new names.
  * The views printed again are those whose query names what the command
  * renames: that read the table, or a table of the schema, or name a table
- * by a regclass literal; or whose derived table depends on the function,
- * type, operator or collation (create_view records those dependencies),
- * on one in the schema, or on a member of the extension moved.  An
- * attribute of a composite type and an enum's value renamed count as the
- * type renamed.  Each is parsed or printed in a subtransaction that is
- * rolled back after it (its locks on the view's tables go with it), and
- * waits at most RENAME_LOCK_TIMEOUT for a lock: a view whose query could
- * not be printed before the command is marked broken after it, since its
- * text might name an object that takes the old name.
+ * by a regclass literal holding its name; or whose derived table depends
+ * on the function, type (or its array type), operator or collation, on a
+ * table's row type, on the schema or one of its objects, or on a member
+ * of the extension moved (create_view records those dependencies, and on
+ * the attributes of composite types the query reads).  An attribute of a
+ * composite type, a column of a table, and an enum's value renamed count
+ * as the type renamed.  Each is parsed or printed in a subtransaction that
+ * is rolled back after it (its locks on the view's tables go with it), and
+ * waits at most RENAME_LOCK_TIMEOUT for a lock.  A view whose query could
+ * not be printed before the command, or printed otherwise than its text
+ * (something it names was renamed in a way not followed), is marked
+ * broken after it: its text might name an object that takes the old name.
  *
  * That tree is the one create_view wrote to kappa.views.query_tree:
  * parsing the text again would run the view owner's code (a domain's
@@ -64,6 +67,7 @@
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
@@ -181,13 +185,19 @@ renamed_object(Node *stmt, RenameScope *scope)
 	{
 		RenameStmt *rs = (RenameStmt *) stmt;
 
-		if (rs->renameType == OBJECT_COLUMN || rs->renameType == OBJECT_TABCONSTRAINT ||
+		if (rs->renameType == OBJECT_TABCONSTRAINT ||
 			rs->renameType == OBJECT_DOMCONSTRAINT || rs->renameType == OBJECT_TRIGGER ||
 			rs->renameType == OBJECT_RULE || rs->renameType == OBJECT_POLICY)
 			return false;
-		if (rs->renameType == OBJECT_ATTRIBUTE && rs->relation)
+		if ((rs->renameType == OBJECT_ATTRIBUTE || rs->renameType == OBJECT_COLUMN) &&
+			rs->relation)
 		{
-			/* a composite type's attribute: views name it by its name */
+			/*
+			 * A composite type's attribute, or a column of a table whose row
+			 * type a query names ((ROW(a, b)::t).x): such views name it by
+			 * its name.  (A column a view reads from its source renamed
+			 * breaks the view: kappa.on_ddl_end.)
+			 */
 			Oid			relid = RangeVarGetRelid(rs->relation, NoLock, true);
 
 			if (OidIsValid(relid))
@@ -339,21 +349,48 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
 									   " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
 									   " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
-									   " OR (($1 OPERATOR(pg_catalog.<>) 0 OR $2 OPERATOR(pg_catalog.<>) 0)"
-									   " AND pg_catalog.strpos(v.canonical, '::regclass') OPERATOR(pg_catalog.>) 0)"
+	/* a regclass literal: the name it gives must hold the old name */
+									   " OR (pg_catalog.strpos(v.canonical, '::regclass') OPERATOR(pg_catalog.>) 0"
+									   " AND (pg_catalog.strpos(v.canonical, (SELECT pg_catalog.quote_ident(c.relname)"
+									   " FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1))"
+									   " OPERATOR(pg_catalog.>) 0"
+									   " OR pg_catalog.strpos(v.canonical, (SELECT pg_catalog.quote_ident(n.nspname)"
+									   " FROM pg_catalog.pg_namespace n WHERE n.oid OPERATOR(pg_catalog.=) $2))"
+									   " OPERATOR(pg_catalog.>) 0))"
 									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
 									   " WHERE d.classid OPERATOR(pg_catalog.=) %u AND d.objid OPERATOR(pg_catalog.=) v.relid"
+	/* the object, its array type, or a composite type's attributes */
 									   " AND ((d.refclassid OPERATOR(pg_catalog.=) $3 AND d.refobjid OPERATOR(pg_catalog.=) $4)"
-									   " OR ($2 OPERATOR(pg_catalog.<>) 0 AND"
-									   " (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema"
-									   " OPERATOR(pg_catalog.=) (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n"
-									   " WHERE n.oid OPERATOR(pg_catalog.=) $2))"
+									   " OR ($3 OPERATOR(pg_catalog.=) %u AND d.refclassid OPERATOR(pg_catalog.=) %u"
+									   " AND d.refobjid OPERATOR(pg_catalog.=) (SELECT t.typrelid FROM pg_catalog.pg_type t"
+									   " WHERE t.oid OPERATOR(pg_catalog.=) $4))"
+									   " OR ($3 OPERATOR(pg_catalog.=) %u AND d.refclassid OPERATOR(pg_catalog.=) %u"
+									   " AND d.refobjid OPERATOR(pg_catalog.=) (SELECT t.typarray FROM pg_catalog.pg_type t"
+									   " WHERE t.oid OPERATOR(pg_catalog.=) $4))"
+	/* the row type of the relation, or its array type */
+									   " OR ($1 OPERATOR(pg_catalog.<>) 0 AND d.refclassid OPERATOR(pg_catalog.=) %u"
+									   " AND d.refobjid OPERATOR(pg_catalog.=) ANY ((SELECT ARRAY[t.oid, t.typarray]"
+									   " FROM pg_catalog.pg_type t WHERE t.typrelid OPERATOR(pg_catalog.=) $1)"
+									   "::pg_catalog.oid[]))"
+	/* the schema itself (regnamespace), or an object in it */
+									   " OR ($2 OPERATOR(pg_catalog.<>) 0 AND ((d.refclassid OPERATOR(pg_catalog.=) %u"
+									   " AND d.refobjid OPERATOR(pg_catalog.=) $2)"
+									   " OR (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema"
+									   " OPERATOR(pg_catalog.=) (SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n"
+									   " WHERE n.oid OPERATOR(pg_catalog.=) $2)))"
+	/* a member of the extension, or the array type of one */
 									   " OR ($5 OPERATOR(pg_catalog.<>) 0 AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
 									   " WHERE e.refclassid OPERATOR(pg_catalog.=) %u AND e.refobjid OPERATOR(pg_catalog.=) $5"
 									   " AND e.deptype OPERATOR(pg_catalog.=) 'e'"
-									   " AND e.classid OPERATOR(pg_catalog.=) d.refclassid"
-									   " AND e.objid OPERATOR(pg_catalog.=) d.refobjid))))"
-									   " ORDER BY v.id", RelationRelationId, ExtensionRelationId),
+									   " AND ((e.classid OPERATOR(pg_catalog.=) d.refclassid"
+									   " AND e.objid OPERATOR(pg_catalog.=) d.refobjid)"
+									   " OR (e.classid OPERATOR(pg_catalog.=) %u AND d.refclassid OPERATOR(pg_catalog.=) %u"
+									   " AND d.refobjid OPERATOR(pg_catalog.=) (SELECT t.typarray FROM pg_catalog.pg_type t"
+									   " WHERE t.oid OPERATOR(pg_catalog.=) e.objid)))))))"
+									   " ORDER BY v.id",
+									   RelationRelationId, TypeRelationId, RelationRelationId,
+									   TypeRelationId, TypeRelationId, TypeRelationId,
+									   NamespaceRelationId, ExtensionRelationId, TypeRelationId, TypeRelationId),
 							  5, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.views");
 
@@ -406,19 +443,19 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 			 * Printed now, the tree must give the text as it is: else
 			 * something else was renamed since (a column the view reads,
 			 * which broke it), and the text is left as it is, for the view
-			 * to be rebuilt from once that is named back.
+			 * to be rebuilt from once that is named back; a view still
+			 * running is marked broken.
 			 */
 			before = view_step(views[i].id, views[i].owner, NULL, 0, views[i].def,
 							   CurrentMemoryContext);
-			if (before == NULL)
+			if (before == NULL || strcmp(before, texts[i]) != 0)
 			{
 				MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 
 				unprinted = lappend_int(unprinted, views[i].id);
 				MemoryContextSwitchTo(oldcxt);
-			}
-			if (before == NULL || strcmp(before, texts[i]) != 0)
 				views[i].def = NULL;
+			}
 		}
 		if (views[i].def != NULL)
 		{
