@@ -532,8 +532,8 @@ has_key_index(Oid relid, KappaViewDef *def)
 /*
  * The derived table depends on the functions, operators, types and
  * collations its query uses, as a view does: DROP FUNCTION of one of them
- * is refused, or drops the view with CASCADE; and on the attributes of
- * composite types it reads fields of ((f(x)).a), which view_rename.c
+ * is refused, or drops the view with CASCADE; and on the composite types
+ * it reads fields of ((f(x)).a), whose attributes renamed view_rename.c
  * follows.  Not on tables: a dropped source marks the view broken instead
  * (kappa.on_sql_drop), and the view can be dropped then.
  */
@@ -545,12 +545,18 @@ record_query_dependencies(Oid derived, Query *query)
 	ScanKeyData key[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
+	List	   *composites = NIL;
+	ListCell   *lc;
 
 	ObjectAddressSet(myself, RelationRelationId, derived);
 	recordDependencyOnExpr(&myself, (Node *) query, NIL, DEPENDENCY_NORMAL);
 	CommandCounterIncrement();
 
-	/* the dependencies on relations but composite types' */
+	/*
+	 * The dependencies on relations go, but on a composite type's
+	 * attributes become one on the type (a table may not depend on a
+	 * column: ALTER TYPE ... ALTER ATTRIBUTE would fail on it).
+	 */
 	depRel = table_open(DependRelationId, RowExclusiveLock);
 	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(RelationRelationId));
@@ -561,12 +567,21 @@ record_query_dependencies(Oid derived, Query *query)
 	{
 		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
 
-		if (dep->refclassid == RelationRelationId && dep->deptype == DEPENDENCY_NORMAL &&
-			get_rel_relkind(dep->refobjid) != RELKIND_COMPOSITE_TYPE)
-			CatalogTupleDelete(depRel, &tup->t_self);
+		if (dep->refclassid != RelationRelationId || dep->deptype != DEPENDENCY_NORMAL)
+			continue;
+		if (get_rel_relkind(dep->refobjid) == RELKIND_COMPOSITE_TYPE)
+			composites = list_append_unique_oid(composites, get_rel_type_id(dep->refobjid));
+		CatalogTupleDelete(depRel, &tup->t_self);
 	}
 	systable_endscan(scan);
 	table_close(depRel, RowExclusiveLock);
+	foreach(lc, composites)
+	{
+		ObjectAddress type;
+
+		ObjectAddressSet(type, TypeRelationId, lfirst_oid(lc));
+		recordDependencyOn(&myself, &type, DEPENDENCY_NORMAL);
+	}
 	CommandCounterIncrement();
 }
 

@@ -349,14 +349,20 @@ kappa_on_ddl_start(PG_FUNCTION_ARGS)
 									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
 									   " WHERE c.oid OPERATOR(pg_catalog.=) ANY (v.sources)"
 									   " AND c.relnamespace OPERATOR(pg_catalog.=) $2)"
-	/* a regclass literal: the name it gives must hold the old name */
-									   " OR (pg_catalog.strpos(v.canonical, '::regclass') OPERATOR(pg_catalog.>) 0"
-									   " AND (pg_catalog.strpos(v.canonical, (SELECT pg_catalog.quote_ident(c.relname)"
-									   " FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1))"
-									   " OPERATOR(pg_catalog.>) 0"
-									   " OR pg_catalog.strpos(v.canonical, (SELECT pg_catalog.quote_ident(n.nspname)"
+	/*
+	 * a regclass literal of the table ('s.t'::regclass, as it prints), or
+	 * of a table of the schema (starting 's.)
+	 */
+									   " OR pg_catalog.strpos(v.canonical, (SELECT pg_catalog.quote_literal("
+									   "pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)"
+									   " pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.||) '::regclass'"
+									   " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+									   " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+									   " WHERE c.oid OPERATOR(pg_catalog.=) $1)) OPERATOR(pg_catalog.>) 0"
+									   " OR pg_catalog.strpos(v.canonical, (SELECT pg_catalog.chr(39) OPERATOR(pg_catalog.||)"
+									   " pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
 									   " FROM pg_catalog.pg_namespace n WHERE n.oid OPERATOR(pg_catalog.=) $2))"
-									   " OPERATOR(pg_catalog.>) 0))"
+									   " OPERATOR(pg_catalog.>) 0"
 									   " OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
 									   " WHERE d.classid OPERATOR(pg_catalog.=) %u AND d.objid OPERATOR(pg_catalog.=) v.relid"
 	/* the object, its array type, or a composite type's attributes */
