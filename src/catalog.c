@@ -240,11 +240,9 @@ kappa_rel_label(Oid relid)
 char *
 kappa_qualified_label(Oid relid)
 {
-	char	   *name = OidIsValid(relid) ? get_rel_name(relid) : NULL;
-
-	if (name == NULL)
+	if (!OidIsValid(relid) || get_rel_name(relid) == NULL)
 		return psprintf("%u", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+	return kappa_qualified_name(relid);
 }
 
 /* "schema"."table" of an existing relation, or an error naming its OID. */

@@ -524,24 +524,25 @@ CREATE EVENT TRIGGER kappa_ddl_end ON ddl_command_end
 -- through ALTER VIEW, INDEX, ...; of a schema; and of a function, type,
 -- operator or collation a view's query names, whose name the query's text
 -- keeps (printed again from its parse tree).
+-- The two fire for the same commands (one list): what the first parses
+-- before a command, the second prints after it.
 DROP EVENT TRIGGER kappa_ddl_start;
 DROP EVENT TRIGGER kappa_ddl_renamed;
-CREATE EVENT TRIGGER kappa_ddl_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW',
-                 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER FUNCTION',
-                 'ALTER ROUTINE', 'ALTER PROCEDURE', 'ALTER AGGREGATE', 'ALTER TYPE',
-                 'ALTER DOMAIN', 'ALTER OPERATOR', 'ALTER COLLATION', 'ALTER CONVERSION',
-                 'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY',
-                 'ALTER EXTENSION')
-    EXECUTE FUNCTION kappa.on_ddl_start();
-CREATE EVENT TRIGGER kappa_ddl_renamed ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW',
-                 'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER FUNCTION',
-                 'ALTER ROUTINE', 'ALTER PROCEDURE', 'ALTER AGGREGATE', 'ALTER TYPE',
-                 'ALTER DOMAIN', 'ALTER OPERATOR', 'ALTER COLLATION', 'ALTER CONVERSION',
-                 'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY',
-                 'ALTER EXTENSION')
-    EXECUTE FUNCTION kappa.on_ddl_renamed();
+DO $$
+DECLARE
+    tags text := $t$'ALTER TABLE', 'ALTER SCHEMA', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW',
+                    'ALTER FOREIGN TABLE', 'ALTER INDEX', 'ALTER SEQUENCE', 'ALTER FUNCTION',
+                    'ALTER ROUTINE', 'ALTER PROCEDURE', 'ALTER AGGREGATE', 'ALTER TYPE',
+                    'ALTER DOMAIN', 'ALTER OPERATOR', 'ALTER COLLATION', 'ALTER CONVERSION',
+                    'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY',
+                    'ALTER EXTENSION'$t$;
+BEGIN
+    EXECUTE format('CREATE EVENT TRIGGER kappa_ddl_start ON ddl_command_start'
+                   ' WHEN TAG IN (%s) EXECUTE FUNCTION kappa.on_ddl_start()', tags);
+    EXECUTE format('CREATE EVENT TRIGGER kappa_ddl_renamed ON ddl_command_end'
+                   ' WHEN TAG IN (%s) EXECUTE FUNCTION kappa.on_ddl_renamed()', tags);
+END
+$$;
 
 -- DROP ... CASCADE of an object a view's internal tables depend on (the
 -- type of a source's column, say; a range type through its subtype_diff

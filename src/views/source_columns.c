@@ -122,10 +122,9 @@ kappa_catalog_columns_read(int id, int source_index, Oid source, int *natts)
 	*natts = 0;
 	if (!columns_read(id, source_index, source, &read))
 		return NULL;
-	while ((k = bms_next_member(read, k)) >= 0)
-		*natts = Max(*natts, k + FirstLowInvalidHeapAttributeNumber);
+	if (!bms_is_empty(read))
+		*natts = Max(bms_prev_member(read, -1) + FirstLowInvalidHeapAttributeNumber, 0);
 	result = palloc0(sizeof(bool) * (*natts + 1));
-	k = -1;
 	while ((k = bms_next_member(read, k)) >= 0)
 	{
 		int			attno = k + FirstLowInvalidHeapAttributeNumber;

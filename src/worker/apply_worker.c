@@ -476,6 +476,7 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	List	   *capture_starts = NIL;
 	bool		resumed = false;
 	uint64		nviews;
+	ListCell   *lc;
 
 	views_changed = false;
 	StartTransactionCommand();
@@ -513,9 +514,9 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		elog(ERROR, "could not read kappa.views");
 	nviews = SPI_processed;
 	views_aligned = false;
-	for (int i = 0; i < list_length(view_sources); i++)
+	foreach(lc, view_sources)
 	{
-		ViewSource *vs = list_nth(view_sources, i);
+		ViewSource *vs = lfirst(lc);
 
 		if (vs->read != NULL)
 			pfree(vs->read);

@@ -844,6 +844,19 @@ buffer_store(void)
 	return rows;
 }
 
+/* Per-column flags (NULL: none) of oldn columns, for n, the new ones false */
+static bool *
+widen_flags(bool *flags, int oldn, int n)
+{
+	bool	   *wider;
+
+	if (flags == NULL)
+		return NULL;
+	wider = palloc0(sizeof(bool) * n);
+	memcpy(wider, flags, sizeof(bool) * oldn);
+	return wider;
+}
+
 /*
  * Columns were added to a source (ALTER TABLE ... ADD COLUMN) after some
  * of its changes in the batch: lay the buffer out with them, the images
@@ -863,20 +876,8 @@ widen_buffer(KappaSourceBuffer *buf, TupleDesc reldesc)
 	buffer_layout(buf, reldesc, old, oldn);
 	n = buf->srcnatts;
 	/* the added columns are kept: no view of the batch can read them */
-	if (buf->dropped != NULL)
-	{
-		bool	   *dropped = palloc0(sizeof(bool) * n);
-
-		memcpy(dropped, buf->dropped, sizeof(bool) * oldn);
-		buf->dropped = dropped;
-	}
-	if (buf->reformed != NULL)
-	{
-		bool	   *reformed = palloc0(sizeof(bool) * n);
-
-		memcpy(reformed, buf->reformed, sizeof(bool) * oldn);
-		buf->reformed = reformed;
-	}
+	buf->dropped = widen_flags(buf->dropped, oldn, n);
+	buf->reformed = widen_flags(buf->reformed, oldn, n);
 	buf->rows = buffer_store();
 	CurrentResourceOwner = batch_owner;
 	tuplestore_rescan(oldrows);
