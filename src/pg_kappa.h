@@ -163,6 +163,8 @@ extern char *kappa_test_crash_point;
  * InvalidOid, and can be taken over while it is neither wanted nor has a
  * worker attached (its worker retired).
  */
+#define KAPPA_MAX_HELD_RUNNING 16
+
 typedef struct KappaWorkerSlot
 {
 	ConditionVariable progress_cv;	/* broadcast when processed_lsn moves
@@ -178,6 +180,13 @@ typedef struct KappaWorkerSlot
 	int			starts;			/* starts since the slot was taken */
 	TimestampTz next_start;		/* not before (backoff) */
 	XLogRecPtr	processed_lsn;	/* all WAL before this is applied */
+	XLogRecPtr	running_lsn;	/* all WAL before this is applied to the
+								 * running views, but those listed below */
+	int			nheld_running;	/* running views held by the worker (their
+								 * row locked, rewritten...); more than
+								 * KAPPA_MAX_HELD_RUNNING: only
+								 * processed_lsn holds */
+	int			held_running[KAPPA_MAX_HELD_RUNNING];	/* their ids */
 	TimestampTz last_batch_at;
 	char		state[16];
 	char		last_error[256];
@@ -201,6 +210,8 @@ extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at);
+extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id,
+										   TimestampTz *last_batch_at);
 extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
 

@@ -240,6 +240,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 	ConditionVariable *cv = NULL;
 	bool		woken = false;
 	bool		done = false;
+	int			id = 0;
 
 	target = kappa_end_of_records(target);
 
@@ -258,8 +259,16 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		/*
 		 * The worker publishes its progress after it commits, so read the
 		 * progress first: the view's state read next is at least as new.
+		 * Its id, which the progress is read for, does not change.
 		 */
-		processed = kappa_worker_processed_lsn(MyDatabaseId, NULL);
+		if (id == 0)
+		{
+			oldcxt = MemoryContextSwitchTo(pollcxt);
+			read_waited_view(relid, &v);
+			id = v.id;
+			MemoryContextSwitchTo(oldcxt);
+		}
+		processed = kappa_view_processed_lsn(MyDatabaseId, id, NULL);
 		oldcxt = MemoryContextSwitchTo(pollcxt);
 		read_waited_view(relid, &v);
 		MemoryContextSwitchTo(oldcxt);

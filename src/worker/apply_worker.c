@@ -115,8 +115,10 @@ typedef struct HeldView
 	int			timeouts;		/* in a row */
 	bool		held;			/* not retried yet */
 	bool		running;		/* held while "running" (rewritten after a
-								 * batch's snapshot): waiters must not take
-								 * the worker's position as its */
+								 * batch's snapshot, or its row locked):
+								 * waiters must not take the worker's
+								 * position as its */
+	bool		row_locked;		/* its row was found locked (said once) */
 	TimestampTz retry_at;
 } HeldView;
 
@@ -151,7 +153,12 @@ static LogicalDecodingContext *start_decoding(void);
 static bool statement_timer_armed = false;
 static TimeoutId overdue_timeout = MAX_TIMEOUTS;	/* see view_limits_begin */
 static HeldView *find_held(int id);
+static HeldView *hold_in_worker(int id, Oid relid, List *sources);
 static bool hold_view(int id, Oid relid, List *sources, const char *reason);
+static bool lock_view_row(int id);
+static void set_positions(XLogRecPtr processed, XLogRecPtr running);
+static void hold_row_locked(int id, Oid relid, List *sources);
+static SPIPlanPtr batch_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 static volatile int overdue_id = 0;	/* the view whose code runs now */
 
 /*
@@ -237,7 +244,7 @@ worker_detach(int code, Datum arg)
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->pid = 0;
 	MySlot->latch = NULL;
-	MySlot->processed_lsn = InvalidXLogRecPtr;
+	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr);
 	LWLockRelease(KappaShmem->lock);
 }
 
@@ -305,7 +312,7 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	 */
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->wanted = false;
-	MySlot->processed_lsn = InvalidXLogRecPtr;
+	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr);
 	LWLockRelease(KappaShmem->lock);
 	CommitTransactionCommand();
 	ereport(LOG,
@@ -408,24 +415,32 @@ hold_slot_at(XLogRecPtr applied)
 }
 
 /*
- * Is a view held that stays "running" (rewritten after a batch's snapshot,
- * and not retried yet: its retry may wait for a lock)?  Waiters take the
- * worker's position as a running view's; until then it must be the slot's
- * confirmed position, which such a view holds back.
+ * Publish how far the worker has applied (the shared memory lock held):
+ * every view has applied everything before processed, the running views
+ * everything before running, but those this worker holds while they stay
+ * "running" (rewritten after a batch's snapshot, their row locked by
+ * another transaction; not retried yet), which hold the slot back at their
+ * applied LSN: their waiters must take processed.
  */
-static bool
-held_running(void)
+static void
+set_positions(XLogRecPtr processed, XLogRecPtr running)
 {
 	ListCell   *lc;
+	int			n = 0;
 
 	foreach(lc, held_views)
 	{
 		HeldView   *h = lfirst(lc);
 
-		if (h->held && h->running)
-			return true;
+		if (!h->held || !h->running)
+			continue;
+		if (n < KAPPA_MAX_HELD_RUNNING)
+			MySlot->held_running[n] = h->id;
+		n++;
 	}
-	return false;
+	MySlot->nheld_running = n;
+	MySlot->processed_lsn = n > 0 ? processed : running;
+	MySlot->running_lsn = running;
 }
 
 /*
@@ -491,7 +506,13 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		elog(ERROR, "SPI_connect failed");
 	if (at_start)
 	{
-		if (SPI_execute("UPDATE kappa.views SET state = 'running' WHERE state = 'initializing'"
+		/*
+		 * A row another transaction holds is not waited for (see
+		 * lock_view_row): its view stays held, and is retried.
+		 */
+		if (SPI_execute("UPDATE kappa.views SET state = 'running' WHERE id IN"
+						" (SELECT id FROM kappa.views WHERE state = 'initializing'"
+						" FOR NO KEY UPDATE SKIP LOCKED)"
 						" RETURNING id, last_error IS NOT NULL",
 						false, 0) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "could not update kappa.views");
@@ -506,6 +527,28 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 			h->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 			held_views = lappend(held_views, h);
 			catch_up_lsn = GetFlushRecPtr(NULL);
+		}
+		if (SPI_execute("SELECT id, relid, sources FROM kappa.views WHERE state = 'initializing'",
+						false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read kappa.views");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			Datum	   *elems;
+			int			n;
+			List	   *srcs = NIL;
+			HeldView   *h;
+
+			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)),
+							  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+			for (int j = 0; j < n; j++)
+				srcs = lappend_oid(srcs, DatumGetObjectId(elems[j]));
+			h = hold_in_worker(DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)),
+							   DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)),
+							   srcs);
+			h->retry_at = GetCurrentTimestamp() + (TimestampTz) LOCK_RECHECK_MS * 1000;
+			list_free(srcs);
 		}
 	}
 	if (SPI_execute("SELECT id, state, applied_lsn, s.source, " KAPPA_VIEW_ENGINE ", s.n"
@@ -637,7 +680,8 @@ mark_stale(const char *where, const char *message)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'stale', last_error = %s WHERE %s",
+	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'stale', last_error = %s WHERE id IN"
+							 " (SELECT id FROM kappa.views WHERE %s FOR NO KEY UPDATE SKIP LOCKED)",
 							 quote_literal_cstr(message), where),
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
@@ -691,16 +735,21 @@ check_retained_wal(void)
 						kappa_max_retained_wal));
 }
 
-static void
+/*
+ * Mark view id broken, in the batch's transaction (SPI connected).  False
+ * when another transaction holds its row (lock_view_row): then nothing is
+ * marked, and the caller holds the view, to meet its error again later.
+ */
+static bool
 mark_broken(int id, const char *message)
 {
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "UPDATE kappa.views SET state = 'broken', last_error = %s WHERE id = %d",
-					 quote_literal_cstr(message), id);
-	if (SPI_execute(sql.data, false, 0) != SPI_OK_UPDATE)
+	if (!lock_view_row(id))
+		return false;
+	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'broken', last_error = %s WHERE id = %d",
+							 quote_literal_cstr(message), id),
+					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
+	return true;
 }
 
 /*
@@ -864,6 +913,61 @@ hold_in_worker(int id, Oid relid, List *sources)
 }
 
 /*
+ * Lock view id's row in kappa.views until the (sub)transaction ends; false,
+ * at once, when another transaction holds it.  That is a kappa.alter_view
+ * or kappa.drop_view not committed yet, which the view's owner may keep
+ * open for as long as she likes: waiting for it would stall every other
+ * role's views too.  A row that is gone is nothing to wait for: true.  SPI
+ * connected.
+ */
+static bool
+lock_view_row(int id)
+{
+	static SPIPlanPtr lock_plan = NULL;
+	static SPIPlanPtr exists_plan = NULL;
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+
+	if (SPI_execute_plan(batch_plan(&lock_plan,
+									"SELECT FROM kappa.views WHERE id OPERATOR(pg_catalog.=) $1"
+									" FOR NO KEY UPDATE SKIP LOCKED",
+									1, &argtype),
+						 &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock a row of kappa.views");
+	if (SPI_processed == 1)
+		return true;
+	if (SPI_execute_plan(batch_plan(&exists_plan,
+									"SELECT FROM kappa.views WHERE id OPERATOR(pg_catalog.=) $1",
+									1, &argtype),
+						 &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	return SPI_processed == 0;
+}
+
+/*
+ * Another transaction holds view id's row: hold the view in this worker
+ * (the caller keeps the slot at its applied LSN), still "running" since
+ * its row cannot be written, and look at it again shortly.  Said once, not
+ * at every look.
+ */
+static void
+hold_row_locked(int id, Oid relid, List *sources)
+{
+	HeldView   *h = hold_in_worker(id, relid, sources);
+
+	h->running = true;
+	h->retry_at = GetCurrentTimestamp() + (TimestampTz) LOCK_RECHECK_MS * 1000;
+	if (!h->row_locked)
+		ereport(WARNING,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("derived view %s is behind: its row in kappa.views is locked by another transaction",
+						kappa_qualified_label(relid)),
+				 errdetail("The other views go on; this one is applied once that transaction ends."),
+				 errhint("A kappa.alter_view or kappa.drop_view of the view that has not committed yet holds the row.")));
+	h->row_locked = true;
+}
+
+/*
  * View id timed out: hold it, in the batch's transaction (SPI connected),
  * as a resumed view is held: "initializing", with the reason in
  * last_error, holding the slot at its applied LSN.  Returns false when the
@@ -875,6 +979,11 @@ hold_view(int id, Oid relid, List *sources, const char *reason)
 	HeldView   *h;
 	int			delay;
 
+	if (!lock_view_row(id))
+	{
+		hold_row_locked(id, relid, sources);
+		return true;
+	}
 	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'initializing', last_error = %s"
 							 " WHERE id = %d AND state = 'running'",
 							 quote_literal_cstr(psprintf("%s; the view is behind and is retried from its applied LSN",
@@ -907,8 +1016,8 @@ static void
 rewind_processed_lsn(void)
 {
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	MySlot->processed_lsn = Min(MySlot->processed_lsn,
-								MyReplicationSlot->data.confirmed_flush);
+	set_positions(Min(MySlot->processed_lsn, MyReplicationSlot->data.confirmed_flush),
+				  Min(MySlot->running_lsn, MyReplicationSlot->data.confirmed_flush));
 	LWLockRelease(KappaShmem->lock);
 }
 
@@ -994,6 +1103,9 @@ retry_held_views(LogicalDecodingContext *ctx)
 
 	initStringInfo(&ids);
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	foreach(lc, held_views)
 	{
 		HeldView   *h = lfirst(lc);
@@ -1008,6 +1120,8 @@ retry_held_views(LogicalDecodingContext *ctx)
 			if (free)
 				free = ConditionalLockRelationOid(lfirst_oid(lc2), AccessShareLock);
 		}
+		if (free)
+			free = lock_view_row(h->id);
 		if (!free)
 		{
 			h->retry_at = now + (TimestampTz) LOCK_RECHECK_MS * 1000;
@@ -1019,6 +1133,8 @@ retry_held_views(LogicalDecodingContext *ctx)
 	}
 	if (ids.len == 0)
 	{
+		SPI_finish();
+		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return ctx;
 	}
@@ -1026,9 +1142,6 @@ retry_held_views(LogicalDecodingContext *ctx)
 	/* waiters must not take where decoding was for the retried views' */
 	rewind_processed_lsn();
 
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(psprintf("UPDATE kappa.views SET state = 'running'"
 							 " WHERE state = 'initializing' AND id IN (%s)", ids.data),
 					false, 0) != SPI_OK_UPDATE)
@@ -1079,8 +1192,10 @@ clear_caught_up(XLogRecPtr decoded)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("UPDATE kappa.views SET last_error = NULL"
-							 " WHERE state = 'running' AND id IN (%s)", ids.data),
+	/* a row another transaction holds keeps its message (lock_view_row) */
+	if (SPI_execute(psprintf("UPDATE kappa.views SET last_error = NULL WHERE id IN"
+							 " (SELECT id FROM kappa.views WHERE state = 'running' AND id IN (%s)"
+							 " FOR NO KEY UPDATE SKIP LOCKED)", ids.data),
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update kappa.views");
 	SPI_finish();
@@ -1796,6 +1911,7 @@ apply_batch(void)
 		ResourceOwner oldowner = CurrentResourceOwner;
 		List	   *sources = NIL;
 		bool		rewritten = false;
+		bool		row_locked = false;
 		Oid			owner;
 		TimestampTz t_view;
 
@@ -1872,6 +1988,8 @@ apply_batch(void)
 			LockRelationOid(relid, RowExclusiveLock);
 			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 				UnlockRelationOid(relid, RowExclusiveLock);
+			else if (!lock_view_row(id))
+				row_locked = true;
 			else
 			{
 				XLogRecPtr	new_applied;
@@ -1932,6 +2050,11 @@ apply_batch(void)
 				h->running = true;
 				hold_slot_at(applied);
 			}
+			else if (row_locked)
+			{
+				hold_row_locked(id, relid, sources);
+				hold_slot_at(applied);
+			}
 		}
 		PG_CATCH();
 		{
@@ -1969,13 +2092,18 @@ apply_batch(void)
 					appendStringInfo(&full, "\nHINT:  %s", edata->hint);
 				if (edata->context)
 					appendStringInfo(&full, "\nCONTEXT:  %s", edata->context);
-				mark_broken(id, full.data);
-				ereport(WARNING,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("derived view %s is broken: %s", kappa_qualified_label(relid),
-								edata->message),
-						 edata->detail ? errdetail("%s", edata->detail) : 0,
-						 edata->context ? errcontext("%s", edata->context) : 0));
+				if (!mark_broken(id, full.data))
+				{
+					hold_row_locked(id, relid, sources);
+					hold_slot_at(applied);
+				}
+				else
+					ereport(WARNING,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("derived view %s is broken: %s", kappa_qualified_label(relid),
+									edata->message),
+							 edata->detail ? errdetail("%s", edata->detail) : 0,
+							 edata->context ? errcontext("%s", edata->context) : 0));
 			}
 			FreeErrorData(edata);
 		}
@@ -2044,6 +2172,8 @@ kappa_apply_main(Datum main_arg)
 	MySlot->latch = MyLatch;
 	/* nothing is applied by this worker yet: waiters must not trust it */
 	MySlot->processed_lsn = InvalidXLogRecPtr;
+	MySlot->running_lsn = InvalidXLogRecPtr;
+	MySlot->nheld_running = 0;
 	strlcpy(MySlot->state, "starting", sizeof(MySlot->state));
 	dboid = MySlot->dboid;
 	LWLockRelease(KappaShmem->lock);
@@ -2130,7 +2260,8 @@ kappa_apply_main(Datum main_arg)
 	ctx = start_decoding();
 
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-	MySlot->processed_lsn = MyReplicationSlot->data.confirmed_flush;
+	set_positions(MyReplicationSlot->data.confirmed_flush,
+				  MyReplicationSlot->data.confirmed_flush);
 	strlcpy(MySlot->state, "running", sizeof(MySlot->state));
 	MySlot->last_error[0] = '\0';
 	LWLockRelease(KappaShmem->lock);
@@ -2148,6 +2279,7 @@ kappa_apply_main(Datum main_arg)
 			XLogRecPtr	end_of_wal;
 			XLogRecPtr	confirm;
 			XLogRecPtr	previous;
+			XLogRecPtr	previous_all;
 			bool		progressed;
 			bool		caught_up;
 			bool		pinned;
@@ -2273,9 +2405,11 @@ kappa_apply_main(Datum main_arg)
 				confirm = paused_floor;
 			confirm_durable(confirm);
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
-			previous = MySlot->processed_lsn;
-			MySlot->processed_lsn = held_running() ? confirm : ctx->reader->EndRecPtr;
-			progressed = MySlot->processed_lsn != previous || kappa_batch->ntxns > 0;
+			previous = MySlot->running_lsn;
+			previous_all = MySlot->processed_lsn;
+			set_positions(confirm, ctx->reader->EndRecPtr);
+			progressed = MySlot->running_lsn != previous ||
+				MySlot->processed_lsn != previous_all || kappa_batch->ntxns > 0;
 			if (kappa_batch->ntxns > 0)
 			{
 				MySlot->last_batch_at = GetCurrentTimestamp();

@@ -303,6 +303,45 @@ kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at)
 		if (last_batch_at)
 			*last_batch_at = w->last_batch_at;
 	}
+
+	LWLockRelease(KappaShmem->lock);
+	return result;
+}
+
+/*
+ * Everything committed before the returned LSN has been applied to running
+ * view view_id (that is all the returned LSN says: a view that is not
+ * running has its own applied LSN).  That is the worker's position, unless
+ * the worker holds the view back while it stays "running" (its row in
+ * kappa.views locked by another transaction, or its sources rewritten
+ * after the batch's snapshot): then only what every view has applied
+ * counts.  So a view held back that way does not hold back the waiters of
+ * the others.
+ */
+XLogRecPtr
+kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
+{
+	KappaWorkerSlot *w;
+	XLogRecPtr	result = InvalidXLogRecPtr;
+
+	if (last_batch_at)
+		*last_batch_at = 0;
+	shmem_required();
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	w = kappa_worker_slot(dboid, false);
+	if (w && w->pid != 0)
+	{
+		result = w->running_lsn;
+		if (w->nheld_running > KAPPA_MAX_HELD_RUNNING)
+			result = w->processed_lsn;
+		for (int i = 0; i < w->nheld_running && i < KAPPA_MAX_HELD_RUNNING; i++)
+		{
+			if (w->held_running[i] == view_id)
+				result = w->processed_lsn;
+		}
+		if (last_batch_at)
+			*last_batch_at = w->last_batch_at;
+	}
 	LWLockRelease(KappaShmem->lock);
 	return result;
 }
