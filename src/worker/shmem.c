@@ -282,30 +282,14 @@ kappa_wake_worker(Oid dboid)
 }
 
 /*
- * Everything committed before the returned LSN has been applied.  With
- * last_batch_at, also when the worker last applied a batch of transactions
- * (0 if it has not since it started, or there is no worker).
+ * Everything committed before the returned LSN has been applied (to every
+ * view).  With last_batch_at, also when the worker last applied a batch of
+ * transactions (0 if it has not since it started, or there is no worker).
  */
 XLogRecPtr
 kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at)
 {
-	KappaWorkerSlot *w;
-	XLogRecPtr	result = InvalidXLogRecPtr;
-
-	if (last_batch_at)
-		*last_batch_at = 0;
-	shmem_required();
-	LWLockAcquire(KappaShmem->lock, LW_SHARED);
-	w = kappa_worker_slot(dboid, false);
-	if (w && w->pid != 0)
-	{
-		result = w->processed_lsn;
-		if (last_batch_at)
-			*last_batch_at = w->last_batch_at;
-	}
-
-	LWLockRelease(KappaShmem->lock);
-	return result;
+	return kappa_view_processed_lsn(dboid, 0, last_batch_at);
 }
 
 /*
@@ -316,7 +300,7 @@ kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at)
  * kappa.views locked by another transaction, or its sources rewritten
  * after the batch's snapshot): then only what every view has applied
  * counts.  So a view held back that way does not hold back the waiters of
- * the others.
+ * the others.  View id 0 stands for every view.
  */
 XLogRecPtr
 kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
@@ -332,7 +316,7 @@ kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
 	if (w && w->pid != 0)
 	{
 		result = w->running_lsn;
-		if (w->nheld_running > KAPPA_MAX_HELD_RUNNING)
+		if (view_id == 0 || w->nheld_running > KAPPA_MAX_HELD_RUNNING)
 			result = w->processed_lsn;
 		for (int i = 0; i < w->nheld_running && i < KAPPA_MAX_HELD_RUNNING; i++)
 		{
