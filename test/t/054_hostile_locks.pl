@@ -22,6 +22,12 @@
 #     kappa.alter_view, does not stall the audits of the other views.
 #  7. A log held past pg_kappa.max_retained_wal gives its captures up
 #     (failed where the log stopped), and the slot lets the WAL go.
+#  8. Many views of one owner whose derived tables' rows are locked delay
+#     the others by one timeout per batch.
+#  9. A view's row in kappa.views, locked by its owner's prepared
+#     kappa.alter_view, is not waited for by the worker (also when it
+#     starts again): the other views and their waiters go on, and the view
+#     catches up, exactly, once the row is free.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -309,6 +315,30 @@ is($node->safe_psql('postgres',
 		q{SELECT count(*) FROM kappa.views v, kappa.verify(v.relid) WHERE v.name LIKE 'mal.rv%'}),
 	'0', "mallory's views are exact once her rows are free");
 as_user('mallory', q{SELECT kappa.drop_view('mal.rv' || i) FROM generate_series(1, 4) i});
+
+# --- 9. a view's row locked by a prepared kappa.alter_view ------------------
+as_user('mallory', q{
+CREATE TABLE mal.w (id int PRIMARY KEY, v int);
+SET client_min_messages = warning;
+SELECT kappa.create_view('mal.wv', 'SELECT count(*) AS n, sum(v) AS s FROM mal.w');
+});
+as_user('mallory',
+	q{BEGIN; SELECT kappa.alter_view('mal.wv', paused => true); PREPARE TRANSACTION 'mal_row'});
+as_user('mallory', q{INSERT INTO mal.w SELECT g, g FROM generate_series(1, 10) g});
+alice_fresh(901, "while a prepared kappa.alter_view holds mallory's view's row");
+is(as_user('mallory', q{SELECT kappa.wait('mal.wv', timeout => '2s')}), 'f',
+	"mallory's view waits for its row");
+$node->safe_psql('postgres',
+	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker'});
+as_user('mallory', q{INSERT INTO mal.w VALUES (11, 11)});
+alice_fresh(902, 'after the worker started again');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_row'});
+is(as_user('mallory', q{SELECT kappa.wait('mal.wv', timeout => '60s')}), 't',
+	"mallory's view catches up once its row is free");
+is(as_user('mallory', q{SELECT n || ',' || s || ',' || (SELECT state FROM kappa.views WHERE name = 'mal.wv') FROM mal.wv}),
+	'11,66,running', "mallory's view holds every change, and runs");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('mal.wv')}), '0',
+	"mallory's view is exact");
 
 $node->stop;
 done_testing();
