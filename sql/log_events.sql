@@ -32,6 +32,9 @@ SELECT kind, txn_count, change_count, tables = ARRAY['ev'::regclass::oid] AS ev_
 -- FULL on its sources, and ev's old images are to hold only the key)
 CREATE TABLE ev_tick (id int PRIMARY KEY);
 SELECT kappa.create_view('ev_ids', 'SELECT id FROM ev_tick');
+-- a derived table: the worker writes it, and its changes are not decoded
+ALTER TABLE ev_ids REPLICA IDENTITY FULL;
+SELECT kappa.capture('ev_ids');
 INSERT INTO ev VALUES (3, 30, 'three');
 BEGIN;
 UPDATE ev SET v = 21 WHERE id = 2;

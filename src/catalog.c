@@ -600,6 +600,25 @@ kappa_view_owner(Oid relid)
 	return owner;
 }
 
+/* Is relation relid a derived view's table? */
+bool
+kappa_is_derived_table(Oid relid)
+{
+	bool		found;
+
+	if (!OidIsValid(kappa_views_relid()))
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* runs under the caller's search_path: nothing may resolve there */
+	if (SPI_execute(psprintf("SELECT 1 FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.views");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
 /* Is relation relid one of the extension's (a view's internal table, say)? */
 bool
 kappa_extension_relation(Oid relid)

@@ -80,6 +80,12 @@ check_capturable(Relation rel)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot capture system or pg_kappa table \"%s\"", name)));
+	if (kappa_is_derived_table(RelationGetRelid(rel)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot capture derived table \"%s\"", name),
+				 errdetail("The apply worker writes its rows, and the worker's own changes are not decoded."),
+				 errhint("Capture the tables the view reads: replaying their log computes the view again.")));
 	if (!OidIsValid(RelationGetReplicaIndex(rel)) &&
 		rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL)
 		ereport(ERROR,

@@ -469,24 +469,6 @@ check_inheritance(RangeTblEntry *rte, Relation rel)
 	rte->inh = false;
 }
 
-static bool
-is_derived_table(Oid relid)
-{
-	bool		found;
-
-	if (!OidIsValid(kappa_views_relid()))
-		return false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* runs under the caller's search_path: nothing may resolve there */
-	if (SPI_execute(psprintf("SELECT 1 FROM kappa.views WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read kappa.views");
-	found = SPI_processed > 0;
-	SPI_finish();
-	return found;
-}
-
 /* ----------
  * Keys
  * ----------
@@ -549,7 +531,7 @@ add_source(KappaViewDef *def, RangeTblEntry *rte, int engine)
 
 	check_source(rel, engine);
 	check_inheritance(rte, rel);
-	if (is_derived_table(rte->relid))
+	if (kappa_is_derived_table(rte->relid))
 		not_supported_hint(psprintf("derived view \"%s\" as a source",
 									RelationGetRelationName(rel)),
 						   psprintf("Write the query over the tables that derived view \"%s\" reads.",
