@@ -163,7 +163,8 @@ extern char *kappa_test_crash_point;
  * InvalidOid, and can be taken over while it is neither wanted nor has a
  * worker attached (its worker retired).
  */
-#define KAPPA_MAX_HELD_RUNNING 16
+#define KAPPA_MAX_HELD_RUNNING 256
+#define KAPPA_MAX_HELD_OWNERS 16
 
 typedef struct KappaWorkerSlot
 {
@@ -181,12 +182,16 @@ typedef struct KappaWorkerSlot
 	TimestampTz next_start;		/* not before (backoff) */
 	XLogRecPtr	processed_lsn;	/* all WAL before this is applied */
 	XLogRecPtr	running_lsn;	/* all WAL before this is applied to the
-								 * running views, but those listed below */
-	int			nheld_running;	/* running views held by the worker (their
-								 * row locked, rewritten...); more than
-								 * KAPPA_MAX_HELD_RUNNING: only
-								 * processed_lsn holds */
+								 * running views, but those held below */
+	XLogRecPtr	logged_lsn;		/* the event log holds all WAL before this */
+	int			nheld_running;	/* running views the worker holds back
+								 * (their row locked, rewritten...) */
 	int			held_running[KAPPA_MAX_HELD_RUNNING];	/* their ids */
+	int			nheld_owners;	/* their owners, when there are more views
+								 * than held_running has room for; more than
+								 * KAPPA_MAX_HELD_OWNERS: processed_lsn holds
+								 * for every view */
+	Oid			held_owners[KAPPA_MAX_HELD_OWNERS];
 	TimestampTz last_batch_at;
 	char		state[16];
 	char		last_error[256];
@@ -209,8 +214,8 @@ extern void kappa_shmem_init(void);
 extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
-extern XLogRecPtr kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at);
-extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id,
+extern XLogRecPtr kappa_worker_logged_lsn(Oid dboid);
+extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id, Oid owner,
 										   TimestampTz *last_batch_at);
 extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);

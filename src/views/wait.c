@@ -241,6 +241,7 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 	bool		woken = false;
 	bool		done = false;
 	int			id = 0;
+	Oid			owner = InvalidOid;
 
 	target = kappa_end_of_records(target);
 
@@ -259,18 +260,22 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		/*
 		 * The worker publishes its progress after it commits, so read the
 		 * progress first: the view's state read next is at least as new.
-		 * Its id, which the progress is read for, does not change.
+		 * Its id and owner, which the progress is read for, are those of
+		 * the last round (an owner changed meanwhile is the worker's, as
+		 * the view's id is listed while there are few held views).
 		 */
 		if (id == 0)
 		{
 			oldcxt = MemoryContextSwitchTo(pollcxt);
 			read_waited_view(relid, &v);
 			id = v.id;
+			owner = v.owner;
 			MemoryContextSwitchTo(oldcxt);
 		}
-		processed = kappa_view_processed_lsn(MyDatabaseId, id, NULL);
+		processed = kappa_view_processed_lsn(MyDatabaseId, id, owner, NULL);
 		oldcxt = MemoryContextSwitchTo(pollcxt);
 		read_waited_view(relid, &v);
+		owner = v.owner;
 		MemoryContextSwitchTo(oldcxt);
 
 		applied = v.applied;
@@ -379,9 +384,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 }
 
 /*
- * Wait until the database's apply worker has processed all WAL up to
- * target (so everything committed before it is applied and logged).
- * False on timeout.
+ * Wait until the database's apply worker has logged every change of the
+ * captured tables committed before target.  False on timeout.
  */
 bool
 kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
@@ -400,7 +404,7 @@ kappa_wait_processed(XLogRecPtr target, int64 timeout_ms)
 		XLogFlush(target);
 	for (;;)
 	{
-		if (kappa_worker_processed_lsn(MyDatabaseId, NULL) >= target)
+		if (kappa_worker_logged_lsn(MyDatabaseId) >= target)
 			break;
 		if (GetCurrentTimestamp() >= deadline)
 		{

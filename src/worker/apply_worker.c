@@ -111,6 +111,7 @@ typedef struct HeldView
 {
 	int			id;
 	Oid			relid;			/* derived table */
+	Oid			owner;			/* its owner when it was held */
 	List	   *sources;		/* OIDs */
 	int			timeouts;		/* in a row */
 	bool		held;			/* not retried yet */
@@ -141,6 +142,19 @@ static List *view_sources = NIL;	/* ViewSource *, in TopMemoryContext */
 /* retried views have caught up once decoding is past this */
 static XLogRecPtr catch_up_lsn = InvalidXLogRecPtr;
 
+/*
+ * Decoding started over from the slot (a retry, or this worker's start)
+ * reads again all the WAL the slot keeps, which an old open transaction
+ * can make long, and the other views wait meanwhile.  So decoding starts
+ * over at most once per RESTART_COST_FACTOR times what the last start took
+ * to catch up: however often a role holds a view back and lets it go, the
+ * worker spends at most a fifth of its time reading WAL again.
+ */
+#define RESTART_COST_FACTOR 4
+static TimestampTz restart_began = 0;	/* catching up since then */
+static int64 restart_cost_us = 0;	/* what the last start took */
+static TimestampTz next_restart_at = 0;
+
 static LogicalDecodingContext *start_decoding(void);
 
 /* a view still waiting for a lock is looked at again after this */
@@ -156,7 +170,7 @@ static HeldView *find_held(int id);
 static HeldView *hold_in_worker(int id, Oid relid, List *sources);
 static bool hold_view(int id, Oid relid, List *sources, const char *reason);
 static bool lock_view_row(int id);
-static void set_positions(XLogRecPtr processed, XLogRecPtr running);
+static void set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged);
 static void hold_row_locked(int id, Oid relid, List *sources);
 static SPIPlanPtr batch_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 static volatile int overdue_id = 0;	/* the view whose code runs now */
@@ -244,7 +258,7 @@ worker_detach(int code, Datum arg)
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->pid = 0;
 	MySlot->latch = NULL;
-	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr);
+	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr, InvalidXLogRecPtr);
 	LWLockRelease(KappaShmem->lock);
 }
 
@@ -312,7 +326,7 @@ retire(LogicalDecodingContext *ctx, RepOriginId origin)
 	 */
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	MySlot->wanted = false;
-	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr);
+	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr, InvalidXLogRecPtr);
 	LWLockRelease(KappaShmem->lock);
 	CommitTransactionCommand();
 	ereport(LOG,
@@ -415,32 +429,46 @@ hold_slot_at(XLogRecPtr applied)
 }
 
 /*
- * Publish how far the worker has applied (the shared memory lock held):
- * every view has applied everything before processed, the running views
+ * Publish how far the worker has got (the shared memory lock held): every
+ * view has applied everything before processed, the running views
  * everything before running, but those this worker holds while they stay
  * "running" (rewritten after a batch's snapshot, their row locked by
  * another transaction; not retried yet), which hold the slot back at their
- * applied LSN: their waiters must take processed.
+ * applied LSN: their waiters must take processed.  They are listed by id,
+ * and by owner too when there are more than the list has room for.  The
+ * event log holds everything before logged.
  */
 static void
-set_positions(XLogRecPtr processed, XLogRecPtr running)
+set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
 {
 	ListCell   *lc;
 	int			n = 0;
+	int			nowners = 0;
 
 	foreach(lc, held_views)
 	{
 		HeldView   *h = lfirst(lc);
+		bool		listed = false;
 
 		if (!h->held || !h->running)
 			continue;
 		if (n < KAPPA_MAX_HELD_RUNNING)
 			MySlot->held_running[n] = h->id;
 		n++;
+		for (int i = 0; i < Min(nowners, KAPPA_MAX_HELD_OWNERS); i++)
+			listed |= MySlot->held_owners[i] == h->owner;
+		if (!listed)
+		{
+			if (nowners < KAPPA_MAX_HELD_OWNERS)
+				MySlot->held_owners[nowners] = h->owner;
+			nowners++;
+		}
 	}
 	MySlot->nheld_running = n;
+	MySlot->nheld_owners = nowners;
 	MySlot->processed_lsn = n > 0 ? processed : running;
 	MySlot->running_lsn = running;
+	MySlot->logged_lsn = logged;
 }
 
 /*
@@ -658,9 +686,13 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 
 	if (resumed)
 	{
+		/* the next worker starts over too: not sooner than a retry would */
+		if (restart_began != 0)
+			restart_cost_us = Max(restart_cost_us, GetCurrentTimestamp() - restart_began);
 		LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 		MySlot->restarts = 0;
-		MySlot->next_start = 0;
+		MySlot->next_start = GetCurrentTimestamp() +
+			Min(RESTART_COST_FACTOR * restart_cost_us, (int64) RETRY_MAX_MS * 1000);
 		LWLockRelease(KappaShmem->lock);
 		ereport(LOG,
 				(errmsg("pg_kappa apply worker for database %u restarting to catch up a resumed view",
@@ -905,6 +937,7 @@ hold_in_worker(int id, Oid relid, List *sources)
 	}
 	list_free(h->sources);
 	h->relid = relid;
+	h->owner = kappa_rel_owner(relid);
 	h->sources = list_copy(sources);
 	h->held = true;
 	paused_ids = list_append_unique_int(paused_ids, id);
@@ -1017,7 +1050,8 @@ rewind_processed_lsn(void)
 {
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	set_positions(Min(MySlot->processed_lsn, MyReplicationSlot->data.confirmed_flush),
-				  Min(MySlot->running_lsn, MyReplicationSlot->data.confirmed_flush));
+				  Min(MySlot->running_lsn, MyReplicationSlot->data.confirmed_flush),
+				  Min(MySlot->logged_lsn, MyReplicationSlot->data.confirmed_flush));
 	LWLockRelease(KappaShmem->lock);
 }
 
@@ -1098,7 +1132,7 @@ retry_held_views(LogicalDecodingContext *ctx)
 		if (h->held && h->retry_at <= now)
 			due = true;
 	}
-	if (!due)
+	if (!due || now < next_restart_at || restart_began != 0)
 		return ctx;
 
 	initStringInfo(&ids);
@@ -1155,6 +1189,7 @@ retry_held_views(LogicalDecodingContext *ctx)
 					MyDatabaseId, ids.data,
 					LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
 	catch_up_lsn = Max(catch_up_lsn, ctx->reader->EndRecPtr);
+	restart_began = GetCurrentTimestamp();
 	FreeDecodingContext(ctx);
 	return start_decoding();
 }
@@ -1170,7 +1205,18 @@ clear_caught_up(XLogRecPtr decoded)
 	StringInfoData ids;
 	ListCell   *lc;
 
-	if (held_views == NIL || decoded < catch_up_lsn)
+	if (decoded < catch_up_lsn)
+		return;
+	if (restart_began != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		restart_cost_us = now - restart_began;
+		next_restart_at = now + Min(RESTART_COST_FACTOR * restart_cost_us,
+									(int64) RETRY_MAX_MS * 1000);
+		restart_began = 0;
+	}
+	if (held_views == NIL)
 		return;
 	initStringInfo(&ids);
 	foreach(lc, held_views)
@@ -2173,6 +2219,7 @@ kappa_apply_main(Datum main_arg)
 	/* nothing is applied by this worker yet: waiters must not trust it */
 	MySlot->processed_lsn = InvalidXLogRecPtr;
 	MySlot->running_lsn = InvalidXLogRecPtr;
+	MySlot->logged_lsn = InvalidXLogRecPtr;
 	MySlot->nheld_running = 0;
 	strlcpy(MySlot->state, "starting", sizeof(MySlot->state));
 	dboid = MySlot->dboid;
@@ -2261,6 +2308,7 @@ kappa_apply_main(Datum main_arg)
 
 	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 	set_positions(MyReplicationSlot->data.confirmed_flush,
+				  MyReplicationSlot->data.confirmed_flush,
 				  MyReplicationSlot->data.confirmed_flush);
 	strlcpy(MySlot->state, "running", sizeof(MySlot->state));
 	MySlot->last_error[0] = '\0';
@@ -2269,6 +2317,9 @@ kappa_apply_main(Datum main_arg)
 	ereport(LOG,
 			(errmsg("pg_kappa apply worker for database %u started at %X/%X",
 					dboid, LSN_FORMAT_ARGS(MyReplicationSlot->data.confirmed_flush))));
+	/* what catching up from the slot takes, measured as for a retry */
+	restart_began = GetCurrentTimestamp();
+	catch_up_lsn = Max(catch_up_lsn, GetFlushRecPtr(NULL));
 
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "pg_kappa apply loop",
 									ALLOCSET_DEFAULT_SIZES);
@@ -2407,7 +2458,8 @@ kappa_apply_main(Datum main_arg)
 			LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 			previous = MySlot->running_lsn;
 			previous_all = MySlot->processed_lsn;
-			set_positions(confirm, ctx->reader->EndRecPtr);
+			set_positions(confirm, ctx->reader->EndRecPtr,
+						  log_held ? confirm : ctx->reader->EndRecPtr);
 			progressed = MySlot->running_lsn != previous ||
 				MySlot->processed_lsn != previous_all || kappa_batch->ntxns > 0;
 			if (kappa_batch->ntxns > 0)

@@ -282,28 +282,62 @@ kappa_wake_worker(Oid dboid)
 }
 
 /*
- * Everything committed before the returned LSN has been applied (to every
- * view).  With last_batch_at, also when the worker last applied a batch of
- * transactions (0 if it has not since it started, or there is no worker).
+ * The event log holds every change of a captured table committed before
+ * the returned LSN.
  */
 XLogRecPtr
-kappa_worker_processed_lsn(Oid dboid, TimestampTz *last_batch_at)
+kappa_worker_logged_lsn(Oid dboid)
 {
-	return kappa_view_processed_lsn(dboid, 0, last_batch_at);
+	KappaWorkerSlot *w;
+	XLogRecPtr	result = InvalidXLogRecPtr;
+
+	shmem_required();
+	LWLockAcquire(KappaShmem->lock, LW_SHARED);
+	w = kappa_worker_slot(dboid, false);
+	if (w && w->pid != 0)
+		result = w->logged_lsn;
+	LWLockRelease(KappaShmem->lock);
+	return result;
+}
+
+/*
+ * Is view view_id, of owner, among the running views the worker holds back
+ * (w->held_running, or, when there are too many to list, their owners)?
+ */
+static bool
+held_running(KappaWorkerSlot *w, int view_id, Oid owner)
+{
+	for (int i = 0; i < Min(w->nheld_running, KAPPA_MAX_HELD_RUNNING); i++)
+	{
+		if (w->held_running[i] == view_id)
+			return true;
+	}
+	if (w->nheld_running <= KAPPA_MAX_HELD_RUNNING)
+		return false;
+	if (w->nheld_owners > KAPPA_MAX_HELD_OWNERS)
+		return true;
+	for (int i = 0; i < w->nheld_owners; i++)
+	{
+		if (w->held_owners[i] == owner)
+			return true;
+	}
+	return false;
 }
 
 /*
  * Everything committed before the returned LSN has been applied to running
- * view view_id (that is all the returned LSN says: a view that is not
- * running has its own applied LSN).  That is the worker's position, unless
- * the worker holds the view back while it stays "running" (its row in
- * kappa.views locked by another transaction, or its sources rewritten
+ * view view_id of owner (that is all the returned LSN says: a view that is
+ * not running has its own applied LSN).  That is the worker's position,
+ * unless the worker holds the view back while it stays "running" (its row
+ * in kappa.views locked by another transaction, or its sources rewritten
  * after the batch's snapshot): then only what every view has applied
  * counts.  So a view held back that way does not hold back the waiters of
- * the others.  View id 0 stands for every view.
+ * the others.  With last_batch_at, also when the worker last applied a
+ * batch of transactions (0 if it has not since it started, or there is no
+ * worker).
  */
 XLogRecPtr
-kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
+kappa_view_processed_lsn(Oid dboid, int view_id, Oid owner, TimestampTz *last_batch_at)
 {
 	KappaWorkerSlot *w;
 	XLogRecPtr	result = InvalidXLogRecPtr;
@@ -315,14 +349,7 @@ kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
 	w = kappa_worker_slot(dboid, false);
 	if (w && w->pid != 0)
 	{
-		result = w->running_lsn;
-		if (view_id == 0 || w->nheld_running > KAPPA_MAX_HELD_RUNNING)
-			result = w->processed_lsn;
-		for (int i = 0; i < w->nheld_running && i < KAPPA_MAX_HELD_RUNNING; i++)
-		{
-			if (w->held_running[i] == view_id)
-				result = w->processed_lsn;
-		}
+		result = held_running(w, view_id, owner) ? w->processed_lsn : w->running_lsn;
 		if (last_batch_at)
 			*last_batch_at = w->last_batch_at;
 	}

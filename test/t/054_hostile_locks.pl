@@ -26,8 +26,10 @@
 #     the others by one timeout per batch.
 #  9. A view's row in kappa.views, locked by its owner's prepared
 #     kappa.alter_view, is not waited for by the worker (also when it
-#     starts again): the other views and their waiters go on, and the view
-#     catches up, exactly, once the row is free.
+#     starts again): the other views and their waiters go on, a view can be
+#     filled from the event log meanwhile, and the held view catches up,
+#     exactly, once the row is free.
+# 10. So with more views held than the worker lists by id.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -332,6 +334,18 @@ $node->safe_psql('postgres',
 	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker'});
 as_user('mallory', q{INSERT INTO mal.w VALUES (11, 11)});
 alice_fresh(902, 'after the worker started again');
+as_user('alice', q{
+CREATE TABLE alice.c (id int PRIMARY KEY, v int);
+INSERT INTO alice.c VALUES (1, 1), (2, 2);
+SELECT kappa.capture('alice.c');
+INSERT INTO alice.c VALUES (3, 3);
+});
+as_user('alice', q{
+SET client_min_messages = warning;
+SELECT kappa.create_view('alice.r', 'SELECT count(*) AS n FROM alice.c', replay_from => '0/0');
+});
+is(as_user('alice', q{SELECT n FROM alice.r}), '3',
+	'a view is filled from the event log while a view is held');
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_row'});
 is(as_user('mallory', q{SELECT kappa.wait('mal.wv', timeout => '60s')}), 't',
 	"mallory's view catches up once its row is free");
@@ -339,6 +353,25 @@ is(as_user('mallory', q{SELECT n || ',' || s || ',' || (SELECT state FROM kappa.
 	'11,66,running', "mallory's view holds every change, and runs");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('mal.wv')}), '0',
 	"mallory's view is exact");
+
+# --- 10. more held views than the worker lists by id ------------------------
+as_user('mallory', q{
+SET client_min_messages = warning;
+SELECT count(kappa.create_view('mal.many' || i, 'SELECT count(*) AS n, sum(v) AS s FROM mal.w'))
+  FROM generate_series(1, 260) i;
+});
+as_user('mallory', q{
+BEGIN;
+SELECT count(kappa.alter_view(('mal.many' || i)::regclass, audit_every => '1 hour')) FROM generate_series(1, 260) i;
+PREPARE TRANSACTION 'mal_many';
+});
+as_user('mallory', q{INSERT INTO mal.w VALUES (12, 12)});
+alice_fresh(1001, "while 260 of mallory's views are held");
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_many'});
+is(as_user('mallory', q{SELECT count(*) FILTER (WHERE kappa.wait(('mal.many' || i)::regclass, timeout => '60s'))
+  FROM generate_series(1, 260) i}), '260', "mallory's views catch up once their rows are free");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.views v, kappa.verify(v.relid) WHERE v.name LIKE 'mal.many%'}),
+	'0', "mallory's views are exact");
 
 $node->stop;
 done_testing();
