@@ -105,6 +105,15 @@ SELECT name, state, lag_bytes >= 0 AS lag_known FROM kappa.status WHERE kind = '
 DROP TABLE products CASCADE;
 SELECT v, state, last_error FROM queries JOIN kappa.views ON name = 'public.' || v ORDER BY v;
 SELECT kappa.wait('j3');
+-- the way back its hint gives: the table created again, the view rebuilt
+CREATE TABLE products (id int PRIMARY KEY, category text);
+INSERT INTO products SELECT g, 'cat' || (g % 3) FROM generate_series(1, 10) g;
+SELECT kappa.alter_view(view => 'public.cat_having', rebuild => true);
+SELECT state, last_error FROM kappa.views WHERE name = 'public.cat_having';
+UPDATE products SET category = 'cat7' WHERE id < 4;
+SELECT kappa.wait('cat_having');
+SELECT count(*) AS differences FROM kappa.verify('cat_having');
+DROP TABLE products CASCADE;
 -- dropping a derived table drops its view
 DROP TABLE j3;
 SELECT count(*) FROM kappa.views WHERE name = 'public.j3';

@@ -105,6 +105,8 @@ SELECT kappa.create_view('no_such_schema.x', 'SELECT id FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id FROM no_such_table');
 SELECT kappa.create_view('x', 'SELECT no_such_column FROM e_src');
 SELECT kappa.create_view(NULL, 'SELECT id FROM e_src');
+-- the default search_path is the caller's, which NULL is not
+SELECT kappa.create_view('e_nullpath', 'SELECT id FROM e_src', NULL);
 -- views on views are not supported yet
 SELECT kappa.create_view('e_first', 'SELECT id, v FROM e_src');
 SELECT kappa.create_view('x', 'SELECT id FROM e_first');

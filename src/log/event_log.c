@@ -479,7 +479,9 @@ give_up_step(void *arg)
 	if (n > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("capture of " UINT64_FORMAT " table(s) failed: %s", n, g->why),
+				 errmsg_plural("capture of " UINT64_FORMAT " table failed: %s",
+								"capture of " UINT64_FORMAT " tables failed: %s",
+								n, n, g->why),
 				 errdetail("The event log holds their changes committed before %X/%X, and no later ones.",
 						   LSN_FORMAT_ARGS(g->lsn)),
 				 errhint("Uncapture each table with kappa.uncapture and capture it again to start a new log of it.")));

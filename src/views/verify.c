@@ -245,7 +245,8 @@ kappa_verify(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("kappa.verify cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("It compares at a point it chooses after locking the view's sources.")));
+				 errdetail("It compares at a point it chooses after locking the view's sources."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -56,6 +56,9 @@
 
 #include "pg_kappa.h"
 
+/* the hint of what only delta engine 2 maintains, from either entry point */
+#define ENGINE2_HINT "Use delta engine 2: the default pg_kappa.engine = 2 for kappa.create_view, or leave out engine => 1 in kappa.alter_view."
+
 static void
 not_supported(const char *construct)
 {
@@ -382,7 +385,7 @@ check_source(Relation rel, int engine)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("derived views over partitioned table \"%s\" need delta engine 2", name),
-						 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
+						 errhint(ENGINE2_HINT)));
 			/* its rows are its partitions': their changes must be in the WAL */
 			{
 				Oid			part = kappa_unlogged_partition(RelationGetRelid(rel));
@@ -676,7 +679,7 @@ check_sublinks(KappaViewDef *def, int engine)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("derived views with subqueries need delta engine 2"),
-				 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
+				 errhint(ENGINE2_HINT)));
 	if (checkExprHasSubLink((Node *) query->targetList) || checkExprHasSubLink(query->havingQual))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1148,7 +1151,7 @@ kappa_compile_view(const char *sql, int engine)
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("derived views with LEFT JOIN need delta engine 2"),
-							 errhint("SET pg_kappa.engine = 2 before kappa.create_view.")));
+							 errhint(ENGINE2_HINT)));
 				else if (rte->jointype != JOIN_INNER)
 					not_supported_hint("RIGHT or FULL outer joins", "Write a RIGHT JOIN as a LEFT JOIN with its two sides swapped.");
 				continue;

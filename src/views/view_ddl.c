@@ -1488,13 +1488,20 @@ kappa_create_view(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_arg(fcinfo, 0, "name");
 	char	   *sql = text_arg(fcinfo, 1, "query");
-	char	   *path = text_arg(fcinfo, 2, "search_path");
+	char	   *path;
 	bool		replay = PG_NARGS() > 3 && !PG_ARGISNULL(3);
 	XLogRecPtr	from = replay ? PG_GETARG_LSN(3) : InvalidXLogRecPtr;
 
 	MemoryContext oldcxt = CurrentMemoryContext;
 	Oid			result = InvalidOid;
 
+	/* (the caller's search_path is the argument's default, read by SQL) */
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("search_path must not be null"),
+				 errhint("Leave the argument out, or pass current_setting('search_path'), to resolve the query's names with your search_path.")));
+	path = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	kappa_refuse_in_view_code("kappa.create_view", false);
 	PG_TRY();
 	{
@@ -1732,6 +1739,28 @@ same_but_parentheses(const char *a, const char *b)
 }
 
 /*
+ * Are the tables a view's query names now (now) those it was created from
+ * (recorded), but for sources that were dropped, whose names may now read
+ * a table created again?
+ */
+static bool
+sources_created_again(List *now, List *recorded)
+{
+	ListCell   *a;
+	ListCell   *b;
+
+	if (list_length(now) != list_length(recorded))
+		return false;
+	forboth(a, now, b, recorded)
+	{
+		if (lfirst_oid(a) != lfirst_oid(b) &&
+			SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(b))))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Before a view is built again from its stored query: does that query
  * still read its sources, and as it did?  The stored text is printed from the
  * analyzed query, with its sources' column types then; a column whose
@@ -1752,8 +1781,13 @@ check_query_unchanged(Oid relid, const char *canonical, int engine, List *source
 	def = kappa_compile_view(canonical, engine);
 	again = kappa_deparse(def, NULL, true);
 	kappa_owner_leave(&scope);
-	/* (a rename not followed: the text may name another table now) */
-	kappa_check_sources_unchanged(def, sources, get_rel_name(relid));
+	/*
+	 * A rename not followed: the text may name another table now.  But a
+	 * source that was dropped and created again under its name is the way
+	 * back that the broken view's hint gives: its name reads the new one.
+	 */
+	if (!sources_created_again(def->sources, sources))
+		kappa_check_sources_unchanged(def, sources, get_rel_name(relid));
 	if (!same_but_parentheses(again, canonical))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -346,7 +346,8 @@ kappa_wait(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("kappa.wait cannot be used in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("The transaction's snapshot would not see the view's progress.")));
+				 errdetail("The transaction's snapshot would not see the view's progress."),
+				 errhint("Call it in a READ COMMITTED transaction, before the one that reads the view.")));
 
 	deadline = wait_deadline(timeout_us);
 	if (by_origin)

@@ -524,6 +524,12 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	views_changed = false;
 	StartTransactionCommand();
 	views_relid = kappa_views_relid();
+	/* a DROP EXTENSION that committed meanwhile has dropped it once locked */
+	if (OidIsValid(views_relid))
+	{
+		LockRelationOid(views_relid, AccessShareLock);
+		views_relid = kappa_views_relid();
+	}
 	if (!OidIsValid(views_relid))
 		retire(ctx, origin);	/* extension dropped */
 
@@ -720,8 +726,9 @@ mark_stale(const char *where, const char *message)
 	if (SPI_processed > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("marked " UINT64_FORMAT " derived view(s) stale: %s",
-						SPI_processed, message)));
+				 errmsg_plural("marked " UINT64_FORMAT " derived view stale: %s",
+							   "marked " UINT64_FORMAT " derived views stale: %s",
+							   SPI_processed, SPI_processed, message)));
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

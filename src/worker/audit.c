@@ -312,7 +312,9 @@ kappa_audit_main(Datum main_arg)
 	if (failures > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("pg_kappa audit found " UINT64_FORMAT " failed check(s)", failures),
+				 errmsg_plural("pg_kappa audit found " UINT64_FORMAT " failed check",
+								"pg_kappa audit found " UINT64_FORMAT " failed checks",
+								failures, failures),
 				 errhint("See kappa.audit_log.")));
 	else
 		ereport(LOG, (errmsg("pg_kappa audit: all checks passed")));
