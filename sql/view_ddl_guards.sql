@@ -290,6 +290,11 @@ SELECT dg_try(format('SELECT kappa.create_view(%L, $q$SELECT id FROM dg_own.src$
 SELECT dg_try('SELECT kappa.create_view($n$kappa.dg_inner$n$, $q$SELECT id FROM dg_own.src$q$)');
 DROP TABLE dg_own.moved;
 RESET ROLE;
+-- the derived table's owner may not change alone: its internal objects
+-- would stay the old owner's, while the view runs as the new one
+CREATE ROLE dg_heir;
+SELECT dg_try('ALTER TABLE dg_own.v OWNER TO dg_heir');
+DROP ROLE dg_heir;
 -- DROP OWNED without CASCADE of a role with views: refused by name, not by
 -- PostgreSQL's list of everything that depends on the extension
 SELECT dg_try('DROP OWNED BY dg_owner');

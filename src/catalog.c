@@ -16,8 +16,9 @@
  * replay).  This is what REFRESH MATERIALIZED VIEW does.
  *
  * A view's owner is the owner of its derived table now (pg_class), not
- * the role that created it: REASSIGN OWNED and ALTER TABLE ... OWNER TO
- * move the view with the table.
+ * the role that created it: REASSIGN OWNED moves the view with the table
+ * (and its internal objects; ALTER TABLE ... OWNER TO of the derived table
+ * alone is refused by kappa.on_ddl_end).
  *
  * This file does not create, change or drop views (view_ddl.c) and does
  * not apply changes (delta_engine.c).

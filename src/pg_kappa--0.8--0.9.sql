@@ -213,7 +213,15 @@ BEGIN
                       DETAIL = problem || ' A derived table''s columns are those of its view''s query.',
                       HINT = 'To change them, create a view with the new query (kappa.create_view) and drop this one with kappa.drop_view.';
         END IF;
-        SELECT relpersistence, relforcerowsecurity INTO derived FROM pg_class WHERE oid = v.relid;
+        SELECT relpersistence, relforcerowsecurity, relowner INTO derived FROM pg_class WHERE oid = v.relid;
+        IF EXISTS (SELECT 1 FROM pg_namespace n
+                    WHERE n.nspname = 'kappa_v' || v.id AND n.nspowner <> derived.relowner) THEN
+            RAISE EXCEPTION 'cannot change the owner of derived table % alone', v.relid::regclass
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('The view''s internal schema kappa_v%s and its tables belong to role %s, and the view runs as the owner of its derived table.',
+                                      v.id, (SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE n.nspname = 'kappa_v' || v.id)),
+                      HINT = 'REASSIGN OWNED moves a role''s views with their internal objects; or drop the view and create it again as the new owner.';
+        END IF;
         IF derived.relpersistence <> 'p' THEN
             RAISE EXCEPTION 'cannot make derived table % unlogged', v.relid::regclass
                 USING ERRCODE = 'wrong_object_type',

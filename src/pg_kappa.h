@@ -163,8 +163,8 @@ extern char *kappa_test_crash_point;
  * InvalidOid, and can be taken over while it is neither wanted nor has a
  * worker attached (its worker retired).
  */
-#define KAPPA_MAX_HELD_RUNNING 256
-#define KAPPA_MAX_HELD_OWNERS 16
+/* view ids the held-view bitmap covers; a held view of a larger id holds all */
+#define KAPPA_HELD_IDS (128 * 1024)
 
 typedef struct KappaWorkerSlot
 {
@@ -186,12 +186,9 @@ typedef struct KappaWorkerSlot
 	XLogRecPtr	logged_lsn;		/* the event log holds all WAL before this */
 	int			nheld_running;	/* running views the worker holds back
 								 * (their row locked, rewritten...) */
-	int			held_running[KAPPA_MAX_HELD_RUNNING];	/* their ids */
-	int			nheld_owners;	/* their owners, when there are more views
-								 * than held_running has room for; more than
-								 * KAPPA_MAX_HELD_OWNERS: processed_lsn holds
-								 * for every view */
-	Oid			held_owners[KAPPA_MAX_HELD_OWNERS];
+	bool		held_beyond;	/* one of them has an id of KAPPA_HELD_IDS
+								 * or more */
+	uint64		held_ids[KAPPA_HELD_IDS / 64];	/* their ids, a bit each */
 	TimestampTz last_batch_at;
 	char		state[16];
 	char		last_error[256];
@@ -215,7 +212,7 @@ extern KappaWorkerSlot *kappa_worker_slot(Oid dboid, bool create);
 extern void kappa_request_worker(Oid dboid);
 extern void kappa_wake_worker(Oid dboid);
 extern XLogRecPtr kappa_worker_logged_lsn(Oid dboid);
-extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id, Oid owner,
+extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id,
 										   TimestampTz *last_batch_at);
 extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);

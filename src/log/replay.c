@@ -1226,7 +1226,7 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 * past its applied LSN (which moves only when its sources change).
 	 */
 	if (strcmp(v.state, "running") == 0)
-		upper = Max(upper, kappa_view_processed_lsn(MyDatabaseId, v.id, v.owner, NULL));
+		upper = Max(upper, kappa_view_processed_lsn(MyDatabaseId, v.id, NULL));
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
 	if (kappa_replay_bounds(name, v.sources, from, upper, lowers))
 		warn_after_snapshot(name, from);

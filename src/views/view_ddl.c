@@ -1877,7 +1877,7 @@ kappa_alter_view(PG_FUNCTION_ARGS)
 		if (paused)
 		{
 			TimestampTz last_batch;
-			XLogRecPtr	processed = kappa_view_processed_lsn(MyDatabaseId, id, v.owner, &last_batch);
+			XLogRecPtr	processed = kappa_view_processed_lsn(MyDatabaseId, id, &last_batch);
 			Datum		args[3];
 			char		nulls[3] = {' ', ' ', ' '};
 

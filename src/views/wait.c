@@ -241,7 +241,6 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 	bool		woken = false;
 	bool		done = false;
 	int			id = 0;
-	Oid			owner = InvalidOid;
 
 	target = kappa_end_of_records(target);
 
@@ -260,22 +259,18 @@ wait_view(Oid relid, XLogRecPtr target, TimestampTz deadline)
 		/*
 		 * The worker publishes its progress after it commits, so read the
 		 * progress first: the view's state read next is at least as new.
-		 * Its id and owner, which the progress is read for, are those of
-		 * the last round (an owner changed meanwhile is the worker's, as
-		 * the view's id is listed while there are few held views).
+		 * Its id, which the progress is read for, does not change.
 		 */
 		if (id == 0)
 		{
 			oldcxt = MemoryContextSwitchTo(pollcxt);
 			read_waited_view(relid, &v);
 			id = v.id;
-			owner = v.owner;
 			MemoryContextSwitchTo(oldcxt);
 		}
-		processed = kappa_view_processed_lsn(MyDatabaseId, id, owner, NULL);
+		processed = kappa_view_processed_lsn(MyDatabaseId, id, NULL);
 		oldcxt = MemoryContextSwitchTo(pollcxt);
 		read_waited_view(relid, &v);
-		owner = v.owner;
 		MemoryContextSwitchTo(oldcxt);
 
 		applied = v.applied;

@@ -111,7 +111,6 @@ typedef struct HeldView
 {
 	int			id;
 	Oid			relid;			/* derived table */
-	Oid			owner;			/* its owner when it was held */
 	List	   *sources;		/* OIDs */
 	int			timeouts;		/* in a row */
 	bool		held;			/* not retried yet */
@@ -434,38 +433,31 @@ hold_slot_at(XLogRecPtr applied)
  * everything before running, but those this worker holds while they stay
  * "running" (rewritten after a batch's snapshot, their row locked by
  * another transaction; not retried yet), which hold the slot back at their
- * applied LSN: their waiters must take processed.  They are listed by id,
- * and by owner too when there are more than the list has room for.  The
- * event log holds everything before logged.
+ * applied LSN: their waiters must take processed.  They are marked by id,
+ * which nothing changes (an owner, say, may change while a view is held).
+ * The event log holds everything before logged.
  */
 static void
 set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
 {
 	ListCell   *lc;
 	int			n = 0;
-	int			nowners = 0;
 
+	memset(MySlot->held_ids, 0, sizeof(MySlot->held_ids));
+	MySlot->held_beyond = false;
 	foreach(lc, held_views)
 	{
 		HeldView   *h = lfirst(lc);
-		bool		listed = false;
 
 		if (!h->held || !h->running)
 			continue;
-		if (n < KAPPA_MAX_HELD_RUNNING)
-			MySlot->held_running[n] = h->id;
+		if (h->id >= 0 && h->id < KAPPA_HELD_IDS)
+			MySlot->held_ids[h->id / 64] |= UINT64CONST(1) << (h->id % 64);
+		else
+			MySlot->held_beyond = true;
 		n++;
-		for (int i = 0; i < Min(nowners, KAPPA_MAX_HELD_OWNERS); i++)
-			listed |= MySlot->held_owners[i] == h->owner;
-		if (!listed)
-		{
-			if (nowners < KAPPA_MAX_HELD_OWNERS)
-				MySlot->held_owners[nowners] = h->owner;
-			nowners++;
-		}
 	}
 	MySlot->nheld_running = n;
-	MySlot->nheld_owners = nowners;
 	MySlot->processed_lsn = n > 0 ? processed : running;
 	MySlot->running_lsn = running;
 	MySlot->logged_lsn = logged;
@@ -944,7 +936,6 @@ hold_in_worker(int id, Oid relid, List *sources)
 	}
 	list_free(h->sources);
 	h->relid = relid;
-	h->owner = kappa_rel_owner(relid);
 	h->sources = list_copy(sources);
 	h->held = true;
 	paused_ids = list_append_unique_int(paused_ids, id);

@@ -300,33 +300,20 @@ kappa_worker_logged_lsn(Oid dboid)
 	return result;
 }
 
-/*
- * Is view view_id, of owner, among the running views the worker holds back
- * (w->held_running, or, when there are too many to list, their owners)?
- */
+/* Is view view_id among the running views the worker holds back? */
 static bool
-held_running(KappaWorkerSlot *w, int view_id, Oid owner)
+held_running(KappaWorkerSlot *w, int view_id)
 {
-	for (int i = 0; i < Min(w->nheld_running, KAPPA_MAX_HELD_RUNNING); i++)
-	{
-		if (w->held_running[i] == view_id)
-			return true;
-	}
-	if (w->nheld_running <= KAPPA_MAX_HELD_RUNNING)
+	if (w->nheld_running == 0)
 		return false;
-	if (w->nheld_owners > KAPPA_MAX_HELD_OWNERS)
-		return true;
-	for (int i = 0; i < w->nheld_owners; i++)
-	{
-		if (w->held_owners[i] == owner)
-			return true;
-	}
-	return false;
+	if (view_id < 0 || view_id >= KAPPA_HELD_IDS)
+		return w->held_beyond;
+	return (w->held_ids[view_id / 64] & (UINT64CONST(1) << (view_id % 64))) != 0;
 }
 
 /*
  * Everything committed before the returned LSN has been applied to running
- * view view_id of owner (that is all the returned LSN says: a view that is
+ * view view_id (that is all the returned LSN says: a view that is
  * not running has its own applied LSN).  That is the worker's position,
  * unless the worker holds the view back while it stays "running" (its row
  * in kappa.views locked by another transaction, or its sources rewritten
@@ -337,7 +324,7 @@ held_running(KappaWorkerSlot *w, int view_id, Oid owner)
  * worker).
  */
 XLogRecPtr
-kappa_view_processed_lsn(Oid dboid, int view_id, Oid owner, TimestampTz *last_batch_at)
+kappa_view_processed_lsn(Oid dboid, int view_id, TimestampTz *last_batch_at)
 {
 	KappaWorkerSlot *w;
 	XLogRecPtr	result = InvalidXLogRecPtr;
@@ -349,7 +336,7 @@ kappa_view_processed_lsn(Oid dboid, int view_id, Oid owner, TimestampTz *last_ba
 	w = kappa_worker_slot(dboid, false);
 	if (w && w->pid != 0)
 	{
-		result = held_running(w, view_id, owner) ? w->processed_lsn : w->running_lsn;
+		result = held_running(w, view_id) ? w->processed_lsn : w->running_lsn;
 		if (last_batch_at)
 			*last_batch_at = w->last_batch_at;
 	}
