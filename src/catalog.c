@@ -675,9 +675,9 @@ kappa_check_sources_unchanged(KappaViewDef *def, List *sources, const char *view
 				 errhint("Drop the view with kappa.drop_view and create it again.")));
 }
 
-/* An oid[] datum as a List of OIDs. */
-static List *
-oid_array_list(Datum arr)
+/* An oid[] datum (not null) as a List of OIDs. */
+List *
+kappa_oid_array_list(Datum arr)
 {
 	Datum	   *elems;
 	int			n;
@@ -733,8 +733,8 @@ kappa_read_view(Oid relid, KappaViewRow *v)
 	v->state = SPI_getvalue(tup, desc, 2);
 	v->canonical = SPI_getvalue(tup, desc, 3);
 	v->applied = DatumGetLSN(SPI_getbinval(tup, desc, 4, &isnull));
-	v->sources = oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
-	v->arrangements = oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
+	v->sources = kappa_oid_array_list(SPI_getbinval(tup, desc, 5, &isnull));
+	v->arrangements = kappa_oid_array_list(SPI_getbinval(tup, desc, 6, &isnull));
 	v->last_error = SPI_getvalue(tup, desc, 7);
 	v->engine = DatumGetInt16(SPI_getbinval(tup, desc, 8, &isnull));
 	v->owner = kappa_view_owner(relid);
@@ -775,17 +775,10 @@ Datum
 kappa_can_read_view(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
-	Datum	   *elems;
-	int			n;
-	List	   *sources = NIL;
 
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		PG_RETURN_BOOL(false);
-	deconstruct_array(arr, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-		sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
-	PG_RETURN_BOOL(kappa_may_read_view(relid, sources));
+	PG_RETURN_BOOL(kappa_may_read_view(relid, kappa_oid_array_list(PG_GETARG_DATUM(1))));
 }
 
 /* Is iv KAPPA_MAX_INTERVAL_YEARS or longer? */

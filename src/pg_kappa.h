@@ -646,6 +646,7 @@ extern void kappa_pin_search_path(void);
 extern Oid	kappa_rel_owner(Oid relid);
 extern Oid	kappa_view_owner(Oid relid);
 extern bool kappa_is_derived_table(Oid relid);
+extern List *kappa_oid_array_list(Datum arr);
 extern bool kappa_extension_relation(Oid relid);
 extern bool kappa_may_read_view(Oid relid, List *sources);
 extern void kappa_read_view(Oid relid, KappaViewRow *v);

@@ -236,17 +236,9 @@ build_plan(int id)
 	 */
 	kappa_owner_enter(vp->owner, &scope);
 	def = kappa_compile_view(canonical, 1);
-	{
-		Datum	   *elems;
-		int			n;
-		List	   *sources = NIL;
-
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, tupdesc, 4, &isnull)),
-						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
-		for (int i = 0; i < n; i++)
-			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
-		kappa_check_sources_unchanged(def, sources, kappa_rel_label(relid));
-	}
+	kappa_check_sources_unchanged(def,
+								  kappa_oid_array_list(SPI_getbinval(tup, tupdesc, 4, &isnull)),
+								  kappa_rel_label(relid));
 
 	if (get_rel_name(relid) == NULL)
 		elog(ERROR, "derived table of view %d does not exist", id);

@@ -1042,15 +1042,7 @@ build_rules(int id)
 	tupdesc = SPI_tuptable->tupdesc;
 	relid = DatumGetObjectId(SPI_getbinval(tup, tupdesc, 1, &isnull));
 	canonical = SPI_getvalue(tup, tupdesc, 2);
-	{
-		Datum	   *elems;
-		int			n;
-
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, tupdesc, 3, &isnull)),
-						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
-		for (int i = 0; i < n; i++)
-			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
-	}
+	sources = kappa_oid_array_list(SPI_getbinval(tup, tupdesc, 3, &isnull));
 
 	if (rule_plans == NULL)
 	{

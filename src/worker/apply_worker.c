@@ -216,16 +216,10 @@ hold_overdue_view(void)
 		bool		isnull;
 		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 1, &isnull));
-		List	   *sources = NIL;
-		Datum	   *elems;
-		int			n;
+		List	   *sources = kappa_oid_array_list(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc, 2, &isnull));
 		HeldView   *h;
 
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 2, &isnull)),
-						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
-		for (int i = 0; i < n; i++)
-			sources = lappend_oid(sources, DatumGetObjectId(elems[i]));
 		if (hold_view(id, relid, sources,
 					  "its code ran past twice pg_kappa.view_statement_timeout and did not stop, so the worker was ended") &&
 			(h = find_held(id)) != NULL)
@@ -561,15 +555,9 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			bool		isnull;
-			Datum	   *elems;
-			int			n;
-			List	   *srcs = NIL;
+			List	   *srcs = kappa_oid_array_list(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 			HeldView   *h;
 
-			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)),
-							  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
-			for (int j = 0; j < n; j++)
-				srcs = lappend_oid(srcs, DatumGetObjectId(elems[j]));
 			h = hold_in_worker(DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)),
 							   DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)),
 							   srcs);
@@ -1964,18 +1952,10 @@ apply_batch(void)
 			continue;
 
 		{
-			Datum	   *elems;
-			int			n;
-
 			Datum		d = SPI_getbinval(views->vals[i], views->tupdesc, 5, &isnull);
 
 			if (!isnull)
-			{
-				deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
-								  TYPALIGN_INT, &elems, NULL, &n);
-				for (int j = 0; j < n; j++)
-					sources = lappend_oid(sources, DatumGetObjectId(elems[j]));
-			}
+				sources = kappa_oid_array_list(d);
 		}
 
 		/*
