@@ -163,7 +163,10 @@ extern char *kappa_test_crash_point;
  * InvalidOid, and can be taken over while it is neither wanted nor has a
  * worker attached (its worker retired).
  */
-/* view ids the held-view bitmap covers; a held view of a larger id holds all */
+/*
+ * View ids a worker's bitmap of held views covers (kappa_held_ids); a held
+ * view of a larger id holds every one of them.
+ */
 #define KAPPA_HELD_IDS (128 * 1024)
 
 typedef struct KappaWorkerSlot
@@ -187,8 +190,7 @@ typedef struct KappaWorkerSlot
 	int			nheld_running;	/* running views the worker holds back
 								 * (their row locked, rewritten...) */
 	bool		held_beyond;	/* one of them has an id of KAPPA_HELD_IDS
-								 * or more */
-	uint64		held_ids[KAPPA_HELD_IDS / 64];	/* their ids, a bit each */
+								 * or more; their ids are kappa_held_ids */
 	TimestampTz last_batch_at;
 	char		state[16];
 	char		last_error[256];
@@ -216,6 +218,7 @@ extern XLogRecPtr kappa_view_processed_lsn(Oid dboid, int view_id,
 										   TimestampTz *last_batch_at);
 extern ConditionVariable *kappa_worker_progress_cv(Oid dboid);
 extern KappaWorkerSlot *kappa_copy_worker_slots(int *nslots);
+extern uint64 *kappa_held_ids(KappaWorkerSlot *w);
 
 /* commit_wake.c: a commit that wrote wakes its database's worker */
 extern void kappa_commit_wake_init(void);

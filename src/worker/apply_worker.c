@@ -436,8 +436,9 @@ set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
 {
 	ListCell   *lc;
 	int			n = 0;
+	uint64	   *held_ids = kappa_held_ids(MySlot);
 
-	memset(MySlot->held_ids, 0, sizeof(MySlot->held_ids));
+	memset(held_ids, 0, KAPPA_HELD_IDS / 8);
 	MySlot->held_beyond = false;
 	foreach(lc, held_views)
 	{
@@ -446,7 +447,7 @@ set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
 		if (!h->held || !h->running)
 			continue;
 		if (h->id >= 0 && h->id < KAPPA_HELD_IDS)
-			MySlot->held_ids[h->id / 64] |= UINT64CONST(1) << (h->id % 64);
+			held_ids[h->id / 64] |= UINT64CONST(1) << (h->id % 64);
 		else
 			MySlot->held_beyond = true;
 		n++;
@@ -2195,10 +2196,7 @@ kappa_apply_main(Datum main_arg)
 	MySlot->pid = MyProcPid;
 	MySlot->latch = MyLatch;
 	/* nothing is applied by this worker yet: waiters must not trust it */
-	MySlot->processed_lsn = InvalidXLogRecPtr;
-	MySlot->running_lsn = InvalidXLogRecPtr;
-	MySlot->logged_lsn = InvalidXLogRecPtr;
-	MySlot->nheld_running = 0;
+	set_positions(InvalidXLogRecPtr, InvalidXLogRecPtr, InvalidXLogRecPtr);
 	strlcpy(MySlot->state, "starting", sizeof(MySlot->state));
 	dboid = MySlot->dboid;
 	LWLockRelease(KappaShmem->lock);

@@ -49,12 +49,26 @@ KappaShared *KappaShmem = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Bytes of shared memory for pg_kappa.max_databases worker slots. */
+/*
+ * Where the slots' bitmaps of held views start: after the slots, so that
+ * the slots stay small to copy (kappa_copy_worker_slots).
+ */
+static Size
+held_ids_offset(void)
+{
+	return MAXALIGN(add_size(offsetof(KappaShared, workers),
+							 mul_size(kappa_max_databases, sizeof(KappaWorkerSlot))));
+}
+
+/*
+ * Bytes of shared memory for pg_kappa.max_databases worker slots and their
+ * bitmaps of held views.
+ */
 static Size
 kappa_shmem_size(void)
 {
-	return add_size(offsetof(KappaShared, workers),
-					mul_size(kappa_max_databases, sizeof(KappaWorkerSlot)));
+	return add_size(held_ids_offset(),
+					mul_size(kappa_max_databases, KAPPA_HELD_IDS / 8));
 }
 
 /* shmem_request_hook: reserve our shared memory and our LWLock. */
@@ -300,6 +314,18 @@ kappa_worker_logged_lsn(Oid dboid)
 	return result;
 }
 
+/*
+ * Slot w's bitmap of the running views its worker holds back, a bit per
+ * view id below KAPPA_HELD_IDS (written by the worker with the lock held
+ * exclusively, read with it shared).
+ */
+uint64 *
+kappa_held_ids(KappaWorkerSlot *w)
+{
+	return (uint64 *) ((char *) KappaShmem + held_ids_offset()) +
+		(w - KappaShmem->workers) * (KAPPA_HELD_IDS / 64);
+}
+
 /* Is view view_id among the running views the worker holds back? */
 static bool
 held_running(KappaWorkerSlot *w, int view_id)
@@ -308,7 +334,7 @@ held_running(KappaWorkerSlot *w, int view_id)
 		return false;
 	if (view_id < 0 || view_id >= KAPPA_HELD_IDS)
 		return w->held_beyond;
-	return (w->held_ids[view_id / 64] & (UINT64CONST(1) << (view_id % 64))) != 0;
+	return (kappa_held_ids(w)[view_id / 64] & (UINT64CONST(1) << (view_id % 64))) != 0;
 }
 
 /*
