@@ -542,6 +542,17 @@ extern bool kappa_rules_columns_read(int id, Oid relid, const bool **read, int *
 extern bool *kappa_columns_read(KappaViewDef *def, int srcno, int natts);
 extern void kappa_rules_clear_deltas(int id);
 
+/* views/key_joins.c: entries reached by their whole primary key */
+typedef struct KappaKeyJoin
+{
+	uint64		partners;		/* entries (bit r - 1) the key is equated with */
+	Node	   *by_partner;		/* NOT EXISTS: d_<n> has the partners' key */
+	Node	   *by_own_key;		/* NOT EXISTS: d_<n> has the entry's key */
+} KappaKeyJoin;
+
+extern KappaKeyJoin **kappa_key_joins(Query *query, const int *rte_source, int nrtes,
+									  const Oid *drelids);
+
 /* views/drop_guard.c */
 extern void kappa_drop_guard_init(void);
 

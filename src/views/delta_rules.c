@@ -97,6 +97,7 @@ typedef struct RuleTerm
 typedef struct SubsetPlan
 {
 	uint64		mask;
+	uint64		keyed;			/* entries split by their key (pair_terms) */
 	uint64		sizes;			/* the deltas' size classes it was planned for */
 	SPIPlanPtr	plan;
 } SubsetPlan;
@@ -137,6 +138,7 @@ typedef struct RulePlan
 	int			nrtes;
 	int		   *rte_source;		/* per range table entry: source or -1 */
 	Query	   *base;			/* the query the terms are written from */
+	KappaKeyJoin **key_joins;	/* per range table entry (key_joins.c) */
 	bool		keys_only;		/* terms give group keys (into k) */
 	char	   *term_head;		/* what a term's SELECT goes into */
 	char	   *term_tail;
@@ -325,13 +327,20 @@ drop_met_in_jointree(Node *node, int rt)
  * delta of one row.
  */
 static char *
-delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool grouped)
+delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool grouped,
+		  List *quals)
 {
 	Query	   *query = copyObject(base);
+	ListCell   *lc;
 
 	for (int r = 1; r <= list_length(query->rtable); r++)
 		if (filtered != NULL && filtered[r] && OidIsValid(relids[r]))
 			drop_met_in_jointree((Node *) query->jointree, r);
+	foreach(lc, quals)
+		query->jointree->quals = make_and_qual(query->jointree->quals,
+											   copyObject(lfirst(lc)));
+	if (quals != NIL)
+		query->hasSubLinks = true;
 
 	if (grouped)
 	{
@@ -384,7 +393,7 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
 												   -1, InvalidOid, 0));
 	}
-	return delta_sql(base, relids, filtered, weight, grouped);
+	return delta_sql(base, relids, filtered, weight, grouped, NIL);
 }
 
 /*
@@ -501,33 +510,55 @@ semi_key_sql(KappaViewDef *def, KappaSemiJoin *semi, Oid *drelids)
  * The term of the expanded delta rule for the set of range table entries
  * in mask (see the header): those entries read d_<n>, every other entry
  * the live source, and the row's weight is the product of the weights
- * read, negated when the set has an even number of entries.
+ * read, negated when the set has an even number of entries.  An entry in
+ * keyed (pair_terms) reads, where it reads d_<n>, only the rows of weight
+ * -1, and where it reads the live source, only the rows whose key d_<n>
+ * does not have (key_joins.c).
  */
 static char *
-subset_sql(RulePlan *rp, uint64 mask)
+subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 {
 	Oid		   *relids = palloc0(sizeof(Oid) * (rp->nrtes + 1));
 	bool	   *filtered = palloc0(sizeof(bool) * (rp->nrtes + 1));
 	Node	   *weight = NULL;
+	List	   *quals = NIL;
 	int			n = 0;
 
 	for (int r = 1; r <= rp->nrtes; r++)
 	{
 		Oid			relid;
+		Var		   *w;
 
 		if ((mask & RTE_BIT(r)) == 0)
+		{
+			if (keyed & RTE_BIT(r))
+			{
+				KappaKeyJoin *kj = rp->key_joins[r];
+
+				/* by the partners' columns where they are deltas, read first */
+				quals = lappend(quals, (kj->partners & mask) == kj->partners ?
+								kj->by_partner : kj->by_own_key);
+			}
 			continue;
+		}
 		relid = rp->drelids[rp->rte_source[r]];
 		relids[r] = relid;
 		filtered[r] = rp->filters[rp->rte_source[r]] != NIL;
-		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
-												   -1, InvalidOid, 0));
+		w = makeVar(r, weight_attnum(relid), INT4OID, -1, InvalidOid, 0);
+		weight = multiply(weight, (Node *) w);
+		if (keyed & RTE_BIT(r))
+			quals = lappend(quals,
+							make_opclause(Int4LessOperator, BOOLOID, false,
+										  (Expr *) copyObject(w),
+										  (Expr *) makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
+															 Int32GetDatum(0), false, true),
+										  InvalidOid, InvalidOid));
 		n++;
 	}
 	if (n % 2 == 0)
 		weight = multiply(weight, (Node *) makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
 													  Int32GetDatum(-1), false, true));
-	return delta_sql(rp->base, relids, filtered, weight, rp->keys_only);
+	return delta_sql(rp->base, relids, filtered, weight, rp->keys_only, quals);
 }
 
 /*
@@ -537,7 +568,7 @@ subset_sql(RulePlan *rp, uint64 mask)
  * by delta_sizes.c.
  */
 static SPIPlanPtr
-subset_plan(RulePlan *rp, uint64 mask, uint64 sizes)
+subset_plan(RulePlan *rp, uint64 mask, uint64 keyed, uint64 sizes)
 {
 	ListCell   *lc;
 	SubsetPlan *sp;
@@ -547,13 +578,14 @@ subset_plan(RulePlan *rp, uint64 mask, uint64 sizes)
 	foreach(lc, rp->subsets)
 	{
 		sp = lfirst(lc);
-		if (sp->mask == mask && sp->sizes == sizes)
+		if (sp->mask == mask && sp->keyed == keyed && sp->sizes == sizes)
 			return sp->plan;
 	}
 	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
-	sql = subset_sql(rp, mask);
+	sql = subset_sql(rp, mask, keyed);
 	sp = palloc(sizeof(SubsetPlan));
 	sp->mask = mask;
+	sp->keyed = keyed;
 	sp->sizes = sizes;
 	sp->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, sql, rp->term_tail));
 	rp->subsets = lappend(rp->subsets, sp);
@@ -1143,6 +1175,8 @@ build_rules(int id)
 	rp->rte_source = palloc(sizeof(int) * (def->nrtes + 1));
 	memcpy(rp->rte_source, def->rte_source, sizeof(int) * (def->nrtes + 1));
 	rp->base = copyObject(base);
+	if (!rp->outer)
+		rp->key_joins = kappa_key_joins(rp->base, rp->rte_source, rp->nrtes, rp->drelids);
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1 + list_length(def->semijoins)));
 	for (int r = 1; r <= def->nrtes && (!rp->whole || agg); r++)
 	{
@@ -1871,6 +1905,47 @@ recompute_groups(RulePlan *rp)
 }
 
 /*
+ * Split the terms of the expanded rule (masks[i], the entries that read
+ * their deltas; nterms of them) by the keys of entries reached by their
+ * whole primary key (key_joins.c), which changed: keyed[i] gets the
+ * entries whose rows term i takes by key.  For such an entry p, a term
+ * where p reads the live source pairs with the term where p reads d_<n>
+ * and every other entry reads what it reads in the first (the two have
+ * opposite signs): the first then reads only the live rows whose key
+ * d_<n> does not have, the second only d_<n>'s rows of weight -1, and the
+ * pair's sum is unchanged.  A term without such a twin (the one where p
+ * alone reads its delta) is left as it is.  Entries are taken one after
+ * another, each pairing the terms as the earlier ones left them.
+ */
+static void
+pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int nterms)
+{
+	memset(keyed, 0, sizeof(uint64) * nterms);
+	if (rp->key_joins == NULL)
+		return;
+	for (int p = 1; p <= rp->nrtes && p <= 64; p++)
+	{
+		if (rp->key_joins[p] == NULL || (changed & RTE_BIT(p)) == 0)
+			continue;
+		for (int i = 0; i < nterms; i++)
+		{
+			if (masks[i] & RTE_BIT(p))
+				continue;
+			for (int j = 0; j < nterms; j++)
+				if (masks[j] == (masks[i] | RTE_BIT(p)))
+				{
+					if (keyed[j] == keyed[i])
+					{
+						keyed[i] |= RTE_BIT(p);
+						keyed[j] |= RTE_BIT(p);
+					}
+					break;
+				}
+		}
+	}
+}
+
+/*
  * Run the delta rule's terms for a batch that changed the sources marked
  * in touched.  Where few range table entries read a changed source, the
  * rule is expanded over the live sources and the deltas alone
@@ -1910,14 +1985,23 @@ run_terms(RulePlan *rp, bool *touched, int64 *counts)
 		return;
 	}
 	/* every nonempty subset of changed, planned for its deltas' sizes */
-	for (uint64 mask = changed; mask != 0; mask = (mask - 1) & changed)
 	{
-		uint64		sizes = 0;
+		uint64		masks[1 << MAX_EXPANDED_ENTRIES];
+		uint64		keyed[1 << MAX_EXPANDED_ENTRIES];
+		int			nmasks = 0;
 
-		for (int r = 1; r <= rp->nrtes; r++)
-			if (mask & RTE_BIT(r))
-				sizes = (sizes << 4) | kappa_delta_size_class(counts[rp->rte_source[r]]);
-		kappa_run(subset_plan(rp, mask, sizes));
+		for (uint64 mask = changed; mask != 0; mask = (mask - 1) & changed)
+			masks[nmasks++] = mask;
+		pair_terms(rp, changed, masks, keyed, nmasks);
+		for (int i = 0; i < nmasks; i++)
+		{
+			uint64		sizes = 0;
+
+			for (int r = 1; r <= rp->nrtes; r++)
+				if ((masks[i] | keyed[i]) & RTE_BIT(r))
+					sizes = (sizes << 4) | kappa_delta_size_class(counts[rp->rte_source[r]]);
+			kappa_run(subset_plan(rp, masks[i], keyed[i], sizes));
+		}
 	}
 }
 

@@ -7,6 +7,10 @@
 # keeps bags: a join that does not select every key, and a table without a
 # key that holds duplicate rows, LEFT JOIN views (with and without GROUP
 # BY), EXISTS, NOT EXISTS and IN subqueries, and a SELECT DISTINCT view.
+# Engine 2's joins reach customers by its key and rates by a two-column
+# key equated with columns of two tables, with those keys changed in the
+# same batches as the rows that join them (key_joins.c takes such rows
+# from the delta).
 # KAPPA_SOAK=1 runs many more rounds;
 # KAPPA_SEED picks the seed.
 use strict;
@@ -32,6 +36,8 @@ INSERT INTO customers SELECT g, CASE WHEN g % 5 = 0 THEN NULL ELSE 'r' || (g % 4
 INSERT INTO products SELECT g, 'cat' || (g % 5) FROM generate_series(1, 15) g;
 INSERT INTO items SELECT g, 1 + g % 45, 1 + g % 17, g % 9, CASE WHEN g % 11 = 0 THEN NULL ELSE (g % 23) * 1.25 END, repeat('x', g % 3)
   FROM generate_series(1, 300) g;
+CREATE TABLE rates (product_id int, region text, factor int, PRIMARY KEY (product_id, region));
+INSERT INTO rates SELECT p, 'r' || g, p * g FROM generate_series(1, 17) p, generate_series(0, 4) g;
 CREATE TABLE events (kind text, n int);
 INSERT INTO events SELECT 'k' || (g % 4), g % 3 FROM generate_series(1, 40) g;
 });
@@ -66,6 +72,9 @@ $views{v_left_e2} = q{SELECT c.id, c.region, i.id AS item_id, i.qty, p.category 
 $views{v_distinct_e2} = q{SELECT DISTINCT c.region, i.qty FROM items i JOIN customers c ON c.id = i.customer_id};
 $views{v_left_groups_e2} = q{SELECT c.id, c.region, count(i.id) AS n, sum(i.qty) AS q, max(i.qty) AS top FROM customers c LEFT JOIN items i ON i.customer_id = c.id GROUP BY c.id, c.region};
 $views{v_exists_e2} = q{SELECT c.id, c.region FROM customers c WHERE EXISTS (SELECT 1 FROM items i WHERE i.customer_id = c.id AND i.qty > 4) AND NOT EXISTS (SELECT 1 FROM events e WHERE e.n = c.id % 3 AND e.kind = 'k1')};
+$views{v_rates_e2} = q{SELECT i.id, c.id AS cust_id, c.region, r.factor * i.qty AS v FROM items i JOIN customers c ON c.id = i.customer_id JOIN rates r ON r.product_id = i.product_id AND r.region = c.region};
+$views{v_rates_agg_e2} = q{SELECT c.region, count(*) AS n, sum(r.factor * i.qty) AS s, max(r.factor) AS top FROM items i, customers c, rates r WHERE c.id = i.customer_id AND r.product_id = i.product_id AND r.region = c.region AND i.qty > 1 GROUP BY c.region};
+$views{v_rates_bag_e2} = q{SELECT c.region, r.factor FROM items i JOIN customers c ON c.id = i.customer_id JOIN rates r ON r.product_id = i.product_id AND r.region = c.region};
 $views{v_in_e2} = q{SELECT p.id, p.category FROM products p WHERE p.id IN (SELECT i.product_id FROM items i WHERE i.price > 10)};
 foreach my $v (sort grep { /_e2$/ } keys %views)
 {
@@ -132,6 +141,21 @@ sub random_statement
 		return rnd(2)
 		  ? "INSERT INTO events SELECT 'k$k', " . maybe_null(rnd(4)) . " FROM generate_series(1, " . (1 + rnd(3)) . ")"
 		  : "DELETE FROM events WHERE ctid IN (SELECT ctid FROM events WHERE kind = 'k$k' LIMIT " . (1 + rnd(2)) . ")";
+	}
+	elsif ($r < 0.945)
+	{
+		# a customer's key changes: its items now join no one, or another
+		my ($id, $new) = (1 + rnd(45), 1 + rnd(45));
+		return "UPDATE customers SET id = $new WHERE id = $id AND NOT EXISTS (SELECT 1 FROM customers WHERE id = $new)";
+	}
+	elsif ($r < 0.955)
+	{
+		my $p = 1 + rnd(17);
+		my $g = rnd(5);
+		my $f = rnd(3);
+		return $f == 0 ? "UPDATE rates SET factor = factor + 1 WHERE product_id = $p"
+		  : $f == 1 ? "DELETE FROM rates WHERE product_id = $p AND region = 'r$g'"
+		  : "INSERT INTO rates VALUES ($p, 'r$g', " . rnd(9) . ") ON CONFLICT (product_id, region) DO UPDATE SET factor = excluded.factor";
 	}
 	elsif ($r < 0.97)
 	{
