@@ -551,7 +551,9 @@ typedef struct KappaKeyJoin
 } KappaKeyJoin;
 
 extern KappaKeyJoin **kappa_key_joins(Query *query, const int *rte_source, int nrtes,
-									  const Oid *drelids);
+									  const Oid *drelids, const Oid *frelids);
+extern AttrNumber *kappa_failed_keys_table(Oid relid, Oid frelid, int *nkeys);
+extern void kappa_fence_entry(Query *query, int r, Oid drelid, List *conds);
 
 /* views/drop_guard.c */
 extern void kappa_drop_guard_init(void);

@@ -139,6 +139,10 @@ typedef struct RulePlan
 	int		   *rte_source;		/* per range table entry: source or -1 */
 	Query	   *base;			/* the query the terms are written from */
 	KappaKeyJoin **key_joins;	/* per range table entry (key_joins.c) */
+	Oid		   *frelids;		/* per source: f_<n>, to fill, or invalid */
+	AttrNumber **fkeys;			/* per source: f_<n>'s columns in the source */
+	int		   *nfkeys;
+	SPIPlanPtr *clear_f;
 	bool		keys_only;		/* terms give group keys (into k) */
 	char	   *term_head;		/* what a term's SELECT goes into */
 	char	   *term_tail;
@@ -328,12 +332,13 @@ drop_met_in_jointree(Node *node, int rt)
  */
 static char *
 delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool grouped,
-		  List *quals)
+		  List *quals, List **fenced)
 {
 	Query	   *query = copyObject(base);
+	int			nrtes = list_length(query->rtable);
 	ListCell   *lc;
 
-	for (int r = 1; r <= list_length(query->rtable); r++)
+	for (int r = 1; r <= nrtes; r++)
 		if (filtered != NULL && filtered[r] && OidIsValid(relids[r]))
 			drop_met_in_jointree((Node *) query->jointree, r);
 	foreach(lc, quals)
@@ -341,6 +346,19 @@ delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool gro
 											   copyObject(lfirst(lc)));
 	if (quals != NIL)
 		query->hasSubLinks = true;
+	if (fenced != NULL)
+	{
+		Oid		   *read = palloc(sizeof(Oid) * (nrtes + 1));
+
+		memcpy(read, relids, sizeof(Oid) * (nrtes + 1));
+		for (int r = 1; r <= nrtes; r++)
+			if (fenced[r] != NIL)
+			{
+				kappa_fence_entry(query, r, relids[r], fenced[r]);
+				read[r] = InvalidOid;	/* a subquery now */
+			}
+		relids = read;
+	}
 
 	if (grouped)
 	{
@@ -393,7 +411,7 @@ term_sql(KappaViewDef *def, Query *base, int term_rt, Oid *drelids, Oid *orelids
 		weight = multiply(weight, (Node *) makeVar(r, weight_attnum(relid), INT4OID,
 												   -1, InvalidOid, 0));
 	}
-	return delta_sql(base, relids, filtered, weight, grouped, NIL);
+	return delta_sql(base, relids, filtered, weight, grouped, NIL, NULL);
 }
 
 /*
@@ -507,6 +525,24 @@ semi_key_sql(KappaViewDef *def, KappaSemiJoin *semi, Oid *drelids)
 }
 
 /*
+ * Can entry r, reading its delta, be read through a subquery instead
+ * (kappa_fence_entry)?  Not when the delta has fewer columns than the
+ * query's entry (columns added to the source since the delta was made:
+ * kappa_deparse_query leaves them out of the joins).
+ */
+static bool
+fence_fits(RulePlan *rp, int r)
+{
+	RangeTblEntry *rte = rt_fetch(r, rp->base->rtable);
+	Oid			drelid = rp->drelids[rp->rte_source[r]];
+	Relation	drel = table_open(drelid, AccessShareLock);
+	bool		fits = RelationGetNumberOfAttributes(drel) - 1 >= list_length(rte->eref->colnames);
+
+	table_close(drel, AccessShareLock);
+	return fits;
+}
+
+/*
  * The term of the expanded delta rule for the set of range table entries
  * in mask (see the header): those entries read d_<n>, every other entry
  * the live source, and the row's weight is the product of the weights
@@ -522,6 +558,7 @@ subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 	bool	   *filtered = palloc0(sizeof(bool) * (rp->nrtes + 1));
 	Node	   *weight = NULL;
 	List	   *quals = NIL;
+	List	  **fenced = palloc0(sizeof(List *) * (rp->nrtes + 1));
 	int			n = 0;
 
 	for (int r = 1; r <= rp->nrtes; r++)
@@ -534,10 +571,22 @@ subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 			if (keyed & RTE_BIT(r))
 			{
 				KappaKeyJoin *kj = rp->key_joins[r];
+				int			partner = pg_rightmost_one_pos64(kj->partners) + 1;
 
-				/* by the partners' columns where they are deltas, read first */
-				quals = lappend(quals, (kj->partners & mask) == kj->partners ?
-								kj->by_partner : kj->by_own_key);
+				/*
+				 * Where the one partner is the term's only delta, from which
+				 * the plan starts, the rows whose partner's key is in this
+				 * entry's delta are left out of the partner's delta first
+				 * (kappa_fence_entry); else the planner places the condition
+				 * (where another delta leads, fencing the partner's would
+				 * only add work).
+				 */
+				if (mask == RTE_BIT(partner) && kj->partners == mask &&
+					fence_fits(rp, partner))
+					fenced[partner] = lappend(fenced[partner], kj->by_partner);
+				else
+					quals = lappend(quals, (kj->partners & mask) == kj->partners ?
+									kj->by_partner : kj->by_own_key);
 			}
 			continue;
 		}
@@ -558,7 +607,7 @@ subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 	if (n % 2 == 0)
 		weight = multiply(weight, (Node *) makeConst(INT4OID, -1, InvalidOid, sizeof(int32),
 													  Int32GetDatum(-1), false, true));
-	return delta_sql(rp->base, relids, filtered, weight, rp->keys_only, quals);
+	return delta_sql(rp->base, relids, filtered, weight, rp->keys_only, quals, fenced);
 }
 
 /*
@@ -1175,8 +1224,37 @@ build_rules(int id)
 	rp->rte_source = palloc(sizeof(int) * (def->nrtes + 1));
 	memcpy(rp->rte_source, def->rte_source, sizeof(int) * (def->nrtes + 1));
 	rp->base = copyObject(base);
+	rp->frelids = palloc0(sizeof(Oid) * rp->nsources);
+	rp->fkeys = palloc0(sizeof(AttrNumber *) * rp->nsources);
+	rp->nfkeys = palloc0(sizeof(int) * rp->nsources);
+	rp->clear_f = palloc0(sizeof(SPIPlanPtr) * rp->nsources);
 	if (!rp->outer)
-		rp->key_joins = kappa_key_joins(rp->base, rp->rte_source, rp->nrtes, rp->drelids);
+	{
+		/* f_<n> where it fits (views made before 0.9 have none) */
+		for (int i = 0; i < rp->nsources; i++)
+		{
+			rp->fkeys[i] = kappa_failed_keys_table(rp->sources[i],
+												   get_relname_relid(psprintf("f_%d", i), nsp),
+												   &rp->nfkeys[i]);
+			if (rp->fkeys[i] != NULL && rp->filters[i] != NIL)
+				rp->frelids[i] = get_relname_relid(psprintf("f_%d", i), nsp);
+		}
+		rp->key_joins = kappa_key_joins(rp->base, rp->rte_source, rp->nrtes, rp->drelids,
+										rp->frelids);
+		/* filled only for sources some entry is reached through by key */
+		for (int i = 0; i < rp->nsources; i++)
+		{
+			bool		keyed = false;
+
+			for (int r = 1; r <= rp->nrtes && r <= 64; r++)
+				if (rp->rte_source[r] == i && rp->key_joins[r] != NULL)
+					keyed = true;
+			if (!keyed)
+				rp->frelids[i] = InvalidOid;
+			if (OidIsValid(rp->frelids[i]))
+				rp->clear_f[i] = kappa_keep_plan(psprintf("DELETE FROM %s.f_%d", schema, i));
+		}
+	}
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1 + list_length(def->semijoins)));
 	for (int r = 1; r <= def->nrtes && (!rp->whole || agg); r++)
 	{
@@ -1660,6 +1738,135 @@ check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,
 }
 
 /*
+ * The keys of a source whose images in the batch all fail the view's
+ * conditions on it, on their way to f_<n> (key_joins.c): the failing
+ * images' keys are kept with their hashes, the passing ones' hashes only.
+ * A failing key whose hash a passing image also has is not written (a
+ * collision only leaves out a key that could have been: fewer keys are
+ * always right).  Failing keys past work_mem are not kept either; if the
+ * passing hashes outgrow it, nothing is written.
+ */
+typedef struct FailedKeys
+{
+	Oid			frelid;
+	int			nkeys;
+	const AttrNumber *keys;		/* in the source, as in d_<n> */
+	uint32	   *passed;
+	int			npassed;
+	int			maxpassed;
+	HeapTuple  *failed;
+	uint32	   *failed_hash;
+	int			nfailed;
+	int			maxfailed;
+	Size		bytes;
+	bool		overflow;		/* passing hashes outgrew work_mem */
+	TupleDesc	fdesc;
+} FailedKeys;
+
+static void
+failed_keys_add(FailedKeys *fk, TupleDesc ddesc, Datum *values, bool *nulls, bool ok)
+{
+	uint32		h = 0;
+	Datum	   *kv;
+	bool	   *kn;
+	HeapTuple	tup;
+
+	if (fk->overflow)
+		return;
+	for (int k = 0; k < fk->nkeys; k++)
+	{
+		int			i = fk->keys[k] - 1;
+
+		if (nulls[i])
+			return;				/* not a key of the table's (never so) */
+		h = hash_combine(h, value_hash(TupleDescAttr(ddesc, i), values[i]));
+	}
+	if (ok)
+	{
+		if (fk->npassed >= fk->maxpassed)
+		{
+			if ((Size) fk->maxpassed * sizeof(uint32) * 2 > (Size) work_mem * 1024)
+			{
+				fk->overflow = true;
+				return;
+			}
+			fk->maxpassed = Max(256, fk->maxpassed * 2);
+			fk->passed = fk->passed ? repalloc(fk->passed, sizeof(uint32) * fk->maxpassed) :
+				palloc(sizeof(uint32) * fk->maxpassed);
+		}
+		fk->passed[fk->npassed++] = h;
+		return;
+	}
+	if (fk->bytes > (Size) work_mem * 1024)
+		return;
+	kv = palloc(sizeof(Datum) * fk->nkeys);
+	kn = palloc0(sizeof(bool) * fk->nkeys);
+	for (int k = 0; k < fk->nkeys; k++)
+		kv[k] = values[fk->keys[k] - 1];
+	tup = heap_form_tuple(fk->fdesc, kv, kn);
+	pfree(kv);
+	pfree(kn);
+	if (fk->nfailed >= fk->maxfailed)
+	{
+		fk->maxfailed = Max(256, fk->maxfailed * 2);
+		fk->failed = fk->failed ? repalloc(fk->failed, sizeof(HeapTuple) * fk->maxfailed) :
+			palloc(sizeof(HeapTuple) * fk->maxfailed);
+		fk->failed_hash = fk->failed_hash ?
+			repalloc(fk->failed_hash, sizeof(uint32) * fk->maxfailed) :
+			palloc(sizeof(uint32) * fk->maxfailed);
+	}
+	fk->bytes += HEAPTUPLESIZE + tup->t_len + sizeof(HeapTuple) + sizeof(uint32);
+	fk->failed[fk->nfailed] = tup;
+	fk->failed_hash[fk->nfailed++] = h;
+}
+
+/* Write the keys that only failed to f_<n>; returns how many. */
+static int64
+failed_keys_write(FailedKeys *fk)
+{
+	Relation	frel;
+	DeltaWriter writer;
+	int64		written = 0;
+
+	if (fk->overflow || fk->nfailed == 0)
+		return 0;
+	if (fk->npassed > 0)
+		qsort(fk->passed, fk->npassed, sizeof(uint32), uint32_cmp);
+	frel = table_open(fk->frelid, RowExclusiveLock);
+	delta_writer_start(&writer, frel);
+	for (int i = 0; i < fk->nfailed; i++)
+	{
+		if (fk->npassed > 0 &&
+			bsearch(&fk->failed_hash[i], fk->passed, fk->npassed, sizeof(uint32), uint32_cmp) != NULL)
+			continue;
+		delta_writer_put(&writer, fk->failed[i], true);
+		written++;
+	}
+	delta_writer_end(&writer);
+	table_close(frel, RowExclusiveLock);
+
+	/* how distinct the keys written are (see fill_signed_delta) */
+	if (fk->nkeys == 1 && written > 0)
+	{
+		uint32	   *h = palloc(sizeof(uint32) * fk->nfailed);
+		int			n = 0;
+		int			distinct = 0;
+
+		for (int i = 0; i < fk->nfailed; i++)
+			if (fk->npassed == 0 ||
+				bsearch(&fk->failed_hash[i], fk->passed, fk->npassed, sizeof(uint32), uint32_cmp) == NULL)
+				h[n++] = fk->failed_hash[i];
+		qsort(h, n, sizeof(uint32), uint32_cmp);
+		for (int i = 0; i < n; i++)
+			if (i == 0 || h[i] != h[i - 1])
+				distinct++;
+		kappa_delta_distinct_set(fk->frelid, 1, (double) distinct / n);
+		pfree(h);
+	}
+	return written;
+}
+
+/*
  * The batch's row images of source n that the view has not seen (commit
  * LSN after applied) into d_<n>, signed, less the pairs that cancel out: a
  * row inserted and deleted in the batch, or updated twice, leaves only its
@@ -1677,7 +1884,8 @@ check_delta_reads(Relation drel, Oid srcrelid, KappaSourceBuffer *buf,
 static int64
 fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				  const bool *joined, List *filters, KappaSourceBuffer *buf,
-				  XLogRecPtr applied, List **lsns, bool *consolidate, int64 *written)
+				  XLogRecPtr applied, List **lsns, bool *consolidate, int64 *written,
+				  FailedKeys *failed)
 {
 	Relation	drel = table_open(drelid, RowExclusiveLock);
 	TupleDesc	ddesc = RelationGetDescr(drel);
@@ -1759,6 +1967,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	{
 		HeapTuple	tup;
 		uint32		h = 0;
+		bool		ok;
 
 		count++;
 		if (r.lsn != last_lsn)
@@ -1770,10 +1979,13 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		if (passes != NULL)
 		{
 			Assert(image < npasses);
-			if (!passes[image++])
-				continue;
+			ok = passes[image++];
 		}
-		else if (!delta_filter_passes(&filter, r.values, r.nulls))
+		else
+			ok = delta_filter_passes(&filter, r.values, r.nulls);
+		if (failed != NULL)
+			failed_keys_add(failed, ddesc, r.values, r.nulls, ok);
+		if (!ok)
 			continue;
 		if (distinct != NULL)
 		{
@@ -1859,7 +2071,14 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				double		fraction = ndistinct_counted > 0 ?
 					estimateHyperLogLog(&distinct[i]) / ndistinct_counted : 1.0;
 
-				if (fraction < 0.5)
+				/*
+				 * A key column of a table reached by its key is said to be
+				 * as distinct as it is too: the terms look its values up in
+				 * a hash, whose buckets the planner takes for holding a
+				 * tenth of the rows when it knows nothing of the column.
+				 */
+				if (fraction < 0.5 ||
+					(failed != NULL && failed->nkeys == 1 && failed->keys[0] == i + 1))
 					kappa_delta_distinct_set(drelid, i + 1, fraction);
 				freeHyperLogLog(&distinct[i]);
 			}
@@ -2013,6 +2232,8 @@ clear_filled_deltas(RulePlan *rp)
 		if (rp->d_filled[i])
 		{
 			kappa_run(rp->clear_d[i]);
+			if (rp->clear_f[i] != NULL)
+				kappa_run(rp->clear_f[i]);
 			rp->d_filled[i] = false;
 		}
 	rp->d_rows = 0;
@@ -2041,6 +2262,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	bool	   *touched = palloc0(sizeof(bool) * rp->nsources);
 	bool	   *consolidate = palloc0(sizeof(bool) * rp->nsources);
 	int64	   *counts = palloc0(sizeof(int64) * rp->nsources);
+	int64	   *failed = palloc0(sizeof(int64) * rp->nsources);
 	bool		truncated = false;
 	bool		any = false;
 	bool		changed = false;
@@ -2060,6 +2282,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	for (int i = 0; i < rp->nsources; i++)
 	{
 		KappaSourceBuffer *buf;
+		FailedKeys	fk;
 
 		buf = hash_search(kappa_batch->sources, &rp->sources[i], HASH_FIND, NULL);
 		if (buf == NULL)
@@ -2075,9 +2298,25 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 		}
 		/* images that cancel out (read: counted, not written) touch nothing */
 		rp->d_filled[i] = true;
+		if (OidIsValid(rp->frelids[i]))
+		{
+			memset(&fk, 0, sizeof(fk));
+			fk.frelid = rp->frelids[i];
+			fk.nkeys = rp->nfkeys[i];
+			fk.keys = rp->fkeys[i];
+			{
+				Relation	frel = table_open(fk.frelid, AccessShareLock);
+
+				fk.fdesc = CreateTupleDescCopy(RelationGetDescr(frel));
+				table_close(frel, AccessShareLock);
+			}
+		}
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
-							  rp->joined[i], rp->filters[i], buf, applied, &lsns, &consolidate[i], &counts[i]) > 0)
+							  rp->joined[i], rp->filters[i], buf, applied, &lsns, &consolidate[i],
+							  &counts[i], OidIsValid(rp->frelids[i]) ? &fk : NULL) > 0)
 			any = true;
+		if (OidIsValid(rp->frelids[i]))
+			failed[i] = failed_keys_write(&fk);
 		if (counts[i] > 0)
 			touched[i] = changed = true;
 	}
@@ -2113,7 +2352,11 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 	else
 	{
 		for (int i = 0; i < rp->nsources; i++)
+		{
 			kappa_delta_sizes_set(rp->drelids[i], counts[i]);
+			if (OidIsValid(rp->frelids[i]))
+				kappa_delta_sizes_set(rp->frelids[i], failed[i]);
+		}
 		run_terms(rp, touched, counts);
 		kappa_delta_sizes_reset();
 		t_terms = GetCurrentTimestamp();
@@ -2240,7 +2483,9 @@ kappa_rules_clear_deltas(int id)
 	 */
 	for (int i = 0; i < rp->nsources; i++)
 		if (rp->d_filled[i] &&
-			!ConditionalLockRelationOid(rp->drelids[i], ExclusiveLock))
+			(!ConditionalLockRelationOid(rp->drelids[i], ExclusiveLock) ||
+			 (OidIsValid(rp->frelids[i]) &&
+			  !ConditionalLockRelationOid(rp->frelids[i], ExclusiveLock))))
 			return;
 	kappa_owner_enter(rp->owner, &scope);
 	clear_filled_deltas(rp);

@@ -29,6 +29,18 @@
  * those rows out ("NOT EXISTS (SELECT 1 FROM d_p WHERE key = partner)");
  * delta_rules.c pairs the terms.
  *
+ * A delta holds only rows that meet the view's conditions on their source
+ * alone (delta_rules.c checks them as it fills it), and in TPC-H the
+ * orders a refresh inserts or deletes mostly fail them (Q3's order date,
+ * for lines shipped after it).  Their keys are not in d_p, yet the live
+ * table has no row of theirs that meets the conditions.  So the worker
+ * also writes, to f_p, the keys of p's source all of whose images in the
+ * batch fail those conditions: its row before and after the batch, if
+ * any, fails them, and a term reading the live table may leave those keys
+ * out too (their twin reads nothing of them).  Only keys of fixed length
+ * whose equality is byte equality are written there (the images' keys are
+ * compared by their bytes' hashes).
+ *
  * Only what makes the argument hold is taken: a primary key (its columns
  * are never null), the table alone (no inheritance children), equality by
  * an operator of the key index's btree family under a deterministic
@@ -41,8 +53,10 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
@@ -50,6 +64,7 @@
 #include "parser/parse_relation.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteManip.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -114,35 +129,51 @@ with_var(Node *expr, Var *var)
 	return (Node *) var;
 }
 
-/* "NOT EXISTS (SELECT 1 FROM drelid WHERE conds)", conds over its Vars 1 */
-static Node *
-not_exists(Relation drel, List *conds)
+/*
+ * "SELECT tlist FROM rel alias WHERE conds": rel is the query's only entry,
+ * which conds' and tlist's Vars 1 name.
+ */
+static Query *
+select_from(Relation rel, const char *alias, List *tlist, List *conds)
 {
 	ParseState *pstate = make_parsestate(NULL);
 	ParseNamespaceItem *nsitem;
-	Query	   *sub = makeNode(Query);
+	Query	   *query = makeNode(Query);
 	RangeTblRef *rtr = makeNode(RangeTblRef);
-	SubLink    *sublink = makeNode(SubLink);
 
-	nsitem = addRangeTableEntryForRelation(pstate, drel, AccessShareLock,
-										   makeAlias("kappa_d", NIL), false, true);
-	sub->commandType = CMD_SELECT;
-	sub->querySource = QSRC_ORIGINAL;
-	sub->canSetTag = true;
-	sub->rtable = list_make1(nsitem->p_rte);
+	nsitem = addRangeTableEntryForRelation(pstate, rel, AccessShareLock,
+										   makeAlias(alias, NIL), false, true);
+	query->commandType = CMD_SELECT;
+	query->querySource = QSRC_ORIGINAL;
+	query->canSetTag = true;
+	query->rtable = list_make1(nsitem->p_rte);
 	rtr->rtindex = 1;
-	sub->jointree = makeFromExpr(list_make1(rtr), (Node *) make_ands_explicit(conds));
-	sub->targetList = list_make1(makeTargetEntry((Expr *) makeConst(INT4OID, -1, InvalidOid,
-																	 sizeof(int32), Int32GetDatum(1),
-																	 false, true),
-												 1, NULL, false));
+	query->jointree = makeFromExpr(list_make1(rtr), (Node *) make_ands_explicit(conds));
+	query->targetList = tlist;
+	query->hasSubLinks = checkExprHasSubLink((Node *) conds);
+	free_parsestate(pstate);
+	return query;
+}
+
+/* "NOT EXISTS (SELECT 1 FROM drel WHERE conds)", conds over its Vars 1 */
+static Node *
+not_exists(Relation drel, List *conds)
+{
+	SubLink    *sublink = makeNode(SubLink);
+	Query	   *sub;
+
+	sub = select_from(drel, "kappa_d",
+					  list_make1(makeTargetEntry((Expr *) makeConst(INT4OID, -1, InvalidOid,
+																	sizeof(int32), Int32GetDatum(1),
+																	false, true),
+												 1, NULL, false)),
+					  conds);
 	sublink->subLinkType = EXISTS_SUBLINK;
 	sublink->subLinkId = 0;
 	sublink->testexpr = NULL;
 	sublink->operName = NIL;
 	sublink->subselect = (Node *) sub;
 	sublink->location = -1;
-	free_parsestate(pstate);
 	return (Node *) makeBoolExpr(NOT_EXPR, list_make1(sublink), -1);
 }
 
@@ -152,7 +183,7 @@ not_exists(Relation drel, List *conds)
  */
 static KappaKeyJoin *
 key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
-		 Oid drelid)
+		 Oid drelid, Oid frelid)
 {
 	RangeTblEntry *rte = rt_fetch(r, query->rtable);
 	Relation	rel;
@@ -162,6 +193,8 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 	int			nkeys;
 	List	   *by_partner = NIL;
 	List	   *by_own_key = NIL;
+	List	   *by_partner_f = NIL;
+	List	   *by_own_key_f = NIL;
 	uint64		partners = 0;
 	KappaKeyJoin *kj = NULL;
 
@@ -237,6 +270,19 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			IncrementVarSublevelsUp(own == 0 ? lsecond(cond->args) : linitial(cond->args), 1, 0);
 			by_partner = lappend(by_partner, cond);
 			partners |= UINT64CONST(1) << ((own == 0 ? b : a)->varno - 1);
+			/* the same against f_<n>, whose key columns come first, in order */
+			if (OidIsValid(frelid))
+			{
+				OpExpr	   *fcond = copyObject(cond);
+				Var		   *fvar = copyObject(dvar);
+
+				fvar->varattno = k + 1;
+				if (own == 0)
+					linitial(fcond->args) = with_var(linitial(op->args), fvar);
+				else
+					lsecond(fcond->args) = with_var(lsecond(op->args), fvar);
+				by_partner_f = lappend(by_partner_f, fcond);
+			}
 
 			/* d.key = the entry's own key, one level up */
 			eqop = get_opfamily_member(opfamily, att->atttypid, att->atttypid,
@@ -247,6 +293,16 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			by_own_key = lappend(by_own_key,
 								 make_opclause(eqop, BOOLOID, false, (Expr *) copyObject(dvar),
 											   (Expr *) keyvar, InvalidOid, att->attcollation));
+			if (OidIsValid(frelid))
+			{
+				Var		   *fvar = copyObject(dvar);
+
+				fvar->varattno = k + 1;
+				by_own_key_f = lappend(by_own_key_f,
+									   make_opclause(eqop, BOOLOID, false, (Expr *) fvar,
+													 (Expr *) copyObject(keyvar), InvalidOid,
+													 att->attcollation));
+			}
 			found = true;
 			break;
 		}
@@ -258,6 +314,14 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			kj->partners = partners;
 			kj->by_partner = not_exists(drel, by_partner);
 			kj->by_own_key = not_exists(drel, by_own_key);
+			if (OidIsValid(frelid))
+			{
+				Relation	frel = table_open(frelid, AccessShareLock);
+
+				kj->by_partner = make_and_qual(kj->by_partner, not_exists(frel, by_partner_f));
+				kj->by_own_key = make_and_qual(kj->by_own_key, not_exists(frel, by_own_key_f));
+				table_close(frel, AccessShareLock);
+			}
 		}
 	}
 	table_close(drel, AccessShareLock);
@@ -269,11 +333,13 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 /*
  * Per range table entry of query (nrtes of them; rte_source[r] the source
  * entry r reads, or -1), the entry's key join, or NULL; drelids[i] is
- * source i's delta d_<i>.  Entries past the 64th have none (the expanded
+ * source i's delta d_<i>, frelids[i] its table of keys whose images all
+ * failed (kappa_failed_keys_table), or invalid.  Entries past the 64th have none (the expanded
  * rule's masks have 64 bits).  Allocated in the current memory context.
  */
 KappaKeyJoin **
-kappa_key_joins(Query *query, const int *rte_source, int nrtes, const Oid *drelids)
+kappa_key_joins(Query *query, const int *rte_source, int nrtes, const Oid *drelids,
+				const Oid *frelids)
 {
 	KappaKeyJoin **kjs = palloc0(sizeof(KappaKeyJoin *) * (nrtes + 1));
 	List	   *conds = NIL;
@@ -282,6 +348,139 @@ kappa_key_joins(Query *query, const int *rte_source, int nrtes, const Oid *dreli
 		return kjs;
 	for (int r = 1; r <= nrtes && r <= 64; r++)
 		if (rte_source[r] >= 0)
-			kjs[r] = key_join(query, rte_source, nrtes, r, conds, drelids[rte_source[r]]);
+			kjs[r] = key_join(query, rte_source, nrtes, r, conds, drelids[rte_source[r]],
+							  frelids[rte_source[r]]);
 	return kjs;
+}
+
+/*
+ * Make range table entry r of query, which reads relation drelid (a delta
+ * d_<n>, with the columns the entry's Vars name at their attribute
+ * numbers), read "(SELECT its columns FROM drelid WHERE conds OFFSET 0)":
+ * conds are by_partner conditions of entries whose partner is r (their
+ * Vars of r one level up, as in the query).  The planner plans such a
+ * subquery alone, so the rows whose partner's key is in the other delta
+ * are left out before any lookup; left in the query, the condition is
+ * placed wherever the planner's estimates say, and they cannot tell that
+ * it leaves out whole keys, so it came after the lookups it was meant to
+ * save.
+ */
+void
+kappa_fence_entry(Query *query, int r, Oid drelid, List *conds)
+{
+	RangeTblEntry *rte = rt_fetch(r, query->rtable);
+	Relation	drel = table_open(drelid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(drel);
+	Query	   *sub;
+	List	   *tlist = NIL;
+	List	   *names = NIL;
+	List	   *inner = NIL;
+	ListCell   *lc;
+
+	for (int a = 1; a <= desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
+		Expr	   *expr;
+		char	   *name;
+
+		if (att->attisdropped)
+		{
+			expr = (Expr *) makeNullConst(INT4OID, -1, InvalidOid);
+			name = psprintf("kappa_dropped_%d", a);
+		}
+		else
+		{
+			expr = (Expr *) makeVar(1, a, att->atttypid, att->atttypmod, att->attcollation, 0);
+			name = pstrdup(NameStr(att->attname));
+		}
+		tlist = lappend(tlist, makeTargetEntry(expr, a, name, false));
+		names = lappend(names, makeString(name));
+	}
+	foreach(lc, conds)
+	{
+		Node	   *cond = copyObject(lfirst(lc));
+
+		/* the partner's Vars: entry r one level up becomes entry 1 */
+		ChangeVarNodes(cond, r, 1, 0);
+		inner = lappend(inner, cond);
+	}
+	sub = select_from(drel, "kappa_delta", tlist, inner);
+	sub->limitOffset = (Node *) makeConst(INT8OID, -1, InvalidOid, sizeof(int64),
+										  Int64GetDatum(0), false, FLOAT8PASSBYVAL);
+	table_close(drel, AccessShareLock);
+
+	if (rte->alias == NULL)
+		rte->alias = makeAlias(rte->eref->aliasname, NIL);
+	rte->rtekind = RTE_SUBQUERY;
+	rte->subquery = sub;
+	rte->relid = InvalidOid;
+	rte->relkind = 0;
+	rte->rellockmode = 0;
+	rte->tablesample = NULL;
+	rte->inh = false;
+	rte->eref = makeAlias(rte->eref->aliasname, names);
+}
+
+/*
+ * Source relid's table of keys whose images all failed the view's
+ * conditions, f_<n> (frelid, made with the view: view_ddl.c), if it can be
+ * used: the source's primary key columns are its columns, in order, with
+ * their types, of fixed length (a varlena may be compressed in one image
+ * and not in another), and each key column's equality is byte equality
+ * (btree's "equal image", as deduplication asks; only built-in support
+ * functions are asked, since this runs as the view's owner).  Returns the key's attribute
+ * numbers in the source, *nkeys of them, or NULL.
+ */
+AttrNumber *
+kappa_failed_keys_table(Oid relid, Oid frelid, int *nkeys)
+{
+	Relation	rel;
+	Relation	index;
+	Relation	frel;
+	Oid			pkey;
+	AttrNumber *keys = NULL;
+	int			n;
+
+	*nkeys = 0;
+	if (!OidIsValid(frelid))
+		return NULL;
+	rel = table_open(relid, AccessShareLock);
+	pkey = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(pkey))
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+	index = index_open(pkey, AccessShareLock);
+	frel = table_open(frelid, AccessShareLock);
+	n = index->rd_index->indnkeyatts;
+	if (RelationGetNumberOfAttributes(frel) == n)
+	{
+		keys = palloc(sizeof(AttrNumber) * n);
+		for (int k = 0; k < n && keys != NULL; k++)
+		{
+			AttrNumber	attno = index->rd_index->indkey.values[k];
+			Form_pg_attribute att = attno > 0 ? TupleDescAttr(RelationGetDescr(rel), attno - 1) : NULL;
+			Form_pg_attribute fatt = TupleDescAttr(RelationGetDescr(frel), k);
+			Oid			proc = get_opfamily_proc(index->rd_opfamily[k], index->rd_opcintype[k],
+												 index->rd_opcintype[k], BTEQUALIMAGE_PROC);
+
+			if (att == NULL || fatt->attisdropped || fatt->atttypid != att->atttypid ||
+				att->attlen <= 0 || !OidIsValid(proc) || proc >= FirstNormalObjectId ||
+				!DatumGetBool(OidFunctionCall1Coll(proc, index->rd_indcollation[k],
+												   ObjectIdGetDatum(index->rd_opcintype[k]))))
+			{
+				pfree(keys);
+				keys = NULL;
+				break;
+			}
+			keys[k] = attno;
+		}
+	}
+	table_close(frel, AccessShareLock);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	if (keys != NULL)
+		*nkeys = n;
+	return keys;
 }

@@ -759,9 +759,38 @@ forget_source_dependency(Oid view, Oid src)
 }
 
 /*
+ * f_<n>: for a source with a primary key, the keys all of whose images in
+ * a batch fail the view's conditions on the source (key_joins.c): the key
+ * columns, in the key's order, as the source has them.
+ */
+static void
+create_failed_keys_table(Oid src, const char *schema, int i)
+{
+	Relation	rel = table_open(src, AccessShareLock);
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	StringInfoData cols;
+
+	initStringInfo(&cols);
+	if (OidIsValid(pkey))
+	{
+		Relation	index = index_open(pkey, AccessShareLock);
+
+		for (int k = 0; k < index->rd_index->indnkeyatts; k++)
+			appendStringInfo(&cols, "%s%s", k > 0 ? ", " : "",
+							 quote_identifier(get_attname(src, index->rd_index->indkey.values[k], false)));
+		index_close(index, AccessShareLock);
+	}
+	table_close(rel, AccessShareLock);
+	if (cols.len > 0)
+		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.f_%d AS SELECT %s FROM ONLY %s WITH NO DATA",
+						  schema, i, cols.data, kappa_qualified_name(src)),
+				 SPI_OK_UTILITY);
+}
+
+/*
  * Engine 2's objects for view id in schema (quoted), owned by the view's
  * owner: per source, d_<n> for the batch's signed rows and o_<n>, the
- * source before the batch; dq and dc for the delta of a view without
+ * source before the batch, and f_<n> (create_failed_keys_table); dq and dc for the delta of a view without
  * GROUP BY, or k for the keys of the groups to recompute.  Then the
  * derived table target (in nspname, named relname), filled from the
  * sources, which are locked, if fill (else replay fills it from the log).
@@ -795,6 +824,9 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 		create_mirror(src, d, true, "_kappa_w integer");
 		(*drelids)[i] = RangeVarGetRelid(makeRangeVar(pstrdup(schemaname), psprintf("d_%d", i), -1),
 										 NoLock, false);
+		/* only joins of inner joins take rows by key (key_joins.c) */
+		if (def->nrtes > 1 && def->preserved_rt == 0 && def->semijoins == NIL)
+			create_failed_keys_table(src, schema, i);
 
 		/*
 		 * o_<n>: the live rows, weight 1, and the batch undone.  Columns the
