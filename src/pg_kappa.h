@@ -547,7 +547,6 @@ typedef struct KappaKeyJoin
 {
 	uint64		partners;		/* entries (bit r - 1) the key is equated with */
 	Node	   *by_partner;		/* NOT EXISTS: d_<n> has the partners' key */
-	Node	   *by_own_key;		/* NOT EXISTS: d_<n> has the entry's key */
 } KappaKeyJoin;
 
 extern KappaKeyJoin **kappa_key_joins(Query *query, const int *rte_source, int nrtes,

@@ -35,6 +35,13 @@
  * sources' keys, all selected), else as a bag, deleting and inserting as
  * many copies as the weight says.
  *
+ * In the expanded form, an entry reached by its source's whole primary key
+ * (key_joins.c) splits each pair of terms that differ only in whether it
+ * reads its delta: the term reading the live table leaves out the keys the
+ * delta has (and those whose images all failed the source's filters,
+ * f_<n>), and its twin reads only the delta's old images (pair_terms), so
+ * that rows whose partner changed do not look the partner up.
+ *
  * A view with LEFT JOINs (view_compiler.c, check_left_joins) is kept by
  * the key of its first table instead: one term per entry gives the keys of
  * the kept rows the batch changed, or joined to a row it changed, and
@@ -548,8 +555,9 @@ fence_fits(RulePlan *rp, int r)
  * the live source, and the row's weight is the product of the weights
  * read, negated when the set has an even number of entries.  An entry in
  * keyed (pair_terms) reads, where it reads d_<n>, only the rows of weight
- * -1, and where it reads the live source, only the rows whose key d_<n>
- * does not have (key_joins.c).
+ * -1, and where it reads the live source, only the partners whose key
+ * d_<n> does not have (key_joins.c): its partner's delta, the term's only
+ * one, is read through a subquery that leaves the others out.
  */
 static char *
 subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
@@ -573,20 +581,9 @@ subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 				KappaKeyJoin *kj = rp->key_joins[r];
 				int			partner = pg_rightmost_one_pos64(kj->partners) + 1;
 
-				/*
-				 * Where the one partner is the term's only delta, from which
-				 * the plan starts, the rows whose partner's key is in this
-				 * entry's delta are left out of the partner's delta first
-				 * (kappa_fence_entry); else the planner places the condition
-				 * (where another delta leads, fencing the partner's would
-				 * only add work).
-				 */
-				if (mask == RTE_BIT(partner) && kj->partners == mask &&
-					fence_fits(rp, partner))
-					fenced[partner] = lappend(fenced[partner], kj->by_partner);
-				else
-					quals = lappend(quals, (kj->partners & mask) == kj->partners ?
-									kj->by_partner : kj->by_own_key);
+				/* the term's only delta is the partner's (pair_terms) */
+				Assert(mask == kj->partners);
+				fenced[partner] = lappend(fenced[partner], kj->by_partner);
 			}
 			continue;
 		}
@@ -1845,24 +1842,6 @@ failed_keys_write(FailedKeys *fk)
 	delta_writer_end(&writer);
 	table_close(frel, RowExclusiveLock);
 
-	/* how distinct the keys written are (see fill_signed_delta) */
-	if (fk->nkeys == 1 && written > 0)
-	{
-		uint32	   *h = palloc(sizeof(uint32) * fk->nfailed);
-		int			n = 0;
-		int			distinct = 0;
-
-		for (int i = 0; i < fk->nfailed; i++)
-			if (fk->npassed == 0 ||
-				bsearch(&fk->failed_hash[i], fk->passed, fk->npassed, sizeof(uint32), uint32_cmp) == NULL)
-				h[n++] = fk->failed_hash[i];
-		qsort(h, n, sizeof(uint32), uint32_cmp);
-		for (int i = 0; i < n; i++)
-			if (i == 0 || h[i] != h[i - 1])
-				distinct++;
-		kappa_delta_distinct_set(fk->frelid, 1, (double) distinct / n);
-		pfree(h);
-	}
 	return written;
 }
 
@@ -2071,14 +2050,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 				double		fraction = ndistinct_counted > 0 ?
 					estimateHyperLogLog(&distinct[i]) / ndistinct_counted : 1.0;
 
-				/*
-				 * A key column of a table reached by its key is said to be
-				 * as distinct as it is too: the terms look its values up in
-				 * a hash, whose buckets the planner takes for holding a
-				 * tenth of the rows when it knows nothing of the column.
-				 */
-				if (fraction < 0.5 ||
-					(failed != NULL && failed->nkeys == 1 && failed->keys[0] == i + 1))
+				if (fraction < 0.5)
 					kappa_delta_distinct_set(drelid, i + 1, fraction);
 				freeHyperLogLog(&distinct[i]);
 			}
@@ -2135,6 +2107,15 @@ recompute_groups(RulePlan *rp)
  * pair's sum is unchanged.  A term without such a twin (the one where p
  * alone reads its delta) is left as it is.  Entries are taken one after
  * another, each pairing the terms as the earlier ones left them.
+ *
+ * Only pairs whose first term reads one delta, that of p's one partner,
+ * are split: its plan starts from that delta and looks p up by key, and
+ * the rows whose key p's delta has are left out of the partner's delta
+ * first, in a subquery the planner plans alone (kappa_fence_entry).  Left
+ * to the planner, the condition was placed after the lookups it was to
+ * save, or, where another delta leads, made it misjudge how many rows
+ * are left (it takes the keys of one delta for those of the other) and
+ * look up every row of a delta it had joined cheaply before.
  */
 static void
 pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int nterms)
@@ -2144,11 +2125,15 @@ pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int
 		return;
 	for (int p = 1; p <= rp->nrtes && p <= 64; p++)
 	{
-		if (rp->key_joins[p] == NULL || (changed & RTE_BIT(p)) == 0)
+		KappaKeyJoin *kj = rp->key_joins[p];
+
+		if (kj == NULL || (changed & RTE_BIT(p)) == 0 ||
+			(kj->partners & (kj->partners - 1)) != 0 ||
+			!fence_fits(rp, pg_rightmost_one_pos64(kj->partners) + 1))
 			continue;
 		for (int i = 0; i < nterms; i++)
 		{
-			if (masks[i] & RTE_BIT(p))
+			if (masks[i] != kj->partners)
 				continue;
 			for (int j = 0; j < nterms; j++)
 				if (masks[j] == (masks[i] | RTE_BIT(p)))

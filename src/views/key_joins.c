@@ -27,7 +27,8 @@
  * inserts or deletes, which make up a third to a half of a lineitem
  * delta's lookups of orders.  This file builds the condition that leaves
  * those rows out ("NOT EXISTS (SELECT 1 FROM d_p WHERE key = partner)");
- * delta_rules.c pairs the terms.
+ * delta_rules.c pairs the terms, and splits only a pair whose first term
+ * reads the partner's delta alone (pair_terms says why).
  *
  * A delta holds only rows that meet the view's conditions on their source
  * alone (delta_rules.c checks them as it fills it), and in TPC-H the
@@ -192,9 +193,7 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 	Oid			pkey;
 	int			nkeys;
 	List	   *by_partner = NIL;
-	List	   *by_own_key = NIL;
 	List	   *by_partner_f = NIL;
-	List	   *by_own_key_f = NIL;
 	uint64		partners = 0;
 	KappaKeyJoin *kj = NULL;
 
@@ -230,8 +229,6 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			Var		   *b;
 			int			own;
 			Var		   *dvar;
-			Var		   *keyvar;
-			Oid			eqop;
 			OpExpr	   *cond;
 
 			if (!IsA(op, OpExpr) || list_length(op->args) != 2)
@@ -283,26 +280,6 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 					lsecond(fcond->args) = with_var(lsecond(op->args), fvar);
 				by_partner_f = lappend(by_partner_f, fcond);
 			}
-
-			/* d.key = the entry's own key, one level up */
-			eqop = get_opfamily_member(opfamily, att->atttypid, att->atttypid,
-									   BTEqualStrategyNumber);
-			if (!OidIsValid(eqop))
-				break;
-			keyvar = makeVar(r, attno, att->atttypid, att->atttypmod, att->attcollation, 1);
-			by_own_key = lappend(by_own_key,
-								 make_opclause(eqop, BOOLOID, false, (Expr *) copyObject(dvar),
-											   (Expr *) keyvar, InvalidOid, att->attcollation));
-			if (OidIsValid(frelid))
-			{
-				Var		   *fvar = copyObject(dvar);
-
-				fvar->varattno = k + 1;
-				by_own_key_f = lappend(by_own_key_f,
-									   make_opclause(eqop, BOOLOID, false, (Expr *) fvar,
-													 (Expr *) copyObject(keyvar), InvalidOid,
-													 att->attcollation));
-			}
 			found = true;
 			break;
 		}
@@ -313,13 +290,11 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			kj = palloc(sizeof(KappaKeyJoin));
 			kj->partners = partners;
 			kj->by_partner = not_exists(drel, by_partner);
-			kj->by_own_key = not_exists(drel, by_own_key);
 			if (OidIsValid(frelid))
 			{
 				Relation	frel = table_open(frelid, AccessShareLock);
 
 				kj->by_partner = make_and_qual(kj->by_partner, not_exists(frel, by_partner_f));
-				kj->by_own_key = make_and_qual(kj->by_own_key, not_exists(frel, by_own_key_f));
 				table_close(frel, AccessShareLock);
 			}
 		}
