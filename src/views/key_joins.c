@@ -156,6 +156,26 @@ select_from(Relation rel, const char *alias, List *tlist, List *conds)
 	return query;
 }
 
+/*
+ * COALESCE(expr, expr), which is expr, for the partner's side of the
+ * condition, so that the planner has no statistics of that side.  On the
+ * partner's column itself (whose distinct count the worker gives it, for
+ * Memoize nodes) it sorted the partner's delta to merge it with the keys:
+ * 10 ms of TPC-H Q5's 24,000 lines, more than the lookups saved.  On the
+ * expression it takes half the rows for left and hashes the keys.
+ */
+static Node *
+unestimated(Node *expr)
+{
+	CoalesceExpr *c = makeNode(CoalesceExpr);
+
+	c->coalescetype = exprType(expr);
+	c->coalescecollid = exprCollation(expr);
+	c->args = list_make2(expr, copyObject(expr));
+	c->location = -1;
+	return (Node *) c;
+}
+
 /* "NOT EXISTS (SELECT 1 FROM drel WHERE conds)", conds over its Vars 1 */
 static Node *
 not_exists(Relation drel, List *conds)
@@ -261,9 +281,15 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			/* d.key = partner, with the partner one level up */
 			cond = copyObject(op);
 			if (own == 0)
+			{
 				linitial(cond->args) = with_var(linitial(op->args), dvar);
+				lsecond(cond->args) = unestimated(lsecond(cond->args));
+			}
 			else
+			{
 				lsecond(cond->args) = with_var(lsecond(op->args), dvar);
+				linitial(cond->args) = unestimated(linitial(cond->args));
+			}
 			IncrementVarSublevelsUp(own == 0 ? lsecond(cond->args) : linitial(cond->args), 1, 0);
 			by_partner = lappend(by_partner, cond);
 			partners |= UINT64CONST(1) << ((own == 0 ? b : a)->varno - 1);
