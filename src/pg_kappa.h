@@ -264,6 +264,9 @@ typedef struct KappaSourceBuffer
 								 * partition of it */
 	XLogRecPtr	unidentified_lsn;	/* latest DELETE that does not say which
 									 * row it deleted, or 0 */
+	Oid			pkey_index;		/* the source's primary key index as its
+								 * first change of the batch was made */
+	bool		pkey_varies;	/* a later change was made under another */
 	bool	   *dropped;		/* per source column: buffered as null, since
 								 * no view reads it (kappa_sink_columns_read),
 								 * or NULL when every column is kept */
@@ -546,6 +549,7 @@ extern void kappa_rules_clear_deltas(int id);
 typedef struct KappaKeyJoin
 {
 	uint64		partners;		/* entries (bit r - 1) the key is equated with */
+	Oid			pkey_index;		/* the primary key index it relies on */
 	Node	   *by_partner;		/* NOT EXISTS: d_<n> has the partners' key */
 } KappaKeyJoin;
 

@@ -2120,6 +2120,8 @@ recompute_groups(RulePlan *rp)
 static void
 pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int nterms)
 {
+	KappaSourceBuffer *buf;
+
 	memset(keyed, 0, sizeof(uint64) * nterms);
 	if (rp->key_joins == NULL)
 		return;
@@ -2130,6 +2132,17 @@ pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int
 		if (kj == NULL || (changed & RTE_BIT(p)) == 0 ||
 			(kj->partners & (kj->partners - 1)) != 0 ||
 			!fence_fits(rp, pg_rightmost_one_pos64(kj->partners) + 1))
+			continue;
+
+		/*
+		 * The key must have held before the batch too: not if a change of
+		 * the batch was made without it, or under another (added or moved
+		 * in the batch, the table may have held duplicates before it).
+		 * After such a batch, the key holds as it did when it was made.
+		 */
+		buf = hash_search(kappa_batch->sources, &rp->sources[rp->rte_source[p]],
+						  HASH_FIND, NULL);
+		if (buf == NULL || buf->pkey_varies || buf->pkey_index != kj->pkey_index)
 			continue;
 		for (int i = 0; i < nterms; i++)
 		{

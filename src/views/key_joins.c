@@ -43,7 +43,10 @@
  * compared by their bytes' hashes).
  *
  * Only what makes the argument hold is taken: a primary key (its columns
- * are never null), the table alone (no inheritance children), equality by
+ * are never null) that held before the batch as well as after it (every
+ * change of the batch was made under it: change_sink.c notes the key of
+ * each; a key added during the batch says nothing of the rows before),
+ * the table alone (no inheritance children), equality by
  * an operator of the key index's btree family under a deterministic
  * collation (so equal means the same key), conditions of WHERE and inner
  * joins only, and no join with an alias (which would hide the tables'
@@ -315,6 +318,7 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 		{
 			kj = palloc(sizeof(KappaKeyJoin));
 			kj->partners = partners;
+			kj->pkey_index = pkey;
 			kj->by_partner = not_exists(drel, by_partner);
 			if (OidIsValid(frelid))
 			{

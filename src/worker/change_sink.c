@@ -919,6 +919,8 @@ source_buffer(Relation rel, XLogRecPtr commit_lsn)
 		buf->no_old_lsn = InvalidXLogRecPtr;
 		buf->no_old_relid = InvalidOid;
 		buf->unidentified_lsn = InvalidXLogRecPtr;
+		buf->pkey_index = RelationGetPrimaryKeyIndex(rel);
+		buf->pkey_varies = false;
 		buf->reformed = NULL;
 	}
 	else if (buf->schema_change_lsn == InvalidXLogRecPtr)
@@ -1180,6 +1182,14 @@ buffer_change(Relation target, Relation changed, ReorderBufferTXN *txn,
 			  int64 seq)
 {
 	KappaSourceBuffer *buf = source_buffer(target, txn->final_lsn);
+
+	/*
+	 * The primary key the change was made under (the relation is read with
+	 * the historic snapshot): engine 2 takes rows by key only if the key
+	 * held through the batch (key_joins.c).
+	 */
+	if (RelationGetPrimaryKeyIndex(target) != buf->pkey_index)
+		buf->pkey_varies = true;
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT)
 	{
