@@ -145,11 +145,13 @@ typedef struct RulePlan
 	int			nrtes;
 	int		   *rte_source;		/* per range table entry: source or -1 */
 	Query	   *base;			/* the query the terms are written from */
-	KappaKeyJoin **key_joins;	/* per range table entry (key_joins.c) */
+	KappaKeyJoin **key_joins;	/* per range table entry (key_joins.c), of
+								 * one partner whose delta can be fenced */
 	Oid		   *frelids;		/* per source: f_<n>, to fill, or invalid */
 	AttrNumber **fkeys;			/* per source: f_<n>'s columns in the source */
 	int		   *nfkeys;
 	SPIPlanPtr *clear_f;
+	TupleDesc  *fdescs;			/* per source: f_<n>'s columns */
 	bool		keys_only;		/* terms give group keys (into k) */
 	char	   *term_head;		/* what a term's SELECT goes into */
 	char	   *term_tail;
@@ -351,8 +353,6 @@ delta_sql(Query *base, Oid *relids, const bool *filtered, Node *weight, bool gro
 	foreach(lc, quals)
 		query->jointree->quals = make_and_qual(query->jointree->quals,
 											   copyObject(lfirst(lc)));
-	if (quals != NIL)
-		query->hasSubLinks = true;
 	if (fenced != NULL)
 	{
 		Oid		   *read = palloc(sizeof(Oid) * (nrtes + 1));
@@ -1225,6 +1225,7 @@ build_rules(int id)
 	rp->fkeys = palloc0(sizeof(AttrNumber *) * rp->nsources);
 	rp->nfkeys = palloc0(sizeof(int) * rp->nsources);
 	rp->clear_f = palloc0(sizeof(SPIPlanPtr) * rp->nsources);
+	rp->fdescs = palloc0(sizeof(TupleDesc) * rp->nsources);
 	if (!rp->outer)
 	{
 		/* f_<n> where it fits (views made before 0.9 have none) */
@@ -1238,6 +1239,16 @@ build_rules(int id)
 		}
 		rp->key_joins = kappa_key_joins(rp->base, rp->rte_source, rp->nrtes, rp->drelids,
 										rp->frelids);
+		/* only an entry with one partner, whose delta can be fenced */
+		for (int r = 1; r <= rp->nrtes && r <= 64; r++)
+		{
+			KappaKeyJoin *kj = rp->key_joins[r];
+
+			if (kj != NULL &&
+				((kj->partners & (kj->partners - 1)) != 0 ||
+				 !fence_fits(rp, pg_rightmost_one_pos64(kj->partners) + 1)))
+				rp->key_joins[r] = NULL;
+		}
 		/* filled only for sources some entry is reached through by key */
 		for (int i = 0; i < rp->nsources; i++)
 		{
@@ -1249,7 +1260,13 @@ build_rules(int id)
 			if (!keyed)
 				rp->frelids[i] = InvalidOid;
 			if (OidIsValid(rp->frelids[i]))
+			{
+				Relation	frel = table_open(rp->frelids[i], AccessShareLock);
+
+				rp->fdescs[i] = CreateTupleDescCopy(RelationGetDescr(frel));
+				table_close(frel, AccessShareLock);
 				rp->clear_f[i] = kappa_keep_plan(psprintf("DELETE FROM %s.f_%d", schema, i));
+			}
 		}
 	}
 	rp->terms = palloc0(sizeof(RuleTerm) * (def->nrtes + 1 + list_length(def->semijoins)));
@@ -1764,8 +1781,8 @@ static void
 failed_keys_add(FailedKeys *fk, TupleDesc ddesc, Datum *values, bool *nulls, bool ok)
 {
 	uint32		h = 0;
-	Datum	   *kv;
-	bool	   *kn;
+	Datum		kv[INDEX_MAX_KEYS];
+	bool		kn[INDEX_MAX_KEYS] = {0};
 	HeapTuple	tup;
 
 	if (fk->overflow)
@@ -1796,13 +1813,9 @@ failed_keys_add(FailedKeys *fk, TupleDesc ddesc, Datum *values, bool *nulls, boo
 	}
 	if (fk->bytes > (Size) work_mem * 1024)
 		return;
-	kv = palloc(sizeof(Datum) * fk->nkeys);
-	kn = palloc0(sizeof(bool) * fk->nkeys);
 	for (int k = 0; k < fk->nkeys; k++)
 		kv[k] = values[fk->keys[k] - 1];
 	tup = heap_form_tuple(fk->fdesc, kv, kn);
-	pfree(kv);
-	pfree(kn);
 	if (fk->nfailed >= fk->maxfailed)
 	{
 		fk->maxfailed = Max(256, fk->maxfailed * 2);
@@ -2129,9 +2142,7 @@ pair_terms(RulePlan *rp, uint64 changed, const uint64 *masks, uint64 *keyed, int
 	{
 		KappaKeyJoin *kj = rp->key_joins[p];
 
-		if (kj == NULL || (changed & RTE_BIT(p)) == 0 ||
-			(kj->partners & (kj->partners - 1)) != 0 ||
-			!fence_fits(rp, pg_rightmost_one_pos64(kj->partners) + 1))
+		if (kj == NULL || (changed & RTE_BIT(p)) == 0)
 			continue;
 
 		/*
@@ -2302,12 +2313,7 @@ kappa_apply_rules(int viewid, XLogRecPtr applied, XLogRecPtr *new_applied,
 			fk.frelid = rp->frelids[i];
 			fk.nkeys = rp->nfkeys[i];
 			fk.keys = rp->fkeys[i];
-			{
-				Relation	frel = table_open(fk.frelid, AccessShareLock);
-
-				fk.fdesc = CreateTupleDescCopy(RelationGetDescr(frel));
-				table_close(frel, AccessShareLock);
-			}
+			fk.fdesc = rp->fdescs[i];
 		}
 		if (fill_signed_delta(rp->drelids[i], rp->sources[i], rp->read[i], rp->read_natts[i],
 							  rp->joined[i], rp->filters[i], buf, applied, &lsns, &consolidate[i],

@@ -75,35 +75,29 @@
 #include "pg_kappa.h"
 
 /*
- * The conditions of the join tree that every row of the query meets:
- * WHERE and inner joins' ON, nested ANDs flattened.  False when the tree
- * has a join that is not inner, or one with an alias.
+ * Does every row of the query meet the join tree's conditions (only inner
+ * joins), and may they name its tables (no join with an alias)?
  */
 static bool
-inner_conditions(Node *node, List **conds)
+inner_joins_only(Node *node)
 {
 	if (IsA(node, RangeTblRef))
 		return true;
 	if (IsA(node, FromExpr))
 	{
-		FromExpr   *f = (FromExpr *) node;
 		ListCell   *lc;
 
-		foreach(lc, f->fromlist)
-			if (!inner_conditions(lfirst(lc), conds))
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			if (!inner_joins_only(lfirst(lc)))
 				return false;
-		kappa_add_and_conditions(conds, f->quals);
 		return true;
 	}
 	if (IsA(node, JoinExpr))
 	{
 		JoinExpr   *j = (JoinExpr *) node;
 
-		if (j->jointype != JOIN_INNER || j->alias != NULL ||
-			!inner_conditions(j->larg, conds) || !inner_conditions(j->rarg, conds))
-			return false;
-		kappa_add_and_conditions(conds, j->quals);
-		return true;
+		return j->jointype == JOIN_INNER && j->alias == NULL &&
+			inner_joins_only(j->larg) && inner_joins_only(j->rarg);
 	}
 	return false;
 }
@@ -237,12 +231,14 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 	{
 		AttrNumber	attno = index->rd_index->indkey.values[k];
 		Oid			opfamily = index->rd_opfamily[k];
-		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		Form_pg_attribute att;
 		bool		found = false;
 		ListCell   *lc;
 
-		if (attno <= 0 || attno >= RelationGetDescr(drel)->natts ||
-			TupleDescAttr(RelationGetDescr(drel), attno - 1)->atttypid != att->atttypid ||
+		if (attno <= 0 || attno >= RelationGetDescr(drel)->natts)
+			break;
+		att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		if (TupleDescAttr(RelationGetDescr(drel), attno - 1)->atttypid != att->atttypid ||
 			(OidIsValid(att->attcollation) && !get_collation_isdeterministic(att->attcollation)))
 			break;
 		foreach(lc, conds)
@@ -250,6 +246,7 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			OpExpr	   *op = lfirst(lc);
 			Var		   *a;
 			Var		   *b;
+			Var		   *partner;
 			int			own;
 			Var		   *dvar;
 			OpExpr	   *cond;
@@ -267,13 +264,10 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			else
 				continue;
 			/* the partner: a column of another entry that reads a source */
-			{
-				Var		   *other = own == 0 ? b : a;
-
-				if (other->varno < 1 || other->varno > nrtes || other->varno > 64 ||
-					rte_source[other->varno] < 0 || other->varattno <= 0)
-					continue;
-			}
+			partner = own == 0 ? b : a;
+			if (partner->varno < 1 || partner->varno > nrtes || partner->varno > 64 ||
+				rte_source[partner->varno] < 0 || partner->varattno <= 0)
+				continue;
 			if (get_op_opfamily_strategy(op->opno, opfamily) != BTEqualStrategyNumber ||
 				(OidIsValid(op->inputcollid) && !get_collation_isdeterministic(op->inputcollid)))
 				continue;
@@ -295,7 +289,7 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
 			}
 			IncrementVarSublevelsUp(own == 0 ? lsecond(cond->args) : linitial(cond->args), 1, 0);
 			by_partner = lappend(by_partner, cond);
-			partners |= UINT64CONST(1) << ((own == 0 ? b : a)->varno - 1);
+			partners |= UINT64CONST(1) << (partner->varno - 1);
 			/* the same against f_<n>, whose key columns come first, in order */
 			if (OidIsValid(frelid))
 			{
@@ -339,18 +333,20 @@ key_join(Query *query, const int *rte_source, int nrtes, int r, List *conds,
  * Per range table entry of query (nrtes of them; rte_source[r] the source
  * entry r reads, or -1), the entry's key join, or NULL; drelids[i] is
  * source i's delta d_<i>, frelids[i] its table of keys whose images all
- * failed (kappa_failed_keys_table), or invalid.  Entries past the 64th have none (the expanded
- * rule's masks have 64 bits).  Allocated in the current memory context.
+ * failed (kappa_failed_keys_table), or invalid.  Entries past the 64th
+ * have none (the expanded rule's masks have 64 bits).  Allocated in the
+ * current memory context.
  */
 KappaKeyJoin **
 kappa_key_joins(Query *query, const int *rte_source, int nrtes, const Oid *drelids,
 				const Oid *frelids)
 {
 	KappaKeyJoin **kjs = palloc0(sizeof(KappaKeyJoin *) * (nrtes + 1));
-	List	   *conds = NIL;
+	List	   *conds;
 
-	if (query->jointree == NULL || !inner_conditions((Node *) query->jointree, &conds))
+	if (query->jointree == NULL || !inner_joins_only((Node *) query->jointree))
 		return kjs;
+	conds = kappa_join_conditions((Node *) query->jointree);
 	for (int r = 1; r <= nrtes && r <= 64; r++)
 		if (rte_source[r] >= 0)
 			kjs[r] = key_join(query, rte_source, nrtes, r, conds, drelids[rte_source[r]],
@@ -433,8 +429,8 @@ kappa_fence_entry(Query *query, int r, Oid drelid, List *conds)
  * their types, of fixed length (a varlena may be compressed in one image
  * and not in another), and each key column's equality is byte equality
  * (btree's "equal image", as deduplication asks; only built-in support
- * functions are asked, since this runs as the view's owner).  Returns the key's attribute
- * numbers in the source, *nkeys of them, or NULL.
+ * functions are asked, since this runs as the view's owner).  Returns the
+ * key's attribute numbers in the source, *nkeys of them, or NULL.
  */
 AttrNumber *
 kappa_failed_keys_table(Oid relid, Oid frelid, int *nkeys)

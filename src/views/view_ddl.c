@@ -764,26 +764,19 @@ forget_source_dependency(Oid view, Oid src)
  * columns, in the key's order, as the source has them.
  */
 static void
-create_failed_keys_table(Oid src, const char *schema, int i)
+create_failed_keys_table(KappaViewDef *def, const char *schema, int i)
 {
+	Oid			src = list_nth_oid(def->sources, i);
 	Relation	rel = table_open(src, AccessShareLock);
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
-	StringInfoData cols;
+	bool		has_pkey = OidIsValid(RelationGetPrimaryKeyIndex(rel));
 
-	initStringInfo(&cols);
-	if (OidIsValid(pkey))
-	{
-		Relation	index = index_open(pkey, AccessShareLock);
-
-		for (int k = 0; k < index->rd_index->indnkeyatts; k++)
-			appendStringInfo(&cols, "%s%s", k > 0 ? ", " : "",
-							 quote_identifier(get_attname(src, index->rd_index->indkey.values[k], false)));
-		index_close(index, AccessShareLock);
-	}
 	table_close(rel, AccessShareLock);
-	if (cols.len > 0)
+	/* the source's key (view_compiler.c) is its primary key when it has one */
+	if (has_pkey)
 		exec_sql(psprintf("CREATE UNLOGGED TABLE %s.f_%d AS SELECT %s FROM ONLY %s WITH NO DATA",
-						  schema, i, cols.data, kappa_qualified_name(src)),
+						  schema, i,
+						  kappa_quoted_list(kappa_attnames(src, list_nth(def->source_keys, i)), ""),
+						  kappa_qualified_name(src)),
 				 SPI_OK_UTILITY);
 }
 
@@ -826,7 +819,7 @@ create_engine2_view(KappaViewDef *def, int64 id, const char *schemaname,
 										 NoLock, false);
 		/* only joins of inner joins take rows by key (key_joins.c) */
 		if (def->nrtes > 1 && def->preserved_rt == 0 && def->semijoins == NIL)
-			create_failed_keys_table(src, schema, i);
+			create_failed_keys_table(def, schema, i);
 
 		/*
 		 * o_<n>: the live rows, weight 1, and the batch undone.  Columns the
