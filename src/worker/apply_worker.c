@@ -162,6 +162,13 @@ static LogicalDecodingContext *start_decoding(void);
 #define RETRY_BASE_MS 1000
 #define RETRY_MAX_MS (5 * 60 * 1000)
 
+/* how long after decoding started over it may start over again */
+static int64
+restart_delay_us(void)
+{
+	return Min(RESTART_COST_FACTOR * restart_cost_us, (int64) RETRY_MAX_MS * 1000);
+}
+
 /* the statement timer is armed for the view being applied */
 static bool statement_timer_armed = false;
 static TimeoutId overdue_timeout = MAX_TIMEOUTS;	/* see view_limits_begin */
@@ -678,8 +685,7 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 			restart_cost_us = Max(restart_cost_us, GetCurrentTimestamp() - restart_began);
 		LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
 		MySlot->restarts = 0;
-		MySlot->next_start = GetCurrentTimestamp() +
-			Min(RESTART_COST_FACTOR * restart_cost_us, (int64) RETRY_MAX_MS * 1000);
+		MySlot->next_start = GetCurrentTimestamp() + restart_delay_us();
 		LWLockRelease(KappaShmem->lock);
 		ereport(LOG,
 				(errmsg("pg_kappa apply worker for database %u restarting to catch up a resumed view",
@@ -1199,8 +1205,7 @@ clear_caught_up(XLogRecPtr decoded)
 		TimestampTz now = GetCurrentTimestamp();
 
 		restart_cost_us = now - restart_began;
-		next_restart_at = now + Min(RESTART_COST_FACTOR * restart_cost_us,
-									(int64) RETRY_MAX_MS * 1000);
+		next_restart_at = now + restart_delay_us();
 		restart_began = 0;
 	}
 	if (held_views == NIL)
