@@ -1385,33 +1385,81 @@ uint32_cmp(const void *a, const void *b)
 }
 
 /*
- * The hashes found among both new images (plus) and old images (minus),
- * sorted, without duplicates; the arrays are sorted in place.
+ * sort_hashes(uint32 *, size_t): an ascending sort of hashes, as qsort with
+ * uint32_cmp would, without a call through a pointer per comparison (a
+ * batch sorts one hash per row image).
  */
+#define ST_SORT sort_hashes
+#define ST_ELEMENT_TYPE uint32
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : *(a) > *(b) ? 1 : 0)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* Is h among the n sorted hashes? */
+static bool
+hash_among(uint32 h, const uint32 *sorted, int n)
+{
+	int			lo = 0;
+	int			hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && sorted[lo] == h;
+}
+
+/*
+ * The hashes found among both new images (plus) and old images (minus),
+ * sorted, without duplicates.  The old images' hashes go into an open
+ * addressing table (a slot holds a hash with bit 32 set, and bit 33 once
+ * the hash is found among the new images too), which the new images' hashes
+ * are looked up in: a batch's images take one step each, not a sort.
+ */
+#define HASH_SLOT_USED (UINT64CONST(1) << 32)
+#define HASH_SLOT_SHARED (UINT64CONST(1) << 33)
+
 static uint32 *
-shared_hashes(uint32 *plus, int nplus, uint32 *minus, int nminus, int *nshared)
+shared_hashes(const uint32 *plus, int nplus, const uint32 *minus, int nminus,
+			  int *nshared)
 {
 	uint32	   *shared = palloc(sizeof(uint32) * Max(Min(nplus, nminus), 1));
-	int			i = 0;
-	int			j = 0;
+	uint64		nslots = 16;
+	uint64	   *slots;
 
-	*nshared = 0;
-	qsort(plus, nplus, sizeof(uint32), uint32_cmp);
-	qsort(minus, nminus, sizeof(uint32), uint32_cmp);
-	while (i < nplus && j < nminus)
+	while (nslots < (uint64) nminus * 2)
+		nslots *= 2;
+	slots = palloc_extended(sizeof(uint64) * nslots, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int j = 0; j < nminus; j++)
 	{
-		if (plus[i] < minus[j])
-			i++;
-		else if (plus[i] > minus[j])
-			j++;
-		else
+		uint64		i = minus[j] & (nslots - 1);
+
+		while (slots[i] != 0 && (uint32) slots[i] != minus[j])
+			i = (i + 1) & (nslots - 1);
+		slots[i] = HASH_SLOT_USED | minus[j];
+	}
+	*nshared = 0;
+	for (int j = 0; j < nplus; j++)
+	{
+		uint64		i = plus[j] & (nslots - 1);
+
+		while (slots[i] != 0 && (uint32) slots[i] != plus[j])
+			i = (i + 1) & (nslots - 1);
+		if (slots[i] != 0 && (slots[i] & HASH_SLOT_SHARED) == 0)
 		{
-			if (*nshared == 0 || shared[*nshared - 1] != plus[i])
-				shared[(*nshared)++] = plus[i];
-			i++;
-			j++;
+			slots[i] |= HASH_SLOT_SHARED;
+			shared[(*nshared)++] = plus[j];
 		}
 	}
+	pfree(slots);
+	sort_hashes(shared, *nshared);
 	return shared;
 }
 
@@ -1841,13 +1889,12 @@ failed_keys_write(FailedKeys *fk)
 	if (fk->overflow || fk->nfailed == 0)
 		return 0;
 	if (fk->npassed > 0)
-		qsort(fk->passed, fk->npassed, sizeof(uint32), uint32_cmp);
+		sort_hashes(fk->passed, fk->npassed);
 	frel = table_open(fk->frelid, RowExclusiveLock);
 	delta_writer_start(&writer, frel);
 	for (int i = 0; i < fk->nfailed; i++)
 	{
-		if (fk->npassed > 0 &&
-			bsearch(&fk->failed_hash[i], fk->passed, fk->npassed, sizeof(uint32), uint32_cmp) != NULL)
+		if (hash_among(fk->failed_hash[i], fk->passed, fk->npassed))
 			continue;
 		delta_writer_put(&writer, fk->failed[i], true);
 		written++;
@@ -1901,6 +1948,10 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 								 * (the first pass's verdict), or NULL */
 	int64		npasses = 0;
 	int64		maxpasses = 0;
+	uint32	   *image_hashes = NULL;	/* per image, in order: its hash if it
+										 * meets the filters (first pass) */
+	int64		nimages = 0;
+	int64		maximages = 0;
 	int64		image = 0;
 	int64		ndistinct_counted = 0;	/* images added to distinct */
 
@@ -1917,7 +1968,16 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		while (image_reader_next(&r))
 		{
 			int			side = r.is_new ? 1 : 0;
+			uint32		h;
 
+			if (nimages >= maximages)
+			{
+				maximages = Max(1024, maximages * 2);
+				image_hashes = image_hashes ?
+					repalloc_huge(image_hashes, sizeof(uint32) * maximages) :
+					palloc(sizeof(uint32) * maximages);
+			}
+			image_hashes[nimages++] = 0;
 			if (filter.qual != NULL)
 			{
 				bool		ok = delta_filter_passes(&filter, r.values, r.nulls);
@@ -1939,7 +1999,9 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 					repalloc_huge(hashes[side], sizeof(uint32) * maxhashes[side]) :
 					palloc(sizeof(uint32) * maxhashes[side]);
 			}
-			hashes[side][nhashes[side]++] = image_hash(ddesc, n, r.values, r.nulls);
+			h = image_hash(ddesc, n, r.values, r.nulls);
+			hashes[side][nhashes[side]++] = h;
+			image_hashes[nimages - 1] = h;
 		}
 		image_reader_end(&r);
 		if (nhashes[0] > 0 && nhashes[1] > 0)
@@ -1968,13 +2030,14 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			last_lsn = r.lsn;
 		}
 		/* both passes read the same images in the same order */
+		Assert(image_hashes == NULL || image < nimages);
 		if (passes != NULL)
-		{
-			Assert(image < npasses);
-			ok = passes[image++];
-		}
+			ok = passes[image];
+		else if (image_hashes != NULL)
+			ok = true;
 		else
 			ok = delta_filter_passes(&filter, r.values, r.nulls);
+		image++;
 		if (failed != NULL)
 			failed_keys_add(failed, ddesc, r.values, r.nulls, ok);
 		if (!ok)
@@ -1989,8 +2052,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		}
 		if (nshared > 0 && !*consolidate)
 		{
-			h = image_hash(ddesc, n, r.values, r.nulls);
-			if (bsearch(&h, shared, nshared, sizeof(uint32), uint32_cmp) != NULL)
+			h = image_hashes[image - 1];
+			if (hash_among(h, shared, nshared))
 			{
 				tup = heap_form_tuple(ddesc, r.values, r.nulls);
 				if (held_bytes + HELD_IMAGE_BYTES(tup) <= (Size) work_mem * 1024)
