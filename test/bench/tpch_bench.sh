@@ -232,6 +232,7 @@ DECLARE
     t_lag float8;
     ok bool;
     x xid8;
+    rf2 int[];
     c_no bigint; c_nl bigint; c_do bigint; c_dl bigint; c_ul bigint; c_uc bigint;
 BEGIN
     SELECT * INTO p FROM tpch_params;
@@ -243,12 +244,13 @@ BEGIN
     c_nl := tpch_insert_staged();
     c_no := n;
     -- RF2: 0.1% of orders and their lines deleted (not those just inserted)
-    CREATE TEMP TABLE rf2 ON COMMIT DROP AS
-        SELECT o_orderkey FROM orders TABLESAMPLE BERNOULLI (0.1) REPEATABLE (r)
-         WHERE o_orderkey NOT IN (SELECT o_orderkey FROM tpch_stage);
-    DELETE FROM lineitem WHERE l_orderkey IN (SELECT o_orderkey FROM rf2);
+    -- (no DDL in the round: a temporary table or a TRUNCATE would make the
+    -- worker forget its catalog caches and plans, which has its own cost)
+    SELECT array_agg(o_orderkey) INTO rf2 FROM orders TABLESAMPLE BERNOULLI (0.1) REPEATABLE (r)
+     WHERE o_orderkey NOT IN (SELECT o_orderkey FROM tpch_stage);
+    DELETE FROM lineitem WHERE l_orderkey = ANY (rf2);
     GET DIAGNOSTICS c_dl = ROW_COUNT;
-    DELETE FROM orders WHERE o_orderkey IN (SELECT o_orderkey FROM rf2);
+    DELETE FROM orders WHERE o_orderkey = ANY (rf2);
     GET DIAGNOSTICS c_do = ROW_COUNT;
     -- 0.1% of lineitem: quantity (and so price) and discount
     UPDATE lineitem l SET l_quantity = x.q,
@@ -266,7 +268,7 @@ BEGIN
               FROM customer TABLESAMPLE BERNOULLI (0.1) REPEATABLE (r + 2000)) x
      WHERE c.c_custkey = x.c_custkey;
     GET DIAGNOSTICS c_uc = ROW_COUNT;
-    TRUNCATE tpch_stage;
+    DELETE FROM tpch_stage;
     x := pg_current_xact_id();
     COMMIT;
     t_round := extract(epoch FROM clock_timestamp() - t0) * 1000;

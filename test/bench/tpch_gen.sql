@@ -202,7 +202,7 @@ DECLARE
 BEGIN
     SELECT * INTO p FROM tpch_params;
     g := (p.n_orders + 7) / 8;
-    TRUNCATE tpch_stage;
+    DELETE FROM tpch_stage;
     INSERT INTO tpch_stage
     SELECT CASE WHEN r = 0 THEN (i / 8) * 32 + i % 8 + 1
                 ELSE (((i::bigint * g) / n + (r - 1) / 24) % g) * 32 + 8 + (r - 1) % 24 + 1 END,
