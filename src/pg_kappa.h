@@ -502,8 +502,6 @@ extern MemoryContext kappa_plans_context(void);
 extern void kappa_plans_reset(void);
 extern void *kappa_cached_plan(struct HTAB **cache, int id, void *(*build) (int id));
 extern SPIPlanPtr kappa_keep_plan(const char *sql);
-extern SPIPlanPtr kappa_keep_reused_plan(const char *sql);
-extern void kappa_plan_ready(SPIPlanPtr plan);
 extern SPIPlanPtr kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes);
 extern KappaKeyedPlan kappa_prepare_keyed(const char *stmt, const char *prefix,
 										  List *names, List *typids,
@@ -546,8 +544,6 @@ extern List *kappa_rules_filled_views(void);
 extern bool kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts);
 extern bool *kappa_columns_read(KappaViewDef *def, int srcno, int natts);
 extern void kappa_rules_clear_deltas(int id);
-extern List *kappa_rules_planned_views(void);
-extern void kappa_rules_plans_ready(int id);
 
 /* views/key_joins.c: entries reached by their whole primary key */
 typedef struct KappaKeyJoin
@@ -574,9 +570,6 @@ extern void kappa_delta_sizes_init(void);
 extern void kappa_delta_sizes_set(Oid relid, double rows);
 extern void kappa_delta_distinct_set(Oid relid, AttrNumber attnum, double fraction);
 extern void kappa_delta_sizes_reset(void);
-typedef struct KappaDeltaPlanning KappaDeltaPlanning;
-extern KappaDeltaPlanning *kappa_delta_sizes_save(KappaDeltaPlanning *p);
-extern void kappa_delta_sizes_restore(const KappaDeltaPlanning *p);
 extern int	kappa_delta_size_class(double rows);
 
 /* ----------

@@ -106,8 +106,7 @@ typedef struct SubsetPlan
 	uint64		mask;
 	uint64		keyed;			/* entries split by their key (pair_terms) */
 	uint64		sizes;			/* the deltas' size classes it was planned for */
-	SPIPlanPtr	plan;			/* reused from batch to batch */
-	KappaDeltaPlanning *planning;	/* the deltas' sizes at its last run */
+	SPIPlanPtr	plan;
 } SubsetPlan;
 
 /* bit of range table entry r in a SubsetPlan's mask */
@@ -609,14 +608,12 @@ subset_sql(RulePlan *rp, uint64 mask, uint64 keyed)
 }
 
 /*
- * The kept term for mask, for deltas of the size classes sizes
+ * The kept plan of the term for mask, for deltas of the size classes sizes
  * (kappa_delta_size_class, packed), prepared the first time a batch needs
- * it.  PostgreSQL plans it at its first run, with the deltas' sizes given
- * by delta_sizes.c, and again when a table it reads has changed; the sizes
- * it ran with are kept with it, so that the worker can plan it again with
- * them while idle (kappa_rules_plans_ready).
+ * it: PostgreSQL plans it at its first run, with the deltas' sizes given
+ * by delta_sizes.c.
  */
-static SubsetPlan *
+static SPIPlanPtr
 subset_plan(RulePlan *rp, uint64 mask, uint64 keyed, uint64 sizes)
 {
 	ListCell   *lc;
@@ -628,7 +625,7 @@ subset_plan(RulePlan *rp, uint64 mask, uint64 keyed, uint64 sizes)
 	{
 		sp = lfirst(lc);
 		if (sp->mask == mask && sp->keyed == keyed && sp->sizes == sizes)
-			return sp;
+			return sp->plan;
 	}
 	oldcxt = MemoryContextSwitchTo(kappa_plans_context());
 	sql = subset_sql(rp, mask, keyed);
@@ -636,11 +633,10 @@ subset_plan(RulePlan *rp, uint64 mask, uint64 keyed, uint64 sizes)
 	sp->mask = mask;
 	sp->keyed = keyed;
 	sp->sizes = sizes;
-	sp->plan = kappa_keep_reused_plan(psprintf("%s%s%s", rp->term_head, sql, rp->term_tail));
-	sp->planning = NULL;
+	sp->plan = kappa_keep_plan(psprintf("%s%s%s", rp->term_head, sql, rp->term_tail));
 	rp->subsets = lappend(rp->subsets, sp);
 	MemoryContextSwitchTo(oldcxt);
-	return sp;
+	return sp->plan;
 }
 
 /*
@@ -2291,17 +2287,11 @@ run_terms(RulePlan *rp, bool *touched, int64 *counts)
 		for (int i = 0; i < nmasks; i++)
 		{
 			uint64		sizes = 0;
-			SubsetPlan *sp;
-			MemoryContext oldcxt;
 
 			for (int r = 1; r <= rp->nrtes; r++)
 				if ((masks[i] | keyed[i]) & RTE_BIT(r))
 					sizes = (sizes << 4) | kappa_delta_size_class(counts[rp->rte_source[r]]);
-			sp = subset_plan(rp, masks[i], keyed[i], sizes);
-			oldcxt = MemoryContextSwitchTo(kappa_plans_context());
-			sp->planning = kappa_delta_sizes_save(sp->planning);
-			MemoryContextSwitchTo(oldcxt);
-			kappa_run(sp->plan);
+			kappa_run(subset_plan(rp, masks[i], keyed[i], sizes));
 		}
 	}
 }
@@ -2506,59 +2496,6 @@ kappa_rules_columns_read(int id, Oid relid, const bool **read, int *natts)
 			return true;
 		}
 	return false;
-}
-
-/*
- * The views whose terms are kept (kappa_rules_plans_ready), or NIL while
- * the plans are to be built again anyway.
- */
-List *
-kappa_rules_planned_views(void)
-{
-	HASH_SEQ_STATUS status;
-	RulePlan   *rp;
-	List	   *ids = NIL;
-
-	if (rule_plans == NULL || kappa_plans_stale)
-		return NIL;
-	hash_seq_init(&status, rule_plans);
-	while ((rp = hash_seq_search(&status)) != NULL)
-		if (rp->subsets != NIL)
-			ids = lappend_int(ids, rp->id);
-	return ids;
-}
-
-/*
- * Plan view id's terms again where a change of a table they read (a vacuum
- * of a delta table, which updates its statistics) has made them out of
- * date, with the deltas' sizes of their last run, as the view's owner,
- * while the worker is idle: else the next batch would plan them, in the
- * time until its commits show in the view.  SPI must be connected; the
- * caller bounds the work (lock and statement timeouts) and catches errors,
- * which leave the plans to the next batch.
- */
-void
-kappa_rules_plans_ready(int id)
-{
-	RulePlan   *rp;
-	KappaOwnerScope scope;
-	ListCell   *lc;
-
-	if (rule_plans == NULL || kappa_plans_stale ||
-		(rp = hash_search(rule_plans, &id, HASH_FIND, NULL)) == NULL)
-		return;
-	kappa_owner_enter(rp->owner, &scope);
-	foreach(lc, rp->subsets)
-	{
-		SubsetPlan *sp = lfirst(lc);
-
-		if (sp->planning == NULL)
-			continue;
-		kappa_delta_sizes_restore(sp->planning);
-		kappa_plan_ready(sp->plan);
-	}
-	kappa_delta_sizes_reset();
-	kappa_owner_leave(&scope);
 }
 
 /*

@@ -154,51 +154,6 @@ kappa_delta_distinct_set(Oid relid, AttrNumber attnum, double fraction)
 	ndelta_distinct++;
 }
 
-/*
- * What the planner is told now, kept with a plan made with it, so that the
- * plan can be made again with the same (kappa_delta_sizes_restore) when a
- * vacuum of a delta table has made it out of date, before a batch needs it.
- */
-struct KappaDeltaPlanning
-{
-	int			nsizes;
-	int			ndistinct;
-	Oid			relids[MAX_DELTA_SIZES];
-	double		rows[MAX_DELTA_SIZES];
-	Oid			distinct_relids[MAX_DELTA_DISTINCT];
-	AttrNumber	distinct_attnums[MAX_DELTA_DISTINCT];
-	float4		distinct_fractions[MAX_DELTA_DISTINCT];
-};
-
-/* Keep what the planner is told now into *p (allocated if NULL). */
-KappaDeltaPlanning *
-kappa_delta_sizes_save(KappaDeltaPlanning *p)
-{
-	if (p == NULL)
-		p = palloc(sizeof(KappaDeltaPlanning));
-	p->nsizes = ndelta_sizes;
-	memcpy(p->relids, delta_relids, sizeof(Oid) * ndelta_sizes);
-	memcpy(p->rows, delta_rows, sizeof(double) * ndelta_sizes);
-	p->ndistinct = ndelta_distinct;
-	memcpy(p->distinct_relids, distinct_relids, sizeof(Oid) * ndelta_distinct);
-	memcpy(p->distinct_attnums, distinct_attnums, sizeof(AttrNumber) * ndelta_distinct);
-	memcpy(p->distinct_fractions, distinct_fractions, sizeof(float4) * ndelta_distinct);
-	return p;
-}
-
-/* Tell the planner again what it was told when p was kept. */
-void
-kappa_delta_sizes_restore(const KappaDeltaPlanning *p)
-{
-	ndelta_sizes = p->nsizes;
-	memcpy(delta_relids, p->relids, sizeof(Oid) * ndelta_sizes);
-	memcpy(delta_rows, p->rows, sizeof(double) * ndelta_sizes);
-	ndelta_distinct = p->ndistinct;
-	memcpy(distinct_relids, p->distinct_relids, sizeof(Oid) * ndelta_distinct);
-	memcpy(distinct_attnums, p->distinct_attnums, sizeof(AttrNumber) * ndelta_distinct);
-	memcpy(distinct_fractions, p->distinct_fractions, sizeof(float4) * ndelta_distinct);
-}
-
 /* Forget every size and count set (after a view's terms, and on error). */
 void
 kappa_delta_sizes_reset(void)

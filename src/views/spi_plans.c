@@ -115,13 +115,18 @@ kappa_keep_plan(const char *sql)
 	return kappa_keep_plan_args(sql, 0, NULL);
 }
 
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *argtypes, int options)
+SPIPlanPtr
+kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
+	/*
+	 * Always plan with the batch at hand: the scratch tables and key arrays
+	 * are tiny in one batch and huge in the next, and a generic plan good
+	 * for one is a disaster for the other.  Planning is cheap next to that.
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 
 	/*
 	 * SPI returns in its own procedure context, which goes at SPI_finish;
@@ -141,45 +146,6 @@ keep_plan(const char *sql, int nargs, Oid *argtypes, int options)
 		MemoryContextSwitchTo(oldcxt);
 	}
 	return plan;
-}
-
-SPIPlanPtr
-kappa_keep_plan_args(const char *sql, int nargs, Oid *argtypes)
-{
-	/*
-	 * Always plan with the batch at hand: the scratch tables and key arrays
-	 * are tiny in one batch and huge in the next, and a generic plan good
-	 * for one is a disaster for the other.  Planning is cheap next to that.
-	 */
-	return keep_plan(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-}
-
-/*
- * Keep a statement without parameters whose plan is made once and run by
- * every batch, until a table it reads changes (engine 2's terms, which the
- * caller keeps apart per size of the deltas they read): planning a join of
- * many tables costs about a millisecond each time.  A vacuum of a delta
- * table makes the plan out of date; kappa_plan_ready makes it again before
- * a batch needs it.
- */
-SPIPlanPtr
-kappa_keep_reused_plan(const char *sql)
-{
-	return keep_plan(sql, 0, NULL, 0);
-}
-
-/*
- * Make a plan kept by kappa_keep_reused_plan again now if a change of a
- * table it reads has made it out of date, as its next run would (with the
- * locks that takes).  SPI must be connected.
- */
-void
-kappa_plan_ready(SPIPlanPtr plan)
-{
-	CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
-
-	if (cplan != NULL)
-		ReleaseCachedPlan(cplan, CurrentResourceOwner);
 }
 
 /*

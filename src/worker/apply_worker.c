@@ -1281,11 +1281,10 @@ start_decoding(void)
 #define SCRATCH_VACUUM_DEAD 1000
 #define SCRATCH_TRUNCATE_BYTES (8 * 1024 * 1024)
 
-static bool
+static void
 vacuum_scratch(void)
 {
 	static TimestampTz last = 0;
-	bool		vacuumed = false;
 	static MemoryContext vaccxt = NULL;
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *names = NIL;
@@ -1295,7 +1294,7 @@ vacuum_scratch(void)
 	MemoryContext oldcxt;
 
 	if (!TimestampDifferenceExceeds(last, now, SCRATCH_VACUUM_MS))
-		return false;
+		return;
 	last = now;
 
 	/*
@@ -1377,7 +1376,6 @@ vacuum_scratch(void)
 					   (VacuumStmt *) linitial_node(RawStmt, raw)->stmt, true);
 			kappa_statement_timer_off();
 			CommitTransactionCommand();
-			vacuumed = true;
 		}
 		PG_CATCH();
 		{
@@ -1393,7 +1391,6 @@ vacuum_scratch(void)
 		}
 		PG_END_TRY();
 	}
-	return vacuumed;
 }
 
 /*
@@ -1447,79 +1444,6 @@ clear_deltas(void)
 	}
 	PG_END_TRY();
 	list_free(ids);
-}
-
-/*
- * A vacuum of the scratch tables updates their statistics, after which
- * every statement that reads them is planned again; and the worker, having
- * taken in the invalidations, forgets its catalog entries before the next
- * batch (reset_caches).  So do both now, while idle: forget them, and plan
- * engine 2's terms again (kappa_rules_plans_ready), each view's as its
- * owner, in a subtransaction of its own, under its limits but waiting for
- * no lock (a view whose tables somebody holds is left to its next batch),
- * and stopping when a commit wakes the worker.
- */
-static void reset_caches(void);
-
-static void
-ready_plans(void)
-{
-	List	   *ids;
-	ListCell   *lc;
-
-	if (IsTransactionOrTransactionBlock() || MyLatch->is_set)
-		return;
-	/* which takes in the invalidations first */
-	StartTransactionCommand();
-	reset_caches();
-	if ((ids = kappa_rules_planned_views()) == NIL)
-	{
-		CommitTransactionCommand();
-		return;
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	foreach(lc, ids)
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-		int			nestlevel;
-
-		if (MyLatch->is_set)
-			break;
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			nestlevel = view_limits_begin(lfirst_int(lc));
-			(void) set_config_option("lock_timeout", "1", PGC_SUSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-			kappa_rules_plans_ready(lfirst_int(lc));
-			view_limits_end(nestlevel);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			view_limits_abort();
-			kappa_delta_sizes_reset();
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			elog(DEBUG1, "derived view %d: terms left to be planned by its next batch: %s",
-				 lfirst_int(lc), edata->message);
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	list_free(ids);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
 }
 
 /*
@@ -2534,8 +2458,7 @@ kappa_apply_main(Datum main_arg)
 			/* a commit waiting (the latch) comes first */
 			if (caught_up && !MyLatch->is_set)
 				clear_deltas();
-			if (vacuum_scratch())
-				ready_plans();
+			vacuum_scratch();
 			kappa_log_prune();
 			kappa_audit_schedule();
 			/* table statistics (autovacuum's counts of dead rows) */

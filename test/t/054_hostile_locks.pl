@@ -8,8 +8,7 @@
 #  2. A view's owner owns its internal schema kappa_v<id> and its tables,
 #     and may lock them (though not add tables there).  The worker's
 #     vacuum of its scratch tables lists them without a lock and skips a
-#     locked one.  The terms it plans again after a vacuum wait for no
-#     lock on a source.
+#     locked one.
 #  3. Scheduled audits verify each view in a transaction of its own: the
 #     locks kappa.verify takes on one view's sources are gone before the
 #     next view's (slow) code runs.
@@ -123,37 +122,6 @@ alice_fresh(201, 'while a prepared transaction holds a table in an internal sche
 sleep 2;
 alice_fresh(202, 'after another round of the scratch vacuum');
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_vacuum'});
-
-# After a vacuum of the scratch tables the worker plans the join views'
-# terms again while idle, waiting for no lock: a source held locked leaves
-# that view's terms to its next batch, and the others go on.
-as_user('mallory', q{
-CREATE TABLE mal.dim (id int PRIMARY KEY, name text);
-INSERT INTO mal.dim VALUES (1, 'one'), (2, 'two');
-SET client_min_messages = warning;
-SELECT kappa.create_view('mal.jv', 'SELECT d.name, count(*) AS n FROM mal.t t JOIN mal.dim d ON d.id = t.g GROUP BY d.name');
-INSERT INTO mal.t VALUES (1, 1);
-});
-is(as_user('mallory', q{SELECT kappa.wait('mal.jv', timeout => '30s')}), 't',
-	"mallory's join view has applied a batch (its terms are kept)");
-my $jschema = $node->safe_psql('postgres',
-	q{SELECT 'kappa_v' || id FROM kappa.views WHERE name = 'mal.jv'});
-$node->safe_psql('postgres', q{ALTER SYSTEM SET log_min_messages = debug1; SELECT pg_reload_conf()});
-my $log_offset = -s $node->logfile;
-as_user('mallory', qq{INSERT INTO $jschema.d_0 SELECT FROM generate_series(1, 3000)});
-as_user('mallory', qq{DELETE FROM $jschema.d_0});
-as_user('mallory', q{BEGIN; LOCK TABLE mal.dim IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'mal_plans'});
-ok($node->wait_for_log(qr/derived view \d+: terms left to be planned by its next batch: canceling statement due to lock timeout/,
-		$log_offset),
-	'the terms of the view whose source is locked are left to its next batch');
-alice_fresh(203, 'while the source of a view planned while idle is held');
-$node->safe_psql('postgres', q{ALTER SYSTEM RESET log_min_messages; SELECT pg_reload_conf()});
-$node->safe_psql('postgres', q{ROLLBACK PREPARED 'mal_plans'});
-as_user('mallory', q{INSERT INTO mal.t VALUES (2, 2)});
-is(as_user('mallory', q{SELECT kappa.wait('mal.jv', timeout => '30s')}), 't',
-	"mallory's join view applies its next batch once the lock is gone");
-is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('mal.jv')}), '0',
-	"and it is exact");
 
 # --- 3. a slow view in the same scheduled audit as another role's ----------
 as_user('mallory', q{
@@ -312,7 +280,7 @@ alice_fresh(703, 'after the log was given up');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('alice.v')}), '0',
 	"alice's view is exact");
 is($node->safe_psql('postgres', q{SELECT string_agg(state, ',' ORDER BY id) FROM kappa.views}),
-	'running,running,running,running,running', 'the views run');
+	'running,running,running,running', 'the views run');
 
 # --- 8. many views of one owner, their rows locked --------------------------
 # Each of mallory's views would wait out pg_kappa.view_lock_timeout (1 s
