@@ -1421,22 +1421,48 @@ hash_among(uint32 h, const uint32 *sorted, int n)
  * sorted, without duplicates.  The old images' hashes go into an open
  * addressing table (a slot holds a hash with bit 32 set, and bit 33 once
  * the hash is found among the new images too), which the new images' hashes
- * are looked up in: a batch's images take one step each, not a sort.
+ * are looked up in: a batch's images take one step each, not a sort.  A
+ * table that would take more than work_mem (a transaction that updated
+ * millions of rows) is not made: both lists are sorted in place and merged.
  */
 #define HASH_SLOT_USED (UINT64CONST(1) << 32)
 #define HASH_SLOT_SHARED (UINT64CONST(1) << 33)
 
 static uint32 *
-shared_hashes(const uint32 *plus, int nplus, const uint32 *minus, int nminus,
-			  int *nshared)
+shared_hashes(uint32 *plus, int nplus, uint32 *minus, int nminus, int *nshared)
 {
 	uint32	   *shared = palloc(sizeof(uint32) * Max(Min(nplus, nminus), 1));
 	uint64		nslots = 16;
 	uint64	   *slots;
 
+	*nshared = 0;
 	while (nslots < (uint64) nminus * 2)
 		nslots *= 2;
-	slots = palloc_extended(sizeof(uint64) * nslots, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	if (nslots * sizeof(uint64) > (uint64) work_mem * 1024)
+	{
+		int			i = 0;
+		int			j = 0;
+
+		sort_hashes(plus, nplus);
+		sort_hashes(minus, nminus);
+		while (i < nplus && j < nminus)
+		{
+			if (plus[i] < minus[j])
+				i++;
+			else if (plus[i] > minus[j])
+				j++;
+			else
+			{
+				if (*nshared == 0 || shared[*nshared - 1] != plus[i])
+					shared[(*nshared)++] = plus[i];
+				i++;
+				j++;
+			}
+		}
+		return shared;
+	}
+
+	slots = palloc0(sizeof(uint64) * nslots);
 	for (int j = 0; j < nminus; j++)
 	{
 		uint64		i = minus[j] & (nslots - 1);
@@ -1445,7 +1471,6 @@ shared_hashes(const uint32 *plus, int nplus, const uint32 *minus, int nminus,
 			i = (i + 1) & (nslots - 1);
 		slots[i] = HASH_SLOT_USED | minus[j];
 	}
-	*nshared = 0;
 	for (int j = 0; j < nplus; j++)
 	{
 		uint64		i = plus[j] & (nslots - 1);
