@@ -1974,9 +1974,11 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 	int64		npasses = 0;
 	int64		maxpasses = 0;
 	uint32	   *image_hashes = NULL;	/* per image, in order: its hash if it
-										 * meets the filters (first pass) */
+										 * meets the filters (first pass, up
+										 * to work_mem), or NULL */
 	int64		nimages = 0;
 	int64		maximages = 0;
+	bool		keep_hashes = true;
 	int64		image = 0;
 	int64		ndistinct_counted = 0;	/* images added to distinct */
 
@@ -1995,14 +1997,24 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			int			side = r.is_new ? 1 : 0;
 			uint32		h;
 
-			if (nimages >= maximages)
+			if (keep_hashes && nimages >= maximages)
 			{
 				maximages = Max(1024, maximages * 2);
-				image_hashes = image_hashes ?
-					repalloc_huge(image_hashes, sizeof(uint32) * maximages) :
-					palloc(sizeof(uint32) * maximages);
+				if ((Size) maximages * sizeof(uint32) > (Size) work_mem * 1024)
+				{
+					/* the second pass hashes the images again */
+					if (image_hashes != NULL)
+						pfree(image_hashes);
+					image_hashes = NULL;
+					keep_hashes = false;
+				}
+				else
+					image_hashes = image_hashes ?
+						repalloc_huge(image_hashes, sizeof(uint32) * maximages) :
+						palloc(sizeof(uint32) * maximages);
 			}
-			image_hashes[nimages++] = 0;
+			if (keep_hashes)
+				image_hashes[nimages++] = 0;
 			if (filter.qual != NULL)
 			{
 				bool		ok = delta_filter_passes(&filter, r.values, r.nulls);
@@ -2026,7 +2038,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			}
 			h = image_hash(ddesc, n, r.values, r.nulls);
 			hashes[side][nhashes[side]++] = h;
-			image_hashes[nimages - 1] = h;
+			if (keep_hashes)
+				image_hashes[nimages - 1] = h;
 		}
 		image_reader_end(&r);
 		if (nhashes[0] > 0 && nhashes[1] > 0)
@@ -2058,8 +2071,6 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		Assert(image_hashes == NULL || image < nimages);
 		if (passes != NULL)
 			ok = passes[image];
-		else if (image_hashes != NULL)
-			ok = true;
 		else
 			ok = delta_filter_passes(&filter, r.values, r.nulls);
 		image++;
@@ -2077,7 +2088,8 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 		}
 		if (nshared > 0 && !*consolidate)
 		{
-			h = image_hashes[image - 1];
+			h = image_hashes != NULL ? image_hashes[image - 1] :
+				image_hash(ddesc, n, r.values, r.nulls);
 			if (hash_among(h, shared, nshared))
 			{
 				tup = heap_form_tuple(ddesc, r.values, r.nulls);
