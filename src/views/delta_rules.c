@@ -2068,6 +2068,7 @@ fill_signed_delta(Oid drelid, Oid srcrelid, const bool *read, int read_natts,
 			last_lsn = r.lsn;
 		}
 		/* both passes read the same images in the same order */
+		Assert(passes == NULL || image < npasses);
 		Assert(image_hashes == NULL || image < nimages);
 		if (passes != NULL)
 			ok = passes[image];
