@@ -737,3 +737,28 @@ COMMENT ON TABLE kappa.partition_changes IS
 -- the tree written again.
 ALTER TABLE kappa.views ADD COLUMN query_tree text;
 ALTER TABLE kappa.views ADD COLUMN query_tree_catversion integer;
+
+-- A captured table whose columns a command renames, drops or computes
+-- again (ALTER COLUMN ... TYPE, ADD COLUMN with a volatile default) starts
+-- its log again with a snapshot, in the command's transaction, as
+-- kappa.uncapture then kappa.capture would (src/log/capture_ddl.c):
+-- logged changes name their columns as they were, and replay maps them by
+-- name.  The first notes the tables rewritten, the second captures again.
+CREATE FUNCTION kappa.on_capture_rewrite()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_capture_rewrite'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION kappa.on_capture_rewrite() FROM PUBLIC;
+
+CREATE EVENT TRIGGER kappa_capture_rewrite ON table_rewrite
+    EXECUTE FUNCTION kappa.on_capture_rewrite();
+
+CREATE FUNCTION kappa.on_capture_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_capture_ddl'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION kappa.on_capture_ddl() FROM PUBLIC;
+
+CREATE EVENT TRIGGER kappa_capture_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION kappa.on_capture_ddl();
