@@ -374,6 +374,7 @@ typedef struct KappaLogChunk
 } KappaLogChunk;
 
 extern void kappa_log_chunk_init(KappaLogChunk *chunk);
+extern void kappa_log_name_ambiguous(const char *name);
 extern void kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid,
 									  const char *name);
 extern void kappa_log_append(const char *kind, KappaLogChunk *chunk);

@@ -171,6 +171,39 @@ kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid, const char *name)
 	chunk->names = lappend(chunk->names, pstrdup(name));
 }
 
+/*
+ * A log row written before pg_kappa 0.9, which keeps its tables' names
+ * apart: a record's name stands for two of its tables, and which one
+ * wrote it is not known.  Its readers refuse it rather than guess.
+ */
+void
+kappa_log_name_ambiguous(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot tell which table a logged record of %s belongs to", name),
+			 errdetail("Two tables of its log row were logged under that name: one was renamed and the other took its name within one batch."),
+			 errhint("Replay from a later LSN, or capture the tables again and replay from there.")));
+}
+
+/*
+ * Would the chunk's tables hold another table under name, or relid under
+ * another name?
+ */
+static bool
+chunk_names_clash(KappaLogChunk *chunk, Oid relid, const char *name)
+{
+	ListCell   *lc1,
+			   *lc2;
+
+	forboth(lc1, chunk->tables, lc2, chunk->names)
+	{
+		if ((lfirst_oid(lc1) == relid) != (strcmp(lfirst(lc2), name) == 0))
+			return true;
+	}
+	return false;
+}
+
 static void
 chunk_lsn(KappaLogChunk *chunk, XLogRecPtr lsn)
 {
@@ -543,6 +576,7 @@ write_batch_step(void *arg)
 	int64		txn_changes = 0;
 	pg_crc32c	crc = 0;
 	XLogRecPtr	logged_up_to;
+	char	   *name;
 
 	kappa_log_lock();
 	ctl.keysize = sizeof(Oid);
@@ -626,6 +660,17 @@ write_batch_step(void *arg)
 			(c->end_lsn != InvalidXLogRecPtr && lsn >= c->end_lsn))
 			continue;
 
+		/*
+		 * Readers find a record's table by the name it was logged under,
+		 * among the row's tables: in a row, no name may stand for two
+		 * tables (a table renamed and another given its name within a
+		 * batch), nor a table go by two names.  Such a record starts a new
+		 * row.
+		 */
+		name = TextDatumGetCString(slot->tts_values[2]);
+		if (chunk_names_clash(&chunk, relid, name))
+			flush_chunk(&chunk);
+
 		if (!begun)
 		{
 			write_begin(&chunk.events, txn);
@@ -639,7 +684,7 @@ write_batch_step(void *arg)
 		txn_changes++;
 		chunk.nchanges++;
 		chunk_lsn(&chunk, lsn);
-		kappa_log_chunk_add_table(&chunk, relid, TextDatumGetCString(slot->tts_values[2]));
+		kappa_log_chunk_add_table(&chunk, relid, name);
 
 		/* a big batch goes over several rows, even mid-transaction */
 		if (chunk.events.len >= KAPPA_LOG_CHUNK_BYTES)

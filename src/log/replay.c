@@ -190,11 +190,11 @@ record_relid_names(LogCursor *c, const char *schema, const char *table)
 	name = quote_qualified_identifier(schema, table);
 	for (int i = 0; i < c->ntables; i++)
 	{
-		if (strcmp(c->names[i], name) == 0)
-		{
-			relid = DatumGetObjectId(c->tables[i]);
-			break;
-		}
+		if (strcmp(c->names[i], name) != 0)
+			continue;
+		if (OidIsValid(relid) && relid != DatumGetObjectId(c->tables[i]))
+			kappa_log_name_ambiguous(name);
+		relid = DatumGetObjectId(c->tables[i]);
 	}
 	c->last_schema = MemoryContextStrdup(c->rowcxt, schema);
 	c->last_table = MemoryContextStrdup(c->rowcxt, table);

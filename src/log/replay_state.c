@@ -1469,6 +1469,8 @@ record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
 	char	   *nsp;
 	char	   *name;
 	int			result = -1;
+	bool		found = false;
+	Oid			relid = InvalidOid;
 
 	for (int i = 0; i < ls->ncache; i++)
 	{
@@ -1483,16 +1485,19 @@ record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
 	nsp = pstrdup(ls->buf.data);
 	json_unescape(c, &ls->buf, table, tablelen);
 	name = quote_qualified_identifier(nsp, ls->buf.data);
-	for (int i = 0; i < ls->ntables && result < 0; i++)
+	for (int i = 0; i < ls->ntables; i++)
 	{
 		if (strcmp(ls->names[i], name) != 0)
 			continue;
+		if (found && relid != DatumGetObjectId(ls->tables[i]))
+			kappa_log_name_ambiguous(name);
+		found = true;
+		relid = DatumGetObjectId(ls->tables[i]);
 		for (int k = 0; k < ls->nsrc; k++)
 		{
-			if (ls->src[k].relid == DatumGetObjectId(ls->tables[i]))
+			if (ls->src[k].relid == relid)
 				result = k;
 		}
-		break;
 	}
 
 	/* the cache lives as long as the log row */
