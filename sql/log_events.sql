@@ -56,6 +56,8 @@ SELECT count(*) AS all_records FROM kappa.events();
 SELECT count(*) AS none_after FROM kappa.events(from_lsn => pg_current_wal_insert_lsn());
 -- an upper bound of 0/0 is before everything (NULL, the default, is none)
 SELECT count(*) AS none_before FROM kappa.events(to_lsn => '0/0');
+-- a range that ends before it starts is a mistake, not an empty range
+SELECT count(*) FROM kappa.events(from_lsn => '1/0', to_lsn => '0/1');
 SELECT count(*) = (SELECT count(*) FROM kappa.events()) AS all_without_bound FROM kappa.events(to_lsn => NULL);
 SELECT count(*) = (SELECT count(*) FROM kappa.events() e WHERE e ? 'snapshot') AS snapshot_only
   FROM kappa.events(to_lsn => (SELECT max(first_lsn) FROM kappa.event_log WHERE kind = 'snapshot'));

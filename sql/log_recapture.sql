@@ -68,6 +68,13 @@ CREATE TABLE cdp1 PARTITION OF cdp FOR VALUES FROM (0) TO (100);
 INSERT INTO cdp VALUES (1, 10), (2, 20);
 SELECT kappa.capture(source => 'cdp1') IS NOT NULL AS captured;
 ALTER TABLE cdp RENAME COLUMN v TO w;
+-- not from maintenance code (a derived view's, or a materialized view's)
+CREATE FUNCTION cd_rename() RETURNS int LANGUAGE plpgsql
+    AS $$BEGIN ALTER TABLE cd RENAME COLUMN grp TO grp2; RETURN 1; END$$;
+CREATE MATERIALIZED VIEW cd_mv AS SELECT cd_rename() AS x WITH NO DATA;
+REFRESH MATERIALIZED VIEW cd_mv;
+DROP MATERIALIZED VIEW cd_mv;
+DROP FUNCTION cd_rename();
 SELECT name, state FROM kappa.status WHERE name LIKE 'public.cd%' ORDER BY name;
 SELECT count(*) AS failures FROM kappa.audit();
 SELECT kappa.drop_view('cd_ids');

@@ -286,6 +286,13 @@ SELECT dg_try('CREATE TABLE pg_class (a int)');
 SELECT dg_try('CREATE TABLE dg_own.src (a int)');
 SELECT dg_try('CREATE STATISTICS dg_st ON g, v FROM dg_own.src');
 RESET search_path;
+-- an index on an internal table goes to its schema (the worker writes
+-- those tables without maintaining indexes it did not make)
+SELECT dg_try(format('CREATE INDEX ON %I.d_0 (id)', :'dg_s'));
+SELECT dg_try(format('CREATE UNIQUE INDEX dg_ix ON %I.g (g)', :'dg_s'));
+-- the internal schema keeps its name and its owner
+SELECT dg_try(format('ALTER SCHEMA %I RENAME TO dg_moved', :'dg_s'));
+SELECT dg_try(format('ALTER SCHEMA %I OWNER TO CURRENT_USER', :'dg_s'));
 SELECT dg_try(format('SELECT kappa.create_view(%L, $q$SELECT id FROM dg_own.src$q$)', :'dg_s' || '.dg_inner'));
 SELECT dg_try('SELECT kappa.create_view($n$kappa.dg_inner$n$, $q$SELECT id FROM dg_own.src$q$)');
 DROP TABLE dg_own.moved;

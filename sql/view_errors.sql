@@ -215,6 +215,9 @@ SELECT kappa.create_view('e_reserved_v', 'SELECT grp AS _kappa_w, v FROM e_plain
 SELECT kappa.create_view('e_deferred_v', 'SELECT d.id, p.v FROM e_deferred d LEFT JOIN e_plain p ON p.grp = d.v');
 -- a semi-join view with GROUP BY that does not group by its first table's key
 SELECT kappa.create_view('e_semi_grouped', 'SELECT p.grp, count(*) AS n FROM e_plain p WHERE EXISTS (SELECT 1 FROM e_deferred d WHERE d.v = p.v) GROUP BY p.grp');
+-- op ALL (subquery), and a scalar subquery in WHERE
+SELECT kappa.create_view('e_semi_all', 'SELECT p.id FROM e_plain p WHERE p.v < ALL (SELECT d.v FROM e_deferred d WHERE d.id = p.grp)');
+SELECT kappa.create_view('e_semi_scalar', 'SELECT p.id FROM e_plain p WHERE p.v = (SELECT max(d.v) FROM e_deferred d)');
 -- a function of the view's query written for the caller's search_path
 CREATE FUNCTION e_clean(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT lower($1)';
 CREATE FUNCTION e_normal(text) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT e_clean($1) || ''!''';

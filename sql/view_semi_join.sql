@@ -115,6 +115,37 @@ SELECT kappa.drop_view('sj_buyers_green') IS NOT NULL AS dropped;
 DROP TABLE sj_buyers_then;                -- a plain table: the view as it was
 SELECT kappa.uncapture('sj_customers') IS NOT NULL, kappa.uncapture('sj_orders') IS NOT NULL;
 
+-- a subquery's view reads only the columns its query names: others of
+-- either table may be renamed or dropped, and the view goes on
+CREATE TABLE sj_c (id int PRIMARY KEY, lim int, r int, junk text);
+CREATE TABLE sj_o (id int PRIMARY KEY, cid int, amt int, junk int);
+INSERT INTO sj_c SELECT i, i * 10, i, 'c' FROM generate_series(1, 6) i;
+INSERT INTO sj_o SELECT i, i % 6 + 1, i * 3, i FROM generate_series(1, 30) i;
+SELECT kappa.create_view(name => 'sj_s1', query => 'SELECT c.id FROM sj_c c WHERE EXISTS (SELECT 1 FROM sj_o o WHERE o.cid = c.id AND o.amt > c.lim)');
+SELECT kappa.create_view(name => 'sj_s2', query => 'SELECT c.id, c.lim FROM sj_c c WHERE c.id IN (SELECT o.cid FROM sj_o o WHERE o.amt > 50) AND NOT EXISTS (SELECT 1 FROM sj_o o2 WHERE o2.cid = c.id AND o2.amt = 3)');
+SELECT name, kappa.columns_read(view_id => id, source_index => 1, source => sources[1]) AS first,
+       kappa.columns_read(view_id => id, source_index => 2, source => sources[2]) AS second
+  FROM kappa.views WHERE name IN ('public.sj_s1', 'public.sj_s2') ORDER BY name;
+ALTER TABLE sj_c RENAME COLUMN r TO rr;
+ALTER TABLE sj_o RENAME COLUMN junk TO junk2;
+ALTER TABLE sj_c DROP COLUMN junk;
+ALTER TABLE sj_o DROP COLUMN junk2;
+UPDATE sj_o SET amt = amt + 40 WHERE id % 4 = 0;
+UPDATE sj_c SET lim = lim - 5, rr = 0 WHERE id % 2 = 0;
+DELETE FROM sj_o WHERE id % 7 = 0;
+-- only the column the subquery's condition reads of the kept row changes
+UPDATE sj_c SET lim = 100000 WHERE id = 2;
+SELECT kappa.wait('sj_s1') AND kappa.wait('sj_s2') AS waited;
+SELECT string_agg(id::text, ',' ORDER BY id) AS s1 FROM sj_s1;
+SELECT name, state FROM kappa.status WHERE name IN ('public.sj_s1', 'public.sj_s2') ORDER BY name;
+SELECT (SELECT count(*) FROM kappa.verify('sj_s1')) AS s1_differences,
+       (SELECT count(*) FROM kappa.verify('sj_s2')) AS s2_differences;
+-- a column a subquery's condition reads still breaks the view
+ALTER TABLE sj_o RENAME COLUMN amt TO amount;
+SELECT name, state FROM kappa.status WHERE name IN ('public.sj_s1', 'public.sj_s2') ORDER BY name;
+SELECT kappa.drop_view('sj_s1') IS NOT NULL AS dropped, kappa.drop_view('sj_s2') IS NOT NULL AS dropped;
+DROP TABLE sj_c, sj_o;
+
 SELECT kappa.drop_view(v::regclass) IS NOT NULL AS dropped FROM sj_queries ORDER BY v;
 DROP FUNCTION sj_check();
 DROP TABLE sj_customers, sj_orders, sj_flags, sj_regions, sj_queries;

@@ -18,6 +18,26 @@ RESET session_replication_role;
 SELECT kind, "row", count FROM kappa.verify('vf_sum');
 SELECT kind, "row", count FROM kappa.verify('vf_rows');
 SELECT view, missing, extra, ok FROM kappa.verify_all();
+-- columns of types a role made are compared (and shown) by their output
+-- text, without quotes; a NULL stays NULL, apart from an empty text and
+-- from a row whose fields are all NULL
+CREATE TYPE vf_mood AS ENUM ('sad', 'ok');
+CREATE DOMAIN vf_pos AS int CHECK (VALUE > 0);
+CREATE DOMAIN vf_txt AS text;
+CREATE TYPE vf_pair AS (a int, b int);
+CREATE TABLE vf_typed (id int PRIMARY KEY, md vf_mood, p vf_pos, t vf_txt, pr vf_pair);
+INSERT INTO vf_typed VALUES (1, 'sad', 5, '', ROW(NULL, NULL)), (2, NULL, NULL, NULL, NULL);
+SELECT kappa.create_view('vf_typed_v', 'SELECT id, md, p, t, pr FROM vf_typed');
+SELECT count(*) AS differences FROM kappa.verify('vf_typed_v');
+SET session_replication_role = replica;
+UPDATE vf_typed_v SET md = 'ok', t = NULL, pr = NULL WHERE id = 1;
+UPDATE vf_typed_v SET t = '', pr = ROW(NULL, NULL) WHERE id = 2;
+RESET session_replication_role;
+SELECT kind, "row", count FROM kappa.verify('vf_typed_v') ORDER BY kind, "row"::text;
+SELECT kappa.drop_view('vf_typed_v');
+DROP TABLE vf_typed;
+DROP TYPE vf_mood, vf_pair;
+DROP DOMAIN vf_pos, vf_txt;
 -- bad arguments
 SELECT * FROM kappa.verify('vf');
 SELECT * FROM kappa.verify(NULL);

@@ -653,7 +653,8 @@ $$;
 -- As in 0.3, but the lag in seconds of a view that is not running is the
 -- time since it was last current (for a paused view: when it was paused,
 -- or the worker's batch before), not since the worker's last batch, which
--- other views keep recent.
+-- other views keep recent; and a failed capture's last error is shown
+-- only to roles that may read its table, as a view's is.
 CREATE OR REPLACE VIEW kappa.status AS
 WITH w AS (
     SELECT * FROM kappa.worker_status() WHERE database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
@@ -694,7 +695,10 @@ WHERE s.plugin = 'pg_kappa' AND s.database = pg_catalog.current_database()
 UNION ALL
 SELECT 'capture', c.name, c.state, c.failed_lsn,
        pg_catalog.pg_wal_lsn_diff(cur.lsn, c.failed_lsn)::bigint,
-       NULL, NULL, NULL, c.last_error, NULL
+       NULL, NULL, NULL,
+       -- as a view's: to those who may read the table
+       CASE WHEN pg_catalog.has_table_privilege(c.relid, 'SELECT') THEN c.last_error END,
+       NULL
 FROM kappa.captures c CROSS JOIN cur
 WHERE c.state <> 'active'
 UNION ALL

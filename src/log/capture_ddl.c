@@ -40,6 +40,7 @@
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/proc.h"
 #include "utils/array.h"
@@ -197,6 +198,17 @@ kappa_on_capture_ddl(PG_FUNCTION_ARGS)
 	}
 	kappa_unbecome(&saved);
 	SPI_finish();
+
+	/*
+	 * (Not from a derived view's code, which may not write the log: it
+	 * runs inside the apply worker's batch.)
+	 */
+	if (recapture != NIL && InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot change the columns of captured table %s within a security-restricted operation",
+						kappa_qualified_name(linitial_oid(recapture))),
+				 errdetail("Its event log would start again with a snapshot, which a derived view's code, and other maintenance code, may not write.")));
 
 	/* ... and they are captured again, with a snapshot of their rows now */
 	forboth(lc, recapture, lc2, retains)

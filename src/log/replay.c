@@ -612,6 +612,12 @@ kappa_events(PG_FUNCTION_ARGS)
 		rsinfo->setDesc = desc;
 		MemoryContextSwitchTo(oldcxt);
 	}
+	if (from != InvalidXLogRecPtr && to != InvalidXLogRecPtr && from > to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_lsn %X/%X is after to_lsn %X/%X",
+						LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(to)),
+				 errhint("Pass to_lsn NULL for no upper bound.")));
 	/* nothing is committed at or before 0/0 (NULL is no upper bound) */
 	if (!PG_ARGISNULL(1) && to == InvalidXLogRecPtr)
 		return (Datum) 0;

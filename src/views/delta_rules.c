@@ -863,13 +863,55 @@ consolidate_sql(Oid drelid, const char *d)
 									grouping.data, grouping.data));
 }
 
+/* semi_columns_walker's state: the columns of one source read */
+typedef struct SemiColumns
+{
+	KappaViewDef *def;
+	KappaSemiJoin *semi;
+	int			srcno;
+	int			natts;
+	bool	   *read;
+	bool		whole;			/* a whole row is read */
+} SemiColumns;
+
+/*
+ * Marks the columns of source cxt->srcno that a subquery's condition reads,
+ * as finish_semijoins (view_compiler.c) leaves it: a condition of the outer
+ * query, its table appended to the range table (at nrtes + 1).
+ */
+static bool
+semi_columns_walker(Node *node, SemiColumns *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+		int			srcno = -1;
+
+		if (var->varlevelsup == 0 && var->varno == cxt->def->nrtes + 1)
+			srcno = cxt->semi->srcno;
+		else if (var->varlevelsup == 0 && var->varno >= 1 && var->varno <= cxt->def->nrtes)
+			srcno = cxt->def->rte_source[var->varno];
+		if (srcno != cxt->srcno)
+			return false;
+		if (var->varattno == InvalidAttrNumber || var->varattno > cxt->natts)
+			cxt->whole = true;
+		else if (var->varattno > 0)
+			cxt->read[var->varattno - 1] = true;
+		return false;
+	}
+	return expression_tree_walker(node, semi_columns_walker, cxt);
+}
+
 /*
  * The columns of source srcno (natts attributes) that the view's query
- * reads anywhere: output, join and WHERE conditions, GROUP BY, HAVING.  A
- * delta carries only those (the others are left null in d_<n>), so an
- * update that changes only columns the view does not read cancels out
- * with its old image and costs the terms nothing.  NULL when the query
- * reads the whole row, or has parts this does not look into (sublinks):
+ * reads anywhere: output, join and WHERE conditions, GROUP BY, HAVING, the
+ * conditions of its subqueries (and the left side of an IN), and the
+ * source's key.  A delta carries only those (the others are left null in
+ * d_<n>), so an update that changes only columns the view does not read
+ * cancels out with its old image and costs the terms nothing.  NULL when
+ * the query reads the whole row, or has parts this does not look into:
  * then every column is kept.
  */
 bool *
@@ -880,7 +922,7 @@ kappa_columns_read(KappaViewDef *def, int srcno, int natts)
 	List	   *vars;
 	ListCell   *lc;
 
-	if (query->hasSubLinks || query->cteList != NIL || query->setOperations != NULL)
+	if (query->cteList != NIL || query->setOperations != NULL)
 		return NULL;
 	vars = pull_var_clause(flatten_join_alias_vars(query, (Node *) query->targetList),
 						   PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS |
@@ -906,6 +948,34 @@ kappa_columns_read(KappaViewDef *def, int srcno, int natts)
 		}
 		if (var->varattno > 0)
 			read[var->varattno - 1] = true;
+	}
+
+	/*
+	 * A subquery's vars are not among the above (pull_var_clause leaves
+	 * sublinks' queries alone): its condition, as check_sublinks keeps it.
+	 * Its table's key too, as the outer tables' are read for their joins.
+	 */
+	foreach(lc, def->semijoins)
+	{
+		KappaSemiJoin *semi = lfirst(lc);
+		SemiColumns cxt = {def, semi, srcno, natts, read, false};
+		ListCell   *lk;
+
+		(void) semi_columns_walker(semi->cond, &cxt);
+		if (cxt.whole)
+		{
+			pfree(read);
+			return NULL;
+		}
+		if (semi->srcno != srcno)
+			continue;
+		foreach(lk, (List *) list_nth(def->source_keys, srcno))
+		{
+			int			attno = lfirst_int(lk);
+
+			if (attno > 0 && attno <= natts)
+				read[attno - 1] = true;
+		}
 	}
 	return read;
 }

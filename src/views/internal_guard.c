@@ -131,6 +131,32 @@ names_schema(List *names)
 	return schema;
 }
 
+/*
+ * A view's internal schema keeps its name and owner: pg_kappa finds it by
+ * name (kappa_v<id>), and drops it with the view.  Renamed, it would
+ * outlive the view, a member of the extension that no role could drop;
+ * given to another role, its tables would no longer be the view's owner's.
+ */
+static void
+internal_schema_kept(Node *tree)
+{
+	const char *name = NULL;
+	Oid			nsp;
+
+	if (IsA(tree, RenameStmt) && ((RenameStmt *) tree)->renameType == OBJECT_SCHEMA)
+		name = ((RenameStmt *) tree)->subname;
+	else if (IsA(tree, AlterOwnerStmt) && ((AlterOwnerStmt *) tree)->objectType == OBJECT_SCHEMA)
+		name = strVal(((AlterOwnerStmt *) tree)->object);
+	if (name == NULL || creating_extension || superuser())
+		return;
+	nsp = get_namespace_oid(name, true);
+	if (kappa_internal_schema(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot change schema \"%s\", which belongs to extension pg_kappa", name),
+				 errdetail("It holds the internal tables of a derived view, and pg_kappa finds it by its name and drops it with the view.")));
+}
+
 static void
 internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 						bool readOnlyTree, ProcessUtilityContext context,
@@ -141,7 +167,10 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 	bool		checked = true;
 	const char *schema = NULL;
 	RangeVar   *relation = NULL;
+	RangeVar   *on_table = NULL;	/* the object goes to this table's schema */
 	Oid			nsp;
+
+	internal_schema_kept(tree);
 
 	switch (nodeTag(tree))
 	{
@@ -179,6 +208,10 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 		case T_CreateStatsStmt:
 			schema = names_schema(((CreateStatsStmt *) tree)->defnames);
 			break;
+		case T_IndexStmt:
+			/* an index goes to its table's schema */
+			on_table = ((IndexStmt *) tree)->relation;
+			break;
 		case T_CreateConversionStmt:
 			schema = names_schema(((CreateConversionStmt *) tree)->conversion_name);
 			break;
@@ -199,6 +232,12 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 	if (relation != NULL)
 		schema = relation->schemaname;
 	nsp = checked ? kappa_creation_namespace(schema) : InvalidOid;
+	if (on_table != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(on_table, NoLock, true);
+
+		nsp = OidIsValid(relid) ? get_rel_namespace(relid) : InvalidOid;
+	}
 
 	/*
 	 * A relation there already (in the schema the name goes to, not
@@ -226,7 +265,7 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 				 errmsg("cannot create or move objects into schema \"%s\"",
 						get_namespace_name(nsp)),
 				 errdetail("It holds the internal tables of a derived view, and pg_kappa drops it with all it holds when the view is dropped or built again."),
-				 errhint("Use another schema.")));
+				 on_table != NULL ? 0 : errhint("Use another schema.")));
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,

@@ -721,8 +721,12 @@ check_sublinks(KappaViewDef *def, int engine)
 					 errmsg("derived views cannot use NOT IN (subquery)"),
 					 errdetail("One NULL in the subquery's rows makes NOT IN false for every row."),
 					 errhint("Write NOT EXISTS (SELECT ... WHERE ...) instead.")));
+		if (sublink->subLinkType == ALL_SUBLINK)
+			not_supported_hint("... op ALL (subquery)",
+							   "Write NOT EXISTS (SELECT ... WHERE ...) with the negated comparison instead.");
 		if (sublink->subLinkType != EXISTS_SUBLINK && sublink->subLinkType != ANY_SUBLINK)
-			not_supported("subqueries other than EXISTS (...), NOT EXISTS (...) and ... IN (...)");
+			not_supported_hint("this kind of subquery",
+							   "A subquery can be a condition of the WHERE clause: EXISTS (...), NOT EXISTS (...), ... IN (...) or ... op ANY (...).");
 
 		sub = (Query *) sublink->subselect;
 		if (sub->cteList)
@@ -935,7 +939,7 @@ check_left_joins(KappaViewDef *def)
 		if (tle == NULL && query->groupClause != NIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a derived view with %s and GROUP BY must group by the key of %s",
+					 errmsg("a derived view with %s and GROUP BY must group by the key of \"%s\"",
 							what, get_rel_name(relid)),
 					 errdetail("Column \"%s\" of \"%s\" is not in GROUP BY and the select list as a column of its own.",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
@@ -943,7 +947,7 @@ check_left_joins(KappaViewDef *def)
 		if (tle == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a derived view with %s must select the key of %s",
+					 errmsg("a derived view with %s must select the key of \"%s\"",
 							what, get_rel_name(relid)),
 					 errdetail("Column \"%s\" of \"%s\" is not in the select list as a column of its own (an expression over it does not count).",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
@@ -953,7 +957,7 @@ check_left_joins(KappaViewDef *def)
 			 get_sortgroupref_clause_noerr(tle->ressortgroupref, query->groupClause) == NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("a derived view with %s and GROUP BY must group by the key of %s",
+					 errmsg("a derived view with %s and GROUP BY must group by the key of \"%s\"",
 							what, get_rel_name(relid)),
 					 errdetail("Column \"%s\" of \"%s\" is not in the GROUP BY clause.",
 							   get_attname(relid, attnum, false), get_rel_name(relid)),
@@ -1358,16 +1362,19 @@ kappa_has_btree_opclass(Oid typid)
  * SQL for the text of expr, a value of type typid, as pg_kappa's own
  * statements compare rows by it, that runs no role's code: a built-in
  * type's cast to text (only a superuser can make a cast between built-in
- * types), else the type's output function through format('%L') (a cast
+ * types), else the type's output function through format('%s') (a cast
  * from a type its owner made would be that owner's code, run as the view's
- * owner; %L keeps NULL apart from every text).
+ * owner), NULL for NULL (format gives it as an empty text; num_nulls tells
+ * NULL from a row whose fields are all NULL, which IS NULL does not).
+ * kappa.verify shows rows with such columns in this text.
  */
 char *
 kappa_text_of(const char *expr, Oid typid)
 {
 	if (typid < FirstNormalObjectId)
 		return psprintf("%s::pg_catalog.text", expr);
-	return psprintf("pg_catalog.format('%%L', %s)", expr);
+	return psprintf("CASE WHEN pg_catalog.num_nulls(%s) OPERATOR(pg_catalog.=) 0"
+					" THEN pg_catalog.format('%%s', %s) END", expr, expr);
 }
 
 /*

@@ -36,6 +36,15 @@
 
 #define AUDIT_CHECK_MS 1000
 
+/*
+ * An audit reads the whole event log, whichever view is due, and any view's
+ * owner may ask for one every microsecond: after an audit that took d
+ * (past the AUDIT_CHECK_MS it may take to see that it ended), the next one
+ * starts no sooner than AUDIT_REST_FACTOR times d after, so that audits
+ * take at most about a tenth of one core, whatever the schedules say.
+ */
+#define AUDIT_REST_FACTOR 9
+
 /* see overdue_handler */
 static TimeoutId overdue_timeout = MAX_TIMEOUTS;
 
@@ -79,6 +88,8 @@ kappa_audit_schedule(void)
 {
 	static TimestampTz last = 0;
 	static BackgroundWorkerHandle *running = NULL;
+	static TimestampTz started = 0;
+	static TimestampTz rest_until = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	BackgroundWorker bgw;
 	pid_t		pid;
@@ -87,8 +98,17 @@ kappa_audit_schedule(void)
 	if (!TimestampDifferenceExceeds(last, now, AUDIT_CHECK_MS))
 		return;
 	last = now;
-	if (running != NULL &&
-		GetBackgroundWorkerPid(running, &pid) != BGWH_STOPPED)
+	if (running != NULL)
+	{
+		if (GetBackgroundWorkerPid(running, &pid) != BGWH_STOPPED)
+			return;
+		pfree(running);
+		running = NULL;
+		/* the audit just seen to have ended */
+		rest_until = now + Max(now - started - AUDIT_CHECK_MS * INT64CONST(1000), 0) *
+			AUDIT_REST_FACTOR;
+	}
+	if (now < rest_until)
 		return;
 
 	if (!kappa_log_job_begin())
@@ -114,9 +134,7 @@ kappa_audit_schedule(void)
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "pg_kappa audit");
 	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	bgw.bgw_notify_pid = 0;
-	if (running)
-		pfree(running);
-	running = NULL;
+	started = now;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &running))
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

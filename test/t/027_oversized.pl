@@ -90,6 +90,12 @@ is($node->safe_psql('postgres',
 	'1', 'the commit record of that transaction counts the one change of small');
 like($node->safe_psql('postgres', q{SELECT kind || '|' || state || '|' || last_error FROM kappa.status WHERE name = 'public.big'}),
 	qr/^capture\|failed\|.*pg_kappa.max_event_bytes/, 'kappa.status shows the failed capture');
+# a role that may not read the table sees the failure, not its reason
+is($node->safe_psql('postgres', q{
+CREATE ROLE oversized_reader;
+SET ROLE oversized_reader;
+SELECT state || '|' || coalesce(last_error, '(hidden)') FROM kappa.status WHERE name = 'public.big';
+}), 'failed|(hidden)', "a failed capture's last error is hidden from who may not read its table");
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.status WHERE name = 'public.small'}),
 	'0', 'an active capture has no status row');
 my $audit = $node->safe_psql('postgres', q{SELECT "check" || '|' || object || '|' || detail FROM kappa.audit()});
