@@ -37,6 +37,12 @@ SELECT "check", object, ok FROM kappa.audit();
 DELETE FROM kappa.event_log WHERE batch_id IN (3, 4);
 INSERT INTO kappa.event_log SELECT * FROM saved WHERE batch_id IN (3, 4);
 SELECT count(*) AS failures FROM kappa.audit();
+-- the newest batch deleted: no later batch names it, but the log's head does
+SELECT max(batch_id) AS last_batch FROM kappa.event_log \gset
+DELETE FROM kappa.event_log WHERE batch_id = :last_batch;
+SELECT "check", object, ok, detail FROM kappa.audit();
+INSERT INTO kappa.event_log SELECT * FROM saved WHERE batch_id = :last_batch;
+SELECT count(*) AS failures FROM kappa.audit();
 -- a view corrupted behind pg_kappa's back
 UPDATE au_sum SET s = s + 1 WHERE odd = 1;
 RESET session_replication_role;

@@ -68,6 +68,54 @@ CREATE TABLE cdp1 PARTITION OF cdp FOR VALUES FROM (0) TO (100);
 INSERT INTO cdp VALUES (1, 10), (2, 20);
 SELECT kappa.capture(source => 'cdp1') IS NOT NULL AS captured;
 ALTER TABLE cdp RENAME COLUMN v TO w;
+-- a change committed just before is logged before the log starts again
+CREATE TABLE cd2 (id int PRIMARY KEY, a int, b text);
+INSERT INTO cd2 VALUES (1, 1, 'x'), (2, 2, 'y');
+SELECT kappa.capture(source => 'cd2') IS NOT NULL AS captured;
+UPDATE cd2 SET a = 10 WHERE id = 1;
+ALTER TABLE cd2 RENAME COLUMN b TO bb;
+UPDATE cd2 SET a = 20 WHERE id = 2;
+SELECT kappa.wait('cd_ids');
+SELECT e->>'kind' AS kind, e->'new' AS new, e ? 'snapshot' AS snapshot
+  FROM kappa.events(tables => '{cd2}') e WHERE e->>'kind' IN ('insert', 'update');
+-- columns dropped or changed through a type, by its owner: the same
+CREATE TYPE cd_level AS ENUM ('low', 'high');
+CREATE TYPE cd_row AS (id int, w int);
+CREATE TABLE cd3 (id int PRIMARY KEY, lvl cd_level);
+CREATE TABLE cd4 OF cd_row (PRIMARY KEY (id));
+INSERT INTO cd3 VALUES (1, 'high');
+INSERT INTO cd4 VALUES (1, 5);
+SELECT kappa.capture(source => 'cd3') IS NOT NULL AS captured, kappa.capture(source => 'cd4') IS NOT NULL AS captured;
+DROP TYPE cd_level CASCADE;
+ALTER TYPE cd_row RENAME ATTRIBUTE w TO ww CASCADE;
+ALTER TYPE cd_row ALTER ATTRIBUTE ww TYPE bigint CASCADE;
+ALTER TYPE cd_row ADD ATTRIBUTE z int CASCADE;
+-- the tables are taken by OID, whatever the command's code does to the
+-- search_path meanwhile
+CREATE FUNCTION cd_switch(int) RETURNS int LANGUAGE plpgsql
+    AS $$BEGIN PERFORM set_config('search_path', 'pg_catalog', false); RETURN $1; END$$;
+ALTER TABLE cd2 DROP COLUMN bb, ADD CONSTRAINT cd2_ck CHECK (cd_switch(id) IS NOT NULL);
+RESET search_path;
+DROP FUNCTION cd_switch(int) CASCADE;
+-- the log spells a table's name alike whatever a session's
+-- quote_all_identifiers says: a capture's snapshot, and its readers
+CREATE TABLE cd_q (id int PRIMARY KEY, v text);
+INSERT INTO cd_q VALUES (1, 'a'), (2, 'b');
+SET quote_all_identifiers = on;
+SELECT kappa.capture(source => 'cd_q') IS NOT NULL AS captured;
+RESET quote_all_identifiers;
+INSERT INTO cd_q VALUES (3, 'c');
+SELECT kappa.wait('cd_ids');
+SELECT DISTINCT unnest(table_names) AS logged_as FROM kappa.event_log
+ WHERE 'cd_q'::regclass = ANY (tables);
+SET quote_all_identifiers = on;
+SELECT count(*) AS inserts FROM kappa.events(tables => '{cd_q}') e WHERE e->>'kind' = 'insert';
+RESET quote_all_identifiers;
+SELECT kappa.create_view(name => 'cd_qv', query => 'SELECT id, v FROM cd_q', replay_from => '0/0');
+SELECT count(*) AS differences FROM kappa.verify('cd_qv');
+SELECT kappa.drop_view('cd_qv');
+SELECT kappa.uncapture('cd_q');
+DROP TABLE cd_q;
 -- not from maintenance code (a derived view's, or a materialized view's)
 CREATE FUNCTION cd_rename() RETURNS int LANGUAGE plpgsql
     AS $$BEGIN ALTER TABLE cd RENAME COLUMN grp TO grp2; RETURN 1; END$$;
@@ -82,4 +130,6 @@ SELECT kappa.drop_view('cd_sum');
 SELECT kappa.drop_view('cd_y');
 SELECT kappa.uncapture('cd');
 SELECT kappa.uncapture('cdp1');
-DROP TABLE cd, cd_plain, cdp;
+SELECT kappa.uncapture('cd2'), kappa.uncapture('cd3'), kappa.uncapture('cd4');
+DROP TABLE cd, cd_plain, cdp, cd2, cd3, cd4;
+DROP TYPE cd_row;

@@ -290,6 +290,12 @@ RESET search_path;
 -- those tables without maintaining indexes it did not make)
 SELECT dg_try(format('CREATE INDEX ON %I.d_0 (id)', :'dg_s'));
 SELECT dg_try(format('CREATE UNIQUE INDEX dg_ix ON %I.g (g)', :'dg_s'));
+-- nor may a table of the role's inherit from one (pg_kappa's statements
+-- would read its rows, and drop it with the view's schema)
+SELECT dg_try(format('CREATE TABLE dg_own.dg_child () INHERITS (%I.d_0)', :'dg_s'));
+CREATE TABLE dg_own.dg_orphan (id int, g int, v int, _kappa_w int);
+SELECT dg_try(format('ALTER TABLE dg_own.dg_orphan INHERIT %I.d_0', :'dg_s'));
+DROP TABLE dg_own.dg_orphan;
 -- the internal schema keeps its name and its owner
 SELECT dg_try(format('ALTER SCHEMA %I RENAME TO dg_moved', :'dg_s'));
 SELECT dg_try(format('ALTER SCHEMA %I OWNER TO CURRENT_USER', :'dg_s'));

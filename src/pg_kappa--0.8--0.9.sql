@@ -743,11 +743,25 @@ ALTER TABLE kappa.views ADD COLUMN query_tree text;
 ALTER TABLE kappa.views ADD COLUMN query_tree_catversion integer;
 
 -- A captured table whose columns a command renames, drops or computes
--- again (ALTER COLUMN ... TYPE, ADD COLUMN with a volatile default) starts
--- its log again with a snapshot, in the command's transaction, as
--- kappa.uncapture then kappa.capture would (src/log/capture_ddl.c):
--- logged changes name their columns as they were, and replay maps them by
--- name.  The first notes the tables rewritten, the second captures again.
+-- again (ALTER COLUMN ... TYPE, ADD COLUMN with a volatile default; also
+-- through another object: DROP TYPE ... CASCADE, ALTER TYPE ... CASCADE)
+-- starts its log again with a snapshot, in the command's transaction, as
+-- kappa.uncapture then kappa.capture would (src/log/capture_ddl.c): logged
+-- changes name their columns as they were, and replay maps them by name.
+-- Before ALTER TABLE of such a column, the table's writers are held off
+-- until the worker has logged what they committed; the tables rewritten and
+-- the columns dropped are noted as the command goes, and the tables are
+-- captured again at its end.
+CREATE FUNCTION kappa.on_capture_ddl_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_capture_ddl_start'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION kappa.on_capture_ddl_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER kappa_capture_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION kappa.on_capture_ddl_start();
+
 CREATE FUNCTION kappa.on_capture_rewrite()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'kappa_on_capture_rewrite'
@@ -757,6 +771,15 @@ REVOKE ALL ON FUNCTION kappa.on_capture_rewrite() FROM PUBLIC;
 CREATE EVENT TRIGGER kappa_capture_rewrite ON table_rewrite
     EXECUTE FUNCTION kappa.on_capture_rewrite();
 
+CREATE FUNCTION kappa.on_capture_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'kappa_on_capture_drop'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION kappa.on_capture_drop() FROM PUBLIC;
+
+CREATE EVENT TRIGGER kappa_capture_drop ON sql_drop
+    EXECUTE FUNCTION kappa.on_capture_drop();
+
 CREATE FUNCTION kappa.on_capture_ddl()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'kappa_on_capture_ddl'
@@ -764,5 +787,145 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION kappa.on_capture_ddl() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_capture_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION kappa.on_capture_ddl();
+
+-- Which tables are captured, and why a capture failed, are the business of
+-- those who may read the table, as a view's catalog row is its readers'
+-- (kappa.status shows a failed capture to everyone, without its error).
+ALTER TABLE kappa.captures ENABLE ROW LEVEL SECURITY;
+CREATE POLICY captures_readable ON kappa.captures FOR SELECT
+    USING (kappa.can_read_view(relid, ARRAY[relid]));
+
+
+-- The chain's head: the id and hash of the last row appended to the event
+-- log, written in the same transaction as the row (src/log/event_log.c).
+-- The next row chains onto it, and kappa.audit compares it with the log's
+-- last row: a row deleted from the end of the log, which no later row
+-- names, shows.  Not dumped: after a restore the log's last row is the
+-- head until the next row is appended.
+CREATE TABLE kappa.event_log_head (batch_id bigint NOT NULL, hash bytea NOT NULL);
+REVOKE ALL ON kappa.event_log_head FROM PUBLIC;
+INSERT INTO kappa.event_log_head (batch_id, hash)
+SELECT batch_id, hash FROM (
+    SELECT batch_id, hash FROM kappa.event_log
+    UNION ALL
+    SELECT last_batch, last_hash FROM kappa.event_log_pruned) h
+ ORDER BY batch_id DESC LIMIT 1;
+CREATE TRIGGER kappa_log_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON kappa.event_log_head FOR EACH STATEMENT EXECUTE FUNCTION kappa.log_guard();
+
+-- As in 0.3, and the log's last row against its head.
+CREATE OR REPLACE FUNCTION kappa.audit_chain(OUT "check" text, OUT object text, OUT ok boolean, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+    prev record;
+    expect_id bigint;
+    expect_hash bytea;
+    last_lsn pg_lsn;
+    recomputed bytea;
+    n bigint := 0;
+    bad bigint := 0;
+    head record;
+BEGIN
+    SELECT p.last_batch + 1, p.last_hash, p.last_lsn INTO expect_id, expect_hash, last_lsn
+      FROM kappa.event_log_pruned p ORDER BY p.last_batch DESC LIMIT 1;
+    IF NOT FOUND THEN
+        expect_id := 1;
+        expect_hash := '\x'::bytea;
+        last_lsn := '0/0';
+    END IF;
+    FOR b IN SELECT * FROM kappa.event_log ORDER BY batch_id LOOP
+        n := n + 1;
+        recomputed := sha256(b.prev_hash ||
+                             convert_to(format('%s|%s|%s|%s|%s|%s|%s|%s|',
+                                               b.batch_id, b.kind, b.first_lsn, b.last_lsn,
+                                               b.txn_count, b.change_count, b.tables, b.table_names)
+                                        || b.events, pg_catalog.getdatabaseencoding()));
+        IF b.batch_id <> expect_id THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := CASE WHEN b.batch_id > expect_id
+                           THEN format('batches %s to %s are missing', expect_id, b.batch_id - 1)
+                           ELSE format('batch %s is out of order (expected batch %s)', b.batch_id, expect_id) END;
+            RETURN NEXT;
+        ELSIF b.prev_hash <> expect_hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'previous hash does not match the hash of the batch before it';
+            RETURN NEXT;
+        END IF;
+        IF recomputed <> b.hash THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'hash does not match the batch''s contents';
+            RETURN NEXT;
+        END IF;
+        IF b.kind = 'restore' AND (b.events <> '' OR b.txn_count <> 0 OR b.change_count <> 0) THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'a restore row carries records';
+            RETURN NEXT;
+        END IF;
+        -- batches follow commit order; a snapshot sits at its capture's LSN
+        IF b.kind = 'batch' AND
+           (b.first_lsn > b.last_lsn OR b.first_lsn < last_lsn OR
+            (b.first_lsn = last_lsn AND b.events LIKE '{"kind":"begin"%')) THEN
+            bad := bad + 1;
+            "check" := 'continuity'; object := 'batch ' || b.batch_id; ok := false;
+            detail := format('batch covers %s to %s but the batches before it reach %s',
+                             b.first_lsn, b.last_lsn, last_lsn);
+            RETURN NEXT;
+        END IF;
+        IF (SELECT count(*) FROM regexp_matches(b.events, '^\{"kind":"commit"', 'gn')) <> b.txn_count
+           AND b.kind = 'batch' THEN
+            bad := bad + 1;
+            "check" := 'chain'; object := 'batch ' || b.batch_id; ok := false;
+            detail := 'transaction count does not match the batch''s records';
+            RETURN NEXT;
+        END IF;
+        expect_id := b.batch_id + 1;
+        expect_hash := b.hash;
+        IF b.kind = 'batch' THEN
+            last_lsn := GREATEST(last_lsn, b.last_lsn);
+        ELSIF b.kind = 'restore' THEN
+            -- WAL positions from here on are the restored database's
+            last_lsn := b.last_lsn;
+        END IF;
+    END LOOP;
+    -- the last row appended, as kept apart from the log: a row deleted
+    -- from the end (or one added after it) shows here
+    SELECT h.batch_id, h.hash INTO head FROM kappa.event_log_head h;
+    IF FOUND AND (head.batch_id <> expect_id - 1 OR head.hash <> expect_hash) THEN
+        bad := bad + 1;
+        "check" := 'chain'; object := 'batch ' || head.batch_id; ok := false;
+        detail := CASE WHEN head.batch_id = expect_id
+                       THEN format('batch %s is missing from the end of the log', expect_id)
+                       WHEN head.batch_id > expect_id
+                       THEN format('batches %s to %s are missing from the end of the log',
+                                   expect_id, head.batch_id)
+                       WHEN head.batch_id < expect_id - 1
+                       THEN format('the log goes on past batch %s, the last one appended',
+                                   head.batch_id)
+                       ELSE format('batch %s is not the one appended', head.batch_id) END;
+        RETURN NEXT;
+    END IF;
+    IF bad = 0 THEN
+        "check" := 'chain'; object := 'event log'; ok := true;
+        detail := format('%s batches, hash chain and LSN order intact', n);
+        RETURN NEXT;
+    END IF;
+    -- a failed capture's log stops short: it is not complete, whatever
+    -- the chain says
+    FOR b IN SELECT * FROM kappa.captures WHERE state = 'failed' ORDER BY name LOOP
+        "check" := 'capture'; object := b.name; ok := false;
+        detail := format('the event log of %s is incomplete: nothing committed from %s on is logged (%s)',
+                         b.name, b.failed_lsn, b.last_error);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION kappa.audit_chain() FROM PUBLIC;

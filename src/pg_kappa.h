@@ -196,6 +196,8 @@ typedef struct KappaWorkerSlot
 	char		last_error[256];
 	int			overdue_view;	/* the worker was killed in this view's code */
 	int			overdue_count;	/* times that happened in a row */
+	int64		audit_chain_us; /* the last audit's check of the log's chain
+								 * took this long (audit.c) */
 } KappaWorkerSlot;
 
 typedef struct KappaShared
@@ -375,6 +377,7 @@ typedef struct KappaLogChunk
 
 extern void kappa_log_chunk_init(KappaLogChunk *chunk);
 extern void kappa_log_name_ambiguous(const char *name);
+extern char *kappa_log_table_name(const char *nspname, const char *relname);
 extern void kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid,
 									  const char *name);
 extern void kappa_log_append(const char *kind, KappaLogChunk *chunk);
@@ -688,7 +691,8 @@ extern void kappa_analyze_view(Oid derived, int id);
  * capture.c
  * ----------
  */
-extern XLogRecPtr kappa_capture_relation(Oid relid, const char *retain_sql);
+extern XLogRecPtr kappa_capture_relation(Oid relid, const char *retain_sql,
+										 bool check_owner);
 
 /* ----------
  * restore.c: after pg_dump and pg_restore

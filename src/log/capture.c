@@ -111,8 +111,8 @@ write_snapshot(Relation rel, XLogRecPtr lsn)
 												  "pg_kappa snapshot",
 												  ALLOCSET_DEFAULT_SIZES);
 	TupleDesc	desc = RelationGetDescr(rel);
-	char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												  RelationGetRelationName(rel));
+	char	   *name = kappa_log_table_name(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel));
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	TableScanDesc scan;
 	HeapTuple	tuple;
@@ -210,17 +210,19 @@ kappa_capture(PG_FUNCTION_ARGS)
 				 errdetail("The snapshot of the table is taken after it is locked."),
 				 errhint("Run it in a READ COMMITTED transaction.")));
 
-	PG_RETURN_LSN(kappa_capture_relation(relid, retain_sql));
+	PG_RETURN_LSN(kappa_capture_relation(relid, retain_sql, true));
 }
 
 /*
  * Capture table relid with retention retain_sql (an interval literal, or
  * NULL), or only set the retention if it is captured already.  Returns the
  * LSN its log starts at.  Must come before the transaction writes anything
- * if the database has no slot yet (kappa_ensure_slot).
+ * if the database has no slot yet (kappa_ensure_slot).  With check_owner,
+ * the current user must own the table (kappa.capture); without, the caller
+ * has made sure the table is to be captured (capture_ddl.c).
  */
 XLogRecPtr
-kappa_capture_relation(Oid relid, const char *retain_sql)
+kappa_capture_relation(Oid relid, const char *retain_sql, bool check_owner)
 {
 	Oid			views_relid = kappa_views_relid();
 	Oid			extowner;
@@ -231,12 +233,12 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 	int64		rows;
 
 	/* nothing of someone else's table is looked at, or locked */
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (check_owner && !pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, kappa_rel_label(relid));
 	rel = relation_open(relid, AccessShareLock);
 	check_capturable(rel);
-	name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-									  RelationGetRelationName(rel));
+	name = kappa_log_table_name(get_namespace_name(RelationGetNamespace(rel)),
+									RelationGetRelationName(rel));
 	extowner = kappa_extension_owner();
 
 	/* as kappa.create_view: the worker must not drop the slot meanwhile */
@@ -309,6 +311,9 @@ kappa_capture_relation(Oid relid, const char *retain_sql)
 	return lsn;
 }
 
+/* How long kappa.uncapture waits for the worker to log what came before */
+#define UNCAPTURE_WAIT_MS 10000
+
 /* kappa.uncapture(source): stop logging a table; its logged events stay. */
 Datum
 kappa_uncapture(PG_FUNCTION_ARGS)
@@ -316,6 +321,8 @@ kappa_uncapture(PG_FUNCTION_ARGS)
 	Oid			relid = kappa_oid_arg(fcinfo, 0, "source");
 	Oid			extowner = kappa_extension_owner();
 	SavedUser	saved;
+	const char *where = psprintf(" FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid",
+								 relid);
 
 	kappa_refuse_in_view_code("kappa.uncapture", false);
 	if (!pg_class_ownercheck(relid, GetUserId()))
@@ -323,13 +330,27 @@ kappa_uncapture(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	kappa_become(extowner, &saved);
-	if (SPI_execute(psprintf("DELETE FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) '%u'::pg_catalog.oid", relid),
-					false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from kappa.captures");
+	if (SPI_execute(psprintf("SELECT 1%s", where), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.captures");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" is not captured", get_rel_name(relid))));
+
+	/*
+	 * What the table's writers committed before is logged first: they are
+	 * held off (a SHARE lock, which the worker's reads do not wait for)
+	 * while the worker gets there.
+	 */
+	LockRelationOid(relid, ShareLock);
+	if (!kappa_wait_processed(GetXLogInsertRecPtr(), UNCAPTURE_WAIT_MS))
+		ereport(WARNING,
+				(errmsg("changes of table \"%s\" committed before may be missing from its event log",
+						get_rel_name(relid)),
+				 errdetail("The apply worker had not logged them within %d seconds.",
+						   UNCAPTURE_WAIT_MS / 1000)));
+	if (SPI_execute(psprintf("DELETE%s", where), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from kappa.captures");
 	kappa_unbecome(&saved);
 	SPI_finish();
 

@@ -172,6 +172,24 @@ kappa_log_chunk_add_table(KappaLogChunk *chunk, Oid relid, const char *name)
 }
 
 /*
+ * The name the log keeps of a table (its rows' table_names, kappa.captures)
+ * and readers look records up by: schema and table quoted as needed,
+ * whatever the session's quote_all_identifiers says, so that a writer and
+ * a reader of the log always spell a name alike.
+ */
+char *
+kappa_log_table_name(const char *nspname, const char *relname)
+{
+	bool		save = quote_all_identifiers;
+	char	   *name;
+
+	quote_all_identifiers = false;
+	name = quote_qualified_identifier(nspname, relname);
+	quote_all_identifiers = save;
+	return name;
+}
+
+/*
  * A log row written before pg_kappa 0.9, which keeps its tables' names
  * apart: a record's name stands for two of its tables, and which one
  * wrote it is not known.  Its readers refuse it rather than guess.
@@ -287,6 +305,15 @@ log_end(void)
 	return isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 }
 
+/* Does the extension have kappa.event_log_head (0.9 and later)? */
+static bool
+log_has_head(void)
+{
+	Oid			nsp = get_namespace_oid("kappa", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("event_log_head", nsp));
+}
+
 static void
 sha256_update(pg_cryptohash_ctx *ctx, const void *data, size_t len)
 {
@@ -316,9 +343,20 @@ kappa_log_append(const char *kind, KappaLogChunk *chunk)
 	Oid			argtypes[11] = {INT8OID, TEXTOID, LSNOID, LSNOID, INT4OID, INT8OID,
 	OIDARRAYOID, TEXTARRAYOID, TEXTOID, BYTEAOID, BYTEAOID};
 	Datum		values[11];
+	bool		head;
 
-	/* the chain's head: the last row, or where pruning left it */
-	if (SPI_execute("SELECT batch_id, hash FROM kappa.event_log ORDER BY batch_id DESC LIMIT 1",
+	/*
+	 * The chain's head: the last row appended, as kappa.event_log_head
+	 * keeps it (so that a row deleted from the end shows as missing from
+	 * the next); without that row (before 0.9, or after a restore, which
+	 * leaves it out), the last row, or where pruning left the chain.
+	 */
+	head = log_has_head();
+	if (head &&
+		SPI_execute("SELECT batch_id, hash FROM kappa.event_log_head", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read kappa.event_log_head");
+	if ((!head || SPI_processed == 0) &&
+		SPI_execute("SELECT batch_id, hash FROM kappa.event_log ORDER BY batch_id DESC LIMIT 1",
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read kappa.event_log");
 	if (SPI_processed == 0 &&
@@ -381,6 +419,16 @@ kappa_log_append(const char *kind, KappaLogChunk *chunk)
 							  11, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not append to kappa.event_log");
 	pfree(DatumGetPointer(values[8]));
+	if (head)
+	{
+		Oid			headtypes[2] = {INT8OID, BYTEAOID};
+		Datum		headvalues[2] = {values[0], values[10]};
+
+		if (SPI_execute("DELETE FROM kappa.event_log_head", false, 0) != SPI_OK_DELETE ||
+			SPI_execute_with_args("INSERT INTO kappa.event_log_head (batch_id, hash) VALUES ($1, $2)",
+								  2, headtypes, headvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write kappa.event_log_head");
+	}
 }
 
 /* Start a new chunk after flushing a full one. */
@@ -695,6 +743,11 @@ write_batch_step(void *arg)
 	hash_destroy(captures);
 }
 
+/* SQL: has capture c's retention passed for log row l? */
+#define RETENTION_PASSED \
+	"(c.retain IS NOT NULL AND c.retain < " KAPPA_MAX_INTERVAL_SQL \
+	" AND l.logged_at < pg_catalog.now() - c.retain)"
+
 /* kappa_log_prune's work: the log's lock, then the oldest rows */
 static void
 prune_step(void *arg)
@@ -702,12 +755,15 @@ prune_step(void *arg)
 	kappa_log_lock();
 
 	/*
-	 * The prefix of rows none of whose tables is still captured without
-	 * a retention that has passed.  Rows before the latest restore row
-	 * name tables by another database's OIDs: their tables are matched
-	 * to captures by name.  The position recorded is that of the rows
-	 * removed since the last restore row among them, and only captures
-	 * of this database's rows are told their log was pruned.
+	 * The prefix of rows each of whose tables is captured with a retention
+	 * that has passed, or dropped.  A table no longer captured keeps its
+	 * logged events (kappa.uncapture), and so the rows after them: capture
+	 * it again with a retention to let them go.  Rows before the latest
+	 * restore row name tables by another database's OIDs: their tables
+	 * are matched to captures by name, and only those captured without a
+	 * passed retention keep them.  The position recorded is that of the
+	 * rows removed since the last restore row among them, and only
+	 * captures of this database's rows are told their log was pruned.
 	 */
 	if (SPI_execute("WITH m AS ("
 					"  SELECT COALESCE(max(batch_id), 0) AS first FROM kappa.event_log"
@@ -716,11 +772,12 @@ prune_step(void *arg)
 					"  SELECT min(l.batch_id) AS first_kept FROM kappa.event_log l, m"
 					"   WHERE EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(l.tables),"
 					"                                     pg_catalog.unnest(l.table_names)) t(relid, name)"
-					"                   JOIN kappa.captures c"
-					"                     ON CASE WHEN l.batch_id >= m.first THEN c.relid = t.relid"
-					"                             ELSE c.name = t.name END"
-					"                  WHERE CASE WHEN c.retain IS NULL OR c.retain >= " KAPPA_MAX_INTERVAL_SQL
-					"                             THEN true ELSE l.logged_at >= pg_catalog.now() - c.retain END)"
+					"                  WHERE CASE WHEN l.batch_id >= m.first"
+					"                        THEN EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = t.relid)"
+					"                             AND NOT EXISTS (SELECT 1 FROM kappa.captures c"
+					"                                              WHERE c.relid = t.relid AND " RETENTION_PASSED ")"
+					"                        ELSE EXISTS (SELECT 1 FROM kappa.captures c"
+					"                                      WHERE c.name = t.name AND NOT " RETENTION_PASSED ") END)"
 					"), gone AS ("
 					"  DELETE FROM kappa.event_log l USING keep"
 					"   WHERE keep.first_kept IS NULL OR l.batch_id < keep.first_kept"
@@ -895,7 +952,7 @@ kappa_log_guard(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "kappa.log_guard: not called by trigger manager");
 	{
-		static const char *const own[] = {"event_log", "event_log_pruned", NULL};
+		static const char *const own[] = {"event_log", "event_log_pruned", "event_log_head", NULL};
 
 		kappa_check_trigger_table(trigdata->tg_relation, "kappa.log_guard", own);
 	}

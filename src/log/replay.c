@@ -187,7 +187,7 @@ record_relid_names(LogCursor *c, const char *schema, const char *table)
 	if (c->last_schema != NULL && strcmp(c->last_schema, schema) == 0 &&
 		strcmp(c->last_table, table) == 0)
 		return c->last_relid;
-	name = quote_qualified_identifier(schema, table);
+	name = kappa_log_table_name(schema, table);
 	for (int i = 0; i < c->ntables; i++)
 	{
 		if (strcmp(c->names[i], name) != 0)

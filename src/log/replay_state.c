@@ -1484,7 +1484,7 @@ record_source(LoadState *ls, JsonCursor *c, const char *schema, int schemalen,
 	json_unescape(c, &ls->buf, schema, schemalen);
 	nsp = pstrdup(ls->buf.data);
 	json_unescape(c, &ls->buf, table, tablelen);
-	name = quote_qualified_identifier(nsp, ls->buf.data);
+	name = kappa_log_table_name(nsp, ls->buf.data);
 	for (int i = 0; i < ls->ntables; i++)
 	{
 		if (strcmp(ls->names[i], name) != 0)

@@ -386,7 +386,7 @@ restore_capture(PendingRow *p, Oid extowner, int64 lower, int64 upper,
 	}
 	kappa_unbecome(&saved);
 
-	lsn = kappa_capture_relation(relid, p->retain ? quote_literal_cstr(p->retain) : "NULL");
+	lsn = kappa_capture_relation(relid, p->retain ? quote_literal_cstr(p->retain) : "NULL", true);
 
 	kappa_become(extowner, &saved);
 	forget_pending(p);

@@ -157,6 +157,45 @@ internal_schema_kept(Node *tree)
 				 errdetail("It holds the internal tables of a derived view, and pg_kappa finds it by its name and drops it with the view.")));
 }
 
+/*
+ * Nor may a table of a role's become an inheritance child of an internal
+ * table: pg_kappa's statements read those tables with their children, and
+ * drop the children with the view's schema.
+ */
+static void
+internal_parents_refused(Node *tree)
+{
+	List	   *parents = NIL;
+	ListCell   *lc;
+
+	if (IsA(tree, CreateStmt))
+		parents = ((CreateStmt *) tree)->inhRelations;
+	else if (IsA(tree, AlterTableStmt))
+	{
+		foreach(lc, ((AlterTableStmt *) tree)->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			if (cmd->subtype == AT_AddInherit && IsA(cmd->def, RangeVar))
+				parents = lappend(parents, cmd->def);
+		}
+	}
+	if (parents == NIL || creating_extension || superuser())
+		return;
+	foreach(lc, parents)
+	{
+		Oid			relid = IsA(lfirst(lc), RangeVar) ?
+			RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true) : InvalidOid;
+
+		if (OidIsValid(relid) && kappa_internal_schema(get_rel_namespace(relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot inherit from relation %s, which belongs to extension pg_kappa",
+							kappa_qualified_name(relid)),
+					 errdetail("It is an internal relation of a derived view, which pg_kappa alone defines.")));
+	}
+}
+
 static void
 internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 						bool readOnlyTree, ProcessUtilityContext context,
@@ -171,6 +210,7 @@ internal_schema_utility(PlannedStmt *pstmt, const char *queryString,
 	Oid			nsp;
 
 	internal_schema_kept(tree);
+	internal_parents_refused(tree);
 
 	switch (nodeTag(tree))
 	{

@@ -1899,6 +1899,26 @@ apply_batch(void)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 	}
+	/*
+	 * The extension dropped (by a transaction of the batch, or one that
+	 * committed meanwhile, which has once kappa.views is locked): nothing
+	 * is left to apply, and the next reload retires the worker.
+	 */
+	views_relid = kappa_views_relid();
+	if (OidIsValid(views_relid))
+	{
+		LockRelationOid(views_relid, AccessShareLock);
+		views_relid = kappa_views_relid();
+	}
+	if (!OidIsValid(views_relid))
+	{
+		if (b->snapshot)
+			UnregisterSnapshot(b->snapshot);
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(batchcxt);
+		views_changed = true;
+		return;
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

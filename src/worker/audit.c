@@ -38,10 +38,12 @@
 
 /*
  * An audit reads the whole event log, whichever view is due, and any view's
- * owner may ask for one every microsecond: after an audit that took d
- * (past the AUDIT_CHECK_MS it may take to see that it ended), the next one
- * starts no sooner than AUDIT_REST_FACTOR times d after, so that audits
- * take at most about a tenth of one core, whatever the schedules say.
+ * owner may ask for one every microsecond: after an audit whose check of
+ * the log's chain took d, the next one starts no sooner than
+ * AUDIT_REST_FACTOR times d after it ended, so that those checks take at
+ * most about a tenth of one core, whatever the schedules say.  (A view's
+ * own verify is that view's cost, paid at its own schedule: it does not
+ * count, nor can a view's slow code hold the others' audits back.)
  */
 #define AUDIT_REST_FACTOR 9
 
@@ -88,9 +90,9 @@ kappa_audit_schedule(void)
 {
 	static TimestampTz last = 0;
 	static BackgroundWorkerHandle *running = NULL;
-	static TimestampTz started = 0;
 	static TimestampTz rest_until = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	KappaWorkerSlot *w;
 	BackgroundWorker bgw;
 	pid_t		pid;
 	bool		due;
@@ -105,8 +107,10 @@ kappa_audit_schedule(void)
 		pfree(running);
 		running = NULL;
 		/* the audit just seen to have ended */
-		rest_until = now + Max(now - started - AUDIT_CHECK_MS * INT64CONST(1000), 0) *
-			AUDIT_REST_FACTOR;
+		LWLockAcquire(KappaShmem->lock, LW_SHARED);
+		w = kappa_worker_slot(MyDatabaseId, false);
+		rest_until = now + (w ? w->audit_chain_us : 0) * AUDIT_REST_FACTOR;
+		LWLockRelease(KappaShmem->lock);
 	}
 	if (now < rest_until)
 		return;
@@ -134,12 +138,24 @@ kappa_audit_schedule(void)
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "pg_kappa audit");
 	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	bgw.bgw_notify_pid = 0;
-	started = now;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &running))
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a pg_kappa audit worker"),
 				 errhint("Raise max_worker_processes.")));
+}
+
+/* Tell the apply worker how long the check of the log's chain took. */
+static void
+chain_checked(TimestampTz started)
+{
+	KappaWorkerSlot *w;
+
+	LWLockAcquire(KappaShmem->lock, LW_EXCLUSIVE);
+	w = kappa_worker_slot(MyDatabaseId, false);
+	if (w != NULL)
+		w->audit_chain_us = GetCurrentTimestamp() - started;
+	LWLockRelease(KappaShmem->lock);
 }
 
 /*
@@ -168,6 +184,7 @@ audit_each_view(void)
 							  " SELECT $1, c.\"check\", c.object, c.ok, c.detail FROM kappa.audit_chain() c",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not audit the event log");
+	chain_checked(started);
 	/*
 	 * The longest unaudited first: a view whose code ended the last audit
 	 * worker (its audit was taken) comes after the others, not before them
@@ -279,6 +296,7 @@ audit_all_at_once(void)
 	bool		isnull;
 	const char *sql;
 	uint64		failures;
+	TimestampTz started = GetCurrentTimestamp();
 
 	audit_begin();
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure('kappa.audit(boolean)') IS NOT NULL",
@@ -290,6 +308,7 @@ audit_all_at_once(void)
 		elog(ERROR, "kappa.audit() failed");
 	failures = SPI_processed;
 	audit_end();
+	chain_checked(started);
 	return failures;
 }
 

@@ -479,8 +479,8 @@ log_line(Relation rel, XLogRecPtr commit_lsn, StringInfo line)
 		kappa_batch->log_lines = tuplestore_begin_heap(false, true, work_mem);
 	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	values[1] = Int64GetDatum((int64) commit_lsn);
-	values[2] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															   RelationGetRelationName(rel)));
+	values[2] = CStringGetTextDatum(kappa_log_table_name(get_namespace_name(RelationGetNamespace(rel)),
+															RelationGetRelationName(rel)));
 	values[3] = PointerGetDatum(cstring_to_text_with_len(line->data, line->len));
 	tuplestore_putvalues(kappa_batch->log_lines, kappa_log_lines_desc(), values, nulls);
 	/* the tuplestore has its own copy: a large record is not kept thrice */
@@ -503,8 +503,8 @@ capture_failed(Relation rel, XLogRecPtr commit_lsn, const char *message)
 
 	f->relid = RelationGetRelid(rel);
 	f->commit_lsn = commit_lsn;
-	f->name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										 RelationGetRelationName(rel));
+	f->name = kappa_log_table_name(get_namespace_name(RelationGetNamespace(rel)),
+										RelationGetRelationName(rel));
 	f->message = pstrdup(message);
 	kappa_batch->log_failures = lappend(kappa_batch->log_failures, f);
 	failed_relid = f->relid;

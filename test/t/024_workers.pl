@@ -59,11 +59,20 @@ $node->safe_psql('postgres', 'INSERT INTO t VALUES (13, 13)');
 is($node->safe_psql('postgres', q{SELECT kappa.wait('tv', timeout => '30s'); SELECT n FROM tv}),
 	"t\n13", 'after a server restart the view is maintained');
 
-# DROP EXTENSION: the worker goes, and so does the slot
-$node->safe_psql('postgres', 'DROP EXTENSION pg_kappa CASCADE');
+# DROP EXTENSION: the worker goes, and so does the slot (with a change of a
+# captured table and of a view's source decoded in the same batch as the
+# DROP: the worker does not fail on the catalog gone)
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+SELECT kappa.capture('t') IS NOT NULL;
+INSERT INTO t VALUES (14, 14);
+DROP EXTENSION pg_kappa CASCADE;
+});
 $node->poll_query_until('postgres', "SELECT count(*) = 0 FROM ($worker_pid) w") or die 'worker did not exit';
 $node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots}) or die 'slot not dropped';
 pass('DROP EXTENSION stops the worker and drops its slot');
+ok(!$node->log_contains(qr/apply worker.*exited with exit code 1|ERROR:  relation "kappa\.views" does not exist/, $log_offset),
+	'the worker exits without an error');
 is($node->safe_psql('postgres', q{SELECT string_agg(nspname, ',') FROM pg_namespace WHERE nspname LIKE 'kappa%'}),
 	'kappa', 'no internal schema is left behind (the extension schema stays, as for any extension)');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM tv}), '1',

@@ -96,6 +96,15 @@ CREATE ROLE oversized_reader;
 SET ROLE oversized_reader;
 SELECT state || '|' || coalesce(last_error, '(hidden)') FROM kappa.status WHERE name = 'public.big';
 }), 'failed|(hidden)', "a failed capture's last error is hidden from who may not read its table");
+is($node->safe_psql('postgres', q{
+SET ROLE oversized_reader;
+SELECT count(*) FROM kappa.captures;
+}), '0', 'nor are the captures of tables it may not read listed to it');
+is($node->safe_psql('postgres', q{
+GRANT SELECT ON big TO oversized_reader;
+SET ROLE oversized_reader;
+SELECT name || '|' || state || '|' || (last_error IS NOT NULL) FROM kappa.captures;
+}), 'public.big|failed|true', 'once it may, they are');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.status WHERE name = 'public.small'}),
 	'0', 'an active capture has no status row');
 my $audit = $node->safe_psql('postgres', q{SELECT "check" || '|' || object || '|' || detail FROM kappa.audit()});

@@ -63,17 +63,20 @@ SELECT count(*) FROM (
      GROUP BY l.batch_id, u.relid HAVING count(DISTINCT u.name) > 1) s}),
 	'0', 'no log row holds one name for two tables, or two names for one');
 
-my $alice = $node->safe_psql('postgres', q{
+# the notes of a table's logged inserts, in order
+sub logged_notes
+{
+	my ($table) = @_;
+	return $node->safe_psql('postgres', qq{
 SELECT string_agg(e->'new'->>'note', ', ' ORDER BY e->'new'->>'note' COLLATE "C")
-  FROM kappa.events(tables => ARRAY['a.orders'::regclass]) e
+  FROM kappa.events(tables => ARRAY['$table'::regclass]) e
  WHERE e->>'kind' = 'insert'});
-is($alice, 'alice 1, alice 2, alice 3 before the rename, alice 4 after the rename',
+}
+is(logged_notes('a.orders'),
+	'alice 1, alice 2, alice 3 before the rename, alice 4 after the rename',
 	"a table's events are its own");
-my $mallory = $node->safe_psql('postgres', q{
-SELECT string_agg(e->'new'->>'note', ', ' ORDER BY e->'new'->>'note' COLLATE "C")
-  FROM kappa.events(tables => ARRAY['m.orders'::regclass]) e
- WHERE e->>'kind' = 'insert'});
-is($mallory, 'FAKE, written by the other table, SECRET of the other table, mallory 1',
+is(logged_notes('m.orders'),
+	'FAKE, written by the other table, SECRET of the other table, mallory 1',
 	"the other table's events are its own");
 
 # a view replayed from each table's log is exact
