@@ -78,6 +78,23 @@ UPDATE cd2 SET a = 20 WHERE id = 2;
 SELECT kappa.wait('cd_ids');
 SELECT e->>'kind' AS kind, e->'new' AS new, e ? 'snapshot' AS snapshot
   FROM kappa.events(tables => '{cd2}') e WHERE e->>'kind' IN ('insert', 'update');
+-- two such commands in one transaction: the second needs no wait (the
+-- table's writers are held off since the first), nor says changes may be
+-- missing
+BEGIN;
+ALTER TABLE cd2 RENAME COLUMN a TO aa;
+ALTER TABLE cd2 ALTER COLUMN aa TYPE bigint;
+COMMIT;
+-- a command after which the table can no longer be captured (its key
+-- dropped): the capture fails, not the command
+CREATE TABLE cd5 (id int PRIMARY KEY, v int);
+INSERT INTO cd5 VALUES (1, 1);
+SELECT kappa.capture(source => 'cd5') IS NOT NULL AS captured;
+ALTER TABLE cd5 DROP COLUMN id;
+SELECT state, last_error FROM kappa.captures WHERE relid = 'cd5'::regclass;
+SELECT kind, name, state FROM kappa.status WHERE name = 'public.cd5';
+SELECT kappa.uncapture('cd5');
+DROP TABLE cd5;
 -- columns dropped or changed through a type, by its owner: the same
 CREATE TYPE cd_level AS ENUM ('low', 'high');
 CREATE TYPE cd_row AS (id int, w int);

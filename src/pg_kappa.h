@@ -695,6 +695,12 @@ extern XLogRecPtr kappa_capture_relation(Oid relid, const char *retain_sql,
 										 bool check_owner);
 
 /* ----------
+ * capture_ddl.c
+ * ----------
+ */
+extern List *kappa_capture_hold_writers(List *relids, int timeout_ms);
+
+/* ----------
  * restore.c: after pg_dump and pg_restore
  * ----------
  */
@@ -732,7 +738,7 @@ extern int64 kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers,
 extern int64 kappa_replay_load(const char *view, List *sources, Oid *targets,
 							   struct Tuplestorestate **stores, TupleDesc *storedescs,
 							   XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
-							   bool *changed, int64 *rows);
+							   bool **reads, bool *changed, int64 *rows);
 extern void kappa_replay_progress_begin(void);
 extern void kappa_replay_progress(const char *view, const char *fmt,...) pg_attribute_printf(2, 3);
 struct shm_mq_handle;

@@ -339,16 +339,13 @@ kappa_uncapture(PG_FUNCTION_ARGS)
 
 	/*
 	 * What the table's writers committed before is logged first: they are
-	 * held off (a SHARE lock, which the worker's reads do not wait for)
-	 * while the worker gets there.
+	 * held off while the worker gets there (capture_ddl.c).
 	 */
-	LockRelationOid(relid, ShareLock);
-	if (!kappa_wait_processed(GetXLogInsertRecPtr(), UNCAPTURE_WAIT_MS))
+	if (kappa_capture_hold_writers(list_make1_oid(relid), UNCAPTURE_WAIT_MS) != NIL)
 		ereport(WARNING,
-				(errmsg("changes of table \"%s\" committed before may be missing from its event log",
-						get_rel_name(relid)),
-				 errdetail("The apply worker had not logged them within %d seconds.",
-						   UNCAPTURE_WAIT_MS / 1000)));
+				(errmsg("changes of table %s committed before may be missing from its event log",
+						kappa_qualified_name(relid)),
+				 errdetail("The apply worker had not logged them.")));
 	if (SPI_execute(psprintf("DELETE%s", where), false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from kappa.captures");
 	kappa_unbecome(&saved);

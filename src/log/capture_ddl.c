@@ -58,8 +58,10 @@
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -76,18 +78,60 @@ PG_FUNCTION_INFO_V1(kappa_on_capture_ddl);
 
 /*
  * Tables whose columns a command of transaction noted_lxid dropped or
- * computed again, in TopTransactionContext; and those the worker had not
- * logged up to the command's start.
+ * computed again, and those the worker had not logged up to a command's
+ * start: NotedTable entries in TopTransactionContext.  Those noted in a
+ * subtransaction that aborts (a command that failed inside an exception
+ * block) are forgotten with it.
  */
+typedef struct NotedTable
+{
+	Oid			relid;
+	SubTransactionId subid;
+} NotedTable;
+
 static List *noted = NIL;
 static List *unlogged = NIL;
+static bool noted_table(List *list, Oid relid);
 static LocalTransactionId noted_lxid = InvalidLocalTransactionId;
+static bool subxact_callback_set = false;
+
+/* Forget the tables noted in an aborted subtransaction. */
+static List *
+forget_subxact(List *list, SubTransactionId subid, SubTransactionId parent, bool aborted)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		NotedTable *t = lfirst(lc);
+
+		if (t->subid != subid)
+			continue;
+		if (aborted)
+			list = foreach_delete_current(list, lc);
+		else
+			t->subid = parent;
+	}
+	return list;
+}
+
+static void
+capture_ddl_subxact(SubXactEvent event, SubTransactionId subid,
+					SubTransactionId parent, void *arg)
+{
+	if (noted_lxid != MyProc->lxid ||
+		(event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB))
+		return;
+	noted = forget_subxact(noted, subid, parent, event == SUBXACT_EVENT_ABORT_SUB);
+	unlogged = forget_subxact(unlogged, subid, parent, event == SUBXACT_EVENT_ABORT_SUB);
+}
 
 /* Note relid in *list, in the transaction's memory. */
 static void
 note_table(List **list, Oid relid)
 {
 	MemoryContext oldcxt;
+	NotedTable *t;
 
 	if (noted_lxid != MyProc->lxid)
 	{
@@ -96,9 +140,35 @@ note_table(List **list, Oid relid)
 		unlogged = NIL;
 		noted_lxid = MyProc->lxid;
 	}
+	if (!subxact_callback_set)
+	{
+		RegisterSubXactCallback(capture_ddl_subxact, NULL);
+		subxact_callback_set = true;
+	}
+	if (noted_table(*list, relid))
+		return;
 	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-	*list = list_append_unique_oid(*list, relid);
+	t = palloc(sizeof(NotedTable));
+	t->relid = relid;
+	t->subid = GetCurrentSubTransactionId();
+	*list = lappend(*list, t);
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Is relid in list (of this transaction)? */
+static bool
+noted_table(List *list, Oid relid)
+{
+	ListCell   *lc;
+
+	if (noted_lxid != MyProc->lxid)
+		return false;
+	foreach(lc, list)
+	{
+		if (((NotedTable *) lfirst(lc))->relid == relid)
+			return true;
+	}
+	return false;
 }
 
 /* The OIDs in the first column of SPI's result, as a list in cxt. */
@@ -154,11 +224,54 @@ captured_among(List *relids)
 	return result;
 }
 
+/* Does this transaction hold the event log's lock (it captured a table)? */
+static bool
+log_locked_by_me(void)
+{
+	Oid			log = kappa_event_log_relid();
+
+	return OidIsValid(log) && CheckRelationOidLockedByMe(log, ShareRowExclusiveLock, true);
+}
+
 /*
- * ddl_command_start of ALTER TABLE that renames, drops, adds or retypes a
- * column: hold off the writers of the captured tables it names (and those
- * below them, unless ONLY), and wait until the worker has logged what they
- * committed before.
+ * Before a capture ends or starts again: hold off the writers of the
+ * captured tables relids (SHARE ROW EXCLUSIVE, which the worker's reads do
+ * not wait for, and which two such commands do not both get: they would
+ * deadlock asking for more), in the order given (a parent before its
+ * children, as ALTER TABLE locks them), and wait until the worker has
+ * logged what they committed.  Tables this transaction already held off
+ * need no wait.  Returns those whose changes may not all be logged: none,
+ * unless the worker could not get there (its wait ran out, or this
+ * transaction holds the log's lock, which the worker waits for).
+ */
+List *
+kappa_capture_hold_writers(List *relids, int timeout_ms)
+{
+	List	   *waiting = NIL;
+	ListCell   *lc;
+
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (!CheckRelationOidLockedByMe(relid, ShareLock, true))
+			waiting = lappend_oid(waiting, relid);
+		LockRelationOid(relid, ShareRowExclusiveLock);
+	}
+	if (waiting == NIL)
+		return NIL;
+	if (!log_locked_by_me() &&
+		kappa_wait_processed(GetXLogInsertRecPtr(), timeout_ms))
+		return NIL;
+	return waiting;
+}
+
+/*
+ * ddl_command_start of ALTER TABLE that renames, drops or retypes a column,
+ * or adds one that may compute the rows again: hold off the writers of the
+ * captured tables it names (and those below them, unless ONLY), as
+ * kappa_capture_hold_writers says.  Only for a table the current user owns:
+ * the command refuses the others, and nothing of theirs is locked before.
  */
 Datum
 kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
@@ -166,7 +279,9 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 	EventTriggerData *trigdata;
 	RangeVar   *relation = NULL;
 	Oid			relid;
-	List	   *relids;
+	List	   *inheritors;
+	List	   *captured;
+	List	   *held = NIL;
 	ListCell   *lc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -174,35 +289,43 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 	trigdata = (EventTriggerData *) fcinfo->context;
 	if (IsA(trigdata->parsetree, AlterTableStmt))
 	{
-		/* the subcommands that may drop a column or compute rows again */
 		foreach(lc, ((AlterTableStmt *) trigdata->parsetree)->cmds)
 		{
-			AlterTableType subtype = lfirst_node(AlterTableCmd, lc)->subtype;
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+			ColumnDef  *def = (cmd->subtype == AT_AddColumn && IsA(cmd->def, ColumnDef)) ?
+				(ColumnDef *) cmd->def : NULL;
 
-			if (subtype == AT_DropColumn || subtype == AT_AlterColumnType ||
-				subtype == AT_AddColumn)
+			/* a column added without a default, nor generated, changes no row */
+			if (cmd->subtype == AT_DropColumn || cmd->subtype == AT_AlterColumnType ||
+				(def != NULL && (def->raw_default != NULL || def->identity != 0 ||
+								 def->generated != 0 || def->constraints != NIL)))
 				relation = ((AlterTableStmt *) trigdata->parsetree)->relation;
 		}
 	}
 	else if (IsA(trigdata->parsetree, RenameStmt) &&
 			 ((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_COLUMN)
 		relation = ((RenameStmt *) trigdata->parsetree)->relation;
-	if (relation == NULL || !kappa_log_available())
+	/* (maintenance code is refused at the end: see kappa_on_capture_ddl) */
+	if (relation == NULL || InSecurityRestrictedOperation() || kappa_in_apply_worker ||
+		!kappa_log_available())
 		PG_RETURN_NULL();
 	relid = RangeVarGetRelid(relation, NoLock, true);
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
 		PG_RETURN_NULL();
-	relids = relation->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
-	relids = captured_among(relids);
-	if (relids == NIL)
+	inheritors = relation->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+	captured = captured_among(inheritors);
+	if (captured == NIL)
 		PG_RETURN_NULL();
 
-	/* (the command locks them anyway; one that fails is no worse off) */
-	foreach(lc, relids)
-		LockRelationOid(lfirst_oid(lc), ShareLock);
-	if (!kappa_wait_processed(GetXLogInsertRecPtr(), CAPTURE_DDL_WAIT_MS))
+	/* the named table first, then the captured ones below it, in order */
+	foreach(lc, inheritors)
 	{
-		foreach(lc, relids)
+		if (lfirst_oid(lc) == relid || list_member_oid(captured, lfirst_oid(lc)))
+			held = lappend_oid(held, lfirst_oid(lc));
+	}
+	foreach(lc, kappa_capture_hold_writers(held, CAPTURE_DDL_WAIT_MS))
+	{
+		if (list_member_oid(captured, lfirst_oid(lc)))
 			note_table(&unlogged, lfirst_oid(lc));
 	}
 	PG_RETURN_NULL();
@@ -271,6 +394,57 @@ kappa_on_capture_drop(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Capture table *arg again, as kappa.uncapture then kappa.capture would:
+ * also a table of another role's, whose column went with a type the
+ * command's role dropped with CASCADE (the snapshot goes to the log, which
+ * shows it only to who may read the table).  Run in a subtransaction.
+ */
+static void
+capture_again(void *arg)
+{
+	Oid			relid = *(Oid *) arg;
+	Oid			argtype = OIDOID;
+	Datum		value = ObjectIdGetDatum(relid);
+	SavedUser	saved;
+	char	   *retain;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute_with_args("DELETE FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) $1"
+							  " RETURNING COALESCE(pg_catalog.quote_literal(retain), 'NULL')",
+							  1, &argtype, &value, NULL, false, 0) != SPI_OK_DELETE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not delete from kappa.captures");
+	retain = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	kappa_unbecome(&saved);
+	(void) kappa_capture_relation(relid, retain, false);
+	SPI_finish();
+}
+
+/* Mark table relid's capture failed, from now on, for why. */
+static void
+capture_failed(Oid relid, const char *why)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(why)};
+	SavedUser	saved;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kappa_become(kappa_extension_owner(), &saved);
+	if (SPI_execute_with_args("UPDATE kappa.captures SET state = 'failed',"
+							  " failed_lsn = pg_catalog.pg_current_wal_insert_lsn(), last_error = $2"
+							  " WHERE relid OPERATOR(pg_catalog.=) $1 AND failed_lsn IS NULL",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update kappa.captures");
+	kappa_unbecome(&saved);
+	SPI_finish();
+	/* tell the worker */
+	CacheInvalidateRelcacheByRelid(kappa_views_relid());
+}
+
+/*
  * ddl_command_end: capture again each captured table (whose capture has not
  * failed) whose columns the command renamed, dropped or computed again.
  */
@@ -280,10 +454,7 @@ kappa_on_capture_ddl(PG_FUNCTION_ARGS)
 	EventTriggerData *trigdata;
 	List	   *relids = NIL;
 	List	   *recapture;
-	List	   *retains = NIL;
 	ListCell   *lc;
-	ListCell   *lc2;
-	SavedUser	saved;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -312,8 +483,10 @@ kappa_on_capture_ddl(PG_FUNCTION_ARGS)
 		/* those dropped since are no concern */
 		foreach(lc, noted)
 		{
-			if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(lc))))
-				relids = lappend_oid(relids, lfirst_oid(lc));
+			Oid			relid = ((NotedTable *) lfirst(lc))->relid;
+
+			if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+				relids = list_append_unique_oid(relids, relid);
 		}
 		noted = NIL;
 	}
@@ -332,49 +505,39 @@ kappa_on_capture_ddl(PG_FUNCTION_ARGS)
 						kappa_qualified_name(linitial_oid(recapture))),
 				 errdetail("Its event log would start again with a snapshot, which a derived view's code, and other maintenance code, may not write.")));
 
-	/* their captures are forgotten, as by kappa.uncapture ... */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	kappa_become(kappa_extension_owner(), &saved);
 	foreach(lc, recapture)
 	{
-		Oid			argtype = OIDOID;
-		Datum		arg = ObjectIdGetDatum(lfirst_oid(lc));
-		MemoryContext oldcxt;
-
-		if (SPI_execute_with_args("DELETE FROM kappa.captures WHERE relid OPERATOR(pg_catalog.=) $1"
-								  " RETURNING COALESCE(pg_catalog.quote_literal(retain), 'NULL')",
-								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE_RETURNING ||
-			SPI_processed != 1)
-			elog(ERROR, "could not delete from kappa.captures");
-		oldcxt = MemoryContextSwitchTo(cxt);
-		retains = lappend(retains, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(oldcxt);
-	}
-	kappa_unbecome(&saved);
-	SPI_finish();
-
-	/*
-	 * ... and they are captured again, with a snapshot of their rows now:
-	 * also a table of another role's, whose column went with a type the
-	 * command's role dropped with CASCADE (the snapshot goes to the log,
-	 * which shows it only to who may read the table).
-	 */
-	forboth(lc, recapture, lc2, retains)
-	{
 		Oid			relid = lfirst_oid(lc);
+		ErrorData  *edata = kappa_try_in_subxact(capture_again, &relid, cxt);
 
-		(void) kappa_capture_relation(relid, (const char *) lfirst(lc2), false);
-		ereport(NOTICE,
-				(errmsg("the event log of table %s starts again with a snapshot",
-						kappa_qualified_name(relid)),
-				 errdetail("Logged changes name the columns as they were when logged, and the command renamed, dropped or computed again a column. A replay from before this point is refused; kappa.captures shows where the log of the table starts.")));
-		if (noted_lxid == MyProc->lxid && list_member_oid(unlogged, relid))
-			ereport(WARNING,
-					(errmsg("changes of table %s committed before the command may be missing from its event log",
+		if (edata == NULL)
+		{
+			ereport(NOTICE,
+					(errmsg("the event log of table %s starts again with a snapshot",
 							kappa_qualified_name(relid)),
-					 errdetail("The apply worker had not logged them within %d seconds; they are in the new snapshot, but not in the log as changes.",
-							   CAPTURE_DDL_WAIT_MS / 1000)));
+					 errdetail("Logged changes name the columns as they were when logged, and the command renamed, dropped or computed again a column. A replay from before this point is refused; kappa.captures shows where the log of the table starts.")));
+			if (noted_table(unlogged, relid))
+				ereport(WARNING,
+						(errmsg("changes of table %s committed before the command may be missing from its event log",
+								kappa_qualified_name(relid)),
+						 errdetail("The apply worker had not logged them; they are in the new snapshot, but not in the log as changes.")));
+			continue;
+		}
+
+		/*
+		 * The table can no longer be captured (its key dropped, say): its
+		 * capture fails, as when a change cannot be logged, rather than the
+		 * command.
+		 */
+		capture_failed(relid, psprintf("the event log could not start again after the columns of the table changed: %s",
+									   edata->message));
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("capture of table %s failed", kappa_qualified_name(relid)),
+				 errdetail("Its event log could not start again after the columns of the table changed: %s",
+						   edata->message),
+				 errhint("Make the table capturable again, then capture it again with kappa.uncapture and kappa.capture.")));
+		FreeErrorData(edata);
 	}
 	PG_RETURN_NULL();
 }

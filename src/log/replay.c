@@ -924,6 +924,27 @@ replay_enr_end(List *sources, Tuplestorestate **stores)
 }
 
 /*
+ * Per source of def, the columns its query reads (NULL: all of them): a
+ * value the log does not hold of another column (an unchanged TOASTed one
+ * of an update that moved its row to another key) may be left NULL, as
+ * engine 2's query never reads it.
+ */
+static bool **
+replay_columns_read(KappaViewDef *def, List *sources)
+{
+	bool	  **reads = palloc0(sizeof(bool *) * list_length(sources));
+
+	for (int i = 0; i < list_length(sources); i++)
+	{
+		Relation	rel = table_open(list_nth_oid(sources, i), AccessShareLock);
+
+		reads[i] = kappa_columns_read(def, i, RelationGetDescr(rel)->natts);
+		table_close(rel, AccessShareLock);
+	}
+	return reads;
+}
+
+/*
  * Fill derived view relid with its contents as of upper, by compaction:
  * the rows each of its sources (list of OIDs, the view's, with lowers[i]
  * where source i's log is read from) held at upper are loaded into engine
@@ -965,6 +986,7 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 	Tuplestorestate **stores = NULL;
 	TupleDesc  *storedescs = NULL;
 	const char **enrnames = NULL;
+	bool	  **reads = NULL;
 
 	kappa_read_view(relid, &v);
 	label = kappa_qualified_name(relid);
@@ -1030,9 +1052,12 @@ kappa_replay_fill(Oid relid, List *sources, XLogRecPtr *lowers, XLogRecPtr upper
 		 * they are not worth a table.
 		 */
 		if (enr)
+		{
 			replay_enr_begin(v.sources, &stores, &storedescs, &enrnames);
+			reads = replay_columns_read(def, v.sources);
+		}
 		changes = kappa_replay_load(label, v.sources, scratch, stores, storedescs,
-									lowers, upper, merge, changed, &rows);
+									lowers, upper, merge, reads, changed, &rows);
 		if (enr)
 			replay_enr_register(v.sources, stores, storedescs);
 		CommandCounterIncrement();

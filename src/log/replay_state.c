@@ -133,6 +133,8 @@
 typedef struct ColumnIn
 {
 	bool		dropped;
+	bool		unread;			/* the view's query does not read it: a
+								 * value the log does not hold is NULL */
 	bool		raw;			/* json or jsonb: the value's JSON text */
 	Oid			direct;			/* text, int2, int4, int8: read without the
 								 * input function; else InvalidOid */
@@ -841,7 +843,8 @@ input_parallel_safe(Oid typid)
 
 /* Everything needed to read the records of source relid into entries. */
 static void
-init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr lower)
+init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr lower,
+			const bool *read)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -865,6 +868,7 @@ init_source(LoadState *ls, SourceState *s, Oid relid, Oid target, XLogRecPtr low
 		col->dropped = att->attisdropped;
 		if (col->dropped)
 			continue;
+		col->unread = read != NULL && !read[a];
 		if (att->atthasmissing)
 		{
 			bool		isnull;
@@ -1441,14 +1445,6 @@ record_entries(LoadState *ls, SourceState *s, const char *kind, bool has_old,
 					s->newn[a] = s->oldn[a];
 					s->unch[a] = false;
 				}
-				else if (moved)
-					ereport(ERROR,
-							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-							 errmsg("could not find the value of unchanged TOASTed column \"%s\" of table \"%s\" in the event log",
-									s->cols[a].name, s->label),
-							 errdetail("An update changed the row's key and left the column's value out of the WAL."),
-							 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
-									 s->label)));
 				else
 					pending = true;
 			}
@@ -2146,7 +2142,7 @@ kappa_replay_read_log(const char *view, int nsrc, Oid *relids,
 	ls.mq = mq;
 	ls.split = split;
 	for (int i = 0; i < nsrc; i++)
-		init_source(&ls, &ls.src[i], relids[i], InvalidOid, lowers[i]);
+		init_source(&ls, &ls.src[i], relids[i], InvalidOid, lowers[i], NULL);
 
 	log_rows_open(&ls);
 	read_log(&ls);
@@ -2873,12 +2869,18 @@ fold_source(LoadState *ls, SourceState *s)
 				{
 					if (!((char *) VARDATA_ANY(marks))[a])
 						continue;
+					if ((!found || !mb->present) && s->cols[a].unread)
+					{
+						entry->tts_values[a] = (Datum) 0;
+						entry->tts_isnull[a] = true;
+						continue;
+					}
 					if (!found || !mb->present)
 						ereport(ERROR,
 								(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 								 errmsg("could not find the value of unchanged TOASTed column \"%s\" of table \"%s\" in the event log",
 										s->cols[a].name, s->label),
-								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row."),
+								 errdetail("An update left the value out of the WAL, and the log holds no earlier image of the row under its key (an update that changed the key has none)."),
 								 errhint("Use ALTER TABLE %s REPLICA IDENTITY FULL, so that updates carry whole rows.",
 										 s->label)));
 					entry->tts_values[a] = mb->slot->tts_values[a];
@@ -2928,7 +2930,7 @@ int64
 kappa_replay_load(const char *view, List *sources, Oid *targets,
 				  Tuplestorestate **stores, TupleDesc *storedescs,
 				  XLogRecPtr *lowers, XLogRecPtr upper, bool merge,
-				  bool *changed, int64 *rows)
+				  bool **reads, bool *changed, int64 *rows)
 {
 	LoadState	ls;
 	MemoryContext oldcxt;
@@ -2938,7 +2940,8 @@ kappa_replay_load(const char *view, List *sources, Oid *targets,
 	{
 		SourceState *s = &ls.src[i];
 
-		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i]);
+		init_source(&ls, s, list_nth_oid(sources, i), targets[i], lowers[i],
+					reads ? reads[i] : NULL);
 		if (stores != NULL)
 		{
 			/*

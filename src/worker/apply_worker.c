@@ -1902,7 +1902,8 @@ apply_batch(void)
 	/*
 	 * The extension dropped (by a transaction of the batch, or one that
 	 * committed meanwhile, which has once kappa.views is locked): nothing
-	 * is left to apply, and the next reload retires the worker.
+	 * is left to apply, and the next reload retires the worker.  (The
+	 * positions the caller then sets mean nothing: the slot goes too.)
 	 */
 	views_relid = kappa_views_relid();
 	if (OidIsValid(views_relid))
