@@ -536,7 +536,7 @@ kappa_on_capture_ddl(PG_FUNCTION_ARGS)
 				 errmsg("capture of table %s failed", kappa_qualified_name(relid)),
 				 errdetail("Its event log could not start again after the columns of the table changed: %s",
 						   edata->message),
-				 errhint("Make the table capturable again, then capture it again with kappa.uncapture and kappa.capture.")));
+				 errhint("Once the cause is gone, capture the table again with kappa.uncapture and kappa.capture.")));
 		FreeErrorData(edata);
 	}
 	PG_RETURN_NULL();
