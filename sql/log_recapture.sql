@@ -104,9 +104,14 @@ INSERT INTO cd3 VALUES (1, 'high');
 INSERT INTO cd4 VALUES (1, 5);
 SELECT kappa.capture(source => 'cd3') IS NOT NULL AS captured, kappa.capture(source => 'cd4') IS NOT NULL AS captured;
 DROP TYPE cd_level CASCADE;
+UPDATE cd4 SET w = 6 WHERE id = 1;
 ALTER TYPE cd_row RENAME ATTRIBUTE w TO ww CASCADE;
 ALTER TYPE cd_row ALTER ATTRIBUTE ww TYPE bigint CASCADE;
 ALTER TYPE cd_row ADD ATTRIBUTE z int CASCADE;
+-- (the update just before ALTER TYPE is logged as a change too)
+SELECT kappa.wait('cd_ids');
+SELECT e->>'kind' AS kind, e->'new' AS new FROM kappa.events(tables => '{cd4}') e
+ WHERE e->>'kind' IN ('insert', 'update');
 -- the tables are taken by OID, whatever the command's code does to the
 -- search_path meanwhile
 CREATE FUNCTION cd_switch(int) RETURNS int LANGUAGE plpgsql

@@ -759,7 +759,7 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION kappa.on_capture_ddl_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_capture_ddl_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE')
     EXECUTE FUNCTION kappa.on_capture_ddl_start();
 
 CREATE FUNCTION kappa.on_capture_rewrite()

@@ -267,10 +267,43 @@ kappa_capture_hold_writers(List *relids, int timeout_ms)
 }
 
 /*
+ * The tables of composite type typrelid (CREATE TABLE ... OF) that the
+ * current user owns: those ALTER TYPE ... CASCADE may change (it refuses
+ * to change another role's).
+ */
+static List *
+typed_tables(Oid typrelid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtype = OIDOID;
+	Datum		arg = ObjectIdGetDatum(typrelid);
+	List	   *relids;
+	List	   *owned = NIL;
+	ListCell   *lc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c, pg_catalog.pg_class t"
+							  " WHERE t.oid OPERATOR(pg_catalog.=) $1"
+							  " AND c.reloftype OPERATOR(pg_catalog.=) t.reltype ORDER BY c.oid",
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_class");
+	relids = result_oids(cxt);
+	SPI_finish();
+	foreach(lc, relids)
+	{
+		if (pg_class_ownercheck(lfirst_oid(lc), GetUserId()))
+			owned = lappend_oid(owned, lfirst_oid(lc));
+	}
+	return owned;
+}
+
+/*
  * ddl_command_start of ALTER TABLE that renames, drops or retypes a column,
  * or adds one that may compute the rows again: hold off the writers of the
  * captured tables it names (and those below them, unless ONLY), as
- * kappa_capture_hold_writers says.  Only for a table the current user owns:
+ * kappa_capture_hold_writers says; for ALTER TYPE of a composite type, of
+ * its tables.  Only for a table the current user owns:
  * the command refuses the others, and nothing of theirs is locked before.
  */
 Datum
@@ -303,7 +336,8 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 		}
 	}
 	else if (IsA(trigdata->parsetree, RenameStmt) &&
-			 ((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_COLUMN)
+			 (((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_COLUMN ||
+			  ((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_ATTRIBUTE))
 		relation = ((RenameStmt *) trigdata->parsetree)->relation;
 	/* (maintenance code is refused at the end: see kappa_on_capture_ddl) */
 	if (relation == NULL || InSecurityRestrictedOperation() || kappa_in_apply_worker ||
@@ -312,7 +346,10 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 	relid = RangeVarGetRelid(relation, NoLock, true);
 	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
 		PG_RETURN_NULL();
-	inheritors = relation->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+		inheritors = typed_tables(relid);	/* ALTER TYPE ... CASCADE */
+	else
+		inheritors = relation->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
 	captured = captured_among(inheritors);
 	if (captured == NIL)
 		PG_RETURN_NULL();
@@ -320,7 +357,8 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 	/* the named table first, then the captured ones below it, in order */
 	foreach(lc, inheritors)
 	{
-		if (lfirst_oid(lc) == relid || list_member_oid(captured, lfirst_oid(lc)))
+		if ((lfirst_oid(lc) == relid && get_rel_relkind(relid) != RELKIND_COMPOSITE_TYPE) ||
+			list_member_oid(captured, lfirst_oid(lc)))
 			held = lappend_oid(held, lfirst_oid(lc));
 	}
 	foreach(lc, kappa_capture_hold_writers(held, CAPTURE_DDL_WAIT_MS))
