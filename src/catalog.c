@@ -675,6 +675,19 @@ kappa_check_sources_unchanged(KappaViewDef *def, List *sources, const char *view
 				 errhint("Drop the view with kappa.drop_view and create it again.")));
 }
 
+/* A List of OIDs as an oid[] datum, for an SPI argument. */
+Datum
+kappa_oid_list_array(List *oids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(oids), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, oids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
 /* An oid[] datum (not null) as a List of OIDs. */
 List *
 kappa_oid_array_list(Datum arr)

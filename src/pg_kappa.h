@@ -670,6 +670,7 @@ extern Oid	kappa_rel_owner(Oid relid);
 extern Oid	kappa_view_owner(Oid relid);
 extern bool kappa_is_derived_table(Oid relid);
 extern List *kappa_oid_array_list(Datum arr);
+extern Datum kappa_oid_list_array(List *oids);
 extern bool kappa_extension_relation(Oid relid);
 extern bool kappa_may_read_view(Oid relid, List *sources);
 extern void kappa_read_view(Oid relid, KappaViewRow *v);

@@ -36,11 +36,13 @@
  * The apply worker logs the changes committed after a capture's start:
  * those of the table committed before the new snapshot and not logged yet
  * would be left out (they are in the snapshot, but not in the log as
- * changes).  So before ALTER TABLE of a captured table (ddl_command_start),
- * writers of the table are held off (SHARE lock, which the worker's reads
- * do not wait for) and the worker is waited for until it has logged
- * everything committed before.  A command that drops or changes columns
- * through another object (DROP TYPE ... CASCADE) has no such wait.
+ * changes).  So before ALTER TABLE of a captured table, or ALTER TYPE ...
+ * CASCADE of a typed table's type (ddl_command_start), the writers of the
+ * table are held off (SHARE ROW EXCLUSIVE, which the worker's reads do not
+ * wait for) and the worker is waited for until it has logged everything
+ * committed before; kappa.uncapture does the same.  A command that drops
+ * columns through another object (DROP TYPE ... CASCADE) has no such
+ * wait.
  *
  * Such a command on a large captured table costs a copy of the table into
  * the log, as kappa.capture does; a NOTICE says so.
@@ -194,10 +196,7 @@ result_oids(MemoryContext cxt)
 static List *
 captured_among(List *relids)
 {
-	List	   *result = NIL;
-	Datum	   *elems;
-	int			n = 0;
-	ListCell   *lc;
+	List	   *result;
 	Oid			argtype = OIDARRAYOID;
 	Datum		arg;
 	SavedUser	saved;
@@ -205,10 +204,7 @@ captured_among(List *relids)
 
 	if (relids == NIL)
 		return NIL;
-	elems = palloc(sizeof(Datum) * list_length(relids));
-	foreach(lc, relids)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	arg = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	arg = kappa_oid_list_array(relids);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -90,17 +90,10 @@ partitions_changed(Oid relid)
 static bool
 under_source(Oid relid)
 {
-	List	   *tables = lcons_oid(relid, get_partition_ancestors(relid));
-	Datum	   *elems = palloc(sizeof(Datum) * list_length(tables));
-	int			n = 0;
-	ListCell   *lc;
-	Datum		arg;
+	Datum		arg = kappa_oid_list_array(lcons_oid(relid, get_partition_ancestors(relid)));
 	SavedUser	saved;
 	bool		found;
 
-	foreach(lc, tables)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	arg = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* every role's views: kappa.views shows a role only its own */
