@@ -145,6 +145,17 @@ notice_slot_wait(void)
 }
 
 /*
+ * Error context of the slot's creation: "all replication slots are in use"
+ * alone does not say that pg_kappa takes one per database.
+ */
+static void
+slot_create_context(void *arg)
+{
+	errcontext("creating replication slot \"%s\", which pg_kappa needs in each database with derived views or captured tables",
+			   (const char *) arg);
+}
+
+/*
  * The database's slot, created on first use.  Creating a logical slot
  * waits for every transaction that has an xid, so this must happen before
  * the calling transaction writes anything.
@@ -154,6 +165,7 @@ kappa_ensure_slot(void)
 {
 	char	   *name = kappa_slot_name(MyDatabaseId);
 	LogicalDecodingContext *ctx;
+	ErrorContextCallback errcb;
 
 	if (SearchNamedReplicationSlot(name, true) != NULL)
 		return;
@@ -175,7 +187,12 @@ kappa_ensure_slot(void)
 
 	CheckLogicalDecodingRequirements();
 	notice_slot_wait();
+	errcb.callback = slot_create_context;
+	errcb.arg = name;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false);
+	error_context_stack = errcb.previous;
 	ctx = CreateInitDecodingContext("pg_kappa", NIL, false, InvalidXLogRecPtr,
 									XL_ROUTINE(.page_read = read_local_xlog_page,
 											   .segment_open = wal_segment_open,

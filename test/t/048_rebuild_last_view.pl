@@ -41,5 +41,28 @@ $node->safe_psql('postgres', q{INSERT INTO o VALUES (31, 1, 31); DELETE FROM o W
 is($node->safe_psql('postgres', q{SELECT kappa.wait('tot', timeout => '60s')}), 't', 'it takes changes again');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM kappa.verify('tot')}), '0', 'exact');
 
+# a database's first view needs a slot of its own: with every slot taken,
+# the error says so
+$node->safe_psql('postgres', q{CREATE DATABASE other});
+$node->safe_psql('other', q{
+CREATE EXTENSION pg_kappa;
+CREATE TABLE t (id int PRIMARY KEY, v int);
+SELECT pg_create_physical_replication_slot('fill_' || i)
+  FROM generate_series(1, current_setting('max_replication_slots')::int
+                          - (SELECT count(*) FROM pg_replication_slots)) i;
+});
+($rc, $out, $err) = $node->psql('other',
+	q{SELECT kappa.create_view('tv', 'SELECT id, v FROM t')});
+isnt($rc, 0, 'no free slot: the first view of a database is refused');
+like($err, qr/all replication slots are in use/, 'with the server\'s message');
+like($err, qr/CONTEXT:  creating replication slot "pg_kappa_\d+", which pg_kappa needs in each database with derived views or captured tables/,
+	'and a context that says pg_kappa takes a slot per database');
+is($node->safe_psql('other', q{SELECT count(*) FROM kappa.views}), '0', 'no view is left behind');
+$node->safe_psql('other', q{SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'fill\_%'});
+$node->safe_psql('other', q{SELECT kappa.create_view('tv', 'SELECT id, v FROM t')});
+$node->safe_psql('other', q{INSERT INTO t VALUES (1, 1)});
+is($node->safe_psql('other', q{SELECT kappa.wait('tv', timeout => '60s') AND (SELECT count(*) FROM tv) = 1}), 't',
+	'with a slot free it is made');
+
 $node->stop('fast');
 done_testing();
