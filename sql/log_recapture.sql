@@ -100,10 +100,21 @@ CREATE TYPE cd_level AS ENUM ('low', 'high');
 CREATE TYPE cd_row AS (id int, w int);
 CREATE TABLE cd3 (id int PRIMARY KEY, lvl cd_level);
 CREATE TABLE cd4 OF cd_row (PRIMARY KEY (id));
+CREATE DOMAIN cd_level_d AS cd_level[];
+CREATE TABLE cd6 (id int PRIMARY KEY, v int, lvls cd_level_d);
 INSERT INTO cd3 VALUES (1, 'high');
 INSERT INTO cd4 VALUES (1, 5);
-SELECT kappa.capture(source => 'cd3') IS NOT NULL AS captured, kappa.capture(source => 'cd4') IS NOT NULL AS captured;
+INSERT INTO cd6 VALUES (1, 1, '{low}');
+SELECT kappa.capture(source => 'cd3') IS NOT NULL AS captured, kappa.capture(source => 'cd4') IS NOT NULL AS captured,
+       kappa.capture(source => 'cd6') IS NOT NULL AS captured;
+-- (updates just before DROP TYPE ... CASCADE are logged as changes, also
+-- of a table whose column is of a domain over the type's array)
+UPDATE cd3 SET id = 2;
+UPDATE cd6 SET v = 2;
 DROP TYPE cd_level CASCADE;
+SELECT kappa.wait('cd_ids');
+SELECT e->>'table' AS tab, e->>'kind' AS kind, e->'new' AS new FROM kappa.events(tables => '{cd3,cd6}') e
+ WHERE e->>'kind' IN ('insert', 'update');
 UPDATE cd4 SET w = 6 WHERE id = 1;
 ALTER TYPE cd_row RENAME ATTRIBUTE w TO ww CASCADE;
 ALTER TYPE cd_row ALTER ATTRIBUTE ww TYPE bigint CASCADE;

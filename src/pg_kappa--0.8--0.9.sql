@@ -748,8 +748,9 @@ ALTER TABLE kappa.views ADD COLUMN query_tree_catversion integer;
 -- starts its log again with a snapshot, in the command's transaction, as
 -- kappa.uncapture then kappa.capture would (src/log/capture_ddl.c): logged
 -- changes name their columns as they were, and replay maps them by name.
--- Before ALTER TABLE of such a column, the table's writers are held off
--- until the worker has logged what they committed; the tables rewritten and
+-- Before ALTER TABLE of such a column (or DROP TYPE, DROP DOMAIN ...
+-- CASCADE that drops one), the table's writers are held off until the
+-- worker has logged what they committed; the tables rewritten and
 -- the columns dropped are noted as the command goes, and the tables are
 -- captured again at its end.
 CREATE FUNCTION kappa.on_capture_ddl_start()
@@ -759,7 +760,7 @@ LANGUAGE C;
 REVOKE ALL ON FUNCTION kappa.on_capture_ddl_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER kappa_capture_ddl_start ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TYPE', 'DROP TYPE', 'DROP DOMAIN')
     EXECUTE FUNCTION kappa.on_capture_ddl_start();
 
 CREATE FUNCTION kappa.on_capture_rewrite()

@@ -40,9 +40,10 @@
  * CASCADE of a typed table's type (ddl_command_start), the writers of the
  * table are held off (SHARE ROW EXCLUSIVE, which the worker's reads do not
  * wait for) and the worker is waited for until it has logged everything
- * committed before; kappa.uncapture does the same.  A command that drops
- * columns through another object (DROP TYPE ... CASCADE) has no such
- * wait.
+ * committed before; so before DROP TYPE or DROP DOMAIN ... CASCADE of a
+ * type the role owns, for the captured tables whose columns it would drop
+ * (found down pg_depend), whoever owns them: the command itself takes
+ * them ACCESS EXCLUSIVE right after.  kappa.uncapture does the same.
  *
  * Such a command on a large captured table costs a copy of the table into
  * the log, as kappa.capture does; a NOTICE says so.
@@ -58,6 +59,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_type.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -295,8 +297,75 @@ typed_tables(Oid typrelid)
 }
 
 /*
+ * The tables with a column that DROP TYPE ... CASCADE of type typid (owned
+ * by the current user) would drop: a column of the type, of a domain over
+ * it, of its array, of a composite type with an attribute of it, and so on
+ * down pg_depend; in OID order.  Also the tables of the type (CREATE TABLE
+ * ... OF), which the command drops whole: holding them off costs nothing
+ * more.
+ */
+static List *
+tables_using_type(Oid typid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtype = OIDOID;
+	Datum		arg = ObjectIdGetDatum(typid);
+	List	   *relids;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("WITH RECURSIVE dep(classid, objid, objsubid) AS ("
+							  " SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, $1, 0"
+							  " UNION"
+							  " SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d, dep"
+							  "  WHERE d.refclassid OPERATOR(pg_catalog.=) dep.classid"
+							  "  AND d.refobjid OPERATOR(pg_catalog.=) dep.objid"
+							  "  AND (dep.objsubid OPERATOR(pg_catalog.=) 0"
+							  "   OR d.refobjsubid OPERATOR(pg_catalog.=) dep.objsubid)"
+							  "  AND d.deptype OPERATOR(pg_catalog.=) ANY ('{n,a,i}'::pg_catalog.\"char\"[]))"
+							  " SELECT DISTINCT c.oid FROM dep, pg_catalog.pg_class c"
+							  " WHERE dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							  " AND c.oid OPERATOR(pg_catalog.=) dep.objid"
+							  " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])"
+							  " ORDER BY c.oid",
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_depend");
+	relids = result_oids(cxt);
+	SPI_finish();
+	return relids;
+}
+
+/*
+ * ddl_command_start of DROP TYPE or DROP DOMAIN ... CASCADE: the captured
+ * tables whose columns it would drop, of the types the current user owns
+ * (the command refuses the others).
+ */
+static List *
+drop_type_tables(DropStmt *stmt)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	if (stmt->behavior != DROP_CASCADE)
+		return NIL;
+	foreach(lc, stmt->objects)
+	{
+		Oid			typid;
+
+		if (!IsA(lfirst(lc), TypeName))
+			continue;
+		typid = LookupTypeNameOid(NULL, lfirst_node(TypeName, lc), true);
+		if (OidIsValid(typid) && pg_type_ownercheck(typid, GetUserId()))
+			relids = list_concat_unique_oid(relids, tables_using_type(typid));
+	}
+	list_sort(relids, list_oid_cmp);
+	return captured_among(relids);
+}
+
+/*
  * ddl_command_start of ALTER TABLE that renames, drops or retypes a column,
- * or adds one that may compute the rows again: hold off the writers of the
+ * or adds one that may compute the rows again (DROP TYPE and DROP DOMAIN:
+ * see drop_type_tables): hold off the writers of the
  * captured tables it names (and those below them, unless ONLY), as
  * kappa_capture_hold_writers says; for ALTER TYPE of a composite type, of
  * its tables.  Only for a table the current user owns:
@@ -335,6 +404,17 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 			 (((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_COLUMN ||
 			  ((RenameStmt *) trigdata->parsetree)->renameType == OBJECT_ATTRIBUTE))
 		relation = ((RenameStmt *) trigdata->parsetree)->relation;
+	else if (IsA(trigdata->parsetree, DropStmt) &&
+			 (((DropStmt *) trigdata->parsetree)->removeType == OBJECT_TYPE ||
+			  ((DropStmt *) trigdata->parsetree)->removeType == OBJECT_DOMAIN) &&
+			 !InSecurityRestrictedOperation() && !kappa_in_apply_worker &&
+			 kappa_log_available())
+	{
+		captured = drop_type_tables((DropStmt *) trigdata->parsetree);
+		foreach(lc, kappa_capture_hold_writers(captured, CAPTURE_DDL_WAIT_MS))
+			note_table(&unlogged, lfirst_oid(lc));
+		PG_RETURN_NULL();
+	}
 	/* (maintenance code is refused at the end: see kappa_on_capture_ddl) */
 	if (relation == NULL || InSecurityRestrictedOperation() || kappa_in_apply_worker ||
 		!kappa_log_available())
