@@ -156,9 +156,41 @@ slot_create_context(void *arg)
 }
 
 /*
+ * Is the slot named name there, and made (not still being created by
+ * another backend, which has not decided yet where it starts)?  *exists
+ * says whether it is there at all.
+ */
+static bool
+slot_made(const char *name, bool *exists)
+{
+	ReplicationSlot *slot;
+	bool		made = false;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(name, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		made = slot->data.persistency == RS_PERSISTENT;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	*exists = slot != NULL;
+	return made;
+}
+
+/*
  * The database's slot, created on first use.  Creating a logical slot
  * waits for every transaction that has an xid, so this must happen before
  * the calling transaction writes anything.
+ *
+ * A slot another backend is creating (the first views of a database made
+ * at once) starts where its creator finds a consistent point, which may be
+ * after this transaction's view is made and after changes committed
+ * since: those would never be decoded for the view, and kappa.wait would
+ * not wait for them.  So wait until it is made; it then starts before
+ * anything this transaction does next.  Should its creation fail, the slot
+ * goes, and this transaction makes it.
  */
 void
 kappa_ensure_slot(void)
@@ -166,8 +198,23 @@ kappa_ensure_slot(void)
 	char	   *name = kappa_slot_name(MyDatabaseId);
 	LogicalDecodingContext *ctx;
 	ErrorContextCallback errcb;
+	bool		exists;
 
-	if (SearchNamedReplicationSlot(name, true) != NULL)
+	while (!slot_made(name, &exists) && exists)
+	{
+		/* its creator waits for transactions with an xid: not for this one */
+		if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the logical replication slot of this database is being created by another session"),
+					 errdetail("The slot waits for every transaction that has written data, this one too, before it is ready."),
+					 errhint("Call this function at the start of its own transaction, or once the other session's kappa.create_view or kappa.capture has returned.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (exists)
 		return;
 
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
