@@ -94,7 +94,6 @@ static bool views_aligned = false;	/* some view of engine 2: align batches */
 /* a slot position to confirm once WAL is flushed up to confirm_after */
 static XLogRecPtr confirm_pending = InvalidXLogRecPtr;
 static XLogRecPtr confirm_after = InvalidXLogRecPtr;
-static List *paused_ids = NIL;
 static XLogRecPtr paused_floor = InvalidXLogRecPtr;
 
 /* the event log, held (see hold_log) */
@@ -431,12 +430,15 @@ hold_slot_at(XLogRecPtr applied)
 /*
  * Publish how far the worker has got (the shared memory lock held): every
  * view has applied everything before processed, the running views
- * everything before running, but those this worker holds while they stay
- * "running" (rewritten after a batch's snapshot, their row locked by
- * another transaction; not retried yet), which hold the slot back at their
- * applied LSN: their waiters must take processed.  They are marked by id,
- * which nothing changes (an owner, say, may change while a view is held).
- * The event log holds everything before logged.
+ * everything before running, but those this worker holds (not retried
+ * yet), which hold the slot back at their applied LSN: their waiters must
+ * take processed.  That is every held view, not only those held while they
+ * stay "running" (rewritten after a batch's snapshot, their row locked by
+ * another transaction): one held as "initializing" becomes "running" again
+ * when its owner builds it again (kappa.alter_view rebuild => true keeps
+ * its id), and the worker goes on holding it until it is retried.  They
+ * are marked by id, which nothing changes (an owner, say, may change while
+ * a view is held).  The event log holds everything before logged.
  */
 static void
 set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
@@ -451,7 +453,7 @@ set_positions(XLogRecPtr processed, XLogRecPtr running, XLogRecPtr logged)
 	{
 		HeldView   *h = lfirst(lc);
 
-		if (!h->held || !h->running)
+		if (!h->held)
 			continue;
 		if (h->id >= 0 && h->id < KAPPA_HELD_IDS)
 			held_ids[h->id / 64] |= UINT64CONST(1) << (h->id % 64);
@@ -508,7 +510,6 @@ static void
 reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 {
 	List	   *sources = NIL;
-	List	   *now_paused = NIL;
 	List	   *captured = NIL;
 	List	   *capture_starts = NIL;
 	bool		resumed = false;
@@ -614,9 +615,22 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		sources = list_append_unique_oid(sources, src);
 		if (vs->engine >= 2)
 			views_aligned = true;
+		/*
+		 * A view held as "initializing" that is "running" now was built
+		 * again meanwhile (kappa.alter_view rebuild => true): nothing is
+		 * wrong with it, retry it at once rather than after its delay.
+		 */
+		if (strcmp(state, "running") == 0 && is_held(id) &&
+			!find_held(id)->running)
+		{
+			HeldView   *h = find_held(id);
+
+			h->running = true;
+			h->timeouts = 0;
+			h->retry_at = GetCurrentTimestamp();
+		}
 		if (strcmp(state, "running") != 0 || is_held(id))
 		{
-			now_paused = list_append_unique_int(now_paused, id);
 			hold_slot_at(applied);
 			if (strcmp(state, "initializing") == 0 && !is_held(id))
 				resumed = true;
@@ -675,8 +689,6 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 	kappa_sink_set_captures(captured, capture_starts);
 	list_free(captured);
 	list_free_deep(capture_starts);
-	list_free(paused_ids);
-	paused_ids = now_paused;
 
 	if (resumed)
 	{
@@ -933,7 +945,6 @@ hold_in_worker(int id, Oid relid, List *sources)
 	h->relid = relid;
 	h->sources = list_copy(sources);
 	h->held = true;
-	paused_ids = list_append_unique_int(paused_ids, id);
 	MemoryContextSwitchTo(oldcxt);
 	return h;
 }
@@ -1155,7 +1166,6 @@ retry_held_views(LogicalDecodingContext *ctx)
 			continue;
 		}
 		h->held = false;
-		paused_ids = list_delete_int(paused_ids, h->id);
 		appendStringInfo(&ids, "%s%d", ids.len > 0 ? ", " : "", h->id);
 	}
 	if (ids.len == 0)
@@ -1954,7 +1964,7 @@ apply_batch(void)
 		XLogRecPtr	applied = DatumGetLSN(SPI_getbinval(views->vals[i], views->tupdesc, 2, &isnull));
 
 		if (DatumGetBool(SPI_getbinval(views->vals[i], views->tupdesc, 4, &isnull)) ||
-			list_member_int(paused_ids, id))
+			is_held(id))
 			hold_slot_at(applied);
 	}
 
@@ -1974,8 +1984,16 @@ apply_batch(void)
 		Oid			owner;
 		TimestampTz t_view;
 
-		if (paused || list_member_int(paused_ids, id) ||
-			applied >= b->last_commit_lsn)
+		/*
+		 * What the view is now, as the batch's snapshot says, not as the
+		 * last reload_views found it: a view not running then may be
+		 * running again since without the worker (kappa.alter_view
+		 * paused => false, rebuild => true makes a paused view running at
+		 * once, from the LSN it was built at).  Skipped, the batch's
+		 * changes would never reach it, since decoding does not start over
+		 * for it.
+		 */
+		if (paused || is_held(id) || applied >= b->last_commit_lsn)
 			continue;
 
 		{
