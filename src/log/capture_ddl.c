@@ -194,6 +194,24 @@ result_oids(MemoryContext cxt)
 	return result;
 }
 
+/* The OIDs query (of one oid parameter, arg) returns, as a list. */
+static List *
+query_oids(const char *query, Oid arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtype = OIDOID;
+	Datum		value = ObjectIdGetDatum(arg);
+	List	   *result;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(query, 1, &argtype, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the catalogs");
+	result = result_oids(cxt);
+	SPI_finish();
+	return result;
+}
+
 /* Those of relids that are captured (and whose capture has not failed). */
 static List *
 captured_among(List *relids)
@@ -272,23 +290,13 @@ kappa_capture_hold_writers(List *relids, int timeout_ms)
 static List *
 typed_tables(Oid typrelid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			argtype = OIDOID;
-	Datum		arg = ObjectIdGetDatum(typrelid);
-	List	   *relids;
 	List	   *owned = NIL;
 	ListCell   *lc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c, pg_catalog.pg_class t"
-							  " WHERE t.oid OPERATOR(pg_catalog.=) $1"
-							  " AND c.reloftype OPERATOR(pg_catalog.=) t.reltype ORDER BY c.oid",
-							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_class");
-	relids = result_oids(cxt);
-	SPI_finish();
-	foreach(lc, relids)
+	foreach(lc, query_oids("SELECT c.oid FROM pg_catalog.pg_class c, pg_catalog.pg_class t"
+						   " WHERE t.oid OPERATOR(pg_catalog.=) $1"
+						   " AND c.reloftype OPERATOR(pg_catalog.=) t.reltype ORDER BY c.oid",
+						   typrelid))
 	{
 		if (pg_class_ownercheck(lfirst_oid(lc), GetUserId()))
 			owned = lappend_oid(owned, lfirst_oid(lc));
@@ -307,32 +315,21 @@ typed_tables(Oid typrelid)
 static List *
 tables_using_type(Oid typid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			argtype = OIDOID;
-	Datum		arg = ObjectIdGetDatum(typid);
-	List	   *relids;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("WITH RECURSIVE dep(classid, objid, objsubid) AS ("
-							  " SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, $1, 0"
-							  " UNION"
-							  " SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d, dep"
-							  "  WHERE d.refclassid OPERATOR(pg_catalog.=) dep.classid"
-							  "  AND d.refobjid OPERATOR(pg_catalog.=) dep.objid"
-							  "  AND (dep.objsubid OPERATOR(pg_catalog.=) 0"
-							  "   OR d.refobjsubid OPERATOR(pg_catalog.=) dep.objsubid)"
-							  "  AND d.deptype OPERATOR(pg_catalog.=) ANY ('{n,a,i}'::pg_catalog.\"char\"[]))"
-							  " SELECT DISTINCT c.oid FROM dep, pg_catalog.pg_class c"
-							  " WHERE dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
-							  " AND c.oid OPERATOR(pg_catalog.=) dep.objid"
-							  " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])"
-							  " ORDER BY c.oid",
-							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_depend");
-	relids = result_oids(cxt);
-	SPI_finish();
-	return relids;
+	return query_oids("WITH RECURSIVE dep(classid, objid, objsubid) AS ("
+					  " SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, $1, 0"
+					  " UNION"
+					  " SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d, dep"
+					  "  WHERE d.refclassid OPERATOR(pg_catalog.=) dep.classid"
+					  "  AND d.refobjid OPERATOR(pg_catalog.=) dep.objid"
+					  "  AND (dep.objsubid OPERATOR(pg_catalog.=) 0"
+					  "   OR d.refobjsubid OPERATOR(pg_catalog.=) dep.objsubid)"
+					  "  AND d.deptype OPERATOR(pg_catalog.=) ANY ('{n,a,i}'::pg_catalog.\"char\"[]))"
+					  " SELECT DISTINCT c.oid FROM dep, pg_catalog.pg_class c"
+					  " WHERE dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					  " AND c.oid OPERATOR(pg_catalog.=) dep.objid"
+					  " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])"
+					  " ORDER BY c.oid",
+					  typid);
 }
 
 /*

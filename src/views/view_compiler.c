@@ -1233,10 +1233,26 @@ kappa_compile_view(const char *sql, int engine)
 	aggregate = query->hasAggs || query->groupClause != NIL;
 	if (aggregate)
 	{
+		List	   *key_exprs = NIL;
+
 		foreach(lc, query->groupClause)
 		{
 			SortGroupClause *sgc = lfirst(lc);
 			TargetEntry *tle = get_sortgroupclause_tle(sgc, query->targetList);
+
+			/*
+			 * The query is kept as text, which names group keys by their
+			 * expressions: read again, two keys of one expression are one,
+			 * and the derived table's key would not be the query's.
+			 */
+			if (list_member(key_exprs, tle->expr))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("derived views cannot group by the same expression twice"),
+						 errdetail("Column \"%s\" repeats a GROUP BY or DISTINCT expression of an earlier column.",
+								   tle->resname),
+						 errhint("Select the expression once, and repeat the column when you read the derived table.")));
+			key_exprs = lappend(key_exprs, tle->expr);
 
 			if (tle->resjunk)
 				ereport(ERROR,

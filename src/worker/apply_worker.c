@@ -549,12 +549,16 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		{
 			bool		isnull;
 			HeldView   *h;
+			MemoryContext oldcxt;
 
 			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
 				continue;
-			h = MemoryContextAllocZero(TopMemoryContext, sizeof(HeldView));
+			/* (the list outlives SPI's memory and the transaction's) */
+			oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+			h = palloc0(sizeof(HeldView));
 			h->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 			held_views = lappend(held_views, h);
+			MemoryContextSwitchTo(oldcxt);
 			catch_up_lsn = GetFlushRecPtr(NULL);
 		}
 		if (SPI_execute("SELECT id, relid, sources FROM kappa.views WHERE state = 'initializing'",

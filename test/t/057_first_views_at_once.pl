@@ -22,24 +22,30 @@ INSERT INTO t1 VALUES (1);
 INSERT INTO t2 VALUES (1);
 });
 
-# With the workers off: a worker started for the first view would queue
-# for a lock on kappa.views that the first view holds, and the second view
-# would queue behind it, which hides the race.
-$node->safe_psql('postgres', q{ALTER SYSTEM SET pg_kappa.enabled = off; SELECT pg_reload_conf()});
-
-# a transaction with an xid holds the slot's creation back
-my $holder = $node->background_psql('postgres');
-$holder->query_safe('BEGIN; INSERT INTO h VALUES (1);');
-
-my $first = $node->background_psql('postgres');
-$first->query_until(qr/first/, q{
+# With the workers off, a transaction with an xid (h's row) holding the
+# slot's creation back, the first view starts making the slot.  (A worker
+# started for the first view would queue for a lock on kappa.views that
+# the first view holds, and the second view would queue behind it, which
+# hides the race.)  Returns the sessions of the holder and the first view.
+sub start_first_view
+{
+	my ($id, $what) = @_;
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET pg_kappa.enabled = off; SELECT pg_reload_conf()});
+	my $holder = $node->background_psql('postgres');
+	$holder->query_safe("BEGIN; INSERT INTO h VALUES ($id);");
+	my $first = $node->background_psql('postgres');
+	$first->query_until(qr/first/, q{
 \echo first
 SET client_min_messages = warning;
 SELECT kappa.create_view('v1', 'SELECT id FROM t1');
 });
-ok($node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
-	'the first view is making the slot');
+	ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
+		$what);
+	return ($holder, $first);
+}
+
+my ($holder, $first) = start_first_view(1, 'the first view is making the slot');
 
 # the second view, and a change right after it, while the slot is made
 my $second = $node->background_psql('postgres');
@@ -79,18 +85,7 @@ $node->safe_psql('postgres', q{SELECT kappa.drop_view('v1'); SELECT kappa.drop_v
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
 	'the slot goes with the last view');
-$node->safe_psql('postgres', q{ALTER SYSTEM SET pg_kappa.enabled = off; SELECT pg_reload_conf()});
-$holder = $node->background_psql('postgres');
-$holder->query_safe('BEGIN; INSERT INTO h VALUES (2);');
-$first = $node->background_psql('postgres');
-$first->query_until(qr/first/, q{
-\echo first
-SET client_min_messages = warning;
-SELECT kappa.create_view('v1', 'SELECT id FROM t1');
-});
-ok($node->poll_query_until('postgres',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'pg\_kappa\_%'}),
-	'the first view is making the slot again');
+($holder, $first) = start_first_view(2, 'the first view is making the slot again');
 my ($rc, $out, $err) = $node->psql('postgres',
 	q{BEGIN; INSERT INTO h VALUES (3); SELECT kappa.create_view('v2', 'SELECT id FROM t2'); COMMIT;});
 like($err, qr/ERROR:  the logical replication slot of this database is being created by another session/,

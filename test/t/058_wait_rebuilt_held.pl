@@ -86,5 +86,29 @@ CALL ${v}_loop(40, NULL);
 		"t\n0", "engine $engine: the view is exact");
 }
 
+# A worker that starts while a view is held ("initializing" with the
+# reason in last_error, as a lock timeout leaves it) clears the reason once
+# the view has caught up; it once kept that note in a list freed with its
+# first transaction, and crashed (the server restarting, over and over).
+my $started = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE r2 IN ACCESS EXCLUSIVE MODE;');
+$node->safe_psql('postgres', 'INSERT INTO r2_src VALUES (2000, 1)');
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'initializing' AND last_error IS NOT NULL FROM kappa.views WHERE name = 'public.r2'"),
+	'a view held after a lock timeout');
+$node->safe_psql('postgres',
+	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_kappa apply worker'});
+$locker->query_safe('COMMIT');
+$locker->quit;
+$node->safe_psql('postgres', 'INSERT INTO r2_src VALUES (2001, 1)');
+is($node->safe_psql('postgres',
+	"SELECT kappa.wait('r2', timeout => '60s'); SELECT count(*) FROM r2 WHERE id >= 2000; SELECT count(*) FROM kappa.verify('r2')"),
+	"t\n2\n0", 'the next worker catches the view up');
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'running' AND last_error IS NULL FROM kappa.views WHERE name = 'public.r2'"),
+	'and clears its last error');
+is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'), $started, 'the server did not restart');
+
 $node->stop('fast');
 done_testing();
