@@ -787,21 +787,34 @@ columns_fit(TupleDesc reldesc, KappaSourceBuffer *buf)
 		if (b->attisdropped || a->attlen != b->attlen || a->attbyval != b->attbyval ||
 			a->attalign != b->attalign)
 		{
+			MemoryContext cxt = GetMemoryChunkContext(buf->values);
+
 			/*
-			 * A column no view reads, given another form by a rewrite
-			 * (int to bigint), is buffered as null all the same, while
-			 * the views are those said before the batch (buffer_row).
+			 * A column given another form by a rewrite (int to bigint)
+			 * that a view reads, as said before the batch: the view must
+			 * be built again.
 			 */
-			if (!b->attisdropped && buf->dropped != NULL && buf->dropped[i] &&
-				!sources_stale)
-			{
-				if (buf->reformed == NULL)
-					buf->reformed = MemoryContextAllocZero(GetMemoryChunkContext(buf->dropped),
-														   sizeof(bool) * buf->srcnatts);
-				buf->reformed[i] = true;
-				continue;
-			}
-			return COLUMNS_CHANGED;
+			if (b->attisdropped ||
+				(!sources_stale && (buf->dropped == NULL || !buf->dropped[i])))
+				return COLUMNS_CHANGED;
+
+			/*
+			 * Else it is buffered as null from then on (buffer_row), and
+			 * counts as left out: a view that reads it after all is applied
+			 * from the WAL decoded again (kappa_check_buffer_columns),
+			 * where it breaks; the others go on.  So also when the views
+			 * changed during the batch (all columns kept since), or had
+			 * when the buffer was laid out, as they have when a worker
+			 * starts: which views read the column is known once the batch
+			 * is applied.
+			 */
+			if (buf->dropped == NULL)
+				buf->dropped = MemoryContextAllocZero(cxt, sizeof(bool) * buf->srcnatts);
+			if (buf->reformed == NULL)
+				buf->reformed = MemoryContextAllocZero(cxt, sizeof(bool) * buf->srcnatts);
+			buf->dropped[i] = true;
+			buf->reformed[i] = true;
+			continue;
 		}
 	}
 	return reldesc->natts > buf->srcnatts ? COLUMNS_ADDED : COLUMNS_SAME;
