@@ -67,8 +67,9 @@ SELECT v FROM rv2 WHERE id = $id;
 	if ($lines[-2] ne 't' || $lines[-1] ne "$round")
 	{
 		$stale++;
-		diag("round $round: kappa.wait returned $lines[-2], the view shows v = $lines[-1] for id $id")
-		  if $stale <= 5;
+		diag("round $round: kappa.wait returned $lines[-2], the view shows v = $lines[-1] for id $id");
+		# (each such round may have waited 60 s: a few say enough)
+		last if $stale >= 3;
 	}
 }
 is($stale, 0, "kappa.wait returned only once the view had the checker's own update ($rounds rounds)");
