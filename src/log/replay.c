@@ -1248,6 +1248,19 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 * read how far it is applied: the rebuilt view ends at the same point,
 	 * so the worker carries on from there.
 	 */
+	/*
+	 * The view may hold changes the event log does not hold yet: while the
+	 * log is held (a transaction that ran kappa.capture keeps its lock past
+	 * pg_kappa.view_lock_timeout), the worker applies batches to the views
+	 * and logs them only once the lock is free.  Rebuilt from the log, the
+	 * view would lose them for good, as the worker goes on from its applied
+	 * LSN.  Every change of its sources up to where the worker has got is
+	 * logged once the log reaches the view's applied LSN (a later change
+	 * would have moved that).  Wait for that before taking the view from
+	 * the worker (as a replay into a new view waits for the log to reach
+	 * its start), then check it again once the view is locked.
+	 */
+	(void) kappa_wait_processed(v.applied, 60000);
 	LockRelationOid(relid, ExclusiveLock);
 	kappa_read_view(relid, &v);
 	upper = v.applied;
@@ -1258,6 +1271,15 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 */
 	if (strcmp(v.state, "running") == 0)
 		upper = Max(upper, kappa_view_processed_lsn(MyDatabaseId, v.id, NULL));
+
+	/* (the worker publishes how far it has logged right after it commits) */
+	if (!kappa_wait_processed(v.applied, 1000))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("the event log is behind derived view \"%s\"", name),
+				 errdetail("The view includes changes committed up to %X/%X that the apply worker has not logged yet.",
+						   LSN_FORMAT_ARGS(v.applied)),
+				 errhint("A transaction that ran kappa.capture and is still open, or prepared, holds the log's lock: replay the view once it has ended.")));
 	lowers = palloc(sizeof(XLogRecPtr) * list_length(v.sources));
 	if (kappa_replay_bounds(name, v.sources, from, upper, lowers))
 		warn_after_snapshot(name, from);

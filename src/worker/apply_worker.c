@@ -530,6 +530,9 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 
 	kappa_engine_reset();
 	paused_floor = InvalidXLogRecPtr;
+	/* the event log, held, holds the slot where it stopped (hold_log) */
+	if (log_held)
+		hold_slot_at(log_held_at);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -2080,7 +2083,19 @@ apply_batch(void)
 
 				kappa_check_row_images(sources, applied, engine >= 2);
 				check_derived_table(relid);
-				rewritten = !view_unchanged(id);
+
+				/*
+				 * Engine 2 reads the live sources with the batch's snapshot,
+				 * which only an aligned batch has: a batch that began while
+				 * the database had no view of engine 2 (one was created, or
+				 * made engine 2 by alter_view, while it was decoded) would
+				 * have it read the sources as they are now, ahead of the
+				 * batch, and count the changes committed since twice (once
+				 * now, once in their own batch).  Held, and retried at once,
+				 * aligned since the reload.
+				 */
+				rewritten = (engine >= 2 && b->snapshot == NULL) ||
+					!view_unchanged(id);
 				rows = -1;
 				if (!rewritten)
 				{
