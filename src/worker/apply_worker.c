@@ -1396,15 +1396,21 @@ vacuum_scratch(void)
 		}
 		PG_CATCH();
 		{
+			/* a view dropped since the list was made: nothing to vacuum */
+			bool		gone = geterrcode() == ERRCODE_UNDEFINED_TABLE ||
+				geterrcode() == ERRCODE_UNDEFINED_SCHEMA;
+
 			HOLD_INTERRUPTS();
 			kappa_statement_timer_off();
-			EmitErrorReport();
+			if (!gone)
+				EmitErrorReport();
 			AbortOutOfAnyTransaction();
 			FlushErrorState();
 			RESUME_INTERRUPTS();
-			ereport(WARNING,
-					(errcode(ERRCODE_WARNING),
-					 errmsg("pg_kappa could not vacuum internal table %s", (char *) lfirst(lc))));
+			if (!gone)
+				ereport(WARNING,
+						(errcode(ERRCODE_WARNING),
+						 errmsg("pg_kappa could not vacuum internal table %s", (char *) lfirst(lc))));
 		}
 		PG_END_TRY();
 	}
