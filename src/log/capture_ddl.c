@@ -382,6 +382,9 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "kappa_on_capture_ddl_start: not fired by an event trigger");
 	trigdata = (EventTriggerData *) fcinfo->context;
+	/* (maintenance code is refused at the end: see kappa_on_capture_ddl) */
+	if (InSecurityRestrictedOperation() || kappa_in_apply_worker || !kappa_log_available())
+		PG_RETURN_NULL();
 	if (IsA(trigdata->parsetree, AlterTableStmt))
 	{
 		foreach(lc, ((AlterTableStmt *) trigdata->parsetree)->cmds)
@@ -403,18 +406,14 @@ kappa_on_capture_ddl_start(PG_FUNCTION_ARGS)
 		relation = ((RenameStmt *) trigdata->parsetree)->relation;
 	else if (IsA(trigdata->parsetree, DropStmt) &&
 			 (((DropStmt *) trigdata->parsetree)->removeType == OBJECT_TYPE ||
-			  ((DropStmt *) trigdata->parsetree)->removeType == OBJECT_DOMAIN) &&
-			 !InSecurityRestrictedOperation() && !kappa_in_apply_worker &&
-			 kappa_log_available())
+			  ((DropStmt *) trigdata->parsetree)->removeType == OBJECT_DOMAIN))
 	{
 		captured = drop_type_tables((DropStmt *) trigdata->parsetree);
 		foreach(lc, kappa_capture_hold_writers(captured, CAPTURE_DDL_WAIT_MS))
 			note_table(&unlogged, lfirst_oid(lc));
 		PG_RETURN_NULL();
 	}
-	/* (maintenance code is refused at the end: see kappa_on_capture_ddl) */
-	if (relation == NULL || InSecurityRestrictedOperation() || kappa_in_apply_worker ||
-		!kappa_log_available())
+	if (relation == NULL)
 		PG_RETURN_NULL();
 	relid = RangeVarGetRelid(relation, NoLock, true);
 	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))

@@ -1244,11 +1244,6 @@ kappa_replay(PG_FUNCTION_ARGS)
 				 errhint("Replay it into a new view with new_name => 'name', or drop it and create it again.")));
 
 	/*
-	 * Keep the worker away from the view (readers are not blocked), then
-	 * read how far it is applied: the rebuilt view ends at the same point,
-	 * so the worker carries on from there.
-	 */
-	/*
 	 * The view may hold changes the event log does not hold yet: while the
 	 * log is held (a transaction that ran kappa.capture keeps its lock past
 	 * pg_kappa.view_lock_timeout), the worker applies batches to the views
@@ -1261,6 +1256,12 @@ kappa_replay(PG_FUNCTION_ARGS)
 	 * its start), then check it again once the view is locked.
 	 */
 	(void) kappa_wait_processed(v.applied, 60000);
+
+	/*
+	 * Keep the worker away from the view (readers are not blocked), then
+	 * read how far it is applied: the rebuilt view ends at the same point,
+	 * so the worker carries on from there.
+	 */
 	LockRelationOid(relid, ExclusiveLock);
 	kappa_read_view(relid, &v);
 	upper = v.applied;

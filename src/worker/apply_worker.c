@@ -627,14 +627,16 @@ reload_views(LogicalDecodingContext *ctx, RepOriginId origin, bool at_start)
 		 * again meanwhile (kappa.alter_view rebuild => true): nothing is
 		 * wrong with it, retry it at once rather than after its delay.
 		 */
-		if (strcmp(state, "running") == 0 && is_held(id) &&
-			!find_held(id)->running)
+		if (strcmp(state, "running") == 0 && is_held(id))
 		{
 			HeldView   *h = find_held(id);
 
-			h->running = true;
-			h->timeouts = 0;
-			h->retry_at = GetCurrentTimestamp();
+			if (!h->running)
+			{
+				h->running = true;
+				h->timeouts = 0;
+				h->retry_at = GetCurrentTimestamp();
+			}
 		}
 		if (strcmp(state, "running") != 0 || is_held(id))
 		{
